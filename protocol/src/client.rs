@@ -1,0 +1,210 @@
+//! A blocking client: connect, handshake, then one request and one response at a time.
+//!
+//! `logdctl` is built on it, and so can be any program that wants a log pipe from logd without
+//! an async runtime.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bytes::BytesMut;
+
+use crate::codec::{self, ProtocolError, MAX_REQUEST_FRAME, MAX_RESPONSE_FRAME};
+use crate::fdpass;
+use crate::message::*;
+
+/// Why a client call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot connect to logd at {path}: {source}")]
+    Connect {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("protocol error talking to logd: {0}")]
+    Protocol(#[from] ProtocolError),
+    /// The daemon refused the request; the message says why.
+    #[error("{}", .0.message)]
+    Server(WireError),
+    #[error("logd closed the connection")]
+    Closed,
+    #[error("logd sent an unexpected answer to {request}: {got}")]
+    Unexpected { request: &'static str, got: String },
+}
+
+/// One connection to logd.
+pub struct Client {
+    sock: UnixStream,
+    buf: BytesMut,
+    fds: Vec<OwnedFd>,
+    welcome: Welcome,
+}
+
+impl Client {
+    /// Connects to the socket at `path` and does the handshake.
+    pub fn connect(path: &Path) -> Result<Self, ClientError> {
+        let sock = UnixStream::connect(path).map_err(|source| ClientError::Connect {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::handshake(sock)
+    }
+
+    /// Does the handshake on an already connected socket.
+    pub fn handshake(sock: UnixStream) -> Result<Self, ClientError> {
+        let mut c = Client {
+            sock,
+            buf: BytesMut::with_capacity(8192),
+            fds: Vec::new(),
+            welcome: Welcome {
+                version: 0,
+                server: String::new(),
+            },
+        };
+        c.send(&Hello::current())?;
+        match c.receive()? {
+            Response::Welcome(w) => c.welcome = w,
+            Response::Error(e) => return Err(e.into()),
+            other => {
+                return Err(ClientError::Unexpected {
+                    request: "Hello",
+                    got: format!("{other:?}"),
+                })
+            }
+        }
+        Ok(c)
+    }
+
+    /// What the daemon said in the handshake.
+    pub fn welcome(&self) -> &Welcome {
+        &self.welcome
+    }
+
+    /// Bounds how long one call may wait for the daemon (None: forever).
+    pub fn set_timeout(&self, t: Option<Duration>) -> std::io::Result<()> {
+        self.sock.set_read_timeout(t)?;
+        self.sock.set_write_timeout(t)
+    }
+
+    /// Sends one request and waits for its response. A [`Response::Error`] becomes
+    /// [`ClientError::Server`]. The fds the response carries are returned with it.
+    pub fn call(&mut self, req: &Request) -> Result<(Response, Vec<OwnedFd>), ClientError> {
+        self.send(req)?;
+        let resp = self.receive()?;
+        if let Response::Error(e) = resp {
+            return Err(e.into());
+        }
+        let n = resp.fd_count();
+        if self.fds.len() != n {
+            let got = self.fds.len();
+            self.fds.clear();
+            return Err(ProtocolError::UnexpectedFds { got, expected: n }.into());
+        }
+        Ok((resp, std::mem::take(&mut self.fds)))
+    }
+
+    /// Opens a log; returns the position at open time and the write end of its pipe.
+    pub fn open_log(
+        &mut self,
+        domain: DomainId,
+        path: &str,
+        flags: OpenFlags,
+    ) -> Result<(Position, OwnedFd), ClientError> {
+        let req = Request::OpenLog {
+            domain,
+            path: path.to_owned(),
+            flags,
+        };
+        match self.call(&req)? {
+            (Response::LogOpened { position }, mut fds) => Ok((position, fds.remove(0))),
+            (other, _) => Err(unexpected(&req, other)),
+        }
+    }
+
+    /// The position of the end of a log, including every byte already written into its pipe.
+    pub fn position(&mut self, path: &str) -> Result<Position, ClientError> {
+        let req = Request::GetPosition {
+            path: path.to_owned(),
+        };
+        match self.call(&req)? {
+            (Response::Position(p), _) => Ok(p),
+            (other, _) => Err(unexpected(&req, other)),
+        }
+    }
+
+    /// Reads up to `max_len` bytes of a log; returns the data, the next position and the gap flag.
+    pub fn read_log(
+        &mut self,
+        path: &str,
+        from: ReadFrom,
+        max_len: u64,
+    ) -> Result<(Vec<u8>, Position, bool), ClientError> {
+        let req = Request::ReadLog {
+            path: path.to_owned(),
+            from,
+            max_len,
+        };
+        match self.call(&req)? {
+            (Response::LogData { data, next, gap }, _) => Ok((data, next, gap)),
+            (other, _) => Err(unexpected(&req, other)),
+        }
+    }
+
+    /// Appends a message to a log; returns the end position after it.
+    pub fn append_log(
+        &mut self,
+        domain: DomainId,
+        path: &str,
+        message: &[u8],
+    ) -> Result<Position, ClientError> {
+        let req = Request::AppendLog {
+            domain,
+            path: path.to_owned(),
+            message: message.to_vec(),
+        };
+        match self.call(&req)? {
+            (Response::Position(p), _) => Ok(p),
+            (other, _) => Err(unexpected(&req, other)),
+        }
+    }
+
+    fn send<T: serde::Serialize>(&mut self, msg: &T) -> Result<(), ClientError> {
+        use std::io::Write;
+        let frame = codec::encode_frame(msg, MAX_REQUEST_FRAME)?;
+        self.sock
+            .write_all(&frame)
+            .map_err(|e| ClientError::Protocol(e.into()))
+    }
+
+    fn receive(&mut self) -> Result<Response, ClientError> {
+        let mut chunk = vec![0u8; 64 * 1024];
+        loop {
+            if let Some(resp) = codec::decode_frame(&mut self.buf, MAX_RESPONSE_FRAME)? {
+                return Ok(resp);
+            }
+            let n = fdpass::recv_with_fds(self.sock.as_fd(), &mut chunk, &mut self.fds)?;
+            if n == 0 {
+                return if self.buf.is_empty() {
+                    Err(ClientError::Closed)
+                } else {
+                    Err(ProtocolError::Truncated(self.buf.len()).into())
+                };
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+}
+
+impl From<WireError> for ClientError {
+    fn from(e: WireError) -> Self {
+        ClientError::Server(e)
+    }
+}
+
+fn unexpected(req: &Request, got: Response) -> ClientError {
+    ClientError::Unexpected {
+        request: req.kind(),
+        got: format!("{got:?}"),
+    }
+}

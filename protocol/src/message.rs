@@ -1,0 +1,268 @@
+//! Request and response types, the handshake, and typed errors.
+//!
+//! Compatibility rule: the layout of [`Hello`] never changes, so any two versions can at least tell
+//! each other that they disagree. Everything else may change with [`PROTOCOL_VERSION`].
+
+use serde::{Deserialize, Serialize};
+pub use uuid::Uuid;
+
+/// The magic bytes at the start of the handshake: a client that is not speaking logd's protocol
+/// (a stray `nc`, an HTTP probe) is told so instead of being misparsed.
+pub const MAGIC: [u8; 4] = *b"LOGD";
+
+/// The protocol version this crate speaks. Bumped on any incompatible change of a message.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Longest accepted domain name or driver name, in bytes.
+pub const MAX_NAME_LEN: usize = 256;
+/// Longest accepted log path, in bytes (PATH_MAX).
+pub const MAX_PATH_LEN: usize = 4096;
+/// Longest message accepted by [`Request::AppendLog`], in bytes.
+pub const MAX_APPEND_LEN: usize = 64 * 1024;
+
+/// The first frame a client sends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    pub magic: [u8; 4],
+    pub version: u32,
+}
+
+impl Hello {
+    /// The hello of this crate's version.
+    pub fn current() -> Self {
+        Hello {
+            magic: MAGIC,
+            version: PROTOCOL_VERSION,
+        }
+    }
+}
+
+/// The daemon's answer to a good [`Hello`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Welcome {
+    pub version: u32,
+    /// The daemon's own version string, for diagnostics.
+    pub server: String,
+}
+
+/// A place in a rotating log: the inode of one of its files and a byte offset in it.
+///
+/// Inodes survive renames, so a position taken on `PATH` stays valid after `PATH` has become
+/// `PATH.0`, until the file is rotated out of existence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Position {
+    pub inode: u64,
+    pub offset: u64,
+}
+
+impl std::fmt::Display for Position {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.inode, self.offset)
+    }
+}
+
+impl std::str::FromStr for Position {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (i, o) = s
+            .split_once(':')
+            .ok_or_else(|| format!("position {s:?} is not INODE:OFFSET"))?;
+        let inode = i
+            .parse()
+            .map_err(|_| format!("bad inode in position {s:?}"))?;
+        let offset = o
+            .parse()
+            .map_err(|_| format!("bad offset in position {s:?}"))?;
+        Ok(Position { inode, offset })
+    }
+}
+
+/// Where a [`Request::ReadLog`] starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReadFrom {
+    /// The first byte still on disk (offset 0 of the oldest backup).
+    Start,
+    /// An exact position, as returned by `GetPosition` or a previous read.
+    Position(Position),
+    /// The last N bytes across all files.
+    Last(u64),
+}
+
+/// Which domain a log belongs to. Domains are keyed by `(driver, uuid)`; the name is for humans.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DomainId {
+    pub driver: String,
+    pub uuid: Uuid,
+    pub name: String,
+}
+
+impl DomainId {
+    /// The namespace of name-derived UUIDs (see [`DomainId::from_name`]).
+    pub const NAME_NAMESPACE: Uuid = Uuid::from_u128(0x6c6f_6764_2d64_6f6d_6169_6e2d_6e61_6d65);
+
+    /// A domain identified by name only: its UUID is derived from driver and name (UUID v5), so the
+    /// same name always means the same domain.
+    pub fn from_name(driver: &str, name: &str) -> Self {
+        let key = format!("{driver}/{name}");
+        DomainId {
+            driver: driver.to_owned(),
+            uuid: Uuid::new_v5(&Self::NAME_NAMESPACE, key.as_bytes()),
+            name: name.to_owned(),
+        }
+    }
+}
+
+/// Options of [`Request::OpenLog`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenFlags {
+    /// Remove the log and its backups before opening.
+    pub truncate: bool,
+}
+
+/// A request from a client. One request gets exactly one [`Response`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    /// Open a log: the daemon creates a pipe, keeps its read end and returns its write end
+    /// (one fd) with [`Response::LogOpened`].
+    OpenLog {
+        domain: DomainId,
+        path: String,
+        flags: OpenFlags,
+    },
+    /// The position of the end of the active file, after draining what is in the pipe.
+    GetPosition { path: String },
+    /// Read up to `max_len` (at most [`crate::MAX_READ_LEN`]) bytes across the rotated files.
+    ReadLog {
+        path: String,
+        from: ReadFrom,
+        max_len: u64,
+    },
+    /// Append a message to a log, open or not.
+    AppendLog {
+        domain: DomainId,
+        path: String,
+        #[serde(with = "serde_bytes")]
+        message: Vec<u8>,
+    },
+}
+
+impl Request {
+    /// A short name for logs and errors.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Request::OpenLog { .. } => "OpenLog",
+            Request::GetPosition { .. } => "GetPosition",
+            Request::ReadLog { .. } => "ReadLog",
+            Request::AppendLog { .. } => "AppendLog",
+        }
+    }
+}
+
+/// The daemon's answer to one request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    /// The handshake succeeded.
+    Welcome(Welcome),
+    /// The log is open; the frame carries one fd, the write end of the log's pipe.
+    /// `position` is the end of the active file at open time.
+    LogOpened { position: Position },
+    /// Answer to `GetPosition` and `AppendLog`: the end of the active file.
+    Position(Position),
+    /// Answer to `ReadLog`. `next` is where the following read should start. `gap` says that the
+    /// requested position had been rotated away, so the data starts at the oldest byte left.
+    LogData {
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+        next: Position,
+        gap: bool,
+    },
+    /// The request failed; see the code.
+    Error(WireError),
+}
+
+impl Response {
+    /// How many fds travel with this response by SCM_RIGHTS.
+    pub fn fd_count(&self) -> usize {
+        match self {
+            Response::LogOpened { .. } => 1,
+            _ => 0,
+        }
+    }
+}
+
+/// A typed error: a stable code for programs, a message for people.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message} ({code:?})")]
+pub struct WireError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl WireError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        WireError {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// Error codes. Their numeric values are part of the protocol (see docs/protocol.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[repr(u16)]
+pub enum ErrorCode {
+    /// The frame could not be decoded.
+    Malformed = 1,
+    /// The length prefix is larger than the limit.
+    FrameTooLarge = 2,
+    /// The handshake's magic or version is not one the daemon speaks.
+    UnsupportedVersion = 3,
+    /// The peer's uid may not use this socket.
+    PermissionDenied = 4,
+    /// The daemon already serves `max_clients` connections.
+    TooManyClients = 5,
+    /// A field is invalid (empty name, bad length, …).
+    InvalidArgument = 6,
+    /// The path lies outside the allowed directories, escapes with `..` or goes through a symlink.
+    PathRefused = 7,
+    /// The log is already open.
+    Busy = 8,
+    /// No such log.
+    NotFound = 9,
+    /// A file-system operation failed.
+    Io = 10,
+    /// The daemon is shutting down.
+    ShuttingDown = 11,
+    /// A bug or an unexpected state in the daemon.
+    Internal = 12,
+    /// A position that does not lie in the log.
+    BadPosition = 13,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn position_round_trips_as_text() {
+        let p = Position {
+            inode: 12,
+            offset: 34,
+        };
+        assert_eq!(p.to_string().parse::<Position>().unwrap(), p);
+        assert!("12".parse::<Position>().is_err());
+        assert!("a:1".parse::<Position>().is_err());
+    }
+
+    #[test]
+    fn name_derived_uuid_is_stable() {
+        assert_eq!(
+            DomainId::from_name("qemu", "vm1").uuid,
+            DomainId::from_name("qemu", "vm1").uuid
+        );
+        assert_ne!(
+            DomainId::from_name("qemu", "vm1").uuid,
+            DomainId::from_name("qemu", "vm2").uuid
+        );
+    }
+}

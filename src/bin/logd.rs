@@ -1,0 +1,63 @@
+//! `logd`: the daemon. See `docs/man/logd.8.md`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use logd::config::{Config, Overrides};
+
+/// Owns the stdio and console streams of virtual machines and caps their logs.
+#[derive(Debug, Parser)]
+#[command(name = "logd", version, about, long_about = None)]
+struct Args {
+    /// TOML configuration file (see logd(8) for the keys).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Listen on this UNIX socket instead of the default.
+    #[arg(long, value_name = "PATH")]
+    socket: Option<PathBuf>,
+    /// Keep logs under this directory instead of the default.
+    #[arg(long, value_name = "DIR")]
+    log_root: Option<PathBuf>,
+    /// More log output: -v for debug, -vv for trace (RUST_LOG overrides).
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    verbose: u8,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let level = match args.verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("logd={level}")));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("logd: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    let cfg = Config::load(
+        args.config.as_deref(),
+        &Overrides {
+            socket: args.socket,
+            log_root: args.log_root,
+        },
+    )
+    .context("configuration")?;
+    logd::daemon::run(cfg).context("logd stopped")?;
+    Ok(())
+}

@@ -1,0 +1,276 @@
+//! `logdctl`: the command-line client of logd. See `docs/man/logdctl.1.md`.
+
+use std::io::Write;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use logd::config;
+use logd_protocol::client::{Client, ClientError};
+use logd_protocol::{DomainId, OpenFlags, Position, ReadFrom, Uuid, MAX_READ_LEN};
+
+/// Talk to logd: capture a command's output into a capped log, append to logs, read them.
+#[derive(Debug, Parser)]
+#[command(name = "logdctl", version, about, long_about = None)]
+struct Args {
+    /// logd's socket [default: /run/logd/logd.sock as root, else $XDG_RUNTIME_DIR/logd/logd.sock]
+    #[arg(long, global = true, env = "LOGD_SOCKET", value_name = "PATH")]
+    socket: Option<PathBuf>,
+    /// Start a daemon if none answers, even as root (a non-root user's default socket always
+    /// gets one started).
+    #[arg(long, global = true, env = "LOGD_AUTOSTART")]
+    autostart: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, clap::Args)]
+struct DomainArgs {
+    /// The domain (guest) name.
+    #[arg(long, value_name = "NAME")]
+    domain: String,
+    /// The domain's UUID [default: derived from driver and name].
+    #[arg(long, value_name = "UUID")]
+    uuid: Option<String>,
+    /// The hypervisor driver.
+    #[arg(long, default_value = "qemu", value_name = "DRIVER")]
+    driver: String,
+}
+
+impl DomainArgs {
+    fn id(&self) -> anyhow::Result<DomainId> {
+        let mut id = DomainId::from_name(&self.driver, &self.domain);
+        if let Some(u) = &self.uuid {
+            id.uuid = Uuid::parse_str(u).with_context(|| format!("invalid UUID {u:?}"))?;
+        }
+        Ok(id)
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Run a command with its stdout and stderr going into a capped log.
+    Run {
+        #[command(flatten)]
+        domain: DomainArgs,
+        /// The log path (relative to logd's log root, or absolute under an allowed directory).
+        #[arg(long, value_name = "PATH")]
+        log: String,
+        /// Remove the log and its backups first.
+        #[arg(long)]
+        truncate: bool,
+        /// The command and its arguments.
+        #[arg(last = true, required = true, value_name = "CMD")]
+        command: Vec<String>,
+    },
+    /// Append a message (a line) to a log, open or not.
+    Append {
+        #[command(flatten)]
+        domain: DomainArgs,
+        #[arg(long, value_name = "PATH")]
+        log: String,
+        /// Do not add a newline at the end of the message.
+        #[arg(short = 'n')]
+        no_newline: bool,
+        message: String,
+    },
+    /// Print the position INODE:OFFSET of the end of a log.
+    Position {
+        #[arg(long, value_name = "PATH")]
+        log: String,
+    },
+    /// Write a log's raw bytes to stdout, oldest first, across rotated files.
+    Read {
+        #[arg(long, value_name = "PATH")]
+        log: String,
+        /// Start at this position (as printed by `position`) [default: the oldest byte].
+        #[arg(long, value_name = "INODE:OFFSET")]
+        from: Option<Position>,
+        /// Read at most this many bytes [default: everything].
+        #[arg(long, value_name = "BYTES", value_parser = parse_size)]
+        max: Option<u64>,
+    },
+    /// Print the last bytes of a log across rotated files.
+    Tail {
+        #[arg(long, value_name = "PATH")]
+        log: String,
+        /// How many bytes (suffixes K, M, G allowed).
+        #[arg(long, default_value = "100KiB", value_parser = parse_size)]
+        bytes: u64,
+        /// Keep printing what is written, across rotations.
+        #[arg(short, long)]
+        follow: bool,
+    },
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    config::parse_size(s)
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("logdctl: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let explicit = args.socket.is_some();
+    let socket = args.socket.clone().unwrap_or_else(config::default_socket);
+    let autostart = args.autostart || (!explicit && !config::is_root());
+    let mut client = connect(&socket, autostart)?;
+    match args.cmd {
+        Cmd::Run {
+            domain,
+            log,
+            truncate,
+            command,
+        } => {
+            let (_, fd) = client.open_log(domain.id()?, &log, OpenFlags { truncate })?;
+            drop(client);
+            // Keep a way to report an exec failure once stderr is the pipe.
+            let err = nix::unistd::dup(std::io::stderr()).context("dup stderr")?;
+            nix::unistd::dup2_stdout(&fd).context("redirect stdout")?;
+            nix::unistd::dup2_stderr(&fd).context("redirect stderr")?;
+            drop(fd);
+            let e = std::process::Command::new(&command[0])
+                .args(&command[1..])
+                .exec();
+            let mut err = std::fs::File::from(err);
+            let _ = writeln!(err, "logdctl: cannot run {:?}: {e}", command[0]);
+            let code = if e.kind() == std::io::ErrorKind::NotFound {
+                127
+            } else {
+                126
+            };
+            Ok(ExitCode::from(code))
+        }
+        Cmd::Append {
+            domain,
+            log,
+            no_newline,
+            message,
+        } => {
+            let mut m = message.into_bytes();
+            if !no_newline && !m.ends_with(b"\n") {
+                m.push(b'\n');
+            }
+            client.append_log(domain.id()?, &log, &m)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Position { log } => {
+            println!("{}", client.position(&log)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Read { log, from, max } => {
+            let from = from.map(ReadFrom::Position).unwrap_or(ReadFrom::Start);
+            copy_out(&mut client, &log, from, max.unwrap_or(u64::MAX))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Tail { log, bytes, follow } => {
+            let mut next = copy_out(&mut client, &log, ReadFrom::Last(bytes), bytes)?;
+            if follow {
+                loop {
+                    std::thread::sleep(Duration::from_millis(200));
+                    next = copy_out(&mut client, &log, ReadFrom::Position(next), u64::MAX)?;
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Copies up to `limit` bytes of a log to stdout, from `from` until no more data comes.
+/// Returns the position after the last byte.
+fn copy_out(
+    client: &mut Client,
+    log: &str,
+    mut from: ReadFrom,
+    limit: u64,
+) -> anyhow::Result<Position> {
+    let mut out = std::io::stdout().lock();
+    let mut left = limit;
+    loop {
+        let want = left.min(MAX_READ_LEN);
+        let (data, next, gap) = client.read_log(log, from, want)?;
+        if gap {
+            eprintln!("logdctl: some of {log} was rotated away before it could be read");
+        }
+        out.write_all(&data).context("writing to stdout")?;
+        left -= data.len() as u64;
+        if data.is_empty() || left == 0 {
+            out.flush().context("writing to stdout")?;
+            return Ok(next);
+        }
+        from = ReadFrom::Position(next);
+    }
+}
+
+/// Connects to logd, starting one first if allowed and none answers.
+fn connect(socket: &Path, autostart: bool) -> anyhow::Result<Client> {
+    match Client::connect(socket) {
+        Ok(c) => return Ok(c),
+        Err(ClientError::Connect { source, .. })
+            if autostart
+                && matches!(
+                    source.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+                ) => {}
+        Err(e) => return Err(e.into()),
+    }
+    start_daemon(socket)?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match Client::connect(socket) {
+            Ok(c) => return Ok(c),
+            Err(ClientError::Connect { .. }) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            Err(e) => return Err(e).context("the logd that logdctl started does not answer"),
+        }
+    }
+}
+
+/// Starts `logd` in the background, in its own session, logging to `logd.log` beside the socket.
+fn start_daemon(socket: &Path) -> anyhow::Result<()> {
+    let exe = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join("logd")))
+        .filter(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from("logd"));
+    let dir = socket.parent().unwrap_or(Path::new("/"));
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let log_path = dir.join("logd.log");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .with_context(|| format!("cannot open {}", log_path.display()))?;
+    let mut cmd = std::process::Command::new(&exe);
+    cmd.arg("--socket")
+        .arg(socket)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .process_group(0);
+    let child = cmd
+        .spawn()
+        .with_context(|| format!("cannot start {}", exe.display()))?;
+    eprintln!(
+        "logdctl: started logd (pid {}) on {}; its own log is {}",
+        child.id(),
+        socket.display(),
+        log_path.display()
+    );
+    if child.id() == 0 {
+        bail!("logd did not start");
+    }
+    Ok(())
+}

@@ -1,0 +1,290 @@
+//! Daemon configuration: built-in defaults, an optional TOML file, then command-line overrides.
+//!
+//! Defaults need no file at all: as root the socket is `/run/logd/logd.sock` and logs go under
+//! `/var/log/logd`; as any other user the socket lives in `$XDG_RUNTIME_DIR/logd/` (or
+//! `/tmp/logd-$UID/`) and logs under `$XDG_STATE_HOME/logd` (or `~/.local/state/logd`).
+//! An unknown key or a bad value stops start-up with a message that names the key.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::rotate::RotateConfig;
+
+/// Smallest accepted `max_size`: below this a log would rotate on nearly every write.
+pub const MIN_MAX_SIZE: u64 = 4096;
+/// Largest accepted `max_backups`.
+pub const MAX_MAX_BACKUPS: u32 = 1000;
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
+    #[error("invalid value for `{key}`: {reason}")]
+    Invalid { key: &'static str, reason: String },
+    #[error("cannot find a home directory: set HOME or XDG_STATE_HOME, or pass --log-root")]
+    NoHome,
+}
+
+/// The settings the daemon runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The main socket.
+    pub socket: PathBuf,
+    /// Relative log paths resolve under this directory; absolute ones must lie under it or
+    /// under one of `allowed_dirs`.
+    pub log_root: PathBuf,
+    pub allowed_dirs: Vec<PathBuf>,
+    pub rotate: RotateConfig,
+    /// The most connections served at once; more are refused with an error.
+    pub max_clients: usize,
+    /// Worker threads (actix arbiters) that domains are spread over; default: one per core.
+    pub workers: usize,
+}
+
+/// The file's keys, all optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    socket: Option<PathBuf>,
+    log_root: Option<PathBuf>,
+    allowed_dirs: Option<Vec<PathBuf>>,
+    max_size: Option<SizeValue>,
+    max_backups: Option<u32>,
+    max_clients: Option<usize>,
+    workers: Option<usize>,
+}
+
+/// A size written as a number of bytes or a string such as `"2 MiB"`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum SizeValue {
+    Bytes(u64),
+    Text(String),
+}
+
+/// Overrides from the command line.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub socket: Option<PathBuf>,
+    pub log_root: Option<PathBuf>,
+}
+
+/// Whether the daemon runs as root (system mode) or as a user (session mode).
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// The default main socket for this user.
+pub fn default_socket() -> PathBuf {
+    runtime_dir().join("logd.sock")
+}
+
+/// The directory of the default socket: `/run/logd` as root, else `$XDG_RUNTIME_DIR/logd` or
+/// `/tmp/logd-$UID`.
+pub fn runtime_dir() -> PathBuf {
+    if is_root() {
+        return PathBuf::from("/run/logd");
+    }
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(d) if !d.is_empty() => PathBuf::from(d).join("logd"),
+        _ => PathBuf::from(format!("/tmp/logd-{}", nix::unistd::geteuid())),
+    }
+}
+
+/// The default log root for this user.
+pub fn default_log_root() -> Result<PathBuf, ConfigError> {
+    if is_root() {
+        return Ok(PathBuf::from("/var/log/logd"));
+    }
+    if let Some(d) = std::env::var_os("XDG_STATE_HOME").filter(|d| !d.is_empty()) {
+        return Ok(PathBuf::from(d).join("logd"));
+    }
+    let home = std::env::var_os("HOME")
+        .filter(|d| !d.is_empty())
+        .ok_or(ConfigError::NoHome)?;
+    Ok(PathBuf::from(home).join(".local/state/logd"))
+}
+
+/// Parses a size: a plain number of bytes, or a number with a unit (`K`, `KiB`, `KB`, `M`, `MiB`,
+/// `G`, `GiB`; all binary, case-insensitive), with optional space in between.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size such as 65536, \"64 KiB\" or \"2 MiB\""))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        other => return Err(format!("unknown size unit {other:?} in {text:?}")),
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("size {text:?} is too large"))
+}
+
+impl Config {
+    /// Loads the configuration: defaults, then `file` if given, then `over`.
+    pub fn load(file: Option<&Path>, over: &Overrides) -> Result<Config, ConfigError> {
+        let fc = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                toml::from_str::<FileConfig>(&text).map_err(|source| ConfigError::Parse {
+                    path: path.to_owned(),
+                    source: Box::new(source),
+                })?
+            }
+            None => FileConfig::default(),
+        };
+        let defaults = RotateConfig::default();
+        let max_size = match fc.max_size {
+            None => defaults.max_size,
+            Some(SizeValue::Bytes(n)) => n,
+            Some(SizeValue::Text(t)) => parse_size(&t).map_err(|reason| ConfigError::Invalid {
+                key: "max_size",
+                reason,
+            })?,
+        };
+        if max_size < MIN_MAX_SIZE {
+            return Err(ConfigError::Invalid {
+                key: "max_size",
+                reason: format!("{max_size} bytes is below the minimum of {MIN_MAX_SIZE}"),
+            });
+        }
+        let max_backups = fc.max_backups.unwrap_or(defaults.max_backups);
+        if max_backups > MAX_MAX_BACKUPS {
+            return Err(ConfigError::Invalid {
+                key: "max_backups",
+                reason: format!("{max_backups} is above the maximum of {MAX_MAX_BACKUPS}"),
+            });
+        }
+        let max_clients = fc.max_clients.unwrap_or(1024);
+        if max_clients == 0 {
+            return Err(ConfigError::Invalid {
+                key: "max_clients",
+                reason: "must be at least 1".into(),
+            });
+        }
+        let workers = fc.workers.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        });
+        if workers == 0 || workers > 1024 {
+            return Err(ConfigError::Invalid {
+                key: "workers",
+                reason: format!("{workers} is not between 1 and 1024"),
+            });
+        }
+        let socket = match over.socket.clone().or(fc.socket) {
+            Some(s) => s,
+            None => default_socket(),
+        };
+        let log_root = match over.log_root.clone().or(fc.log_root) {
+            Some(r) => r,
+            None => default_log_root()?,
+        };
+        let log_root = absolute("log_root", &log_root)?;
+        let allowed_dirs = fc
+            .allowed_dirs
+            .unwrap_or_default()
+            .iter()
+            .map(|d| absolute("allowed_dirs", d))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Config {
+            socket: absolute("socket", &socket)?,
+            log_root,
+            allowed_dirs,
+            rotate: RotateConfig {
+                max_size,
+                max_backups,
+            },
+            max_clients,
+            workers,
+        })
+    }
+}
+
+/// Makes a configured path absolute (relative to the current directory) and lexically clean.
+fn absolute(key: &'static str, p: &Path) -> Result<PathBuf, ConfigError> {
+    let p = std::path::absolute(p).map_err(|e| ConfigError::Invalid {
+        key,
+        reason: format!("{}: {e}", p.display()),
+    })?;
+    crate::paths::normalize(&p).ok_or_else(|| ConfigError::Invalid {
+        key,
+        reason: format!("{} escapes the root with `..`", p.display()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_size("65536"), Ok(65536));
+        assert_eq!(parse_size("64 KiB"), Ok(65536));
+        assert_eq!(parse_size("2MiB"), Ok(2 << 20));
+        assert_eq!(parse_size("1 g"), Ok(1 << 30));
+        assert!(parse_size("2 parsecs").is_err());
+        assert!(parse_size("").is_err());
+        assert!(parse_size("99999999999999999999 GiB").is_err());
+    }
+
+    fn load_text(text: &str) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("logd.toml");
+        std::fs::write(&f, text).unwrap();
+        Config::load(
+            Some(&f),
+            &Overrides {
+                socket: Some(dir.path().join("s")),
+                log_root: Some(dir.path().join("logs")),
+            },
+        )
+    }
+
+    #[test]
+    fn file_values_apply() {
+        let c = load_text("max_size = \"64 KiB\"\nmax_backups = 2\nmax_clients = 7\n").unwrap();
+        assert_eq!(c.rotate.max_size, 65536);
+        assert_eq!(c.rotate.max_backups, 2);
+        assert_eq!(c.max_clients, 7);
+        let c = load_text("max_size = 8192\n").unwrap();
+        assert_eq!(c.rotate.max_size, 8192);
+    }
+
+    #[test]
+    fn unknown_key_names_the_key() {
+        let e = load_text("max_sise = 1\n").unwrap_err().to_string();
+        assert!(e.contains("max_sise"), "{e}");
+    }
+
+    #[test]
+    fn bad_value_names_the_key() {
+        let e = load_text("max_size = \"lots\"\n").unwrap_err().to_string();
+        assert!(e.contains("max_size"), "{e}");
+        let e = load_text("max_size = 10\n").unwrap_err().to_string();
+        assert!(e.contains("max_size"), "{e}");
+        let e = load_text("max_backups = \"x\"\n").unwrap_err().to_string();
+        assert!(e.contains("max_backups"), "{e}");
+        let e = load_text("max_clients = 0\n").unwrap_err().to_string();
+        assert!(e.contains("max_clients"), "{e}");
+    }
+}

@@ -1,0 +1,140 @@
+//! Start-up and shutdown: the wiring of the actors, the socket and the signals.
+//!
+//! Threads: the main thread runs the actix System arbiter (the registry, the accept loop and the
+//! connections); `workers` arbiters (one per core by default) run the domain actors, spread
+//! round-robin. SIGTERM or SIGINT stops accepting, has every domain drain its pipes into its
+//! files, and exits 0.
+
+use std::io::ErrorKind;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use actix_rt::{Arbiter, System};
+use tokio::net::UnixListener;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::{watch, Semaphore};
+
+use crate::config::Config;
+use crate::paths::PathPolicy;
+use crate::registry::{self, Registry};
+use crate::server::{self, Shared};
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("cannot create directory {path}: {source}")]
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("another logd is already listening on {0}")]
+    AlreadyRunning(PathBuf),
+    #[error("cannot listen on {path}: {source}")]
+    Bind {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+    #[error("cannot start the runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub fn run(cfg: Config) -> Result<(), DaemonError> {
+    create_dir(&cfg.log_root)?;
+    if let Some(dir) = cfg.socket.parent() {
+        create_dir(dir)?;
+    }
+    let sys = System::new();
+    sys.block_on(main_loop(cfg))
+}
+
+fn create_dir(dir: &Path) -> Result<(), DaemonError> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|source| DaemonError::CreateDir {
+            path: dir.to_owned(),
+            source,
+        })
+}
+
+/// Binds the main socket with mode 0600, replacing a stale socket file but never a live one.
+fn bind(path: &Path) -> Result<UnixListener, DaemonError> {
+    if std::os::unix::net::UnixStream::connect(path).is_ok() {
+        return Err(DaemonError::AlreadyRunning(path.to_owned()));
+    }
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()) => {
+            let _ = std::fs::remove_file(path);
+        }
+        Ok(_) => {
+            return Err(DaemonError::Bind {
+                path: path.to_owned(),
+                source: std::io::Error::new(
+                    ErrorKind::AlreadyExists,
+                    "a file that is not a socket is in the way",
+                ),
+            })
+        }
+        Err(_) => {}
+    }
+    // Bind under a umask so the socket is never reachable by others, not even briefly.
+    let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
+    let res = UnixListener::bind(path);
+    nix::sys::stat::umask(old);
+    let l = res.map_err(|source| DaemonError::Bind {
+        path: path.to_owned(),
+        source,
+    })?;
+    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+    Ok(l)
+}
+
+async fn main_loop(cfg: Config) -> Result<(), DaemonError> {
+    let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;
+    // A vanished client must be an EPIPE error, never a fatal signal.
+    let _ = signal(SignalKind::pipe()).map_err(DaemonError::Signals)?;
+
+    let listener = bind(&cfg.socket)?;
+    let workers: Vec<Arbiter> = (0..cfg.workers).map(|_| Arbiter::new()).collect();
+    let handles = workers.iter().map(Arbiter::handle).collect();
+    let registry = Registry::start_global(cfg.rotate, handles);
+    let shared = Arc::new(Shared {
+        registry: registry.clone(),
+        policy: PathPolicy::new(cfg.log_root.clone(), cfg.allowed_dirs.clone()),
+        limit: Arc::new(Semaphore::new(cfg.max_clients)),
+        daemon_uid: nix::unistd::geteuid().as_raw(),
+    });
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let accept = actix_rt::spawn(server::serve(listener, shared, stop_rx));
+    tracing::info!(
+        socket = %cfg.socket.display(),
+        log_root = %cfg.log_root.display(),
+        max_size = cfg.rotate.max_size,
+        max_backups = cfg.rotate.max_backups,
+        workers = cfg.workers,
+        "logd {} ready",
+        env!("CARGO_PKG_VERSION")
+    );
+
+    let which = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    };
+    tracing::info!(signal = which, "shutting down");
+    let _ = stop_tx.send(true);
+    let _ = accept.await;
+    let _ = std::fs::remove_file(&cfg.socket);
+    let _ = registry.send(registry::Shutdown).await;
+    for w in workers {
+        w.stop();
+        let _ = w.join();
+    }
+    tracing::info!("every log drained; bye");
+    Ok(())
+}

@@ -1,0 +1,23 @@
+//! logd: a daemon that owns the stdio and console streams of virtual machines and caps their logs.
+//!
+//! The modules map the design (docs/ARCHITECTURE.md tells the whole story):
+//! - [`daemon`]: start-up, threads, signals and shutdown;
+//! - [`server`]: the main socket, its clients and their requests;
+//! - [`registry`]: the actor holding the table of domains and open paths;
+//! - [`domain`]: the actor of one guest, owning its log streams;
+//! - [`stream`]: one pipe feeding one rotating file, the hot byte path;
+//! - [`pipe`]: pipe creation and adaptive capacity;
+//! - [`rotate`]: the size-capped rotating file and reads across its backups;
+//! - [`paths`]: which log paths a client may name;
+//! - [`config`]: defaults, the TOML file and overrides.
+#![deny(unsafe_code)]
+
+pub mod config;
+pub mod daemon;
+pub mod domain;
+pub mod paths;
+pub mod pipe;
+pub mod registry;
+pub mod rotate;
+pub mod server;
+pub mod stream;

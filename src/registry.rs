@@ -1,0 +1,390 @@
+//! The registry actor: the table of domains and of the log paths they hold open.
+//!
+//! Every client request goes through the registry, which finds (or creates) the domain that
+//! owns the path and forwards the request to it. Domains are keyed by `(driver, uuid)` and spread
+//! round-robin over the worker arbiters. A path is *claimed* by one domain while it is open or
+//! while a request for it is in flight, which is how "busy" is decided and when an empty domain
+//! may be stopped: a domain with no claims left is stopped and forgotten.
+
+use std::collections::HashMap;
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use actix::prelude::*;
+use logd_protocol::{DomainId, ErrorCode, Position, ReadFrom, Uuid, WireError};
+
+use crate::domain::{self, Domain, DomainError};
+use crate::rotate::{self, ReadOutcome, RotateConfig};
+
+static REGISTRY: OnceLock<Addr<Registry>> = OnceLock::new();
+
+/// Sends a notice to the process's registry (domains use it; they hold no address of their own).
+pub fn notify(msg: StreamClosed) {
+    if let Some(addr) = REGISTRY.get() {
+        // A full mailbox must not drop the notice, and a domain must not block on it.
+        let addr = addr.clone();
+        actix::spawn(async move {
+            let _ = addr.send(msg).await;
+        });
+    }
+}
+
+/// Why a registry request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("log {path} is already open (domain {owner})")]
+    Busy { path: PathBuf, owner: String },
+    #[error("domain {driver}/{uuid} is open under the name {existing:?}, not {requested:?}")]
+    NameMismatch {
+        driver: String,
+        uuid: Uuid,
+        existing: String,
+        requested: String,
+    },
+    #[error("logd is shutting down")]
+    ShuttingDown,
+    #[error("domain actor for {0} is gone")]
+    DomainGone(String),
+    #[error("reading log {path} failed: the worker panicked")]
+    Worker { path: PathBuf },
+    #[error(transparent)]
+    Domain(#[from] DomainError),
+}
+
+impl RegistryError {
+    /// The protocol error a client is told.
+    pub fn to_wire(&self) -> WireError {
+        use crate::rotate::RotateError as R;
+        use crate::stream::StreamError as S;
+        let code = match self {
+            RegistryError::Busy { .. } => ErrorCode::Busy,
+            RegistryError::NameMismatch { .. } => ErrorCode::InvalidArgument,
+            RegistryError::ShuttingDown => ErrorCode::ShuttingDown,
+            RegistryError::DomainGone(_) | RegistryError::Worker { .. } => ErrorCode::Internal,
+            RegistryError::Domain(DomainError::File(e))
+            | RegistryError::Domain(DomainError::Stream(S::File(e))) => match e {
+                R::NotFound { .. } => ErrorCode::NotFound,
+                R::BadPosition { .. } => ErrorCode::BadPosition,
+                _ => ErrorCode::Io,
+            },
+            RegistryError::Domain(_) => ErrorCode::Io,
+        };
+        WireError::new(code, self.to_string())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct DomainKey {
+    driver: Box<str>,
+    uuid: Uuid,
+}
+
+struct DomainEntry {
+    name: Box<str>,
+    addr: Addr<Domain>,
+    /// Paths held open or with a request in flight.
+    claims: u32,
+}
+
+/// The domain table.
+pub struct Registry {
+    rotate: RotateConfig,
+    workers: Vec<ArbiterHandle>,
+    next_worker: usize,
+    domains: HashMap<DomainKey, DomainEntry>,
+    /// Open paths (and paths with an append in flight) and their owner.
+    paths: HashMap<PathBuf, DomainKey>,
+    shutting_down: bool,
+}
+
+impl Registry {
+    /// Starts the registry on the current arbiter and makes it the process's registry.
+    pub fn start_global(rotate: RotateConfig, workers: Vec<ArbiterHandle>) -> Addr<Registry> {
+        let addr = Registry {
+            rotate,
+            workers,
+            next_worker: 0,
+            domains: HashMap::new(),
+            paths: HashMap::new(),
+            shutting_down: false,
+        }
+        .start();
+        let _ = REGISTRY.set(addr.clone());
+        addr
+    }
+
+    /// Claims `path` for the domain, creating the domain if needed.
+    fn claim(
+        &mut self,
+        id: &DomainId,
+        path: &PathBuf,
+    ) -> Result<(DomainKey, Addr<Domain>), RegistryError> {
+        if self.shutting_down {
+            return Err(RegistryError::ShuttingDown);
+        }
+        let key = DomainKey {
+            driver: id.driver.as_str().into(),
+            uuid: id.uuid,
+        };
+        if let Some(owner) = self.paths.get(path) {
+            let name = self
+                .domains
+                .get(owner)
+                .map(|d| d.name.to_string())
+                .unwrap_or_default();
+            return Err(RegistryError::Busy {
+                path: path.clone(),
+                owner: name,
+            });
+        }
+        let entry = match self.domains.get_mut(&key) {
+            Some(e) => {
+                if *e.name != *id.name {
+                    return Err(RegistryError::NameMismatch {
+                        driver: id.driver.clone(),
+                        uuid: id.uuid,
+                        existing: e.name.to_string(),
+                        requested: id.name.clone(),
+                    });
+                }
+                e
+            }
+            None => {
+                let worker = &self.workers[self.next_worker % self.workers.len()];
+                self.next_worker = self.next_worker.wrapping_add(1);
+                let name = id.name.clone();
+                let addr = Domain::start_in_arbiter(worker, move |_| Domain::new(&name));
+                tracing::info!(domain = %id.name, driver = %id.driver, uuid = %id.uuid, "domain created");
+                self.domains.entry(key.clone()).or_insert(DomainEntry {
+                    name: id.name.as_str().into(),
+                    addr,
+                    claims: 0,
+                })
+            }
+        };
+        entry.claims += 1;
+        self.paths.insert(path.clone(), key.clone());
+        Ok((key, entry.addr.clone()))
+    }
+
+    /// Releases a claim; stops the domain when it has none left.
+    fn release(&mut self, path: &PathBuf) {
+        let Some(key) = self.paths.remove(path) else {
+            return;
+        };
+        let Some(entry) = self.domains.get_mut(&key) else {
+            return;
+        };
+        entry.claims = entry.claims.saturating_sub(1);
+        if entry.claims == 0 {
+            let entry = self.domains.remove(&key).expect("entry exists");
+            tracing::info!(domain = %entry.name, "domain has no logs left; removed");
+            entry.addr.do_send(domain::Stop);
+        }
+    }
+
+    /// The domain holding `path` open, if any.
+    fn owner(&self, path: &PathBuf) -> Option<Addr<Domain>> {
+        self.paths
+            .get(path)
+            .and_then(|k| self.domains.get(k))
+            .map(|e| e.addr.clone())
+    }
+}
+
+impl Actor for Registry {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        // Control messages only: a little headroom over the default for bursts of opens.
+        ctx.set_mailbox_capacity(256);
+    }
+}
+
+/// `OpenLog`, with the path already resolved and checked.
+#[derive(Message)]
+#[rtype(result = "Result<(Position, OwnedFd), RegistryError>")]
+pub struct Open {
+    pub domain: DomainId,
+    pub path: PathBuf,
+    pub truncate: bool,
+}
+
+impl Handler<Open> for Registry {
+    type Result = ResponseActFuture<Self, Result<(Position, OwnedFd), RegistryError>>;
+
+    fn handle(&mut self, msg: Open, _: &mut Context<Self>) -> Self::Result {
+        let (_, addr) = match self.claim(&msg.domain, &msg.path) {
+            Ok(c) => c,
+            Err(e) => return Box::pin(fut::ready(Err(e))),
+        };
+        let path = msg.path.clone();
+        let name = msg.domain.name.clone();
+        let req = addr.send(domain::OpenStream {
+            path: msg.path,
+            rotate: self.rotate,
+            truncate: msg.truncate,
+        });
+        Box::pin(
+            fut::wrap_future(req).map(move |res, act: &mut Registry, _| {
+                let res = match res {
+                    Ok(r) => r.map_err(RegistryError::from),
+                    Err(_) => Err(RegistryError::DomainGone(name)),
+                };
+                if res.is_err() {
+                    act.release(&path);
+                }
+                res
+            }),
+        )
+    }
+}
+
+/// `GetPosition`.
+#[derive(Message)]
+#[rtype(result = "Result<Position, RegistryError>")]
+pub struct GetPosition {
+    pub path: PathBuf,
+}
+
+impl Handler<GetPosition> for Registry {
+    type Result = ResponseFuture<Result<Position, RegistryError>>;
+
+    fn handle(&mut self, msg: GetPosition, _: &mut Context<Self>) -> Self::Result {
+        match self.owner(&msg.path) {
+            Some(addr) => Box::pin(async move {
+                addr.send(domain::GetPosition { path: msg.path })
+                    .await
+                    .map_err(|_| RegistryError::DomainGone(String::new()))?
+                    .map_err(RegistryError::from)
+            }),
+            None => Box::pin(blocking(msg.path.clone(), move || {
+                rotate::end_position(&msg.path)
+            })),
+        }
+    }
+}
+
+/// `ReadLog`.
+#[derive(Message)]
+#[rtype(result = "Result<ReadOutcome, RegistryError>")]
+pub struct Read {
+    pub path: PathBuf,
+    pub from: ReadFrom,
+    pub max_len: usize,
+}
+
+impl Handler<Read> for Registry {
+    type Result = ResponseFuture<Result<ReadOutcome, RegistryError>>;
+
+    fn handle(&mut self, msg: Read, _: &mut Context<Self>) -> Self::Result {
+        match self.owner(&msg.path) {
+            Some(addr) => Box::pin(async move {
+                addr.send(domain::ReadLog {
+                    path: msg.path,
+                    from: msg.from,
+                    max_len: msg.max_len,
+                })
+                .await
+                .map_err(|_| RegistryError::DomainGone(String::new()))?
+                .map_err(RegistryError::from)
+            }),
+            None => Box::pin(blocking(msg.path.clone(), move || {
+                rotate::read_log(&msg.path, msg.from, msg.max_len)
+            })),
+        }
+    }
+}
+
+/// `AppendLog`, with the path already resolved and checked.
+#[derive(Message)]
+#[rtype(result = "Result<Position, RegistryError>")]
+pub struct Append {
+    pub domain: DomainId,
+    pub path: PathBuf,
+    pub message: Vec<u8>,
+}
+
+impl Handler<Append> for Registry {
+    type Result = ResponseActFuture<Self, Result<Position, RegistryError>>;
+
+    fn handle(&mut self, msg: Append, _: &mut Context<Self>) -> Self::Result {
+        let req = domain::AppendLog {
+            path: msg.path.clone(),
+            rotate: self.rotate,
+            message: msg.message,
+        };
+        // An open log is appended through its own domain, whoever asks; otherwise the named
+        // domain claims the path for the duration of the write.
+        if let Some(addr) = self.owner(&msg.path) {
+            return Box::pin(fut::wrap_future(async move {
+                addr.send(req)
+                    .await
+                    .map_err(|_| RegistryError::DomainGone(String::new()))?
+                    .map_err(RegistryError::from)
+            }));
+        }
+        let addr = match self.claim(&msg.domain, &msg.path) {
+            Ok((_, a)) => a,
+            Err(e) => return Box::pin(fut::ready(Err(e))),
+        };
+        let path = msg.path;
+        Box::pin(
+            fut::wrap_future(addr.send(req)).map(move |res, act: &mut Registry, _| {
+                act.release(&path);
+                match res {
+                    Ok(r) => r.map_err(RegistryError::from),
+                    Err(_) => Err(RegistryError::DomainGone(String::new())),
+                }
+            }),
+        )
+    }
+}
+
+/// A domain's stream reached EOF and was closed.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StreamClosed {
+    pub path: PathBuf,
+}
+
+impl Handler<StreamClosed> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, msg: StreamClosed, _: &mut Context<Self>) {
+        self.release(&msg.path);
+    }
+}
+
+/// Refuse new work, then have every domain drain its pipes into its files.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Shutdown;
+
+impl Handler<Shutdown> for Registry {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: Shutdown, _: &mut Context<Self>) -> Self::Result {
+        self.shutting_down = true;
+        let addrs: Vec<_> = self.domains.values().map(|e| e.addr.clone()).collect();
+        tracing::info!(domains = addrs.len(), "draining every log before exit");
+        Box::pin(async move {
+            for a in addrs {
+                let _ = a.send(domain::Drain).await;
+            }
+        })
+    }
+}
+
+/// Runs file work for a log nobody holds open, off the actor threads.
+async fn blocking<T, F>(path: PathBuf, f: F) -> Result<T, RegistryError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, rotate::RotateError> + Send + 'static,
+{
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r.map_err(|e| RegistryError::Domain(DomainError::File(e))),
+        Err(_) => Err(RegistryError::Worker { path }),
+    }
+}

@@ -1,0 +1,445 @@
+//! The main socket: accepting clients and serving their requests.
+//!
+//! One task accepts; each connection gets a task of its own on the main thread (requests are
+//! control-plane only: the bytes of a log never pass through here). Every connection:
+//! 1. is checked (SO_PEERCRED: root or the daemon's own uid) and counted against
+//!    `max_clients`; a refused peer is told why in an error frame, then closed;
+//! 2. must complete the handshake within [`HANDSHAKE_TIMEOUT`];
+//! 3. then sends requests, one at a time, each answered by one response.
+//!
+//! Bad input costs only the connection that sent it: a frame over the limit or garbage gets an
+//! error and the connection is closed; a frame that decodes but is invalid gets an error and the
+//! connection goes on. A peer that stops reading its replies is dropped after [`WRITE_TIMEOUT`].
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::Addr;
+use bytes::BytesMut;
+use logd_protocol::codec::{self, ProtocolError};
+use logd_protocol::{
+    fdpass, DomainId, ErrorCode, Hello, OpenFlags, Request, Response, Welcome, WireError, MAGIC,
+    MAX_APPEND_LEN, MAX_NAME_LEN, MAX_READ_LEN, MAX_REQUEST_FRAME, MAX_RESPONSE_FRAME,
+    PROTOCOL_VERSION,
+};
+use tokio::io::Interest;
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{watch, Semaphore};
+use tracing::Instrument;
+
+use crate::paths::{PathError, PathPolicy};
+use crate::registry::{self, Registry};
+
+/// How long a new connection has to send its hello.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a frame, once started, may take to arrive.
+pub const FRAME_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a peer may take to accept a response before it is dropped.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What the connections share.
+pub struct Shared {
+    pub registry: Addr<Registry>,
+    pub policy: PathPolicy,
+    pub limit: Arc<Semaphore>,
+    pub daemon_uid: u32,
+}
+
+/// Why a connection ended early.
+#[derive(Debug, thiserror::Error)]
+enum ConnError {
+    #[error("{0}")]
+    Protocol(#[from] ProtocolError),
+    #[error("timed out")]
+    Timeout,
+    #[error("peer closed the connection")]
+    Closed,
+}
+
+/// Accepts connections until `stop` turns true.
+pub async fn serve(listener: UnixListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = stop.wait_for(|s| *s) => break,
+        };
+        let stream = match accepted {
+            Ok((s, _)) => s,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!(cause = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let cred = stream.peer_cred().ok();
+        let uid = cred.map(|c| c.uid());
+        let pid = cred.and_then(|c| c.pid());
+        let span = tracing::info_span!("conn", id, uid, pid);
+        let shared = shared.clone();
+        actix_rt::spawn(
+            async move {
+                if uid != Some(0) && uid != Some(shared.daemon_uid) {
+                    tracing::warn!("refused a peer with another uid");
+                    refuse(
+                        &stream,
+                        ErrorCode::PermissionDenied,
+                        format!(
+                            "permission denied: uid {} may not use this logd (only root and uid {})",
+                            uid.map(|u| u.to_string()).unwrap_or_else(|| "?".into()),
+                            shared.daemon_uid
+                        ),
+                    )
+                    .await;
+                    return;
+                }
+                let Ok(_permit) = shared.limit.clone().try_acquire_owned() else {
+                    tracing::warn!("refused a client: max_clients reached");
+                    refuse(
+                        &stream,
+                        ErrorCode::TooManyClients,
+                        "too many clients: logd is serving max_clients connections already",
+                    )
+                    .await;
+                    return;
+                };
+                tracing::debug!("client connected");
+                match Connection::new(stream, shared).run().await {
+                    Ok(()) | Err(ConnError::Closed) => tracing::debug!("client left"),
+                    Err(e) => tracing::info!(cause = %e, "connection closed"),
+                }
+            }
+            .instrument(span),
+        );
+    }
+}
+
+/// Tells a refused peer why, then drops the connection.
+async fn refuse(stream: &UnixStream, code: ErrorCode, message: impl Into<String>) {
+    let resp = Response::Error(WireError::new(code, message));
+    if let Ok(frame) = codec::encode_frame(&resp, MAX_RESPONSE_FRAME) {
+        let _ =
+            tokio::time::timeout(Duration::from_secs(1), write_frame(stream, &frame, None)).await;
+    }
+}
+
+/// Writes a whole frame, with `fd` attached to its first byte.
+async fn write_frame(
+    stream: &UnixStream,
+    frame: &[u8],
+    fd: Option<BorrowedFd<'_>>,
+) -> std::io::Result<()> {
+    let mut sent = 0;
+    while sent < frame.len() {
+        let fds: Vec<BorrowedFd> = if sent == 0 {
+            fd.into_iter().collect()
+        } else {
+            Vec::new()
+        };
+        let n = stream
+            .async_io(Interest::WRITABLE, || {
+                fdpass::send_with_fds(stream.as_fd(), &frame[sent..], &fds)
+                    .map_err(std::io::Error::from)
+            })
+            .await?;
+        sent += n;
+    }
+    Ok(())
+}
+
+struct Connection {
+    stream: UnixStream,
+    buf: BytesMut,
+    shared: Arc<Shared>,
+}
+
+/// The answer to a request: a response, maybe with an fd.
+type Reply = (Response, Option<OwnedFd>);
+
+fn error(code: ErrorCode, message: impl Into<String>) -> Reply {
+    (Response::Error(WireError::new(code, message)), None)
+}
+
+impl Connection {
+    fn new(stream: UnixStream, shared: Arc<Shared>) -> Self {
+        Connection {
+            stream,
+            buf: BytesMut::with_capacity(4096),
+            shared,
+        }
+    }
+
+    async fn run(mut self) -> Result<(), ConnError> {
+        // Handshake.
+        let hello = tokio::time::timeout(HANDSHAKE_TIMEOUT, self.read_frame())
+            .await
+            .map_err(|_| ConnError::Timeout)?;
+        let hello: Hello = match hello.and_then(|p| Ok(codec::decode(&p)?)) {
+            Ok(h) => h,
+            Err(ConnError::Protocol(e)) => {
+                self.send_error(ErrorCode::Malformed, format!("bad handshake: {e}"))
+                    .await?;
+                return Err(e.into());
+            }
+            Err(e) => return Err(e),
+        };
+        if hello.magic != MAGIC || hello.version != PROTOCOL_VERSION {
+            let msg = if hello.magic != MAGIC {
+                "not a logd client: bad magic in the handshake".to_owned()
+            } else {
+                format!(
+                    "unsupported protocol version {} (this logd speaks {PROTOCOL_VERSION})",
+                    hello.version
+                )
+            };
+            tracing::info!(version = hello.version, "refused handshake: {msg}");
+            self.send_error(ErrorCode::UnsupportedVersion, msg).await?;
+            return Ok(());
+        }
+        self.send(
+            &Response::Welcome(Welcome {
+                version: PROTOCOL_VERSION,
+                server: format!("logd {}", env!("CARGO_PKG_VERSION")),
+            }),
+            None,
+        )
+        .await?;
+
+        loop {
+            let payload = match self.read_frame().await {
+                Ok(p) => p,
+                Err(ConnError::Protocol(e @ ProtocolError::FrameTooLarge { .. })) => {
+                    self.send_error(ErrorCode::FrameTooLarge, e.to_string())
+                        .await?;
+                    return Err(e.into());
+                }
+                Err(e) => return Err(e),
+            };
+            let reply = match codec::decode::<Request>(&payload) {
+                Ok(req) => {
+                    tracing::debug!(request = req.kind(), "request");
+                    self.handle(req).await
+                }
+                Err(e) => {
+                    tracing::info!(cause = %e, "malformed request");
+                    error(ErrorCode::Malformed, format!("malformed request: {e}"))
+                }
+            };
+            if let (Response::Error(e), _) = &reply {
+                tracing::debug!(code = ?e.code, message = %e.message, "request failed");
+            }
+            self.send(&reply.0, reply.1.as_ref().map(|f| f.as_fd()))
+                .await?;
+        }
+    }
+
+    /// Reads one frame's payload. Waiting for the first byte is unbounded (an idle client is
+    /// fine); once a frame has started it must complete within [`FRAME_TIMEOUT`].
+    async fn read_frame(&mut self) -> Result<BytesMut, ConnError> {
+        let max = MAX_REQUEST_FRAME;
+        loop {
+            if let Some(p) = codec::split_frame(&mut self.buf, max)? {
+                return Ok(p);
+            }
+            let started = !self.buf.is_empty();
+            if self.buf.capacity() - self.buf.len() < 4096 {
+                self.buf.reserve(4096);
+            }
+            let read = async {
+                loop {
+                    self.stream.readable().await?;
+                    match self.stream.try_read_buf(&mut self.buf) {
+                        Ok(n) => return Ok::<usize, std::io::Error>(n),
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                        Err(e) => return Err(e),
+                    }
+                }
+            };
+            let n = if started {
+                tokio::time::timeout(FRAME_TIMEOUT, read)
+                    .await
+                    .map_err(|_| ConnError::Timeout)?
+            } else {
+                read.await
+            }
+            .map_err(ProtocolError::from)?;
+            if n == 0 {
+                return if self.buf.is_empty() {
+                    Err(ConnError::Closed)
+                } else {
+                    Err(ProtocolError::Truncated(self.buf.len()).into())
+                };
+            }
+        }
+    }
+
+    async fn send(&mut self, resp: &Response, fd: Option<BorrowedFd<'_>>) -> Result<(), ConnError> {
+        let frame = match codec::encode_frame(resp, MAX_RESPONSE_FRAME) {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::error!(cause = %e, "cannot encode a response");
+                codec::encode_frame(
+                    &Response::Error(WireError::new(ErrorCode::Internal, e.to_string())),
+                    MAX_RESPONSE_FRAME,
+                )?
+            }
+        };
+        tokio::time::timeout(WRITE_TIMEOUT, write_frame(&self.stream, &frame, fd))
+            .await
+            .map_err(|_| ConnError::Timeout)?
+            .map_err(|e| ConnError::Protocol(e.into()))
+    }
+
+    async fn send_error(&mut self, code: ErrorCode, message: String) -> Result<(), ConnError> {
+        self.send(&Response::Error(WireError::new(code, message)), None)
+            .await
+    }
+
+    async fn handle(&mut self, req: Request) -> Reply {
+        match self.dispatch(req).await {
+            Ok(r) => r,
+            Err(e) => (Response::Error(e), None),
+        }
+    }
+
+    async fn dispatch(&mut self, req: Request) -> Result<Reply, WireError> {
+        let reg = &self.shared.registry;
+        let mailbox = |_| WireError::new(ErrorCode::Internal, "the registry is gone");
+        match req {
+            Request::OpenLog {
+                domain,
+                path,
+                flags: OpenFlags { truncate },
+            } => {
+                check_domain(&domain)?;
+                let path = self.checked_path(&path, true).await?;
+                let (position, fd) = reg
+                    .send(registry::Open {
+                        domain,
+                        path,
+                        truncate,
+                    })
+                    .await
+                    .map_err(mailbox)?
+                    .map_err(|e| e.to_wire())?;
+                Ok((Response::LogOpened { position }, Some(fd)))
+            }
+            Request::GetPosition { path } => {
+                let path = self.checked_path(&path, false).await?;
+                let p = reg
+                    .send(registry::GetPosition { path })
+                    .await
+                    .map_err(mailbox)?
+                    .map_err(|e| e.to_wire())?;
+                Ok((Response::Position(p), None))
+            }
+            Request::ReadLog {
+                path,
+                from,
+                max_len,
+            } => {
+                if max_len > MAX_READ_LEN {
+                    return Err(WireError::new(
+                        ErrorCode::InvalidArgument,
+                        format!("max_len {max_len} exceeds the limit of {MAX_READ_LEN} bytes"),
+                    ));
+                }
+                let path = self.checked_path(&path, false).await?;
+                let r = reg
+                    .send(registry::Read {
+                        path,
+                        from,
+                        max_len: max_len as usize,
+                    })
+                    .await
+                    .map_err(mailbox)?
+                    .map_err(|e| e.to_wire())?;
+                Ok((
+                    Response::LogData {
+                        data: r.data,
+                        next: r.next,
+                        gap: r.gap,
+                    },
+                    None,
+                ))
+            }
+            Request::AppendLog {
+                domain,
+                path,
+                message,
+            } => {
+                check_domain(&domain)?;
+                if message.len() > MAX_APPEND_LEN {
+                    return Err(WireError::new(
+                        ErrorCode::InvalidArgument,
+                        format!(
+                            "message of {} bytes exceeds the limit of {MAX_APPEND_LEN}",
+                            message.len()
+                        ),
+                    ));
+                }
+                let path = self.checked_path(&path, true).await?;
+                let p = reg
+                    .send(registry::Append {
+                        domain,
+                        path,
+                        message,
+                    })
+                    .await
+                    .map_err(mailbox)?
+                    .map_err(|e| e.to_wire())?;
+                Ok((Response::Position(p), None))
+            }
+        }
+    }
+
+    /// Resolves a client's path and checks it on disk (off the event loop).
+    async fn checked_path(&self, raw: &str, create_dirs: bool) -> Result<PathBuf, WireError> {
+        let path = self.shared.policy.resolve(raw).map_err(path_error)?;
+        let policy = self.shared.policy.clone();
+        let p = path.clone();
+        tokio::task::spawn_blocking(move || policy.check_fs(&p, create_dirs))
+            .await
+            .map_err(|_| WireError::new(ErrorCode::Internal, "path check panicked"))?
+            .map_err(path_error)?;
+        Ok(path)
+    }
+}
+
+fn path_error(e: PathError) -> WireError {
+    let code = match e {
+        PathError::CreateDir { .. } | PathError::Stat { .. } => ErrorCode::Io,
+        _ => ErrorCode::PathRefused,
+    };
+    WireError::new(code, e.to_string())
+}
+
+fn check_domain(d: &DomainId) -> Result<(), WireError> {
+    let bad = |m: String| Err(WireError::new(ErrorCode::InvalidArgument, m));
+    if d.name.is_empty() {
+        return bad("empty domain name".into());
+    }
+    if d.name.len() > MAX_NAME_LEN || d.driver.len() > MAX_NAME_LEN {
+        return bad(format!(
+            "domain name or driver longer than {MAX_NAME_LEN} bytes"
+        ));
+    }
+    if d.driver.is_empty() {
+        return bad("empty driver name".into());
+    }
+    if d.name.chars().any(char::is_control) || d.driver.chars().any(char::is_control) {
+        return bad(format!(
+            "domain name {:?} contains control characters",
+            d.name
+        ));
+    }
+    if d.uuid.is_nil() {
+        return bad(format!("domain {:?} has the nil UUID", d.name));
+    }
+    Ok(())
+}

@@ -1,0 +1,240 @@
+//! A log stream: one pipe's read end feeding one rotating file.
+//!
+//! A stream is owned by its domain actor and driven from that actor's thread: the domain polls
+//! [`LogStream::poll_pump`] from a future spawned in its own context, so a chunk goes from the
+//! pipe to the file with no message in between. Reads go into one buffer per thread (not per
+//! stream), so an idle stream holds no buffer at all.
+//!
+//! The stream never closes the pipe because of the disk: when a file write fails (ENOSPC, EIO)
+//! it keeps draining the pipe, counts the bytes it had to drop, and retries the file at most once
+//! per [`RETRY_INTERVAL`].
+#![allow(unsafe_code)] // one block: registering the pipe with tokio
+
+use std::cell::RefCell;
+use std::io::ErrorKind;
+use std::os::fd::OwnedFd;
+use std::path::Path;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use logd_protocol::Position;
+use tokio::io::unix::AsyncFd;
+
+use crate::pipe::{self, PipeError, MAX_PIPE_SIZE};
+use crate::rotate::{RotateConfig, RotateError, RotatingFile};
+
+/// How long a stream waits after a failed file write before trying the file again.
+pub const RETRY_INTERVAL: Duration = Duration::from_secs(1);
+/// Bytes read from a pipe at once: the largest pipe, so one read empties a full one.
+pub const READ_CHUNK: usize = MAX_PIPE_SIZE;
+/// Reads per wake-up before the pump yields to the other streams of its thread.
+const READS_PER_POLL: usize = 16;
+
+thread_local! {
+    /// The one read buffer of this thread, shared by every stream it drives.
+    static READ_BUF: RefCell<Box<[u8]>> = RefCell::new(vec![0u8; READ_CHUNK].into_boxed_slice());
+}
+
+/// Why a stream could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    #[error("log {path}: {source}")]
+    Pipe {
+        path: std::path::PathBuf,
+        source: PipeError,
+    },
+    #[error("log {path}: cannot register the pipe with the event loop: {source}")]
+    Register {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    File(#[from] RotateError),
+}
+
+/// Counters of one stream.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct StreamStats {
+    /// Bytes taken from the pipe (and appended messages).
+    pub bytes_in: u64,
+    /// Bytes that reached the file.
+    pub bytes_written: u64,
+    /// Bytes dropped because the file could not be written.
+    pub dropped_disk: u64,
+    /// Times the pipe was enlarged.
+    pub pipe_grows: u32,
+    /// Times the kernel refused to enlarge the pipe.
+    pub pipe_grow_refused: u32,
+}
+
+/// One pipe and its file.
+pub struct LogStream {
+    pipe: AsyncFd<OwnedFd>,
+    pipe_size: u32,
+    grow_refused: bool,
+    file: RotatingFile,
+    retry_at: Option<Instant>,
+    stats: StreamStats,
+}
+
+impl LogStream {
+    /// Opens the file and creates the pipe. Must run on the thread that will drive the stream
+    /// (the pipe registers with that thread's event loop). Returns the stream and the pipe's
+    /// write end, for the client.
+    pub fn open(
+        path: &Path,
+        cfg: RotateConfig,
+        truncate: bool,
+    ) -> Result<(LogStream, OwnedFd), StreamError> {
+        let file = RotatingFile::open(path, cfg, truncate)?;
+        let (r, w, size) = pipe::create().map_err(|source| StreamError::Pipe {
+            path: path.to_owned(),
+            source,
+        })?;
+        // SAFETY: the AsyncFd takes ownership of the OwnedFd `r`, so the fd stays open and
+        // means the same pipe for as long as it is registered, and closes after deregistration.
+        let pipe = unsafe { AsyncFd::register_with_interest(r, tokio::io::Interest::READABLE) }
+            .map_err(|e| StreamError::Register {
+                path: path.to_owned(),
+                source: e.into_parts().1,
+            })?;
+        Ok((
+            LogStream {
+                pipe,
+                pipe_size: size as u32,
+                grow_refused: false,
+                file,
+                retry_at: None,
+                stats: StreamStats::default(),
+            },
+            w,
+        ))
+    }
+
+    pub fn path(&self) -> &Path {
+        self.file.path()
+    }
+
+    pub fn stats(&self) -> StreamStats {
+        self.stats
+    }
+
+    pub fn rotations(&self) -> u64 {
+        self.file.rotations()
+    }
+
+    /// The end of the active file. Call [`LogStream::drain`] first to include the pipe's bytes.
+    pub fn position(&self) -> Position {
+        self.file.position()
+    }
+
+    /// Moves bytes from the pipe to the file until the pipe is empty or every writer is gone.
+    /// Returns `Ready(())` at EOF, when the stream should be closed.
+    pub fn poll_pump(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        for _ in 0..READS_PER_POLL {
+            let mut guard = match self.pipe.poll_read_ready(cx) {
+                Poll::Ready(Ok(g)) => g,
+                Poll::Ready(Err(e)) => {
+                    tracing::warn!(path = %self.path().display(), cause = %e, "pipe poll failed; closing the log");
+                    return Poll::Ready(());
+                }
+                Poll::Pending => return Poll::Pending,
+            };
+            let res =
+                READ_BUF.with_borrow_mut(|buf| guard.try_io(|inner| read(inner.get_ref(), buf)));
+            drop(guard);
+            let res = match res {
+                Ok(Ok(n)) if n > 0 => {
+                    READ_BUF.with_borrow(|buf| self.consume_from_pipe(&buf[..n]));
+                    Some(Ok(n))
+                }
+                Ok(r) => Some(r),
+                Err(_would_block) => None,
+            };
+            match res {
+                Some(Ok(0)) => return Poll::Ready(()),
+                Some(Ok(n)) => self.maybe_grow(n),
+                Some(Err(e)) if e.kind() == ErrorKind::Interrupted => {}
+                Some(Err(e)) => {
+                    tracing::warn!(path = %self.path().display(), cause = %e, "pipe read failed; closing the log");
+                    return Poll::Ready(());
+                }
+                None => {}
+            }
+        }
+        // Budget spent with data still flowing: let the thread's other streams run, then resume.
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+
+    /// Empties the pipe into the file now, without waiting. Returns true if the pipe is at EOF.
+    pub fn drain(&mut self) -> bool {
+        loop {
+            match READ_BUF.with_borrow_mut(|buf| read(self.pipe.get_ref(), buf)) {
+                Ok(0) => return true,
+                Ok(n) => READ_BUF.with_borrow(|buf| self.consume_from_pipe(&buf[..n])),
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => return false, // EAGAIN: empty for now
+            }
+        }
+    }
+
+    /// Appends a message (from `AppendLog`) after everything already in the pipe.
+    pub fn append(&mut self, message: &[u8]) {
+        self.drain();
+        self.consume_from_pipe(message);
+    }
+
+    fn maybe_grow(&mut self, n: usize) {
+        if n < self.pipe_size as usize
+            || self.grow_refused
+            || self.pipe_size as usize >= MAX_PIPE_SIZE
+        {
+            return;
+        }
+        match pipe::grow(self.pipe.get_ref(), self.pipe_size as usize) {
+            Ok(size) => {
+                tracing::debug!(path = %self.path().display(), size, "pipe was full; enlarged");
+                self.pipe_size = size as u32;
+                self.stats.pipe_grows += 1;
+            }
+            Err(e) => {
+                tracing::info!(path = %self.path().display(), cause = %e, size = self.pipe_size, "kernel refused to enlarge a full pipe; going on at its size");
+                self.grow_refused = true;
+                self.stats.pipe_grow_refused += 1;
+            }
+        }
+    }
+
+    fn consume_from_pipe(&mut self, data: &[u8]) {
+        self.stats.bytes_in += data.len() as u64;
+        if !self.file.is_healthy() {
+            if self.retry_at.is_some_and(|t| Instant::now() < t) {
+                self.stats.dropped_disk += data.len() as u64;
+                return;
+            }
+            if let Err(e) = self.file.reopen() {
+                self.retry_at = Some(Instant::now() + RETRY_INTERVAL);
+                self.stats.dropped_disk += data.len() as u64;
+                tracing::debug!(path = %self.path().display(), cause = %e, "log file still unwritable");
+                return;
+            }
+            tracing::info!(path = %self.path().display(), dropped = self.stats.dropped_disk, "log file writable again");
+            self.retry_at = None;
+        }
+        match self.file.write(data) {
+            Ok(()) => self.stats.bytes_written += data.len() as u64,
+            Err(f) => {
+                self.stats.bytes_written += f.written as u64;
+                self.stats.dropped_disk += (data.len() - f.written) as u64;
+                self.retry_at = Some(Instant::now() + RETRY_INTERVAL);
+                tracing::warn!(path = %self.path().display(), cause = %f.error, dropped = data.len() - f.written, "cannot write log file; dropping bytes until it works again");
+            }
+        }
+    }
+}
+
+/// One `read(2)` into `buf`.
+fn read(fd: &OwnedFd, buf: &mut [u8]) -> std::io::Result<usize> {
+    nix::unistd::read(fd, buf).map_err(std::io::Error::from)
+}
