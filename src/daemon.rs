@@ -6,11 +6,12 @@
 //! files, and exits 0.
 
 use std::io::ErrorKind;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use actix_rt::{Arbiter, System};
+use nix::fcntl::{Flock, FlockArg};
 use tokio::net::UnixListener;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{watch, Semaphore};
@@ -62,6 +63,26 @@ fn create_dir(dir: &Path) -> Result<(), DaemonError> {
         })
 }
 
+/// Takes `<socket>.lock` for the daemon's lifetime, so two daemons started at once cannot both
+/// believe the socket is theirs (the loser would otherwise remove the winner's socket file).
+fn lock(socket: &Path) -> Result<Flock<std::fs::File>, DaemonError> {
+    let mut name = socket.as_os_str().to_owned();
+    name.push(".lock");
+    let path = PathBuf::from(name);
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|source| DaemonError::Bind {
+            path: path.clone(),
+            source,
+        })?;
+    Flock::lock(f, FlockArg::LockExclusiveNonblock)
+        .map_err(|_| DaemonError::AlreadyRunning(socket.to_owned()))
+}
+
 /// Binds the main socket with mode 0600, replacing a stale socket file but never a live one.
 fn bind(path: &Path) -> Result<UnixListener, DaemonError> {
     if std::os::unix::net::UnixStream::connect(path).is_ok() {
@@ -100,6 +121,7 @@ async fn main_loop(cfg: Config) -> Result<(), DaemonError> {
     // A vanished client must be an EPIPE error, never a fatal signal.
     let _ = signal(SignalKind::pipe()).map_err(DaemonError::Signals)?;
 
+    let _lock = lock(&cfg.socket)?;
     let listener = bind(&cfg.socket)?;
     let workers: Vec<Arbiter> = (0..cfg.workers).map(|_| Arbiter::new()).collect();
     let handles = workers.iter().map(Arbiter::handle).collect();

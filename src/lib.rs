@@ -9,9 +9,11 @@
 //! - [`pipe`]: pipe creation and adaptive capacity;
 //! - [`rotate`]: the size-capped rotating file and reads across its backups;
 //! - [`paths`]: which log paths a client may name;
-//! - [`config`]: defaults, the TOML file and overrides.
+//! - [`config`]: defaults, the TOML file and overrides;
+//! - [`cli`]: what the binaries share in reporting to a person.
 #![deny(unsafe_code)]
 
+pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod domain;

@@ -182,7 +182,7 @@ impl Connection {
         let hello: Hello = match hello.and_then(|p| Ok(codec::decode(&p)?)) {
             Ok(h) => h,
             Err(ConnError::Protocol(e)) => {
-                self.send_error(ErrorCode::Malformed, format!("bad handshake: {e}"))
+                self.send_error(protocol_code(&e), format!("bad handshake: {e}"))
                     .await?;
                 return Err(e.into());
             }
@@ -408,6 +408,14 @@ impl Connection {
             .map_err(|_| WireError::new(ErrorCode::Internal, "path check panicked"))?
             .map_err(path_error)?;
         Ok(path)
+    }
+}
+
+/// The error code for bytes that could not be read as a frame.
+fn protocol_code(e: &ProtocolError) -> ErrorCode {
+    match e {
+        ProtocolError::FrameTooLarge { .. } => ErrorCode::FrameTooLarge,
+        _ => ErrorCode::Malformed,
     }
 }
 

@@ -62,8 +62,19 @@ impl Client {
                 server: String::new(),
             },
         };
-        c.send(&Hello::current())?;
-        match c.receive()? {
+        // A daemon that refuses this peer (uid, client limit) answers before reading the hello
+        // and closes; its answer is still readable after our write fails, and says why.
+        let sent = c.send(&Hello::current());
+        let answer = c.receive();
+        if let (Err(e), Err(ClientError::Closed)) = (&sent, &answer) {
+            return Err(ClientError::Protocol(ProtocolError::Io(
+                std::io::Error::new(
+                    std::io::ErrorKind::BrokenPipe,
+                    format!("the handshake failed: {e}"),
+                ),
+            )));
+        }
+        match answer? {
             Response::Welcome(w) => c.welcome = w,
             Response::Error(e) => return Err(e.into()),
             other => {

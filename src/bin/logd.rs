@@ -42,8 +42,9 @@ fn main() -> ExitCode {
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e:#}");
-            eprintln!("logd: {e:#}");
+            let line = logd::cli::report(&e);
+            tracing::error!("{line}");
+            eprintln!("logd: {line}");
             ExitCode::FAILURE
         }
     }

@@ -115,7 +115,7 @@ fn main() -> ExitCode {
     match run(args) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("logdctl: {e:#}");
+            eprintln!("logdctl: {}", logd::cli::report(&e));
             ExitCode::FAILURE
         }
     }

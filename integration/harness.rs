@@ -1,0 +1,337 @@
+//! The end-to-end harness: a real `logd` in a temporary directory, the real `logdctl`, and
+//! helpers to build the test guest and find QEMU.
+//!
+//! Every daemon gets its own directory (socket, log root, config, its stderr in `logd.stderr`),
+//! and is killed when the test's [`Daemon`] is dropped, so tests run in parallel.
+
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const LOGD: &str = env!("CARGO_BIN_EXE_logd");
+pub const LOGDCTL: &str = env!("CARGO_BIN_EXE_logdctl");
+
+/// A running daemon in its own temporary directory.
+pub struct Daemon {
+    pub dir: tempfile::TempDir,
+    pub socket: PathBuf,
+    pub log_root: PathBuf,
+    pub child: Option<Child>,
+}
+
+/// How to start a daemon.
+#[derive(Default)]
+pub struct Opts {
+    /// Extra lines for the config file.
+    pub config: String,
+    /// Run the daemon under `setpriv` as this uid/gid.
+    pub as_uid: Option<u32>,
+}
+
+impl Daemon {
+    pub fn start() -> Daemon {
+        Self::start_with(Opts::default())
+    }
+
+    pub fn with_config(config: &str) -> Daemon {
+        Self::start_with(Opts {
+            config: config.to_owned(),
+            ..Opts::default()
+        })
+    }
+
+    pub fn start_with(opts: Opts) -> Daemon {
+        let dir = tempfile::Builder::new()
+            .prefix("logd-e2e-")
+            .tempdir()
+            .unwrap();
+        let socket = dir.path().join("logd.sock");
+        let log_root = dir.path().join("logs");
+        std::fs::create_dir(&log_root).unwrap();
+        let config = dir.path().join("logd.toml");
+        std::fs::write(&config, &opts.config).unwrap();
+        if let Some(uid) = opts.as_uid {
+            chown_r(dir.path(), uid);
+        }
+        let mut d = Daemon {
+            dir,
+            socket,
+            log_root,
+            child: None,
+        };
+        d.spawn(opts.as_uid, &config);
+        d
+    }
+
+    fn spawn(&mut self, as_uid: Option<u32>, config: &Path) {
+        let stderr = std::fs::File::create(self.dir.path().join("logd.stderr")).unwrap();
+        let mut cmd = match as_uid {
+            Some(uid) => {
+                let mut c = Command::new("setpriv");
+                c.args([
+                    format!("--reuid={uid}"),
+                    format!("--regid={uid}"),
+                    "--clear-groups".into(),
+                    LOGD.into(),
+                ]);
+                c
+            }
+            None => Command::new(LOGD),
+        };
+        cmd.arg("--config")
+            .arg(config)
+            .arg("--socket")
+            .arg(&self.socket)
+            .arg("--log-root")
+            .arg(&self.log_root)
+            .arg("-v")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr);
+        self.child = Some(cmd.spawn().expect("spawn logd"));
+        self.wait_ready();
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while UnixStream::connect(&self.socket).is_err() {
+            if let Some(st) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("logd exited at start ({st}): {}", self.stderr());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "logd did not start: {}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// What the daemon logged so far.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("logd.stderr")).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().unwrap().id() as i32
+    }
+
+    /// A `logdctl` command aimed at this daemon.
+    pub fn ctl(&self) -> Command {
+        let mut c = Command::new(LOGDCTL);
+        c.arg("--socket").arg(&self.socket);
+        c.env_remove("LOGD_SOCKET").env_remove("LOGD_AUTOSTART");
+        c
+    }
+
+    /// Runs `logdctl ARGS` and returns its output, bounded in time.
+    pub fn ctl_run(&self, args: &[&str]) -> Output {
+        run_bounded(self.ctl().args(args), Duration::from_secs(60))
+    }
+
+    /// Runs `logdctl ARGS`, asserting success; returns stdout.
+    pub fn ctl_ok(&self, args: &[&str]) -> Vec<u8> {
+        let out = self.ctl_run(args);
+        assert!(
+            out.status.success(),
+            "logdctl {args:?} failed ({}): {}\n--- logd:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr),
+            self.stderr()
+        );
+        out.stdout
+    }
+
+    /// A protocol client connected to this daemon.
+    pub fn client(&self) -> logd_protocol::client::Client {
+        let c = logd_protocol::client::Client::connect(&self.socket).expect("connect");
+        c.set_timeout(Some(Duration::from_secs(30))).unwrap();
+        c
+    }
+
+    /// Path of a log under the root.
+    pub fn log(&self, rel: &str) -> PathBuf {
+        self.log_root.join(rel)
+    }
+
+    /// Sends a signal and waits (bounded) for the daemon to exit; returns its exit code.
+    pub fn signal_and_wait(&mut self, sig: nix::sys::signal::Signal) -> Option<i32> {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), sig).unwrap();
+        let child = self.child.as_mut().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                self.child = None;
+                return st.code();
+            }
+            assert!(Instant::now() < deadline, "logd did not exit after {sig}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Checks the daemon is still running.
+    pub fn assert_alive(&mut self) {
+        let st = self.child.as_mut().unwrap().try_wait().unwrap();
+        assert!(st.is_none(), "logd died: {:?}\n{}", st, self.stderr());
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("--- logd stderr:\n{}", self.stderr());
+        }
+    }
+}
+
+fn chown_r(dir: &Path, uid: u32) {
+    let st = Command::new("chown")
+        .arg("-R")
+        .arg(format!("{uid}:{uid}"))
+        .arg(dir)
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+/// Runs a command with a deadline; kills it if it overruns (and fails the test).
+pub fn run_bounded(cmd: &mut Command, limit: Duration) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let t_out = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        out.read_to_end(&mut v).ok();
+        v
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        err.read_to_end(&mut v).ok();
+        v
+    });
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("command {cmd:?} ran over {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    Output {
+        status,
+        stdout: t_out.join().unwrap(),
+        stderr: t_err.join().unwrap(),
+    }
+}
+
+/// A deterministic, non-repeating byte stream (numbered lines), so any suffix can be checked.
+pub fn numbered_lines(total: usize) -> Vec<u8> {
+    let mut v = Vec::with_capacity(total + 64);
+    let mut i = 0u64;
+    while v.len() < total {
+        v.extend_from_slice(
+            format!("{i:010} the quick brown fox jumps over the lazy dog\n").as_bytes(),
+        );
+        i += 1;
+    }
+    v.truncate(total);
+    v
+}
+
+/// The bytes of a log: backups oldest first, then the active file.
+pub fn read_rotated(path: &Path, max_backups: u32) -> Vec<u8> {
+    let mut all = Vec::new();
+    for i in (0..max_backups).rev() {
+        let p = PathBuf::from(format!("{}.{i}", path.display()));
+        if let Ok(b) = std::fs::read(&p) {
+            all.extend(b);
+        }
+    }
+    all.extend(std::fs::read(path).unwrap_or_default());
+    all
+}
+
+/// Whether a tool needed by a test is here. When it is absent, the test prints
+/// "skipped: TOOL not found" and passes, unless LOGD_REQUIRE_QEMU=1 (CI), where it fails.
+pub fn require_tool(tool: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(tool))
+            .find(|p| p.is_file())
+    });
+    if found.is_none() {
+        if std::env::var("LOGD_REQUIRE_QEMU").as_deref() == Ok("1") {
+            panic!("{tool} not found, and LOGD_REQUIRE_QEMU=1");
+        }
+        eprintln!("skipped: {tool} not found");
+    }
+    found
+}
+
+/// Assembles the test guest (integration/guest/guest.asm) into `dir`; None if nasm is absent.
+pub fn build_guest(dir: &Path) -> Option<PathBuf> {
+    let nasm = require_tool("nasm")?;
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("integration/guest/guest.asm");
+    let img = dir.join("guest.img");
+    let st = Command::new(nasm)
+        .args(["-f", "bin", "-o"])
+        .arg(&img)
+        .arg(&src)
+        .status()
+        .expect("run nasm");
+    assert!(st.success(), "nasm failed on {}", src.display());
+    assert_eq!(std::fs::metadata(&img).unwrap().len(), 512);
+    Some(img)
+}
+
+/// The QEMU command line that boots the test guest with COM1 on stdio.
+pub fn qemu_args(img: &Path) -> Vec<String> {
+    vec![
+        "qemu-system-x86_64".into(),
+        "-display".into(),
+        "none".into(),
+        "-no-user-config".into(),
+        "-nodefaults".into(),
+        "-machine".into(),
+        "pc,accel=tcg".into(),
+        "-m".into(),
+        "16".into(),
+        "-serial".into(),
+        "stdio".into(),
+        "-device".into(),
+        "isa-debug-exit,iobase=0xf4,iosize=0x04".into(),
+        "-drive".into(),
+        format!("file={},format=raw,if=floppy", img.display()),
+        "-boot".into(),
+        "a".into(),
+    ]
+}
+
+/// Polls `f` every 20 ms until it returns Some, or panics after `limit`.
+pub fn wait_for<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
