@@ -23,7 +23,7 @@ mod tests {
 
     #[test]
     fn repeated_causes_are_left_out() {
-        let io = std::io::Error::new(std::io::ErrorKind::Other, "disk on fire");
+        let io = std::io::Error::other("disk on fire");
         let e = anyhow::Error::new(io)
             .context("cannot write x: disk on fire")
             .context("saving");
