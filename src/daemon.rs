@@ -14,7 +14,8 @@ use actix_rt::{Arbiter, System};
 use nix::fcntl::{Flock, FlockArg};
 use tokio::net::UnixListener;
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::paths::PathPolicy;
@@ -132,8 +133,8 @@ async fn main_loop(cfg: Config) -> Result<(), DaemonError> {
         limit: Arc::new(Semaphore::new(cfg.max_clients)),
         daemon_uid: nix::unistd::geteuid().as_raw(),
     });
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let accept = actix_rt::spawn(server::serve(listener, shared, stop_rx));
+    let stop = CancellationToken::new();
+    let accept = actix_rt::spawn(server::serve(listener, shared, stop.clone()));
     tracing::info!(
         socket = %cfg.socket.display(),
         log_root = %cfg.log_root.display(),
@@ -149,7 +150,7 @@ async fn main_loop(cfg: Config) -> Result<(), DaemonError> {
         _ = int.recv() => "SIGINT",
     };
     tracing::info!(signal = which, "shutting down");
-    let _ = stop_tx.send(true);
+    stop.cancel();
     let _ = accept.await;
     let _ = std::fs::remove_file(&cfg.socket);
     let _ = registry.send(registry::Shutdown).await;

@@ -27,7 +27,8 @@ use logd_protocol::{
 };
 use tokio::io::Interest;
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::paths::{PathError, PathPolicy};
@@ -59,13 +60,13 @@ enum ConnError {
     Closed,
 }
 
-/// Accepts connections until `stop` turns true.
-pub async fn serve(listener: UnixListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+/// Accepts connections until `stop` is cancelled.
+pub async fn serve(listener: UnixListener, shared: Arc<Shared>, stop: CancellationToken) {
     static NEXT_ID: AtomicU64 = AtomicU64::new(1);
     loop {
         let accepted = tokio::select! {
             r = listener.accept() => r,
-            _ = stop.wait_for(|s| *s) => break,
+            _ = stop.cancelled() => break,
         };
         let stream = match accepted {
             Ok((s, _)) => s,

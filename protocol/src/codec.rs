@@ -215,3 +215,60 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod documented_examples {
+    //! The examples in docs/protocol.md, byte for byte.
+    use super::*;
+    use crate::message::*;
+
+    #[test]
+    fn get_position_request() {
+        let f = encode_frame(
+            &Request::GetPosition {
+                path: "vm1.log".into(),
+            },
+            MAX_REQUEST_FRAME,
+        )
+        .unwrap();
+        assert_eq!(f, b"\x00\x00\x00\x09\x01\x07vm1.log");
+    }
+
+    #[test]
+    fn position_response() {
+        let f = encode_frame(
+            &Response::Position(Position {
+                inode: 300,
+                offset: 5,
+            }),
+            MAX_RESPONSE_FRAME,
+        )
+        .unwrap();
+        assert_eq!(f, b"\x00\x00\x00\x05\x02\xfb\x2c\x01\x05");
+    }
+
+    #[test]
+    fn error_response() {
+        let e = Response::Error(WireError::new(ErrorCode::Busy, "busy"));
+        let f = encode_frame(&e, MAX_RESPONSE_FRAME).unwrap();
+        assert_eq!(f, b"\x00\x00\x00\x07\x04\x07\x04busy");
+    }
+
+    #[test]
+    fn open_log_request() {
+        let req = Request::OpenLog {
+            domain: DomainId {
+                driver: "qemu".into(),
+                uuid: Uuid::from_u128(1),
+                name: "vm".into(),
+            },
+            path: "a".into(),
+            flags: OpenFlags { truncate: true },
+        };
+        let f = encode_frame(&req, MAX_REQUEST_FRAME).unwrap();
+        let mut want = b"\x00\x00\x00\x1d\x00\x04qemu\x10".to_vec();
+        want.extend_from_slice(&[0; 15]);
+        want.extend_from_slice(b"\x01\x02vm\x01a\x01");
+        assert_eq!(f, want);
+    }
+}

@@ -1,6 +1,7 @@
 //! `logdctl`: the command-line client of logd. See `docs/man/logdctl.1.md`.
 
 use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -246,11 +247,16 @@ fn start_daemon(socket: &Path) -> anyhow::Result<()> {
         .filter(|p| p.is_file())
         .unwrap_or_else(|| PathBuf::from("logd"));
     let dir = socket.parent().unwrap_or(Path::new("/"));
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create {}", dir.display()))?;
     let log_path = dir.join("logd.log");
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
+        .mode(0o600)
         .open(&log_path)
         .with_context(|| format!("cannot open {}", log_path.display()))?;
     let mut cmd = std::process::Command::new(&exe);
