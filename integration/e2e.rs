@@ -834,3 +834,223 @@ fn handshake_bytes_match_the_documentation() {
     assert_eq!(encode(&Hello::current()).unwrap(), b"LOGD\x01");
     assert_eq!(hello_frame(), b"\x00\x00\x00\x05LOGD\x01");
 }
+
+/// Section 6: connections beyond `max_clients` are refused with an error, not left hanging.
+#[test]
+fn clients_beyond_max_clients_are_refused_with_an_error() {
+    let mut d = Daemon::with_config("max_clients = 2\n");
+    let c1 = d.client();
+    let c2 = d.client();
+    match logd_protocol::client::Client::connect(&d.socket) {
+        Err(ClientError::Server(e)) => {
+            assert_eq!(e.code, ErrorCode::TooManyClients, "{}", e.message)
+        }
+        Err(e) => panic!("expected TooManyClients, got {e}"),
+        Ok(_) => panic!("a third client was served with max_clients = 2"),
+    }
+    let out = d.ctl_run(&["position", "--log", "x.log"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("too many clients"));
+    drop(c1);
+    // The slot frees as soon as a client leaves.
+    wait_for(Duration::from_secs(10), "a free slot", || {
+        logd_protocol::client::Client::connect(&d.socket).ok()
+    });
+    drop(c2);
+    assert_healthy(&mut d, "max-clients");
+}
+
+/// Section 6: a bad config stops start-up with a message naming the key.
+#[test]
+fn bad_config_stops_startup_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    for (text, key) in [
+        ("max_sise = 5\n", "max_sise"),
+        ("max_size = \"huge\"\n", "max_size"),
+        ("max_backups = -1\n", "max_backups"),
+        ("max_clients = 0\n", "max_clients"),
+    ] {
+        let cfg = dir.path().join("bad.toml");
+        std::fs::write(&cfg, text).unwrap();
+        let out = run_bounded(
+            std::process::Command::new(LOGD)
+                .arg("--config")
+                .arg(&cfg)
+                .arg("--socket")
+                .arg(dir.path().join("s"))
+                .arg("--log-root")
+                .arg(dir.path().join("l")),
+            Duration::from_secs(20),
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{text}: {err}");
+        assert!(err.contains(key), "{text}: {err}");
+    }
+    // A second daemon on a live socket is refused.
+    let d = Daemon::start();
+    let out = run_bounded(
+        std::process::Command::new(LOGD)
+            .arg("--socket")
+            .arg(&d.socket)
+            .arg("--log-root")
+            .arg(&d.log_root),
+        Duration::from_secs(20),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already listening"));
+}
+
+/// Section 7: `tail --follow` keeps printing across rotations; `read --from` continues exactly.
+#[test]
+fn tail_follow_crosses_rotations() {
+    let d = Daemon::with_config("max_size = \"8 KiB\"\nmax_backups = 2\n");
+    let mut c = d.client();
+    let (start, fd) = c
+        .open_log(domain("f"), "f.log", OpenFlags::default())
+        .unwrap();
+    let mut w = std::fs::File::from(fd);
+    let data = numbered_lines(64 * KIB);
+    w.write_all(&data[..1000]).unwrap();
+    d.ctl_ok(&["position", "--log", "f.log"]);
+    let mut tail = d
+        .ctl()
+        .args(["tail", "--log", "f.log", "--bytes", "100", "--follow"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = tail.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = out.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    // First the last 100 bytes, before anything more is written.
+    let mut got = Vec::new();
+    while got.len() < 100 {
+        got.extend(
+            rx.recv_timeout(Duration::from_secs(30))
+                .expect("tail printed nothing"),
+        );
+    }
+    // Then more, in pieces, slowly enough for the follower to see each rotation.
+    for chunk in data[1000..20 * KIB].chunks(2000) {
+        w.write_all(chunk).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let want = 100 + (20 * KIB - 1000);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while got.len() < want && std::time::Instant::now() < deadline {
+        if let Ok(b) = rx.recv_timeout(Duration::from_millis(100)) {
+            got.extend(b);
+        }
+    }
+    let _ = tail.kill();
+    let _ = tail.wait();
+    assert!(
+        got == data[900..20 * KIB],
+        "tail -f output differs: got {} bytes, want {want}; first difference at {:?}; starts {:?}",
+        got.len(),
+        got.iter().zip(&data[900..]).position(|(a, b)| a != b),
+        String::from_utf8_lossy(&got[..got.len().min(200)])
+    );
+    // `read --from` a position taken earlier continues exactly (or reports the gap).
+    let pos = String::from_utf8(d.ctl_ok(&["position", "--log", "f.log"])).unwrap();
+    w.write_all(b"tail end\n").unwrap();
+    let rest = d.ctl_ok(&["read", "--log", "f.log", "--from", pos.trim()]);
+    assert_eq!(rest, b"tail end\n");
+    w.write_all(&data[20 * KIB..]).unwrap(); // enough to rotate the first file away
+    d.ctl_ok(&["position", "--log", "f.log"]);
+    let out = d.ctl_run(&["read", "--log", "f.log", "--from", &start.exact()]);
+    assert!(out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("rotated away"),
+        "start {start}; stderr {:?}; {} bytes out; files {:?}",
+        String::from_utf8_lossy(&out.stderr),
+        out.stdout.len(),
+        std::fs::read_dir(&d.log_root)
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (
+                    e.file_name(),
+                    std::os::unix::fs::MetadataExt::ino(&e.metadata().unwrap()),
+                )
+            })
+            .collect::<Vec<_>>()
+    );
+}
+
+/// Section 5: a full disk drops (and counts) bytes but never closes the guest's pipe; writing
+/// resumes once there is room again.
+#[test]
+fn a_full_disk_never_closes_the_guest_pipe() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: mounting a small tmpfs needs root");
+        return;
+    }
+    let mnt = tempfile::Builder::new()
+        .prefix("logd-full-")
+        .tempdir()
+        .unwrap();
+    let st = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=256k,mode=0700", "tmpfs"])
+        .arg(mnt.path())
+        .status()
+        .unwrap();
+    if !st.success() {
+        if std::env::var("LOGD_REQUIRE_QEMU").as_deref() == Ok("1") {
+            panic!("cannot mount a tmpfs for the full-disk test");
+        }
+        eprintln!("skipped: cannot mount a tmpfs");
+        return;
+    }
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(&self.0)
+                .status();
+        }
+    }
+    let _guard = Unmount(mnt.path().to_owned());
+    let d = Daemon::with_config(&format!(
+        "allowed_dirs = [\"{}\"]\nmax_size = \"1 MiB\"\nmax_backups = 1\n",
+        mnt.path().display()
+    ));
+    let path = mnt.path().join("full.log");
+    let path_s = path.to_str().unwrap();
+    let mut c = d.client();
+    let (_, fd) = c
+        .open_log(domain("full"), path_s, OpenFlags::default())
+        .unwrap();
+    let mut w = std::fs::File::from(fd);
+    // 1 MiB into a 256 KiB file system: the writer is never refused.
+    let data = numbered_lines(MIB);
+    for chunk in data.chunks(16 * KIB) {
+        w.write_all(chunk).unwrap();
+    }
+    c.position(path_s).unwrap();
+    let on_disk = std::fs::metadata(&path).unwrap().len();
+    assert!(on_disk <= 256 * KIB as u64, "{on_disk}");
+    assert!(
+        d.stderr().contains("cannot write log file"),
+        "{}",
+        d.stderr()
+    );
+    // Make room: rotate the file away by hand (as an operator would), then write again.
+    std::fs::remove_file(&path).unwrap();
+    std::thread::sleep(Duration::from_millis(1100)); // the retry interval
+    w.write_all(b"after the disk was freed\n").unwrap();
+    let tail = wait_for(Duration::from_secs(10), "writes to resume", || {
+        c.position(path_s).ok()?;
+        let b = std::fs::read(&path).ok()?;
+        b.ends_with(b"after the disk was freed\n").then_some(b)
+    });
+    assert!(tail.len() < 1024);
+    assert!(d.stderr().contains("writable again"), "{}", d.stderr());
+}

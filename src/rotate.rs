@@ -121,6 +121,8 @@ pub struct RotatingFile {
     file: Option<File>,
     cfg: RotateConfig,
     inode: u64,
+    /// Creation time of the active file (ns), to tell it from an older file with the same inode.
+    birth: u64,
     size: u64,
     /// Offset just after the last newline among the last `NEWLINE_WINDOW` bytes of the active file,
     /// or 0 when there is none (an older newline may be kept: it lies outside any cut window).
@@ -148,6 +150,7 @@ impl RotatingFile {
             file: None,
             cfg,
             inode: 0,
+            birth: 0,
             size: 0,
             newline_end: 0,
             rotations: 0,
@@ -190,6 +193,7 @@ impl RotatingFile {
         })?;
         self.file = Some(file);
         self.inode = meta.ino();
+        self.birth = birth_of(&meta);
         self.size = size;
         self.newline_end = newline_end;
         if size > self.cfg.max_size {
@@ -204,6 +208,7 @@ impl RotatingFile {
         Position {
             inode: self.inode,
             offset: self.size,
+            birth: self.birth,
         }
     }
 
@@ -316,6 +321,7 @@ impl RotatingFile {
         }
         self.file = Some(file);
         self.inode = meta.ino();
+        self.birth = birth_of(&meta);
         self.size = 0;
         self.newline_end = 0;
         self.rotations += 1;
@@ -524,11 +530,22 @@ pub struct ReadOutcome {
     pub gap: bool,
 }
 
+/// A file's creation time in nanoseconds since the epoch (statx btime), or 0 where the file
+/// system does not report one. See [`Position::birth`].
+fn birth_of(meta: &fs::Metadata) -> u64 {
+    meta.created()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
 /// One file of a log, held open so that a rotation during the read cannot change what we see.
 struct LogFile {
     file: File,
     path: PathBuf,
     inode: u64,
+    birth: u64,
     len: u64,
 }
 
@@ -558,7 +575,7 @@ pub fn read_log(path: &Path, from: ReadFrom, max_len: usize) -> Result<ReadOutco
             }
             (idx, skip, false)
         }
-        ReadFrom::Position(p) => match files.iter().position(|f| f.inode == p.inode) {
+        ReadFrom::Position(p) => match files.iter().position(|f| p.is_in(f.inode, f.birth)) {
             Some(idx) if p.offset > files[idx].len => {
                 return Err(RotateError::BadPosition {
                     path: files[idx].path.clone(),
@@ -601,6 +618,7 @@ pub fn read_log(path: &Path, from: ReadFrom, max_len: usize) -> Result<ReadOutco
         next: Position {
             inode: files[idx].inode,
             offset,
+            birth: files[idx].birth,
         },
         gap,
     })
@@ -613,6 +631,7 @@ pub fn end_position(path: &Path) -> Result<Position, RotateError> {
     Ok(Position {
         inode: active.inode,
         offset: active.len,
+        birth: active.birth,
     })
 }
 
@@ -663,6 +682,7 @@ fn open_for_read(path: &Path) -> Result<Option<LogFile>, RotateError> {
             file,
             path: path.to_path_buf(),
             inode: meta.ino(),
+            birth: birth_of(&meta),
             len: meta.len(),
         })),
         Err(RotateError::Open { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
@@ -708,6 +728,10 @@ mod tests {
         fs::metadata(path).unwrap().ino()
     }
 
+    fn birth(path: &Path) -> u64 {
+        birth_of(&fs::metadata(path).unwrap())
+    }
+
     /// Distinct, easily recognised bytes without newlines.
     fn pattern(len: usize, seed: u8) -> Vec<u8> {
         (0..len)
@@ -743,7 +767,8 @@ mod tests {
             f.position(),
             Position {
                 inode: meta.ino(),
-                offset: 0
+                offset: 0,
+                birth: birth_of(&meta)
             }
         );
     }
@@ -774,7 +799,8 @@ mod tests {
             f.position(),
             Position {
                 inode: inode(&path),
-                offset: 13
+                offset: 13,
+                birth: birth(&path)
             }
         );
         assert_eq!(f.rotations(), 0);
@@ -847,7 +873,8 @@ mod tests {
             f.position(),
             Position {
                 inode: inode(&path),
-                offset: 4
+                offset: 4,
+                birth: birth(&path)
             }
         );
         assert!(!exists(&backup_path(&path, 1)));
@@ -1131,8 +1158,8 @@ mod tests {
         let out = read_log(
             &path,
             ReadFrom::Position(Position {
-                inode: f.position().inode,
                 offset: 6,
+                ..f.position()
             }),
             1000,
         )
@@ -1147,8 +1174,8 @@ mod tests {
         assert_eq!(
             out.next,
             Position {
-                inode: f.position().inode,
-                offset: 0
+                offset: 0,
+                ..f.position()
             }
         );
     }
@@ -1176,8 +1203,8 @@ mod tests {
         let mut f = RotatingFile::open(&path, cfg(100, 2), false).unwrap();
         f.write(b"abc").unwrap();
         let p = Position {
-            inode: f.position().inode,
             offset: 4,
+            ..f.position()
         };
         let err = read_log(&path, ReadFrom::Position(p), 10).unwrap_err();
         assert!(
@@ -1221,7 +1248,8 @@ mod tests {
             first.next,
             Position {
                 inode: inode(&backup_path(&path, 2)),
-                offset: 7
+                offset: 7,
+                birth: birth(&backup_path(&path, 2)),
             }
         );
         let mut got = first.data;
@@ -1243,9 +1271,29 @@ mod tests {
             out.next,
             Position {
                 inode: inode(&backup_path(&path, 1)),
-                offset: 0
+                offset: 0,
+                birth: birth(&backup_path(&path, 1)),
             }
         );
+    }
+
+    #[test]
+    fn a_position_on_a_deleted_file_is_a_gap_even_if_its_inode_is_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = log_path(&dir);
+        let mut f = RotatingFile::open(&path, cfg(10, 1), false).unwrap();
+        let start = f.position();
+        // Many rotations: the first file is deleted early, and file systems such as ext4 and
+        // tmpfs readily give its inode number to one of the files created after it.
+        for i in 0..20u8 {
+            f.write(&pattern(10, i)).unwrap();
+        }
+        let out = read_log(&path, ReadFrom::Position(start), 100).unwrap();
+        assert!(out.gap, "a position on a deleted file must report a gap");
+        assert_eq!(out.data.len(), 20);
+        // The short form (birth unknown) falls back to the inode alone, as virtlogd does.
+        let short = Position { birth: 0, ..start };
+        assert!(read_log(&path, ReadFrom::Position(short), 100).is_ok());
     }
 
     #[test]
@@ -1348,7 +1396,7 @@ mod tests {
 
                 let active = fs::metadata(&path).unwrap().len();
                 prop_assert!(active <= max_size);
-                prop_assert_eq!(f.position(), Position { inode: inode(&path), offset: active });
+                prop_assert_eq!(f.position(), Position { inode: inode(&path), offset: active, birth: birth(&path) });
                 let mut total = active;
                 let backups = f.rotations().min(u64::from(max_backups)) as u32;
                 for i in 0..backups {

@@ -126,6 +126,7 @@ mod tests {
                 from: ReadFrom::Position(Position {
                     inode: 1,
                     offset: 2,
+                    birth: 0,
                 }),
                 max_len: 10,
             },
@@ -207,7 +208,7 @@ mod tests {
 
         #[test]
         fn log_data_round_trips(data in proptest::collection::vec(any::<u8>(), 0..4096), inode: u64, offset: u64, gap: bool) {
-            let resp = Response::LogData { data, next: Position { inode, offset }, gap };
+            let resp = Response::LogData { data, next: Position { inode, offset, birth: inode ^ offset }, gap };
             let frame = encode_frame(&resp, MAX_RESPONSE_FRAME).unwrap();
             let mut buf = BytesMut::from(&frame[..]);
             let back: Response = decode_frame(&mut buf, MAX_RESPONSE_FRAME).unwrap().unwrap();
@@ -240,11 +241,12 @@ mod documented_examples {
             &Response::Position(Position {
                 inode: 300,
                 offset: 5,
+                birth: 7,
             }),
             MAX_RESPONSE_FRAME,
         )
         .unwrap();
-        assert_eq!(f, b"\x00\x00\x00\x05\x02\xfb\x2c\x01\x05");
+        assert_eq!(f, b"\x00\x00\x00\x06\x02\xfb\x2c\x01\x05\x07");
     }
 
     #[test]

@@ -49,31 +49,55 @@ pub struct Welcome {
 ///
 /// Inodes survive renames, so a position taken on `PATH` stays valid after `PATH` has become
 /// `PATH.0`, until the file is rotated out of existence.
+///
+/// File systems hand a freed inode number to the next new file, so the inode alone could make an
+/// old position point into a newer file. `birth` (the file's creation time in nanoseconds, from
+/// statx) tells them apart; 0 means unknown, and then the inode alone decides.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Position {
     pub inode: u64,
     pub offset: u64,
+    pub birth: u64,
 }
 
+impl Position {
+    /// The full form, `INODE:OFFSET:BIRTH`, which survives inode reuse.
+    pub fn exact(&self) -> String {
+        format!("{}:{}:{}", self.inode, self.offset, self.birth)
+    }
+
+    /// Whether a file with this inode and birth time is the file this position points into.
+    pub fn is_in(&self, inode: u64, birth: u64) -> bool {
+        self.inode == inode && (self.birth == 0 || birth == 0 || self.birth == birth)
+    }
+}
+
+/// The short form, `INODE:OFFSET`, as virtlogd clients know it.
 impl std::fmt::Display for Position {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}:{}", self.inode, self.offset)
     }
 }
 
+/// Parses `INODE:OFFSET` (birth unknown) or `INODE:OFFSET:BIRTH`.
 impl std::str::FromStr for Position {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (i, o) = s
-            .split_once(':')
-            .ok_or_else(|| format!("position {s:?} is not INODE:OFFSET"))?;
-        let inode = i
-            .parse()
-            .map_err(|_| format!("bad inode in position {s:?}"))?;
-        let offset = o
-            .parse()
-            .map_err(|_| format!("bad offset in position {s:?}"))?;
-        Ok(Position { inode, offset })
+        let fields: Vec<&str> = s.split(':').collect();
+        if !(2..=3).contains(&fields.len()) {
+            return Err(format!("position {s:?} is not INODE:OFFSET[:BIRTH]"));
+        }
+        let num = |i: usize, what: &str| -> Result<u64, String> {
+            fields.get(i).map_or(Ok(0), |f| {
+                f.parse()
+                    .map_err(|_| format!("bad {what} in position {s:?}"))
+            })
+        };
+        Ok(Position {
+            inode: num(0, "inode")?,
+            offset: num(1, "offset")?,
+            birth: num(2, "birth time")?,
+        })
     }
 }
 
@@ -248,9 +272,13 @@ mod tests {
         let p = Position {
             inode: 12,
             offset: 34,
+            birth: 56,
         };
-        assert_eq!(p.to_string().parse::<Position>().unwrap(), p);
+        assert_eq!(p.exact().parse::<Position>().unwrap(), p);
+        assert_eq!(p.to_string(), "12:34");
+        assert_eq!("12:34".parse::<Position>().unwrap().birth, 0);
         assert!("12".parse::<Position>().is_err());
+        assert!("1:2:3:4".parse::<Position>().is_err());
         assert!("a:1".parse::<Position>().is_err());
     }
 

@@ -82,12 +82,16 @@ enum Cmd {
     Position {
         #[arg(long, value_name = "PATH")]
         log: String,
+        /// Print INODE:OFFSET:BIRTH, which stays exact even if the file system reuses the inode.
+        #[arg(long)]
+        exact: bool,
     },
     /// Write a log's raw bytes to stdout, oldest first, across rotated files.
     Read {
         #[arg(long, value_name = "PATH")]
         log: String,
-        /// Start at this position (as printed by `position`) [default: the oldest byte].
+        /// Start at this position (as printed by `position`, INODE:OFFSET or INODE:OFFSET:BIRTH)
+        /// [default: the oldest byte].
         #[arg(long, value_name = "INODE:OFFSET")]
         from: Option<Position>,
         /// Read at most this many bytes [default: everything].
@@ -166,8 +170,9 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
             client.append_log(domain.id()?, &log, &m)?;
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Position { log } => {
-            println!("{}", client.position(&log)?);
+        Cmd::Position { log, exact } => {
+            let p = client.position(&log)?;
+            println!("{}", if exact { p.exact() } else { p.to_string() });
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Read { log, from, max } => {
