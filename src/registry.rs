@@ -44,8 +44,8 @@ pub enum RegistryError {
     },
     #[error("logd is shutting down")]
     ShuttingDown,
-    #[error("domain actor for {0} is gone")]
-    DomainGone(String),
+    #[error("the domain actor holding {0} stopped unexpectedly")]
+    DomainGone(PathBuf),
     #[error("reading log {path} failed: the worker panicked")]
     Worker { path: PathBuf },
     #[error(transparent)]
@@ -220,18 +220,17 @@ impl Handler<Open> for Registry {
             Err(e) => return Box::pin(fut::ready(Err(e))),
         };
         let path = msg.path.clone();
-        let name = msg.domain.name.clone();
-        let req = addr.send(domain::OpenStream {
-            path: msg.path,
-            rotate: self.rotate,
-            truncate: msg.truncate,
-        });
+        let req = ask(
+            addr,
+            msg.path.clone(),
+            domain::OpenStream {
+                path: msg.path,
+                rotate: self.rotate,
+                truncate: msg.truncate,
+            },
+        );
         Box::pin(
             fut::wrap_future(req).map(move |res, act: &mut Registry, _| {
-                let res = match res {
-                    Ok(r) => r.map_err(RegistryError::from),
-                    Err(_) => Err(RegistryError::DomainGone(name)),
-                };
                 if res.is_err() {
                     act.release(&path);
                 }
@@ -253,12 +252,11 @@ impl Handler<GetPosition> for Registry {
 
     fn handle(&mut self, msg: GetPosition, _: &mut Context<Self>) -> Self::Result {
         match self.owner(&msg.path) {
-            Some(addr) => Box::pin(async move {
-                addr.send(domain::GetPosition { path: msg.path })
-                    .await
-                    .map_err(|_| RegistryError::DomainGone(String::new()))?
-                    .map_err(RegistryError::from)
-            }),
+            Some(addr) => Box::pin(ask(
+                addr,
+                msg.path.clone(),
+                domain::GetPosition { path: msg.path },
+            )),
             None => Box::pin(blocking(msg.path.clone(), move || {
                 rotate::end_position(&msg.path)
             })),
@@ -280,16 +278,15 @@ impl Handler<Read> for Registry {
 
     fn handle(&mut self, msg: Read, _: &mut Context<Self>) -> Self::Result {
         match self.owner(&msg.path) {
-            Some(addr) => Box::pin(async move {
-                addr.send(domain::ReadLog {
+            Some(addr) => Box::pin(ask(
+                addr,
+                msg.path.clone(),
+                domain::ReadLog {
                     path: msg.path,
                     from: msg.from,
                     max_len: msg.max_len,
-                })
-                .await
-                .map_err(|_| RegistryError::DomainGone(String::new()))?
-                .map_err(RegistryError::from)
-            }),
+                },
+            )),
             None => Box::pin(blocking(msg.path.clone(), move || {
                 rotate::read_log(&msg.path, msg.from, msg.max_len)
             })),
@@ -318,27 +315,19 @@ impl Handler<Append> for Registry {
         // An open log is appended through its own domain, whoever asks; otherwise the named
         // domain claims the path for the duration of the write.
         if let Some(addr) = self.owner(&msg.path) {
-            return Box::pin(fut::wrap_future(async move {
-                addr.send(req)
-                    .await
-                    .map_err(|_| RegistryError::DomainGone(String::new()))?
-                    .map_err(RegistryError::from)
-            }));
+            return Box::pin(fut::wrap_future(ask(addr, msg.path, req)));
         }
         let addr = match self.claim(&msg.domain, &msg.path) {
             Ok((_, a)) => a,
             Err(e) => return Box::pin(fut::ready(Err(e))),
         };
         let path = msg.path;
-        Box::pin(
-            fut::wrap_future(addr.send(req)).map(move |res, act: &mut Registry, _| {
+        Box::pin(fut::wrap_future(ask(addr, path.clone(), req)).map(
+            move |res, act: &mut Registry, _| {
                 act.release(&path);
-                match res {
-                    Ok(r) => r.map_err(RegistryError::from),
-                    Err(_) => Err(RegistryError::DomainGone(String::new())),
-                }
-            }),
-        )
+                res
+            },
+        ))
     }
 }
 
@@ -375,6 +364,20 @@ impl Handler<Shutdown> for Registry {
             }
         })
     }
+}
+
+/// Sends a request to a domain and waits for its answer (the mailbox is bounded: this waits for
+/// room rather than queueing without limit).
+async fn ask<M, T>(addr: Addr<Domain>, path: PathBuf, msg: M) -> Result<T, RegistryError>
+where
+    M: Message<Result = Result<T, DomainError>> + Send + 'static,
+    T: Send + 'static,
+    Domain: Handler<M>,
+{
+    addr.send(msg)
+        .await
+        .map_err(|_| RegistryError::DomainGone(path))?
+        .map_err(RegistryError::from)
 }
 
 /// Runs file work for a log nobody holds open, off the actor threads.
