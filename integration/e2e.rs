@@ -1054,3 +1054,39 @@ fn a_full_disk_never_closes_the_guest_pipe() {
     assert!(tail.len() < 1024);
     assert!(d.stderr().contains("writable again"), "{}", d.stderr());
 }
+
+/// `--idle-exit`: a session daemon stays while a log is open or a client is connected, and
+/// exits (0) once it has had neither for the given time.
+#[test]
+fn idle_exit_waits_for_the_last_log_and_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("s");
+    let mut child = std::process::Command::new(LOGD)
+        .arg("--socket")
+        .arg(&socket)
+        .arg("--log-root")
+        .arg(dir.path().join("logs"))
+        .args(["--idle-exit", "1"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut c = wait_for(Duration::from_secs(20), "logd to start", || {
+        logd_protocol::client::Client::connect(&socket).ok()
+    });
+    let (_, fd) = c
+        .open_log(domain("idle"), "idle.log", OpenFlags::default())
+        .unwrap();
+    drop(c);
+    // A log is open: well past the idle time, the daemon is still there.
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "exited with a log open"
+    );
+    drop(fd);
+    let st = wait_for(Duration::from_secs(20), "logd to exit when idle", || {
+        child.try_wait().unwrap()
+    });
+    assert_eq!(st.code(), Some(0));
+    assert!(!socket.exists(), "the socket file is removed at exit");
+}

@@ -49,6 +49,8 @@ pub struct Config {
     pub max_clients: usize,
     /// Worker threads (actix arbiters) that domains are spread over; default: one per core.
     pub workers: usize,
+    /// Exit after this long with no open log and no client (a session daemon started on demand).
+    pub idle_exit: Option<std::time::Duration>,
 }
 
 /// The file's keys, all optional.
@@ -62,6 +64,7 @@ struct FileConfig {
     max_backups: Option<u32>,
     max_clients: Option<usize>,
     workers: Option<usize>,
+    idle_exit: Option<u64>,
 }
 
 /// A size written as a number of bytes or a string such as `"2 MiB"`.
@@ -77,6 +80,8 @@ enum SizeValue {
 pub struct Overrides {
     pub socket: Option<PathBuf>,
     pub log_root: Option<PathBuf>,
+    /// Seconds; 0 turns idle exit off.
+    pub idle_exit: Option<u64>,
 }
 
 /// Whether the daemon runs as root (system mode) or as a user (session mode).
@@ -216,6 +221,11 @@ impl Config {
             },
             max_clients,
             workers,
+            idle_exit: over
+                .idle_exit
+                .or(fc.idle_exit)
+                .filter(|s| *s > 0)
+                .map(std::time::Duration::from_secs),
         })
     }
 }
@@ -256,6 +266,7 @@ mod tests {
             &Overrides {
                 socket: Some(dir.path().join("s")),
                 log_root: Some(dir.path().join("logs")),
+                idle_exit: None,
             },
         )
     }

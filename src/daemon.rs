@@ -127,10 +127,11 @@ async fn main_loop(cfg: Config) -> Result<(), DaemonError> {
     let workers: Vec<Arbiter> = (0..cfg.workers).map(|_| Arbiter::new()).collect();
     let handles = workers.iter().map(Arbiter::handle).collect();
     let registry = Registry::start_global(cfg.rotate, handles);
+    let limit = Arc::new(Semaphore::new(cfg.max_clients));
     let shared = Arc::new(Shared {
         registry: registry.clone(),
         policy: PathPolicy::new(cfg.log_root.clone(), cfg.allowed_dirs.clone()),
-        limit: Arc::new(Semaphore::new(cfg.max_clients)),
+        limit: limit.clone(),
         daemon_uid: nix::unistd::geteuid().as_raw(),
     });
     let stop = CancellationToken::new();
@@ -145,11 +146,13 @@ async fn main_loop(cfg: Config) -> Result<(), DaemonError> {
         env!("CARGO_PKG_VERSION")
     );
 
+    let idle = idle_watch(cfg.idle_exit, registry.clone(), limit, cfg.max_clients);
     let which = tokio::select! {
         _ = term.recv() => "SIGTERM",
         _ = int.recv() => "SIGINT",
+        _ = idle => "idle",
     };
-    tracing::info!(signal = which, "shutting down");
+    tracing::info!(reason = which, "shutting down");
     stop.cancel();
     let _ = accept.await;
     let _ = std::fs::remove_file(&cfg.socket);
@@ -160,4 +163,32 @@ async fn main_loop(cfg: Config) -> Result<(), DaemonError> {
     }
     tracing::info!("every log drained; bye");
     Ok(())
+}
+
+/// Resolves once the daemon has had no domain and no client for `after` (never if None).
+async fn idle_watch(
+    after: Option<std::time::Duration>,
+    registry: actix::Addr<Registry>,
+    limit: Arc<Semaphore>,
+    max_clients: usize,
+) {
+    let Some(after) = after else {
+        return std::future::pending().await;
+    };
+    let tick = (after / 4).clamp(
+        std::time::Duration::from_millis(100),
+        std::time::Duration::from_secs(5),
+    );
+    let mut idle_since = tokio::time::Instant::now();
+    loop {
+        tokio::time::sleep(tick).await;
+        let domains = registry.send(registry::CountDomains).await.unwrap_or(1);
+        let clients = max_clients - limit.available_permits();
+        if domains > 0 || clients > 0 {
+            idle_since = tokio::time::Instant::now();
+        } else if idle_since.elapsed() >= after {
+            tracing::info!(seconds = after.as_secs(), "idle: no log open and no client");
+            return;
+        }
+    }
 }

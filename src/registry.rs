@@ -346,6 +346,19 @@ impl Handler<StreamClosed> for Registry {
     }
 }
 
+/// How many domains are alive (for idle exit and, later, introspection).
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct CountDomains;
+
+impl Handler<CountDomains> for Registry {
+    type Result = usize;
+
+    fn handle(&mut self, _: CountDomains, _: &mut Context<Self>) -> usize {
+        self.domains.len()
+    }
+}
+
 /// Refuse new work, then have every domain drain its pipes into its files.
 #[derive(Message)]
 #[rtype(result = "()")]

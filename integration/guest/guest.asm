@@ -52,6 +52,13 @@
 ; guest has booted) is not lost either: it is processed, in order, right
 ; after the banner.
 ;
+; Host side caveat (QEMU 7.2, not fixable in the guest): when the chardev
+; backend stays unwritable (e.g. nobody drains the -serial stdio pipe and its
+; 64 KiB buffer is full), QEMU retries a byte 4 times and then silently drops
+; it, so a 100000-line burst loses data if the reader stalls for more than a
+; fraction of a second.  Keep reading QEMU's output continuously (or enlarge
+; the pipe with F_SETPIPE_SZ).  LSR.THRE/TEMT do not reflect this.
+;
 ; Why the startup sequence is so fiddly (QEMU 7.2 hw/char/serial.c):
 ;  * The UART comes out of reset with FIFOs off.  In that mode QEMU's chardev
 ;    puts one input byte into RBR (already during BIOS time) and holds back
@@ -123,19 +130,20 @@ start:
         out dx, al                      ; 8N1, DLAB = 0
 
         ; --- rescue RBR and enable the FIFO (see header) ---
+        ; No branch from the RBR read to the FCR write: a branch ends the
+        ; translation block and the next block may first have to be
+        ; translated, which widens the window in which QEMU could put a new
+        ; byte into RBR that the FCR write would then flush.
         mov di, QUEUE
         mov dl, MCR & 0xff
         mov al, 0x13
         out dx, al                      ; MCR = LOOP|RTS|DTR
         inc dx                          ; LSR
         in al, dx
-        mov bl, al
+        mov bl, al                      ; BL bit 0: RBR holds a host byte
         mov dl, RBR & 0xff
         in al, dx                       ; RBR (loopback: QEMU main loop not woken)
-        test bl, LSR_DR
-        jz .no_early
-        stosb                           ; queue the rescued byte
-.no_early:
+        mov bh, al
         mov dl, FCR & 0xff
         mov al, 0x07                    ; FIFO on, reset RX/TX, trigger level 1
         out dx, al
@@ -145,6 +153,10 @@ start:
         mov dl, MCR & 0xff
         mov al, 0x03
         out dx, al                      ; MCR = RTS|DTR (normal, OUT2 = 0)
+        test bl, LSR_DR
+        jz .drain
+        mov al, bh
+        stosb                           ; queue the rescued byte
 .drain: call getc
         cmp al, SENTINEL
         je .drained

@@ -20,6 +20,10 @@ struct Args {
     /// Keep logs under this directory instead of the default.
     #[arg(long, value_name = "DIR")]
     log_root: Option<PathBuf>,
+    /// Exit after SECONDS with no open log and no client (logdctl starts session daemons
+    /// with 30); 0 or absent: never.
+    #[arg(long, value_name = "SECONDS")]
+    idle_exit: Option<u64>,
     /// More log output: -v for debug, -vv for trace (RUST_LOG overrides).
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -56,6 +60,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         &Overrides {
             socket: args.socket,
             log_root: args.log_root,
+            idle_exit: args.idle_exit,
         },
     )
     .context("configuration")?;

@@ -267,6 +267,7 @@ fn start_daemon(socket: &Path) -> anyhow::Result<()> {
     let mut cmd = std::process::Command::new(&exe);
     cmd.arg("--socket")
         .arg(socket)
+        .args(["--idle-exit", "30"])
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(log)

@@ -1,0 +1,994 @@
+//! `logd-bench`: how fast and how lean logd is, next to the limit it is compared to.
+//!
+//! Run it from a release build:
+//!
+//! ```text
+//! cargo build --release --bins && target/release/logd-bench [--quick]
+//! ```
+//!
+//! Options: `--quick` (one run, smaller transfers, under a minute), `--runs N` (default 3; every
+//! figure is the median over the runs), `--logd PATH` (default: `logd` next to this executable),
+//! `--dir DIR` (where the temporary directories go; default: the system temp dir) and
+//! `--only NAME` (run only the scenario called NAME, or else those whose name contains NAME,
+//! e.g. `100b` or `rss`).
+//!
+//! Every figure is one line `name: value unit` on stdout; progress and notes go to stderr.
+//! MB is 10^6 bytes; CPU-s/GiB is CPU time per 2^30 bytes moved. Each scenario run starts a fresh
+//! `logd` (max_size 2 MiB, 3 backups, default workers, `RUST_LOG` unset) in its own directory,
+//! and kills it after.
+//!
+//! The scenarios (their names prefix their figures):
+//! - `baseline_64k`, `baseline_100b`: the limit logd is compared to, with no daemon: in this
+//!   process, one thread writes into a pipe in 64 KiB (resp. 100-byte) writes and another reads
+//!   it with plain `read` into a 64 KiB buffer and appends with [`RotatingFile::write`].
+//!   CPU is the reader thread's only (`/proc/thread-self/stat`).
+//! - `baseline_64k_pipe1m`: the same with the pipe enlarged to 1 MiB, as logd enlarges a pipe it
+//!   finds full: with the default 64 KiB pipe, every write wakes the reader.
+//! - `one_stream_64k`, `one_stream_100b`: one domain writes the same amount through logd, then
+//!   asks for `position()`, which answers only once logd has drained the pipe into the file.
+//!   CPU is the daemon's (`/proc/PID/stat`, all threads) over the transfer.
+//! - `idle5000_one_stream_64k`: 5,000 idle domains are opened first (a log and a pipe each, write
+//!   ends kept open, nothing written), timing the opens, then the `one_stream_64k` transfer runs.
+//! - `rss_per_idle_domain_1000`, `rss_per_idle_domain_10000`: the daemon's VmRSS before opening
+//!   any domain and after opening that many idle ones; also MemAvailable for the 10,000 case.
+//!
+//! Other work on the machine skews every figure: before each measurement the bench waits (up to
+//! 30 s) until other processes keep fewer than a quarter of a CPU busy, and each run's progress
+//! line says how busy they kept the machine during it.
+//!
+//! RLIMIT_NOFILE is raised to its hard limit first (logd inherits it). logd holds two fds per
+//! domain (pipe read end, log file); when the hard limit cannot hold the wanted domains, their
+//! number is scaled down and a note says so.
+
+use std::fmt;
+use std::fs::{self, File};
+use std::io::{ErrorKind, Read, Write};
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, ensure, Context, Result};
+use clap::Parser;
+use logd::rotate::{RotateConfig, RotatingFile};
+use logd_protocol::client::Client;
+use logd_protocol::{DomainId, OpenFlags};
+use nix::fcntl::{fcntl, FcntlArg};
+use nix::unistd::{sysconf, SysconfVar};
+
+const KIB: u64 = 1024;
+const MIB: u64 = 1024 * KIB;
+const GIB: u64 = 1024 * MIB;
+
+/// The rotation every scenario uses, in the daemon's config and in the baseline.
+const ROTATE: RotateConfig = RotateConfig {
+    max_size: 2 * MIB,
+    max_backups: 3,
+};
+const DAEMON_CONFIG: &str = "max_size = \"2 MiB\"\nmax_backups = 3\n";
+
+/// The size of the baseline reader's buffer.
+const READ_BUF: usize = 64 * 1024;
+/// Fds logd holds per open domain with one log: the pipe's read end and the log file.
+const DAEMON_FDS_PER_DOMAIN: u64 = 2;
+/// Fds logd and this process use besides the domains (sockets, epoll, lock, stdio, …).
+const FD_RESERVE: u64 = 64;
+/// Above this projected time for 1 GiB in 100-byte writes, the 100-byte scenarios move 256 MiB.
+const MAX_100B_SECONDS: f64 = 60.0;
+/// Before a measurement, wait until other work keeps fewer CPUs than this busy …
+const QUIET_CPUS: f64 = 0.25;
+/// … over this long …
+const QUIET_SAMPLE: Duration = Duration::from_millis(500);
+/// … but no longer than this.
+const QUIET_WAIT: Duration = Duration::from_secs(30);
+/// How long a client call may wait for logd (a position() drains at most one full pipe).
+const CALL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Every scenario, in the order they run; `--only` picks among these names.
+const SCENARIOS: [&str; 8] = [
+    "baseline_64k",
+    "baseline_64k_pipe1m",
+    "one_stream_64k",
+    "baseline_100b",
+    "one_stream_100b",
+    "idle5000_one_stream_64k",
+    "rss_per_idle_domain_1000",
+    "rss_per_idle_domain_10000",
+];
+
+/// Measures logd's throughput, CPU and memory against a no-daemon baseline.
+#[derive(Debug, Parser)]
+#[command(name = "logd-bench", about, long_about = None)]
+struct Args {
+    /// One run of each scenario with smaller transfers (under a minute).
+    #[arg(long)]
+    quick: bool,
+    /// Runs per scenario; every figure is the median (default 3, or 1 with --quick).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    runs: Option<u32>,
+    /// The logd binary (default: `logd` next to this executable).
+    #[arg(long, value_name = "PATH")]
+    logd: Option<PathBuf>,
+    /// Where the temporary directories go (default: the system temp dir).
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+    /// Run only the scenario called NAME, or else those whose name contains it (e.g. `100b`).
+    #[arg(long, value_name = "NAME")]
+    only: Option<String>,
+}
+
+fn main() -> ExitCode {
+    match run(Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("logd-bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> Result<()> {
+    let started = Instant::now();
+    let mut b = Bench::new(args)?;
+    note(format!("load average at start: {}", load_average()));
+    let size_64k = if b.quick { 256 * MIB } else { GIB };
+    if b.selected("baseline_64k") {
+        baseline(&mut b, "baseline_64k", 64 * 1024, size_64k, None)?;
+    }
+    if b.selected("baseline_64k_pipe1m") {
+        baseline(
+            &mut b,
+            "baseline_64k_pipe1m",
+            64 * 1024,
+            size_64k,
+            Some(MIB),
+        )?;
+    }
+    if b.selected("one_stream_64k") {
+        one_stream(&mut b, "one_stream_64k", 64 * 1024, size_64k)?;
+    }
+    if b.selected("baseline_100b") || b.selected("one_stream_100b") {
+        let size_100b = size_100b(&b)?;
+        if b.selected("baseline_100b") {
+            baseline(&mut b, "baseline_100b", 100, size_100b, None)?;
+        }
+        if b.selected("one_stream_100b") {
+            one_stream(&mut b, "one_stream_100b", 100, size_100b)?;
+        }
+    }
+    if b.selected("idle5000_one_stream_64k") {
+        idle_then_stream(&mut b, 5000, size_64k)?;
+    }
+    if b.selected("rss_per_idle_domain_1000") {
+        rss_per_idle_domain(&mut b, 1000)?;
+    }
+    if b.selected("rss_per_idle_domain_10000") {
+        rss_per_idle_domain(&mut b, 10_000)?;
+    }
+    comparisons(&mut b);
+    note(format!(
+        "done in {:.0} s; load average at the end: {}",
+        started.elapsed().as_secs_f64(),
+        load_average()
+    ));
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scenarios
+
+/// `baseline_*`: a pipe read into a rotating file by a thread of this process, no daemon. The
+/// pipe has the kernel's default size, or `pipe_size` (logd enlarges a pipe it finds full).
+fn baseline(
+    b: &mut Bench,
+    name: &str,
+    chunk: usize,
+    total: u64,
+    pipe_size: Option<u64>,
+) -> Result<()> {
+    let mut runs = Vec::new();
+    for run in 1..=b.runs {
+        let dir = TempDir::new(&b.dir, name)?;
+        let t = baseline_transfer(dir.path(), chunk, total, pipe_size).context(name.to_owned())?;
+        b.progress(name, run, &t);
+        runs.push(t);
+    }
+    b.transfer_figures(name, &runs);
+    Ok(())
+}
+
+/// `one_stream_*`: one domain writes `total` bytes in `chunk`-byte writes through a fresh logd.
+fn one_stream(b: &mut Bench, name: &str, chunk: usize, total: u64) -> Result<()> {
+    let mut runs = Vec::new();
+    for run in 1..=b.runs {
+        let daemon = b.daemon(name)?;
+        let mut client = daemon.client()?;
+        let t = logd_transfer(&daemon, &mut client, chunk, total)
+            .with_context(|| daemon.failed(name))?;
+        b.progress(name, run, &t);
+        runs.push(t);
+    }
+    b.transfer_figures(name, &runs);
+    Ok(())
+}
+
+/// `idle5000_one_stream_64k`: `idle` idle domains, then the `one_stream_64k` transfer.
+fn idle_then_stream(b: &mut Bench, idle: usize, total: u64) -> Result<()> {
+    let name = "idle5000_one_stream_64k";
+    let idle = b.domains_that_fit(idle, name);
+    let mut runs = Vec::new();
+    let (mut first_100, mut last_100) = (Vec::new(), Vec::new());
+    for run in 1..=b.runs {
+        let daemon = b.daemon(name)?;
+        let mut client = daemon.client()?;
+        wait_for_quiet(Some(&daemon))?;
+        let domains = IdleDomains::open(&mut client, idle).with_context(|| daemon.failed(name))?;
+        first_100.push(domains.open_rate(1, 100.min(idle)));
+        last_100.push(domains.open_rate(idle.saturating_sub(99).max(1), idle));
+        let t = logd_transfer(&daemon, &mut client, 64 * 1024, total)
+            .with_context(|| daemon.failed(name))?;
+        b.progress(name, run, &t);
+        runs.push(t);
+    }
+    b.transfer_figures(name, &runs);
+    b.figure("open_rate_first_100", median(&first_100), "opens/s");
+    b.figure("open_rate_at_5000", median(&last_100), "opens/s");
+    Ok(())
+}
+
+/// `rss_per_idle_domain_N`: the daemon's VmRSS before and after opening `count` idle domains;
+/// for 10,000 also the machine's MemAvailable, which counts the kernel's side (pipes, inodes).
+fn rss_per_idle_domain(b: &mut Bench, count: usize) -> Result<()> {
+    let name = format!("rss_per_idle_domain_{count}");
+    let n = b.domains_that_fit(count, &name);
+    let with_meminfo = count == 10_000;
+    let (mut per_domain, mut baseline_rss, mut mem_per_domain) =
+        (Vec::new(), Vec::new(), Vec::new());
+    for run in 1..=b.runs {
+        let daemon = b.daemon(&name)?;
+        let mut client = daemon.client()?;
+        settle();
+        let rss0 = daemon.rss_kib()?;
+        let mem0 = mem_available_kib()?;
+        let domains = IdleDomains::open(&mut client, n).with_context(|| daemon.failed(&name))?;
+        settle();
+        let rss1 = daemon.rss_kib()?;
+        let mem1 = mem_available_kib()?;
+        let fds = daemon.fd_count()?;
+        let kib = (rss1 as f64 - rss0 as f64) / n as f64;
+        note(format!(
+            "{name} run {run}/{}: VmRSS {rss0} -> {rss1} KiB over {n} domains ({kib:.2} KiB each); \
+             logd holds {fds} fds; opens took {:.1} s",
+            b.runs,
+            domains.elapsed().as_secs_f64()
+        ));
+        per_domain.push(kib);
+        baseline_rss.push(rss0 as f64);
+        mem_per_domain.push((mem0 as f64 - mem1 as f64) / n as f64);
+    }
+    b.figure(&name, median(&per_domain), "KiB");
+    if b.get("rss_baseline").is_none() {
+        b.figure("rss_baseline", median(&baseline_rss), "KiB");
+    }
+    if with_meminfo {
+        note("MemAvailable is machine-wide and noisy: other processes, page cache and slab reclaim move it");
+        b.figure(
+            "mem_available_per_idle_domain_10000",
+            median(&mem_per_domain),
+            "KiB",
+        );
+    }
+    Ok(())
+}
+
+/// The ratios between scenarios, for those that ran.
+fn comparisons(b: &mut Bench) {
+    let ratios = [
+        (
+            "one_stream_64k_vs_baseline",
+            "one_stream_64k_throughput",
+            "baseline_64k_throughput",
+            "%",
+        ),
+        (
+            "one_stream_64k_cpu_vs_baseline",
+            "one_stream_64k_cpu",
+            "baseline_64k_cpu",
+            "x",
+        ),
+        (
+            "one_stream_64k_vs_baseline_pipe1m",
+            "one_stream_64k_throughput",
+            "baseline_64k_pipe1m_throughput",
+            "%",
+        ),
+        (
+            "one_stream_64k_cpu_vs_baseline_pipe1m",
+            "one_stream_64k_cpu",
+            "baseline_64k_pipe1m_cpu",
+            "x",
+        ),
+        (
+            "one_stream_100b_vs_baseline",
+            "one_stream_100b_throughput",
+            "baseline_100b_throughput",
+            "%",
+        ),
+        (
+            "one_stream_100b_cpu_vs_baseline",
+            "one_stream_100b_cpu",
+            "baseline_100b_cpu",
+            "x",
+        ),
+        (
+            "idle5000_vs_alone",
+            "idle5000_one_stream_64k_throughput",
+            "one_stream_64k_throughput",
+            "%",
+        ),
+    ];
+    for (name, num, den, unit) in ratios {
+        let scale = if unit == "%" { 100.0 } else { 1.0 };
+        match (b.get(num), b.get(den)) {
+            (Some(n), Some(d)) if d > 0.0 => b.figure(name, n / d * scale, unit),
+            (Some(_), _) => note(format!("{name}: not computed ({den} did not run)")),
+            _ => {}
+        }
+    }
+}
+
+/// The size of the 100-byte transfers: 64 MiB with --quick; otherwise 1 GiB, or 256 MiB when a
+/// trial through logd projects 1 GiB to take more than [`MAX_100B_SECONDS`].
+fn size_100b(b: &Bench) -> Result<u64> {
+    if b.quick {
+        return Ok(64 * MIB);
+    }
+    let trial = 16 * MIB;
+    let daemon = b.daemon("calibrate_100b")?;
+    let mut client = daemon.client()?;
+    let t = logd_transfer(&daemon, &mut client, 100, trial)
+        .with_context(|| daemon.failed("calibrating the 100-byte size"))?;
+    let projected = t.seconds * (GIB / trial) as f64;
+    if projected > MAX_100B_SECONDS {
+        note(format!(
+            "1 GiB in 100-byte writes would take ~{projected:.0} s through logd (over {MAX_100B_SECONDS:.0} s): \
+             the 100b scenarios move 256 MiB"
+        ));
+        Ok(256 * MIB)
+    } else {
+        note(format!(
+            "1 GiB in 100-byte writes should take ~{projected:.0} s through logd: the 100b scenarios move 1 GiB"
+        ));
+        Ok(GIB)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Transfers
+
+/// One measured transfer.
+struct Transfer {
+    bytes: u64,
+    seconds: f64,
+    /// CPU time of the side that moves the bytes to the file (reader thread or daemon).
+    cpu_seconds: f64,
+    /// CPUs kept busy on average by anything but this process and the daemon (other
+    /// processes, the hypervisor's steal): a run with a high value is skewed.
+    others_busy: f64,
+}
+
+impl Transfer {
+    fn mb_per_s(&self) -> f64 {
+        self.bytes as f64 / 1e6 / self.seconds
+    }
+
+    fn cpu_per_gib(&self) -> f64 {
+        self.cpu_seconds / (self.bytes as f64 / GIB as f64)
+    }
+}
+
+/// The baseline loop: this process writes into a pipe while one of its threads reads it into a
+/// rotating file in `dir`.
+fn baseline_transfer(
+    dir: &Path,
+    chunk: usize,
+    total: u64,
+    pipe_size: Option<u64>,
+) -> Result<Transfer> {
+    let mut file = RotatingFile::open(&dir.join("baseline.log"), ROTATE, true)
+        .context("opening the baseline's log")?;
+    let (r, w) = nix::unistd::pipe().context("creating the baseline's pipe")?;
+    if let Some(size) = pipe_size {
+        fcntl(&r, FcntlArg::F_SETPIPE_SZ(size as i32))
+            .with_context(|| format!("enlarging the baseline's pipe to {size} bytes"))?;
+    }
+    let reader = std::thread::spawn(move || -> Result<(u64, f64)> {
+        let cpu0 = thread_cpu_seconds()?;
+        let mut pipe = File::from(r);
+        let mut buf = vec![0u8; READ_BUF];
+        let mut got = 0u64;
+        loop {
+            let n = match pipe.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e).context("reading the baseline's pipe"),
+            };
+            file.write(&buf[..n])
+                .context("writing the baseline's log")?;
+            got += n as u64;
+        }
+        Ok((got, thread_cpu_seconds()? - cpu0))
+    });
+    wait_for_quiet(None)?;
+    let others0 = others_cpu_seconds(None)?;
+    let start = Instant::now();
+    let mut pipe = File::from(w);
+    write_chunks(&mut pipe, chunk, total).context("writing into the baseline's pipe")?;
+    drop(pipe);
+    let (got, cpu_seconds) = reader
+        .join()
+        .map_err(|_| anyhow!("the baseline's reader thread panicked"))??;
+    let seconds = start.elapsed().as_secs_f64();
+    let others_busy = (others_cpu_seconds(None)? - others0) / seconds;
+    ensure!(
+        got == total,
+        "the baseline's reader got {got} bytes of {total}"
+    );
+    Ok(Transfer {
+        bytes: total,
+        seconds,
+        cpu_seconds,
+        others_busy,
+    })
+}
+
+/// Opens a log on `daemon`, writes `total` bytes into its pipe in `chunk`-byte writes, and waits
+/// for `position()`, which answers once logd has drained the pipe into the file.
+fn logd_transfer(
+    daemon: &Daemon,
+    client: &mut Client,
+    chunk: usize,
+    total: u64,
+) -> Result<Transfer> {
+    let path = "bench/stream.log";
+    let (_, fd) = client
+        .open_log(
+            DomainId::from_name("qemu", "bench-stream"),
+            path,
+            OpenFlags::default(),
+        )
+        .context("opening the stream's log")?;
+    let mut pipe = File::from(fd);
+    wait_for_quiet(Some(daemon))?;
+    let cpu0 = daemon.cpu_seconds()?;
+    let others0 = others_cpu_seconds(Some(daemon))?;
+    let start = Instant::now();
+    write_chunks(&mut pipe, chunk, total).context("writing into the log pipe")?;
+    let end = client.position(path).context("asking for the position")?;
+    let seconds = start.elapsed().as_secs_f64();
+    let cpu_seconds = daemon.cpu_seconds()? - cpu0;
+    let others_busy = (others_cpu_seconds(Some(daemon))? - others0) / seconds;
+    ensure!(
+        end.offset > 0,
+        "the log is empty after the transfer (position {end})"
+    );
+    Ok(Transfer {
+        bytes: total,
+        seconds,
+        cpu_seconds,
+        others_busy,
+    })
+}
+
+/// Writes `total` bytes of text lines to `out`, `chunk` bytes per `write`.
+fn write_chunks(out: &mut File, chunk: usize, total: u64) -> std::io::Result<()> {
+    let data = text(chunk);
+    let mut left = total;
+    while left > 0 {
+        let n = left.min(chunk as u64) as usize;
+        out.write_all(&data[..n])?;
+        left -= n as u64;
+    }
+    Ok(())
+}
+
+/// `len` bytes of numbered lines, like a console's output (the rotation cuts after newlines).
+fn text(len: usize) -> Vec<u8> {
+    let mut v = Vec::with_capacity(len + 80);
+    let mut i = 0u64;
+    while v.len() < len {
+        v.extend_from_slice(
+            format!("{i:08} logd-bench the quick brown fox jumps over the lazy dog\n").as_bytes(),
+        );
+        i += 1;
+    }
+    v.truncate(len);
+    v
+}
+
+/// Idle domains: one log and one pipe each, write ends held open, nothing written.
+struct IdleDomains {
+    /// The write ends; dropping them closes the logs.
+    _pipes: Vec<OwnedFd>,
+    /// When each open returned, from the start of the first.
+    done_at: Vec<Duration>,
+}
+
+impl IdleDomains {
+    fn open(client: &mut Client, count: usize) -> Result<IdleDomains> {
+        let mut pipes = Vec::with_capacity(count);
+        let mut done_at = Vec::with_capacity(count);
+        let start = Instant::now();
+        for i in 1..=count {
+            let domain = DomainId::from_name("qemu", &format!("idle-{i:05}"));
+            let (_, fd) = client
+                .open_log(domain, &format!("idle/{i:05}.log"), OpenFlags::default())
+                .with_context(|| format!("opening idle domain {i} of {count}"))?;
+            pipes.push(fd);
+            done_at.push(start.elapsed());
+        }
+        Ok(IdleDomains {
+            _pipes: pipes,
+            done_at,
+        })
+    }
+
+    /// Opens per second over opens `first..=last` (1-based).
+    fn open_rate(&self, first: usize, last: usize) -> f64 {
+        let begin = match first {
+            0 | 1 => Duration::ZERO,
+            _ => self.done_at[first - 2],
+        };
+        let took = self.done_at[last - 1] - begin;
+        (last + 1 - first) as f64 / took.as_secs_f64()
+    }
+
+    fn elapsed(&self) -> Duration {
+        self.done_at.last().copied().unwrap_or_default()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The daemon under test
+
+/// A `logd` in its own temporary directory; killed (and the directory removed) when dropped.
+struct Daemon {
+    child: Child,
+    socket: PathBuf,
+    dir: TempDir,
+}
+
+impl Daemon {
+    fn spawn(logd: &Path, dir: TempDir) -> Result<Daemon> {
+        let config = dir.path().join("logd.toml");
+        fs::write(&config, DAEMON_CONFIG).context("writing logd's config")?;
+        let socket = dir.path().join("logd.sock");
+        let log_root = dir.path().join("logs");
+        let stderr =
+            File::create(dir.path().join("logd.stderr")).context("creating logd's stderr file")?;
+        let child = Command::new(logd)
+            .arg("--config")
+            .arg(&config)
+            .arg("--socket")
+            .arg(&socket)
+            .arg("--log-root")
+            .arg(&log_root)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .with_context(|| format!("starting {}", logd.display()))?;
+        let mut d = Daemon { child, socket, dir };
+        d.wait_ready()?;
+        Ok(d)
+    }
+
+    fn wait_ready(&mut self) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while UnixStream::connect(&self.socket).is_err() {
+            if let Some(st) = self.child.try_wait().context("waiting for logd")? {
+                bail!("logd exited at start ({st}): {}", self.stderr_tail());
+            }
+            if Instant::now() > deadline {
+                bail!("logd did not listen within 20 s: {}", self.stderr_tail());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(())
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn client(&self) -> Result<Client> {
+        let c = Client::connect(&self.socket).context("connecting to logd")?;
+        c.set_timeout(Some(CALL_TIMEOUT))
+            .context("setting the client's timeout")?;
+        Ok(c)
+    }
+
+    /// User plus system CPU time of every thread of the daemon so far.
+    fn cpu_seconds(&self) -> Result<f64> {
+        stat_cpu_seconds(&format!("/proc/{}/stat", self.pid()))
+    }
+
+    fn rss_kib(&self) -> Result<u64> {
+        let path = format!("/proc/{}/status", self.pid());
+        let status = fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+        kib_field(&status, "VmRSS:").with_context(|| format!("no VmRSS in {path}"))
+    }
+
+    fn fd_count(&self) -> Result<usize> {
+        let path = format!("/proc/{}/fd", self.pid());
+        Ok(fs::read_dir(&path)
+            .with_context(|| format!("listing {path}"))?
+            .count())
+    }
+
+    /// The last lines logd wrote to stderr, to explain a failure.
+    fn stderr_tail(&self) -> String {
+        let all = fs::read_to_string(self.dir.path().join("logd.stderr")).unwrap_or_default();
+        let lines: Vec<&str> = all.lines().collect();
+        lines[lines.len().saturating_sub(5)..].join("\n")
+    }
+
+    /// A context line for a failed step: the step, and what logd said last.
+    fn failed(&self, what: &str) -> String {
+        format!("{what} (logd's last words: {:?})", self.stderr_tail())
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A directory that is removed with everything in it when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(parent: &Path, tag: &str) -> Result<TempDir> {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let path = parent.join(format!("logd-bench-{}-{n}-{tag}", std::process::id()));
+        fs::create_dir(&path).with_context(|| format!("creating {}", path.display()))?;
+        Ok(TempDir(path))
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The bench's state and its output
+
+/// Options, the fd limit, and the figures so far.
+struct Bench {
+    quick: bool,
+    runs: u32,
+    logd: PathBuf,
+    dir: PathBuf,
+    /// The scenarios to run.
+    scenarios: Vec<&'static str>,
+    fd_limit: u64,
+    figures: Vec<Figure>,
+}
+
+impl Bench {
+    fn new(args: Args) -> Result<Bench> {
+        let scenarios = pick_scenarios(args.only.as_deref())?;
+        let logd = match args.logd {
+            Some(p) => p,
+            None => std::env::current_exe()
+                .context("finding this executable")?
+                .with_file_name("logd"),
+        };
+        ensure!(
+            logd.is_file(),
+            "no logd at {} (build it, or pass --logd PATH)",
+            logd.display()
+        );
+        let dir = args.dir.unwrap_or_else(std::env::temp_dir);
+        ensure!(dir.is_dir(), "--dir {} is not a directory", dir.display());
+        let fd_limit = raise_fd_limit()?;
+        let runs = args.runs.unwrap_or(if args.quick { 1 } else { 3 });
+        note(format!(
+            "{} run(s) per scenario{}; logd: {}; temp dirs under {}; RLIMIT_NOFILE {fd_limit}",
+            runs,
+            if args.quick { ", quick sizes" } else { "" },
+            logd.display(),
+            dir.display()
+        ));
+        Ok(Bench {
+            quick: args.quick,
+            runs,
+            logd,
+            dir,
+            scenarios,
+            fd_limit,
+            figures: Vec::new(),
+        })
+    }
+
+    /// Whether the scenario `name` is to run.
+    fn selected(&self, name: &str) -> bool {
+        self.scenarios.contains(&name)
+    }
+
+    fn daemon(&self, tag: &str) -> Result<Daemon> {
+        Daemon::spawn(&self.logd, TempDir::new(&self.dir, tag)?)
+    }
+
+    /// How many of `wanted` domains fit in the fd limit, with a note when that is fewer.
+    fn domains_that_fit(&self, wanted: usize, scenario: &str) -> usize {
+        let fit = (self.fd_limit.saturating_sub(FD_RESERVE) / DAEMON_FDS_PER_DOMAIN) as usize;
+        if fit >= wanted {
+            return wanted;
+        }
+        note(format!(
+            "{scenario}: the RLIMIT_NOFILE hard limit ({}) is too low for {wanted} domains \
+             (logd needs {DAEMON_FDS_PER_DOMAIN} fds each): using {fit} domains instead",
+            self.fd_limit
+        ));
+        fit.max(1)
+    }
+
+    fn progress(&self, name: &str, run: u32, t: &Transfer) {
+        note(format!(
+            "{name} run {run}/{}: {} MiB in {:.2} s = {:.1} MB/s, {:.2} CPU-s ({:.3} CPU-s/GiB); \
+             other work kept {:.2} CPUs busy",
+            self.runs,
+            t.bytes / MIB,
+            t.seconds,
+            t.mb_per_s(),
+            t.cpu_seconds,
+            t.cpu_per_gib(),
+            t.others_busy
+        ));
+    }
+
+    /// `NAME_throughput` and `NAME_cpu`, medians over the runs.
+    fn transfer_figures(&mut self, name: &str, runs: &[Transfer]) {
+        let mbs: Vec<f64> = runs.iter().map(Transfer::mb_per_s).collect();
+        let cpu: Vec<f64> = runs.iter().map(Transfer::cpu_per_gib).collect();
+        self.figure(&format!("{name}_throughput"), median(&mbs), "MB/s");
+        self.figure(&format!("{name}_cpu"), median(&cpu), "CPU-s/GiB");
+    }
+
+    /// Records a figure and prints it on stdout.
+    fn figure(&mut self, name: &str, value: f64, unit: &'static str) {
+        let f = Figure {
+            name: name.to_owned(),
+            value,
+            unit,
+        };
+        println!("{f}");
+        self.figures.push(f);
+    }
+
+    fn get(&self, name: &str) -> Option<f64> {
+        self.figures
+            .iter()
+            .find(|f| f.name == name)
+            .map(|f| f.value)
+    }
+}
+
+/// The scenarios `--only NAME` names: the one called NAME, else every one whose name contains it.
+fn pick_scenarios(only: Option<&str>) -> Result<Vec<&'static str>> {
+    let Some(only) = only else {
+        return Ok(SCENARIOS.to_vec());
+    };
+    if let Some(exact) = SCENARIOS.iter().find(|s| **s == only) {
+        return Ok(vec![*exact]);
+    }
+    let picked: Vec<_> = SCENARIOS.into_iter().filter(|s| s.contains(only)).collect();
+    if picked.is_empty() {
+        bail!(
+            "--only {only:?} matches no scenario; they are: {}",
+            SCENARIOS.join(", ")
+        );
+    }
+    Ok(picked)
+}
+
+/// One result: printed as `name: value unit`.
+struct Figure {
+    name: String,
+    value: f64,
+    unit: &'static str,
+}
+
+impl fmt::Display for Figure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let v = self.value;
+        let digits = match v.abs() {
+            a if a >= 100.0 => 0,
+            a if a >= 10.0 => 1,
+            a if a >= 1.0 => 2,
+            _ => 3,
+        };
+        write!(f, "{}: {v:.digits$} {}", self.name, self.unit)
+    }
+}
+
+fn note(msg: impl fmt::Display) {
+    eprintln!("logd-bench: {msg}");
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// Lets the daemon finish what an answer set going (freeing, logging) before a memory reading.
+fn settle() {
+    std::thread::sleep(Duration::from_millis(200));
+}
+
+// ---------------------------------------------------------------------------------------------
+// /proc and limits
+
+/// User plus system CPU seconds from a `/proc/.../stat` file.
+fn stat_cpu_seconds(path: &str) -> Result<f64> {
+    let stat = fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
+    // Fields after the parenthesised command name start at field 3 (state); utime and stime
+    // are fields 14 and 15.
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .with_context(|| format!("unexpected format of {path}"))?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| -> Result<u64> {
+        fields
+            .get(i)
+            .and_then(|f| f.parse().ok())
+            .with_context(|| format!("unexpected format of {path}"))
+    };
+    let total = ticks(11)? + ticks(12)?;
+    Ok(total as f64 / clock_ticks()?)
+}
+
+/// Waits until other work keeps fewer than [`QUIET_CPUS`] busy for half a second, at most
+/// [`QUIET_WAIT`], so that another job's burst does not land in a measurement.
+fn wait_for_quiet(daemon: Option<&Daemon>) -> Result<()> {
+    let start = Instant::now();
+    loop {
+        let before = others_cpu_seconds(daemon)?;
+        std::thread::sleep(QUIET_SAMPLE);
+        let busy = (others_cpu_seconds(daemon)? - before) / QUIET_SAMPLE.as_secs_f64();
+        let waited = start.elapsed();
+        if busy < QUIET_CPUS {
+            if waited > 2 * QUIET_SAMPLE {
+                note(format!(
+                    "waited {:.0} s for other work to calm down",
+                    waited.as_secs_f64()
+                ));
+            }
+            return Ok(());
+        }
+        if waited > QUIET_WAIT {
+            note(format!(
+                "other work still keeps {busy:.2} CPUs busy after {} s: measuring anyway",
+                QUIET_WAIT.as_secs()
+            ));
+            return Ok(());
+        }
+    }
+}
+
+/// CPU seconds the machine spent on anything but this process and `daemon`: busy time from
+/// /proc/stat (steal included), less theirs.
+fn others_cpu_seconds(daemon: Option<&Daemon>) -> Result<f64> {
+    let stat = fs::read_to_string("/proc/stat").context("reading /proc/stat")?;
+    let cpu = stat
+        .lines()
+        .find_map(|l| l.strip_prefix("cpu "))
+        .context("no cpu line in /proc/stat")?;
+    let ticks: Vec<u64> = cpu
+        .split_whitespace()
+        .map(|t| t.parse().context("unexpected format of /proc/stat"))
+        .collect::<Result<_>>()?;
+    // user nice system idle iowait irq softirq steal (guest time is already in user).
+    let busy: u64 = [0, 1, 2, 5, 6, 7]
+        .iter()
+        .filter_map(|&i| ticks.get(i))
+        .sum();
+    let ours = stat_cpu_seconds("/proc/self/stat")?
+        + match daemon {
+            Some(d) => d.cpu_seconds()?,
+            None => 0.0,
+        };
+    Ok(busy as f64 / clock_ticks()? - ours)
+}
+
+/// The CPU time of the calling thread.
+fn thread_cpu_seconds() -> Result<f64> {
+    stat_cpu_seconds("/proc/thread-self/stat")
+}
+
+fn clock_ticks() -> Result<f64> {
+    match sysconf(SysconfVar::CLK_TCK).context("sysconf(CLK_TCK)")? {
+        Some(t) if t > 0 => Ok(t as f64),
+        _ => bail!("sysconf(CLK_TCK) gave no value"),
+    }
+}
+
+fn mem_available_kib() -> Result<u64> {
+    let meminfo = fs::read_to_string("/proc/meminfo").context("reading /proc/meminfo")?;
+    kib_field(&meminfo, "MemAvailable:").context("no MemAvailable in /proc/meminfo")
+}
+
+/// The 1, 5 and 15 minute load averages: other work on the machine skews every figure.
+fn load_average() -> String {
+    fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|e| format!("unknown ({e})"))
+}
+
+/// The number of a `Key:   123 kB` line.
+fn kib_field(text: &str, key: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+}
+
+/// Raises this process's soft RLIMIT_NOFILE to the hard limit (logd inherits it); returns the
+/// limit in force after.
+///
+/// The workspace does not enable nix's `resource` feature, so this asks `prlimit(1)` to do the
+/// `prlimit(2)` call on this process; without it, the bench goes on at the current limit.
+fn raise_fd_limit() -> Result<u64> {
+    let (soft, hard) = nofile_limits()?;
+    if soft >= hard {
+        return Ok(soft);
+    }
+    let done = Command::new("prlimit")
+        .arg(format!("--pid={}", std::process::id()))
+        .arg(format!("--nofile={hard}:{hard}"))
+        .stdout(Stdio::null())
+        .status();
+    if !matches!(done, Ok(st) if st.success()) {
+        note(format!(
+            "could not raise RLIMIT_NOFILE from {soft} to {hard} with prlimit(1)"
+        ));
+    }
+    Ok(nofile_limits()?.0)
+}
+
+/// (soft, hard) RLIMIT_NOFILE of this process, from /proc/self/limits.
+fn nofile_limits() -> Result<(u64, u64)> {
+    let limits = fs::read_to_string("/proc/self/limits").context("reading /proc/self/limits")?;
+    let line = limits
+        .lines()
+        .find_map(|l| l.strip_prefix("Max open files"))
+        .context("no 'Max open files' in /proc/self/limits")?;
+    let mut values = line.split_whitespace().map(|v| match v {
+        "unlimited" => Some(u64::MAX),
+        v => v.parse().ok(),
+    });
+    match (values.next().flatten(), values.next().flatten()) {
+        (Some(soft), Some(hard)) => Ok((soft, hard)),
+        _ => bail!("cannot read 'Max open files{line}' in /proc/self/limits"),
+    }
+}
