@@ -318,7 +318,7 @@ pub fn qemu_args(img: &Path) -> Vec<String> {
         "-device".into(),
         "isa-debug-exit,iobase=0xf4,iosize=0x04".into(),
         "-drive".into(),
-        format!("file={},format=raw,if=floppy", img.display()),
+        format!("file={},format=raw,if=floppy,readonly=on", img.display()),
         "-boot".into(),
         "a".into(),
     ]
