@@ -43,8 +43,28 @@ pub enum DaemonError {
     Runtime(std::io::Error),
 }
 
+/// Raises the soft limit on open files to the hard limit: every open log costs the daemon two
+/// fds (the pipe's read end and the file), and the usual soft limit of 1024 would stop it at
+/// about 500 guests. Returns the limit now in force.
+pub fn raise_fd_limit() -> u64 {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => hard,
+            Err(e) => {
+                tracing::warn!(soft, hard, cause = %e, "cannot raise the open-file limit");
+                soft
+            }
+        },
+        Ok((soft, _)) => soft,
+        Err(_) => 0,
+    }
+}
+
 /// Runs the daemon until SIGTERM or SIGINT.
 pub fn run(cfg: Config) -> Result<(), DaemonError> {
+    let nofile = raise_fd_limit();
+    tracing::debug!(nofile, "open-file limit");
     create_dir(&cfg.log_root)?;
     if let Some(dir) = cfg.socket.parent() {
         create_dir(dir)?;

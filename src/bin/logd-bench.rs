@@ -13,7 +13,9 @@
 //! e.g. `100b` or `rss`).
 //!
 //! Every figure is one line `name: value unit` on stdout; progress and notes go to stderr.
-//! MB is 10^6 bytes; CPU-s/GiB is CPU time per 2^30 bytes moved. Each scenario run starts a fresh
+//! MB is 10^6 bytes; CPU-s/GiB is CPU time per 2^30 bytes moved, from the /proc tick counters
+//! (1/CLK_TCK s each, so a 1 GiB transfer at 2 GB/s is read to about ±2%). The ratios
+//! (`*_vs_baseline*` in %, `*_cpu_vs_*` in x, `idle5000_vs_alone`) come last. Each scenario run starts a fresh
 //! `logd` (max_size 2 MiB, 3 backups, default workers, `RUST_LOG` unset) in its own directory,
 //! and kills it after.
 //!
@@ -33,8 +35,8 @@
 //!   any domain and after opening that many idle ones; also MemAvailable for the 10,000 case.
 //!
 //! Other work on the machine skews every figure: before each measurement the bench waits (up to
-//! 30 s) until other processes keep fewer than a quarter of a CPU busy, and each run's progress
-//! line says how busy they kept the machine during it.
+//! 20 s; 5 s with --quick) until other processes keep fewer than a quarter of a CPU busy, and
+//! each run's progress line says how busy they kept the machine during it.
 //!
 //! RLIMIT_NOFILE is raised to its hard limit first (logd inherits it). logd holds two fds per
 //! domain (pipe read end, log file); when the hard limit cannot hold the wanted domains, their
@@ -81,8 +83,9 @@ const MAX_100B_SECONDS: f64 = 60.0;
 const QUIET_CPUS: f64 = 0.25;
 /// … over this long …
 const QUIET_SAMPLE: Duration = Duration::from_millis(500);
-/// … but no longer than this.
-const QUIET_WAIT: Duration = Duration::from_secs(30);
+/// … but no longer than this (resp. with --quick).
+const QUIET_WAIT: Duration = Duration::from_secs(20);
+const QUIET_WAIT_QUICK: Duration = Duration::from_secs(5);
 /// How long a client call may wait for logd (a position() drains at most one full pipe).
 const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -191,6 +194,7 @@ fn baseline(
     let mut runs = Vec::new();
     for run in 1..=b.runs {
         let dir = TempDir::new(&b.dir, name)?;
+        b.wait_for_quiet(None)?;
         let t = baseline_transfer(dir.path(), chunk, total, pipe_size).context(name.to_owned())?;
         b.progress(name, run, &t);
         runs.push(t);
@@ -205,6 +209,7 @@ fn one_stream(b: &mut Bench, name: &str, chunk: usize, total: u64) -> Result<()>
     for run in 1..=b.runs {
         let daemon = b.daemon(name)?;
         let mut client = daemon.client()?;
+        b.wait_for_quiet(Some(&daemon))?;
         let t = logd_transfer(&daemon, &mut client, chunk, total)
             .with_context(|| daemon.failed(name))?;
         b.progress(name, run, &t);
@@ -223,10 +228,11 @@ fn idle_then_stream(b: &mut Bench, idle: usize, total: u64) -> Result<()> {
     for run in 1..=b.runs {
         let daemon = b.daemon(name)?;
         let mut client = daemon.client()?;
-        wait_for_quiet(Some(&daemon))?;
+        b.wait_for_quiet(Some(&daemon))?;
         let domains = IdleDomains::open(&mut client, idle).with_context(|| daemon.failed(name))?;
         first_100.push(domains.open_rate(1, 100.min(idle)));
         last_100.push(domains.open_rate(idle.saturating_sub(99).max(1), idle));
+        b.wait_for_quiet(Some(&daemon))?;
         let t = logd_transfer(&daemon, &mut client, 64 * 1024, total)
             .with_context(|| daemon.failed(name))?;
         b.progress(name, run, &t);
@@ -285,55 +291,30 @@ fn rss_per_idle_domain(b: &mut Bench, count: usize) -> Result<()> {
 
 /// The ratios between scenarios, for those that ran.
 fn comparisons(b: &mut Bench) {
-    let ratios = [
-        (
-            "one_stream_64k_vs_baseline",
-            "one_stream_64k_throughput",
-            "baseline_64k_throughput",
-            "%",
-        ),
-        (
-            "one_stream_64k_cpu_vs_baseline",
-            "one_stream_64k_cpu",
-            "baseline_64k_cpu",
-            "x",
-        ),
-        (
-            "one_stream_64k_vs_baseline_pipe1m",
-            "one_stream_64k_throughput",
-            "baseline_64k_pipe1m_throughput",
-            "%",
-        ),
-        (
-            "one_stream_64k_cpu_vs_baseline_pipe1m",
-            "one_stream_64k_cpu",
-            "baseline_64k_pipe1m_cpu",
-            "x",
-        ),
-        (
-            "one_stream_100b_vs_baseline",
-            "one_stream_100b_throughput",
-            "baseline_100b_throughput",
-            "%",
-        ),
-        (
-            "one_stream_100b_cpu_vs_baseline",
-            "one_stream_100b_cpu",
-            "baseline_100b_cpu",
-            "x",
-        ),
-        (
-            "idle5000_vs_alone",
-            "idle5000_one_stream_64k_throughput",
-            "one_stream_64k_throughput",
-            "%",
-        ),
+    #[rustfmt::skip]
+    let pairs = [
+        // (figure prefix, scenario, compared with, figure suffix)
+        ("one_stream_64k", "one_stream_64k", "baseline_64k", "vs_baseline"),
+        ("one_stream_64k", "one_stream_64k", "baseline_64k_pipe1m", "vs_baseline_pipe1m"),
+        ("one_stream_100b", "one_stream_100b", "baseline_100b", "vs_baseline"),
+        ("idle5000", "idle5000_one_stream_64k", "one_stream_64k", "vs_alone"),
     ];
-    for (name, num, den, unit) in ratios {
-        let scale = if unit == "%" { 100.0 } else { 1.0 };
-        match (b.get(num), b.get(den)) {
-            (Some(n), Some(d)) if d > 0.0 => b.figure(name, n / d * scale, unit),
-            (Some(_), _) => note(format!("{name}: not computed ({den} did not run)")),
+    for (prefix, num, den, suffix) in pairs {
+        compare(b, prefix, num, den, suffix);
+    }
+}
+
+/// `PREFIX_SUFFIX`: the throughput of scenario `num` as a percentage of `den`'s, and
+/// `PREFIX_cpu_SUFFIX`: the ratio of their CPU per GiB.
+fn compare(b: &mut Bench, prefix: &str, num: &str, den: &str, suffix: &str) {
+    for (figure, name, scale, unit) in [
+        ("throughput", format!("{prefix}_{suffix}"), 100.0, "%"),
+        ("cpu", format!("{prefix}_cpu_{suffix}"), 1.0, "x"),
+    ] {
+        let (n, d) = (format!("{num}_{figure}"), format!("{den}_{figure}"));
+        match (b.get(&n), b.get(&d)) {
+            (Some(n), Some(d)) if d > 0.0 => b.figure(&name, n / d * scale, unit),
+            (Some(_), _) => note(format!("{name}: not computed ({d} did not run)")),
             _ => {}
         }
     }
@@ -377,6 +358,9 @@ struct Transfer {
     /// CPUs kept busy on average by anything but this process and the daemon (other
     /// processes, the hypervisor's steal): a run with a high value is skewed.
     others_busy: f64,
+    /// The pipe's capacity at the end, in bytes: logd enlarges a pipe only when a read finds it
+    /// full, so a reader that keeps up leaves it small, and pays a wake-up per write.
+    pipe_size: usize,
 }
 
 impl Transfer {
@@ -422,11 +406,11 @@ fn baseline_transfer(
         }
         Ok((got, thread_cpu_seconds()? - cpu0))
     });
-    wait_for_quiet(None)?;
     let others0 = others_cpu_seconds(None)?;
     let start = Instant::now();
     let mut pipe = File::from(w);
     write_chunks(&mut pipe, chunk, total).context("writing into the baseline's pipe")?;
+    let pipe_size = pipe_capacity(&pipe)?;
     drop(pipe);
     let (got, cpu_seconds) = reader
         .join()
@@ -442,6 +426,7 @@ fn baseline_transfer(
         seconds,
         cpu_seconds,
         others_busy,
+        pipe_size,
     })
 }
 
@@ -462,7 +447,6 @@ fn logd_transfer(
         )
         .context("opening the stream's log")?;
     let mut pipe = File::from(fd);
-    wait_for_quiet(Some(daemon))?;
     let cpu0 = daemon.cpu_seconds()?;
     let others0 = others_cpu_seconds(Some(daemon))?;
     let start = Instant::now();
@@ -471,6 +455,7 @@ fn logd_transfer(
     let seconds = start.elapsed().as_secs_f64();
     let cpu_seconds = daemon.cpu_seconds()? - cpu0;
     let others_busy = (others_cpu_seconds(Some(daemon))? - others0) / seconds;
+    let pipe_size = pipe_capacity(&pipe)?;
     ensure!(
         end.offset > 0,
         "the log is empty after the transfer (position {end})"
@@ -480,7 +465,14 @@ fn logd_transfer(
         seconds,
         cpu_seconds,
         others_busy,
+        pipe_size,
     })
+}
+
+/// The capacity of a pipe, from either end.
+fn pipe_capacity(pipe: &File) -> Result<usize> {
+    let size = fcntl(pipe, FcntlArg::F_GETPIPE_SZ).context("F_GETPIPE_SZ on the pipe")?;
+    Ok(size as usize)
 }
 
 /// Writes `total` bytes of text lines to `out`, `chunk` bytes per `write`.
@@ -747,16 +739,50 @@ impl Bench {
         fit.max(1)
     }
 
+    /// Waits until other work keeps fewer than [`QUIET_CPUS`] busy for half a second (at most
+    /// 20 s, 5 s with --quick), so that another job's burst does not land in a measurement.
+    fn wait_for_quiet(&self, daemon: Option<&Daemon>) -> Result<()> {
+        let max_wait = if self.quick {
+            QUIET_WAIT_QUICK
+        } else {
+            QUIET_WAIT
+        };
+        let start = Instant::now();
+        loop {
+            let before = others_cpu_seconds(daemon)?;
+            std::thread::sleep(QUIET_SAMPLE);
+            let busy = (others_cpu_seconds(daemon)? - before) / QUIET_SAMPLE.as_secs_f64();
+            let waited = start.elapsed();
+            if busy < QUIET_CPUS {
+                if waited > 2 * QUIET_SAMPLE {
+                    note(format!(
+                        "waited {:.0} s for other work to calm down",
+                        waited.as_secs_f64()
+                    ));
+                }
+                return Ok(());
+            }
+            if waited > max_wait {
+                note(format!(
+                    "other work still keeps {busy:.2} CPUs busy after {} s: measuring anyway",
+                    max_wait.as_secs()
+                ));
+                return Ok(());
+            }
+        }
+    }
+
     fn progress(&self, name: &str, run: u32, t: &Transfer) {
         note(format!(
             "{name} run {run}/{}: {} MiB in {:.2} s = {:.1} MB/s, {:.2} CPU-s ({:.3} CPU-s/GiB); \
-             other work kept {:.2} CPUs busy",
+             pipe {} KiB; other work kept {:.2} CPUs busy",
             self.runs,
             t.bytes / MIB,
             t.seconds,
             t.mb_per_s(),
             t.cpu_seconds,
             t.cpu_per_gib(),
+            t.pipe_size / 1024,
             t.others_busy
         ));
     }
@@ -868,34 +894,6 @@ fn stat_cpu_seconds(path: &str) -> Result<f64> {
     Ok(total as f64 / clock_ticks()?)
 }
 
-/// Waits until other work keeps fewer than [`QUIET_CPUS`] busy for half a second, at most
-/// [`QUIET_WAIT`], so that another job's burst does not land in a measurement.
-fn wait_for_quiet(daemon: Option<&Daemon>) -> Result<()> {
-    let start = Instant::now();
-    loop {
-        let before = others_cpu_seconds(daemon)?;
-        std::thread::sleep(QUIET_SAMPLE);
-        let busy = (others_cpu_seconds(daemon)? - before) / QUIET_SAMPLE.as_secs_f64();
-        let waited = start.elapsed();
-        if busy < QUIET_CPUS {
-            if waited > 2 * QUIET_SAMPLE {
-                note(format!(
-                    "waited {:.0} s for other work to calm down",
-                    waited.as_secs_f64()
-                ));
-            }
-            return Ok(());
-        }
-        if waited > QUIET_WAIT {
-            note(format!(
-                "other work still keeps {busy:.2} CPUs busy after {} s: measuring anyway",
-                QUIET_WAIT.as_secs()
-            ));
-            return Ok(());
-        }
-    }
-}
-
 /// CPU seconds the machine spent on anything but this process and `daemon`: busy time from
 /// /proc/stat (steal included), less theirs.
 fn others_cpu_seconds(daemon: Option<&Daemon>) -> Result<f64> {
@@ -953,42 +951,8 @@ fn kib_field(text: &str, key: &str) -> Option<u64> {
         .and_then(|n| n.parse().ok())
 }
 
-/// Raises this process's soft RLIMIT_NOFILE to the hard limit (logd inherits it); returns the
-/// limit in force after.
-///
-/// The workspace does not enable nix's `resource` feature, so this asks `prlimit(1)` to do the
-/// `prlimit(2)` call on this process; without it, the bench goes on at the current limit.
+/// Raises this process's open-file limit to its hard limit (the daemon it starts inherits it,
+/// and raises its own the same way).
 fn raise_fd_limit() -> Result<u64> {
-    let (soft, hard) = nofile_limits()?;
-    if soft >= hard {
-        return Ok(soft);
-    }
-    let done = Command::new("prlimit")
-        .arg(format!("--pid={}", std::process::id()))
-        .arg(format!("--nofile={hard}:{hard}"))
-        .stdout(Stdio::null())
-        .status();
-    if !matches!(done, Ok(st) if st.success()) {
-        note(format!(
-            "could not raise RLIMIT_NOFILE from {soft} to {hard} with prlimit(1)"
-        ));
-    }
-    Ok(nofile_limits()?.0)
-}
-
-/// (soft, hard) RLIMIT_NOFILE of this process, from /proc/self/limits.
-fn nofile_limits() -> Result<(u64, u64)> {
-    let limits = fs::read_to_string("/proc/self/limits").context("reading /proc/self/limits")?;
-    let line = limits
-        .lines()
-        .find_map(|l| l.strip_prefix("Max open files"))
-        .context("no 'Max open files' in /proc/self/limits")?;
-    let mut values = line.split_whitespace().map(|v| match v {
-        "unlimited" => Some(u64::MAX),
-        v => v.parse().ok(),
-    });
-    match (values.next().flatten(), values.next().flatten()) {
-        (Some(soft), Some(hard)) => Ok((soft, hard)),
-        _ => bail!("cannot read 'Max open files{line}' in /proc/self/limits"),
-    }
+    Ok(logd::daemon::raise_fd_limit())
 }
