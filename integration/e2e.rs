@@ -183,6 +183,7 @@ fn tail_returns_exactly_the_last_bytes_across_rotation() {
         "cat",
         src.to_str().unwrap(),
     ]);
+    d.ctl_ok(&["position", "--log", "t.log"]); // drains the pipe: every byte is on disk
     let kept = read_rotated(&d.log("t.log"), 3);
     assert!(kept.len() > 48 * KIB);
     for n in [
