@@ -1091,3 +1091,32 @@ fn idle_exit_waits_for_the_last_log_and_client() {
     assert_eq!(st.code(), Some(0));
     assert!(!socket.exists(), "the socket file is removed at exit");
 }
+
+/// Requests racing with a log's close (EOF, then the domain's removal) still get their answer.
+#[test]
+fn requests_racing_with_a_close_are_answered() {
+    let d = Daemon::start();
+    let mut c = d.client();
+    for i in 0..300 {
+        let path = format!("race/{}.log", i % 7);
+        let (start, fd) = c
+            .open_log(domain("race"), &path, OpenFlags { truncate: true })
+            .unwrap();
+        let mut w = std::fs::File::from(fd);
+        writeln!(w, "round {i}").unwrap();
+        drop(w);
+        match i % 3 {
+            0 => {
+                let (data, _, _) = c.read_log(&path, ReadFrom::Position(start), 100).unwrap();
+                assert_eq!(data, format!("round {i}\n").as_bytes());
+            }
+            1 => assert_eq!(
+                c.position(&path).unwrap().offset,
+                format!("round {i}\n").len() as u64
+            ),
+            _ => {
+                c.append_log(domain("race"), &path, b"appended\n").unwrap();
+            }
+        }
+    }
+}

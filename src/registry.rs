@@ -168,28 +168,61 @@ impl Registry {
         Ok((key, entry.addr.clone()))
     }
 
-    /// Releases a claim; stops the domain when it has none left.
+    /// Releases the claim on a path.
     fn release(&mut self, path: &PathBuf) {
-        let Some(key) = self.paths.remove(path) else {
-            return;
-        };
-        let Some(entry) = self.domains.get_mut(&key) else {
+        if let Some(key) = self.paths.remove(path) {
+            self.unhold(&key);
+        }
+    }
+
+    /// Drops one claim on a domain; stops the domain when it has none left.
+    fn unhold(&mut self, key: &DomainKey) {
+        let Some(entry) = self.domains.get_mut(key) else {
             return;
         };
         entry.claims = entry.claims.saturating_sub(1);
         if entry.claims == 0 {
-            let entry = self.domains.remove(&key).expect("entry exists");
+            let entry = self.domains.remove(key).expect("entry exists");
             tracing::info!(domain = %entry.name, "domain has no logs left; removed");
             entry.addr.do_send(domain::Stop);
         }
     }
 
-    /// The domain holding `path` open, if any.
-    fn owner(&self, path: &PathBuf) -> Option<Addr<Domain>> {
-        self.paths
-            .get(path)
-            .and_then(|k| self.domains.get(k))
-            .map(|e| e.addr.clone())
+    /// If a domain holds `path` open, forwards `msg` to it, holding a claim on the domain until
+    /// the answer is in (so the domain cannot be stopped under the request). Otherwise runs
+    /// `fallback` on the blocking pool.
+    fn forward<M, T, F>(
+        &mut self,
+        path: PathBuf,
+        msg: M,
+        fallback: F,
+    ) -> ResponseActFuture<Self, Result<T, RegistryError>>
+    where
+        M: Message<Result = Result<T, DomainError>> + Send + 'static,
+        T: Send + 'static,
+        Domain: Handler<M>,
+        F: FnOnce() -> Result<T, rotate::RotateError> + Send + 'static,
+    {
+        match self.hold_owner(&path) {
+            Some((key, addr)) => {
+                let req = ask(&addr, path, msg);
+                Box::pin(
+                    fut::wrap_future(req).map(move |res, act: &mut Registry, _| {
+                        act.unhold(&key);
+                        res
+                    }),
+                )
+            }
+            None => Box::pin(fut::wrap_future(blocking(path, fallback))),
+        }
+    }
+
+    /// The domain holding `path` open, with one more claim on it (undo with `unhold`).
+    fn hold_owner(&mut self, path: &PathBuf) -> Option<(DomainKey, Addr<Domain>)> {
+        let key = self.paths.get(path)?.clone();
+        let entry = self.domains.get_mut(&key)?;
+        entry.claims += 1;
+        Some((key, entry.addr.clone()))
     }
 }
 
@@ -221,7 +254,7 @@ impl Handler<Open> for Registry {
         };
         let path = msg.path.clone();
         let req = ask(
-            addr,
+            &addr,
             msg.path.clone(),
             domain::OpenStream {
                 path: msg.path,
@@ -248,19 +281,15 @@ pub struct GetPosition {
 }
 
 impl Handler<GetPosition> for Registry {
-    type Result = ResponseFuture<Result<Position, RegistryError>>;
+    type Result = ResponseActFuture<Self, Result<Position, RegistryError>>;
 
     fn handle(&mut self, msg: GetPosition, _: &mut Context<Self>) -> Self::Result {
-        match self.owner(&msg.path) {
-            Some(addr) => Box::pin(ask(
-                addr,
-                msg.path.clone(),
-                domain::GetPosition { path: msg.path },
-            )),
-            None => Box::pin(blocking(msg.path.clone(), move || {
-                rotate::end_position(&msg.path)
-            })),
-        }
+        let path = msg.path.clone();
+        self.forward(
+            msg.path.clone(),
+            domain::GetPosition { path: msg.path },
+            move || rotate::end_position(&path),
+        )
     }
 }
 
@@ -274,23 +303,21 @@ pub struct Read {
 }
 
 impl Handler<Read> for Registry {
-    type Result = ResponseFuture<Result<ReadOutcome, RegistryError>>;
+    type Result = ResponseActFuture<Self, Result<ReadOutcome, RegistryError>>;
 
     fn handle(&mut self, msg: Read, _: &mut Context<Self>) -> Self::Result {
-        match self.owner(&msg.path) {
-            Some(addr) => Box::pin(ask(
-                addr,
-                msg.path.clone(),
-                domain::ReadLog {
-                    path: msg.path,
-                    from: msg.from,
-                    max_len: msg.max_len,
-                },
-            )),
-            None => Box::pin(blocking(msg.path.clone(), move || {
-                rotate::read_log(&msg.path, msg.from, msg.max_len)
-            })),
-        }
+        let Read {
+            path,
+            from,
+            max_len,
+        } = msg;
+        let req = domain::ReadLog {
+            path: path.clone(),
+            from,
+            max_len,
+        };
+        let p = path.clone();
+        self.forward(path, req, move || rotate::read_log(&p, from, max_len))
     }
 }
 
@@ -314,15 +341,21 @@ impl Handler<Append> for Registry {
         };
         // An open log is appended through its own domain, whoever asks; otherwise the named
         // domain claims the path for the duration of the write.
-        if let Some(addr) = self.owner(&msg.path) {
-            return Box::pin(fut::wrap_future(ask(addr, msg.path, req)));
+        if let Some((key, addr)) = self.hold_owner(&msg.path) {
+            let req = ask(&addr, msg.path, req);
+            return Box::pin(
+                fut::wrap_future(req).map(move |res, act: &mut Registry, _| {
+                    act.unhold(&key);
+                    res
+                }),
+            );
         }
         let addr = match self.claim(&msg.domain, &msg.path) {
             Ok((_, a)) => a,
             Err(e) => return Box::pin(fut::ready(Err(e))),
         };
         let path = msg.path;
-        Box::pin(fut::wrap_future(ask(addr, path.clone(), req)).map(
+        Box::pin(fut::wrap_future(ask(&addr, path.clone(), req)).map(
             move |res, act: &mut Registry, _| {
                 act.release(&path);
                 res
@@ -379,18 +412,27 @@ impl Handler<Shutdown> for Registry {
     }
 }
 
-/// Sends a request to a domain and waits for its answer (the mailbox is bounded: this waits for
-/// room rather than queueing without limit).
-async fn ask<M, T>(addr: Addr<Domain>, path: PathBuf, msg: M) -> Result<T, RegistryError>
+/// Sends a request to a domain now, and returns a future of its answer.
+///
+/// The message is queued at once, not when the future is first polled, so messages reach a
+/// domain in the order the registry decided them (a request before a later `Stop`). A full
+/// mailbox makes the future wait for room: the queue stays bounded.
+fn ask<M, T>(
+    addr: &Addr<Domain>,
+    path: PathBuf,
+    msg: M,
+) -> impl std::future::Future<Output = Result<T, RegistryError>> + 'static
 where
     M: Message<Result = Result<T, DomainError>> + Send + 'static,
     T: Send + 'static,
     Domain: Handler<M>,
 {
-    addr.send(msg)
-        .await
-        .map_err(|_| RegistryError::DomainGone(path))?
-        .map_err(RegistryError::from)
+    let req = addr.send(msg);
+    async move {
+        req.await
+            .map_err(|_| RegistryError::DomainGone(path))?
+            .map_err(RegistryError::from)
+    }
 }
 
 /// Runs file work for a log nobody holds open, off the actor threads.
