@@ -9,15 +9,18 @@
 //! When a stream reaches EOF the domain closes it and tells the registry, which stops the
 //! domain once it has no streams and no requests in flight.
 
-use std::path::PathBuf;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::task::Poll;
 
 use actix::prelude::*;
-use logd_protocol::{Position, ReadFrom};
+use logd_protocol::{ConsoleInfo, Position, ReadFrom};
 
+use crate::console::{Console, ConsoleConfig, ConsoleError};
 use crate::registry::{self, StreamClosed};
 use crate::rotate::{self, ReadOutcome, RotateConfig, RotateError, RotatingFile};
+use crate::sink::LogSink;
 use crate::stream::{LogStream, StreamError};
 
 /// Why a domain request failed.
@@ -27,13 +30,50 @@ pub enum DomainError {
     Stream(#[from] StreamError),
     #[error(transparent)]
     File(#[from] RotateError),
+    #[error(transparent)]
+    Console(#[from] ConsoleError),
+    #[error("domain {domain} already has a console named {name:?}")]
+    ConsoleExists { domain: String, name: String },
+    #[error("domain {domain} has no console named {name:?}")]
+    NoConsole { domain: String, name: String },
+}
+
+/// What a domain drives: a stdio pipe or a console, each with its log.
+pub enum Stream {
+    Pipe(LogStream),
+    Console(Box<Console>),
+}
+
+impl Stream {
+    fn sink(&self) -> &LogSink {
+        match self {
+            Stream::Pipe(p) => p.sink(),
+            Stream::Console(c) => c.sink(),
+        }
+    }
+
+    fn path(&self) -> &Path {
+        self.sink().path()
+    }
+
+    /// Takes in what the source has written so far.
+    fn drain(&mut self) {
+        match self {
+            Stream::Pipe(p) => {
+                p.drain();
+            }
+            Stream::Console(c) => c.drain(),
+        }
+    }
 }
 
 /// A guest's actor.
 pub struct Domain {
     name: Box<str>,
-    /// Slots, so a stream keeps its index for its pump while others come and go.
-    streams: Vec<Option<LogStream>>,
+    /// Slots, so a stream keeps its index for its pump while others come and go; each with a
+    /// number that tells a new stream in a reused slot from the one before.
+    streams: Vec<Option<(u32, Stream)>>,
+    next_id: u32,
 }
 
 impl Domain {
@@ -41,11 +81,39 @@ impl Domain {
         Domain {
             name: name.into(),
             streams: Vec::new(),
+            next_id: 0,
         }
     }
 
-    fn find(&mut self, path: &std::path::Path) -> Option<&mut LogStream> {
-        self.streams.iter_mut().flatten().find(|s| s.path() == path)
+    fn find(&mut self, path: &Path) -> Option<&mut Stream> {
+        self.streams
+            .iter_mut()
+            .flatten()
+            .map(|(_, s)| s)
+            .find(|s| s.path() == path)
+    }
+
+    fn console_slot(&self, name: &str) -> Option<usize> {
+        self.streams
+            .iter()
+            .position(|s| matches!(s, Some((_, Stream::Console(c))) if c.name() == name))
+    }
+
+    /// Puts a stream in a free slot and starts its pump.
+    fn add(&mut self, stream: Stream, ctx: &mut Context<Self>) {
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1);
+        let slot = match self.streams.iter().position(Option::is_none) {
+            Some(i) => {
+                self.streams[i] = Some((id, stream));
+                i
+            }
+            None => {
+                self.streams.push(Some((id, stream)));
+                self.streams.len() - 1
+            }
+        };
+        ctx.spawn(Pump { slot, id });
     }
 
     fn span(&self) -> tracing::Span {
@@ -60,6 +128,7 @@ impl Actor for Domain {
 /// Drives one stream of a domain from inside the domain's context.
 struct Pump {
     slot: usize,
+    id: u32,
 }
 
 impl ActorFuture<Domain> for Pump {
@@ -71,22 +140,29 @@ impl ActorFuture<Domain> for Pump {
         _ctx: &mut Context<Domain>,
         task: &mut std::task::Context<'_>,
     ) -> Poll<()> {
-        let slot = self.slot;
-        let Some(stream) = act.streams.get_mut(slot).and_then(Option::as_mut) else {
-            return Poll::Ready(());
+        let (slot, id) = (self.slot, self.id);
+        let stream = match act.streams.get_mut(slot) {
+            Some(Some((sid, s))) if *sid == id => s,
+            _ => return Poll::Ready(()), // removed
         };
-        match stream.poll_pump(task) {
+        let pipe = match stream {
+            Stream::Console(c) => return c.poll(task),
+            Stream::Pipe(p) => p,
+        };
+        match pipe.poll_pump(task) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(()) => {
-                let stream = act.streams[slot].take().expect("slot checked above");
-                let stats = stream.stats();
+                let Some((_, stream)) = act.streams[slot].take() else {
+                    return Poll::Ready(());
+                };
+                let stats = stream.sink().stats();
                 let _e = act.span().entered();
                 tracing::info!(
                     path = %stream.path().display(),
                     bytes_in = stats.bytes_in,
                     bytes_written = stats.bytes_written,
                     dropped = stats.dropped_disk,
-                    rotations = stream.rotations(),
+                    rotations = stream.sink().rotations(),
                     "every writer closed the pipe; log closed"
                 );
                 let path = stream.path().to_owned();
@@ -100,7 +176,7 @@ impl ActorFuture<Domain> for Pump {
 
 /// Open a stream: returns the position at open time and the pipe's write end.
 #[derive(Message)]
-#[rtype(result = "Result<(Position, std::os::fd::OwnedFd), DomainError>")]
+#[rtype(result = "Result<(Position, OwnedFd), DomainError>")]
 pub struct OpenStream {
     pub path: PathBuf,
     pub rotate: RotateConfig,
@@ -108,25 +184,90 @@ pub struct OpenStream {
 }
 
 impl Handler<OpenStream> for Domain {
-    type Result = Result<(Position, std::os::fd::OwnedFd), DomainError>;
+    type Result = Result<(Position, OwnedFd), DomainError>;
 
     fn handle(&mut self, msg: OpenStream, ctx: &mut Context<Self>) -> Self::Result {
         let _e = self.span().entered();
         let (stream, w) = LogStream::open(&msg.path, msg.rotate, msg.truncate)?;
         let position = stream.position();
-        let slot = match self.streams.iter().position(Option::is_none) {
-            Some(i) => {
-                self.streams[i] = Some(stream);
-                i
-            }
-            None => {
-                self.streams.push(Some(stream));
-                self.streams.len() - 1
-            }
-        };
-        ctx.spawn(Pump { slot });
+        self.add(Stream::Pipe(stream), ctx);
         tracing::info!(path = %msg.path.display(), %position, truncate = msg.truncate, "log opened");
         Ok((position, w))
+    }
+}
+
+/// Add a console. Returns the console's bound TCP address, its log position, and with a
+/// socketpair guest side the guest's end.
+#[derive(Message)]
+#[rtype(result = "Result<(Option<String>, Position, Option<OwnedFd>), DomainError>")]
+pub struct AddConsole(pub ConsoleConfig);
+
+impl Handler<AddConsole> for Domain {
+    type Result = Result<(Option<String>, Position, Option<OwnedFd>), DomainError>;
+
+    fn handle(&mut self, msg: AddConsole, ctx: &mut Context<Self>) -> Self::Result {
+        let _e = self.span().entered();
+        let name = msg.0.name.clone();
+        if self.console_slot(&name).is_some() {
+            return Err(DomainError::ConsoleExists {
+                domain: self.name.to_string(),
+                name,
+            });
+        }
+        let (console, fd) = Console::open(msg.0)?;
+        let tcp = console.tcp_addr();
+        let position = console.position();
+        tracing::info!(console = %name, path = %console.path().display(), tcp = ?tcp, "console added");
+        self.add(Stream::Console(Box::new(console)), ctx);
+        Ok((tcp, position, fd))
+    }
+}
+
+/// Remove a console; returns its log path (for the registry to release).
+#[derive(Message)]
+#[rtype(result = "Result<PathBuf, DomainError>")]
+pub struct RemoveConsole {
+    pub name: String,
+}
+
+impl Handler<RemoveConsole> for Domain {
+    type Result = Result<PathBuf, DomainError>;
+
+    fn handle(&mut self, msg: RemoveConsole, _: &mut Context<Self>) -> Self::Result {
+        let _e = self.span().entered();
+        let slot = self
+            .console_slot(&msg.name)
+            .ok_or_else(|| DomainError::NoConsole {
+                domain: self.name.to_string(),
+                name: msg.name.clone(),
+            })?;
+        let Some((_, Stream::Console(mut c))) = self.streams[slot].take() else {
+            unreachable!("console_slot found a console");
+        };
+        c.drain();
+        c.close();
+        tracing::info!(console = %msg.name, "console removed");
+        Ok(c.path().to_owned())
+    }
+}
+
+/// Describe this domain's consoles.
+#[derive(Message)]
+#[rtype(result = "Vec<ConsoleInfo>")]
+pub struct ListConsoles;
+
+impl Handler<ListConsoles> for Domain {
+    type Result = Vec<ConsoleInfo>;
+
+    fn handle(&mut self, _: ListConsoles, _: &mut Context<Self>) -> Vec<ConsoleInfo> {
+        self.streams
+            .iter()
+            .flatten()
+            .filter_map(|(_, s)| match s {
+                Stream::Console(c) => Some(c.info()),
+                Stream::Pipe(_) => None,
+            })
+            .collect()
     }
 }
 
@@ -144,7 +285,7 @@ impl Handler<GetPosition> for Domain {
         match self.find(&msg.path) {
             Some(s) => {
                 s.drain();
-                Ok(s.position())
+                Ok(s.sink().position())
             }
             None => Ok(rotate::end_position(&msg.path)?),
         }
@@ -184,9 +325,16 @@ impl Handler<AppendLog> for Domain {
     type Result = Result<Position, DomainError>;
 
     fn handle(&mut self, msg: AppendLog, _: &mut Context<Self>) -> Self::Result {
-        if let Some(s) = self.find(&msg.path) {
-            s.append(&msg.message);
-            return Ok(s.position());
+        match self.find(&msg.path) {
+            Some(Stream::Pipe(p)) => {
+                p.append(&msg.message);
+                return Ok(p.position());
+            }
+            Some(Stream::Console(c)) => {
+                c.append(&msg.message);
+                return Ok(c.position());
+            }
+            None => {}
         }
         let mut f = RotatingFile::open(&msg.path, msg.rotate, false)?;
         f.write(&msg.message).map_err(|f| f.error)?;
@@ -203,7 +351,7 @@ impl Handler<Drain> for Domain {
     type Result = ();
 
     fn handle(&mut self, _: Drain, _: &mut Context<Self>) {
-        for s in self.streams.iter_mut().flatten() {
+        for (_, s) in self.streams.iter_mut().flatten() {
             s.drain();
         }
     }

@@ -5,7 +5,11 @@
 //! - [`server`]: the main socket, its clients and their requests;
 //! - [`registry`]: the actor holding the table of domains and open paths;
 //! - [`domain`]: the actor of one guest, owning its log streams;
-//! - [`stream`]: one pipe feeding one rotating file, the hot byte path;
+//! - [`console`]: a guest's serial chardev fanned out to its log and its subscribers;
+//! - [`subscriber`]: one TCP or UNIX connection watching a console;
+//! - [`telnet`]: the sans-IO telnet codec for console subscribers in telnet mode;
+//! - [`stream`]: one pipe feeding one log sink, the hot byte path;
+//! - [`sink`]: a rotating file that survives disk errors;
 //! - [`pipe`]: pipe creation and adaptive capacity;
 //! - [`rotate`]: the size-capped rotating file and reads across its backups;
 //! - [`paths`]: which log paths a client may name;
@@ -15,6 +19,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod daemon;
 pub mod domain;
 pub mod paths;
@@ -22,4 +27,7 @@ pub mod pipe;
 pub mod registry;
 pub mod rotate;
 pub mod server;
+pub mod sink;
 pub mod stream;
+pub mod subscriber;
+pub mod telnet;

@@ -68,6 +68,8 @@ impl RegistryError {
                 R::BadPosition { .. } => ErrorCode::BadPosition,
                 _ => ErrorCode::Io,
             },
+            RegistryError::Domain(DomainError::ConsoleExists { .. }) => ErrorCode::Busy,
+            RegistryError::Domain(DomainError::NoConsole { .. }) => ErrorCode::NotFound,
             RegistryError::Domain(_) => ErrorCode::Io,
         };
         WireError::new(code, self.to_string())
@@ -85,6 +87,8 @@ struct DomainEntry {
     addr: Addr<Domain>,
     /// Paths held open or with a request in flight.
     claims: u32,
+    /// Consoles the domain has (so listing asks only those domains).
+    consoles: u32,
 }
 
 /// The domain table.
@@ -160,6 +164,7 @@ impl Registry {
                     name: id.name.as_str().into(),
                     addr,
                     claims: 0,
+                    consoles: 0,
                 })
             }
         };
@@ -361,6 +366,117 @@ impl Handler<Append> for Registry {
                 res
             },
         ))
+    }
+}
+
+/// `AddConsole`, with its paths resolved and checked.
+#[derive(Message)]
+#[rtype(result = "Result<(Option<String>, Position, Option<OwnedFd>), RegistryError>")]
+pub struct AddConsole {
+    pub config: crate::console::ConsoleConfig,
+}
+
+impl Handler<AddConsole> for Registry {
+    type Result =
+        ResponseActFuture<Self, Result<(Option<String>, Position, Option<OwnedFd>), RegistryError>>;
+
+    fn handle(&mut self, msg: AddConsole, _: &mut Context<Self>) -> Self::Result {
+        let mut config = msg.config;
+        config.rotate = self.rotate;
+        let (key, addr) = match self.claim(&config.domain, &config.log) {
+            Ok(c) => c,
+            Err(e) => return Box::pin(fut::ready(Err(e))),
+        };
+        let path = config.log.clone();
+        let req = ask(&addr, path.clone(), domain::AddConsole(config));
+        Box::pin(
+            fut::wrap_future(req).map(move |res, act: &mut Registry, _| {
+                match &res {
+                    Ok(_) => {
+                        if let Some(e) = act.domains.get_mut(&key) {
+                            e.consoles += 1;
+                        }
+                    }
+                    Err(_) => act.release(&path),
+                }
+                res
+            }),
+        )
+    }
+}
+
+/// `RemoveConsole`.
+#[derive(Message)]
+#[rtype(result = "Result<(), RegistryError>")]
+pub struct RemoveConsole {
+    pub domain: DomainId,
+    pub name: String,
+}
+
+impl Handler<RemoveConsole> for Registry {
+    type Result = ResponseActFuture<Self, Result<(), RegistryError>>;
+
+    fn handle(&mut self, msg: RemoveConsole, _: &mut Context<Self>) -> Self::Result {
+        let key = DomainKey {
+            driver: msg.domain.driver.as_str().into(),
+            uuid: msg.domain.uuid,
+        };
+        let Some(entry) = self.domains.get_mut(&key) else {
+            return Box::pin(fut::ready(Err(RegistryError::Domain(
+                DomainError::NoConsole {
+                    domain: msg.domain.name,
+                    name: msg.name,
+                },
+            ))));
+        };
+        entry.claims += 1;
+        let req = entry.addr.send(domain::RemoveConsole { name: msg.name });
+        let name = msg.domain.name;
+        Box::pin(
+            fut::wrap_future(req).map(move |res, act: &mut Registry, _| {
+                let res = match res {
+                    Ok(Ok(path)) => {
+                        if let Some(e) = act.domains.get_mut(&key) {
+                            e.consoles = e.consoles.saturating_sub(1);
+                        }
+                        act.release(&path);
+                        Ok(())
+                    }
+                    Ok(Err(e)) => Err(RegistryError::Domain(e)),
+                    Err(_) => Err(RegistryError::DomainGone(PathBuf::from(name))),
+                };
+                act.unhold(&key);
+                res
+            }),
+        )
+    }
+}
+
+/// `ListConsoles`.
+#[derive(Message)]
+#[rtype(result = "Vec<logd_protocol::ConsoleInfo>")]
+pub struct ListConsoles;
+
+impl Handler<ListConsoles> for Registry {
+    type Result = ResponseFuture<Vec<logd_protocol::ConsoleInfo>>;
+
+    fn handle(&mut self, _: ListConsoles, _: &mut Context<Self>) -> Self::Result {
+        let reqs: Vec<_> = self
+            .domains
+            .values()
+            .filter(|e| e.consoles > 0)
+            .map(|e| e.addr.send(domain::ListConsoles))
+            .collect();
+        Box::pin(async move {
+            let mut all = Vec::new();
+            for r in reqs {
+                if let Ok(mut list) = r.await {
+                    all.append(&mut list);
+                }
+            }
+            all.sort_by(|a, b| (&a.domain.name, &a.name).cmp(&(&b.domain.name, &b.name)));
+            all
+        })
     }
 }
 

@@ -21,9 +21,9 @@ use actix::Addr;
 use bytes::BytesMut;
 use logd_protocol::codec::{self, ProtocolError};
 use logd_protocol::{
-    fdpass, DomainId, ErrorCode, Hello, OpenFlags, Request, Response, Welcome, WireError, MAGIC,
-    MAX_APPEND_LEN, MAX_NAME_LEN, MAX_READ_LEN, MAX_REQUEST_FRAME, MAX_RESPONSE_FRAME,
-    PROTOCOL_VERSION,
+    fdpass, ConsoleSpec, DomainId, ErrorCode, GuestSide, Hello, OpenFlags, Request, Response,
+    Welcome, WireError, MAGIC, MAX_APPEND_LEN, MAX_NAME_LEN, MAX_READ_LEN, MAX_REQUEST_FRAME,
+    MAX_RESPONSE_FRAME, PROTOCOL_VERSION,
 };
 use tokio::io::Interest;
 use tokio::net::{UnixListener, UnixStream};
@@ -31,8 +31,10 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::console::{self, ConsoleConfig, GuestPlan};
 use crate::paths::{PathError, PathPolicy};
 use crate::registry::{self, Registry};
+use crate::rotate::RotateConfig;
 
 /// How long a new connection has to send its hello.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -369,6 +371,38 @@ impl Connection {
                     None,
                 ))
             }
+            Request::AddConsole(spec) => {
+                check_domain(&spec.domain)?;
+                let config = self.console_config(spec).await?;
+                let (tcp, position, fd) = reg
+                    .send(registry::AddConsole {
+                        config: config.clone(),
+                    })
+                    .await
+                    .map_err(mailbox)?
+                    .map_err(|e| e.to_wire())?;
+                Ok((
+                    Response::ConsoleAdded {
+                        tcp,
+                        unix: config.unix.map(|p| p.display().to_string()),
+                        position,
+                        guest_fd: fd.is_some(),
+                    },
+                    fd,
+                ))
+            }
+            Request::RemoveConsole { domain, name } => {
+                check_domain(&domain)?;
+                reg.send(registry::RemoveConsole { domain, name })
+                    .await
+                    .map_err(mailbox)?
+                    .map_err(|e| e.to_wire())?;
+                Ok((Response::Done, None))
+            }
+            Request::ListConsoles => {
+                let list = reg.send(registry::ListConsoles).await.map_err(mailbox)?;
+                Ok((Response::Consoles(list), None))
+            }
             Request::AppendLog {
                 domain,
                 path,
@@ -399,6 +433,71 @@ impl Connection {
         }
     }
 
+    /// Checks a console spec and resolves its paths; applies the defaults.
+    async fn console_config(&self, spec: ConsoleSpec) -> Result<ConsoleConfig, WireError> {
+        let invalid = |m: String| WireError::new(ErrorCode::InvalidArgument, m);
+        if spec.name.is_empty()
+            || spec.name.len() > MAX_NAME_LEN
+            || spec.name.contains('/')
+            || spec.name.chars().any(char::is_control)
+        {
+            return Err(invalid(format!(
+                "invalid console name {:?}: 1 to {MAX_NAME_LEN} bytes, no '/' or control characters",
+                spec.name
+            )));
+        }
+        let guest = match &spec.guest {
+            GuestSide::Listen { path } => GuestPlan::Listen(self.checked_path(path, true).await?),
+            GuestSide::Connect { path } => GuestPlan::Connect(self.checked_path(path, true).await?),
+            GuestSide::Fd => GuestPlan::Fd,
+        };
+        let unix = match &spec.unix {
+            Some(p) => Some(self.checked_path(p, true).await?),
+            None => None,
+        };
+        let tcp = spec.tcp.as_deref().map(tcp_addr).transpose()?;
+        if tcp.is_none() && unix.is_none() {
+            tracing::debug!(console = %spec.name, "console without subscriber listeners: log only");
+        }
+        let replay = spec.replay.unwrap_or(console::DEFAULT_REPLAY as u64);
+        if replay > MAX_REPLAY {
+            return Err(invalid(format!(
+                "replay of {replay} bytes exceeds the limit of {MAX_REPLAY}"
+            )));
+        }
+        let max_subscribers = spec
+            .max_subscribers
+            .unwrap_or(console::DEFAULT_MAX_SUBSCRIBERS as u32);
+        if !(1..=MAX_SUBSCRIBERS).contains(&max_subscribers) {
+            return Err(invalid(format!(
+                "max_subscribers must be between 1 and {MAX_SUBSCRIBERS}"
+            )));
+        }
+        let queue_limit = spec
+            .queue_limit
+            .unwrap_or(console::DEFAULT_QUEUE_LIMIT as u64);
+        if !(MIN_QUEUE_LIMIT..=MAX_QUEUE_LIMIT).contains(&queue_limit) {
+            return Err(invalid(format!(
+                "queue_limit must be between {MIN_QUEUE_LIMIT} and {MAX_QUEUE_LIMIT} bytes"
+            )));
+        }
+        Ok(ConsoleConfig {
+            name: spec.name,
+            log: self.checked_path(&spec.log, true).await?,
+            domain: spec.domain,
+            truncate: spec.truncate,
+            rotate: RotateConfig::default(), // the registry applies the daemon's
+            guest,
+            tcp,
+            unix,
+            protocol: spec.protocol,
+            write: spec.write,
+            replay: replay as usize,
+            max_subscribers: max_subscribers as usize,
+            queue_limit: queue_limit as usize,
+        })
+    }
+
     /// Resolves a client's path and checks it on disk (off the event loop).
     async fn checked_path(&self, raw: &str, create_dirs: bool) -> Result<PathBuf, WireError> {
         let path = self.shared.policy.resolve(raw).map_err(path_error)?;
@@ -426,6 +525,29 @@ fn path_error(e: PathError) -> WireError {
         _ => ErrorCode::PathRefused,
     };
     WireError::new(code, e.to_string())
+}
+
+/// Largest replay buffer a console may ask for.
+const MAX_REPLAY: u64 = 16 * 1024 * 1024;
+/// Most subscribers a console may allow.
+const MAX_SUBSCRIBERS: u32 = 1024;
+/// Bounds of a subscriber's queue limit.
+const MIN_QUEUE_LIMIT: u64 = 4096;
+const MAX_QUEUE_LIMIT: u64 = 64 * 1024 * 1024;
+
+/// `ADDR:PORT`, `[V6]:PORT`, or a bare `PORT` (which binds 127.0.0.1, never every interface).
+fn tcp_addr(s: &str) -> Result<String, WireError> {
+    if let Ok(port) = s.parse::<u16>() {
+        return Ok(format!("127.0.0.1:{port}"));
+    }
+    s.parse::<std::net::SocketAddr>()
+        .map(|a| a.to_string())
+        .map_err(|_| {
+            WireError::new(
+                ErrorCode::InvalidArgument,
+                format!("invalid TCP address {s:?}: expected ADDR:PORT, [V6ADDR]:PORT or PORT"),
+            )
+        })
 }
 
 fn check_domain(d: &DomainId) -> Result<(), WireError> {

@@ -5,9 +5,9 @@
 //! pipe to the file with no message in between. Reads go into one buffer per thread (not per
 //! stream), so an idle stream holds no buffer at all.
 //!
-//! The stream never closes the pipe because of the disk: when a file write fails (ENOSPC, EIO)
-//! it keeps draining the pipe, counts the bytes it had to drop, and retries the file at most once
-//! per [`RETRY_INTERVAL`].
+//! The stream never closes the pipe because of the disk: it writes through a
+//! [`LogSink`](crate::sink::LogSink), which drops and counts what the file cannot take, and the
+//! stream keeps draining the pipe.
 #![allow(unsafe_code)] // one block: registering the pipe with tokio
 
 use std::cell::RefCell;
@@ -15,16 +15,14 @@ use std::io::ErrorKind;
 use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
 
 use logd_protocol::Position;
 use tokio::io::unix::AsyncFd;
 
 use crate::pipe::{self, PipeError, MAX_PIPE_SIZE};
-use crate::rotate::{RotateConfig, RotateError, RotatingFile};
+use crate::rotate::{RotateConfig, RotateError};
+use crate::sink::LogSink;
 
-/// How long a stream waits after a failed file write before trying the file again.
-pub const RETRY_INTERVAL: Duration = Duration::from_secs(1);
 /// Bytes read from a pipe at once: the largest pipe, so one read empties a full one.
 pub const READ_CHUNK: usize = MAX_PIPE_SIZE;
 /// Reads per wake-up before the pump yields to the other streams of its thread.
@@ -52,15 +50,9 @@ pub enum StreamError {
     File(#[from] RotateError),
 }
 
-/// Counters of one stream.
+/// Counters of a stream's pipe (its file's counters are the sink's).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct StreamStats {
-    /// Bytes taken from the pipe (and appended messages).
-    pub bytes_in: u64,
-    /// Bytes that reached the file.
-    pub bytes_written: u64,
-    /// Bytes dropped because the file could not be written.
-    pub dropped_disk: u64,
     /// Times the pipe was enlarged.
     pub pipe_grows: u32,
     /// Times the kernel refused to enlarge the pipe.
@@ -72,8 +64,7 @@ pub struct LogStream {
     pipe: AsyncFd<OwnedFd>,
     pipe_size: u32,
     grow_refused: bool,
-    file: RotatingFile,
-    retry_at: Option<Instant>,
+    sink: LogSink,
     stats: StreamStats,
 }
 
@@ -86,7 +77,7 @@ impl LogStream {
         cfg: RotateConfig,
         truncate: bool,
     ) -> Result<(LogStream, OwnedFd), StreamError> {
-        let file = RotatingFile::open(path, cfg, truncate)?;
+        let sink = LogSink::open(path, cfg, truncate)?;
         let (r, w, size) = pipe::create().map_err(|source| StreamError::Pipe {
             path: path.to_owned(),
             source,
@@ -103,8 +94,7 @@ impl LogStream {
                 pipe,
                 pipe_size: size as u32,
                 grow_refused: false,
-                file,
-                retry_at: None,
+                sink,
                 stats: StreamStats::default(),
             },
             w,
@@ -112,20 +102,20 @@ impl LogStream {
     }
 
     pub fn path(&self) -> &Path {
-        self.file.path()
+        self.sink.path()
     }
 
     pub fn stats(&self) -> StreamStats {
         self.stats
     }
 
-    pub fn rotations(&self) -> u64 {
-        self.file.rotations()
+    pub fn sink(&self) -> &LogSink {
+        &self.sink
     }
 
     /// The end of the active file. Call [`LogStream::drain`] first to include the pipe's bytes.
     pub fn position(&self) -> Position {
-        self.file.position()
+        self.sink.position()
     }
 
     /// Moves bytes from the pipe to the file until the pipe is empty or every writer is gone.
@@ -207,30 +197,7 @@ impl LogStream {
     }
 
     fn consume_from_pipe(&mut self, data: &[u8]) {
-        self.stats.bytes_in += data.len() as u64;
-        if !self.file.is_healthy() {
-            if self.retry_at.is_some_and(|t| Instant::now() < t) {
-                self.stats.dropped_disk += data.len() as u64;
-                return;
-            }
-            if let Err(e) = self.file.reopen() {
-                self.retry_at = Some(Instant::now() + RETRY_INTERVAL);
-                self.stats.dropped_disk += data.len() as u64;
-                tracing::debug!(path = %self.path().display(), cause = %e, "log file still unwritable");
-                return;
-            }
-            tracing::info!(path = %self.path().display(), dropped = self.stats.dropped_disk, "log file writable again");
-            self.retry_at = None;
-        }
-        match self.file.write(data) {
-            Ok(()) => self.stats.bytes_written += data.len() as u64,
-            Err(f) => {
-                self.stats.bytes_written += f.written as u64;
-                self.stats.dropped_disk += (data.len() - f.written) as u64;
-                self.retry_at = Some(Instant::now() + RETRY_INTERVAL);
-                tracing::warn!(path = %self.path().display(), cause = %f.error, dropped = data.len() - f.written, "cannot write log file; dropping bytes until it works again");
-            }
-        }
+        self.sink.write(data);
     }
 }
 

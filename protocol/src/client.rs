@@ -33,6 +33,16 @@ pub enum ClientError {
     Unexpected { request: &'static str, got: String },
 }
 
+/// What the daemon bound for a new console.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsoleAdded {
+    /// The TCP address subscribers connect to (with the real port).
+    pub tcp: Option<String>,
+    pub unix: Option<String>,
+    /// The end of the console's log when it was added.
+    pub position: Position,
+}
+
 /// One connection to logd.
 pub struct Client {
     sock: UnixStream,
@@ -176,6 +186,55 @@ impl Client {
         };
         match self.call(&req)? {
             (Response::Position(p), _) => Ok(p),
+            (other, _) => Err(unexpected(&req, other)),
+        }
+    }
+
+    /// Adds a console. Returns what the daemon bound, and with [`GuestSide::Fd`] the guest's end
+    /// of the console's socketpair.
+    pub fn add_console(
+        &mut self,
+        spec: ConsoleSpec,
+    ) -> Result<(ConsoleAdded, Option<OwnedFd>), ClientError> {
+        let req = Request::AddConsole(spec);
+        match self.call(&req)? {
+            (
+                Response::ConsoleAdded {
+                    tcp,
+                    unix,
+                    position,
+                    ..
+                },
+                mut fds,
+            ) => Ok((
+                ConsoleAdded {
+                    tcp,
+                    unix,
+                    position,
+                },
+                fds.pop(),
+            )),
+            (other, _) => Err(unexpected(&req, other)),
+        }
+    }
+
+    /// Removes a console.
+    pub fn remove_console(&mut self, domain: DomainId, name: &str) -> Result<(), ClientError> {
+        let req = Request::RemoveConsole {
+            domain,
+            name: name.to_owned(),
+        };
+        match self.call(&req)? {
+            (Response::Done, _) => Ok(()),
+            (other, _) => Err(unexpected(&req, other)),
+        }
+    }
+
+    /// Lists every console.
+    pub fn list_consoles(&mut self) -> Result<Vec<ConsoleInfo>, ClientError> {
+        let req = Request::ListConsoles;
+        match self.call(&req)? {
+            (Response::Consoles(c), _) => Ok(c),
             (other, _) => Err(unexpected(&req, other)),
         }
     }

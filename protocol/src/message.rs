@@ -168,6 +168,91 @@ pub enum Request {
         #[serde(with = "serde_bytes")]
         message: Vec<u8>,
     },
+    /// Add a console (a serial chardev of a domain) with its log and its subscriber listeners.
+    /// With [`GuestSide::Fd`] the answer carries one fd: the guest's end of a socketpair.
+    AddConsole(ConsoleSpec),
+    /// Remove a console: its listeners and subscribers are closed, its log is kept.
+    RemoveConsole { domain: DomainId, name: String },
+    /// Every console, with its state.
+    ListConsoles,
+}
+
+/// How logd reaches a console's guest side (the chardev).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum GuestSide {
+    /// logd listens on this UNIX socket; QEMU connects
+    /// (`-chardev socket,path=SOCK,server=off,reconnect=1`).
+    Listen { path: String },
+    /// logd connects to this UNIX socket, on which QEMU listens (`server=on`), retrying while
+    /// QEMU starts and reconnecting when it restarts.
+    Connect { path: String },
+    /// logd makes a socketpair and hands one end to the caller (for `-add-fd` / `fd=N`).
+    Fd,
+}
+
+/// Who may type into the guest.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WritePolicy {
+    /// The longest-connected subscriber holds the write lock; the others are read-only.
+    #[default]
+    Exclusive,
+    /// Every subscriber's input is merged.
+    Shared,
+    /// Nobody: the console is read-only.
+    None,
+}
+
+/// What subscribers speak.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConsoleProtocol {
+    /// Bytes as they are (nc, socat).
+    #[default]
+    Raw,
+    /// Telnet (RFC 854): negotiation, IAC escaping, binary mode.
+    Telnet,
+}
+
+/// A console to add. Optional fields take the daemon's defaults.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsoleSpec {
+    pub domain: DomainId,
+    /// The console's name within its domain, e.g. `serial0`.
+    pub name: String,
+    pub guest: GuestSide,
+    /// The console's log path, as for `OpenLog`.
+    pub log: String,
+    pub truncate: bool,
+    /// `ADDR:PORT` for the TCP listener (port 0 picks a free port); None: no TCP listener.
+    pub tcp: Option<String>,
+    /// A UNIX socket path for local subscribers; None: none.
+    pub unix: Option<String>,
+    pub protocol: ConsoleProtocol,
+    pub write: WritePolicy,
+    /// Bytes of recent output a new subscriber gets first (default 16 KiB; 0: none).
+    pub replay: Option<u64>,
+    /// Most subscribers at once (default 32).
+    pub max_subscribers: Option<u32>,
+    /// A subscriber's output queue limit in bytes (default 1 MiB).
+    pub queue_limit: Option<u64>,
+}
+
+/// A console as `ListConsoles` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsoleInfo {
+    pub domain: DomainId,
+    pub name: String,
+    pub log: String,
+    pub guest: GuestSide,
+    pub guest_connected: bool,
+    /// The bound TCP address, if any.
+    pub tcp: Option<String>,
+    pub unix: Option<String>,
+    pub protocol: ConsoleProtocol,
+    pub write: WritePolicy,
+    pub subscribers: u32,
+    pub bytes_in: u64,
+    /// Subscribers disconnected because they fell behind.
+    pub slow_disconnects: u64,
 }
 
 impl Request {
@@ -178,6 +263,9 @@ impl Request {
             Request::GetPosition { .. } => "GetPosition",
             Request::ReadLog { .. } => "ReadLog",
             Request::AppendLog { .. } => "AppendLog",
+            Request::AddConsole(_) => "AddConsole",
+            Request::RemoveConsole { .. } => "RemoveConsole",
+            Request::ListConsoles => "ListConsoles",
         }
     }
 }
@@ -202,6 +290,18 @@ pub enum Response {
     },
     /// The request failed; see the code.
     Error(WireError),
+    /// The console is added. `tcp` is the bound address (the real port when 0 was asked).
+    /// With `guest_fd`, the frame carries one fd: the guest's end of the console's socketpair.
+    ConsoleAdded {
+        tcp: Option<String>,
+        unix: Option<String>,
+        position: Position,
+        guest_fd: bool,
+    },
+    /// The request succeeded and has nothing to report.
+    Done,
+    /// Answer to `ListConsoles`.
+    Consoles(Vec<ConsoleInfo>),
 }
 
 impl Response {
@@ -209,6 +309,7 @@ impl Response {
     pub fn fd_count(&self) -> usize {
         match self {
             Response::LogOpened { .. } => 1,
+            Response::ConsoleAdded { guest_fd: true, .. } => 1,
             _ => 0,
         }
     }

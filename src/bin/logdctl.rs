@@ -11,7 +11,10 @@ use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use logd::config;
 use logd_protocol::client::{Client, ClientError};
-use logd_protocol::{DomainId, OpenFlags, Position, ReadFrom, Uuid, MAX_READ_LEN};
+use logd_protocol::{
+    ConsoleProtocol, ConsoleSpec, DomainId, GuestSide, OpenFlags, Position, ReadFrom, Uuid,
+    WritePolicy, MAX_READ_LEN,
+};
 
 /// Talk to logd: capture a command's output into a capped log, append to logs, read them.
 #[derive(Debug, Parser)]
@@ -52,7 +55,85 @@ impl DomainArgs {
 }
 
 #[derive(Debug, Subcommand)]
+enum ConsoleCmd {
+    /// Add a console: its guest side, its log, and where subscribers connect. Prints the bound
+    /// TCP address.
+    Add {
+        #[command(flatten)]
+        domain: DomainArgs,
+        /// The console's name within the domain, e.g. serial0.
+        #[arg(long, value_name = "NAME")]
+        name: String,
+        /// logd listens on this UNIX socket and QEMU connects
+        /// (-chardev socket,id=s0,path=SOCK,server=off,reconnect=1).
+        #[arg(long, value_name = "SOCK", group = "guest")]
+        guest_listen: Option<String>,
+        /// logd connects to this UNIX socket, on which QEMU listens (server=on), and reconnects
+        /// when QEMU restarts.
+        #[arg(long, value_name = "SOCK", group = "guest")]
+        guest_connect: Option<String>,
+        /// logd makes a socketpair and gives one end to COMMAND as fd 3 (e.g. QEMU with
+        /// -chardev socket,id=s0,fd=3); logdctl execs COMMAND.
+        #[arg(long, group = "guest", requires = "command")]
+        guest_fd: bool,
+        /// The console's log path.
+        #[arg(long, value_name = "PATH")]
+        log: String,
+        /// Remove the log and its backups first.
+        #[arg(long)]
+        truncate: bool,
+        /// TCP listener for subscribers, ADDR:PORT or PORT (binds 127.0.0.1); port 0 picks one.
+        #[arg(long, value_name = "ADDR:PORT")]
+        tcp: Option<String>,
+        /// UNIX-socket listener for local subscribers.
+        #[arg(long, value_name = "PATH")]
+        unix: Option<String>,
+        /// Subscribers speak telnet (negotiation, 0xFF escaping) instead of raw bytes.
+        #[arg(long)]
+        telnet: bool,
+        /// Bytes of recent output a new subscriber gets first [default: 16KiB; 0: none].
+        #[arg(long, value_name = "BYTES", value_parser = parse_size)]
+        replay: Option<u64>,
+        /// Who may type into the guest.
+        #[arg(long, value_enum, default_value = "exclusive")]
+        write: WriteArg,
+        /// Most subscribers at once [default: 32].
+        #[arg(long, value_name = "N")]
+        max_subscribers: Option<u32>,
+        /// A subscriber that falls this far behind is disconnected [default: 1MiB].
+        #[arg(long, value_name = "BYTES", value_parser = parse_size)]
+        queue_limit: Option<u64>,
+        /// With --guest-fd: the command to run with the guest's end as fd 3.
+        #[arg(last = true, value_name = "COMMAND")]
+        command: Vec<String>,
+    },
+    /// Remove a console (its log stays).
+    Remove {
+        #[command(flatten)]
+        domain: DomainArgs,
+        #[arg(long, value_name = "NAME")]
+        name: String,
+    },
+    /// List consoles.
+    List {
+        /// JSON, one array of objects.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum WriteArg {
+    Exclusive,
+    Shared,
+    None,
+}
+
+#[derive(Debug, Subcommand)]
 enum Cmd {
+    /// Manage consoles: a guest's serial chardev with a log and TCP/UNIX subscribers.
+    #[command(subcommand)]
+    Console(ConsoleCmd),
     /// Run a command with its stdout and stderr going into a capped log.
     Run {
         #[command(flatten)]
@@ -157,6 +238,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
             };
             Ok(ExitCode::from(code))
         }
+        Cmd::Console(c) => console(&mut client, c),
         Cmd::Append {
             domain,
             log,
@@ -191,6 +273,118 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn console(client: &mut Client, cmd: ConsoleCmd) -> anyhow::Result<ExitCode> {
+    match cmd {
+        ConsoleCmd::Add {
+            domain,
+            name,
+            guest_listen,
+            guest_connect,
+            guest_fd,
+            log,
+            truncate,
+            tcp,
+            unix,
+            telnet,
+            replay,
+            write,
+            max_subscribers,
+            queue_limit,
+            command,
+        } => {
+            let guest = match (guest_listen, guest_connect, guest_fd) {
+                (Some(path), _, _) => GuestSide::Listen { path },
+                (_, Some(path), _) => GuestSide::Connect { path },
+                (_, _, true) => GuestSide::Fd,
+                _ => bail!(
+                    "say how the guest is reached: --guest-listen, --guest-connect or --guest-fd"
+                ),
+            };
+            if !command.is_empty() && guest != GuestSide::Fd {
+                bail!("a command after -- is only for --guest-fd");
+            }
+            let spec = ConsoleSpec {
+                domain: domain.id()?,
+                name,
+                guest,
+                log,
+                truncate,
+                tcp,
+                unix,
+                protocol: if telnet {
+                    ConsoleProtocol::Telnet
+                } else {
+                    ConsoleProtocol::Raw
+                },
+                write: match write {
+                    WriteArg::Exclusive => WritePolicy::Exclusive,
+                    WriteArg::Shared => WritePolicy::Shared,
+                    WriteArg::None => WritePolicy::None,
+                },
+                replay,
+                max_subscribers,
+                queue_limit,
+            };
+            let (added, fd) = client.add_console(spec)?;
+            if let Some(t) = &added.tcp {
+                println!("{t}");
+            }
+            if let Some(fd) = fd {
+                std::io::stdout().flush().ok();
+                exec_with_fd3(fd, &command)?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ConsoleCmd::Remove { domain, name } => {
+            client.remove_console(domain.id()?, &name)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        ConsoleCmd::List { json } => {
+            let list = client.list_consoles()?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!(
+                "{:<16} {:<10} {:<22} {:<7} {:>4}  LOG",
+                "DOMAIN", "CONSOLE", "TCP", "GUEST", "SUBS"
+            );
+            for c in list {
+                println!(
+                    "{:<16} {:<10} {:<22} {:<7} {:>4}  {}",
+                    c.domain.name,
+                    c.name,
+                    c.tcp.as_deref().unwrap_or("-"),
+                    if c.guest_connected { "up" } else { "down" },
+                    c.subscribers,
+                    c.log
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Execs `command` with `fd` as its fd 3 (dup2 in the child clears close-on-exec on it).
+fn exec_with_fd3(fd: std::os::fd::OwnedFd, command: &[String]) -> anyhow::Result<()> {
+    let mut cmd = std::process::Command::new(&command[0]);
+    cmd.args(&command[1..]);
+    let raw = std::os::fd::AsRawFd::as_raw_fd(&fd);
+    // SAFETY: the closure runs in the child between fork and exec and only calls dup2, which
+    // is async-signal-safe; `raw` stays open in the parent until exec replaces it.
+    unsafe {
+        cmd.pre_exec(move || {
+            if nix::libc::dup2(raw, 3) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let e = cmd.exec();
+    drop(fd);
+    bail!("cannot run {:?}: {e}", command[0])
 }
 
 /// Copies up to `limit` bytes of a log to stdout, from `from` until no more data comes.

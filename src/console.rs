@@ -1,0 +1,614 @@
+//! A console: a guest's serial chardev, fanned out to its log and to any number of subscribers.
+//!
+//! A console is owned by its domain actor and driven from a future spawned in the domain's
+//! context ([`Console::poll`]), like a stdio stream. Every byte from the guest goes, in order,
+//! to the console's [`LogSink`], to a replay ring, and to each subscriber's bounded queue, as one
+//! shared [`Bytes`]. Nothing a subscriber does can slow the guest down: a subscriber whose queue
+//! fills is disconnected and counted.
+//!
+//! Input flows the other way. Subscribers allowed to write (the write-lock holder in
+//! `exclusive` mode, everyone in `shared` mode) have their bytes decoded (telnet) and put in the
+//! console's input buffer, which belongs to the console, not to the subscriber: input logd has
+//! accepted reaches the guest even if its subscriber leaves at once. The buffer is bounded; when
+//! it is full, logd stops reading from writers, so TCP pushes back on them.
+//!
+//! The guest side comes and goes (QEMU exits, reboots, restarts). The console stays, and so do
+//! its subscribers and its log.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::io;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use logd_protocol::{ConsoleInfo, ConsoleProtocol, DomainId, GuestSide, Position, WritePolicy};
+use tokio::net::{TcpListener, UnixListener, UnixStream};
+use tokio::time::Sleep;
+
+use crate::rotate::{RotateConfig, RotateError};
+use crate::sink::LogSink;
+use crate::subscriber::{Leave, Socket, Subscriber};
+use crate::telnet;
+
+/// Default bytes of recent output replayed to a new subscriber.
+pub const DEFAULT_REPLAY: usize = 16 * 1024;
+/// Default most subscribers at once.
+pub const DEFAULT_MAX_SUBSCRIBERS: usize = 32;
+/// Default output queue limit of one subscriber.
+pub const DEFAULT_QUEUE_LIMIT: usize = 1024 * 1024;
+/// Input accepted from subscribers and not yet taken by the guest.
+pub const INPUT_LIMIT: usize = 64 * 1024;
+/// How often logd tries to reach a guest it connects to.
+pub const CONNECT_RETRY: Duration = Duration::from_millis(200);
+/// Reads from the guest per wake-up before yielding to the thread's other work.
+const READS_PER_POLL: usize = 16;
+/// Room kept in the read buffer: one read takes at most this much.
+const READ_CHUNK: usize = 64 * 1024;
+
+thread_local! {
+    /// The read buffer of this thread's consoles. Each read is split off and frozen into a
+    /// `Bytes` that the log, the replay ring and the subscribers share.
+    static READ_BUF: std::cell::RefCell<BytesMut> = std::cell::RefCell::new(BytesMut::new());
+}
+
+/// Why a console could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsoleError {
+    #[error(transparent)]
+    Log(#[from] RotateError),
+    #[error("cannot listen for the guest on {path}: {source}")]
+    GuestListen { path: PathBuf, source: io::Error },
+    #[error("cannot create the guest's socketpair: {0}")]
+    SocketPair(io::Error),
+    #[error("cannot listen for subscribers on TCP {addr}: {source}")]
+    Tcp { addr: String, source: io::Error },
+    #[error("cannot listen for subscribers on {path}: {source}")]
+    Unix { path: PathBuf, source: io::Error },
+}
+
+/// A console's settings, defaults applied.
+#[derive(Debug, Clone)]
+pub struct ConsoleConfig {
+    pub name: String,
+    pub domain: DomainId,
+    pub log: PathBuf,
+    pub truncate: bool,
+    pub rotate: RotateConfig,
+    pub guest: GuestPlan,
+    pub tcp: Option<String>,
+    pub unix: Option<PathBuf>,
+    pub protocol: ConsoleProtocol,
+    pub write: WritePolicy,
+    pub replay: usize,
+    pub max_subscribers: usize,
+    pub queue_limit: usize,
+}
+
+/// The guest side, with paths resolved.
+#[derive(Debug, Clone)]
+pub enum GuestPlan {
+    Listen(PathBuf),
+    Connect(PathBuf),
+    Fd,
+}
+
+/// How the guest is reached, and the live connection if any.
+enum GuestMode {
+    Listen {
+        listener: UnixListener,
+        path: PathBuf,
+    },
+    Connect {
+        path: PathBuf,
+        retry: Pin<Box<Sleep>>,
+    },
+    Fd,
+}
+
+/// Recent output, for new subscribers.
+struct Replay {
+    chunks: VecDeque<Bytes>,
+    len: usize,
+    limit: usize,
+}
+
+impl Replay {
+    fn push(&mut self, chunk: &Bytes) {
+        if self.limit == 0 {
+            return;
+        }
+        let chunk = if chunk.len() > self.limit {
+            chunk.slice(chunk.len() - self.limit..)
+        } else {
+            chunk.clone()
+        };
+        self.len += chunk.len();
+        self.chunks.push_back(chunk);
+        while self.len > self.limit {
+            let over = self.len - self.limit;
+            let front = self.chunks.front_mut().expect("len > 0");
+            if front.len() <= over {
+                self.len -= front.len();
+                self.chunks.pop_front();
+            } else {
+                front.advance(over);
+                self.len -= over;
+            }
+        }
+    }
+}
+
+/// Counters of a console beyond its sink's.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ConsoleStats {
+    pub slow_disconnects: u64,
+    pub refused: u64,
+    pub guest_connects: u64,
+}
+
+/// One console.
+pub struct Console {
+    cfg: ConsoleConfig,
+    sink: LogSink,
+    mode: GuestMode,
+    guest: Option<UnixStream>,
+    input: BytesMut,
+    replay: Replay,
+    tcp: Option<TcpListener>,
+    unix: Option<UnixListener>,
+    subs: Vec<Subscriber>,
+    next_id: u64,
+    stats: ConsoleStats,
+    /// `console{domain, console}`: entered while the console runs, so its events name both.
+    span: tracing::Span,
+}
+
+impl Console {
+    /// Sets the console up: log, guest side, listeners. Must run on the thread that will drive
+    /// it. With [`GuestPlan::Fd`] returns the guest's end of the socketpair.
+    pub fn open(cfg: ConsoleConfig) -> Result<(Console, Option<OwnedFd>), ConsoleError> {
+        let sink = LogSink::open(&cfg.log, cfg.rotate, cfg.truncate)?;
+        let mut guest = None;
+        let mut guest_fd = None;
+        let mode = match &cfg.guest {
+            GuestPlan::Listen(path) => GuestMode::Listen {
+                listener: bind_unix(path).map_err(|source| ConsoleError::GuestListen {
+                    path: path.clone(),
+                    source,
+                })?,
+                path: path.clone(),
+            },
+            GuestPlan::Connect(path) => GuestMode::Connect {
+                path: path.clone(),
+                retry: Box::pin(tokio::time::sleep(Duration::ZERO)),
+            },
+            GuestPlan::Fd => {
+                let (ours, theirs) =
+                    std::os::unix::net::UnixStream::pair().map_err(ConsoleError::SocketPair)?;
+                ours.set_nonblocking(true)
+                    .map_err(ConsoleError::SocketPair)?;
+                guest = Some(UnixStream::from_std(ours).map_err(ConsoleError::SocketPair)?);
+                guest_fd = Some(OwnedFd::from(theirs));
+                GuestMode::Fd
+            }
+        };
+        let tcp = match &cfg.tcp {
+            Some(addr) => {
+                let l = std::net::TcpListener::bind(addr.as_str())
+                    .and_then(|l| l.set_nonblocking(true).map(|()| l))
+                    .and_then(TcpListener::from_std)
+                    .map_err(|source| ConsoleError::Tcp {
+                        addr: addr.clone(),
+                        source,
+                    })?;
+                Some(l)
+            }
+            None => None,
+        };
+        let unix = match &cfg.unix {
+            Some(path) => Some(bind_unix(path).map_err(|source| ConsoleError::Unix {
+                path: path.clone(),
+                source,
+            })?),
+            None => None,
+        };
+        let replay = Replay {
+            chunks: VecDeque::new(),
+            len: 0,
+            limit: cfg.replay,
+        };
+        let span = tracing::info_span!("console", domain = %cfg.domain.name, console = %cfg.name);
+        let mut c = Console {
+            span,
+            cfg,
+            sink,
+            mode,
+            guest,
+            input: BytesMut::new(),
+            replay,
+            tcp,
+            unix,
+            subs: Vec::new(),
+            next_id: 1,
+            stats: ConsoleStats::default(),
+        };
+        if c.guest.is_some() {
+            c.stats.guest_connects += 1;
+        }
+        Ok((c, guest_fd))
+    }
+
+    pub fn name(&self) -> &str {
+        &self.cfg.name
+    }
+
+    pub fn path(&self) -> &Path {
+        self.sink.path()
+    }
+
+    pub fn sink(&self) -> &LogSink {
+        &self.sink
+    }
+
+    pub fn position(&self) -> Position {
+        self.sink.position()
+    }
+
+    /// The TCP address subscribers connect to.
+    pub fn tcp_addr(&self) -> Option<String> {
+        self.tcp
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+            .map(|a| a.to_string())
+    }
+
+    pub fn info(&self) -> ConsoleInfo {
+        ConsoleInfo {
+            domain: self.cfg.domain.clone(),
+            name: self.cfg.name.clone(),
+            log: self.path().display().to_string(),
+            guest: match &self.cfg.guest {
+                GuestPlan::Listen(p) => GuestSide::Listen {
+                    path: p.display().to_string(),
+                },
+                GuestPlan::Connect(p) => GuestSide::Connect {
+                    path: p.display().to_string(),
+                },
+                GuestPlan::Fd => GuestSide::Fd,
+            },
+            guest_connected: self.guest.is_some(),
+            tcp: self.tcp_addr(),
+            unix: self.cfg.unix.as_ref().map(|p| p.display().to_string()),
+            protocol: self.cfg.protocol,
+            write: self.cfg.write,
+            subscribers: self.subs.len() as u32,
+            bytes_in: self.sink.stats().bytes_in,
+            slow_disconnects: self.stats.slow_disconnects,
+        }
+    }
+
+    /// Drives everything; never finishes (the console lives until it is removed).
+    pub fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let span = self.span.clone();
+        let _e = span.enter();
+        self.poll_guest_connect(cx);
+        let more = self.poll_guest_output(cx);
+        self.poll_accept(cx);
+        self.poll_subscribers(cx);
+        self.poll_guest_input(cx);
+        if more {
+            cx.waker().wake_by_ref();
+        }
+        Poll::Pending
+    }
+
+    /// Reads what the guest has written so far, without waiting (GetPosition, ReadLog).
+    pub fn drain(&mut self) {
+        let waker = std::task::Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        while self.poll_guest_output(&mut cx) {}
+    }
+
+    fn poll_guest_connect(&mut self, cx: &mut Context<'_>) {
+        if self.guest.is_some() {
+            // Listen mode: a second guest connection while one is live is refused.
+            if let GuestMode::Listen { listener, path } = &self.mode {
+                while let Poll::Ready(Ok((s, _))) = listener.poll_accept(cx) {
+                    tracing::warn!(path = %path.display(), "refused a second guest connection");
+                    drop(s);
+                }
+            }
+            return;
+        }
+        match &mut self.mode {
+            GuestMode::Listen { listener, path } => match listener.poll_accept(cx) {
+                Poll::Ready(Ok((s, _))) => {
+                    tracing::info!(path = %path.display(), "guest connected");
+                    self.guest = Some(s);
+                }
+                Poll::Ready(Err(e)) => {
+                    tracing::warn!(cause = %e, "accepting the guest failed")
+                }
+                Poll::Pending => return,
+            },
+            GuestMode::Connect { path, retry } => {
+                if retry.as_mut().poll(cx).is_pending() {
+                    return;
+                }
+                match connect_unix(path) {
+                    Ok(s) => {
+                        tracing::info!(path = %path.display(), "connected to the guest");
+                        self.guest = Some(s);
+                    }
+                    Err(e) => {
+                        tracing::trace!(cause = %e, "guest not there yet");
+                        retry
+                            .as_mut()
+                            .reset(tokio::time::Instant::now() + CONNECT_RETRY);
+                        let _ = retry.as_mut().poll(cx);
+                        return;
+                    }
+                }
+            }
+            GuestMode::Fd => return,
+        }
+        self.stats.guest_connects += 1;
+        // The new connection may already have data.
+        cx.waker().wake_by_ref();
+    }
+
+    fn guest_gone(&mut self, why: &str) {
+        self.guest = None;
+        tracing::info!(reason = why, "guest side closed; the console waits for it");
+        if let GuestMode::Connect { retry, .. } = &mut self.mode {
+            retry
+                .as_mut()
+                .reset(tokio::time::Instant::now() + CONNECT_RETRY);
+        }
+    }
+
+    /// Moves guest output to the log, the replay ring and the subscribers. Returns true when
+    /// the budget ran out with data still coming.
+    fn poll_guest_output(&mut self, cx: &mut Context<'_>) -> bool {
+        for _ in 0..READS_PER_POLL {
+            let Some(guest) = &self.guest else {
+                return false;
+            };
+            match guest.poll_read_ready(cx) {
+                Poll::Pending => return false,
+                Poll::Ready(Err(_)) => {
+                    self.guest_gone("poll error");
+                    return false;
+                }
+                Poll::Ready(Ok(())) => {}
+            }
+            let res = READ_BUF.with_borrow_mut(|buf| {
+                if buf.capacity() - buf.len() < READ_CHUNK {
+                    buf.reserve(4 * READ_CHUNK);
+                }
+                match guest.try_read_buf(buf) {
+                    Ok(0) => Ok(None),
+                    Ok(_) => Ok(Some(buf.split().freeze())),
+                    Err(e) => Err(e),
+                }
+            });
+            match res {
+                Ok(Some(chunk)) => self.output(chunk),
+                Ok(None) => {
+                    self.guest_gone("EOF");
+                    return false;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    tracing::info!(cause = %e, "guest read failed");
+                    self.guest_gone("read error");
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    /// One chunk of guest output, to everyone.
+    fn output(&mut self, chunk: Bytes) {
+        self.sink.write(&chunk);
+        self.replay.push(&chunk);
+        let mut escaped: Option<Bytes> = None;
+        for s in &mut self.subs {
+            match s.protocol() {
+                ConsoleProtocol::Raw => s.push(chunk.clone()),
+                ConsoleProtocol::Telnet => {
+                    let e = escaped.get_or_insert_with(|| telnet::escape(&chunk));
+                    s.push(e.clone());
+                }
+            }
+        }
+    }
+
+    fn poll_accept(&mut self, cx: &mut Context<'_>) {
+        loop {
+            let accepted =
+                if let Some(Poll::Ready(r)) = self.tcp.as_ref().map(|l| l.poll_accept(cx)) {
+                    r.map(|(s, peer)| (Socket::Tcp(s), peer.to_string()))
+                } else if let Some(Poll::Ready(r)) = self.unix.as_ref().map(|l| l.poll_accept(cx)) {
+                    r.map(|(s, _)| (Socket::Unix(s), "unix".to_owned()))
+                } else {
+                    return;
+                };
+            match accepted {
+                Ok((sock, peer)) => self.join(sock, peer),
+                Err(e) => {
+                    tracing::warn!(cause = %e, "accepting a subscriber failed");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn join(&mut self, sock: Socket, peer: String) {
+        if self.subs.len() >= self.cfg.max_subscribers {
+            self.stats.refused += 1;
+            tracing::info!(%peer, "refused a subscriber: max_subscribers reached");
+            sock.try_write_now(
+                format!(
+                    "[logd: console {} is full ({} subscribers); try again later]\r\n",
+                    self.cfg.name, self.cfg.max_subscribers
+                )
+                .as_bytes(),
+            );
+            return;
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        let mut s = Subscriber::new(id, peer, sock, self.cfg.protocol, self.cfg.queue_limit);
+        // Replay, then live: both are pushed from this thread, so nothing falls in between.
+        for c in &self.replay.chunks {
+            match self.cfg.protocol {
+                ConsoleProtocol::Raw => s.push(c.clone()),
+                ConsoleProtocol::Telnet => s.push(telnet::escape(c)),
+            }
+        }
+        tracing::info!(subscriber = id, peer = %s.peer, "subscriber joined");
+        self.subs.push(s);
+    }
+
+    /// Whether subscriber `i` may type into the guest.
+    fn may_write(&self, i: usize) -> bool {
+        match self.cfg.write {
+            WritePolicy::Exclusive => i == 0,
+            WritePolicy::Shared => true,
+            WritePolicy::None => false,
+        }
+    }
+
+    fn poll_subscribers(&mut self, cx: &mut Context<'_>) {
+        let mut typed = Vec::new();
+        let mut discard = Vec::new();
+        for i in 0..self.subs.len() {
+            let writer = self.may_write(i);
+            let room = INPUT_LIMIT.saturating_sub(self.input.len() + typed.len());
+            let s = &mut self.subs[i];
+            if writer {
+                s.poll_input(cx, room, &mut typed);
+            } else {
+                discard.clear();
+                s.poll_input(cx, INPUT_LIMIT, &mut discard);
+                if !discard.is_empty() && !s.told_read_only {
+                    s.told_read_only = true;
+                    s.notice(match self.cfg.write {
+                        WritePolicy::None => "this console is read-only; input is discarded",
+                        _ => "another subscriber holds the write lock; your input is discarded",
+                    });
+                }
+            }
+            s.poll_flush(cx);
+        }
+        self.input.extend_from_slice(&typed);
+        // Leavers go; the write lock passes to the longest-connected one left.
+        let had_holder = self.subs.first().map(|s| s.id);
+        let mut i = 0;
+        while i < self.subs.len() {
+            match self.subs[i].leaving {
+                None => i += 1,
+                Some(why) => {
+                    let s = self.subs.remove(i);
+                    if why == Leave::Slow {
+                        self.stats.slow_disconnects += 1;
+                        s.say_goodbye(&format!(
+                            "disconnected: you fell more than {} bytes behind the console",
+                            self.cfg.queue_limit
+                        ));
+                    }
+                    tracing::info!(subscriber = s.id, peer = %s.peer, reason = ?why, sent = s.bytes_sent, "subscriber left");
+                }
+            }
+        }
+        if self.cfg.write == WritePolicy::Exclusive {
+            if let Some(s) = self.subs.first_mut() {
+                if Some(s.id) != had_holder {
+                    tracing::info!(subscriber = s.id, "write lock passed");
+                    s.notice("you now hold the write lock");
+                    s.told_read_only = false;
+                    s.poll_flush(cx);
+                }
+            }
+        }
+    }
+
+    fn poll_guest_input(&mut self, cx: &mut Context<'_>) {
+        while !self.input.is_empty() {
+            let Some(guest) = &self.guest else { return };
+            match guest.poll_write_ready(cx) {
+                Poll::Pending => return,
+                Poll::Ready(Err(_)) => {
+                    self.guest_gone("write poll error");
+                    return;
+                }
+                Poll::Ready(Ok(())) => {}
+            }
+            match guest.try_write(&self.input) {
+                Ok(n) => self.input.advance(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    self.guest_gone("write error");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Appends a message (from `AppendLog`) to the console's log only, after the guest output
+    /// already received. Subscribers do not see it: it is not console output.
+    pub fn append(&mut self, message: &[u8]) {
+        self.drain();
+        self.sink.write(message);
+    }
+
+    /// Tells subscribers the console is going away (it is dropped right after).
+    pub fn close(&mut self) {
+        for s in &self.subs {
+            s.say_goodbye(&format!("console {} removed", self.cfg.name));
+        }
+        if let Some(p) = &self.cfg.unix {
+            let _ = std::fs::remove_file(p);
+        }
+        if let GuestMode::Listen { path, .. } = &self.mode {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// Binds a UNIX listener (mode 0600 via umask-free chmod), replacing a stale socket file.
+fn bind_unix(path: &Path) -> io::Result<UnixListener> {
+    if let Ok(m) = std::fs::symlink_metadata(path) {
+        if std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()) {
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                return Err(io::Error::new(
+                    io::ErrorKind::AddrInUse,
+                    "another process is listening there",
+                ));
+            }
+            std::fs::remove_file(path)?;
+        } else {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "a file that is not a socket is in the way",
+            ));
+        }
+    }
+    let l = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    Ok(l)
+}
+
+fn connect_unix(path: &Path) -> io::Result<UnixStream> {
+    let s = std::os::unix::net::UnixStream::connect(path)?;
+    s.set_nonblocking(true)?;
+    UnixStream::from_std(s)
+}

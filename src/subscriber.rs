@@ -1,0 +1,242 @@
+//! A console subscriber: one TCP or UNIX connection watching a console, maybe typing into it.
+//!
+//! A subscriber is owned by its console (inside the domain actor) and driven from the console's
+//! poll. Output goes through a bounded queue of shared [`Bytes`]: the console pushes the same
+//! chunk to every subscriber, copying nothing, and a subscriber whose queue passes its limit is
+//! disconnected (after a one-line notice) instead of slowing anyone down.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice};
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use logd_protocol::ConsoleProtocol;
+use tokio::net::{TcpStream, UnixStream};
+
+use crate::telnet;
+
+/// Most buffers written at once with `writev`.
+const MAX_IOV: usize = 32;
+/// Bytes read from a subscriber at once.
+const READ_CHUNK: usize = 4096;
+
+/// The connection: TCP or UNIX.
+pub enum Socket {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl Socket {
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self {
+            Socket::Tcp(s) => s.poll_read_ready(cx),
+            Socket::Unix(s) => s.poll_read_ready(cx),
+        }
+    }
+
+    fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self {
+            Socket::Tcp(s) => s.poll_write_ready(cx),
+            Socket::Unix(s) => s.poll_write_ready(cx),
+        }
+    }
+
+    fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Socket::Tcp(s) => s.try_read(buf),
+            Socket::Unix(s) => s.try_read(buf),
+        }
+    }
+
+    fn try_write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        match self {
+            Socket::Tcp(s) => s.try_write_vectored(bufs),
+            Socket::Unix(s) => s.try_write_vectored(bufs),
+        }
+    }
+
+    /// Writes what fits now, without waiting (notices to a peer about to be dropped).
+    pub fn try_write_now(&self, data: &[u8]) {
+        let _ = match self {
+            Socket::Tcp(s) => s.try_write(data),
+            Socket::Unix(s) => s.try_write(data),
+        };
+    }
+}
+
+/// Why a subscriber is leaving.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Leave {
+    /// It closed the connection (or the connection failed).
+    Closed,
+    /// Its queue passed the limit.
+    Slow,
+}
+
+/// One subscriber.
+pub struct Subscriber {
+    pub id: u64,
+    pub peer: String,
+    pub since: Instant,
+    sock: Socket,
+    protocol: ConsoleProtocol,
+    decoder: telnet::Decoder,
+    queue: VecDeque<Bytes>,
+    /// Bytes in `queue` not yet written (the front buffer may be partly written).
+    queued: usize,
+    /// How much of the front buffer has been written.
+    front_done: usize,
+    limit: usize,
+    pub bytes_sent: u64,
+    /// Told once that its input is discarded.
+    pub told_read_only: bool,
+    pub leaving: Option<Leave>,
+}
+
+impl Subscriber {
+    pub fn new(
+        id: u64,
+        peer: String,
+        sock: Socket,
+        protocol: ConsoleProtocol,
+        limit: usize,
+    ) -> Self {
+        let mut s = Subscriber {
+            id,
+            peer,
+            since: Instant::now(),
+            sock,
+            protocol,
+            decoder: telnet::Decoder::default(),
+            queue: VecDeque::new(),
+            queued: 0,
+            front_done: 0,
+            limit,
+            bytes_sent: 0,
+            told_read_only: false,
+            leaving: None,
+        };
+        if protocol == ConsoleProtocol::Telnet {
+            s.push(Bytes::from_static(telnet::greeting()));
+        }
+        s
+    }
+
+    pub fn protocol(&self) -> ConsoleProtocol {
+        self.protocol
+    }
+
+    pub fn queued(&self) -> usize {
+        self.queued
+    }
+
+    /// Queues console output (already escaped for telnet by the caller). A subscriber that
+    /// passes its limit is marked slow; the caller disconnects it.
+    pub fn push(&mut self, data: Bytes) {
+        if self.leaving.is_some() || data.is_empty() {
+            return;
+        }
+        if self.queued + data.len() > self.limit {
+            self.leaving = Some(Leave::Slow);
+            return;
+        }
+        self.queued += data.len();
+        self.queue.push_back(data);
+    }
+
+    /// A line from logd itself (notices), in the subscriber's protocol.
+    pub fn notice(&mut self, text: &str) {
+        let line = Bytes::from(format!("\r\n[logd: {text}]\r\n"));
+        self.push(line);
+    }
+
+    /// Writes as much of the queue as the socket takes.
+    pub fn poll_flush(&mut self, cx: &mut Context<'_>) {
+        while self.leaving.is_none() && !self.queue.is_empty() {
+            match self.sock.poll_write_ready(cx) {
+                Poll::Pending => return,
+                Poll::Ready(Err(_)) => {
+                    self.leaving = Some(Leave::Closed);
+                    return;
+                }
+                Poll::Ready(Ok(())) => {}
+            }
+            let mut iov = [IoSlice::new(&[]); MAX_IOV];
+            let mut n_iov = 0;
+            for (i, b) in self.queue.iter().take(MAX_IOV).enumerate() {
+                iov[i] = IoSlice::new(if i == 0 { &b[self.front_done..] } else { b });
+                n_iov += 1;
+            }
+            match self.sock.try_write_vectored(&iov[..n_iov]) {
+                Ok(n) => self.advance(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => self.leaving = Some(Leave::Closed),
+            }
+        }
+    }
+
+    fn advance(&mut self, mut n: usize) {
+        self.bytes_sent += n as u64;
+        self.queued -= n;
+        while n > 0 {
+            let front = self
+                .queue
+                .front()
+                .expect("written bytes come from the queue");
+            let left = front.len() - self.front_done;
+            if n >= left {
+                n -= left;
+                self.queue.pop_front();
+                self.front_done = 0;
+            } else {
+                self.front_done += n;
+                n = 0;
+            }
+        }
+    }
+
+    /// Reads what the subscriber typed: appends the bytes meant for the guest to `out` (up to
+    /// `room` raw bytes are read). Telnet negotiation answers are queued back to the subscriber.
+    pub fn poll_input(&mut self, cx: &mut Context<'_>, room: usize, out: &mut Vec<u8>) {
+        let mut buf = [0u8; READ_CHUNK];
+        let mut budget = room;
+        while self.leaving.is_none() && budget > 0 {
+            match self.sock.poll_read_ready(cx) {
+                Poll::Pending => return,
+                Poll::Ready(Err(_)) => {
+                    self.leaving = Some(Leave::Closed);
+                    return;
+                }
+                Poll::Ready(Ok(())) => {}
+            }
+            let want = budget.min(READ_CHUNK);
+            match self.sock.try_read(&mut buf[..want]) {
+                Ok(0) => self.leaving = Some(Leave::Closed),
+                Ok(n) => {
+                    budget -= n;
+                    match self.protocol {
+                        ConsoleProtocol::Raw => out.extend_from_slice(&buf[..n]),
+                        ConsoleProtocol::Telnet => {
+                            let mut reply = Vec::new();
+                            self.decoder.decode(&buf[..n], out, &mut reply);
+                            if !reply.is_empty() {
+                                self.push(Bytes::from(reply));
+                            }
+                        }
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => self.leaving = Some(Leave::Closed),
+            }
+        }
+    }
+
+    /// Best-effort last words before the connection is dropped.
+    pub fn say_goodbye(&self, text: &str) {
+        self.sock
+            .try_write_now(format!("\r\n[logd: {text}]\r\n").as_bytes());
+    }
+}
