@@ -17,29 +17,29 @@ use logd_protocol::MAX_PATH_LEN;
 /// Why a path was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum PathError {
-    #[error("empty log path")]
+    #[error("empty path")]
     Empty,
-    #[error("log path is longer than {MAX_PATH_LEN} bytes")]
+    #[error("path is longer than {MAX_PATH_LEN} bytes")]
     TooLong,
-    #[error("log path {0:?} contains a NUL byte")]
+    #[error("path {0:?} contains a NUL byte")]
     Nul(String),
-    #[error("log path {0:?} contains a `..` component")]
+    #[error("path {0:?} contains a `..` component")]
     DotDot(String),
-    #[error("log path {0:?} names a directory, not a file")]
+    #[error("path {0:?} names a directory, not a file")]
     NotAFile(String),
-    #[error("log path {path} lies outside the log root {root} and the allowed directories")]
+    #[error("path {path} lies outside the log root {root} and the allowed directories")]
     Outside { path: PathBuf, root: PathBuf },
-    #[error("log path {path} goes through a symlink at {at}")]
+    #[error("path {path} goes through a symlink at {at}")]
     Symlink { path: PathBuf, at: PathBuf },
-    #[error("log path {path}: {at} is not a directory")]
+    #[error("path {path}: {at} is not a directory")]
     NotDirectory { path: PathBuf, at: PathBuf },
-    #[error("cannot create directory {at} for log {path}: {source}")]
+    #[error("cannot create directory {at} for {path}: {source}")]
     CreateDir {
         path: PathBuf,
         at: PathBuf,
         source: std::io::Error,
     },
-    #[error("cannot inspect {at} for log {path}: {source}")]
+    #[error("cannot inspect {at} for {path}: {source}")]
     Stat {
         path: PathBuf,
         at: PathBuf,

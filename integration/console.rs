@@ -1,0 +1,482 @@
+//! End-to-end tests of consoles (issue #3): the real logd, real QEMU booting the test guest, real
+//! `nc` and `telnet` subscribers, and raw TCP clients where a test must see the bytes on the wire.
+
+#[path = "harness.rs"]
+mod harness;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use harness::*;
+
+const BANNER: &str = "LOGD-GUEST READY\r\n";
+
+/// A process (QEMU, nc, telnet) whose stdout is collected by a thread.
+struct Proc {
+    child: Child,
+    out: Arc<Mutex<Vec<u8>>>,
+    name: String,
+}
+
+impl Proc {
+    fn spawn(name: &str, cmd: &mut Command) -> Proc {
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
+        let mut stdout = child.stdout.take().unwrap();
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let sink = out.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 65536];
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+        Proc {
+            child,
+            out,
+            name: name.to_owned(),
+        }
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        let stdin = self.child.stdin.as_mut().unwrap();
+        stdin.write_all(bytes).unwrap();
+        stdin.flush().unwrap();
+    }
+
+    fn output(&self) -> Vec<u8> {
+        self.out.lock().unwrap().clone()
+    }
+
+    fn wait_for(&self, what: &[u8], limit: Duration) {
+        let name = self.name.clone();
+        wait_for(
+            limit,
+            &format!("{name} to see {:?}", String::from_utf8_lossy(what)),
+            || contains(&self.output(), what).then_some(()),
+        );
+    }
+
+    fn count(&self, what: &[u8]) -> usize {
+        count(&self.output(), what)
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    count(hay, needle) > 0
+}
+
+fn count(hay: &[u8], needle: &[u8]) -> usize {
+    if needle.is_empty() || hay.len() < needle.len() {
+        return 0;
+    }
+    hay.windows(needle.len()).filter(|w| *w == needle).count()
+}
+
+fn nc(port: u16) -> Proc {
+    Proc::spawn(
+        "nc",
+        Command::new("nc").args(["127.0.0.1", &port.to_string()]),
+    )
+}
+
+fn telnet(port: u16) -> Proc {
+    Proc::spawn(
+        "telnet",
+        Command::new("telnet").args(["127.0.0.1", &port.to_string()]),
+    )
+}
+
+/// QEMU booting the test guest with COM1 on the chardev `chardev` (a `-chardev` value).
+fn qemu(img: &Path, chardev: &str) -> Proc {
+    Proc::spawn(
+        "qemu",
+        Command::new("qemu-system-x86_64").args([
+            "-display",
+            "none",
+            "-no-user-config",
+            "-nodefaults",
+            "-machine",
+            "pc,accel=tcg",
+            "-m",
+            "16",
+            "-chardev",
+            chardev,
+            "-serial",
+            "chardev:s0",
+            "-device",
+            "isa-debug-exit,iobase=0xf4,iosize=0x04",
+            "-drive",
+            &format!("file={},format=raw,if=floppy,readonly=on", img.display()),
+            "-boot",
+            "a",
+        ]),
+    )
+}
+
+/// Everything a console test needs, or None (skipped) without QEMU, nasm, nc or telnet.
+struct Setup {
+    d: Daemon,
+    img: PathBuf,
+}
+
+fn setup(config: &str) -> Option<Setup> {
+    for tool in ["qemu-system-x86_64", "nc", "telnet"] {
+        require_tool(tool)?;
+    }
+    let d = Daemon::with_config(config);
+    let img = build_guest(d.dir.path())?;
+    Some(Setup { d, img })
+}
+
+impl Setup {
+    /// `logdctl console add ...`; returns the TCP port.
+    fn add(&self, args: &[&str]) -> u16 {
+        let mut a = vec![
+            "console", "add", "--domain", "vm", "--name", "serial0", "--tcp", "0",
+        ];
+        a.extend_from_slice(args);
+        let out = String::from_utf8(self.d.ctl_ok(&a)).unwrap();
+        out.trim().rsplit(':').next().unwrap().parse().unwrap()
+    }
+
+    fn sock(&self, name: &str) -> PathBuf {
+        self.d.log(name)
+    }
+
+    /// The console log's bytes (backups first), after draining the guest side.
+    fn log(&self, rel: &str) -> Vec<u8> {
+        self.d.ctl_ok(&["position", "--log", rel]);
+        read_rotated(&self.d.log(rel), 10)
+    }
+
+    fn wait_log(&self, rel: &str, what: &[u8], n: usize, limit: Duration) {
+        wait_for(
+            limit,
+            &format!("{n}× {:?} in {rel}", String::from_utf8_lossy(what)),
+            || {
+                // The log may not exist yet (the console is being added).
+                if !self.d.ctl_run(&["position", "--log", rel]).status.success() {
+                    return None;
+                }
+                (count(&read_rotated(&self.d.log(rel), 10), what) >= n).then_some(())
+            },
+        );
+    }
+
+    fn info(&self) -> serde_json::Value {
+        let out = self.d.ctl_ok(&["console", "list", "--json"]);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        v[0].clone()
+    }
+}
+
+const T: Duration = Duration::from_secs(60);
+
+/// Acceptance 1 (listen mode): three subscribers (nc, nc, telnet) see the banner by replay,
+/// then the same live bytes; the writer's keys come back upper-cased; a read-only subscriber's
+/// keys never reach the guest.
+#[test]
+fn listen_mode_fans_out_to_three_subscribers() {
+    let Some(s) = setup("") else { return };
+    let port = s.add(&["--guest-listen", "vm/s0.sock", "--log", "vm/s0.log"]);
+    let sock = s.sock("vm/s0.sock");
+    let _q = qemu(
+        &s.img,
+        &format!(
+            "socket,id=s0,path={},server=off,reconnect=1",
+            sock.display()
+        ),
+    );
+    s.wait_log("vm/s0.log", BANNER.as_bytes(), 1, T);
+
+    let mut w = nc(port);
+    w.wait_for(BANNER.as_bytes(), T);
+    let mut r = nc(port);
+    r.wait_for(BANNER.as_bytes(), T);
+    // The telnet client, facing a raw console, prints CR LF as a newline.
+    let t = telnet(port);
+    t.wait_for(b"LOGD-GUEST READY", T);
+
+    w.send(b"typed by the writer\n");
+    for p in [&w, &r, &t] {
+        p.wait_for(b"TYPED BY THE WRITER\n", T);
+    }
+    r.send(b"intruder\n");
+    r.wait_for(b"write lock", T); // told once that its input is discarded
+    w.send(b"after\n");
+    for p in [&w, &r, &t] {
+        p.wait_for(b"AFTER\n", T);
+    }
+    let log = s.log("vm/s0.log");
+    assert!(
+        !contains(&log, b"INTRUDER"),
+        "a read-only subscriber's input reached the guest"
+    );
+    assert_eq!(log, b"LOGD-GUEST READY\r\nTYPED BY THE WRITER\nAFTER\n");
+    // Every subscriber saw the same console bytes, once.
+    for p in [&w, &r, &t] {
+        assert_eq!(p.count(b"LOGD-GUEST READY"), 1, "{}", p.name);
+        assert_eq!(p.count(b"TYPED BY THE WRITER\n"), 1, "{}", p.name);
+    }
+    assert_eq!(s.info()["subscribers"], 3);
+}
+
+/// Acceptance 1 (connect mode): logd connects to QEMU's server socket, retrying while QEMU
+/// starts; and the fd mode: `logdctl console add --guest-fd -- qemu ... fd=3`.
+#[test]
+fn connect_mode_and_fd_mode_reach_the_guest() {
+    let Some(s) = setup("") else { return };
+    let sock = s.d.log("qemu-s0.sock");
+    let port = s.add(&["--guest-connect", sock.to_str().unwrap(), "--log", "c.log"]);
+    // logd is already retrying; QEMU comes up later and waits for logd to connect.
+    std::thread::sleep(Duration::from_millis(500));
+    let _q = qemu(
+        &s.img,
+        &format!("socket,id=s0,path={},server=on,wait=on", sock.display()),
+    );
+    s.wait_log("c.log", BANNER.as_bytes(), 1, T);
+    let mut w = nc(port);
+    w.wait_for(BANNER.as_bytes(), T);
+    w.send(b"connect mode\n");
+    w.wait_for(b"CONNECT MODE\n", T);
+
+    // fd mode: logdctl hands the socketpair's end to QEMU as fd 3.
+    let qemu_cmd: Vec<String> = [
+        "qemu-system-x86_64",
+        "-display",
+        "none",
+        "-no-user-config",
+        "-nodefaults",
+        "-machine",
+        "pc,accel=tcg",
+        "-m",
+        "16",
+        "-chardev",
+        "socket,id=s0,fd=3",
+        "-serial",
+        "chardev:s0",
+        "-device",
+        "isa-debug-exit,iobase=0xf4,iosize=0x04",
+        "-drive",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain([format!(
+        "file={},format=raw,if=floppy,readonly=on",
+        s.img.display()
+    )])
+    .collect();
+    let mut args: Vec<String> = [
+        "console",
+        "add",
+        "--domain",
+        "vmfd",
+        "--name",
+        "serial0",
+        "--tcp",
+        "0",
+        "--guest-fd",
+        "--log",
+        "fd.log",
+        "--",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(qemu_cmd);
+    let mut fdq = Proc::spawn("logdctl+qemu", s.d.ctl().args(&args));
+    s.wait_log("fd.log", BANNER.as_bytes(), 1, T);
+    let port_line = String::from_utf8(fdq.output()).unwrap();
+    let fd_port: u16 = port_line
+        .trim()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut w2 = nc(fd_port);
+    w2.wait_for(BANNER.as_bytes(), T);
+    w2.send(b"fd mode\n");
+    w2.wait_for(b"FD MODE\n", T);
+    fdq.send(b"");
+}
+
+/// Acceptance 4: when the writer leaves, the lock passes to the next subscriber; what the
+/// writer typed just before leaving still reaches the guest.
+#[test]
+fn the_write_lock_passes_on_and_last_input_is_kept() {
+    let Some(s) = setup("") else { return };
+    let port = s.add(&["--guest-listen", "s.sock", "--log", "s.log"]);
+    let _q = qemu(
+        &s.img,
+        &format!(
+            "socket,id=s0,path={},server=off,reconnect=1",
+            s.sock("s.sock").display()
+        ),
+    );
+    s.wait_log("s.log", BANNER.as_bytes(), 1, T);
+    // The writer types and vanishes at once (a raw socket, closed right after the write).
+    let mut first = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut second = nc(port);
+    second.wait_for(BANNER.as_bytes(), T);
+    first.write_all(b"last words\n").unwrap();
+    drop(first);
+    s.wait_log("s.log", b"LAST WORDS\n", 1, T);
+    second.wait_for(b"you now hold the write lock", T);
+    second.send(b"new writer\n");
+    s.wait_log("s.log", b"NEW WRITER\n", 1, T);
+    second.wait_for(b"NEW WRITER\n", T);
+}
+
+/// Acceptance 5: telnet mode. The guest's 0x00..0xFF dump reaches a telnet client intact (0xFF
+/// doubled on the wire) and the log (single); negotiation reaches neither the log nor the guest.
+#[test]
+fn telnet_mode_escapes_0xff_and_keeps_negotiation_out() {
+    let Some(s) = setup("") else { return };
+    let port = s.add(&["--guest-listen", "t.sock", "--log", "t.log", "--telnet"]);
+    let _q = qemu(
+        &s.img,
+        &format!(
+            "socket,id=s0,path={},server=off,reconnect=1",
+            s.sock("t.sock").display()
+        ),
+    );
+    s.wait_log("t.log", BANNER.as_bytes(), 1, T);
+
+    // A raw client sees the wire: the greeting, then the banner by replay.
+    let mut wire = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    wire.set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let mut got = Vec::new();
+    let greeting = [255, 251, 1, 255, 251, 3, 255, 251, 0, 255, 253, 0];
+    read_until(&mut wire, &mut got, BANNER.as_bytes());
+    assert!(got.starts_with(&greeting), "{got:?}");
+    // The wire client answers like a telnet client would, then asks for the dump; the real
+    // telnet client watches.
+    let t = telnet(port);
+    t.wait_for(BANNER.as_bytes(), T);
+    wire.write_all(&[
+        255, 253, 1, 255, 253, 3, 255, 251, 0, 255, 251, 31, 255, 250, 31, 0, 80, 0, 24, 255, 240,
+    ])
+    .unwrap();
+    wire.write_all(b"x\x04").unwrap();
+    read_until(&mut wire, &mut got, b"DUMP DONE\r\n");
+    let all: Vec<u8> = (0..=255u8).collect();
+    let mut escaped: Vec<u8> = (0..=254u8).collect();
+    escaped.extend_from_slice(&[255, 255]);
+    assert!(contains(&got, &escaped), "0xFF is not doubled on the wire");
+    t.wait_for(b"DUMP DONE\r\n", T);
+    assert!(
+        contains(&t.output(), &all[1..]),
+        "the telnet client did not get 0x01..0xFF intact"
+    );
+    let log = s.log("t.log");
+    let mut want = BANNER.as_bytes().to_vec();
+    want.push(b'X');
+    want.extend_from_slice(&all);
+    want.extend_from_slice(b"\r\nDUMP DONE\r\n");
+    assert_eq!(
+        log, want,
+        "the log holds the guest's bytes, single 0xFF, and no negotiation"
+    );
+}
+
+fn read_until(s: &mut TcpStream, got: &mut Vec<u8>, what: &[u8]) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut buf = [0u8; 65536];
+    while !contains(got, what) {
+        assert!(Instant::now() < deadline, "timed out waiting for {what:?}");
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "connection closed before {what:?}");
+        got.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// Acceptance 6: QEMU killed and restarted: subscribers stay, see the new banner, and the log
+/// holds both boots in order.
+#[test]
+fn a_restarted_guest_finds_its_subscribers_still_there() {
+    let Some(s) = setup("") else { return };
+    let port = s.add(&["--guest-listen", "r.sock", "--log", "r.log"]);
+    let chardev = format!(
+        "socket,id=s0,path={},server=off,reconnect=1",
+        s.sock("r.sock").display()
+    );
+    let q = qemu(&s.img, &chardev);
+    s.wait_log("r.log", BANNER.as_bytes(), 1, T);
+    let mut w = nc(port);
+    w.wait_for(BANNER.as_bytes(), T);
+    w.send(b"first boot\n");
+    w.wait_for(b"FIRST BOOT\n", T);
+    drop(q); // SIGKILL
+    wait_for(T, "the guest side to be down", || {
+        (s.info()["guest_connected"] == false).then_some(())
+    });
+    let _q2 = qemu(&s.img, &chardev);
+    wait_for(T, "the second banner", || {
+        (w.count(BANNER.as_bytes()) == 2).then_some(())
+    });
+    w.send(b"second boot\n");
+    w.wait_for(b"SECOND BOOT\n", T);
+    let log = s.log("r.log");
+    assert_eq!(
+        log,
+        b"LOGD-GUEST READY\r\nFIRST BOOT\nLOGD-GUEST READY\r\nSECOND BOOT\n".to_vec()
+    );
+    assert_eq!(s.info()["subscribers"], 1);
+}
+
+/// Acceptance 7: the 33rd subscriber is refused with a message; the others go on.
+#[test]
+fn the_33rd_subscriber_is_refused() {
+    let Some(s) = setup("") else { return };
+    let port = s.add(&["--guest-listen", "m.sock", "--log", "m.log"]);
+    let _q = qemu(
+        &s.img,
+        &format!(
+            "socket,id=s0,path={},server=off,reconnect=1",
+            s.sock("m.sock").display()
+        ),
+    );
+    s.wait_log("m.log", BANNER.as_bytes(), 1, T);
+    let mut subs: Vec<TcpStream> = Vec::new();
+    for _ in 0..32 {
+        let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        let mut got = Vec::new();
+        read_until(&mut c, &mut got, BANNER.as_bytes());
+        subs.push(c);
+    }
+    let mut extra = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    extra
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let mut refusal = Vec::new();
+    extra.read_to_end(&mut refusal).unwrap();
+    let text = String::from_utf8_lossy(&refusal);
+    assert!(text.contains("full") && text.contains("32"), "{text:?}");
+    // The others still work: the writer types, the last one sees the echo.
+    subs[0].write_all(b"still here\n").unwrap();
+    let mut got = Vec::new();
+    read_until(&mut subs[31], &mut got, b"STILL HERE\n");
+    assert_eq!(s.info()["subscribers"], 32);
+}
