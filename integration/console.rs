@@ -480,3 +480,130 @@ fn the_33rd_subscriber_is_refused() {
     read_until(&mut subs[31], &mut got, b"STILL HERE\n");
     assert_eq!(s.info()["subscribers"], 32);
 }
+
+/// The guest's burst: 100,000 numbered 64-byte lines, then "BURST DONE\r\n".
+fn burst() -> Vec<u8> {
+    let mut v = Vec::with_capacity(6_400_012);
+    for i in 0..100_000 {
+        v.extend_from_slice(
+            format!("{i:08} abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzab\n").as_bytes(),
+        );
+    }
+    v.extend_from_slice(b"BURST DONE\r\n");
+    v
+}
+
+/// A subscriber that reads everything on a thread.
+fn reader(port: u16) -> (TcpStream, Arc<Mutex<Vec<u8>>>) {
+    let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut r = s.try_clone().unwrap();
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let sink = got.clone();
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 1 << 16];
+        while let Ok(n) = r.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock().unwrap().extend_from_slice(&buf[..n]);
+        }
+    });
+    (s, got)
+}
+
+/// A subscriber that connects with a tiny receive buffer and never reads.
+fn stalled(port: u16) -> TcpStream {
+    use nix::sys::socket::{
+        connect, setsockopt, socket, sockopt, AddressFamily, SockFlag, SockType, SockaddrIn,
+    };
+    let fd = socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .unwrap();
+    setsockopt(&fd, sockopt::RcvBuf, &4096).unwrap();
+    let addr = SockaddrIn::new(127, 0, 0, 1, port);
+    connect(std::os::fd::AsRawFd::as_raw_fd(&fd), &addr).unwrap();
+    TcpStream::from(fd)
+}
+
+fn wait_count(got: &Arc<Mutex<Vec<u8>>>, what: &[u8], n: usize, limit: Duration) -> Duration {
+    let start = Instant::now();
+    wait_for(
+        limit,
+        &format!("{n}× {:?}", String::from_utf8_lossy(what)),
+        || (count(&got.lock().unwrap(), what) >= n).then_some(()),
+    );
+    start.elapsed()
+}
+
+/// Acceptances 2 and 3: a 6.4 MB burst with max_size 256 KiB leaves rotated files holding exactly
+/// the suffix of the guest's output; a subscriber that never reads does not slow the guest (the
+/// same burst is timed without and with it), the log and the other subscriber get every byte,
+/// and the stalled one is disconnected and counted.
+#[test]
+fn bursts_rotate_exactly_and_a_stalled_subscriber_costs_the_guest_nothing() {
+    let Some(s) = setup("max_size = \"256 KiB\"\nmax_backups = 3\n") else {
+        return;
+    };
+    let port = s.add(&["--guest-listen", "b.sock", "--log", "b.log"]);
+    let _q = qemu(
+        &s.img,
+        &format!(
+            "socket,id=s0,path={},server=off,reconnect=1",
+            s.sock("b.sock").display()
+        ),
+    );
+    s.wait_log("b.log", BANNER.as_bytes(), 1, T);
+    let (mut writer, got) = reader(port);
+    wait_count(&got, BANNER.as_bytes(), 1, T);
+    let limit = Duration::from_secs(300);
+
+    writer.write_all(b"\x02").unwrap();
+    let alone = wait_count(&got, b"BURST DONE\r\n", 1, limit);
+
+    let mut stuck = stalled(port);
+    wait_for(T, "the stalled subscriber to join", || {
+        (s.info()["subscribers"] == 2).then_some(())
+    });
+    writer.write_all(b"\x02").unwrap();
+    let with_stalled = wait_count(&got, b"BURST DONE\r\n", 2, limit);
+    eprintln!("burst alone: {alone:?}; with a stalled subscriber: {with_stalled:?}");
+    assert!(
+        with_stalled < alone * 3 + Duration::from_secs(10),
+        "a stalled subscriber slowed the guest: {alone:?} alone, {with_stalled:?} with it"
+    );
+
+    // The stalled subscriber was cut off and counted; the other one got every byte.
+    let info = s.info();
+    assert_eq!(info["slow_disconnects"], 1, "{info}");
+    assert_eq!(info["subscribers"], 1, "{info}");
+    stuck
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut drained = Vec::new();
+    let _ = stuck.read_to_end(&mut drained); // EOF after what was in flight
+    let b = burst();
+    let mut stream = BANNER.as_bytes().to_vec();
+    stream.extend_from_slice(&b);
+    stream.extend_from_slice(&b);
+    assert!(
+        *got.lock().unwrap() == stream,
+        "the reading subscriber missed or doubled bytes"
+    );
+
+    // The log: exactly the suffix of the guest's output, line by line.
+    let log = s.log("b.log");
+    assert!(
+        log.len() > 3 * 256 * 1024 && log.len() <= 4 * 256 * 1024,
+        "{} bytes kept",
+        log.len()
+    );
+    assert!(
+        stream.ends_with(&log),
+        "the rotated files are not the exact suffix of the output"
+    );
+    assert!(!s.d.log("b.log.3").exists());
+}
