@@ -607,3 +607,132 @@ fn bursts_rotate_exactly_and_a_stalled_subscriber_costs_the_guest_nothing() {
     );
     assert!(!s.d.log("b.log.3").exists());
 }
+
+/// `logdctl attach` in a real terminal (tmux): raw mode, keys reach the guest, Ctrl-] detaches,
+/// and the terminal is restored afterwards.
+#[test]
+fn attach_connects_a_terminal_and_restores_it() {
+    let Some(s) = setup("") else { return };
+    if require_tool("tmux").is_none() {
+        return;
+    }
+    s.add(&["--guest-listen", "a.sock", "--log", "a.log", "--telnet"]);
+    let _q = qemu(
+        &s.img,
+        &format!(
+            "socket,id=s0,path={},server=off,reconnect=1",
+            s.sock("a.sock").display()
+        ),
+    );
+    s.wait_log("a.log", BANNER.as_bytes(), 1, T);
+    let session = format!("logd-attach-{}", std::process::id());
+    let stty_after = s.d.dir.path().join("stty-after");
+    let script = format!(
+        "stty -a > {before}; {ctl} --socket {sock} attach --domain vm --name serial0; echo exit=$? > {status}; stty -a > {after}; sleep 30",
+        before = s.d.dir.path().join("stty-before").display(),
+        ctl = LOGDCTL,
+        sock = s.d.socket.display(),
+        status = s.d.dir.path().join("status").display(),
+        after = stty_after.display(),
+    );
+    let tmux = |args: &[&str]| {
+        let out = run_bounded(Command::new("tmux").args(args), Duration::from_secs(20));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        &session,
+        "-x",
+        "80",
+        "-y",
+        "24",
+        &script,
+    ]);
+    struct Kill(String);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = Command::new("tmux")
+                .args(["kill-session", "-t", &self.0])
+                .status();
+        }
+    }
+    let _kill = Kill(session.clone());
+    let pane = |tmux: &dyn Fn(&[&str]) -> String| tmux(&["capture-pane", "-p", "-t", &session]);
+    wait_for(T, "the replayed banner in the pane", || {
+        pane(&tmux).contains("LOGD-GUEST READY").then_some(())
+    });
+    assert!(pane(&tmux).contains("Ctrl-] detaches"));
+    // Raw mode: keys go one by one, unechoed by the terminal; the guest echoes them upper-cased.
+    tmux(&["send-keys", "-t", &session, "-l", "hello tmux"]);
+    wait_for(T, "the guest's echo in the pane", || {
+        pane(&tmux).contains("HELLO TMUX").then_some(())
+    });
+    assert!(
+        !pane(&tmux).contains("hello tmux"),
+        "the terminal echoed locally: not in raw mode"
+    );
+    tmux(&["send-keys", "-t", &session, "C-]"]);
+    let status = s.d.dir.path().join("status");
+    wait_for(T, "logdctl to detach", || {
+        std::fs::read_to_string(&status).ok()
+    });
+    assert_eq!(std::fs::read_to_string(&status).unwrap().trim(), "exit=0");
+    wait_for(T, "stty after", || {
+        std::fs::read_to_string(&stty_after)
+            .ok()
+            .filter(|s| !s.is_empty())
+    });
+    let before = std::fs::read_to_string(s.d.dir.path().join("stty-before")).unwrap();
+    let after = std::fs::read_to_string(&stty_after).unwrap();
+    assert_eq!(before, after, "the terminal was not restored");
+    assert!(
+        s.log("a.log").ends_with(b"HELLO TMUX"),
+        "keys did not reach the guest"
+    );
+
+    // Killed with SIGTERM while attached: the terminal is restored too.
+    let session2 = format!("{session}-term");
+    let after2 = s.d.dir.path().join("stty-after-term");
+    let script2 = format!(
+        "{ctl} --socket {sock} attach --domain vm --name serial0; echo exit=$? > {status}; stty -a > {after}; sleep 30",
+        ctl = LOGDCTL,
+        sock = s.d.socket.display(),
+        status = s.d.dir.path().join("status2").display(),
+        after = after2.display(),
+    );
+    tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        &session2,
+        "-x",
+        "80",
+        "-y",
+        "24",
+        &script2,
+    ]);
+    let _kill2 = Kill(session2.clone());
+    wait_for(T, "the second attach", || {
+        tmux(&["capture-pane", "-p", "-t", &session2])
+            .contains("Ctrl-] detaches")
+            .then_some(())
+    });
+    let pattern = format!("^{LOGDCTL} --socket {} attach", s.d.socket.display());
+    let _ = Command::new("pkill")
+        .args(["-TERM", "-f", &pattern])
+        .status();
+    wait_for(T, "stty after SIGTERM", || {
+        std::fs::read_to_string(&after2)
+            .ok()
+            .filter(|s| !s.is_empty())
+    });
+    assert_eq!(
+        std::fs::read_to_string(&after2).unwrap(),
+        before,
+        "SIGTERM left the terminal raw"
+    );
+    let st = std::fs::read_to_string(s.d.dir.path().join("status2")).unwrap();
+    assert_eq!(st.trim(), "exit=143");
+}

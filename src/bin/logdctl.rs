@@ -134,6 +134,15 @@ enum Cmd {
     /// Manage consoles: a guest's serial chardev with a log and TCP/UNIX subscribers.
     #[command(subcommand)]
     Console(ConsoleCmd),
+    /// Connect this terminal to a console, as `virsh console` does. Ctrl-] detaches.
+    Attach {
+        /// The domain's name.
+        #[arg(long, value_name = "NAME")]
+        domain: String,
+        /// The console's name.
+        #[arg(long, value_name = "CONSOLE")]
+        name: String,
+    },
     /// Run a command with its stdout and stderr going into a capped log.
     Run {
         #[command(flatten)]
@@ -239,6 +248,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(code))
         }
         Cmd::Console(c) => console(&mut client, c),
+        Cmd::Attach { domain, name } => attach::run(&mut client, &domain, &name),
         Cmd::Append {
             domain,
             log,
@@ -271,6 +281,164 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
                 }
             }
             Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+mod attach {
+    //! `logdctl attach`: the user's terminal on a console, in raw mode, until Ctrl-].
+    //!
+    //! The terminal is restored on every way out: detach, the console closing, an error, and
+    //! SIGTERM/SIGHUP/SIGQUIT (caught on a thread of their own).
+
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+    use std::sync::Mutex;
+
+    use anyhow::{bail, Context};
+    use bytes::Bytes;
+    use logd::telnet;
+    use logd_protocol::client::Client;
+    use logd_protocol::ConsoleProtocol;
+    use nix::sys::signal::{SigSet, Signal};
+    use nix::sys::termios::{self, SetArg, Termios};
+
+    /// Ctrl-]
+    const DETACH: u8 = 0x1d;
+
+    /// The terminal settings to put back, if logdctl changed them.
+    static SAVED: Mutex<Option<Termios>> = Mutex::new(None);
+
+    fn restore() {
+        if let Some(t) = SAVED.lock().map(|mut g| g.take()).unwrap_or(None) {
+            let _ = termios::tcsetattr(std::io::stdin(), SetArg::TCSANOW, &t);
+        }
+    }
+
+    /// Leaves: terminal back as it was, then exit.
+    fn leave(code: i32, why: &str) -> ! {
+        restore();
+        eprint!("\r\n[logdctl: {why}]\r\n");
+        std::process::exit(code);
+    }
+
+    trait Conn: Read + Write + Send {
+        fn split(&self) -> std::io::Result<Box<dyn Conn>>;
+    }
+    impl Conn for UnixStream {
+        fn split(&self) -> std::io::Result<Box<dyn Conn>> {
+            Ok(Box::new(self.try_clone()?))
+        }
+    }
+    impl Conn for std::net::TcpStream {
+        fn split(&self) -> std::io::Result<Box<dyn Conn>> {
+            Ok(Box::new(self.try_clone()?))
+        }
+    }
+
+    pub fn run(
+        client: &mut Client,
+        domain: &str,
+        name: &str,
+    ) -> anyhow::Result<std::process::ExitCode> {
+        let consoles = client.list_consoles()?;
+        let Some(c) = consoles
+            .iter()
+            .find(|c| c.domain.name == domain && c.name == name)
+        else {
+            bail!("no console {name:?} in domain {domain:?} (see `logdctl console list`)");
+        };
+        let mut conn: Box<dyn Conn> = match (&c.unix, &c.tcp) {
+            (Some(p), _) => {
+                Box::new(UnixStream::connect(p).with_context(|| format!("cannot connect to {p}"))?)
+            }
+            (None, Some(a)) => Box::new(
+                std::net::TcpStream::connect(a.as_str())
+                    .with_context(|| format!("cannot connect to {a}"))?,
+            ),
+            (None, None) => {
+                bail!("console {domain}/{name} has no subscriber listener (--tcp or --unix)")
+            }
+        };
+        let telnet_mode = c.protocol == ConsoleProtocol::Telnet;
+        let mut input_conn = conn
+            .split()
+            .context("cannot duplicate the console connection")?;
+
+        // Signals that would end us are taken by a thread that restores the terminal first.
+        let mut set = SigSet::empty();
+        for s in [Signal::SIGTERM, Signal::SIGHUP, Signal::SIGQUIT] {
+            set.add(s);
+        }
+        set.thread_block().context("cannot block signals")?;
+        std::thread::spawn(move || {
+            if let Ok(sig) = set.wait() {
+                leave(128 + sig as i32, &format!("{sig}"));
+            }
+        });
+
+        if let Ok(t) = termios::tcgetattr(std::io::stdin()) {
+            let mut raw = t.clone();
+            termios::cfmakeraw(&mut raw);
+            termios::tcsetattr(std::io::stdin(), SetArg::TCSANOW, &raw)
+                .context("cannot put the terminal in raw mode")?;
+            *SAVED.lock().unwrap() = Some(t);
+        }
+        eprint!("[logdctl: attached to {domain}/{name}; Ctrl-] detaches]\r\n");
+
+        // Keys to the console.
+        std::thread::spawn(move || {
+            let mut stdin = std::io::stdin().lock();
+            let mut buf = [0u8; 4096];
+            loop {
+                let n = match stdin.read(&mut buf) {
+                    Ok(0) | Err(_) => return, // stdin closed: keep showing output
+                    Ok(n) => n,
+                };
+                let keys = &buf[..n];
+                let (keys, detach) = match keys.iter().position(|&b| b == DETACH) {
+                    Some(i) => (&keys[..i], true),
+                    None => (keys, false),
+                };
+                let out = if telnet_mode {
+                    telnet::escape(&Bytes::copy_from_slice(keys))
+                } else {
+                    Bytes::copy_from_slice(keys)
+                };
+                if input_conn.write_all(&out).is_err() {
+                    leave(1, "console connection lost");
+                }
+                if detach {
+                    leave(0, "detached");
+                }
+            }
+        });
+
+        // Console to the screen.
+        let mut stdout = std::io::stdout().lock();
+        let mut decoder = telnet::Decoder::default();
+        let mut buf = [0u8; 65536];
+        let (mut data, mut reply) = (Vec::new(), Vec::new());
+        loop {
+            let n = match conn.read(&mut buf) {
+                Ok(0) | Err(_) => leave(0, "console closed"),
+                Ok(n) => n,
+            };
+            let shown: &[u8] = if telnet_mode {
+                data.clear();
+                reply.clear();
+                decoder.decode(&buf[..n], &mut data, &mut reply);
+                &data
+            } else {
+                &buf[..n]
+            };
+            if stdout
+                .write_all(shown)
+                .and_then(|()| stdout.flush())
+                .is_err()
+            {
+                leave(1, "cannot write to the terminal");
+            }
         }
     }
 }
