@@ -150,8 +150,13 @@ fn setup(config: &str) -> Option<Setup> {
 impl Setup {
     /// `logdctl console add ...`; returns the TCP port.
     fn add(&self, args: &[&str]) -> u16 {
+        self.add_named("serial0", args)
+    }
+
+    /// `logdctl console add ...` for a console of domain vm; returns the TCP port.
+    fn add_named(&self, name: &str, args: &[&str]) -> u16 {
         let mut a = vec![
-            "console", "add", "--domain", "vm", "--name", "serial0", "--tcp", "0",
+            "console", "add", "--domain", "vm", "--name", name, "--tcp", "0",
         ];
         a.extend_from_slice(args);
         let out = String::from_utf8(self.d.ctl_ok(&a)).unwrap();
@@ -735,4 +740,225 @@ fn attach_connects_a_terminal_and_restores_it() {
     );
     let st = std::fs::read_to_string(s.d.dir.path().join("status2")).unwrap();
     assert_eq!(st.trim(), "exit=143");
+}
+
+/// `--write shared` merges everyone's input; `--replay 0` replays nothing; the UNIX listener
+/// serves local subscribers (`nc -U`); `--write none` keeps everyone out.
+#[test]
+fn shared_and_none_policies_replay_off_and_unix_subscribers() {
+    let Some(s) = setup("") else { return };
+    let port = s.add(&[
+        "--guest-listen",
+        "sh.sock",
+        "--log",
+        "sh.log",
+        "--write",
+        "shared",
+        "--replay",
+        "0",
+        "--unix",
+        "sh-subs.sock",
+    ]);
+    let _q = qemu(
+        &s.img,
+        &format!(
+            "socket,id=s0,path={},server=off,reconnect=1",
+            s.sock("sh.sock").display()
+        ),
+    );
+    s.wait_log("sh.log", BANNER.as_bytes(), 1, T);
+    let mut a = nc(port);
+    let mut b = Proc::spawn(
+        "nc -U",
+        Command::new("nc").arg("-U").arg(s.sock("sh-subs.sock")),
+    );
+    wait_for(T, "two subscribers", || {
+        (s.info()["subscribers"] == 2).then_some(())
+    });
+    a.send(b"from a\n");
+    b.send(b"from b\n");
+    for p in [&a, &b] {
+        p.wait_for(b"FROM A\n", T);
+        p.wait_for(b"FROM B\n", T);
+        assert!(
+            !contains(&p.output(), b"LOGD-GUEST"),
+            "replay 0 still replayed"
+        );
+        assert!(!contains(&p.output(), b"write lock"));
+    }
+
+    let port = s.add_named(
+        "ro",
+        &[
+            "--guest-listen",
+            "ro.sock",
+            "--log",
+            "ro.log",
+            "--write",
+            "none",
+        ],
+    );
+    let _q2 = qemu(
+        &s.img,
+        &format!(
+            "socket,id=s0,path={},server=off,reconnect=1",
+            s.sock("ro.sock").display()
+        ),
+    );
+    s.wait_log("ro.log", BANNER.as_bytes(), 1, T);
+    let mut r = nc(port);
+    r.wait_for(BANNER.as_bytes(), T);
+    r.send(b"nobody writes\n");
+    r.wait_for(b"read-only", T);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(s.log("ro.log"), BANNER.as_bytes());
+}
+
+/// Bad console requests get a clear error naming the thing; nothing else is disturbed.
+#[test]
+fn bad_console_requests_get_clear_errors() {
+    let d = Daemon::start();
+    let add = |args: &[&str]| {
+        let mut a = vec!["console", "add", "--domain", "vm", "--log", "x.log"];
+        a.extend_from_slice(args);
+        d.ctl_run(&a)
+    };
+    let err = |o: &std::process::Output| String::from_utf8_lossy(&o.stderr).into_owned();
+    let ok = add(&[
+        "--name",
+        "serial0",
+        "--guest-connect",
+        "nothing-here.sock",
+        "--tcp",
+        "0",
+    ]);
+    assert!(ok.status.success(), "{}", err(&ok));
+    let bound = String::from_utf8(ok.stdout).unwrap().trim().to_owned();
+
+    // A duplicate name.
+    let o = add(&["--name", "serial0", "--guest-connect", "other.sock"]);
+    assert!(!o.status.success());
+    assert!(
+        err(&o).contains("serial0") && err(&o).contains("already"),
+        "{}",
+        err(&o)
+    );
+    // A port in use.
+    let o = d.ctl_run(&[
+        "console",
+        "add",
+        "--domain",
+        "vm",
+        "--name",
+        "s1",
+        "--log",
+        "y.log",
+        "--guest-connect",
+        "g.sock",
+        "--tcp",
+        &bound,
+    ]);
+    assert!(!o.status.success());
+    assert!(err(&o).contains(&bound), "{}", err(&o));
+    // A log already open (by the first console).
+    let o = d.ctl_run(&[
+        "console",
+        "add",
+        "--domain",
+        "vm",
+        "--name",
+        "s2",
+        "--log",
+        "x.log",
+        "--guest-connect",
+        "g.sock",
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        err(&o).contains("x.log") && err(&o).contains("already open"),
+        "{}",
+        err(&o)
+    );
+    // Hostile socket paths and names, a bad address.
+    let hostile: [&[&str]; 4] = [
+        &["--name", "s3", "--guest-listen", "../escape.sock"],
+        &["--name", "s3", "--guest-connect", "/etc/evil.sock"],
+        &["--name", "a/b", "--guest-connect", "g.sock"],
+        &[
+            "--name",
+            "s3",
+            "--guest-connect",
+            "g.sock",
+            "--tcp",
+            "not-an-address",
+        ],
+    ];
+    for args in hostile {
+        let mut a = vec!["console", "add", "--domain", "vm", "--log", "z.log"];
+        a.extend_from_slice(args);
+        let o = d.ctl_run(&a);
+        assert!(!o.status.success(), "{args:?} was accepted");
+        let e = err(&o);
+        assert!(
+            e.contains("escape.sock")
+                || e.contains("/etc/evil.sock")
+                || e.contains("a/b")
+                || e.contains("not-an-address"),
+            "{args:?}: {e}"
+        );
+    }
+    // A UNIX listener path already served by a live socket.
+    let o = d.ctl_run(&[
+        "console",
+        "add",
+        "--domain",
+        "vm",
+        "--name",
+        "s4",
+        "--log",
+        "w.log",
+        "--guest-connect",
+        "g.sock",
+        "--unix",
+        "logd-live.sock",
+    ]);
+    assert!(o.status.success(), "{}", err(&o));
+    let o = d.ctl_run(&[
+        "console",
+        "add",
+        "--domain",
+        "vm",
+        "--name",
+        "s5",
+        "--log",
+        "v.log",
+        "--guest-connect",
+        "g.sock",
+        "--unix",
+        "logd-live.sock",
+    ]);
+    assert!(!o.status.success());
+    assert!(err(&o).contains("logd-live.sock"), "{}", err(&o));
+    // Unknown domain or console on remove.
+    let o = d.ctl_run(&["console", "remove", "--domain", "nope", "--name", "serial0"]);
+    assert!(!o.status.success());
+    assert!(
+        err(&o).contains("nope") && err(&o).contains("serial0"),
+        "{}",
+        err(&o)
+    );
+    let o = d.ctl_run(&["console", "remove", "--domain", "vm", "--name", "nope"]);
+    assert!(err(&o).contains("nope"), "{}", err(&o));
+    // The first console is still there, and removing it frees its log path.
+    let list = String::from_utf8(d.ctl_ok(&["console", "list"])).unwrap();
+    assert!(list.contains("serial0") && list.contains(&bound), "{list}");
+    d.ctl_ok(&["console", "remove", "--domain", "vm", "--name", "serial0"]);
+    d.ctl_ok(&["console", "remove", "--domain", "vm", "--name", "s4"]);
+    let mut c = d.client();
+    c.open_log(
+        logd_protocol::DomainId::from_name("qemu", "vm"),
+        "x.log",
+        Default::default(),
+    )
+    .unwrap();
 }

@@ -87,8 +87,9 @@ struct DomainEntry {
     addr: Addr<Domain>,
     /// Paths held open or with a request in flight.
     claims: u32,
-    /// Consoles the domain has (so listing asks only those domains).
-    consoles: u32,
+    /// The names of the domain's consoles (so listing asks only those domains, and a duplicate
+    /// name is refused before anything is claimed).
+    consoles: Vec<Box<str>>,
 }
 
 /// The domain table.
@@ -164,7 +165,7 @@ impl Registry {
                     name: id.name.as_str().into(),
                     addr,
                     claims: 0,
-                    consoles: 0,
+                    consoles: Vec::new(),
                 })
             }
         };
@@ -383,6 +384,21 @@ impl Handler<AddConsole> for Registry {
     fn handle(&mut self, msg: AddConsole, _: &mut Context<Self>) -> Self::Result {
         let mut config = msg.config;
         config.rotate = self.rotate;
+        let key = DomainKey {
+            driver: config.domain.driver.as_str().into(),
+            uuid: config.domain.uuid,
+        };
+        if let Some(e) = self.domains.get(&key) {
+            if e.consoles.iter().any(|n| **n == *config.name) {
+                return Box::pin(fut::ready(Err(RegistryError::Domain(
+                    DomainError::ConsoleExists {
+                        domain: e.name.to_string(),
+                        name: config.name,
+                    },
+                ))));
+            }
+        }
+        let name: Box<str> = config.name.as_str().into();
         let (key, addr) = match self.claim(&config.domain, &config.log) {
             Ok(c) => c,
             Err(e) => return Box::pin(fut::ready(Err(e))),
@@ -394,7 +410,7 @@ impl Handler<AddConsole> for Registry {
                 match &res {
                     Ok(_) => {
                         if let Some(e) = act.domains.get_mut(&key) {
-                            e.consoles += 1;
+                            e.consoles.push(name);
                         }
                     }
                     Err(_) => act.release(&path),
@@ -421,7 +437,11 @@ impl Handler<RemoveConsole> for Registry {
             driver: msg.domain.driver.as_str().into(),
             uuid: msg.domain.uuid,
         };
-        let Some(entry) = self.domains.get_mut(&key) else {
+        let Some(entry) = self
+            .domains
+            .get_mut(&key)
+            .filter(|e| e.consoles.iter().any(|n| **n == *msg.name))
+        else {
             return Box::pin(fut::ready(Err(RegistryError::Domain(
                 DomainError::NoConsole {
                     domain: msg.domain.name,
@@ -430,6 +450,7 @@ impl Handler<RemoveConsole> for Registry {
             ))));
         };
         entry.claims += 1;
+        let console: Box<str> = msg.name.as_str().into();
         let req = entry.addr.send(domain::RemoveConsole { name: msg.name });
         let name = msg.domain.name;
         Box::pin(
@@ -437,7 +458,7 @@ impl Handler<RemoveConsole> for Registry {
                 let res = match res {
                     Ok(Ok(path)) => {
                         if let Some(e) = act.domains.get_mut(&key) {
-                            e.consoles = e.consoles.saturating_sub(1);
+                            e.consoles.retain(|n| *n != console);
                         }
                         act.release(&path);
                         Ok(())
@@ -464,7 +485,7 @@ impl Handler<ListConsoles> for Registry {
         let reqs: Vec<_> = self
             .domains
             .values()
-            .filter(|e| e.consoles > 0)
+            .filter(|e| !e.consoles.is_empty())
             .map(|e| e.addr.send(domain::ListConsoles))
             .collect();
         Box::pin(async move {

@@ -45,18 +45,24 @@
 use std::fmt;
 use std::fs::{self, File};
 use std::io::{ErrorKind, Read, Write};
-use std::os::fd::OwnedFd;
+use std::net::{SocketAddrV4, TcpStream};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use clap::Parser;
+use logd::console::DEFAULT_QUEUE_LIMIT;
 use logd::rotate::{RotateConfig, RotatingFile};
 use logd_protocol::client::Client;
-use logd_protocol::{DomainId, OpenFlags};
+use logd_protocol::{
+    ConsoleInfo, ConsoleProtocol, ConsoleSpec, DomainId, GuestSide, OpenFlags, WritePolicy,
+};
 use nix::fcntl::{fcntl, FcntlArg};
 use nix::unistd::{sysconf, SysconfVar};
 
@@ -90,7 +96,7 @@ const QUIET_WAIT_QUICK: Duration = Duration::from_secs(5);
 const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Every scenario, in the order they run; `--only` picks among these names.
-const SCENARIOS: [&str; 8] = [
+const SCENARIOS: [&str; 13] = [
     "baseline_64k",
     "baseline_64k_pipe1m",
     "one_stream_64k",
@@ -99,6 +105,11 @@ const SCENARIOS: [&str; 8] = [
     "idle5000_one_stream_64k",
     "rss_per_idle_domain_1000",
     "rss_per_idle_domain_10000",
+    "console_fanout_1",
+    "console_fanout_8",
+    "console_fanout_64",
+    "console_latency",
+    "console_stalled",
 ];
 
 /// Measures logd's throughput, CPU and memory against a no-daemon baseline.
@@ -117,9 +128,14 @@ struct Args {
     /// Where the temporary directories go (default: the system temp dir).
     #[arg(long, value_name = "DIR")]
     dir: Option<PathBuf>,
-    /// Run only the scenario called NAME, or else those whose name contains it (e.g. `100b`).
-    #[arg(long, value_name = "NAME")]
+    /// Run only the scenario called NAME, or else those whose name contains it (e.g. `100b`);
+    /// several NAMEs are separated by commas (e.g. `one_stream_64k,console`).
+    #[arg(long, value_name = "NAME[,NAME…]")]
     only: Option<String>,
+    /// The queue limit of the console scenarios' subscribers, in bytes (logd's default is
+    /// 1048576, which cuts off even subscribers that keep up: see docs/PERFORMANCE.md).
+    #[arg(long, value_name = "BYTES", default_value_t = CONSOLE_QUEUE_LIMIT)]
+    console_queue_limit: u64,
 }
 
 fn main() -> ExitCode {
@@ -169,6 +185,29 @@ fn run(args: Args) -> Result<()> {
     }
     if b.selected("rss_per_idle_domain_10000") {
         rss_per_idle_domain(&mut b, 10_000)?;
+    }
+    if b.scenarios.iter().any(|s| s.starts_with("console_"))
+        && b.console_queue_limit != DEFAULT_QUEUE_LIMIT as u64
+    {
+        note(format!(
+            "the console scenarios set the subscribers' queue limit to {} bytes (logd's default: \
+             {DEFAULT_QUEUE_LIMIT}; --console-queue-limit changes it)",
+            b.console_queue_limit
+        ));
+    }
+    let console_size = if b.quick { 64 * MIB } else { 512 * MIB };
+    for subscribers in [1, 8, 64] {
+        if b.selected(&format!("console_fanout_{subscribers}")) {
+            console_fanout(&mut b, subscribers, console_size)?;
+        }
+    }
+    if b.selected("console_latency") {
+        let probes = if b.quick { 300 } else { 2000 };
+        console_latency(&mut b, probes)?;
+    }
+    if b.selected("console_stalled") {
+        let size = if b.quick { 64 * MIB } else { 256 * MIB };
+        console_stalled(&mut b, size)?;
     }
     comparisons(&mut b);
     note(format!(
@@ -302,6 +341,16 @@ fn comparisons(b: &mut Bench) {
     for (prefix, num, den, suffix) in pairs {
         compare(b, prefix, num, den, suffix);
     }
+    // Issue 6, target 6: 64 subscribers at no less than half the single-stream file throughput.
+    let name = "console_fanout_64_vs_one_stream_64k";
+    match (
+        b.get("console_fanout_64_throughput"),
+        b.get("one_stream_64k_throughput"),
+    ) {
+        (Some(n), Some(d)) if d > 0.0 => b.figure(name, n / d * 100.0, "%"),
+        (Some(_), _) => note(format!("{name}: not computed (one_stream_64k did not run)")),
+        _ => {}
+    }
 }
 
 /// `PREFIX_SUFFIX`: the throughput of scenario `num` as a percentage of `den`'s, and
@@ -359,8 +408,9 @@ struct Transfer {
     /// processes, the hypervisor's steal): a run with a high value is skewed.
     others_busy: f64,
     /// The pipe's capacity at the end, in bytes: logd enlarges a pipe only when a read finds it
-    /// full, so a reader that keeps up leaves it small, and pays a wake-up per write.
-    pipe_size: usize,
+    /// full, so a reader that keeps up leaves it small, and pays a wake-up per write. None for
+    /// a console, which has no pipe.
+    pipe_size: Option<usize>,
 }
 
 impl Transfer {
@@ -426,7 +476,7 @@ fn baseline_transfer(
         seconds,
         cpu_seconds,
         others_busy,
-        pipe_size,
+        pipe_size: Some(pipe_size),
     })
 }
 
@@ -465,7 +515,7 @@ fn logd_transfer(
         seconds,
         cpu_seconds,
         others_busy,
-        pipe_size,
+        pipe_size: Some(pipe_size),
     })
 }
 
@@ -476,7 +526,7 @@ fn pipe_capacity(pipe: &File) -> Result<usize> {
 }
 
 /// Writes `total` bytes of text lines to `out`, `chunk` bytes per `write`.
-fn write_chunks(out: &mut File, chunk: usize, total: u64) -> std::io::Result<()> {
+fn write_chunks(out: &mut impl Write, chunk: usize, total: u64) -> std::io::Result<()> {
     let data = text(chunk);
     let mut left = total;
     while left > 0 {
@@ -541,6 +591,712 @@ impl IdleDomains {
     fn elapsed(&self) -> Duration {
         self.done_at.last().copied().unwrap_or_default()
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Consoles
+
+/// The fake guest's write size, and the period of the text it writes.
+const CONSOLE_CHUNK: usize = 64 * 1024;
+/// Every bench console's name in its domain.
+const CONSOLE_NAME: &str = "serial0";
+/// Room for the 64 subscribers of `console_fanout_64` (logd's default is 32).
+const CONSOLE_MAX_SUBSCRIBERS: u32 = 100;
+/// The subscribers' queue limit in the console scenarios (`--console-queue-limit`). logd's
+/// default, 1 MiB, is less than what one poll of a console can queue before it first writes to
+/// a subscriber (16 reads from the guest of up to 256 KiB each), so at the default a guest
+/// writing at full speed gets every subscriber disconnected as slow in the first poll, however
+/// fast it reads. 16 MiB is above that burst, and still cuts off a subscriber that stalls.
+const CONSOLE_QUEUE_LIMIT: u64 = 16 * MIB;
+/// How long a subscriber waits for a byte before its run fails.
+const SUBSCRIBER_TIMEOUT: Duration = Duration::from_secs(60);
+/// Bytes of each read a subscriber compares with what the guest wrote there: a lost, doubled
+/// or reordered piece shifts everything after it, so the start of each read is enough to see it.
+const SPOT_CHECK: usize = 16;
+/// A latency probe, `probe NNNNNNNNN\n`: the guest's only bytes in flight.
+const PROBE_LEN: usize = 16;
+/// The pause between two probes.
+const PROBE_PAUSE: Duration = Duration::from_millis(1);
+/// Probes sent, and not counted, before the measured ones.
+const PROBE_WARMUP: u32 = 20;
+/// How long the bulk stream runs before the probes start.
+const BULK_RAMP: Duration = Duration::from_millis(300);
+
+/// `console_fanout_K`: one fake guest writes `total` bytes to a console with its log on and `K`
+/// subscribers, each reading everything on its own thread.
+fn console_fanout(b: &mut Bench, subscribers: usize, total: u64) -> Result<()> {
+    let name = format!("console_fanout_{subscribers}");
+    let mut runs = Vec::new();
+    for run in 1..=b.runs {
+        let daemon = b.daemon(&name)?;
+        let mut client = daemon.client()?;
+        let (t, ok) = fanout_run(b, &daemon, &mut client, subscribers, total)
+            .with_context(|| daemon.failed(&name))?;
+        b.progress(&name, run, &t.transfer);
+        t.progress(&name, run, b.runs);
+        if ok {
+            runs.push(t.transfer);
+        } else {
+            note(format!(
+                "{name} run {run}: not every subscriber got every byte; the run is left out"
+            ));
+        }
+    }
+    if runs.is_empty() {
+        note(format!(
+            "{name}: no run delivered every byte to every subscriber: no figures"
+        ));
+    } else {
+        b.transfer_figures(&name, &runs);
+    }
+    Ok(())
+}
+
+fn fanout_run(
+    b: &Bench,
+    daemon: &Daemon,
+    client: &mut Client,
+    subscribers: usize,
+    total: u64,
+) -> Result<(ConsoleTransfer, bool)> {
+    let mut console = FakeConsole::add(client, "bench-fanout", b.console_queue_limit)?;
+    let subs = (0..subscribers)
+        .map(|_| Ok((console.subscribe()?, 0)))
+        .collect::<Result<Vec<_>>>()?;
+    console.wait_subscribers(client, subscribers as u32)?;
+    b.wait_for_quiet(Some(daemon))?;
+    let t = console_transfer(daemon, &mut console.guest, subs, total)?;
+    let info = console.info(client)?;
+    let ok = t.check(
+        &format!("console_fanout_{subscribers}"),
+        total,
+        &info,
+        total,
+    );
+    Ok((t, ok))
+}
+
+/// `console_latency`: how long a small write takes from the guest to a subscriber, on an idle
+/// daemon and while another domain's console streams in bulk.
+fn console_latency(b: &mut Bench, probes: u32) -> Result<()> {
+    let name = "console_latency";
+    let (mut idle, mut busy) = (Vec::new(), Vec::new());
+    for run in 1..=b.runs {
+        let daemon = b.daemon(name)?;
+        let mut client = daemon.client()?;
+        let (i, l, bulk) =
+            latency_run(b, &daemon, &mut client, probes).with_context(|| daemon.failed(name))?;
+        note(format!(
+            "{name} run {run}/{}: {probes} probes; idle p50 {:.0} µs, p99 {:.0} µs, max {:.0} µs; \
+             with the bulk stream p50 {:.0} µs, p99 {:.0} µs, max {:.0} µs; the bulk stream moved \
+             {:.0} MB/s to its subscriber meanwhile{}",
+            b.runs,
+            i.p50,
+            i.p99,
+            i.max,
+            l.p50,
+            l.p99,
+            l.max,
+            bulk.mb_per_s,
+            match bulk.cut_offs {
+                0 => String::new(),
+                n => format!(" (logd cut that subscriber off as slow {n} time(s); it reconnected)"),
+            }
+        ));
+        idle.push(i);
+        busy.push(l);
+    }
+    let pick =
+        |v: &[Latencies], f: fn(&Latencies) -> f64| median(&v.iter().map(f).collect::<Vec<_>>());
+    b.figure("console_latency_p50", pick(&busy, |l| l.p50), "µs");
+    b.figure("console_latency_p99", pick(&busy, |l| l.p99), "µs");
+    b.figure("console_latency_max", pick(&busy, |l| l.max), "µs");
+    b.figure("console_latency_idle_p50", pick(&idle, |l| l.p50), "µs");
+    b.figure("console_latency_idle_p99", pick(&idle, |l| l.p99), "µs");
+    Ok(())
+}
+
+/// One `console_latency` run: the probes alone, then with the bulk stream.
+fn latency_run(
+    b: &Bench,
+    daemon: &Daemon,
+    client: &mut Client,
+    probes: u32,
+) -> Result<(Latencies, Latencies, BulkOutcome)> {
+    // The probed console's domain first: domains go round-robin over logd's workers, so the
+    // bulk console's domain lands on the other one, as two busy guests would.
+    let mut probe = FakeConsole::add(client, "bench-probe", b.console_queue_limit)?;
+    let mut sub = probe.subscribe()?;
+    probe.wait_subscribers(client, 1)?;
+    b.wait_for_quiet(Some(daemon))?;
+    let idle = probe_latency(&mut probe.guest, &mut sub, probes, 0)?;
+
+    let bulk = FakeConsole::add(client, "bench-bulk", b.console_queue_limit)?;
+    let guest = bulk
+        .guest
+        .try_clone()
+        .context("cloning the bulk guest's socket")?;
+    let stream = BulkStream::start(guest, &bulk)?;
+    bulk.wait_subscribers(client, 1)?;
+    std::thread::sleep(BULK_RAMP);
+    let busy = probe_latency(&mut probe.guest, &mut sub, probes, PROBE_WARMUP + probes);
+    let outcome = stream.stop();
+    Ok((idle, busy?, outcome?))
+}
+
+/// Sends [`PROBE_WARMUP`] and then `count` probes through the console, one at a time with
+/// [`PROBE_PAUSE`] between them, and times each from just before the guest's write to when the
+/// subscriber has read all of it.
+fn probe_latency(
+    guest: &mut UnixStream,
+    sub: &mut TcpStream,
+    count: u32,
+    first_seq: u32,
+) -> Result<Latencies> {
+    let mut took = Vec::with_capacity(count as usize);
+    let mut buf = [0u8; PROBE_LEN];
+    for i in 0..PROBE_WARMUP + count {
+        let seq = first_seq + i;
+        let msg = format!("probe {seq:09}\n");
+        debug_assert_eq!(msg.len(), PROBE_LEN);
+        let start = Instant::now();
+        guest
+            .write_all(msg.as_bytes())
+            .with_context(|| format!("writing probe {seq}"))?;
+        sub.read_exact(&mut buf)
+            .with_context(|| format!("waiting for probe {seq}"))?;
+        let t = start.elapsed();
+        ensure!(
+            buf == msg.as_bytes(),
+            "probe {seq}: the subscriber read {:?}",
+            String::from_utf8_lossy(&buf)
+        );
+        if i >= PROBE_WARMUP {
+            took.push(t);
+        }
+        std::thread::sleep(PROBE_PAUSE);
+    }
+    Ok(Latencies::of(took))
+}
+
+/// Latency percentiles of one run, in µs.
+struct Latencies {
+    p50: f64,
+    p99: f64,
+    max: f64,
+}
+
+impl Latencies {
+    /// Nearest-rank percentiles.
+    fn of(mut took: Vec<Duration>) -> Latencies {
+        took.sort();
+        let rank = |p: f64| {
+            let i = ((p / 100.0 * took.len() as f64).ceil() as usize).clamp(1, took.len());
+            took[i - 1].as_secs_f64() * 1e6
+        };
+        Latencies {
+            p50: rank(50.0),
+            p99: rank(99.0),
+            max: rank(100.0),
+        }
+    }
+}
+
+/// A second console's guest writing 64 KiB after 64 KiB until stopped, while one subscriber
+/// drains it. When logd cuts the subscriber off as slow, it reconnects at once (as a user
+/// would), so that the stream keeps its subscriber; the cut-offs are counted.
+struct BulkStream {
+    stop: Arc<AtomicBool>,
+    received: Arc<AtomicU64>,
+    started: Instant,
+    writer: JoinHandle<Result<()>>,
+    reader: JoinHandle<Result<u32>>,
+}
+
+/// What the bulk stream did.
+struct BulkOutcome {
+    /// Bytes per second its subscriber received, in MB/s.
+    mb_per_s: f64,
+    /// How many times logd cut its subscriber off.
+    cut_offs: u32,
+}
+
+impl BulkStream {
+    /// How often the subscriber's thread looks at the stop flag.
+    const STOP_POLL: Duration = Duration::from_millis(50);
+
+    fn start(mut guest: UnixStream, console: &FakeConsole) -> Result<BulkStream> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let received = Arc::new(AtomicU64::new(0));
+        let connect = {
+            let addr = console.tcp.clone();
+            move || -> Result<TcpStream> {
+                let s = TcpStream::connect(&addr)
+                    .with_context(|| format!("connecting to the bulk console at {addr}"))?;
+                s.set_read_timeout(Some(Self::STOP_POLL))?;
+                Ok(s)
+            }
+        };
+        let mut sock = connect()?;
+        let writer = {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || -> Result<()> {
+                let data = text(CONSOLE_CHUNK);
+                while !stop.load(Ordering::Relaxed) {
+                    guest
+                        .write_all(&data)
+                        .context("writing into the bulk console")?;
+                }
+                Ok(())
+            })
+        };
+        let reader = {
+            let (stop, received) = (Arc::clone(&stop), Arc::clone(&received));
+            std::thread::spawn(move || -> Result<u32> {
+                let mut buf = vec![0u8; READ_BUF];
+                let mut cut_offs = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    match sock.read(&mut buf) {
+                        Ok(0) => {
+                            cut_offs += 1;
+                            sock = connect()?;
+                        }
+                        Ok(n) => {
+                            received.fetch_add(n as u64, Ordering::Relaxed);
+                        }
+                        Err(e)
+                            if matches!(
+                                e.kind(),
+                                ErrorKind::Interrupted
+                                    | ErrorKind::WouldBlock
+                                    | ErrorKind::TimedOut
+                            ) => {}
+                        Err(e) => return Err(e).context("reading the bulk console"),
+                    }
+                }
+                Ok(cut_offs)
+            })
+        };
+        Ok(BulkStream {
+            stop,
+            received,
+            started: Instant::now(),
+            writer,
+            reader,
+        })
+    }
+
+    fn stop(self) -> Result<BulkOutcome> {
+        let seconds = self.started.elapsed().as_secs_f64();
+        let bytes = self.received.load(Ordering::Relaxed);
+        self.stop.store(true, Ordering::Relaxed);
+        self.writer
+            .join()
+            .map_err(|_| anyhow!("the bulk writer panicked"))??;
+        let cut_offs = self
+            .reader
+            .join()
+            .map_err(|_| anyhow!("the bulk reader panicked"))??;
+        Ok(BulkOutcome {
+            mb_per_s: bytes as f64 / 1e6 / seconds,
+            cut_offs,
+        })
+    }
+}
+
+/// `console_stalled`: the guest's throughput with one reading subscriber, then with one more
+/// that never reads.
+fn console_stalled(b: &mut Bench, total: u64) -> Result<()> {
+    let name = "console_stalled";
+    let (mut none, mut one) = (Vec::new(), Vec::new());
+    for run in 1..=b.runs {
+        let daemon = b.daemon(name)?;
+        let mut client = daemon.client()?;
+        match stalled_run(b, &daemon, &mut client, total, run)
+            .with_context(|| daemon.failed(name))?
+        {
+            Some((n, o)) => {
+                none.push(n);
+                one.push(o);
+            }
+            None => note(format!(
+                "{name} run {run}: the reading subscriber did not get every byte; the run is left out"
+            )),
+        }
+    }
+    if none.is_empty() {
+        note(format!(
+            "{name}: no run delivered every byte to the reading subscriber: no figures"
+        ));
+        return Ok(());
+    }
+    b.transfer_figures("console_stalled_none", &none);
+    b.transfer_figures("console_stalled_one", &one);
+    if let (Some(n), Some(o)) = (
+        b.get("console_stalled_none_throughput"),
+        b.get("console_stalled_one_throughput"),
+    ) {
+        b.figure("console_stalled_vs_none", o / n * 100.0, "%");
+    }
+    Ok(())
+}
+
+/// One `console_stalled` run, on one console: the transfer with the reading subscriber only,
+/// then with a stalled one too. Notes whether logd disconnected the stalled one. None when the
+/// reading subscriber did not get every byte.
+fn stalled_run(
+    b: &Bench,
+    daemon: &Daemon,
+    client: &mut Client,
+    total: u64,
+    run: u32,
+) -> Result<Option<(Transfer, Transfer)>> {
+    let mut console = FakeConsole::add(client, "bench-stalled", b.console_queue_limit)?;
+    let reader = console.subscribe()?;
+    console.wait_subscribers(client, 1)?;
+    b.wait_for_quiet(Some(daemon))?;
+    let none = console_transfer(daemon, &mut console.guest, vec![(reader, 0)], total)?;
+    b.progress("console_stalled_none", run, &none.transfer);
+    none.progress("console_stalled_none", run, b.runs);
+    if !none.check("console_stalled_none", total, &console.info(client)?, total) {
+        return Ok(None);
+    }
+    let reader = none.received[0]
+        .sock
+        .try_clone()
+        .context("cloning the reading subscriber")?;
+
+    let mut stuck = console.subscribe_stalled()?;
+    console.wait_subscribers(client, 2)?;
+    b.wait_for_quiet(Some(daemon))?;
+    let one = console_transfer(daemon, &mut console.guest, vec![(reader, total)], total)?;
+    b.progress("console_stalled_one", run, &one.transfer);
+    one.progress("console_stalled_one", run, b.runs);
+    let info = console.info(client)?;
+    let ok = one.check("console_stalled_one", total, &info, 2 * total);
+
+    // The stalled subscriber must have been cut off: logd counts it, and its socket ends.
+    stuck.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut drained = 0u64;
+    let mut buf = vec![0u8; READ_BUF];
+    let end = loop {
+        match stuck.read(&mut buf) {
+            Ok(0) => break "EOF".to_owned(),
+            Ok(n) => drained += n as u64,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => break format!("no EOF within 10 s ({e})"),
+        }
+    };
+    let cut = info.slow_disconnects == 1 && end == "EOF";
+    note(format!(
+        "console_stalled run {run}: {} (logd: slow_disconnects {}, {} subscriber(s) left; the \
+         stalled socket then read {drained} bytes, then {end})",
+        if cut {
+            "the stalled subscriber was disconnected"
+        } else {
+            "THE STALLED SUBSCRIBER WAS NOT DISCONNECTED as expected"
+        },
+        info.slow_disconnects,
+        info.subscribers
+    ));
+    Ok(ok.then_some((none.transfer, one.transfer)))
+}
+
+/// A console added for the bench: the fake guest's end of its socketpair, and the TCP address
+/// subscribers connect to.
+struct FakeConsole {
+    domain: String,
+    /// The guest's end: the bench writes into it as a guest writes to its serial port.
+    guest: UnixStream,
+    tcp: String,
+}
+
+impl FakeConsole {
+    /// Adds console [`CONSOLE_NAME`] to domain `domain`: log on (rotated as every scenario's),
+    /// raw, read-only, no replay (subscribers get live bytes only).
+    fn add(client: &mut Client, domain: &str, queue_limit: u64) -> Result<FakeConsole> {
+        let spec = ConsoleSpec {
+            domain: DomainId::from_name("qemu", domain),
+            name: CONSOLE_NAME.to_owned(),
+            guest: GuestSide::Fd,
+            log: format!("bench/{domain}.console.log"),
+            truncate: false,
+            tcp: Some("127.0.0.1:0".to_owned()),
+            unix: None,
+            protocol: ConsoleProtocol::Raw,
+            write: WritePolicy::None,
+            replay: Some(0),
+            max_subscribers: Some(CONSOLE_MAX_SUBSCRIBERS),
+            queue_limit: Some(queue_limit),
+        };
+        let (added, fd) = client
+            .add_console(spec)
+            .with_context(|| format!("adding a console to {domain}"))?;
+        let fd = fd.context("logd returned no guest fd for a GuestSide::Fd console")?;
+        let tcp = added.tcp.context("logd bound no TCP listener")?;
+        Ok(FakeConsole {
+            domain: domain.to_owned(),
+            guest: UnixStream::from(fd),
+            tcp,
+        })
+    }
+
+    /// Connects a subscriber.
+    fn subscribe(&self) -> Result<TcpStream> {
+        let s = TcpStream::connect(&self.tcp)
+            .with_context(|| format!("connecting to the console at {}", self.tcp))?;
+        s.set_read_timeout(Some(SUBSCRIBER_TIMEOUT))
+            .context("setting a subscriber's timeout")?;
+        Ok(s)
+    }
+
+    /// Connects a subscriber that will never read, with a 4 KiB receive buffer (set before
+    /// connecting, so that the window it offers is small from the start).
+    fn subscribe_stalled(&self) -> Result<TcpStream> {
+        use nix::sys::socket::{
+            connect, setsockopt, socket, sockopt, AddressFamily, SockFlag, SockType, SockaddrIn,
+        };
+        let addr: SocketAddrV4 = self
+            .tcp
+            .parse()
+            .with_context(|| format!("parsing the console's address {}", self.tcp))?;
+        let fd = socket(
+            AddressFamily::Inet,
+            SockType::Stream,
+            SockFlag::SOCK_CLOEXEC,
+            None,
+        )
+        .context("creating the stalled subscriber's socket")?;
+        setsockopt(&fd, sockopt::RcvBuf, &4096).context("setting SO_RCVBUF")?;
+        connect(fd.as_raw_fd(), &SockaddrIn::from(addr))
+            .with_context(|| format!("connecting to the console at {}", self.tcp))?;
+        Ok(TcpStream::from(fd))
+    }
+
+    /// What logd says about this console.
+    fn info(&self, client: &mut Client) -> Result<ConsoleInfo> {
+        client
+            .list_consoles()
+            .context("listing the consoles")?
+            .into_iter()
+            .find(|c| c.domain.name == self.domain && c.name == CONSOLE_NAME)
+            .with_context(|| format!("logd does not list the console of {}", self.domain))
+    }
+
+    /// Waits until logd has accepted `n` subscribers: until then a connected subscriber sits in
+    /// the listen backlog, and would miss what the guest writes (there is no replay).
+    fn wait_subscribers(&self, client: &mut Client, n: u32) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let have = self.info(client)?.subscribers;
+            if have == n {
+                return Ok(());
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "logd has {have} subscribers on {} after 20 s, not {n}",
+                self.domain
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// One console transfer.
+struct ConsoleTransfer {
+    /// Until every subscriber had every byte; CPU is the daemon's.
+    transfer: Transfer,
+    /// How long the guest's writes took. They run ahead of the subscribers by what the
+    /// socketpair, logd's queues and the TCP buffers hold.
+    guest_seconds: f64,
+    /// CPU time of this process (the guest and the subscribers) over the transfer.
+    bench_cpu_seconds: f64,
+    /// The daemon's peak VmRSS so far (VmHWM), in KiB: the subscribers' queues share the
+    /// guest's chunks, so it grows with how far the slowest subscriber falls behind.
+    daemon_peak_kib: u64,
+    received: Vec<Received>,
+}
+
+impl ConsoleTransfer {
+    fn progress(&self, name: &str, run: u32, runs: u32) {
+        note(format!(
+            "{name} run {run}/{runs}: the guest's writes took {:.2} s ({:.0} MB/s); the bench \
+             (guest and {} subscriber(s)) used {:.2} CPU-s; logd's peak VmRSS so far {} MiB",
+            self.guest_seconds,
+            self.transfer.bytes as f64 / 1e6 / self.guest_seconds,
+            self.received.len(),
+            self.bench_cpu_seconds,
+            self.daemon_peak_kib / 1024
+        ));
+    }
+
+    /// Whether every subscriber got exactly the `want` bytes the guest wrote, and logd counted
+    /// `bytes_in` guest bytes in all; notes each problem.
+    fn check(&self, what: &str, want: u64, info: &ConsoleInfo, bytes_in: u64) -> bool {
+        let mut ok = true;
+        let subs = self.received.len();
+        let cut: Vec<u64> = self
+            .received
+            .iter()
+            .filter(|r| r.cut_off)
+            .map(|r| r.bytes)
+            .collect();
+        if !cut.is_empty() {
+            ok = false;
+            note(format!(
+                "{what}: logd closed {} of {subs} subscribers early, after {}–{} of {want} bytes \
+                 (its slow_disconnects counter: {})",
+                cut.len(),
+                cut.iter().min().unwrap_or(&0),
+                cut.iter().max().unwrap_or(&0),
+                info.slow_disconnects
+            ));
+        }
+        let wrong: Vec<(usize, u64)> = self
+            .received
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| !r.cut_off && r.bytes != want)
+            .map(|(i, r)| (i, r.bytes))
+            .collect();
+        if let Some((i, got)) = wrong.first() {
+            ok = false;
+            note(format!(
+                "{what}: {} of {subs} subscribers received a wrong count (subscriber {i}: {got} \
+                 bytes of {want})",
+                wrong.len()
+            ));
+        }
+        let differ: Vec<(usize, u64)> = self
+            .received
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| r.mismatch.filter(|_| !r.cut_off).map(|at| (i, at)))
+            .collect();
+        if let Some((i, at)) = differ.first() {
+            ok = false;
+            note(format!(
+                "{what}: {} of {subs} subscribers received bytes that differ from the guest's \
+                 (subscriber {i} from stream offset {at})",
+                differ.len()
+            ));
+        }
+        if info.bytes_in != bytes_in {
+            ok = false;
+            note(format!(
+                "{what}: logd counted {} guest bytes in, the guest wrote {bytes_in}",
+                info.bytes_in
+            ));
+        }
+        ok
+    }
+}
+
+/// What one reading subscriber received in a transfer.
+struct Received {
+    sock: TcpStream,
+    bytes: u64,
+    /// When it had every byte, or logd closed the connection.
+    at: Instant,
+    /// logd closed the connection before the end (it disconnects a subscriber that falls
+    /// behind).
+    cut_off: bool,
+    /// The first stream offset where a read began with bytes other than the guest's.
+    mismatch: Option<u64>,
+}
+
+/// A subscriber's thread: reads into a 64 KiB buffer and counts until it has `want` bytes or
+/// logd closes; spot-checks each read against the guest's text. `from` is the stream offset
+/// it starts at (what it received in earlier transfers).
+fn receive(mut sock: TcpStream, from: u64, want: u64, pattern: &[u8]) -> Result<Received> {
+    let mut buf = vec![0u8; READ_BUF];
+    let (mut got, mut mismatch, mut cut_off) = (0u64, None, false);
+    while got < want {
+        let n = match sock.read(&mut buf) {
+            Ok(0) => {
+                cut_off = true;
+                break;
+            }
+            Ok(n) => n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("a subscriber's read after {got} of {want} bytes"))
+            }
+        };
+        if mismatch.is_none() {
+            let at = from + got;
+            let differs = buf[..n.min(SPOT_CHECK)]
+                .iter()
+                .enumerate()
+                .any(|(i, &c)| c != pattern[((at + i as u64) % pattern.len() as u64) as usize]);
+            if differs {
+                mismatch = Some(at);
+            }
+        }
+        got += n as u64;
+    }
+    Ok(Received {
+        sock,
+        bytes: got,
+        at: Instant::now(),
+        cut_off,
+        mismatch,
+    })
+}
+
+/// The guest writes `total` bytes in 64 KiB writes while each subscriber, on its own thread,
+/// reads from its stream offset; done when every subscriber has every byte or was cut off.
+fn console_transfer(
+    daemon: &Daemon,
+    guest: &mut UnixStream,
+    subs: Vec<(TcpStream, u64)>,
+    total: u64,
+) -> Result<ConsoleTransfer> {
+    let pattern: Arc<[u8]> = text(CONSOLE_CHUNK).into();
+    let readers: Vec<_> = subs
+        .into_iter()
+        .map(|(sock, from)| {
+            let pattern = Arc::clone(&pattern);
+            std::thread::spawn(move || receive(sock, from, total, &pattern))
+        })
+        .collect();
+    let cpu0 = daemon.cpu_seconds()?;
+    let bench0 = stat_cpu_seconds("/proc/self/stat")?;
+    let others0 = others_cpu_seconds(Some(daemon))?;
+    let start = Instant::now();
+    write_chunks(guest, CONSOLE_CHUNK, total).context("writing into the console's guest side")?;
+    let guest_seconds = start.elapsed().as_secs_f64();
+    let mut received = Vec::with_capacity(readers.len());
+    for r in readers {
+        received.push(
+            r.join()
+                .map_err(|_| anyhow!("a subscriber's thread panicked"))??,
+        );
+    }
+    let end = received
+        .iter()
+        .map(|r| r.at)
+        .max()
+        .unwrap_or_else(Instant::now);
+    let seconds = end.saturating_duration_since(start).as_secs_f64();
+    let cpu_seconds = daemon.cpu_seconds()? - cpu0;
+    let bench_cpu_seconds = stat_cpu_seconds("/proc/self/stat")? - bench0;
+    let daemon_peak_kib = daemon.peak_rss_kib()?;
+    let others_busy = (others_cpu_seconds(Some(daemon))? - others0) / start.elapsed().as_secs_f64();
+    Ok(ConsoleTransfer {
+        transfer: Transfer {
+            bytes: total,
+            seconds,
+            cpu_seconds,
+            others_busy,
+            pipe_size: None,
+        },
+        guest_seconds,
+        bench_cpu_seconds,
+        daemon_peak_kib,
+        received,
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -610,9 +1366,18 @@ impl Daemon {
     }
 
     fn rss_kib(&self) -> Result<u64> {
+        self.status_kib("VmRSS:")
+    }
+
+    /// The peak VmRSS since the daemon started.
+    fn peak_rss_kib(&self) -> Result<u64> {
+        self.status_kib("VmHWM:")
+    }
+
+    fn status_kib(&self, key: &str) -> Result<u64> {
         let path = format!("/proc/{}/status", self.pid());
         let status = fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-        kib_field(&status, "VmRSS:").with_context(|| format!("no VmRSS in {path}"))
+        kib_field(&status, key).with_context(|| format!("no {key} in {path}"))
     }
 
     fn fd_count(&self) -> Result<usize> {
@@ -677,6 +1442,8 @@ struct Bench {
     /// The scenarios to run.
     scenarios: Vec<&'static str>,
     fd_limit: u64,
+    /// The subscribers' queue limit on the bench's consoles.
+    console_queue_limit: u64,
     figures: Vec<Figure>,
 }
 
@@ -712,6 +1479,7 @@ impl Bench {
             dir,
             scenarios,
             fd_limit,
+            console_queue_limit: args.console_queue_limit,
             figures: Vec::new(),
         })
     }
@@ -773,16 +1541,19 @@ impl Bench {
     }
 
     fn progress(&self, name: &str, run: u32, t: &Transfer) {
+        let pipe = match t.pipe_size {
+            Some(size) => format!("pipe {} KiB; ", size / 1024),
+            None => String::new(),
+        };
         note(format!(
             "{name} run {run}/{}: {} MiB in {:.2} s = {:.1} MB/s, {:.2} CPU-s ({:.3} CPU-s/GiB); \
-             pipe {} KiB; other work kept {:.2} CPUs busy",
+             {pipe}other work kept {:.2} CPUs busy",
             self.runs,
             t.bytes / MIB,
             t.seconds,
             t.mb_per_s(),
             t.cpu_seconds,
             t.cpu_per_gib(),
-            t.pipe_size / 1024,
             t.others_busy
         ));
     }
@@ -814,22 +1585,31 @@ impl Bench {
     }
 }
 
-/// The scenarios `--only NAME` names: the one called NAME, else every one whose name contains it.
+/// The scenarios `--only NAME[,NAME…]` names: for each NAME, the one called NAME, else every one
+/// whose name contains it. They run in their usual order.
 fn pick_scenarios(only: Option<&str>) -> Result<Vec<&'static str>> {
     let Some(only) = only else {
         return Ok(SCENARIOS.to_vec());
     };
-    if let Some(exact) = SCENARIOS.iter().find(|s| **s == only) {
-        return Ok(vec![*exact]);
+    let mut picked = Vec::new();
+    for name in only.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        let matching: Vec<_> = match SCENARIOS.iter().find(|s| **s == name) {
+            Some(exact) => vec![*exact],
+            None => SCENARIOS.into_iter().filter(|s| s.contains(name)).collect(),
+        };
+        if matching.is_empty() {
+            bail!(
+                "--only {name:?} matches no scenario; they are: {}",
+                SCENARIOS.join(", ")
+            );
+        }
+        picked.extend(matching);
     }
-    let picked: Vec<_> = SCENARIOS.into_iter().filter(|s| s.contains(only)).collect();
-    if picked.is_empty() {
-        bail!(
-            "--only {only:?} matches no scenario; they are: {}",
-            SCENARIOS.join(", ")
-        );
-    }
-    Ok(picked)
+    ensure!(!picked.is_empty(), "--only {only:?} names no scenario");
+    Ok(SCENARIOS
+        .into_iter()
+        .filter(|s| picked.contains(s))
+        .collect())
 }
 
 /// One result: printed as `name: value unit`.
