@@ -962,3 +962,47 @@ fn bad_console_requests_get_clear_errors() {
     )
     .unwrap();
 }
+
+/// A console's log keeps getting guest output after `position` drained it, with nothing else
+/// (no subscriber) to wake the console: draining must not steal the console's wake-ups.
+#[test]
+fn guest_output_keeps_flowing_after_a_drain() {
+    let d = Daemon::start();
+    let mut c = d.client();
+    let spec = logd_protocol::ConsoleSpec {
+        domain: logd_protocol::DomainId::from_name("qemu", "fdvm"),
+        name: "serial0".into(),
+        guest: logd_protocol::GuestSide::Fd,
+        log: "fd.log".into(),
+        truncate: false,
+        tcp: None,
+        unix: None,
+        protocol: Default::default(),
+        write: Default::default(),
+        replay: None,
+        max_subscribers: None,
+        queue_limit: None,
+    };
+    let (_, fd) = c.add_console(spec).unwrap();
+    let mut guest = std::os::unix::net::UnixStream::from(fd.expect("a guest fd"));
+    for round in 0..20 {
+        let line = format!("round {round}\n");
+        guest.write_all(line.as_bytes()).unwrap();
+        if round % 2 == 0 {
+            c.position("fd.log").unwrap(); // drains
+        } else {
+            // No request: only the console's own wake-up can bring this line in.
+            let path = d.log("fd.log");
+            wait_for(
+                Duration::from_secs(10),
+                &format!("{line:?} without a drain"),
+                || {
+                    std::fs::read(&path)
+                        .ok()?
+                        .ends_with(line.as_bytes())
+                        .then_some(())
+                },
+            );
+        }
+    }
+}

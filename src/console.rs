@@ -307,10 +307,21 @@ impl Console {
     }
 
     /// Reads what the guest has written so far, without waiting (GetPosition, ReadLog).
+    ///
+    /// This reads the socket directly, until EAGAIN: tokio's cached readiness may say "not
+    /// ready" for data that has arrived since the last poll, and polling here would replace the
+    /// pump's waker. Reading to EAGAIN leaves nothing behind that an edge-triggered wake-up could
+    /// miss.
     pub fn drain(&mut self) {
-        let waker = std::task::Waker::noop();
-        let mut cx = Context::from_waker(waker);
-        while self.poll_guest_output(&mut cx) {}
+        let mut buf = vec![0u8; READ_CHUNK];
+        while let Some(guest) = &self.guest {
+            match nix::unistd::read(guest, &mut buf) {
+                Ok(0) => self.guest_gone("EOF"),
+                Ok(n) => self.output(Bytes::copy_from_slice(&buf[..n])),
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(_) => return, // EAGAIN: everything is in
+            }
+        }
     }
 
     fn poll_guest_connect(&mut self, cx: &mut Context<'_>) {
