@@ -8,14 +8,16 @@
 //!
 //! Options: `--quick` (one run, smaller transfers, under a minute), `--runs N` (default 3; every
 //! figure is the median over the runs), `--logd PATH` (default: `logd` next to this executable),
-//! `--dir DIR` (where the temporary directories go; default: the system temp dir) and
-//! `--only NAME` (run only the scenario called NAME, or else those whose name contains NAME,
-//! e.g. `100b` or `rss`).
+//! `--dir DIR` (where the temporary directories go; default: the system temp dir),
+//! `--only NAME[,NAME…]` (run only the scenario called NAME, or else those whose name contains
+//! NAME, e.g. `100b`, `rss` or `one_stream_64k,console`) and `--console-queue-limit BYTES` (the
+//! subscribers' queue limit in the console scenarios; default 16 MiB, see below).
 //!
 //! Every figure is one line `name: value unit` on stdout; progress and notes go to stderr.
 //! MB is 10^6 bytes; CPU-s/GiB is CPU time per 2^30 bytes moved, from the /proc tick counters
 //! (1/CLK_TCK s each, so a 1 GiB transfer at 2 GB/s is read to about ±2%). The ratios
-//! (`*_vs_baseline*` in %, `*_cpu_vs_*` in x, `idle5000_vs_alone`) come last. Each scenario run starts a fresh
+//! (`*_vs_baseline*` in %, `*_cpu_vs_*` in x, `idle5000_vs_alone`,
+//! `console_fanout_64_vs_one_stream_64k`) come last. Each scenario run starts a fresh
 //! `logd` (max_size 2 MiB, 3 backups, default workers, `RUST_LOG` unset) in its own directory,
 //! and kills it after.
 //!
@@ -33,6 +35,23 @@
 //!   ends kept open, nothing written), timing the opens, then the `one_stream_64k` transfer runs.
 //! - `rss_per_idle_domain_1000`, `rss_per_idle_domain_10000`: the daemon's VmRSS before opening
 //!   any domain and after opening that many idle ones; also MemAvailable for the 10,000 case.
+//! - `console_fanout_1`, `_8`, `_64`: a console (`GuestSide::Fd`, log on, raw, no replay) whose
+//!   fake guest (this process, writing into its end of the socketpair) writes 512 MiB (quick:
+//!   64 MiB) in 64 KiB writes, with 1, 8 or 64 TCP subscribers, each reading on its own thread
+//!   into a 64 KiB buffer, counting and spot-checking the bytes. The time runs from the first
+//!   write until every subscriber has every byte; CPU is the daemon's, per GiB of guest output.
+//!   A run where logd cut a subscriber off, or a subscriber got other bytes, is left out.
+//! - `console_latency`: one 16-byte probe at a time, ~1 ms apart, from a console's guest to its
+//!   subscriber (2,000 probes; quick: 300), timed from just before the write to the end of the
+//!   read: first on an idle daemon (`console_latency_idle_*`), then while a second domain's
+//!   console streams 64 KiB writes to its own subscriber without pause.
+//! - `console_stalled`: the console transfer (256 MiB; quick: 64 MiB) with one reading
+//!   subscriber, then on the same console with one more that never reads (4 KiB SO_RCVBUF);
+//!   a note says whether logd cut the stalled one off.
+//!
+//! The console scenarios set each subscriber's queue limit to 16 MiB: logd's default (1 MiB) is
+//! less than what one poll of a console queues before it first writes to its subscribers, so a
+//! guest writing at full speed gets every subscriber cut off at once however fast it reads.
 //!
 //! Other work on the machine skews every figure: before each measurement the bench waits (up to
 //! 20 s; 5 s with --quick) until other processes keep fewer than a quarter of a CPU busy, and
