@@ -40,6 +40,8 @@ pub enum ConfigError {
 pub struct Config {
     /// The main socket.
     pub socket: PathBuf,
+    /// The admin socket (introspection and actions), beside the main one by default.
+    pub admin_socket: PathBuf,
     /// Relative log paths resolve under this directory; absolute ones must lie under it or
     /// under one of `allowed_dirs`.
     pub log_root: PathBuf,
@@ -58,6 +60,7 @@ pub struct Config {
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     socket: Option<PathBuf>,
+    admin_socket: Option<PathBuf>,
     log_root: Option<PathBuf>,
     allowed_dirs: Option<Vec<PathBuf>>,
     max_size: Option<SizeValue>,
@@ -79,6 +82,7 @@ enum SizeValue {
 #[derive(Debug, Default, Clone)]
 pub struct Overrides {
     pub socket: Option<PathBuf>,
+    pub admin_socket: Option<PathBuf>,
     pub log_root: Option<PathBuf>,
     /// Seconds; 0 turns idle exit off.
     pub idle_exit: Option<u64>,
@@ -104,6 +108,20 @@ pub fn runtime_dir() -> PathBuf {
         Some(d) if !d.is_empty() => PathBuf::from(d).join("logd"),
         _ => PathBuf::from(format!("/tmp/logd-{}", nix::unistd::geteuid())),
     }
+}
+
+/// The admin socket beside a main socket: `logd.sock` gives `logd-admin.sock`; another name
+/// gets `-admin` appended.
+pub fn admin_socket_for(socket: &Path) -> PathBuf {
+    let name = socket
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "logd.sock".into());
+    let admin = match name.strip_suffix(".sock") {
+        Some(stem) => format!("{stem}-admin.sock"),
+        None => format!("{name}-admin"),
+    };
+    socket.with_file_name(admin)
 }
 
 /// The default log root for this user.
@@ -211,8 +229,13 @@ impl Config {
             .iter()
             .map(|d| absolute("allowed_dirs", d))
             .collect::<Result<Vec<_>, _>>()?;
+        let admin_socket = match over.admin_socket.clone().or(fc.admin_socket) {
+            Some(a) => a,
+            None => admin_socket_for(&socket),
+        };
         Ok(Config {
             socket: absolute("socket", &socket)?,
+            admin_socket: absolute("admin_socket", &admin_socket)?,
             log_root,
             allowed_dirs,
             rotate: RotateConfig {
@@ -265,6 +288,7 @@ mod tests {
             Some(&f),
             &Overrides {
                 socket: Some(dir.path().join("s")),
+                admin_socket: None,
                 log_root: Some(dir.path().join("logs")),
                 idle_exit: None,
             },

@@ -25,12 +25,13 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
+use logd_protocol::admin::{GuestState, StreamKind, StreamSnapshot, SubscriberSnapshot};
 use logd_protocol::{ConsoleInfo, ConsoleProtocol, DomainId, GuestSide, Position, WritePolicy};
 use tokio::net::{TcpListener, UnixListener, UnixStream};
 use tokio::time::Sleep;
 
 use crate::rotate::{RotateConfig, RotateError};
-use crate::sink::LogSink;
+use crate::sink::{unix_ms, LogSink};
 use crate::subscriber::{Leave, Socket, Subscriber};
 use crate::telnet;
 
@@ -289,6 +290,38 @@ impl Console {
             bytes_in: self.sink.stats().bytes_in,
             slow_disconnects: self.stats.slow_disconnects,
         }
+    }
+
+    /// The console as the admin socket shows it.
+    pub fn snapshot(&mut self) -> StreamSnapshot {
+        let guest = match (&self.guest, &self.mode) {
+            (Some(_), _) => GuestState::Connected,
+            (None, GuestMode::Fd) => GuestState::Eof,
+            (None, _) => GuestState::Waiting,
+        };
+        let mut snap = self.sink.snapshot(
+            StreamKind::Console {
+                name: self.cfg.name.clone(),
+            },
+            guest,
+        );
+        snap.slow_disconnects = self.stats.slow_disconnects;
+        snap.subscribers = self
+            .subs
+            .iter()
+            .enumerate()
+            .map(|(i, s)| SubscriberSnapshot {
+                id: s.id,
+                peer: s.peer.clone(),
+                since_ms: unix_ms(s.since_wall),
+                bytes_sent: s.bytes_sent,
+                queue: s.queued() as u64,
+                queue_limit: self.cfg.queue_limit as u64,
+                writer: self.may_write(i),
+                protocol: s.protocol(),
+            })
+            .collect();
+        snap
     }
 
     /// Drives everything; never finishes (the console lives until it is removed).

@@ -20,7 +20,10 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::paths::PathPolicy;
 use crate::registry::{self, Registry};
-use crate::server::{self, Shared};
+use crate::server::{self, Endpoint, Shared};
+
+/// Connections served at once on the admin socket.
+const ADMIN_CLIENTS: usize = 64;
 
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
@@ -144,20 +147,32 @@ async fn main_loop(cfg: Config) -> Result<(), DaemonError> {
 
     let _lock = lock(&cfg.socket)?;
     let listener = bind(&cfg.socket)?;
+    let admin_listener = bind(&cfg.admin_socket)?;
     let workers: Vec<Arbiter> = (0..cfg.workers).map(|_| Arbiter::new()).collect();
     let handles = workers.iter().map(Arbiter::handle).collect();
     let registry = Registry::start_global(cfg.rotate, handles);
     let limit = Arc::new(Semaphore::new(cfg.max_clients));
-    let shared = Arc::new(Shared {
+    let shared = Shared {
+        endpoint: Endpoint::Main,
         registry: registry.clone(),
         policy: PathPolicy::new(cfg.log_root.clone(), cfg.allowed_dirs.clone()),
         limit: limit.clone(),
         daemon_uid: nix::unistd::geteuid().as_raw(),
-    });
+    };
+    let admin = Shared {
+        endpoint: Endpoint::Admin,
+        registry: registry.clone(),
+        policy: shared.policy.clone(),
+        limit: Arc::new(Semaphore::new(ADMIN_CLIENTS)),
+        daemon_uid: shared.daemon_uid,
+    };
     let stop = CancellationToken::new();
-    let accept = actix_rt::spawn(server::serve(listener, shared, stop.clone()));
+    let accept = actix_rt::spawn(server::serve(listener, Arc::new(shared), stop.clone()));
+    let accept_admin =
+        actix_rt::spawn(server::serve(admin_listener, Arc::new(admin), stop.clone()));
     tracing::info!(
         socket = %cfg.socket.display(),
+        admin_socket = %cfg.admin_socket.display(),
         log_root = %cfg.log_root.display(),
         max_size = cfg.rotate.max_size,
         max_backups = cfg.rotate.max_backups,
@@ -175,7 +190,9 @@ async fn main_loop(cfg: Config) -> Result<(), DaemonError> {
     tracing::info!(reason = which, "shutting down");
     stop.cancel();
     let _ = accept.await;
+    let _ = accept_admin.await;
     let _ = std::fs::remove_file(&cfg.socket);
+    let _ = std::fs::remove_file(&cfg.admin_socket);
     let _ = registry.send(registry::Shutdown).await;
     for w in workers {
         w.stop();

@@ -251,6 +251,26 @@ impl Handler<RemoveConsole> for Domain {
     }
 }
 
+/// The domain's streams as the admin socket shows them.
+#[derive(Message)]
+#[rtype(result = "Vec<logd_protocol::admin::StreamSnapshot>")]
+pub struct Snapshot;
+
+impl Handler<Snapshot> for Domain {
+    type Result = Vec<logd_protocol::admin::StreamSnapshot>;
+
+    fn handle(&mut self, _: Snapshot, _: &mut Context<Self>) -> Self::Result {
+        self.streams
+            .iter_mut()
+            .flatten()
+            .map(|(_, s)| match s {
+                Stream::Pipe(p) => p.snapshot(),
+                Stream::Console(c) => c.snapshot(),
+            })
+            .collect()
+    }
+}
+
 /// Describe this domain's consoles.
 #[derive(Message)]
 #[rtype(result = "Vec<ConsoleInfo>")]

@@ -87,6 +87,8 @@ struct DomainEntry {
     addr: Addr<Domain>,
     /// Paths held open or with a request in flight.
     claims: u32,
+    /// When the domain was created, ms since the Unix epoch.
+    since_ms: u64,
     /// The names of the domain's consoles (so listing asks only those domains, and a duplicate
     /// name is refused before anything is claimed).
     consoles: Vec<Box<str>>,
@@ -101,7 +103,13 @@ pub struct Registry {
     /// Open paths (and paths with an append in flight) and their owner.
     paths: HashMap<PathBuf, DomainKey>,
     shutting_down: bool,
+    started: std::time::Instant,
 }
+
+/// The mailbox bound of a domain actor (actix's default).
+const DOMAIN_MAILBOX: u32 = 16;
+/// The registry's mailbox bound.
+const REGISTRY_MAILBOX: usize = 256;
 
 impl Registry {
     /// Starts the registry on the current arbiter and makes it the process's registry.
@@ -113,6 +121,7 @@ impl Registry {
             domains: HashMap::new(),
             paths: HashMap::new(),
             shutting_down: false,
+            started: std::time::Instant::now(),
         }
         .start();
         let _ = REGISTRY.set(addr.clone());
@@ -165,6 +174,7 @@ impl Registry {
                     name: id.name.as_str().into(),
                     addr,
                     claims: 0,
+                    since_ms: crate::sink::unix_ms(std::time::SystemTime::now()),
                     consoles: Vec::new(),
                 })
             }
@@ -237,7 +247,7 @@ impl Actor for Registry {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         // Control messages only: a little headroom over the default for bursts of opens.
-        ctx.set_mailbox_capacity(256);
+        ctx.set_mailbox_capacity(REGISTRY_MAILBOX);
     }
 }
 
@@ -499,6 +509,89 @@ impl Handler<ListConsoles> for Registry {
             all
         })
     }
+}
+
+/// Every live actor, for the admin socket.
+#[derive(Message)]
+#[rtype(result = "logd_protocol::admin::DaemonSnapshot")]
+pub struct Snapshot {
+    /// Only the domain with this name (all when None).
+    pub only: Option<String>,
+}
+
+impl Handler<Snapshot> for Registry {
+    type Result = ResponseFuture<logd_protocol::admin::DaemonSnapshot>;
+
+    fn handle(&mut self, msg: Snapshot, _: &mut Context<Self>) -> Self::Result {
+        use logd_protocol::admin::{DaemonSnapshot, DomainSnapshot, MailboxSnapshot};
+        // Requests in flight per domain: its claims beyond the paths it holds.
+        let mut held: HashMap<&DomainKey, u32> = HashMap::new();
+        for k in self.paths.values() {
+            *held.entry(k).or_default() += 1;
+        }
+        // Every request is queued now; the domains answer in parallel.
+        let reqs: Vec<_> = self
+            .domains
+            .iter()
+            .filter(|(_, e)| msg.only.as_deref().is_none_or(|n| *e.name == *n))
+            .map(|(k, e)| {
+                let snap = DomainSnapshot {
+                    id: DomainId {
+                        driver: k.driver.to_string(),
+                        uuid: k.uuid,
+                        name: e.name.to_string(),
+                    },
+                    since_ms: e.since_ms,
+                    mailbox: MailboxSnapshot {
+                        depth: e.claims.saturating_sub(held.get(k).copied().unwrap_or(0)),
+                        capacity: DOMAIN_MAILBOX,
+                    },
+                    streams: Vec::new(),
+                };
+                (snap, e.addr.send(domain::Snapshot))
+            })
+            .collect();
+        let uptime_ms = self.started.elapsed().as_millis() as u64;
+        Box::pin(async move {
+            let mut domains = Vec::with_capacity(reqs.len());
+            for (mut snap, req) in reqs {
+                if let Ok(streams) = req.await {
+                    snap.streams = streams;
+                    domains.push(snap);
+                }
+            }
+            domains.sort_by(|a, b| a.id.name.cmp(&b.id.name));
+            let (fds, rss_kib) = process_usage();
+            DaemonSnapshot {
+                version: format!("logd {}", env!("CARGO_PKG_VERSION")),
+                pid: std::process::id(),
+                uptime_ms,
+                fds,
+                rss_kib,
+                registry: MailboxSnapshot {
+                    depth: 0,
+                    capacity: REGISTRY_MAILBOX as u32,
+                },
+                domains,
+            }
+        })
+    }
+}
+
+/// Open fds and resident KiB of this process, from /proc.
+fn process_usage() -> (u64, u64) {
+    let fds = std::fs::read_dir("/proc/self/fd")
+        .map(|d| d.count() as u64)
+        .unwrap_or(0);
+    let rss = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0);
+    (fds, rss)
 }
 
 /// A domain's stream reached EOF and was closed.

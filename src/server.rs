@@ -19,7 +19,8 @@ use std::time::Duration;
 
 use actix::Addr;
 use bytes::BytesMut;
-use logd_protocol::codec::{self, ProtocolError};
+use logd_protocol::admin::{AdminRequest, AdminResponse};
+use logd_protocol::codec::{self, ProtocolError, MAX_ADMIN_FRAME};
 use logd_protocol::{
     fdpass, ConsoleSpec, DomainId, ErrorCode, GuestSide, Hello, OpenFlags, Request, Response,
     Welcome, WireError, MAGIC, MAX_APPEND_LEN, MAX_NAME_LEN, MAX_READ_LEN, MAX_REQUEST_FRAME,
@@ -45,10 +46,21 @@ pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What the connections share.
 pub struct Shared {
+    /// Which socket this is: the main one or the admin one.
+    pub endpoint: Endpoint,
     pub registry: Addr<Registry>,
     pub policy: PathPolicy,
     pub limit: Arc<Semaphore>,
     pub daemon_uid: u32,
+}
+
+/// The two sockets: they share framing, handshake and access checks, not requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// Logs and consoles ([`Request`]).
+    Main,
+    /// Introspection and actions ([`AdminRequest`]); the main socket cannot decode these.
+    Admin,
 }
 
 /// Why a connection ended early.
@@ -223,6 +235,23 @@ impl Connection {
                 }
                 Err(e) => return Err(e),
             };
+            if self.shared.endpoint == Endpoint::Admin {
+                let reply = match codec::decode::<AdminRequest>(&payload) {
+                    Ok(req) => {
+                        tracing::debug!(request = req.kind(), "admin request");
+                        self.handle_admin(req).await
+                    }
+                    Err(e) => {
+                        tracing::info!(cause = %e, "malformed admin request");
+                        AdminResponse::Error(WireError::new(
+                            ErrorCode::Malformed,
+                            format!("malformed admin request: {e}"),
+                        ))
+                    }
+                };
+                self.send_msg(&reply, MAX_ADMIN_FRAME, None).await?;
+                continue;
+            }
             let reply = match codec::decode::<Request>(&payload) {
                 Ok(req) => {
                     tracing::debug!(request = req.kind(), "request");
@@ -282,7 +311,16 @@ impl Connection {
     }
 
     async fn send(&mut self, resp: &Response, fd: Option<BorrowedFd<'_>>) -> Result<(), ConnError> {
-        let frame = match codec::encode_frame(resp, MAX_RESPONSE_FRAME) {
+        self.send_msg(resp, MAX_RESPONSE_FRAME, fd).await
+    }
+
+    async fn send_msg<T: serde::Serialize>(
+        &mut self,
+        resp: &T,
+        max: usize,
+        fd: Option<BorrowedFd<'_>>,
+    ) -> Result<(), ConnError> {
+        let frame = match codec::encode_frame(resp, max) {
             Ok(f) => f,
             Err(e) => {
                 tracing::error!(cause = %e, "cannot encode a response");
@@ -301,6 +339,33 @@ impl Connection {
     async fn send_error(&mut self, code: ErrorCode, message: String) -> Result<(), ConnError> {
         self.send(&Response::Error(WireError::new(code, message)), None)
             .await
+    }
+
+    async fn handle_admin(&mut self, req: AdminRequest) -> AdminResponse {
+        let reg = &self.shared.registry;
+        let only = match &req {
+            AdminRequest::Snapshot => None,
+            AdminRequest::DomainSnapshot { name } => Some(name.clone()),
+        };
+        let snap = match reg.send(registry::Snapshot { only: only.clone() }).await {
+            Ok(s) => s,
+            Err(_) => {
+                return AdminResponse::Error(WireError::new(
+                    ErrorCode::Internal,
+                    "the registry is gone",
+                ))
+            }
+        };
+        match only {
+            None => AdminResponse::Snapshot(snap),
+            Some(name) => match snap.domains.into_iter().next() {
+                Some(d) => AdminResponse::Domain(d),
+                None => AdminResponse::Error(WireError::new(
+                    ErrorCode::NotFound,
+                    format!("no domain named {name:?}"),
+                )),
+            },
+        }
     }
 
     async fn handle(&mut self, req: Request) -> Reply {

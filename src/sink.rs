@@ -8,6 +8,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use logd_protocol::admin::{GuestState, LastError, StreamKind, StreamSnapshot};
 use logd_protocol::Position;
 
 use crate::rotate::{RotateConfig, RotateError, RotatingFile};
@@ -26,11 +27,62 @@ pub struct SinkStats {
     pub dropped_disk: u64,
 }
 
+/// Bytes per second over the last few seconds, from per-second buckets updated as bytes pass
+/// (no timer: an idle sink costs nothing).
+#[derive(Debug, Default, Clone)]
+pub struct RateMeter {
+    /// Seconds since the daemon started, of the newest bucket.
+    now: u32,
+    buckets: [u32; RATE_BUCKETS],
+}
+
+/// Buckets kept: the current second and the ones before it.
+const RATE_BUCKETS: usize = 4;
+
+/// Seconds since the process started (a coarse clock for rate buckets).
+fn uptime_secs() -> u32 {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_secs() as u32
+}
+
+impl RateMeter {
+    fn roll(&mut self, now: u32) {
+        let gap = now.saturating_sub(self.now) as usize;
+        if gap > 0 {
+            for i in 1..=gap.min(RATE_BUCKETS) {
+                self.buckets[(self.now as usize + i) % RATE_BUCKETS] = 0;
+            }
+            self.now = now;
+        }
+    }
+
+    pub fn add(&mut self, n: usize) {
+        let now = uptime_secs();
+        self.roll(now);
+        let b = &mut self.buckets[now as usize % RATE_BUCKETS];
+        *b = b.saturating_add(n.min(u32::MAX as usize) as u32);
+    }
+
+    /// Average bytes per second over the complete seconds kept (the current one is partial).
+    pub fn per_second(&mut self) -> u64 {
+        let now = uptime_secs();
+        self.roll(now);
+        let full = RATE_BUCKETS - 1;
+        let sum: u64 = (1..=full)
+            .map(|back| self.buckets[(now as usize + RATE_BUCKETS - back) % RATE_BUCKETS] as u64)
+            .sum();
+        sum / full as u64
+    }
+}
+
 /// A rotating file, its retry timer and its counters.
 pub struct LogSink {
     file: RotatingFile,
     retry_at: Option<Instant>,
     stats: SinkStats,
+    rate_in: RateMeter,
+    rate_out: RateMeter,
+    last_error: Option<Box<(String, std::time::SystemTime)>>,
 }
 
 impl LogSink {
@@ -39,6 +91,9 @@ impl LogSink {
             file: RotatingFile::open(path, cfg, truncate)?,
             retry_at: None,
             stats: SinkStats::default(),
+            rate_in: RateMeter::default(),
+            rate_out: RateMeter::default(),
+            last_error: None,
         })
     }
 
@@ -54,14 +109,53 @@ impl LogSink {
         self.file.rotations()
     }
 
+    /// Snapshot of the sink's counters for the admin socket (the caller fills kind, guest and
+    /// subscribers).
+    pub fn snapshot(&mut self, kind: StreamKind, guest: GuestState) -> StreamSnapshot {
+        let (rate_in, rate_out) = self.rates();
+        StreamSnapshot {
+            kind,
+            path: self.path().display().to_string(),
+            bytes_in: self.stats.bytes_in,
+            bytes_written: self.stats.bytes_written,
+            file_size: self.position().offset,
+            rotations: self.rotations(),
+            dropped_disk: self.stats.dropped_disk,
+            guest,
+            last_error: self.last_error().map(|(m, t)| LastError {
+                message: m.to_owned(),
+                at_ms: unix_ms(t),
+            }),
+            rate_in,
+            rate_out,
+            subscribers: Vec::new(),
+            slow_disconnects: 0,
+        }
+    }
+
     /// The end of the active file.
     pub fn position(&self) -> Position {
         self.file.position()
     }
 
+    /// Input and output rates, bytes per second over the last few seconds.
+    pub fn rates(&mut self) -> (u64, u64) {
+        (self.rate_in.per_second(), self.rate_out.per_second())
+    }
+
+    /// The last error and when it happened.
+    pub fn last_error(&self) -> Option<(&str, std::time::SystemTime)> {
+        self.last_error.as_deref().map(|(m, t)| (m.as_str(), *t))
+    }
+
+    fn record_error(&mut self, e: &dyn std::fmt::Display) {
+        self.last_error = Some(Box::new((e.to_string(), std::time::SystemTime::now())));
+    }
+
     /// Appends `data`, or counts it as dropped if the file cannot take it.
     pub fn write(&mut self, data: &[u8]) {
         self.stats.bytes_in += data.len() as u64;
+        self.rate_in.add(data.len());
         if !self.file.is_healthy() {
             if self.retry_at.is_some_and(|t| Instant::now() < t) {
                 self.stats.dropped_disk += data.len() as u64;
@@ -70,6 +164,7 @@ impl LogSink {
             if let Err(e) = self.file.reopen() {
                 self.retry_at = Some(Instant::now() + RETRY_INTERVAL);
                 self.stats.dropped_disk += data.len() as u64;
+                self.record_error(&e);
                 tracing::debug!(path = %self.path().display(), cause = %e, "log file still unwritable");
                 return;
             }
@@ -77,13 +172,50 @@ impl LogSink {
             self.retry_at = None;
         }
         match self.file.write(data) {
-            Ok(()) => self.stats.bytes_written += data.len() as u64,
+            Ok(()) => {
+                self.stats.bytes_written += data.len() as u64;
+                self.rate_out.add(data.len());
+            }
             Err(f) => {
                 self.stats.bytes_written += f.written as u64;
+                self.rate_out.add(f.written);
+                self.record_error(&f.error);
                 self.stats.dropped_disk += (data.len() - f.written) as u64;
                 self.retry_at = Some(Instant::now() + RETRY_INTERVAL);
                 tracing::warn!(path = %self.path().display(), cause = %f.error, dropped = data.len() - f.written, "cannot write log file; dropping bytes until it works again");
             }
         }
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn unix_ms(t: std::time::SystemTime) -> u64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_meter_averages_full_seconds_and_forgets_old_ones() {
+        let mut m = RateMeter::default();
+        m.now = 10;
+        m.buckets = [0; RATE_BUCKETS];
+        // 3 full seconds of 100, 200, 300 bytes before second 10.
+        m.buckets[7 % RATE_BUCKETS] = 100;
+        m.buckets[8 % RATE_BUCKETS] = 200;
+        m.buckets[9 % RATE_BUCKETS] = 300;
+        m.roll(10);
+        let full = RATE_BUCKETS as u64 - 1;
+        let sum: u64 = (1..=full)
+            .map(|b| m.buckets[(10 + RATE_BUCKETS - b as usize) % RATE_BUCKETS] as u64)
+            .sum();
+        assert_eq!(sum / full, 200);
+        // Ten seconds later, everything has aged out.
+        m.roll(20);
+        assert!(m.buckets.iter().all(|&b| b == 0));
     }
 }

@@ -113,6 +113,12 @@ impl LogStream {
         &self.sink
     }
 
+    /// The stream as the admin socket shows it.
+    pub fn snapshot(&mut self) -> logd_protocol::admin::StreamSnapshot {
+        use logd_protocol::admin::{GuestState, StreamKind};
+        self.sink.snapshot(StreamKind::Stdio, GuestState::Connected)
+    }
+
     /// The end of the active file. Call [`LogStream::drain`] first to include the pipe's bytes.
     pub fn position(&self) -> Position {
         self.sink.position()

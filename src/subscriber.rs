@@ -79,6 +79,8 @@ pub struct Subscriber {
     pub id: u64,
     pub peer: String,
     pub since: Instant,
+    /// The same moment on the wall clock, for the admin socket.
+    pub since_wall: std::time::SystemTime,
     sock: Socket,
     protocol: ConsoleProtocol,
     decoder: telnet::Decoder,
@@ -106,6 +108,7 @@ impl Subscriber {
             id,
             peer,
             since: Instant::now(),
+            since_wall: std::time::SystemTime::now(),
             sock,
             protocol,
             decoder: telnet::Decoder::default(),

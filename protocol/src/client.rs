@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 
-use crate::codec::{self, ProtocolError, MAX_REQUEST_FRAME, MAX_RESPONSE_FRAME};
+use crate::admin::{AdminRequest, AdminResponse, DaemonSnapshot, DomainSnapshot};
+use crate::codec::{self, ProtocolError, MAX_ADMIN_FRAME, MAX_REQUEST_FRAME, MAX_RESPONSE_FRAME};
 use crate::fdpass;
 use crate::message::*;
 
@@ -248,9 +249,13 @@ impl Client {
     }
 
     fn receive(&mut self) -> Result<Response, ClientError> {
+        self.receive_as(MAX_RESPONSE_FRAME)
+    }
+
+    fn receive_as<T: serde::de::DeserializeOwned>(&mut self, max: usize) -> Result<T, ClientError> {
         let mut chunk = vec![0u8; 64 * 1024];
         loop {
-            if let Some(resp) = codec::decode_frame(&mut self.buf, MAX_RESPONSE_FRAME)? {
+            if let Some(resp) = codec::decode_frame(&mut self.buf, max)? {
                 return Ok(resp);
             }
             let n = fdpass::recv_with_fds(self.sock.as_fd(), &mut chunk, &mut self.fds)?;
@@ -262,6 +267,55 @@ impl Client {
                 };
             }
             self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+}
+
+/// A connection to logd's admin socket.
+pub struct AdminClient {
+    inner: Client,
+}
+
+impl AdminClient {
+    /// Connects to the admin socket at `path` and does the handshake.
+    pub fn connect(path: &Path) -> Result<Self, ClientError> {
+        Ok(AdminClient {
+            inner: Client::connect(path)?,
+        })
+    }
+
+    /// Sends one admin request and waits for its answer; an error answer becomes
+    /// [`ClientError::Server`].
+    pub fn call(&mut self, req: &AdminRequest) -> Result<AdminResponse, ClientError> {
+        self.inner.send(req)?;
+        match self.inner.receive_as::<AdminResponse>(MAX_ADMIN_FRAME)? {
+            AdminResponse::Error(e) => Err(e.into()),
+            r => Ok(r),
+        }
+    }
+
+    /// Every live actor.
+    pub fn snapshot(&mut self) -> Result<DaemonSnapshot, ClientError> {
+        match self.call(&AdminRequest::Snapshot)? {
+            AdminResponse::Snapshot(s) => Ok(s),
+            other => Err(ClientError::Unexpected {
+                request: "Snapshot",
+                got: format!("{other:?}"),
+            }),
+        }
+    }
+
+    /// One domain, by name.
+    pub fn domain(&mut self, name: &str) -> Result<DomainSnapshot, ClientError> {
+        let req = AdminRequest::DomainSnapshot {
+            name: name.to_owned(),
+        };
+        match self.call(&req)? {
+            AdminResponse::Domain(d) => Ok(d),
+            other => Err(ClientError::Unexpected {
+                request: req.kind(),
+                got: format!("{other:?}"),
+            }),
         }
     }
 }

@@ -18,6 +18,8 @@ pub const MAX_READ_LEN: u64 = 4 * 1024 * 1024;
 pub const MAX_REQUEST_FRAME: usize = 128 * 1024;
 /// The largest frame the daemon sends: a full `ReadLog` answer plus room for its fields.
 pub const MAX_RESPONSE_FRAME: usize = MAX_READ_LEN as usize + 64 * 1024;
+/// The largest frame on the admin socket (a snapshot of 10,000 domains fits with room).
+pub const MAX_ADMIN_FRAME: usize = 64 * 1024 * 1024;
 /// The most fds accepted with one frame; more is a protocol error (and they are closed).
 pub const MAX_FDS_PER_FRAME: usize = 4;
 
@@ -43,8 +45,9 @@ pub enum ProtocolError {
 }
 
 fn config() -> impl bincode::config::Config {
-    // The limit also bounds any length claimed inside a payload (a Vec of 2^60 elements).
-    bincode::config::standard().with_limit::<MAX_RESPONSE_FRAME>()
+    // The limit also bounds any length claimed inside a payload (a Vec of 2^60 elements); the
+    // frame limits, checked before any payload is read, are the tighter ones.
+    bincode::config::standard().with_limit::<MAX_ADMIN_FRAME>()
 }
 
 /// Encodes one message (payload only, no length prefix).

@@ -7,11 +7,13 @@
 //! - [`codec`]: the frame format (a length prefix, then a bincode payload), the frame limits,
 //!   and the only two functions that know the payload encoding ([`codec::encode`], [`codec::decode`]);
 //! - [`fdpass`]: sending and receiving file descriptors with SCM_RIGHTS, with a cap per message;
+//! - [`admin`]: the admin socket's requests and the snapshot of every live actor;
 //! - [`client`]: a small blocking client that does the handshake and one request at a time.
 //!
 //! `docs/protocol.md` in the repository describes the bytes. Nothing here depends on actix or on an
 //! async runtime: the daemon drives these functions from tokio, the client from blocking sockets.
 
+pub mod admin;
 pub mod client;
 pub mod codec;
 pub mod fdpass;

@@ -651,11 +651,12 @@ fn console_fanout(b: &mut Bench, subscribers: usize, total: u64) -> Result<()> {
         let mut client = daemon.client()?;
         let (t, ok) = fanout_run(b, &daemon, &mut client, subscribers, total)
             .with_context(|| daemon.failed(&name))?;
-        b.progress(&name, run, &t.transfer);
-        t.progress(&name, run, b.runs);
         if ok {
+            b.progress(&name, run, &t.transfer);
+            t.progress(&name, run, b.runs);
             runs.push(t.transfer);
         } else {
+            t.progress(&name, run, b.runs);
             note(format!(
                 "{name} run {run}: not every subscriber got every byte; the run is left out"
             ));
@@ -699,58 +700,163 @@ fn fanout_run(
 /// daemon and while another domain's console streams in bulk.
 fn console_latency(b: &mut Bench, probes: u32) -> Result<()> {
     let name = "console_latency";
-    let (mut idle, mut busy) = (Vec::new(), Vec::new());
+    let workers = logd_workers();
+    if workers < 2 {
+        note(format!(
+            "{name}: logd runs {workers} worker: the bulk console cannot be put on another worker \
+             than the probed one"
+        ));
+    }
+    let mut runs = Vec::new();
     for run in 1..=b.runs {
         let daemon = b.daemon(name)?;
         let mut client = daemon.client()?;
-        let (i, l, bulk) =
-            latency_run(b, &daemon, &mut client, probes).with_context(|| daemon.failed(name))?;
+        let r = latency_run(b, &daemon, &mut client, probes, workers)
+            .with_context(|| daemon.failed(name))?;
+        let show = |what: &str, l: &Latencies, bulk: Option<&BulkOutcome>| {
+            let bulk = match bulk {
+                None => String::new(),
+                Some(o) => format!(
+                    " (bulk stream {:.0} MB/s to its subscriber{})",
+                    o.mb_per_s,
+                    match o.cut_offs {
+                        0 => String::new(),
+                        n => format!(
+                            ", which logd cut off as slow {n} time(s) and which reconnected"
+                        ),
+                    }
+                ),
+            };
+            format!(
+                "{what}: p50 {:.0} µs, p99 {:.0} µs, max {:.0} µs{bulk}",
+                l.p50, l.p99, l.max
+            )
+        };
         note(format!(
-            "{name} run {run}/{}: {probes} probes; idle p50 {:.0} µs, p99 {:.0} µs, max {:.0} µs; \
-             with the bulk stream p50 {:.0} µs, p99 {:.0} µs, max {:.0} µs; the bulk stream moved \
-             {:.0} MB/s to its subscriber meanwhile{}",
+            "{name} run {run}/{}: {probes} probes; {}; {}; {}",
             b.runs,
-            i.p50,
-            i.p99,
-            i.max,
-            l.p50,
-            l.p99,
-            l.max,
-            bulk.mb_per_s,
-            match bulk.cut_offs {
-                0 => String::new(),
-                n => format!(" (logd cut that subscriber off as slow {n} time(s); it reconnected)"),
-            }
+            show("idle", &r.idle, None),
+            show(
+                "bulk on the other worker",
+                &r.other_worker.0,
+                Some(&r.other_worker.1)
+            ),
+            show(
+                "bulk on the same worker",
+                &r.same_worker.0,
+                Some(&r.same_worker.1)
+            ),
         ));
-        idle.push(i);
-        busy.push(l);
+        runs.push(r);
     }
-    let pick =
-        |v: &[Latencies], f: fn(&Latencies) -> f64| median(&v.iter().map(f).collect::<Vec<_>>());
-    b.figure("console_latency_p50", pick(&busy, |l| l.p50), "µs");
-    b.figure("console_latency_p99", pick(&busy, |l| l.p99), "µs");
-    b.figure("console_latency_max", pick(&busy, |l| l.max), "µs");
-    b.figure("console_latency_idle_p50", pick(&idle, |l| l.p50), "µs");
-    b.figure("console_latency_idle_p99", pick(&idle, |l| l.p99), "µs");
+    let pick = |f: &dyn Fn(&LatencyRun) -> f64| median(&runs.iter().map(f).collect::<Vec<_>>());
+    let figures = [
+        ("console_latency_p50", pick(&|r| r.other_worker.0.p50)),
+        ("console_latency_p99", pick(&|r| r.other_worker.0.p99)),
+        ("console_latency_max", pick(&|r| r.other_worker.0.max)),
+        ("console_latency_idle_p50", pick(&|r| r.idle.p50)),
+        ("console_latency_idle_p99", pick(&|r| r.idle.p99)),
+        (
+            "console_latency_same_worker_p50",
+            pick(&|r| r.same_worker.0.p50),
+        ),
+        (
+            "console_latency_same_worker_p99",
+            pick(&|r| r.same_worker.0.p99),
+        ),
+        (
+            "console_latency_same_worker_max",
+            pick(&|r| r.same_worker.0.max),
+        ),
+    ];
+    for (figure, value) in figures {
+        b.figure(figure, value, "µs");
+    }
     Ok(())
 }
 
-/// One `console_latency` run: the probes alone, then with the bulk stream.
+/// The workers logd runs with the bench's config: its default, one per core.
+fn logd_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// The probes of one `console_latency` run.
+struct LatencyRun {
+    idle: Latencies,
+    /// With the bulk stream in a domain on another worker than the probed console's.
+    other_worker: (Latencies, BulkOutcome),
+    /// With the bulk stream in a domain on the probed console's worker.
+    same_worker: (Latencies, BulkOutcome),
+}
+
+/// One `console_latency` run: the probes alone, with a bulk stream in a domain on another
+/// worker, then with one in a domain on the same worker. logd puts each new domain on the next
+/// worker, round-robin; the probed console's domain is the first, so it is on worker 0.
 fn latency_run(
     b: &Bench,
     daemon: &Daemon,
     client: &mut Client,
     probes: u32,
-) -> Result<(Latencies, Latencies, BulkOutcome)> {
-    // The probed console's domain first: domains go round-robin over logd's workers, so the
-    // bulk console's domain lands on the other one, as two busy guests would.
+    workers: usize,
+) -> Result<LatencyRun> {
     let mut probe = FakeConsole::add(client, "bench-probe", b.console_queue_limit)?;
     let mut sub = probe.subscribe()?;
     probe.wait_subscribers(client, 1)?;
     b.wait_for_quiet(Some(daemon))?;
+    let per_phase = PROBE_WARMUP + probes;
     let idle = probe_latency(&mut probe.guest, &mut sub, probes, 0)?;
+    // Domain 2: worker 1.
+    let other_worker = latency_with_bulk(
+        b,
+        client,
+        &mut probe,
+        &mut sub,
+        "bench-bulk",
+        probes,
+        per_phase,
+    )?;
+    // Idle domains until the next one comes round to worker 0 again.
+    let fillers = (workers - 2 % workers) % workers;
+    let _fillers = (0..fillers)
+        .map(|i| {
+            let domain = DomainId::from_name("qemu", &format!("bench-filler-{i}"));
+            client
+                .open_log(
+                    domain,
+                    &format!("bench/filler-{i}.log"),
+                    OpenFlags::default(),
+                )
+                .map(|(_, fd)| fd)
+                .context("opening a filler domain")
+        })
+        .collect::<Result<Vec<OwnedFd>>>()?;
+    let same_worker = latency_with_bulk(
+        b,
+        client,
+        &mut probe,
+        &mut sub,
+        "bench-bulk-same-worker",
+        probes,
+        2 * per_phase,
+    )?;
+    Ok(LatencyRun {
+        idle,
+        other_worker,
+        same_worker,
+    })
+}
 
-    let bulk = FakeConsole::add(client, "bench-bulk", b.console_queue_limit)?;
+/// The probes while a new domain's console streams in bulk.
+fn latency_with_bulk(
+    b: &Bench,
+    client: &mut Client,
+    probe: &mut FakeConsole,
+    sub: &mut TcpStream,
+    domain: &str,
+    probes: u32,
+    first_seq: u32,
+) -> Result<(Latencies, BulkOutcome)> {
+    let bulk = FakeConsole::add(client, domain, b.console_queue_limit)?;
     let guest = bulk
         .guest
         .try_clone()
@@ -758,9 +864,9 @@ fn latency_run(
     let stream = BulkStream::start(guest, &bulk)?;
     bulk.wait_subscribers(client, 1)?;
     std::thread::sleep(BULK_RAMP);
-    let busy = probe_latency(&mut probe.guest, &mut sub, probes, PROBE_WARMUP + probes);
+    let took = probe_latency(&mut probe.guest, sub, probes, first_seq);
     let outcome = stream.stop();
-    Ok((idle, busy?, outcome?))
+    Ok((took?, outcome?))
 }
 
 /// Sends [`PROBE_WARMUP`] and then `count` probes through the console, one at a time with
@@ -975,9 +1081,12 @@ fn stalled_run(
     console.wait_subscribers(client, 1)?;
     b.wait_for_quiet(Some(daemon))?;
     let none = console_transfer(daemon, &mut console.guest, vec![(reader, 0)], total)?;
-    b.progress("console_stalled_none", run, &none.transfer);
+    let ok = none.check("console_stalled_none", total, &console.info(client)?, total);
+    if ok {
+        b.progress("console_stalled_none", run, &none.transfer);
+    }
     none.progress("console_stalled_none", run, b.runs);
-    if !none.check("console_stalled_none", total, &console.info(client)?, total) {
+    if !ok {
         return Ok(None);
     }
     let reader = none.received[0]
@@ -989,10 +1098,12 @@ fn stalled_run(
     console.wait_subscribers(client, 2)?;
     b.wait_for_quiet(Some(daemon))?;
     let one = console_transfer(daemon, &mut console.guest, vec![(reader, total)], total)?;
-    b.progress("console_stalled_one", run, &one.transfer);
-    one.progress("console_stalled_one", run, b.runs);
     let info = console.info(client)?;
     let ok = one.check("console_stalled_one", total, &info, 2 * total);
+    if ok {
+        b.progress("console_stalled_one", run, &one.transfer);
+    }
+    one.progress("console_stalled_one", run, b.runs);
 
     // The stalled subscriber must have been cut off: logd counts it, and its socket ends.
     stuck.set_read_timeout(Some(Duration::from_secs(10)))?;

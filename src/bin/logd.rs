@@ -17,6 +17,9 @@ struct Args {
     /// Listen on this UNIX socket instead of the default.
     #[arg(long, value_name = "PATH")]
     socket: Option<PathBuf>,
+    /// Serve the admin socket here [default: beside the main socket, logd-admin.sock].
+    #[arg(long, value_name = "PATH")]
+    admin_socket: Option<PathBuf>,
     /// Keep logs under this directory instead of the default.
     #[arg(long, value_name = "DIR")]
     log_root: Option<PathBuf>,
@@ -59,6 +62,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         args.config.as_deref(),
         &Overrides {
             socket: args.socket,
+            admin_socket: args.admin_socket,
             log_root: args.log_root,
             idle_exit: args.idle_exit,
         },

@@ -23,6 +23,9 @@ struct Args {
     /// logd's socket [default: /run/logd/logd.sock as root, else $XDG_RUNTIME_DIR/logd/logd.sock]
     #[arg(long, global = true, env = "LOGD_SOCKET", value_name = "PATH")]
     socket: Option<PathBuf>,
+    /// logd's admin socket [default: beside the main socket, logd-admin.sock]
+    #[arg(long, global = true, env = "LOGD_ADMIN_SOCKET", value_name = "PATH")]
+    admin_socket: Option<PathBuf>,
     /// Start a daemon if none answers, even as root (a non-root user's default socket always
     /// gets one started).
     #[arg(long, global = true, env = "LOGD_AUTOSTART")]
@@ -134,6 +137,19 @@ enum Cmd {
     /// Manage consoles: a guest's serial chardev with a log and TCP/UNIX subscribers.
     #[command(subcommand)]
     Console(ConsoleCmd),
+    /// Every stream of every domain, one row each, subscribers under their console.
+    Ps {
+        /// JSON (the admin snapshot; see docs/admin.md).
+        #[arg(long)]
+        json: bool,
+    },
+    /// One domain in depth.
+    Stats {
+        /// The domain's name.
+        domain: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// Connect this terminal to a console, as `virsh console` does. Ctrl-] detaches.
     Attach {
         /// The domain's name.
@@ -206,6 +222,16 @@ fn parse_size(s: &str) -> Result<u64, String> {
 }
 
 fn main() -> ExitCode {
+    // A closed stdout (`logdctl ps --json | head`) ends logdctl quietly, as it does any Unix
+    // filter, instead of a panic in println!.
+    // SAFETY: setting a signal's disposition to SIG_DFL installs no handler code, and no other
+    // thread exists yet.
+    unsafe {
+        let _ = nix::sys::signal::signal(
+            nix::sys::signal::Signal::SIGPIPE,
+            nix::sys::signal::SigHandler::SigDfl,
+        );
+    }
     let args = Args::parse();
     match run(args) {
         Ok(code) => code,
@@ -220,6 +246,15 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
     let explicit = args.socket.is_some();
     let socket = args.socket.clone().unwrap_or_else(config::default_socket);
     let autostart = args.autostart || (!explicit && !config::is_root());
+    let admin_socket = args
+        .admin_socket
+        .clone()
+        .unwrap_or_else(|| config::admin_socket_for(&socket));
+    match &args.cmd {
+        Cmd::Ps { json } => return admin::ps(&admin_socket, *json),
+        Cmd::Stats { domain, json } => return admin::stats(&admin_socket, domain, *json),
+        _ => {}
+    }
     let mut client = connect(&socket, autostart)?;
     match args.cmd {
         Cmd::Run {
@@ -249,6 +284,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         Cmd::Console(c) => console(&mut client, c),
         Cmd::Attach { domain, name } => attach::run(&mut client, &domain, &name),
+        Cmd::Ps { .. } | Cmd::Stats { .. } => unreachable!("handled above"),
         Cmd::Append {
             domain,
             log,
@@ -282,6 +318,147 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+mod admin {
+    //! `logdctl ps` and `logdctl stats`: the admin socket's snapshot, as tables or JSON.
+
+    use std::path::Path;
+    use std::process::ExitCode;
+
+    use logd_protocol::admin::{DomainSnapshot, GuestState, StreamKind};
+    use logd_protocol::client::AdminClient;
+
+    /// Bytes, short: 512, 1.5K, 20M, 3.1G.
+    fn human(n: u64) -> String {
+        const UNITS: [&str; 4] = ["", "K", "M", "G"];
+        let mut v = n as f64;
+        let mut u = 0;
+        while v >= 1024.0 && u + 1 < UNITS.len() {
+            v /= 1024.0;
+            u += 1;
+        }
+        if u == 0 {
+            format!("{n}")
+        } else if v < 10.0 {
+            format!("{v:.1}{}", UNITS[u])
+        } else {
+            format!("{v:.0}{}", UNITS[u])
+        }
+    }
+
+    fn guest(g: GuestState) -> &'static str {
+        match g {
+            GuestState::Connected => "up",
+            GuestState::Waiting => "waiting",
+            GuestState::Eof => "eof",
+        }
+    }
+
+    fn rows(d: &DomainSnapshot, out: &mut String) {
+        use std::fmt::Write;
+        for s in &d.streams {
+            let kind = match &s.kind {
+                StreamKind::Stdio => "stdio".to_owned(),
+                StreamKind::Console { name } => name.clone(),
+            };
+            let _ = writeln!(
+                out,
+                "{:<16} {:<9} {:>7} {:>7} {:>4} {:>6} {:<7} {:>7}/s  {}",
+                d.id.name,
+                kind,
+                human(s.bytes_in),
+                human(s.bytes_written),
+                s.rotations,
+                human(s.dropped_disk),
+                guest(s.guest),
+                human(s.rate_in),
+                s.path
+            );
+            for sub in &s.subscribers {
+                let _ = writeln!(
+                    out,
+                    "  #{:<5} {:<22} {:<6} sent {:>7}  queue {}/{}  {:?}",
+                    sub.id,
+                    sub.peer,
+                    if sub.writer { "writer" } else { "reader" },
+                    human(sub.bytes_sent),
+                    human(sub.queue),
+                    human(sub.queue_limit),
+                    sub.protocol
+                );
+            }
+        }
+    }
+
+    const HEADER: &str =
+        "DOMAIN           STREAM         IN WRITTEN  ROT   DROP GUEST      RATE    PATH";
+
+    pub fn ps(socket: &Path, json: bool) -> anyhow::Result<ExitCode> {
+        let snap = AdminClient::connect(socket)?.snapshot()?;
+        if json {
+            println!("{}", serde_json::to_string_pretty(&snap)?);
+            return Ok(ExitCode::SUCCESS);
+        }
+        let mut out = String::new();
+        for d in &snap.domains {
+            rows(d, &mut out);
+        }
+        println!("{HEADER}");
+        print!("{out}");
+        Ok(ExitCode::SUCCESS)
+    }
+
+    pub fn stats(socket: &Path, domain: &str, json: bool) -> anyhow::Result<ExitCode> {
+        let d = AdminClient::connect(socket)?.domain(domain)?;
+        if json {
+            println!("{}", serde_json::to_string_pretty(&d)?);
+            return Ok(ExitCode::SUCCESS);
+        }
+        println!("domain {} ({} {})", d.id.name, d.id.driver, d.id.uuid);
+        println!("mailbox {}/{}", d.mailbox.depth, d.mailbox.capacity);
+        for s in &d.streams {
+            println!();
+            match &s.kind {
+                StreamKind::Stdio => println!("stdio log {}", s.path),
+                StreamKind::Console { name } => println!("console {name}, log {}", s.path),
+            }
+            println!("  bytes in       {}", s.bytes_in);
+            println!("  bytes written  {}", s.bytes_written);
+            println!("  file size      {}", s.file_size);
+            println!("  rotations      {}", s.rotations);
+            println!("  dropped (disk) {}", s.dropped_disk);
+            println!("  guest          {}", guest(s.guest));
+            println!(
+                "  rate in/out    {}/s / {}/s",
+                human(s.rate_in),
+                human(s.rate_out)
+            );
+            if let Some(e) = &s.last_error {
+                println!("  last error     {} (at {} ms)", e.message, e.at_ms);
+            }
+            if matches!(s.kind, StreamKind::Console { .. }) {
+                println!("  slow disconnects {}", s.slow_disconnects);
+                let mut out = String::new();
+                for sub in &s.subscribers {
+                    use std::fmt::Write;
+                    let _ = writeln!(
+                        out,
+                        "  subscriber #{} {} {} sent {} queue {}/{} {:?}",
+                        sub.id,
+                        sub.peer,
+                        if sub.writer { "writer" } else { "reader" },
+                        sub.bytes_sent,
+                        sub.queue,
+                        sub.queue_limit,
+                        sub.protocol
+                    );
+                }
+                print!("{out}");
+            }
+        }
+        Ok(ExitCode::SUCCESS)
     }
 }
 

@@ -1,0 +1,167 @@
+//! End-to-end tests of the admin socket (issue #4): `logdctl ps` and `stats` on the real daemon.
+
+#[path = "harness.rs"]
+mod harness;
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+use harness::*;
+use logd_protocol::admin::AdminRequest;
+use logd_protocol::codec::{encode_frame, MAX_REQUEST_FRAME};
+use logd_protocol::{DomainId, Hello, OpenFlags, Request};
+
+fn ps(d: &Daemon) -> serde_json::Value {
+    serde_json::from_slice(&d.ctl_ok(&["ps", "--json"])).unwrap()
+}
+
+/// Acceptance 1: after exactly N bytes, `ps --json` shows bytes in = bytes written = N, and the
+/// rotation count matches the files.
+#[test]
+fn ps_counts_every_byte_and_every_rotation() {
+    let d = Daemon::with_config("max_size = \"8 KiB\"\nmax_backups = 50\n");
+    let mut c = d.client();
+    let (_, fd) = c
+        .open_log(
+            DomainId::from_name("qemu", "counted"),
+            "counted.log",
+            OpenFlags::default(),
+        )
+        .unwrap();
+    let mut w = std::fs::File::from(fd);
+    let data = numbered_lines(100_000 + 17);
+    w.write_all(&data).unwrap();
+    c.position("counted.log").unwrap(); // drained
+    let v = ps(&d);
+    let s = &v["domains"][0]["streams"][0];
+    assert_eq!(v["domains"][0]["id"]["name"], "counted");
+    assert_eq!(s["kind"], "stdio");
+    assert_eq!(s["bytes_in"], data.len() as u64, "{s}");
+    assert_eq!(s["bytes_written"], data.len() as u64, "{s}");
+    let backups = (0..50)
+        .filter(|i| d.log(&format!("counted.log.{i}")).exists())
+        .count();
+    assert!(backups > 5);
+    assert_eq!(s["rotations"], backups as u64, "{s}");
+    assert_eq!(
+        s["file_size"],
+        std::fs::metadata(d.log("counted.log")).unwrap().len()
+    );
+    assert_eq!(s["guest"], "connected");
+    assert_eq!(s["dropped_disk"], 0);
+    assert!(v["rss_kib"].as_u64().unwrap() > 0 && v["fds"].as_u64().unwrap() > 3);
+
+    // The table has the same stream, and `stats` the same numbers.
+    let table = String::from_utf8(d.ctl_ok(&["ps"])).unwrap();
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("counted") && l.contains("counted.log")),
+        "{table}"
+    );
+    let st: serde_json::Value =
+        serde_json::from_slice(&d.ctl_ok(&["stats", "counted", "--json"])).unwrap();
+    assert_eq!(st["streams"][0]["bytes_written"], data.len() as u64);
+    let out = d.ctl_run(&["stats", "nosuchdomain"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nosuchdomain"));
+
+    // EOF: the domain goes away from the snapshot.
+    drop(w);
+    wait_for(
+        Duration::from_secs(10),
+        "the domain to leave the snapshot",
+        || {
+            ps(&d)["domains"]
+                .as_array()
+                .unwrap()
+                .is_empty()
+                .then_some(())
+        },
+    );
+}
+
+/// Console subscribers appear in `ps --json`, in connection order, with the writer marked.
+#[test]
+fn ps_lists_console_subscribers_with_the_writer() {
+    let d = Daemon::start();
+    let bound = String::from_utf8(d.ctl_ok(&[
+        "console",
+        "add",
+        "--domain",
+        "vm",
+        "--name",
+        "serial0",
+        "--guest-connect",
+        "g.sock",
+        "--log",
+        "c.log",
+        "--tcp",
+        "0",
+    ]))
+    .unwrap();
+    let addr = bound.trim().to_owned();
+    let subs: Vec<std::net::TcpStream> = (0..3)
+        .map(|_| std::net::TcpStream::connect(&addr).unwrap())
+        .collect();
+    let v = wait_for(Duration::from_secs(10), "3 subscribers", || {
+        let v = ps(&d);
+        (v["domains"][0]["streams"][0]["subscribers"]
+            .as_array()?
+            .len()
+            == 3)
+            .then_some(v)
+    });
+    let s = &v["domains"][0]["streams"][0];
+    assert_eq!(s["kind"]["console"]["name"], "serial0");
+    assert_eq!(s["guest"], "waiting");
+    let list = s["subscribers"].as_array().unwrap();
+    let writers: Vec<bool> = list
+        .iter()
+        .map(|x| x["writer"].as_bool().unwrap())
+        .collect();
+    assert_eq!(writers, [true, false, false]);
+    assert_eq!(list[0]["peer"], subs[0].local_addr().unwrap().to_string());
+    assert_eq!(list[0]["queue_limit"], 1024 * 1024);
+}
+
+/// The main socket cannot reach admin operations; a bad admin request gets an error and the
+/// daemon goes on.
+#[test]
+fn admin_requests_only_on_the_admin_socket() {
+    let d = Daemon::start();
+    let admin = logd::config::admin_socket_for(&d.socket);
+    let exchange = |path: &std::path::Path, payload: Vec<u8>| -> Vec<u8> {
+        let mut s = UnixStream::connect(path).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        s.write_all(&encode_frame(&Hello::current(), MAX_REQUEST_FRAME).unwrap())
+            .unwrap();
+        s.write_all(&payload).unwrap();
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut all = Vec::new();
+        s.read_to_end(&mut all).unwrap();
+        all
+    };
+    // An admin request on the main socket is not even decodable there.
+    let snap = encode_frame(&AdminRequest::Snapshot, MAX_REQUEST_FRAME).unwrap();
+    let answer = exchange(&d.socket, snap.clone());
+    assert!(
+        String::from_utf8_lossy(&answer).contains("malformed request"),
+        "{answer:?}"
+    );
+    // A main-socket request on the admin socket, and garbage, get errors.
+    let open = encode_frame(&Request::ListConsoles, MAX_REQUEST_FRAME).unwrap();
+    let answer = exchange(&admin, open);
+    assert!(
+        String::from_utf8_lossy(&answer).contains("malformed admin request"),
+        "{answer:?}"
+    );
+    let answer = exchange(&admin, vec![0, 0, 0, 2, 0xee, 0xee]);
+    assert!(String::from_utf8_lossy(&answer).contains("malformed admin request"));
+    // Still serving, on both sockets.
+    let answer = exchange(&admin, snap);
+    assert!(String::from_utf8_lossy(&answer).contains("logd "));
+    d.ctl_ok(&["ps"]);
+    d.ctl_ok(&["append", "--domain", "x", "--log", "x.log", "fine"]);
+}

@@ -1,0 +1,140 @@
+//! The admin protocol: introspection and actions, on a socket of its own.
+//!
+//! The admin socket uses the same frames and handshake as the main socket ([`crate::codec`],
+//! [`crate::Hello`]), but its requests are [`AdminRequest`]s: the main socket cannot decode them,
+//! so a client of the main socket cannot reach an admin operation.
+//!
+//! The snapshot types are also the JSON of `logdctl ps --json` and `logdctl stats --json`
+//! (field names are stable; see docs/admin.md).
+
+use serde::{Deserialize, Serialize};
+
+use crate::message::{ConsoleProtocol, DomainId, WireError};
+
+/// A request on the admin socket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AdminRequest {
+    /// Every live actor, as it is now.
+    Snapshot,
+    /// One domain, by name.
+    DomainSnapshot { name: String },
+}
+
+impl AdminRequest {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AdminRequest::Snapshot => "Snapshot",
+            AdminRequest::DomainSnapshot { .. } => "DomainSnapshot",
+        }
+    }
+}
+
+/// The daemon's answer on the admin socket.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum AdminResponse {
+    Snapshot(DaemonSnapshot),
+    Domain(DomainSnapshot),
+    Error(WireError),
+}
+
+/// The whole daemon.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DaemonSnapshot {
+    /// `logd X.Y.Z`.
+    pub version: String,
+    pub pid: u32,
+    pub uptime_ms: u64,
+    /// Open file descriptors of the daemon.
+    pub fds: u64,
+    /// Resident memory of the daemon, KiB.
+    pub rss_kib: u64,
+    pub registry: MailboxSnapshot,
+    pub domains: Vec<DomainSnapshot>,
+}
+
+/// An actor's mailbox: requests queued or being handled, and the bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MailboxSnapshot {
+    pub depth: u32,
+    pub capacity: u32,
+}
+
+/// One domain actor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DomainSnapshot {
+    pub id: DomainId,
+    /// When the domain actor was created, ms since the Unix epoch.
+    pub since_ms: u64,
+    pub mailbox: MailboxSnapshot,
+    pub streams: Vec<StreamSnapshot>,
+}
+
+/// What feeds a stream's log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StreamKind {
+    /// A stdio pipe (`OpenLog`).
+    Stdio,
+    /// A console, by name.
+    Console { name: String },
+}
+
+/// The state of a stream's source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GuestState {
+    /// Bytes can flow (a pipe with a writer; a console's guest connected).
+    Connected,
+    /// A console waiting for its guest to connect (listen) or retrying (connect).
+    Waiting,
+    /// The source closed and will not come back (a socketpair guest side).
+    Eof,
+}
+
+/// One log stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StreamSnapshot {
+    pub kind: StreamKind,
+    pub path: String,
+    /// Bytes taken from the source (and appended messages).
+    pub bytes_in: u64,
+    /// Bytes that reached the file.
+    pub bytes_written: u64,
+    /// Size of the active file.
+    pub file_size: u64,
+    /// Rotations since the stream was opened.
+    pub rotations: u64,
+    /// Bytes dropped because the file could not be written.
+    pub dropped_disk: u64,
+    pub guest: GuestState,
+    /// The last error, with its time (ms since the Unix epoch).
+    pub last_error: Option<LastError>,
+    /// Bytes per second taken in, over the last few seconds.
+    pub rate_in: u64,
+    /// Bytes per second written, over the last few seconds.
+    pub rate_out: u64,
+    /// Console subscribers (empty for stdio).
+    pub subscribers: Vec<SubscriberSnapshot>,
+    /// Console subscribers disconnected for falling behind.
+    pub slow_disconnects: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastError {
+    pub message: String,
+    pub at_ms: u64,
+}
+
+/// One console subscriber.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubscriberSnapshot {
+    pub id: u64,
+    pub peer: String,
+    pub since_ms: u64,
+    pub bytes_sent: u64,
+    pub queue: u64,
+    pub queue_limit: u64,
+    /// Holds the write lock (or may write, in shared mode).
+    pub writer: bool,
+    pub protocol: ConsoleProtocol,
+}
