@@ -201,9 +201,10 @@ mod tests {
 
     #[test]
     fn rate_meter_averages_full_seconds_and_forgets_old_ones() {
-        let mut m = RateMeter::default();
-        m.now = 10;
-        m.buckets = [0; RATE_BUCKETS];
+        let mut m = RateMeter {
+            now: 10,
+            buckets: [0; RATE_BUCKETS],
+        };
         // 3 full seconds of 100, 200, 300 bytes before second 10.
         m.buckets[7 % RATE_BUCKETS] = 100;
         m.buckets[8 % RATE_BUCKETS] = 200;
