@@ -165,3 +165,97 @@ fn admin_requests_only_on_the_admin_socket() {
     d.ctl_ok(&["ps"]);
     d.ctl_ok(&["append", "--domain", "x", "--log", "x.log", "fine"]);
 }
+
+/// Acceptance 2: three subscribers listed with the right writer; `console kick` removes one and
+/// closes its socket; `console grant` moves the lock, and the new holder's input reaches the
+/// guest.
+#[test]
+fn kick_and_grant_act_on_subscribers() {
+    let d = Daemon::start();
+    let mut c = d.client();
+    let spec = logd_protocol::ConsoleSpec {
+        domain: DomainId::from_name("qemu", "kg"),
+        name: "serial0".into(),
+        guest: logd_protocol::GuestSide::Fd,
+        log: "kg.log".into(),
+        truncate: false,
+        tcp: Some("0".into()),
+        unix: None,
+        protocol: Default::default(),
+        write: Default::default(),
+        replay: None,
+        max_subscribers: None,
+        queue_limit: None,
+    };
+    let (added, fd) = c.add_console(spec).unwrap();
+    let mut guest = UnixStream::from(fd.unwrap());
+    guest
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let addr = added.tcp.unwrap();
+    let mut subs: Vec<std::net::TcpStream> = (0..3)
+        .map(|_| {
+            let s = std::net::TcpStream::connect(&addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+            s
+        })
+        .collect();
+    let list = wait_for(Duration::from_secs(10), "3 subscribers", || {
+        let v = ps(&d);
+        let l = v["domains"][0]["streams"][0]["subscribers"]
+            .as_array()?
+            .clone();
+        (l.len() == 3).then_some(l)
+    });
+    let ids: Vec<u64> = list.iter().map(|s| s["id"].as_u64().unwrap()).collect();
+    assert_eq!(
+        list.iter().map(|s| s["writer"] == true).collect::<Vec<_>>(),
+        [true, false, false]
+    );
+
+    // Kick the second: its socket is closed (after a goodbye line).
+    d.ctl_ok(&["console", "kick", &ids[1].to_string()]);
+    let mut rest = Vec::new();
+    subs[1].read_to_end(&mut rest).unwrap();
+    assert!(String::from_utf8_lossy(&rest).contains("disconnected by the operator"));
+    let after = ps(&d);
+    let left: Vec<u64> = after["domains"][0]["streams"][0]["subscribers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(left, [ids[0], ids[2]]);
+
+    // Grant the lock to the third: its input reaches the guest, the first's no longer does.
+    d.ctl_ok(&["console", "grant", &ids[2].to_string()]);
+    subs[0].write_all(b"old holder\n").unwrap();
+    subs[2].write_all(b"new holder\n").unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 256];
+    while !String::from_utf8_lossy(&got).contains("new holder\n") {
+        let n = guest.read(&mut buf).unwrap();
+        assert!(n > 0);
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(
+        !String::from_utf8_lossy(&got).contains("old holder"),
+        "{got:?}"
+    );
+    let v = ps(&d);
+    let writers: Vec<(u64, bool)> = v["domains"][0]["streams"][0]["subscribers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["id"].as_u64().unwrap(), s["writer"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(writers, [(ids[2], true), (ids[0], false)]);
+
+    // Unknown ids get an error naming them; the daemon goes on.
+    let out = d.ctl_run(&["console", "kick", "999999"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("999999"));
+    let out = d.ctl_run(&["console", "grant", "999999"]);
+    assert!(!out.status.success());
+    d.ctl_ok(&["ps"]);
+}

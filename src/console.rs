@@ -162,7 +162,6 @@ pub struct Console {
     tcp: Option<TcpListener>,
     unix: Option<UnixListener>,
     subs: Vec<Subscriber>,
-    next_id: u64,
     stats: ConsoleStats,
     /// `console{domain, console}`: entered while the console runs, so its events name both.
     span: tracing::Span,
@@ -234,7 +233,6 @@ impl Console {
             tcp,
             unix,
             subs: Vec::new(),
-            next_id: 1,
             stats: ConsoleStats::default(),
         };
         if c.guest.is_some() {
@@ -290,6 +288,46 @@ impl Console {
             bytes_in: self.sink.stats().bytes_in,
             slow_disconnects: self.stats.slow_disconnects,
         }
+    }
+
+    /// Whether this console has the subscriber.
+    pub fn has_subscriber(&self, id: u64) -> bool {
+        self.subs.iter().any(|s| s.id == id)
+    }
+
+    /// Disconnects a subscriber (an operator's kick). Returns false if it is not here.
+    ///
+    /// It is marked and its goodbye written now; the console's next poll (which actix runs
+    /// right after the message that called this) drops it and passes the lock on.
+    pub fn kick(&mut self, id: u64) -> bool {
+        let Some(s) = self.subs.iter_mut().find(|s| s.id == id) else {
+            return false;
+        };
+        s.say_goodbye("disconnected by the operator");
+        s.leaving = Some(Leave::Kicked);
+        true
+    }
+
+    /// Gives the write lock to a subscriber (exclusive mode): it moves to the head of the line,
+    /// and the others keep their order. Returns false if it is not here.
+    pub fn grant(&mut self, id: u64) -> Result<bool, &'static str> {
+        if self.cfg.write != WritePolicy::Exclusive {
+            return Err("the console's write policy is not exclusive: there is no lock to move");
+        }
+        let Some(i) = self.subs.iter().position(|s| s.id == id) else {
+            return Ok(false);
+        };
+        if i > 0 {
+            let s = self.subs.remove(i);
+            self.subs.insert(0, s);
+            self.subs[1].notice("the operator gave the write lock to another subscriber");
+            self.subs[1].told_read_only = false;
+            let s = &mut self.subs[0];
+            s.notice("you now hold the write lock");
+            s.told_read_only = false;
+            tracing::info!(subscriber = id, "write lock granted by the operator");
+        }
+        Ok(true)
     }
 
     /// The console as the admin socket shows it.
@@ -507,8 +545,9 @@ impl Console {
             );
             return;
         }
-        let id = self.next_id;
-        self.next_id += 1;
+        // Ids are unique in the daemon, so `logdctl console kick ID` needs nothing else.
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut s = Subscriber::new(id, peer, sock, self.cfg.protocol, self.cfg.queue_limit);
         // Replay, then live: both are pushed from this thread, so nothing falls in between.
         for c in &self.replay.chunks {

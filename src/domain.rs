@@ -271,6 +271,33 @@ impl Handler<Snapshot> for Domain {
     }
 }
 
+/// An operator's action on a console subscriber, by its daemon-wide id.
+#[derive(Message)]
+#[rtype(result = "Result<bool, String>")]
+pub enum SubscriberAction {
+    Kick(u64),
+    Grant(u64),
+}
+
+impl Handler<SubscriberAction> for Domain {
+    /// Ok(true): done; Ok(false): no such subscriber here; Err: refused.
+    type Result = Result<bool, String>;
+
+    fn handle(&mut self, msg: SubscriberAction, _: &mut Context<Self>) -> Self::Result {
+        for (_, s) in self.streams.iter_mut().flatten() {
+            let Stream::Console(c) = s else { continue };
+            match msg {
+                SubscriberAction::Kick(id) if c.has_subscriber(id) => return Ok(c.kick(id)),
+                SubscriberAction::Grant(id) if c.has_subscriber(id) => {
+                    return c.grant(id).map_err(str::to_owned)
+                }
+                _ => {}
+            }
+        }
+        Ok(false)
+    }
+}
+
 /// Describe this domain's consoles.
 #[derive(Message)]
 #[rtype(result = "Vec<ConsoleInfo>")]

@@ -511,6 +511,46 @@ impl Handler<ListConsoles> for Registry {
     }
 }
 
+/// Kick or grant: asks every domain with consoles; the one that has the subscriber acts.
+#[derive(Message)]
+#[rtype(result = "Result<(), WireError>")]
+pub struct Subscriber {
+    pub kick: bool,
+    pub id: u64,
+}
+
+impl Handler<Subscriber> for Registry {
+    type Result = ResponseFuture<Result<(), WireError>>;
+
+    fn handle(&mut self, msg: Subscriber, _: &mut Context<Self>) -> Self::Result {
+        let reqs: Vec<_> = self
+            .domains
+            .values()
+            .filter(|e| !e.consoles.is_empty())
+            .map(|e| {
+                e.addr.send(if msg.kick {
+                    domain::SubscriberAction::Kick(msg.id)
+                } else {
+                    domain::SubscriberAction::Grant(msg.id)
+                })
+            })
+            .collect();
+        Box::pin(async move {
+            for r in reqs {
+                match r.await {
+                    Ok(Ok(true)) => return Ok(()),
+                    Ok(Err(why)) => return Err(WireError::new(ErrorCode::InvalidArgument, why)),
+                    _ => {}
+                }
+            }
+            Err(WireError::new(
+                ErrorCode::NotFound,
+                format!("no console subscriber with id {}", msg.id),
+            ))
+        })
+    }
+}
+
 /// Every live actor, for the admin socket.
 #[derive(Message)]
 #[rtype(result = "logd_protocol::admin::DaemonSnapshot")]

@@ -346,6 +346,24 @@ impl Connection {
         let only = match &req {
             AdminRequest::Snapshot => None,
             AdminRequest::DomainSnapshot { name } => Some(name.clone()),
+            AdminRequest::Kick { subscriber } | AdminRequest::Grant { subscriber } => {
+                let kick = matches!(req, AdminRequest::Kick { .. });
+                tracing::info!(subscriber, kick, "operator action on a subscriber");
+                return match reg
+                    .send(registry::Subscriber {
+                        kick,
+                        id: *subscriber,
+                    })
+                    .await
+                {
+                    Ok(Ok(())) => AdminResponse::Done,
+                    Ok(Err(e)) => AdminResponse::Error(e),
+                    Err(_) => AdminResponse::Error(WireError::new(
+                        ErrorCode::Internal,
+                        "the registry is gone",
+                    )),
+                };
+            }
         };
         let snap = match reg.send(registry::Snapshot { only: only.clone() }).await {
             Ok(s) => s,

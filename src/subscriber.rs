@@ -72,6 +72,8 @@ pub enum Leave {
     Closed,
     /// Its queue passed the limit.
     Slow,
+    /// An operator disconnected it.
+    Kicked,
 }
 
 /// One subscriber.

@@ -18,6 +18,10 @@ pub enum AdminRequest {
     Snapshot,
     /// One domain, by name.
     DomainSnapshot { name: String },
+    /// Disconnect a console subscriber (ids are unique in the daemon).
+    Kick { subscriber: u64 },
+    /// Give a console's write lock to a subscriber.
+    Grant { subscriber: u64 },
 }
 
 impl AdminRequest {
@@ -25,6 +29,8 @@ impl AdminRequest {
         match self {
             AdminRequest::Snapshot => "Snapshot",
             AdminRequest::DomainSnapshot { .. } => "DomainSnapshot",
+            AdminRequest::Kick { .. } => "Kick",
+            AdminRequest::Grant { .. } => "Grant",
         }
     }
 }
@@ -35,6 +41,8 @@ pub enum AdminResponse {
     Snapshot(DaemonSnapshot),
     Domain(DomainSnapshot),
     Error(WireError),
+    /// The action was carried out.
+    Done,
 }
 
 /// The whole daemon.

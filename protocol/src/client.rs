@@ -305,6 +305,16 @@ impl AdminClient {
         }
     }
 
+    /// Disconnects a console subscriber.
+    pub fn kick(&mut self, subscriber: u64) -> Result<(), ClientError> {
+        self.call(&AdminRequest::Kick { subscriber }).map(|_| ())
+    }
+
+    /// Gives a console's write lock to a subscriber.
+    pub fn grant(&mut self, subscriber: u64) -> Result<(), ClientError> {
+        self.call(&AdminRequest::Grant { subscriber }).map(|_| ())
+    }
+
     /// One domain, by name.
     pub fn domain(&mut self, name: &str) -> Result<DomainSnapshot, ClientError> {
         let req = AdminRequest::DomainSnapshot {

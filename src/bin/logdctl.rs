@@ -117,6 +117,16 @@ enum ConsoleCmd {
         #[arg(long, value_name = "NAME")]
         name: String,
     },
+    /// Disconnect a subscriber (its id is in `logdctl ps`).
+    Kick {
+        #[arg(value_name = "SUBSCRIBER_ID")]
+        subscriber: u64,
+    },
+    /// Give the write lock to a subscriber.
+    Grant {
+        #[arg(value_name = "SUBSCRIBER_ID")]
+        subscriber: u64,
+    },
     /// List consoles.
     List {
         /// JSON, one array of objects.
@@ -251,6 +261,14 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         .clone()
         .unwrap_or_else(|| config::admin_socket_for(&socket));
     match &args.cmd {
+        Cmd::Console(ConsoleCmd::Kick { subscriber }) => {
+            logd_protocol::client::AdminClient::connect(&admin_socket)?.kick(*subscriber)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Cmd::Console(ConsoleCmd::Grant { subscriber }) => {
+            logd_protocol::client::AdminClient::connect(&admin_socket)?.grant(*subscriber)?;
+            return Ok(ExitCode::SUCCESS);
+        }
         Cmd::Ps { json } => return admin::ps(&admin_socket, *json),
         Cmd::Stats { domain, json } => return admin::stats(&admin_socket, domain, *json),
         _ => {}
@@ -682,6 +700,7 @@ fn console(client: &mut Client, cmd: ConsoleCmd) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        ConsoleCmd::Kick { .. } | ConsoleCmd::Grant { .. } => unreachable!("handled in run"),
         ConsoleCmd::Remove { domain, name } => {
             client.remove_console(domain.id()?, &name)?;
             Ok(ExitCode::SUCCESS)
