@@ -259,3 +259,31 @@ fn kick_and_grant_act_on_subscribers() {
     assert!(!out.status.success());
     d.ctl_ok(&["ps"]);
 }
+
+/// `logdctl log-level` changes the daemon's filter while it runs; a bad level is refused.
+#[test]
+fn log_level_changes_at_run_time() {
+    let d = Daemon::start(); // started with -v: debug
+    d.ctl_ok(&["append", "--domain", "l", "--log", "l.log", "one"]);
+    wait_for(Duration::from_secs(10), "a debug line", || {
+        d.stderr().contains("request=\"AppendLog\"").then_some(())
+    });
+    d.ctl_ok(&["log-level", "warn"]);
+    let before = d.stderr().matches("request=\"AppendLog\"").count();
+    d.ctl_ok(&["append", "--domain", "l", "--log", "l.log", "two"]);
+    d.ctl_ok(&["position", "--log", "l.log"]);
+    assert_eq!(
+        d.stderr().matches("request=\"AppendLog\"").count(),
+        before,
+        "debug lines at warn"
+    );
+    assert!(d.stderr().contains("log filter changed"));
+    d.ctl_ok(&["log-level", "logd=debug"]);
+    d.ctl_ok(&["append", "--domain", "l", "--log", "l.log", "three"]);
+    wait_for(Duration::from_secs(10), "debug lines again", || {
+        (d.stderr().matches("request=\"AppendLog\"").count() > before).then_some(())
+    });
+    let out = d.ctl_run(&["log-level", "loud=[["]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid log level"));
+}

@@ -14,6 +14,7 @@
 //! - [`rotate`]: the size-capped rotating file and reads across its backups;
 //! - [`paths`]: which log paths a client may name;
 //! - [`config`]: defaults, the TOML file and overrides;
+//! - [`logging`]: the daemon's own tracing, with a filter changeable at run time;
 //! - [`cli`]: what the binaries share in reporting to a person.
 #![deny(unsafe_code)]
 
@@ -22,6 +23,7 @@ pub mod config;
 pub mod console;
 pub mod daemon;
 pub mod domain;
+pub mod logging;
 pub mod paths;
 pub mod pipe;
 pub mod registry;

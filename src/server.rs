@@ -346,6 +346,12 @@ impl Connection {
         let only = match &req {
             AdminRequest::Snapshot => None,
             AdminRequest::DomainSnapshot { name } => Some(name.clone()),
+            AdminRequest::SetLogLevel { filter } => {
+                return match crate::logging::set_filter(filter) {
+                    Ok(()) => AdminResponse::Done,
+                    Err(e) => AdminResponse::Error(WireError::new(ErrorCode::InvalidArgument, e)),
+                };
+            }
             AdminRequest::Kick { subscriber } | AdminRequest::Grant { subscriber } => {
                 let kick = matches!(req, AdminRequest::Kick { .. });
                 tracing::info!(subscriber, kick, "operator action on a subscriber");

@@ -22,6 +22,8 @@ pub enum AdminRequest {
     Kick { subscriber: u64 },
     /// Give a console's write lock to a subscriber.
     Grant { subscriber: u64 },
+    /// Change the daemon's tracing filter: a level (`debug`) or directives (`logd::console=trace`).
+    SetLogLevel { filter: String },
 }
 
 impl AdminRequest {
@@ -31,6 +33,7 @@ impl AdminRequest {
             AdminRequest::DomainSnapshot { .. } => "DomainSnapshot",
             AdminRequest::Kick { .. } => "Kick",
             AdminRequest::Grant { .. } => "Grant",
+            AdminRequest::SetLogLevel { .. } => "SetLogLevel",
         }
     }
 }

@@ -315,6 +315,14 @@ impl AdminClient {
         self.call(&AdminRequest::Grant { subscriber }).map(|_| ())
     }
 
+    /// Changes the daemon's tracing filter.
+    pub fn set_log_level(&mut self, filter: &str) -> Result<(), ClientError> {
+        self.call(&AdminRequest::SetLogLevel {
+            filter: filter.to_owned(),
+        })
+        .map(|_| ())
+    }
+
     /// One domain, by name.
     pub fn domain(&mut self, name: &str) -> Result<DomainSnapshot, ClientError> {
         let req = AdminRequest::DomainSnapshot {

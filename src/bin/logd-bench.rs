@@ -44,7 +44,10 @@
 //! - `console_latency`: one 16-byte probe at a time, ~1 ms apart, from a console's guest to its
 //!   subscriber (2,000 probes; quick: 300), timed from just before the write to the end of the
 //!   read: first on an idle daemon (`console_latency_idle_*`), then while a second domain's
-//!   console streams 64 KiB writes to its own subscriber without pause.
+//!   console streams 64 KiB writes to its own subscriber without pause (`console_latency_*`;
+//!   logd puts domains on its workers round-robin, so that one is on the other worker), then
+//!   with such a stream in a third domain, on the probed console's worker
+//!   (`console_latency_same_worker_*`).
 //! - `console_stalled`: the console transfer (256 MiB; quick: 64 MiB) with one reading
 //!   subscriber, then on the same console with one more that never reads (4 KiB SO_RCVBUF);
 //!   a note says whether logd cut the stalled one off.
@@ -672,6 +675,7 @@ fn console_fanout(b: &mut Bench, subscribers: usize, total: u64) -> Result<()> {
     Ok(())
 }
 
+/// One `console_fanout_K` run; false when not every subscriber got exactly the guest's bytes.
 fn fanout_run(
     b: &Bench,
     daemon: &Daemon,
@@ -697,7 +701,8 @@ fn fanout_run(
 }
 
 /// `console_latency`: how long a small write takes from the guest to a subscriber, on an idle
-/// daemon and while another domain's console streams in bulk.
+/// daemon and while another domain's console streams in bulk, on another worker of logd's and
+/// on the same one.
 fn console_latency(b: &mut Bench, probes: u32) -> Result<()> {
     let name = "console_latency";
     let workers = logd_workers();

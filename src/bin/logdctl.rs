@@ -153,6 +153,12 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Change the daemon's log filter while it runs: a level (error, warn, info, debug, trace)
+    /// or tracing directives such as `logd=info,logd::console=debug`.
+    LogLevel {
+        #[arg(value_name = "LEVEL")]
+        level: String,
+    },
     /// One domain in depth.
     Stats {
         /// The domain's name.
@@ -270,6 +276,10 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
         Cmd::Ps { json } => return admin::ps(&admin_socket, *json),
+        Cmd::LogLevel { level } => {
+            logd_protocol::client::AdminClient::connect(&admin_socket)?.set_log_level(level)?;
+            return Ok(ExitCode::SUCCESS);
+        }
         Cmd::Stats { domain, json } => return admin::stats(&admin_socket, domain, *json),
         _ => {}
     }
@@ -302,7 +312,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         Cmd::Console(c) => console(&mut client, c),
         Cmd::Attach { domain, name } => attach::run(&mut client, &domain, &name),
-        Cmd::Ps { .. } | Cmd::Stats { .. } => unreachable!("handled above"),
+        Cmd::Ps { .. } | Cmd::Stats { .. } | Cmd::LogLevel { .. } => unreachable!("handled above"),
         Cmd::Append {
             domain,
             log,
