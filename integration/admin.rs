@@ -287,3 +287,114 @@ fn log_level_changes_at_run_time() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("invalid log level"));
 }
+
+/// Acceptance 3: `events --json` sees, in order: open, a rotation, subscriber joined, subscriber
+/// left, EOF.
+#[test]
+fn events_stream_lifecycle_in_order() {
+    let d = Daemon::with_config("max_size = \"4 KiB\"\n");
+    let mut ev = d
+        .ctl()
+        .args(["events", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = ev.stdout.take().unwrap();
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<serde_json::Value>::new()));
+    let sink = lines.clone();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for l in std::io::BufReader::new(out).lines() {
+            let Ok(l) = l else { break };
+            sink.lock().unwrap().push(serde_json::from_str(&l).unwrap());
+        }
+    });
+    let names = |lines: &std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>| -> Vec<String> {
+        lines
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|v| v["event"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    // The stream is live once it reports a probe.
+    wait_for(Duration::from_secs(20), "the event stream", || {
+        d.ctl_ok(&["append", "--domain", "probe", "--log", "probe.log", "p"]);
+        names(&lines)
+            .iter()
+            .any(|n| n == "domain_opened")
+            .then_some(())
+    });
+    let start = lines.lock().unwrap().len();
+
+    let mut c = d.client();
+    let (_, fd) = c
+        .open_log(
+            DomainId::from_name("qemu", "ev"),
+            "ev.log",
+            OpenFlags::default(),
+        )
+        .unwrap();
+    let mut w = std::fs::File::from(fd);
+    w.write_all(&numbered_lines(10_000)).unwrap(); // > 4 KiB: rotations
+    c.position("ev.log").unwrap();
+    let bound = String::from_utf8(d.ctl_ok(&[
+        "console",
+        "add",
+        "--domain",
+        "ev",
+        "--name",
+        "serial0",
+        "--guest-connect",
+        "g.sock",
+        "--log",
+        "evc.log",
+        "--tcp",
+        "0",
+    ]))
+    .unwrap();
+    let sub = std::net::TcpStream::connect(bound.trim()).unwrap();
+    wait_for(Duration::from_secs(10), "subscriber_joined", || {
+        names(&lines)
+            .iter()
+            .any(|n| n == "subscriber_joined")
+            .then_some(())
+    });
+    drop(sub);
+    wait_for(Duration::from_secs(10), "subscriber_left", || {
+        names(&lines)
+            .iter()
+            .any(|n| n == "subscriber_left")
+            .then_some(())
+    });
+    drop(w);
+    wait_for(Duration::from_secs(10), "log_closed", || {
+        names(&lines)
+            .iter()
+            .any(|n| n == "log_closed")
+            .then_some(())
+    });
+    let seen: Vec<String> = names(&lines)[start..].to_vec();
+    let want = [
+        "log_opened",
+        "rotated",
+        "subscriber_joined",
+        "subscriber_left",
+        "log_closed",
+    ];
+    let mut at = 0;
+    for w in want {
+        let i = seen[at..]
+            .iter()
+            .position(|n| n == w)
+            .unwrap_or_else(|| panic!("{w} missing after {at} in {seen:?}"));
+        at += i + 1;
+    }
+    let all = lines.lock().unwrap().clone();
+    let opened = all.iter().find(|v| v["event"] == "log_opened").unwrap();
+    assert_eq!(opened["domain"], "ev");
+    assert!(opened["path"].as_str().unwrap().ends_with("ev.log"));
+    assert!(opened["at_ms"].as_u64().unwrap() > 0);
+    let _ = ev.kill();
+    let _ = ev.wait();
+}

@@ -30,10 +30,13 @@ use logd_protocol::{ConsoleInfo, ConsoleProtocol, DomainId, GuestSide, Position,
 use tokio::net::{TcpListener, UnixListener, UnixStream};
 use tokio::time::Sleep;
 
+use crate::budget::Yield;
+use crate::events;
 use crate::rotate::{RotateConfig, RotateError};
 use crate::sink::{unix_ms, LogSink};
 use crate::subscriber::{Leave, Socket, Subscriber};
 use crate::telnet;
+use logd_protocol::admin::EventKind;
 
 /// Default bytes of recent output replayed to a new subscriber.
 pub const DEFAULT_REPLAY: usize = 16 * 1024;
@@ -165,6 +168,7 @@ pub struct Console {
     stats: ConsoleStats,
     /// `console{domain, console}`: entered while the console runs, so its events name both.
     span: tracing::Span,
+    yielding: Yield,
 }
 
 impl Console {
@@ -224,6 +228,7 @@ impl Console {
         let span = tracing::info_span!("console", domain = %cfg.domain.name, console = %cfg.name);
         let mut c = Console {
             span,
+            yielding: Yield::default(),
             cfg,
             sink,
             mode,
@@ -326,6 +331,11 @@ impl Console {
             s.notice("you now hold the write lock");
             s.told_read_only = false;
             tracing::info!(subscriber = id, "write lock granted by the operator");
+            events::emit(|| EventKind::WriteLockMoved {
+                domain: self.cfg.domain.name.clone(),
+                console: self.cfg.name.clone(),
+                to: id,
+            });
         }
         Ok(true)
     }
@@ -366,13 +376,15 @@ impl Console {
     pub fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let span = self.span.clone();
         let _e = span.enter();
+        let yielding = self.yielding.poll(cx).is_pending();
         self.poll_guest_connect(cx);
-        let more = self.poll_guest_output(cx);
+        let more = !yielding && self.poll_guest_output(cx);
         self.poll_accept(cx);
         self.poll_subscribers(cx);
         self.poll_guest_input(cx);
         if more {
-            cx.waker().wake_by_ref();
+            // Data is still coming: resume after the event loop has served the others.
+            self.yielding.start(cx);
         }
         Poll::Pending
     }
@@ -439,12 +451,21 @@ impl Console {
             GuestMode::Fd => return,
         }
         self.stats.guest_connects += 1;
+        events::emit(|| EventKind::GuestConnected {
+            domain: self.cfg.domain.name.clone(),
+            console: self.cfg.name.clone(),
+        });
         // The new connection may already have data.
         cx.waker().wake_by_ref();
     }
 
     fn guest_gone(&mut self, why: &str) {
         self.guest = None;
+        events::emit(|| EventKind::GuestDisconnected {
+            domain: self.cfg.domain.name.clone(),
+            console: self.cfg.name.clone(),
+            reason: why.to_owned(),
+        });
         tracing::info!(reason = why, "guest side closed; the console waits for it");
         if let GuestMode::Connect { retry, .. } = &mut self.mode {
             retry
@@ -472,14 +493,22 @@ impl Console {
                 if buf.capacity() - buf.len() < READ_CHUNK {
                     buf.reserve(4 * READ_CHUNK);
                 }
-                match guest.try_read_buf(buf) {
+                // One chunk at a time, so it reaches the subscribers before the next is read.
+                match guest.try_read_buf(&mut bytes::BufMut::limit(&mut *buf, READ_CHUNK)) {
                     Ok(0) => Ok(None),
                     Ok(_) => Ok(Some(buf.split().freeze())),
                     Err(e) => Err(e),
                 }
             });
             match res {
-                Ok(Some(chunk)) => self.output(chunk),
+                Ok(Some(chunk)) => {
+                    self.output(chunk);
+                    // Hand it to the subscribers now: their queues hold only what their
+                    // sockets cannot take yet, not a whole poll's worth of reads.
+                    for s in &mut self.subs {
+                        s.poll_flush(cx);
+                    }
+                }
                 Ok(None) => {
                     self.guest_gone("EOF");
                     return false;
@@ -557,6 +586,12 @@ impl Console {
             }
         }
         tracing::info!(subscriber = id, peer = %s.peer, "subscriber joined");
+        events::emit(|| EventKind::SubscriberJoined {
+            domain: self.cfg.domain.name.clone(),
+            console: self.cfg.name.clone(),
+            id,
+            peer: s.peer.clone(),
+        });
         self.subs.push(s);
     }
 
@@ -608,6 +643,12 @@ impl Console {
                         ));
                     }
                     tracing::info!(subscriber = s.id, peer = %s.peer, reason = ?why, sent = s.bytes_sent, "subscriber left");
+                    events::emit(|| EventKind::SubscriberLeft {
+                        domain: self.cfg.domain.name.clone(),
+                        console: self.cfg.name.clone(),
+                        id: s.id,
+                        reason: format!("{why:?}").to_lowercase(),
+                    });
                 }
             }
         }
@@ -615,6 +656,11 @@ impl Console {
             if let Some(s) = self.subs.first_mut() {
                 if Some(s.id) != had_holder {
                     tracing::info!(subscriber = s.id, "write lock passed");
+                    events::emit(|| EventKind::WriteLockMoved {
+                        domain: self.cfg.domain.name.clone(),
+                        console: self.cfg.name.clone(),
+                        to: s.id,
+                    });
                     s.notice("you now hold the write lock");
                     s.told_read_only = false;
                     s.poll_flush(cx);

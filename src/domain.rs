@@ -18,10 +18,12 @@ use actix::prelude::*;
 use logd_protocol::{ConsoleInfo, Position, ReadFrom};
 
 use crate::console::{Console, ConsoleConfig, ConsoleError};
+use crate::events;
 use crate::registry::{self, StreamClosed};
 use crate::rotate::{self, ReadOutcome, RotateConfig, RotateError, RotatingFile};
 use crate::sink::LogSink;
 use crate::stream::{LogStream, StreamError};
+use logd_protocol::admin::EventKind;
 
 /// Why a domain request failed.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +41,9 @@ pub enum DomainError {
 }
 
 /// What a domain drives: a stdio pipe or a console, each with its log.
+// Pipes are the common case (thousands of idle domains) and stay inline; boxing them would add
+// an allocation per domain. Consoles are few and large, so they are boxed.
+#[allow(clippy::large_enum_variant)]
 pub enum Stream {
     Pipe(LogStream),
     Console(Box<Console>),
@@ -167,6 +172,10 @@ impl ActorFuture<Domain> for Pump {
                 );
                 let path = stream.path().to_owned();
                 drop(stream);
+                events::emit(|| EventKind::LogClosed {
+                    domain: act.name.to_string(),
+                    path: path.display().to_string(),
+                });
                 registry::notify(StreamClosed { path });
                 Poll::Ready(())
             }
@@ -192,6 +201,10 @@ impl Handler<OpenStream> for Domain {
         let position = stream.position();
         self.add(Stream::Pipe(stream), ctx);
         tracing::info!(path = %msg.path.display(), %position, truncate = msg.truncate, "log opened");
+        events::emit(|| EventKind::LogOpened {
+            domain: self.name.to_string(),
+            path: msg.path.display().to_string(),
+        });
         Ok((position, w))
     }
 }
@@ -218,6 +231,10 @@ impl Handler<AddConsole> for Domain {
         let tcp = console.tcp_addr();
         let position = console.position();
         tracing::info!(console = %name, path = %console.path().display(), tcp = ?tcp, "console added");
+        events::emit(|| EventKind::ConsoleAdded {
+            domain: self.name.to_string(),
+            console: name.clone(),
+        });
         self.add(Stream::Console(Box::new(console)), ctx);
         Ok((tcp, position, fd))
     }
@@ -247,6 +264,10 @@ impl Handler<RemoveConsole> for Domain {
         c.drain();
         c.close();
         tracing::info!(console = %msg.name, "console removed");
+        events::emit(|| EventKind::ConsoleRemoved {
+            domain: self.name.to_string(),
+            console: msg.name.clone(),
+        });
         Ok(c.path().to_owned())
     }
 }

@@ -10,19 +10,23 @@
 //! - [`telnet`]: the sans-IO telnet codec for console subscribers in telnet mode;
 //! - [`stream`]: one pipe feeding one log sink, the hot byte path;
 //! - [`sink`]: a rotating file that survives disk errors;
+//! - [`budget`]: how a busy stream gives its worker's other streams their turn;
 //! - [`pipe`]: pipe creation and adaptive capacity;
 //! - [`rotate`]: the size-capped rotating file and reads across its backups;
 //! - [`paths`]: which log paths a client may name;
 //! - [`config`]: defaults, the TOML file and overrides;
+//! - [`events`]: the bounded event bus behind `logdctl events`;
 //! - [`logging`]: the daemon's own tracing, with a filter changeable at run time;
 //! - [`cli`]: what the binaries share in reporting to a person.
 #![deny(unsafe_code)]
 
+pub mod budget;
 pub mod cli;
 pub mod config;
 pub mod console;
 pub mod daemon;
 pub mod domain;
+pub mod events;
 pub mod logging;
 pub mod paths;
 pub mod pipe;

@@ -16,6 +16,7 @@ use logd_protocol::{DomainId, ErrorCode, Position, ReadFrom, Uuid, WireError};
 
 use crate::domain::{self, Domain, DomainError};
 use crate::rotate::{self, ReadOutcome, RotateConfig};
+use logd_protocol::admin::EventKind;
 
 static REGISTRY: OnceLock<Addr<Registry>> = OnceLock::new();
 
@@ -170,6 +171,9 @@ impl Registry {
                 let name = id.name.clone();
                 let addr = Domain::start_in_arbiter(worker, move |_| Domain::new(&name));
                 tracing::info!(domain = %id.name, driver = %id.driver, uuid = %id.uuid, "domain created");
+                crate::events::emit(|| EventKind::DomainOpened {
+                    domain: id.name.clone(),
+                });
                 self.domains.entry(key.clone()).or_insert(DomainEntry {
                     name: id.name.as_str().into(),
                     addr,
@@ -200,6 +204,9 @@ impl Registry {
         if entry.claims == 0 {
             let entry = self.domains.remove(key).expect("entry exists");
             tracing::info!(domain = %entry.name, "domain has no logs left; removed");
+            crate::events::emit(|| EventKind::DomainClosed {
+                domain: entry.name.to_string(),
+            });
             entry.addr.do_send(domain::Stop);
         }
     }

@@ -236,6 +236,9 @@ impl Connection {
                 Err(e) => return Err(e),
             };
             if self.shared.endpoint == Endpoint::Admin {
+                if let Ok(AdminRequest::Events) = codec::decode::<AdminRequest>(&payload) {
+                    return self.stream_events().await;
+                }
                 let reply = match codec::decode::<AdminRequest>(&payload) {
                     Ok(req) => {
                         tracing::debug!(request = req.kind(), "admin request");
@@ -341,9 +344,43 @@ impl Connection {
             .await
     }
 
+    /// Streams events until the client goes away. The bus is bounded: a client that falls
+    /// behind gets a `Lost` event with the count, never a stalled daemon.
+    async fn stream_events(&mut self) -> Result<(), ConnError> {
+        use logd_protocol::admin::{Event, EventKind};
+        use tokio::sync::broadcast::error::RecvError;
+        let mut rx = crate::events::subscribe();
+        tracing::debug!("event stream started");
+        let mut probe = [0u8; 64];
+        loop {
+            let ev = tokio::select! {
+                r = rx.recv() => match r {
+                    Ok(ev) => ev,
+                    Err(RecvError::Lagged(count)) => Event {
+                        at_ms: crate::sink::unix_ms(std::time::SystemTime::now()),
+                        kind: EventKind::Lost { count },
+                    },
+                    Err(RecvError::Closed) => return Ok(()),
+                },
+                r = self.stream.readable() => {
+                    r.map_err(|e| ConnError::Protocol(e.into()))?;
+                    match self.stream.try_read(&mut probe) {
+                        Ok(0) => return Err(ConnError::Closed),
+                        Ok(_) => continue, // anything else the client sends is ignored
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                        Err(e) => return Err(ConnError::Protocol(e.into())),
+                    }
+                }
+            };
+            self.send_msg(&AdminResponse::Event(ev), MAX_ADMIN_FRAME, None)
+                .await?;
+        }
+    }
+
     async fn handle_admin(&mut self, req: AdminRequest) -> AdminResponse {
         let reg = &self.shared.registry;
         let only = match &req {
+            AdminRequest::Events => unreachable!("streamed by the caller"),
             AdminRequest::Snapshot => None,
             AdminRequest::DomainSnapshot { name } => Some(name.clone()),
             AdminRequest::SetLogLevel { filter } => {

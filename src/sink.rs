@@ -8,7 +8,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use logd_protocol::admin::{GuestState, LastError, StreamKind, StreamSnapshot};
+use logd_protocol::admin::{EventKind, GuestState, LastError, StreamKind, StreamSnapshot};
 use logd_protocol::Position;
 
 use crate::rotate::{RotateConfig, RotateError, RotatingFile};
@@ -149,21 +149,50 @@ impl LogSink {
     }
 
     fn record_error(&mut self, e: &dyn std::fmt::Display) {
-        self.last_error = Some(Box::new((e.to_string(), std::time::SystemTime::now())));
+        let message = e.to_string();
+        crate::events::emit(|| EventKind::Error {
+            path: self.path().display().to_string(),
+            message: message.clone(),
+        });
+        self.last_error = Some(Box::new((message, std::time::SystemTime::now())));
+    }
+
+    /// Counts bytes the file could not take, and says so (once per failed attempt, not per
+    /// chunk: drops between retries are only counted).
+    fn dropped(&mut self, n: usize, tell: bool) {
+        self.stats.dropped_disk += n as u64;
+        if tell {
+            crate::events::emit(|| EventKind::BytesDropped {
+                path: self.path().display().to_string(),
+                bytes: n as u64,
+                reason: "disk".into(),
+            });
+        }
     }
 
     /// Appends `data`, or counts it as dropped if the file cannot take it.
     pub fn write(&mut self, data: &[u8]) {
+        let rotations = self.file.rotations();
+        self.write_inner(data);
+        if self.file.rotations() != rotations {
+            crate::events::emit(|| EventKind::Rotated {
+                path: self.path().display().to_string(),
+                rotations: self.file.rotations(),
+            });
+        }
+    }
+
+    fn write_inner(&mut self, data: &[u8]) {
         self.stats.bytes_in += data.len() as u64;
         self.rate_in.add(data.len());
         if !self.file.is_healthy() {
             if self.retry_at.is_some_and(|t| Instant::now() < t) {
-                self.stats.dropped_disk += data.len() as u64;
+                self.dropped(data.len(), false);
                 return;
             }
             if let Err(e) = self.file.reopen() {
                 self.retry_at = Some(Instant::now() + RETRY_INTERVAL);
-                self.stats.dropped_disk += data.len() as u64;
+                self.dropped(data.len(), true);
                 self.record_error(&e);
                 tracing::debug!(path = %self.path().display(), cause = %e, "log file still unwritable");
                 return;
@@ -180,7 +209,7 @@ impl LogSink {
                 self.stats.bytes_written += f.written as u64;
                 self.rate_out.add(f.written);
                 self.record_error(&f.error);
-                self.stats.dropped_disk += (data.len() - f.written) as u64;
+                self.dropped(data.len() - f.written, true);
                 self.retry_at = Some(Instant::now() + RETRY_INTERVAL);
                 tracing::warn!(path = %self.path().display(), cause = %f.error, dropped = data.len() - f.written, "cannot write log file; dropping bytes until it works again");
             }

@@ -19,14 +19,16 @@ use std::task::{Context, Poll};
 use logd_protocol::Position;
 use tokio::io::unix::AsyncFd;
 
+use crate::budget::Yield;
 use crate::pipe::{self, PipeError, MAX_PIPE_SIZE};
 use crate::rotate::{RotateConfig, RotateError};
 use crate::sink::LogSink;
 
 /// Bytes read from a pipe at once: the largest pipe, so one read empties a full one.
 pub const READ_CHUNK: usize = MAX_PIPE_SIZE;
-/// Reads per wake-up before the pump yields to the other streams of its thread.
-const READS_PER_POLL: usize = 16;
+/// Reads per wake-up before the pump yields to the other streams of its thread (each read takes
+/// up to a pipe's worth, 1 MiB).
+const READS_PER_POLL: usize = 4;
 
 thread_local! {
     /// The one read buffer of this thread, shared by every stream it drives.
@@ -66,6 +68,7 @@ pub struct LogStream {
     grow_refused: bool,
     sink: LogSink,
     stats: StreamStats,
+    yielding: Yield,
 }
 
 impl LogStream {
@@ -96,6 +99,7 @@ impl LogStream {
                 grow_refused: false,
                 sink,
                 stats: StreamStats::default(),
+                yielding: Yield::default(),
             },
             w,
         ))
@@ -127,6 +131,9 @@ impl LogStream {
     /// Moves bytes from the pipe to the file until the pipe is empty or every writer is gone.
     /// Returns `Ready(())` at EOF, when the stream should be closed.
     pub fn poll_pump(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.yielding.poll(cx).is_pending() {
+            return Poll::Pending;
+        }
         for _ in 0..READS_PER_POLL {
             let mut guard = match self.pipe.poll_read_ready(cx) {
                 Poll::Ready(Ok(g)) => g,
@@ -159,7 +166,7 @@ impl LogStream {
             }
         }
         // Budget spent with data still flowing: let the thread's other streams run, then resume.
-        cx.waker().wake_by_ref();
+        self.yielding.start(cx);
         Poll::Pending
     }
 

@@ -24,6 +24,9 @@ pub enum AdminRequest {
     Grant { subscriber: u64 },
     /// Change the daemon's tracing filter: a level (`debug`) or directives (`logd::console=trace`).
     SetLogLevel { filter: String },
+    /// Stream events: the daemon answers with `AdminResponse::Event` frames until the client
+    /// closes the connection.
+    Events,
 }
 
 impl AdminRequest {
@@ -34,6 +37,7 @@ impl AdminRequest {
             AdminRequest::Kick { .. } => "Kick",
             AdminRequest::Grant { .. } => "Grant",
             AdminRequest::SetLogLevel { .. } => "SetLogLevel",
+            AdminRequest::Events => "Events",
         }
     }
 }
@@ -46,6 +50,8 @@ pub enum AdminResponse {
     Error(WireError),
     /// The action was carried out.
     Done,
+    /// One event of an `Events` stream.
+    Event(Event),
 }
 
 /// The whole daemon.
@@ -148,4 +154,86 @@ pub struct SubscriberSnapshot {
     /// Holds the write lock (or may write, in shared mode).
     pub writer: bool,
     pub protocol: ConsoleProtocol,
+}
+
+/// Something that happened in the daemon, as `logdctl events` streams it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// When, in ms since the Unix epoch.
+    pub at_ms: u64,
+    pub kind: EventKind,
+}
+
+/// What happened. Paths are log paths; `console` names a console of the domain whose log that is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+// Externally tagged (bincode cannot decode internally tagged enums); `logdctl events --json`
+// flattens it to `{"at_ms": …, "event": "log_opened", "domain": …}`.
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    DomainOpened {
+        domain: String,
+    },
+    DomainClosed {
+        domain: String,
+    },
+    LogOpened {
+        domain: String,
+        path: String,
+    },
+    /// Every writer closed the pipe (EOF).
+    LogClosed {
+        domain: String,
+        path: String,
+    },
+    Rotated {
+        path: String,
+        rotations: u64,
+    },
+    ConsoleAdded {
+        domain: String,
+        console: String,
+    },
+    ConsoleRemoved {
+        domain: String,
+        console: String,
+    },
+    GuestConnected {
+        domain: String,
+        console: String,
+    },
+    GuestDisconnected {
+        domain: String,
+        console: String,
+        reason: String,
+    },
+    SubscriberJoined {
+        domain: String,
+        console: String,
+        id: u64,
+        peer: String,
+    },
+    SubscriberLeft {
+        domain: String,
+        console: String,
+        id: u64,
+        reason: String,
+    },
+    WriteLockMoved {
+        domain: String,
+        console: String,
+        to: u64,
+    },
+    BytesDropped {
+        path: String,
+        bytes: u64,
+        reason: String,
+    },
+    Error {
+        path: String,
+        message: String,
+    },
+    /// The client fell behind and this many events were skipped.
+    Lost {
+        count: u64,
+    },
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 
-use crate::admin::{AdminRequest, AdminResponse, DaemonSnapshot, DomainSnapshot};
+use crate::admin::{AdminRequest, AdminResponse, DaemonSnapshot, DomainSnapshot, Event};
 use crate::codec::{self, ProtocolError, MAX_ADMIN_FRAME, MAX_REQUEST_FRAME, MAX_RESPONSE_FRAME};
 use crate::fdpass;
 use crate::message::*;
@@ -313,6 +313,24 @@ impl AdminClient {
     /// Gives a console's write lock to a subscriber.
     pub fn grant(&mut self, subscriber: u64) -> Result<(), ClientError> {
         self.call(&AdminRequest::Grant { subscriber }).map(|_| ())
+    }
+
+    /// Starts the event stream: this connection then only carries events. Call
+    /// [`AdminClient::next_event`] for each.
+    pub fn subscribe_events(&mut self) -> Result<(), ClientError> {
+        self.inner.send(&AdminRequest::Events)
+    }
+
+    /// The next event of the stream (blocks until one comes).
+    pub fn next_event(&mut self) -> Result<Event, ClientError> {
+        match self.inner.receive_as::<AdminResponse>(MAX_ADMIN_FRAME)? {
+            AdminResponse::Event(e) => Ok(e),
+            AdminResponse::Error(e) => Err(e.into()),
+            other => Err(ClientError::Unexpected {
+                request: "Events",
+                got: format!("{other:?}"),
+            }),
+        }
     }
 
     /// Changes the daemon's tracing filter.

@@ -159,6 +159,13 @@ enum Cmd {
         #[arg(value_name = "LEVEL")]
         level: String,
     },
+    /// Stream lifecycle events as they happen (domains, logs, rotations, guests, subscribers,
+    /// write lock, drops, errors) until interrupted.
+    Events {
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
     /// One domain in depth.
     Stats {
         /// The domain's name.
@@ -276,6 +283,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
         Cmd::Ps { json } => return admin::ps(&admin_socket, *json),
+        Cmd::Events { json } => return admin::events(&admin_socket, *json),
         Cmd::LogLevel { level } => {
             logd_protocol::client::AdminClient::connect(&admin_socket)?.set_log_level(level)?;
             return Ok(ExitCode::SUCCESS);
@@ -312,7 +320,9 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         Cmd::Console(c) => console(&mut client, c),
         Cmd::Attach { domain, name } => attach::run(&mut client, &domain, &name),
-        Cmd::Ps { .. } | Cmd::Stats { .. } | Cmd::LogLevel { .. } => unreachable!("handled above"),
+        Cmd::Ps { .. } | Cmd::Stats { .. } | Cmd::LogLevel { .. } | Cmd::Events { .. } => {
+            unreachable!("handled above")
+        }
         Cmd::Append {
             domain,
             log,
@@ -436,6 +446,47 @@ mod admin {
         println!("{HEADER}");
         print!("{out}");
         Ok(ExitCode::SUCCESS)
+    }
+
+    pub fn events(socket: &Path, json: bool) -> anyhow::Result<ExitCode> {
+        use std::io::Write;
+        let mut c = AdminClient::connect(socket)?;
+        c.subscribe_events()?;
+        let mut out = std::io::stdout().lock();
+        loop {
+            let ev = c.next_event()?;
+            // {"log_opened": {fields}} becomes {"at_ms": …, "event": "log_opened", fields…}.
+            let mut flat = serde_json::Map::new();
+            flat.insert("at_ms".into(), ev.at_ms.into());
+            if let serde_json::Value::Object(o) = serde_json::to_value(&ev.kind)? {
+                for (name, fields) in o {
+                    flat.insert("event".into(), name.into());
+                    if let serde_json::Value::Object(f) = fields {
+                        flat.extend(f);
+                    }
+                }
+            }
+            if json {
+                writeln!(out, "{}", serde_json::Value::Object(flat))?;
+            } else {
+                let name = flat.remove("event").unwrap_or_default();
+                let at = flat.remove("at_ms").unwrap_or_default();
+                let fields: Vec<String> = flat
+                    .iter()
+                    .map(|(k, v)| match v {
+                        serde_json::Value::String(s) => format!("{k}={s}"),
+                        other => format!("{k}={other}"),
+                    })
+                    .collect();
+                writeln!(
+                    out,
+                    "{at} {} {}",
+                    name.as_str().unwrap_or("?"),
+                    fields.join(" ")
+                )?;
+            }
+            out.flush()?;
+        }
     }
 
     pub fn stats(socket: &Path, domain: &str, json: bool) -> anyhow::Result<ExitCode> {
