@@ -51,6 +51,12 @@
 //! - `console_stalled`: the console transfer (256 MiB; quick: 64 MiB) with one reading
 //!   subscriber, then on the same console with one more that never reads (4 KiB SO_RCVBUF);
 //!   a note says whether logd cut the stalled one off.
+//! - `snapshot_10000`: 10,000 idle domains (quick: 2,000) as above and one more with two logs.
+//!   The admin snapshot is timed 5 times (quick: 3), each on a fresh admin connection, and its
+//!   size measured as the pretty JSON of `logdctl ps --json`; a note says when it does not list
+//!   every domain. Then the `one_stream_64k` transfer (256 MiB; quick: 64 MiB) runs into each
+//!   log of the extra domain: once alone, once while a thread takes snapshots back to back (the
+//!   order alternates between runs). Every 64 KiB write() is timed; the longest is the stall.
 //!
 //! The console scenarios set each subscriber's queue limit to 16 MiB: logd's default (1 MiB) is
 //! less than what one poll of a console queues before it first writes to its subscribers, so a
@@ -64,6 +70,7 @@
 //! domain (pipe read end, log file); when the hard limit cannot hold the wanted domains, their
 //! number is scaled down and a note says so.
 
+use std::collections::HashSet;
 use std::fmt;
 use std::fs::{self, File};
 use std::io::{ErrorKind, Read, Write};
@@ -73,7 +80,7 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -81,7 +88,8 @@ use anyhow::{anyhow, bail, ensure, Context, Result};
 use clap::Parser;
 use logd::console::DEFAULT_QUEUE_LIMIT;
 use logd::rotate::{RotateConfig, RotatingFile};
-use logd_protocol::client::Client;
+use logd_protocol::admin::DaemonSnapshot;
+use logd_protocol::client::{AdminClient, Client};
 use logd_protocol::{
     ConsoleInfo, ConsoleProtocol, ConsoleSpec, DomainId, GuestSide, OpenFlags, WritePolicy,
 };
@@ -118,7 +126,7 @@ const QUIET_WAIT_QUICK: Duration = Duration::from_secs(5);
 const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Every scenario, in the order they run; `--only` picks among these names.
-const SCENARIOS: [&str; 13] = [
+const SCENARIOS: [&str; 14] = [
     "baseline_64k",
     "baseline_64k_pipe1m",
     "one_stream_64k",
@@ -132,6 +140,7 @@ const SCENARIOS: [&str; 13] = [
     "console_fanout_64",
     "console_latency",
     "console_stalled",
+    "snapshot_10000",
 ];
 
 /// Measures logd's throughput, CPU and memory against a no-daemon baseline.
@@ -230,6 +239,14 @@ fn run(args: Args) -> Result<()> {
     if b.selected("console_stalled") {
         let size = if b.quick { 64 * MIB } else { 256 * MIB };
         console_stalled(&mut b, size)?;
+    }
+    if b.selected("snapshot_10000") {
+        let (domains, snapshots, size) = if b.quick {
+            (2000, 3, 64 * MIB)
+        } else {
+            (10_000, 5, 256 * MIB)
+        };
+        snapshot_scenario(&mut b, domains, snapshots, size)?;
     }
     comparisons(&mut b);
     note(format!(
@@ -519,26 +536,48 @@ fn logd_transfer(
         )
         .context("opening the stream's log")?;
     let mut pipe = File::from(fd);
+    let (t, _) = pipe_transfer(daemon, client, &mut pipe, path, chunk, total, false)?;
+    Ok(t)
+}
+
+/// Writes `total` bytes into `pipe`, the pipe of log `path`, in `chunk`-byte writes, and waits
+/// for `position()`. With `time_writes`, every write() is timed and the longest is returned (the
+/// timing is left out otherwise: it would weigh on 100-byte writes).
+fn pipe_transfer(
+    daemon: &Daemon,
+    client: &mut Client,
+    pipe: &mut File,
+    path: &str,
+    chunk: usize,
+    total: u64,
+    time_writes: bool,
+) -> Result<(Transfer, Option<Duration>)> {
     let cpu0 = daemon.cpu_seconds()?;
     let others0 = others_cpu_seconds(Some(daemon))?;
     let start = Instant::now();
-    write_chunks(&mut pipe, chunk, total).context("writing into the log pipe")?;
+    let longest_write = if time_writes {
+        Some(write_chunks_timed(pipe, chunk, total).context("writing into the log pipe")?)
+    } else {
+        write_chunks(pipe, chunk, total).context("writing into the log pipe")?;
+        None
+    };
     let end = client.position(path).context("asking for the position")?;
     let seconds = start.elapsed().as_secs_f64();
     let cpu_seconds = daemon.cpu_seconds()? - cpu0;
     let others_busy = (others_cpu_seconds(Some(daemon))? - others0) / seconds;
-    let pipe_size = pipe_capacity(&pipe)?;
+    let pipe_size = pipe_capacity(pipe)?;
     ensure!(
         end.offset > 0,
         "the log is empty after the transfer (position {end})"
     );
-    Ok(Transfer {
+    let t = Transfer {
         bytes: total,
         seconds,
         cpu_seconds,
         others_busy,
         pipe_size: Some(pipe_size),
-    })
+    };
+    Ok((t, longest_write))
 }
 
 /// The capacity of a pipe, from either end.
@@ -557,6 +596,21 @@ fn write_chunks(out: &mut impl Write, chunk: usize, total: u64) -> std::io::Resu
         left -= n as u64;
     }
     Ok(())
+}
+
+/// [`write_chunks`], timing each `write_all`: returns the longest.
+fn write_chunks_timed(out: &mut impl Write, chunk: usize, total: u64) -> std::io::Result<Duration> {
+    let data = text(chunk);
+    let mut left = total;
+    let mut longest = Duration::ZERO;
+    while left > 0 {
+        let n = left.min(chunk as u64) as usize;
+        let start = Instant::now();
+        out.write_all(&data[..n])?;
+        longest = longest.max(start.elapsed());
+        left -= n as u64;
+    }
+    Ok(longest)
 }
 
 /// `len` bytes of numbered lines, like a console's output (the rotation cuts after newlines).
@@ -1432,6 +1486,314 @@ fn console_transfer(
         daemon_peak_kib,
         received,
     })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Admin snapshot
+
+/// The domain whose two logs carry `snapshot_10000`'s transfers; it is listed with the idle ones.
+const SNAPSHOT_STREAM_DOMAIN: &str = "bench-stream";
+/// Its log for the transfer without snapshots …
+const SNAPSHOT_ALONE_LOG: &str = "bench/alone.log";
+/// … and for the one with snapshots taken back to back.
+const SNAPSHOT_BUSY_LOG: &str = "bench/busy.log";
+
+/// `snapshot_10000`: the admin snapshot of `count` idle domains (fewer if the fd limit says so),
+/// timed `snapshots` times per run on fresh connections; then a `total`-byte stream in one more
+/// domain, alone and while snapshots are taken back to back.
+fn snapshot_scenario(b: &mut Bench, count: usize, snapshots: usize, total: u64) -> Result<()> {
+    let name = "snapshot_10000";
+    let n = b.domains_that_fit(count, name);
+    if count != 10_000 {
+        note(format!(
+            "{name}: --quick uses {count} idle domains, not 10,000"
+        ));
+    }
+    let mut runs = Vec::new();
+    for run in 1..=b.runs {
+        let daemon = b.daemon(name)?;
+        let r = snapshot_run(b, &daemon, n, snapshots, total, run)
+            .with_context(|| daemon.failed(name))?;
+        runs.push(r);
+    }
+    let pick = |f: &dyn Fn(&SnapshotRun) -> f64| runs.iter().map(f).collect::<Vec<_>>();
+    let longest = |v: Vec<f64>| v.into_iter().fold(f64::NAN, f64::max);
+    let ms = |d: &Duration| d.as_secs_f64() * 1e3;
+    let median_ms = pick(&|r| median(&r.took.iter().map(ms).collect::<Vec<_>>()));
+    let max_ms = longest(pick(&|r| r.took.iter().map(ms).fold(f64::NAN, f64::max)));
+    b.figure("snapshot_10000_ms", median(&median_ms), "ms");
+    b.figure("snapshot_10000_max_ms", max_ms, "ms");
+    let kib = pick(&|r| r.json_bytes as f64 / KIB as f64);
+    b.figure("snapshot_10000_bytes", median(&kib), "KiB");
+    let stall = |which: &dyn Fn(&SnapshotRun) -> Duration| longest(pick(&|r| ms(&which(r))));
+    let busy_stall = stall(&|r| r.busy.1);
+    let alone_stall = stall(&|r| r.alone.1);
+    let (alone, busy): (Vec<Transfer>, Vec<Transfer>) =
+        runs.into_iter().map(|r| (r.alone.0, r.busy.0)).unzip();
+    b.transfer_figures("snapshot_alone_stream", &alone);
+    b.transfer_figures("snapshot_busy_stream", &busy);
+    if let (Some(a), Some(s)) = (
+        b.get("snapshot_alone_stream_throughput"),
+        b.get("snapshot_busy_stream_throughput"),
+    ) {
+        b.figure("snapshot_busy_vs_alone", s / a * 100.0, "%");
+    }
+    b.figure("snapshot_busy_max_write_stall_ms", busy_stall, "ms");
+    b.figure("snapshot_alone_max_write_stall_ms", alone_stall, "ms");
+    Ok(())
+}
+
+/// What one `snapshot_10000` run measured.
+struct SnapshotRun {
+    /// Each timed `snapshot()` call (on a fresh connection, after the handshake).
+    took: Vec<Duration>,
+    /// The size of the last snapshot as `logdctl ps --json` prints it (pretty JSON).
+    json_bytes: usize,
+    /// The transfer without snapshots, and its longest write().
+    alone: (Transfer, Duration),
+    /// The transfer while snapshots are taken back to back, and its longest write().
+    busy: (Transfer, Duration),
+}
+
+/// One `snapshot_10000` run on a fresh daemon.
+fn snapshot_run(
+    b: &Bench,
+    daemon: &Daemon,
+    idle: usize,
+    snapshots: usize,
+    total: u64,
+    run: u32,
+) -> Result<SnapshotRun> {
+    let name = "snapshot_10000";
+    let mut client = daemon.client()?;
+    let domains = IdleDomains::open(&mut client, idle)?;
+    let stream = DomainId::from_name("qemu", SNAPSHOT_STREAM_DOMAIN);
+    let mut open = |path: &str| -> Result<File> {
+        let (_, fd) = client
+            .open_log(stream.clone(), path, OpenFlags::default())
+            .with_context(|| format!("opening {path}"))?;
+        Ok(File::from(fd))
+    };
+    let (mut alone_pipe, mut busy_pipe) = (open(SNAPSHOT_ALONE_LOG)?, open(SNAPSHOT_BUSY_LOG)?);
+    let admin = logd::config::admin_socket_for(&daemon.socket);
+    let mut expected: HashSet<String> = (1..=idle).map(|i| format!("idle-{i:05}")).collect();
+    expected.insert(SNAPSHOT_STREAM_DOMAIN.to_owned());
+
+    b.wait_for_quiet(Some(daemon))?;
+    let cpu0 = daemon.cpu_seconds()?;
+    let (mut took, mut connects, mut last) = (Vec::new(), Vec::new(), None);
+    for i in 1..=snapshots {
+        let s = timed_snapshot(&admin)?;
+        check_snapshot(
+            &s.snapshot,
+            &expected,
+            idle + 2,
+            &format!("{name} run {run}, snapshot {i}"),
+        );
+        took.push(s.took);
+        connects.push(s.connect);
+        last = Some(s.snapshot);
+    }
+    let daemon_cpu = (daemon.cpu_seconds()? - cpu0) / snapshots as f64;
+    let snap = last.context("no snapshot taken")?;
+    let json_bytes = serde_json::to_vec_pretty(&snap)
+        .context("serializing the snapshot as JSON")?
+        .len();
+    let wire_bytes = logd_protocol::codec::encode(&snap)
+        .context("encoding the snapshot")?
+        .len();
+    let ms: Vec<String> = took
+        .iter()
+        .map(|d| format!("{:.1}", d.as_secs_f64() * 1e3))
+        .collect();
+    note(format!(
+        "{name} run {run}/{}: {idle} idle domains + 1 opened in {:.1} s; snapshots took {} ms \
+         (connect and handshake {:.1} ms at most); logd used {daemon_cpu:.2} CPU-s per snapshot; \
+         {} KiB on the wire, {} KiB as JSON",
+        b.runs,
+        domains.elapsed().as_secs_f64(),
+        ms.join(", "),
+        connects
+            .iter()
+            .max()
+            .copied()
+            .unwrap_or_default()
+            .as_secs_f64()
+            * 1e3,
+        wire_bytes / 1024,
+        json_bytes / 1024,
+    ));
+    drop(snap);
+
+    // The transfers, in the other order every other run: the second might find the page cache
+    // or the pipe in another state than the first.
+    let busy_first = run % 2 == 0;
+    let (mut alone, mut busy) = (None, None);
+    for with_snapshots in [busy_first, !busy_first] {
+        let (pipe, log, label) = if with_snapshots {
+            (&mut busy_pipe, SNAPSHOT_BUSY_LOG, "snapshot_busy_stream")
+        } else {
+            (&mut alone_pipe, SNAPSHOT_ALONE_LOG, "snapshot_alone_stream")
+        };
+        b.wait_for_quiet(Some(daemon))?;
+        let snapper = with_snapshots
+            .then(|| BackToBack::start(&admin))
+            .transpose()?;
+        let t = pipe_transfer(daemon, &mut client, pipe, log, 64 * 1024, total, true);
+        let during = snapper.map(BackToBack::stop).transpose()?;
+        let (t, longest) = t?;
+        let longest = longest.unwrap_or_default();
+        b.progress(label, run, &t);
+        let during =
+            match during {
+                None => String::new(),
+                Some(s) => format!(
+                "; {} snapshots back to back meanwhile (longest {:.0} ms); the bench's snapshot \
+                 thread used {:.2} CPU-s",
+                s.took.len(),
+                s.took.iter().max().copied().unwrap_or_default().as_secs_f64() * 1e3,
+                s.cpu_seconds
+            ),
+            };
+        note(format!(
+            "{label} run {run}/{}: longest write() {:.1} ms{during}",
+            b.runs,
+            longest.as_secs_f64() * 1e3
+        ));
+        *(if with_snapshots {
+            &mut busy
+        } else {
+            &mut alone
+        }) = Some((t, longest));
+    }
+    drop(domains);
+    Ok(SnapshotRun {
+        took,
+        json_bytes,
+        alone: alone.context("no transfer without snapshots")?,
+        busy: busy.context("no transfer with snapshots")?,
+    })
+}
+
+/// A snapshot and how long `snapshot()` took.
+struct TimedSnapshot {
+    snapshot: DaemonSnapshot,
+    took: Duration,
+    /// The connection and handshake before it.
+    connect: Duration,
+}
+
+/// Connects to the admin socket and times one `snapshot()`, on a thread of its own: the admin
+/// client has no timeout, and a daemon that never answers must fail the run, not hang it.
+fn timed_snapshot(admin: &Path) -> Result<TimedSnapshot> {
+    let admin = admin.to_owned();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let take = || -> Result<TimedSnapshot> {
+            let start = Instant::now();
+            let mut c = AdminClient::connect(&admin)
+                .with_context(|| format!("connecting to {}", admin.display()))?;
+            let connect = start.elapsed();
+            let start = Instant::now();
+            let snapshot = c.snapshot().context("taking a snapshot")?;
+            Ok(TimedSnapshot {
+                snapshot,
+                took: start.elapsed(),
+                connect,
+            })
+        };
+        let _ = tx.send(take());
+    });
+    rx.recv_timeout(CALL_TIMEOUT)
+        .map_err(|_| anyhow!("no snapshot within {} s", CALL_TIMEOUT.as_secs()))?
+}
+
+/// Notes on stderr when `snap` does not list exactly the `expected` domains, or not `streams`
+/// streams in all.
+fn check_snapshot(snap: &DaemonSnapshot, expected: &HashSet<String>, streams: usize, what: &str) {
+    let listed: HashSet<&str> = snap.domains.iter().map(|d| d.id.name.as_str()).collect();
+    let missing: Vec<&String> = expected
+        .iter()
+        .filter(|n| !listed.contains(n.as_str()))
+        .collect();
+    let listed_streams: usize = snap.domains.iter().map(|d| d.streams.len()).sum();
+    if missing.is_empty() && snap.domains.len() == expected.len() && listed_streams == streams {
+        return;
+    }
+    note(format!(
+        "{what}: THE SNAPSHOT DOES NOT LIST EVERY DOMAIN: {} domains listed ({} distinct), {} \
+         expected, {} missing (e.g. {:?}); {listed_streams} streams, {streams} expected",
+        snap.domains.len(),
+        listed.len(),
+        expected.len(),
+        missing.len(),
+        missing.iter().take(3).collect::<Vec<_>>()
+    ));
+}
+
+/// A thread that takes snapshots back to back on one admin connection until stopped.
+struct BackToBack {
+    stop: Arc<AtomicBool>,
+    done: mpsc::Receiver<Result<BusySnapshots>>,
+}
+
+/// What a [`BackToBack`] thread did.
+struct BusySnapshots {
+    /// Each `snapshot()` call.
+    took: Vec<Duration>,
+    /// The thread's CPU time (receiving and decoding the snapshots), on the bench's side.
+    cpu_seconds: f64,
+}
+
+impl BackToBack {
+    /// Starts the thread; returns once it is connected, so that its first request goes out as
+    /// the caller starts what it measures.
+    fn start(admin: &Path) -> Result<BackToBack> {
+        let admin = admin.to_owned();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ready_tx, ready) = mpsc::channel();
+        let (tx, done) = mpsc::channel();
+        let flag = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let work = || -> Result<BusySnapshots> {
+                let mut c = AdminClient::connect(&admin)
+                    .with_context(|| format!("connecting to {}", admin.display()))?;
+                let cpu0 = thread_cpu_seconds()?;
+                let _ = ready_tx.send(());
+                let mut took = Vec::new();
+                while !flag.load(Ordering::Relaxed) {
+                    let start = Instant::now();
+                    let snap = c.snapshot().context("taking a snapshot back to back")?;
+                    took.push(start.elapsed());
+                    drop(snap);
+                }
+                Ok(BusySnapshots {
+                    took,
+                    cpu_seconds: thread_cpu_seconds()? - cpu0,
+                })
+            };
+            let _ = tx.send(work());
+        });
+        match ready.recv_timeout(CALL_TIMEOUT) {
+            Ok(()) => Ok(BackToBack { stop, done }),
+            // The thread failed before it was connected: its error says why.
+            Err(_) => done
+                .recv_timeout(CALL_TIMEOUT)
+                .map_err(|_| anyhow!("the snapshot thread did not connect"))?
+                .and_then(|_| bail!("the snapshot thread ended at once")),
+        }
+    }
+
+    /// Stops the thread after its current snapshot.
+    fn stop(self) -> Result<BusySnapshots> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.done.recv_timeout(CALL_TIMEOUT).map_err(|_| {
+            anyhow!(
+                "the snapshot thread's last snapshot took over {} s",
+                CALL_TIMEOUT.as_secs()
+            )
+        })?
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -166,6 +166,8 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// A live view of every stream, busiest first, refreshed every second; q quits.
+    Top,
     /// One domain in depth.
     Stats {
         /// The domain's name.
@@ -284,6 +286,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         Cmd::Ps { json } => return admin::ps(&admin_socket, *json),
         Cmd::Events { json } => return admin::events(&admin_socket, *json),
+        Cmd::Top => return top::run(&admin_socket),
         Cmd::LogLevel { level } => {
             logd_protocol::client::AdminClient::connect(&admin_socket)?.set_log_level(level)?;
             return Ok(ExitCode::SUCCESS);
@@ -320,7 +323,11 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         Cmd::Console(c) => console(&mut client, c),
         Cmd::Attach { domain, name } => attach::run(&mut client, &domain, &name),
-        Cmd::Ps { .. } | Cmd::Stats { .. } | Cmd::LogLevel { .. } | Cmd::Events { .. } => {
+        Cmd::Ps { .. }
+        | Cmd::Stats { .. }
+        | Cmd::LogLevel { .. }
+        | Cmd::Events { .. }
+        | Cmd::Top => {
             unreachable!("handled above")
         }
         Cmd::Append {
@@ -541,6 +548,253 @@ mod admin {
     }
 }
 
+mod term {
+    //! The terminal for `attach` and `top`: raw mode, put back on every way out (normal exit,
+    //! errors, and SIGTERM/SIGHUP/SIGQUIT, caught on a thread of their own).
+
+    use std::sync::Mutex;
+
+    use anyhow::Context;
+    use nix::sys::signal::{SigSet, Signal};
+    use nix::sys::termios::{self, SetArg, Termios};
+
+    /// The settings to put back, and what to print first (e.g. leave the alternate screen).
+    static SAVED: Mutex<Option<(Termios, &'static str)>> = Mutex::new(None);
+
+    /// Puts the terminal (if stdin is one) in raw mode; `undo` is printed when it is restored.
+    pub fn raw_mode(undo: &'static str) -> anyhow::Result<()> {
+        if let Ok(t) = termios::tcgetattr(std::io::stdin()) {
+            let mut raw = t.clone();
+            termios::cfmakeraw(&mut raw);
+            termios::tcsetattr(std::io::stdin(), SetArg::TCSANOW, &raw)
+                .context("cannot put the terminal in raw mode")?;
+            *SAVED.lock().unwrap() = Some((t, undo));
+        }
+        Ok(())
+    }
+
+    /// Puts the terminal back as it was (idempotent).
+    pub fn restore() {
+        if let Some((t, undo)) = SAVED.lock().map(|mut g| g.take()).unwrap_or(None) {
+            // Straight to fd 1: another thread may hold std's stdout lock for good.
+            if !undo.is_empty() {
+                let _ = nix::unistd::write(std::io::stdout(), undo.as_bytes());
+            }
+            let _ = termios::tcsetattr(std::io::stdin(), SetArg::TCSANOW, &t);
+        }
+    }
+
+    /// Terminal back as it was, then exit.
+    pub fn leave(code: i32, why: &str) -> ! {
+        restore();
+        if !why.is_empty() {
+            eprint!("\r\n[logdctl: {why}]\r\n");
+        }
+        std::process::exit(code);
+    }
+
+    /// Signals that would end us are taken by a thread that restores the terminal first.
+    /// Call before starting any other thread (they inherit the blocked mask).
+    pub fn catch_signals() -> anyhow::Result<()> {
+        let mut set = SigSet::empty();
+        for s in [Signal::SIGTERM, Signal::SIGHUP, Signal::SIGQUIT] {
+            set.add(s);
+        }
+        set.thread_block().context("cannot block signals")?;
+        std::thread::spawn(move || {
+            if let Ok(sig) = set.wait() {
+                leave(128 + sig as i32, &format!("{sig}"));
+            }
+        });
+        Ok(())
+    }
+}
+
+mod top {
+    //! `logdctl top`: a live view of every stream, refreshed every second, busiest first.
+
+    use std::io::Write;
+    use std::path::Path;
+    use std::process::ExitCode;
+    use std::time::{Duration, Instant};
+
+    use logd_protocol::admin::{GuestState, StreamKind};
+    use logd_protocol::client::AdminClient;
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+
+    use super::term;
+
+    /// Alternate screen on, cursor hidden / the reverse.
+    const ENTER: &str = "\x1b[?1049h\x1b[?25l";
+    const LEAVE: &str = "\x1b[?25h\x1b[?1049l";
+
+    /// The terminal's size, from the environment or 80×24.
+    fn size() -> (usize, usize) {
+        let get = |k: &str, d: usize| {
+            std::env::var(k)
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(d)
+        };
+        let (mut cols, mut rows) = (get("COLUMNS", 80), get("LINES", 24));
+        if let Ok(out) = std::process::Command::new("stty")
+            .arg("size")
+            .stdin(std::process::Stdio::inherit())
+            .output()
+        {
+            let text = String::from_utf8_lossy(&out.stdout);
+            let mut it = text
+                .split_whitespace()
+                .filter_map(|v| v.parse::<usize>().ok());
+            if let (Some(r), Some(c)) = (it.next(), it.next()) {
+                rows = r;
+                cols = c;
+            }
+        }
+        (cols.max(40), rows.max(5))
+    }
+
+    fn fit(s: &str, w: usize) -> String {
+        if s.chars().count() <= w {
+            format!("{s:<w$}")
+        } else {
+            let keep: String = s
+                .chars()
+                .rev()
+                .take(w.saturating_sub(1))
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            format!("…{keep}")
+        }
+    }
+
+    fn human(n: u64) -> String {
+        let (v, u) = match n {
+            n if n >= 1 << 30 => (n as f64 / (1u64 << 30) as f64, "G"),
+            n if n >= 1 << 20 => (n as f64 / (1u64 << 20) as f64, "M"),
+            n if n >= 1 << 10 => (n as f64 / 1024.0, "K"),
+            n => return n.to_string(),
+        };
+        format!("{v:.1}{u}")
+    }
+
+    fn frame(client: &mut AdminClient) -> anyhow::Result<String> {
+        let snap = client.snapshot()?;
+        let (cols, rows) = size();
+        let mut lines = Vec::new();
+        for d in &snap.domains {
+            for s in &d.streams {
+                let kind = match &s.kind {
+                    StreamKind::Stdio => "stdio".to_owned(),
+                    StreamKind::Console { name } => name.clone(),
+                };
+                let guest = match s.guest {
+                    GuestState::Connected => "up",
+                    GuestState::Waiting => "wait",
+                    GuestState::Eof => "eof",
+                };
+                lines.push((
+                    s.rate_in,
+                    d.id.name.clone(),
+                    kind,
+                    s.rate_out,
+                    s.bytes_in,
+                    s.rotations,
+                    s.dropped_disk,
+                    guest,
+                    s.subscribers.len(),
+                ));
+            }
+        }
+        lines.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+        let mut out = String::new();
+        out.push_str("\x1b[H\x1b[2J");
+        let title = format!(
+            "logd top  pid {}  up {}s  domains {}  fds {}  rss {}K   (q quits)",
+            snap.pid,
+            snap.uptime_ms / 1000,
+            snap.domains.len(),
+            snap.fds,
+            snap.rss_kib
+        );
+        out.push_str(&fit(&title, cols));
+        out.push_str("\r\n");
+        // The fixed columns take 60; the domain name gets the rest.
+        let name_w = cols.saturating_sub(61).clamp(8, 40);
+        let header = format!(
+            "{} {:<9} {:>8} {:>8} {:>8} {:>5} {:>6} {:<4} {:>4}",
+            fit("DOMAIN", name_w),
+            "STREAM",
+            "IN/s",
+            "OUT/s",
+            "IN",
+            "ROT",
+            "DROP",
+            "GST",
+            "SUBS"
+        );
+        out.push_str(&format!("\x1b[7m{}\x1b[0m\r\n", fit(&header, cols)));
+        for l in lines.iter().take(rows.saturating_sub(3)) {
+            let row = format!(
+                "{} {:<9} {:>8} {:>8} {:>8} {:>5} {:>6} {:<4} {:>4}",
+                fit(&l.1, name_w),
+                fit(&l.2, 9),
+                human(l.0),
+                human(l.3),
+                human(l.4),
+                l.5,
+                human(l.6),
+                l.7,
+                l.8
+            );
+            out.push_str(&fit(&row, cols));
+            out.push_str("\r\n");
+        }
+        Ok(out)
+    }
+
+    pub fn run(socket: &Path) -> anyhow::Result<ExitCode> {
+        let mut client = AdminClient::connect(socket)?;
+        term::catch_signals()?;
+        term::raw_mode(LEAVE)?;
+        let mut stdout = std::io::stdout();
+        let _ = stdout.write_all(ENTER.as_bytes());
+        let stdin = std::io::stdin();
+        loop {
+            match frame(&mut client) {
+                Ok(f) => {
+                    let _ = stdout.write_all(f.as_bytes());
+                    let _ = stdout.flush();
+                }
+                Err(e) => term::leave(1, &format!("{e}")),
+            }
+            // Wait a second for a key; q or Ctrl-C quits.
+            let deadline = Instant::now() + Duration::from_secs(1);
+            while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+                let mut fds = [PollFd::new(
+                    std::os::fd::AsFd::as_fd(&stdin),
+                    PollFlags::POLLIN,
+                )];
+                let ms = PollTimeout::try_from(left.as_millis().min(1000) as u16)
+                    .unwrap_or(PollTimeout::ZERO);
+                match poll(&mut fds, ms) {
+                    Ok(0) => break,
+                    Ok(_) => {
+                        let mut b = [0u8; 16];
+                        let n = nix::unistd::read(&stdin, &mut b).unwrap_or(0);
+                        if n == 0 || b[..n].iter().any(|&c| c == b'q' || c == 3) {
+                            term::leave(0, "");
+                        }
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
+    }
+}
+
 mod attach {
     //! `logdctl attach`: the user's terminal on a console, in raw mode, until Ctrl-].
     //!
@@ -549,34 +803,17 @@ mod attach {
 
     use std::io::{Read, Write};
     use std::os::unix::net::UnixStream;
-    use std::sync::Mutex;
 
     use anyhow::{bail, Context};
     use bytes::Bytes;
     use logd::telnet;
     use logd_protocol::client::Client;
     use logd_protocol::ConsoleProtocol;
-    use nix::sys::signal::{SigSet, Signal};
-    use nix::sys::termios::{self, SetArg, Termios};
+
+    use super::term::leave;
 
     /// Ctrl-]
     const DETACH: u8 = 0x1d;
-
-    /// The terminal settings to put back, if logdctl changed them.
-    static SAVED: Mutex<Option<Termios>> = Mutex::new(None);
-
-    fn restore() {
-        if let Some(t) = SAVED.lock().map(|mut g| g.take()).unwrap_or(None) {
-            let _ = termios::tcsetattr(std::io::stdin(), SetArg::TCSANOW, &t);
-        }
-    }
-
-    /// Leaves: terminal back as it was, then exit.
-    fn leave(code: i32, why: &str) -> ! {
-        restore();
-        eprint!("\r\n[logdctl: {why}]\r\n");
-        std::process::exit(code);
-    }
 
     trait Conn: Read + Write + Send {
         fn split(&self) -> std::io::Result<Box<dyn Conn>>;
@@ -621,25 +858,8 @@ mod attach {
             .split()
             .context("cannot duplicate the console connection")?;
 
-        // Signals that would end us are taken by a thread that restores the terminal first.
-        let mut set = SigSet::empty();
-        for s in [Signal::SIGTERM, Signal::SIGHUP, Signal::SIGQUIT] {
-            set.add(s);
-        }
-        set.thread_block().context("cannot block signals")?;
-        std::thread::spawn(move || {
-            if let Ok(sig) = set.wait() {
-                leave(128 + sig as i32, &format!("{sig}"));
-            }
-        });
-
-        if let Ok(t) = termios::tcgetattr(std::io::stdin()) {
-            let mut raw = t.clone();
-            termios::cfmakeraw(&mut raw);
-            termios::tcsetattr(std::io::stdin(), SetArg::TCSANOW, &raw)
-                .context("cannot put the terminal in raw mode")?;
-            *SAVED.lock().unwrap() = Some(t);
-        }
+        super::term::catch_signals()?;
+        super::term::raw_mode("")?;
         eprint!("[logdctl: attached to {domain}/{name}; Ctrl-] detaches]\r\n");
 
         // Keys to the console.
