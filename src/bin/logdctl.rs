@@ -777,8 +777,7 @@ mod top {
                     std::os::fd::AsFd::as_fd(&stdin),
                     PollFlags::POLLIN,
                 )];
-                let ms = PollTimeout::try_from(left.as_millis().min(1000) as u16)
-                    .unwrap_or(PollTimeout::ZERO);
+                let ms = PollTimeout::from(left.as_millis().min(1000) as u16);
                 match poll(&mut fds, ms) {
                     Ok(0) => break,
                     Ok(_) => {
