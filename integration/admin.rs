@@ -486,3 +486,79 @@ fn top_shows_domains_and_restores_the_terminal() {
         "still on the alternate screen: {pane}"
     );
 }
+
+/// Acceptance 6: the metrics endpoint serves text a Prometheus parser accepts, and its counters
+/// match `ps --json`.
+#[test]
+fn metrics_match_ps_and_parse() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let d = Daemon::with_config(&format!(
+        "metrics_listen = \"127.0.0.1:{port}\"\nmax_size = \"8 KiB\"\n"
+    ));
+    let mut c = d.client();
+    let (_, fd) = c
+        .open_log(
+            DomainId::from_name("qemu", "metered"),
+            "m.log",
+            OpenFlags::default(),
+        )
+        .unwrap();
+    let mut w = std::fs::File::from(fd);
+    let data = numbered_lines(50_000);
+    w.write_all(&data).unwrap();
+    c.position("m.log").unwrap();
+    let get = |path: &str| -> String {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut all = String::new();
+        s.read_to_string(&mut all).unwrap();
+        all
+    };
+    let reply = get("/metrics");
+    assert!(reply.starts_with("HTTP/1.0 200 OK"), "{reply}");
+    let body = reply.split("\r\n\r\n").nth(1).unwrap();
+    let lines = body.lines().map(|l| Ok(l.to_owned()));
+    let scrape = prometheus_parse::Scrape::parse(lines).expect("Prometheus text");
+    let value = |name: &str| -> f64 {
+        scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == name && s.labels.get("domain") == Some("metered"))
+            .map(|s| match s.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                _ => f64::NAN,
+            })
+            .unwrap_or_else(|| panic!("{name} missing in {body}"))
+    };
+    let v = ps(&d);
+    let s = &v["domains"][0]["streams"][0];
+    assert_eq!(
+        value("logd_stream_bytes_in_total"),
+        s["bytes_in"].as_u64().unwrap() as f64
+    );
+    assert_eq!(value("logd_stream_bytes_written_total"), data.len() as f64);
+    assert_eq!(
+        value("logd_stream_rotations_total"),
+        s["rotations"].as_u64().unwrap() as f64
+    );
+    assert_eq!(
+        value("logd_stream_file_size_bytes"),
+        s["file_size"].as_u64().unwrap() as f64
+    );
+    assert!(value("logd_stream_rotations_total") > 0.0);
+    assert!(get("/nope").starts_with("HTTP/1.0 404"));
+    // A removed domain's metrics go away.
+    drop(w);
+    wait_for(
+        Duration::from_secs(10),
+        "the domain's metrics to go",
+        || (!get("/metrics").contains("metered")).then_some(()),
+    );
+}

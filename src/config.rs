@@ -51,6 +51,8 @@ pub struct Config {
     pub max_clients: usize,
     /// Worker threads (actix arbiters) that domains are spread over; default: one per core.
     pub workers: usize,
+    /// `ADDR:PORT` of the Prometheus endpoint; None: off.
+    pub metrics_listen: Option<String>,
     /// Exit after this long with no open log and no client (a session daemon started on demand).
     pub idle_exit: Option<std::time::Duration>,
 }
@@ -68,6 +70,7 @@ struct FileConfig {
     max_clients: Option<usize>,
     workers: Option<usize>,
     idle_exit: Option<u64>,
+    metrics_listen: Option<String>,
 }
 
 /// A size written as a number of bytes or a string such as `"2 MiB"`.
@@ -244,6 +247,7 @@ impl Config {
             },
             max_clients,
             workers,
+            metrics_listen: fc.metrics_listen,
             idle_exit: over
                 .idle_exit
                 .or(fc.idle_exit)

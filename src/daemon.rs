@@ -44,6 +44,8 @@ pub enum DaemonError {
     Signals(std::io::Error),
     #[error("cannot start the runtime: {0}")]
     Runtime(std::io::Error),
+    #[error(transparent)]
+    Metrics(#[from] crate::metrics::MetricsError),
 }
 
 /// Raises the soft limit on open files to the hard limit: every open log costs the daemon two
@@ -148,6 +150,11 @@ async fn main_loop(cfg: Config) -> Result<(), DaemonError> {
     let _lock = lock(&cfg.socket)?;
     let listener = bind(&cfg.socket)?;
     let admin_listener = bind(&cfg.admin_socket)?;
+    let metrics_listener = cfg
+        .metrics_listen
+        .as_deref()
+        .map(crate::metrics::bind)
+        .transpose()?;
     let workers: Vec<Arbiter> = (0..cfg.workers).map(|_| Arbiter::new()).collect();
     let handles = workers.iter().map(Arbiter::handle).collect();
     let registry = Registry::start_global(cfg.rotate, handles);
@@ -170,6 +177,10 @@ async fn main_loop(cfg: Config) -> Result<(), DaemonError> {
     let accept = actix_rt::spawn(server::serve(listener, Arc::new(shared), stop.clone()));
     let accept_admin =
         actix_rt::spawn(server::serve(admin_listener, Arc::new(admin), stop.clone()));
+    if let Some(l) = metrics_listener {
+        tracing::info!(addr = ?l.local_addr().ok(), "serving Prometheus metrics at /metrics");
+        actix_rt::spawn(crate::metrics::serve(l, registry.clone(), stop.clone()));
+    }
     tracing::info!(
         socket = %cfg.socket.display(),
         admin_socket = %cfg.admin_socket.display(),

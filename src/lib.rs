@@ -16,6 +16,7 @@
 //! - [`paths`]: which log paths a client may name;
 //! - [`config`]: defaults, the TOML file and overrides;
 //! - [`events`]: the bounded event bus behind `logdctl events`;
+//! - [`metrics`]: the optional Prometheus endpoint;
 //! - [`logging`]: the daemon's own tracing, with a filter changeable at run time;
 //! - [`cli`]: what the binaries share in reporting to a person.
 #![deny(unsafe_code)]
@@ -28,6 +29,7 @@ pub mod daemon;
 pub mod domain;
 pub mod events;
 pub mod logging;
+pub mod metrics;
 pub mod paths;
 pub mod pipe;
 pub mod registry;

@@ -1,0 +1,271 @@
+//! The optional Prometheus endpoint (`metrics_listen`, off by default).
+//!
+//! Each scrape takes a fresh snapshot from the actors (the same as `logdctl ps`) and encodes it,
+//! so the metrics always match `ps --json`, their label sets are exactly the live streams, and
+//! a removed domain's metrics are gone at the next scrape. Nothing is kept between scrapes.
+//!
+//! The HTTP side is the least that Prometheus needs: `GET /metrics` over HTTP/1.x, one request
+//! per connection, bounded in size and time.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::Addr;
+use logd_protocol::admin::{DaemonSnapshot, GuestState, StreamKind};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry as Metrics;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use crate::registry::{self, Registry};
+
+/// Scrapes served at once; more wait for the TCP backlog.
+const MAX_SCRAPERS: usize = 8;
+/// Longest request head read.
+const MAX_REQUEST: usize = 8192;
+/// Time for a scraper to send its request and take the answer.
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why the endpoint could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot serve metrics on {addr}: {source}")]
+pub struct MetricsError {
+    pub addr: String,
+    pub source: std::io::Error,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StreamLabels {
+    domain: String,
+    driver: String,
+    stream: String,
+    path: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DropLabels {
+    domain: String,
+    driver: String,
+    stream: String,
+    path: String,
+    reason: String,
+}
+
+/// Encodes a snapshot as Prometheus text.
+pub fn encode(snap: &DaemonSnapshot) -> String {
+    let mut m = Metrics::with_prefix("logd");
+    let family = |m: &mut Metrics, name: &str, help: &str| {
+        let f = Family::<StreamLabels, Counter>::default();
+        m.register(name, help, f.clone());
+        f
+    };
+    let bytes_in = family(
+        &mut m,
+        "stream_bytes_in",
+        "Bytes taken from a stream's source",
+    );
+    let bytes_written = family(
+        &mut m,
+        "stream_bytes_written",
+        "Bytes written to a stream's log",
+    );
+    let rotations = family(
+        &mut m,
+        "stream_rotations",
+        "Rotations of a stream's log since it was opened",
+    );
+    let dropped = Family::<DropLabels, Counter>::default();
+    m.register(
+        "stream_dropped_bytes",
+        "Bytes dropped, by reason",
+        dropped.clone(),
+    );
+    let slow = family(
+        &mut m,
+        "console_slow_disconnects",
+        "Console subscribers cut off for falling behind",
+    );
+    let gauge = |m: &mut Metrics, name: &str, help: &str| {
+        let f = Family::<StreamLabels, Gauge>::default();
+        m.register(name, help, f.clone());
+        f
+    };
+    let file_size = gauge(
+        &mut m,
+        "stream_file_size_bytes",
+        "Size of a stream's active log file",
+    );
+    let guest_up = gauge(
+        &mut m,
+        "stream_guest_connected",
+        "1 when the stream's source is connected",
+    );
+    let subscribers = gauge(&mut m, "console_subscribers", "Subscribers of a console");
+    let rate_in = gauge(
+        &mut m,
+        "stream_rate_in_bytes_per_second",
+        "Input rate over the last seconds",
+    );
+
+    for d in &snap.domains {
+        for s in &d.streams {
+            let l = StreamLabels {
+                domain: d.id.name.clone(),
+                driver: d.id.driver.clone(),
+                stream: match &s.kind {
+                    StreamKind::Stdio => "stdio".into(),
+                    StreamKind::Console { name } => name.clone(),
+                },
+                path: s.path.clone(),
+            };
+            bytes_in.get_or_create(&l).inc_by(s.bytes_in);
+            bytes_written.get_or_create(&l).inc_by(s.bytes_written);
+            rotations.get_or_create(&l).inc_by(s.rotations);
+            dropped
+                .get_or_create(&DropLabels {
+                    domain: l.domain.clone(),
+                    driver: l.driver.clone(),
+                    stream: l.stream.clone(),
+                    path: l.path.clone(),
+                    reason: "disk".into(),
+                })
+                .inc_by(s.dropped_disk);
+            file_size.get_or_create(&l).set(s.file_size as i64);
+            guest_up
+                .get_or_create(&l)
+                .set(i64::from(s.guest == GuestState::Connected));
+            rate_in.get_or_create(&l).set(s.rate_in as i64);
+            if let StreamKind::Console { .. } = s.kind {
+                subscribers
+                    .get_or_create(&l)
+                    .set(s.subscribers.len() as i64);
+                slow.get_or_create(&l).inc_by(s.slow_disconnects);
+            }
+        }
+    }
+    let plain = |m: &mut Metrics, name: &str, help: &str, v: u64| {
+        let g = Gauge::<i64>::default();
+        g.set(v as i64);
+        m.register(name, help, g);
+    };
+    plain(
+        &mut m,
+        "domains",
+        "Live domain actors",
+        snap.domains.len() as u64,
+    );
+    plain(
+        &mut m,
+        "uptime_seconds",
+        "Seconds since the daemon started",
+        snap.uptime_ms / 1000,
+    );
+    plain(
+        &mut m,
+        "open_fds",
+        "Open file descriptors of the daemon",
+        snap.fds,
+    );
+    plain(
+        &mut m,
+        "resident_memory_bytes",
+        "Resident memory of the daemon",
+        snap.rss_kib * 1024,
+    );
+    let mut out = String::new();
+    // Writing into a String cannot fail.
+    let _ = prometheus_client::encoding::text::encode(&mut out, &m);
+    out
+}
+
+/// Binds the endpoint (before the daemon says it is ready, so a bad address stops start-up).
+pub fn bind(addr: &str) -> Result<TcpListener, MetricsError> {
+    let err = |source| MetricsError {
+        addr: addr.to_owned(),
+        source,
+    };
+    let l = std::net::TcpListener::bind(addr).map_err(err)?;
+    l.set_nonblocking(true).map_err(err)?;
+    TcpListener::from_std(l).map_err(err)
+}
+
+/// Serves scrapes until `stop`.
+pub async fn serve(listener: TcpListener, registry: Addr<Registry>, stop: CancellationToken) {
+    let limit = Arc::new(Semaphore::new(MAX_SCRAPERS));
+    loop {
+        let (sock, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(cause = %e, "metrics accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = stop.cancelled() => return,
+        };
+        let Ok(permit) = limit.clone().acquire_owned().await else {
+            return;
+        };
+        let registry = registry.clone();
+        actix_rt::spawn(async move {
+            let _permit = permit;
+            if let Err(e) = tokio::time::timeout(TIMEOUT, scrape(sock, registry)).await {
+                tracing::debug!(%peer, cause = %e, "metrics scrape timed out");
+            }
+        });
+    }
+}
+
+async fn scrape(mut sock: TcpStream, registry: Addr<Registry>) {
+    let mut head = Vec::with_capacity(512);
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") && !head.windows(2).any(|w| w == b"\n\n") {
+        match sock.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+        if head.len() > MAX_REQUEST {
+            let _ = sock
+                .write_all(b"HTTP/1.0 431 Request Header Fields Too Large\r\n\r\n")
+                .await;
+            return;
+        }
+    }
+    let line = String::from_utf8_lossy(&head);
+    let mut parts = line.split_whitespace();
+    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let (status, body, ctype) = if method != "GET" {
+        (
+            "405 Method Not Allowed",
+            "only GET\n".to_owned(),
+            "text/plain",
+        )
+    } else if path != "/metrics" && !path.starts_with("/metrics?") {
+        ("404 Not Found", "try /metrics\n".to_owned(), "text/plain")
+    } else {
+        match registry.send(registry::Snapshot { only: None }).await {
+            Ok(snap) => (
+                "200 OK",
+                encode(&snap),
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            ),
+            Err(_) => (
+                "503 Service Unavailable",
+                "shutting down\n".to_owned(),
+                "text/plain",
+            ),
+        }
+    };
+    let reply = format!(
+        "HTTP/1.0 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = sock.write_all(reply.as_bytes()).await;
+    let _ = sock.shutdown().await;
+}
