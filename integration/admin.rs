@@ -562,3 +562,41 @@ fn metrics_match_ps_and_parse() {
         || (!get("/metrics").contains("metered")).then_some(()),
     );
 }
+
+/// Tracing has a span per domain, so the daemon's log can be filtered by domain with RUST_LOG.
+#[test]
+fn rust_log_filters_by_domain() {
+    let d = Daemon::start_with(Opts {
+        env: vec![("RUST_LOG".into(), "logd[domain{domain=alpha}]=info".into())],
+        ..Opts::default()
+    });
+    let mut c = d.client();
+    let (_, a) = c
+        .open_log(
+            DomainId::from_name("qemu", "alpha"),
+            "alpha.log",
+            OpenFlags::default(),
+        )
+        .unwrap();
+    let (_, b) = c
+        .open_log(
+            DomainId::from_name("qemu", "beta"),
+            "beta.log",
+            OpenFlags::default(),
+        )
+        .unwrap();
+    drop((a, b));
+    wait_for(Duration::from_secs(10), "alpha's lines", || {
+        d.stderr().contains("alpha.log").then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let log = d.stderr();
+    assert!(
+        log.contains("log opened") && log.contains("domain=alpha"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("beta.log"),
+        "beta's lines passed a filter for alpha: {log}"
+    );
+}

@@ -30,6 +30,8 @@ pub struct Opts {
     pub config: String,
     /// Run the daemon under `setpriv` as this uid/gid.
     pub as_uid: Option<u32>,
+    /// Extra environment for the daemon (e.g. RUST_LOG).
+    pub env: Vec<(String, String)>,
 }
 
 impl Daemon {
@@ -63,11 +65,11 @@ impl Daemon {
             log_root,
             child: None,
         };
-        d.spawn(opts.as_uid, &config);
+        d.spawn(opts.as_uid, &config, &opts.env);
         d
     }
 
-    fn spawn(&mut self, as_uid: Option<u32>, config: &Path) {
+    fn spawn(&mut self, as_uid: Option<u32>, config: &Path, env: &[(String, String)]) {
         let stderr = std::fs::File::create(self.dir.path().join("logd.stderr")).unwrap();
         let mut cmd = match as_uid {
             Some(uid) => {
@@ -89,6 +91,7 @@ impl Daemon {
             .arg("--log-root")
             .arg(&self.log_root)
             .arg("-v")
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr);
