@@ -1644,17 +1644,22 @@ fn snapshot_run(
         let (t, longest) = t?;
         let longest = longest.unwrap_or_default();
         b.progress(label, run, &t);
-        let during =
-            match during {
-                None => String::new(),
-                Some(s) => format!(
-                "; {} snapshots back to back meanwhile (longest {:.0} ms); the bench's snapshot \
-                 thread used {:.2} CPU-s",
+        let during = match during {
+            None => String::new(),
+            Some(s) => format!(
+                "; {} snapshot(s) back to back meanwhile (longest {:.0} ms); the bench's \
+                 snapshot thread used {:.2} CPU-s (10 ms ticks)",
                 s.took.len(),
-                s.took.iter().max().copied().unwrap_or_default().as_secs_f64() * 1e3,
+                s.took
+                    .iter()
+                    .max()
+                    .copied()
+                    .unwrap_or_default()
+                    .as_secs_f64()
+                    * 1e3,
                 s.cpu_seconds
             ),
-            };
+        };
         note(format!(
             "{label} run {run}/{}: longest write() {:.1} ms{during}",
             b.runs,
