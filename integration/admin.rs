@@ -51,6 +51,11 @@ fn ps_counts_every_byte_and_every_rotation() {
     assert_eq!(s["guest"], "connected");
     assert_eq!(s["dropped_disk"], 0);
     assert!(v["rss_kib"].as_u64().unwrap() > 0 && v["fds"].as_u64().unwrap() > 3);
+    // The registry counts the snapshot request itself; the idle domain has nothing queued.
+    assert_eq!(v["registry"]["depth"], 1);
+    assert_eq!(v["registry"]["capacity"], 256);
+    assert_eq!(v["domains"][0]["mailbox"]["depth"], 0);
+    assert_eq!(v["domains"][0]["mailbox"]["capacity"], 16);
 
     // The table has the same stream, and `stats` the same numbers.
     let table = String::from_utf8(d.ctl_ok(&["ps"])).unwrap();

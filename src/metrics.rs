@@ -249,7 +249,7 @@ async fn scrape(mut sock: TcpStream, registry: Addr<Registry>) {
     } else if path != "/metrics" && !path.starts_with("/metrics?") {
         ("404 Not Found", "try /metrics\n".to_owned(), "text/plain")
     } else {
-        match registry.send(registry::Snapshot { only: None }).await {
+        match registry::call(&registry, registry::Snapshot { only: None }).await {
             Ok(snap) => (
                 "200 OK",
                 encode(&snap),

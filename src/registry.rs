@@ -20,6 +20,29 @@ use logd_protocol::admin::EventKind;
 
 static REGISTRY: OnceLock<Addr<Registry>> = OnceLock::new();
 
+/// Requests sent to the registry and not yet answered (its mailbox depth, as the admin snapshot
+/// reports it: actix does not expose the length of a mailbox).
+static PENDING: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// Sends a request to the registry and waits for the answer, counted in [`PENDING`] meanwhile
+/// (also if the caller gives up: the count is a guard's).
+pub async fn call<M>(addr: &Addr<Registry>, msg: M) -> Result<M::Result, MailboxError>
+where
+    M: Message + Send + 'static,
+    M::Result: Send,
+    Registry: Handler<M>,
+{
+    struct Pending;
+    impl Drop for Pending {
+        fn drop(&mut self) {
+            PENDING.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+    PENDING.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let _pending = Pending;
+    addr.send(msg).await
+}
+
 /// Sends a notice to the process's registry (domains use it; they hold no address of their own).
 pub fn notify(msg: StreamClosed) {
     if let Some(addr) = REGISTRY.get() {
@@ -616,7 +639,7 @@ impl Handler<Snapshot> for Registry {
                 fds,
                 rss_kib,
                 registry: MailboxSnapshot {
-                    depth: 0,
+                    depth: PENDING.load(std::sync::atomic::Ordering::Relaxed),
                     capacity: REGISTRY_MAILBOX as u32,
                 },
                 domains,

@@ -392,12 +392,14 @@ impl Connection {
             AdminRequest::Kick { subscriber } | AdminRequest::Grant { subscriber } => {
                 let kick = matches!(req, AdminRequest::Kick { .. });
                 tracing::info!(subscriber, kick, "operator action on a subscriber");
-                return match reg
-                    .send(registry::Subscriber {
+                return match registry::call(
+                    reg,
+                    registry::Subscriber {
                         kick,
                         id: *subscriber,
-                    })
-                    .await
+                    },
+                )
+                .await
                 {
                     Ok(Ok(())) => AdminResponse::Done,
                     Ok(Err(e)) => AdminResponse::Error(e),
@@ -408,7 +410,7 @@ impl Connection {
                 };
             }
         };
-        let snap = match reg.send(registry::Snapshot { only: only.clone() }).await {
+        let snap = match registry::call(reg, registry::Snapshot { only: only.clone() }).await {
             Ok(s) => s,
             Err(_) => {
                 return AdminResponse::Error(WireError::new(
@@ -447,21 +449,22 @@ impl Connection {
             } => {
                 check_domain(&domain)?;
                 let path = self.checked_path(&path, true).await?;
-                let (position, fd) = reg
-                    .send(registry::Open {
+                let (position, fd) = registry::call(
+                    reg,
+                    registry::Open {
                         domain,
                         path,
                         truncate,
-                    })
-                    .await
-                    .map_err(mailbox)?
-                    .map_err(|e| e.to_wire())?;
+                    },
+                )
+                .await
+                .map_err(mailbox)?
+                .map_err(|e| e.to_wire())?;
                 Ok((Response::LogOpened { position }, Some(fd)))
             }
             Request::GetPosition { path } => {
                 let path = self.checked_path(&path, false).await?;
-                let p = reg
-                    .send(registry::GetPosition { path })
+                let p = registry::call(reg, registry::GetPosition { path })
                     .await
                     .map_err(mailbox)?
                     .map_err(|e| e.to_wire())?;
@@ -479,15 +482,17 @@ impl Connection {
                     ));
                 }
                 let path = self.checked_path(&path, false).await?;
-                let r = reg
-                    .send(registry::Read {
+                let r = registry::call(
+                    reg,
+                    registry::Read {
                         path,
                         from,
                         max_len: max_len as usize,
-                    })
-                    .await
-                    .map_err(mailbox)?
-                    .map_err(|e| e.to_wire())?;
+                    },
+                )
+                .await
+                .map_err(mailbox)?
+                .map_err(|e| e.to_wire())?;
                 Ok((
                     Response::LogData {
                         data: r.data,
@@ -500,13 +505,15 @@ impl Connection {
             Request::AddConsole(spec) => {
                 check_domain(&spec.domain)?;
                 let config = self.console_config(spec).await?;
-                let (tcp, position, fd) = reg
-                    .send(registry::AddConsole {
+                let (tcp, position, fd) = registry::call(
+                    reg,
+                    registry::AddConsole {
                         config: config.clone(),
-                    })
-                    .await
-                    .map_err(mailbox)?
-                    .map_err(|e| e.to_wire())?;
+                    },
+                )
+                .await
+                .map_err(mailbox)?
+                .map_err(|e| e.to_wire())?;
                 Ok((
                     Response::ConsoleAdded {
                         tcp,
@@ -519,14 +526,16 @@ impl Connection {
             }
             Request::RemoveConsole { domain, name } => {
                 check_domain(&domain)?;
-                reg.send(registry::RemoveConsole { domain, name })
+                registry::call(reg, registry::RemoveConsole { domain, name })
                     .await
                     .map_err(mailbox)?
                     .map_err(|e| e.to_wire())?;
                 Ok((Response::Done, None))
             }
             Request::ListConsoles => {
-                let list = reg.send(registry::ListConsoles).await.map_err(mailbox)?;
+                let list = registry::call(reg, registry::ListConsoles)
+                    .await
+                    .map_err(mailbox)?;
                 Ok((Response::Consoles(list), None))
             }
             Request::AppendLog {
@@ -545,15 +554,17 @@ impl Connection {
                     ));
                 }
                 let path = self.checked_path(&path, true).await?;
-                let p = reg
-                    .send(registry::Append {
+                let p = registry::call(
+                    reg,
+                    registry::Append {
                         domain,
                         path,
                         message,
-                    })
-                    .await
-                    .map_err(mailbox)?
-                    .map_err(|e| e.to_wire())?;
+                    },
+                )
+                .await
+                .map_err(mailbox)?
+                .map_err(|e| e.to_wire())?;
                 Ok((Response::Position(p), None))
             }
         }
