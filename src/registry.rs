@@ -132,6 +132,8 @@ pub struct Registry {
 
 /// The mailbox bound of a domain actor (actix's default).
 const DOMAIN_MAILBOX: u32 = 16;
+/// Domains asked for their snapshot at once.
+const SNAPSHOT_BATCH: usize = 256;
 /// The registry's mailbox bound.
 const REGISTRY_MAILBOX: usize = 256;
 
@@ -599,7 +601,9 @@ impl Handler<Snapshot> for Registry {
         for k in self.paths.values() {
             *held.entry(k).or_default() += 1;
         }
-        // Every request is queued now; the domains answer in parallel.
+        // Asked in batches: each batch is queued at once and answered in parallel, and the
+        // workers get back to their pumps between batches instead of serving 10,000 snapshot
+        // messages in one go. A domain that stops meanwhile is left out (it is gone).
         let reqs: Vec<_> = self
             .domains
             .iter()
@@ -618,16 +622,24 @@ impl Handler<Snapshot> for Registry {
                     },
                     streams: Vec::new(),
                 };
-                (snap, e.addr.send(domain::Snapshot))
+                (snap, e.addr.clone())
             })
             .collect();
         let uptime_ms = self.started.elapsed().as_millis() as u64;
         Box::pin(async move {
             let mut domains = Vec::with_capacity(reqs.len());
-            for (mut snap, req) in reqs {
-                if let Ok(streams) = req.await {
-                    snap.streams = streams;
-                    domains.push(snap);
+            let mut reqs = reqs.into_iter().peekable();
+            while reqs.peek().is_some() {
+                let batch: Vec<_> = reqs
+                    .by_ref()
+                    .take(SNAPSHOT_BATCH)
+                    .map(|(snap, addr)| (snap, addr.send(domain::Snapshot)))
+                    .collect();
+                for (mut snap, req) in batch {
+                    if let Ok(streams) = req.await {
+                        snap.streams = streams;
+                        domains.push(snap);
+                    }
                 }
             }
             domains.sort_by(|a, b| a.id.name.cmp(&b.id.name));
