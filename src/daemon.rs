@@ -68,6 +68,8 @@ pub fn raise_fd_limit() -> u64 {
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub fn run(cfg: Config) -> Result<(), DaemonError> {
+    // Before any thread starts: this reads and clears LISTEN_* from the environment.
+    let activated = crate::systemd::take_listeners(&cfg.socket, &cfg.admin_socket);
     let nofile = raise_fd_limit();
     tracing::debug!(nofile, "open-file limit");
     create_dir(&cfg.log_root)?;
@@ -75,7 +77,7 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
         create_dir(dir)?;
     }
     let sys = System::new();
-    sys.block_on(main_loop(cfg))
+    sys.block_on(main_loop(cfg, activated))
 }
 
 fn create_dir(dir: &Path) -> Result<(), DaemonError> {
@@ -141,15 +143,32 @@ fn bind(path: &Path) -> Result<UnixListener, DaemonError> {
     Ok(l)
 }
 
-async fn main_loop(cfg: Config) -> Result<(), DaemonError> {
+/// A listener from systemd, or one logd binds itself. Returns it and whether logd owns the
+/// socket file (and so removes it at exit).
+fn take_or_bind(
+    given: Option<std::os::unix::net::UnixListener>,
+    path: &Path,
+) -> Result<(UnixListener, bool), DaemonError> {
+    match given {
+        Some(l) => UnixListener::from_std(l)
+            .map(|l| (l, false))
+            .map_err(|source| DaemonError::Bind {
+                path: path.to_owned(),
+                source,
+            }),
+        None => bind(path).map(|l| (l, true)),
+    }
+}
+
+async fn main_loop(cfg: Config, activated: crate::systemd::Activated) -> Result<(), DaemonError> {
     let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
     let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;
     // A vanished client must be an EPIPE error, never a fatal signal.
     let _ = signal(SignalKind::pipe()).map_err(DaemonError::Signals)?;
 
     let _lock = lock(&cfg.socket)?;
-    let listener = bind(&cfg.socket)?;
-    let admin_listener = bind(&cfg.admin_socket)?;
+    let (listener, own_main) = take_or_bind(activated.main, &cfg.socket)?;
+    let (admin_listener, own_admin) = take_or_bind(activated.admin, &cfg.admin_socket)?;
     let metrics_listener = cfg
         .metrics_listen
         .as_deref()
@@ -192,6 +211,10 @@ async fn main_loop(cfg: Config) -> Result<(), DaemonError> {
         env!("CARGO_PKG_VERSION")
     );
 
+    crate::systemd::notify(&format!(
+        "READY=1\nMAINPID={}\nSTATUS=serving",
+        std::process::id()
+    ));
     let idle = idle_watch(cfg.idle_exit, registry.clone(), limit, cfg.max_clients);
     let which = tokio::select! {
         _ = term.recv() => "SIGTERM",
@@ -199,11 +222,17 @@ async fn main_loop(cfg: Config) -> Result<(), DaemonError> {
         _ = idle => "idle",
     };
     tracing::info!(reason = which, "shutting down");
+    crate::systemd::notify("STOPPING=1");
     stop.cancel();
     let _ = accept.await;
     let _ = accept_admin.await;
-    let _ = std::fs::remove_file(&cfg.socket);
-    let _ = std::fs::remove_file(&cfg.admin_socket);
+    // Sockets from systemd belong to systemd; it keeps them for the next start.
+    if own_main {
+        let _ = std::fs::remove_file(&cfg.socket);
+    }
+    if own_admin {
+        let _ = std::fs::remove_file(&cfg.admin_socket);
+    }
     let _ = registry.send(registry::Shutdown).await;
     for w in workers {
         w.stop();

@@ -18,6 +18,7 @@
 //! - [`events`]: the bounded event bus behind `logdctl events`;
 //! - [`metrics`]: the optional Prometheus endpoint;
 //! - [`logging`]: the daemon's own tracing, with a filter changeable at run time;
+//! - [`systemd`]: readiness notification and socket activation;
 //! - [`cli`]: what the binaries share in reporting to a person.
 #![deny(unsafe_code)]
 
@@ -38,4 +39,5 @@ pub mod server;
 pub mod sink;
 pub mod stream;
 pub mod subscriber;
+pub mod systemd;
 pub mod telnet;

@@ -1,0 +1,139 @@
+//! End-to-end tests of the daemon's lifecycle with systemd (issue #5, first part): readiness
+//! notification and socket activation, with a fake notify socket and LISTEN_FDS set by the test
+//! (systemd itself does not run here).
+
+#[path = "harness.rs"]
+mod harness;
+
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::net::{UnixDatagram, UnixListener};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use harness::*;
+
+fn recv_state(sock: &UnixDatagram) -> String {
+    let mut buf = [0u8; 4096];
+    let n = sock.recv(&mut buf).expect("a notification");
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+/// `Type=notify`: READY=1 once logd serves, STOPPING=1 when it shuts down.
+#[test]
+fn notifies_systemd_when_ready_and_when_stopping() {
+    let dir = tempfile::tempdir().unwrap();
+    let notify = dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&notify).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let socket = dir.path().join("logd.sock");
+    let mut child = Command::new(LOGD)
+        .arg("--socket")
+        .arg(&socket)
+        .arg("--log-root")
+        .arg(dir.path().join("logs"))
+        .env("NOTIFY_SOCKET", &notify)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let ready = recv_state(&sock);
+    assert!(ready.contains("READY=1"), "{ready:?}");
+    assert!(
+        ready.contains(&format!("MAINPID={}", child.id())),
+        "{ready:?}"
+    );
+    // Ready means serving.
+    logd_protocol::client::Client::connect(&socket).expect("serving once READY=1 is sent");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert!(recv_state(&sock).contains("STOPPING=1"));
+    assert!(child.wait().unwrap().success());
+}
+
+/// Socket activation: with LISTEN_FDS set, logd serves the sockets it was given and creates
+/// none of its own; at exit it leaves them to systemd.
+#[test]
+fn uses_the_sockets_systemd_passes() {
+    let dir = tempfile::tempdir().unwrap();
+    let main_path = dir.path().join("logd.sock");
+    let admin_path = dir.path().join("logd-admin.sock");
+    let main = UnixListener::bind(&main_path).unwrap();
+    let admin = UnixListener::bind(&admin_path).unwrap();
+    let inode = |p: &std::path::Path| std::fs::metadata(p).unwrap().ino();
+    let (main_ino, admin_ino) = (inode(&main_path), inode(&admin_path));
+    let (m, a) = (main.as_raw_fd(), admin.as_raw_fd());
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(format!(
+            "LISTEN_PID=$$ LISTEN_FDS=2 LISTEN_FDNAMES=main:admin exec {LOGD} --socket {} --log-root {}",
+            main_path.display(),
+            dir.path().join("logs").display()
+        ))
+        .stderr(std::fs::File::create(dir.path().join("stderr")).unwrap());
+    // SAFETY: between fork and exec only dup2 runs (async-signal-safe); m and a stay open in the
+    // parent until the child has exec'd.
+    unsafe {
+        cmd.pre_exec(move || {
+            // Move both out of the way first: one may already sit at 3 or 4, and dup2 onto
+            // itself would keep its close-on-exec flag.
+            let high: Vec<i32> = [m, a]
+                .iter()
+                .map(|&fd| nix::libc::fcntl(fd, nix::libc::F_DUPFD, 10))
+                .collect();
+            for (from, to) in [(high[0], 3), (high[1], 4)] {
+                if from < 0 || nix::libc::dup2(from, to) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    drop((main, admin)); // only logd holds them now
+    let stderr_path = dir.path().join("stderr");
+    let mut c = wait_for(Duration::from_secs(20), "logd on the passed socket", || {
+        if let Ok(Some(st)) = child.try_wait() {
+            panic!(
+                "logd exited ({st}): {}",
+                std::fs::read_to_string(&stderr_path).unwrap_or_default()
+            );
+        }
+        logd_protocol::client::Client::connect(&main_path).ok()
+    });
+    c.append_log(
+        logd_protocol::DomainId::from_name("qemu", "sa"),
+        "sa.log",
+        b"activated\n",
+    )
+    .unwrap();
+    let mut admin_client = logd_protocol::client::AdminClient::connect(&admin_path).unwrap();
+    assert!(admin_client
+        .snapshot()
+        .unwrap()
+        .version
+        .starts_with("logd "));
+    // logd did not replace the sockets with its own.
+    assert_eq!(inode(&main_path), main_ino);
+    assert_eq!(inode(&admin_path), admin_ino);
+    let stderr = std::fs::read_to_string(dir.path().join("stderr")).unwrap();
+    assert!(stderr.contains("socket from systemd"), "{stderr}");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert!(child.wait().unwrap().success());
+    assert!(
+        main_path.exists() && admin_path.exists(),
+        "systemd's sockets were removed"
+    );
+    assert_eq!(
+        std::fs::read(dir.path().join("logs/sa.log")).unwrap(),
+        b"activated\n"
+    );
+}

@@ -1,0 +1,109 @@
+//! systemd integration: readiness notification (`sd_notify`) and socket activation
+//! (`LISTEN_FDS`). Both are plain protocols, implemented here without libsystemd.
+//!
+//! - Notify: when `NOTIFY_SOCKET` is set, logd sends `READY=1` once it serves, and
+//!   `STOPPING=1` when it shuts down (for `Type=notify` units).
+//! - Activation: when `LISTEN_PID` is this process and `LISTEN_FDS` > 0, the listening sockets
+//!   come from systemd as fds 3, 4, …, named by `LISTEN_FDNAMES` (`main`, `admin`). An unnamed
+//!   fd is matched by the path it is bound to. logd then creates no socket of its own.
+#![allow(unsafe_code)] // one block: taking ownership of the fds systemd passed
+
+use std::collections::HashMap;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::{UnixDatagram, UnixListener};
+use std::path::{Path, PathBuf};
+
+/// The first fd systemd passes.
+const LISTEN_FDS_START: RawFd = 3;
+
+/// Sends a state string to systemd's notify socket, if there is one. Errors are only logged:
+/// a daemon must run the same without systemd.
+pub fn notify(state: &str) {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let res = (|| -> std::io::Result<()> {
+        let sock = UnixDatagram::unbound()?;
+        let bytes = path.as_encoded_bytes();
+        if let Some(name) = bytes.strip_prefix(b"@") {
+            use std::os::linux::net::SocketAddrExt;
+            let addr = std::os::unix::net::SocketAddr::from_abstract_name(name)?;
+            sock.send_to_addr(state.as_bytes(), &addr)?;
+        } else {
+            sock.send_to(state.as_bytes(), Path::new(&path))?;
+        }
+        Ok(())
+    })();
+    if let Err(e) = res {
+        tracing::warn!(cause = %e, state, "cannot notify systemd");
+    }
+}
+
+/// Listening sockets passed by systemd, by role.
+#[derive(Default)]
+pub struct Activated {
+    pub main: Option<UnixListener>,
+    pub admin: Option<UnixListener>,
+}
+
+/// Takes the sockets systemd passed, if it passed any to this process, and clears the
+/// variables so children do not see them.
+pub fn take_listeners(main_path: &Path, admin_path: &Path) -> Activated {
+    let pid_ok = std::env::var("LISTEN_PID")
+        .ok()
+        .and_then(|p| p.parse::<u32>().ok())
+        .is_some_and(|p| p == std::process::id());
+    let count = std::env::var("LISTEN_FDS")
+        .ok()
+        .and_then(|n| n.parse::<i32>().ok())
+        .unwrap_or(0);
+    let names: Vec<String> = std::env::var("LISTEN_FDNAMES")
+        .map(|n| n.split(':').map(str::to_owned).collect())
+        .unwrap_or_default();
+    for v in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] {
+        // Called before any other thread exists, so this races with nothing.
+        std::env::remove_var(v);
+    }
+    let mut out = Activated::default();
+    if !pid_ok || count <= 0 {
+        return out;
+    }
+    let by_path: HashMap<PathBuf, &str> = [
+        (main_path.to_owned(), "main"),
+        (admin_path.to_owned(), "admin"),
+    ]
+    .into();
+    for i in 0..count {
+        let fd = LISTEN_FDS_START + i;
+        // SAFETY: systemd passed this fd to this process (LISTEN_PID is ours) and nothing else
+        // in the process has taken it; wrapping it makes it owned and closed exactly once.
+        let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+        let _ = nix::fcntl::fcntl(
+            &owned,
+            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+        );
+        let l = UnixListener::from(owned);
+        if let Err(e) = l.set_nonblocking(true) {
+            tracing::warn!(fd, cause = %e, "ignoring an fd from systemd that is not a usable socket");
+            continue;
+        }
+        let bound = l
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_pathname().map(Path::to_owned));
+        let role = match names.get(i as usize).map(String::as_str) {
+            Some("main") => "main",
+            Some("admin") => "admin",
+            _ => bound
+                .as_ref()
+                .and_then(|p| by_path.get(p).copied())
+                .unwrap_or(if i == 0 { "main" } else { "admin" }),
+        };
+        tracing::info!(fd, role, path = ?bound, "socket from systemd");
+        match role {
+            "main" => out.main = Some(l),
+            _ => out.admin = Some(l),
+        }
+    }
+    out
+}
