@@ -422,73 +422,21 @@ fn top_shows_domains_and_restores_the_terminal() {
         .unwrap();
     let mut w = std::fs::File::from(fd);
     w.write_all(&numbered_lines(1 << 20)).unwrap();
-    let session = format!("logd-top-{}", std::process::id());
-    let dir = d.dir.path();
-    let script = format!(
-        "stty -a > {before}; {ctl} --socket {sock} top; echo exit=$? > {status}; stty -a > {after}; sleep 30",
-        before = dir.join("before").display(),
-        ctl = LOGDCTL,
-        sock = d.socket.display(),
-        status = dir.join("status").display(),
-        after = dir.join("after").display(),
-    );
-    let tmux = |args: &[&str]| {
-        let out = run_bounded(
-            std::process::Command::new("tmux").args(args),
-            Duration::from_secs(20),
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
-    tmux(&[
-        "new-session",
-        "-d",
-        "-s",
-        &session,
-        "-x",
-        "80",
-        "-y",
-        "24",
-        &script,
-    ]);
-    struct Kill(String);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("tmux")
-                .args(["kill-session", "-t", &self.0])
-                .status();
-        }
-    }
-    let _kill = Kill(session.clone());
-    let pane = wait_for(Duration::from_secs(20), "the domain's row in top", || {
-        let p = tmux(&["capture-pane", "-p", "-t", &session]);
-        p.contains("topdomain").then_some(p)
-    });
+    let top = format!("{LOGDCTL} --socket {} top", d.socket.display());
+    let (term, rec) = Terminal::run_recorded("top", d.dir.path(), &top);
+    let screen = term.wait_for("topdomain", Duration::from_secs(20));
     assert!(
-        pane.contains("logd top") && pane.contains("DOMAIN"),
-        "{pane}"
+        screen.contains("logd top") && screen.contains("DOMAIN"),
+        "{screen}"
     );
-    assert!(pane.lines().all(|l| l.chars().count() <= 80), "{pane}");
-    tmux(&["send-keys", "-t", &session, "q"]);
-    let status = dir.join("status");
-    wait_for(Duration::from_secs(20), "top to quit", || {
-        std::fs::read_to_string(&status).ok()
-    });
-    assert_eq!(std::fs::read_to_string(&status).unwrap().trim(), "exit=0");
-    let after = dir.join("after");
-    wait_for(Duration::from_secs(20), "stty after", || {
-        std::fs::read_to_string(&after)
-            .ok()
-            .filter(|s| !s.is_empty())
-    });
-    assert_eq!(
-        std::fs::read_to_string(dir.join("before")).unwrap(),
-        std::fs::read_to_string(&after).unwrap(),
-        "the terminal was not restored"
-    );
-    let pane = tmux(&["capture-pane", "-p", "-t", &session]);
+    assert!(screen.lines().all(|l| l.chars().count() <= 80), "{screen}");
+    term.keys(&["q"]);
+    let (status, restored) = rec.wait(Duration::from_secs(20));
+    assert_eq!(status, "exit=0");
+    assert!(restored, "the terminal was not restored");
     assert!(
-        !pane.contains("logd top"),
-        "still on the alternate screen: {pane}"
+        !term.screen().contains("logd top"),
+        "still on the alternate screen"
     );
 }
 

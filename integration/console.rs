@@ -167,6 +167,17 @@ impl Setup {
         self.d.log(name)
     }
 
+    /// QEMU connecting to the console's guest socket `sock` (listen mode), reconnecting.
+    fn qemu_listen(&self, sock: &str) -> Proc {
+        qemu(
+            &self.img,
+            &format!(
+                "socket,id=s0,path={},server=off,reconnect=1",
+                self.sock(sock).display()
+            ),
+        )
+    }
+
     /// The console log's bytes (backups first), after draining the guest side.
     fn log(&self, rel: &str) -> Vec<u8> {
         self.d.ctl_ok(&["position", "--log", rel]);
@@ -331,13 +342,7 @@ fn connect_mode_and_fd_mode_reach_the_guest() {
 fn the_write_lock_passes_on_and_last_input_is_kept() {
     let Some(s) = setup("") else { return };
     let port = s.add(&["--guest-listen", "s.sock", "--log", "s.log"]);
-    let _q = qemu(
-        &s.img,
-        &format!(
-            "socket,id=s0,path={},server=off,reconnect=1",
-            s.sock("s.sock").display()
-        ),
-    );
+    let _q = s.qemu_listen("s.sock");
     s.wait_log("s.log", BANNER.as_bytes(), 1, T);
     // The writer types and vanishes at once (a raw socket, closed right after the write).
     let mut first = TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -358,13 +363,7 @@ fn the_write_lock_passes_on_and_last_input_is_kept() {
 fn telnet_mode_escapes_0xff_and_keeps_negotiation_out() {
     let Some(s) = setup("") else { return };
     let port = s.add(&["--guest-listen", "t.sock", "--log", "t.log", "--telnet"]);
-    let _q = qemu(
-        &s.img,
-        &format!(
-            "socket,id=s0,path={},server=off,reconnect=1",
-            s.sock("t.sock").display()
-        ),
-    );
+    let _q = s.qemu_listen("t.sock");
     s.wait_log("t.log", BANNER.as_bytes(), 1, T);
 
     // A raw client sees the wire: the greeting, then the banner by replay.
@@ -455,13 +454,7 @@ fn a_restarted_guest_finds_its_subscribers_still_there() {
 fn the_33rd_subscriber_is_refused() {
     let Some(s) = setup("") else { return };
     let port = s.add(&["--guest-listen", "m.sock", "--log", "m.log"]);
-    let _q = qemu(
-        &s.img,
-        &format!(
-            "socket,id=s0,path={},server=off,reconnect=1",
-            s.sock("m.sock").display()
-        ),
-    );
+    let _q = s.qemu_listen("m.sock");
     s.wait_log("m.log", BANNER.as_bytes(), 1, T);
     let mut subs: Vec<TcpStream> = Vec::new();
     for _ in 0..32 {
@@ -554,13 +547,7 @@ fn bursts_rotate_exactly_and_a_stalled_subscriber_costs_the_guest_nothing() {
         return;
     };
     let port = s.add(&["--guest-listen", "b.sock", "--log", "b.log"]);
-    let _q = qemu(
-        &s.img,
-        &format!(
-            "socket,id=s0,path={},server=off,reconnect=1",
-            s.sock("b.sock").display()
-        ),
-    );
+    let _q = s.qemu_listen("b.sock");
     s.wait_log("b.log", BANNER.as_bytes(), 1, T);
     let (mut writer, got) = reader(port);
     wait_count(&got, BANNER.as_bytes(), 1, T);
@@ -622,124 +609,41 @@ fn attach_connects_a_terminal_and_restores_it() {
         return;
     }
     s.add(&["--guest-listen", "a.sock", "--log", "a.log", "--telnet"]);
-    let _q = qemu(
-        &s.img,
-        &format!(
-            "socket,id=s0,path={},server=off,reconnect=1",
-            s.sock("a.sock").display()
-        ),
-    );
+    let _q = s.qemu_listen("a.sock");
     s.wait_log("a.log", BANNER.as_bytes(), 1, T);
-    let session = format!("logd-attach-{}", std::process::id());
-    let stty_after = s.d.dir.path().join("stty-after");
-    let script = format!(
-        "stty -a > {before}; {ctl} --socket {sock} attach --domain vm --name serial0; echo exit=$? > {status}; stty -a > {after}; sleep 30",
-        before = s.d.dir.path().join("stty-before").display(),
-        ctl = LOGDCTL,
-        sock = s.d.socket.display(),
-        status = s.d.dir.path().join("status").display(),
-        after = stty_after.display(),
+    let attach = format!(
+        "{LOGDCTL} --socket {} attach --domain vm --name serial0",
+        s.d.socket.display()
     );
-    let tmux = |args: &[&str]| {
-        let out = run_bounded(Command::new("tmux").args(args), Duration::from_secs(20));
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
-    tmux(&[
-        "new-session",
-        "-d",
-        "-s",
-        &session,
-        "-x",
-        "80",
-        "-y",
-        "24",
-        &script,
-    ]);
-    struct Kill(String);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = Command::new("tmux")
-                .args(["kill-session", "-t", &self.0])
-                .status();
-        }
-    }
-    let _kill = Kill(session.clone());
-    let pane = |tmux: &dyn Fn(&[&str]) -> String| tmux(&["capture-pane", "-p", "-t", &session]);
-    wait_for(T, "the replayed banner in the pane", || {
-        pane(&tmux).contains("LOGD-GUEST READY").then_some(())
-    });
-    assert!(pane(&tmux).contains("Ctrl-] detaches"));
+    let (term, rec) = Terminal::run_recorded("attach", s.d.dir.path(), &attach);
+    term.wait_for("LOGD-GUEST READY", T);
+    assert!(term.screen().contains("Ctrl-] detaches"));
     // Raw mode: keys go one by one, unechoed by the terminal; the guest echoes them upper-cased.
-    tmux(&["send-keys", "-t", &session, "-l", "hello tmux"]);
-    wait_for(T, "the guest's echo in the pane", || {
-        pane(&tmux).contains("HELLO TMUX").then_some(())
-    });
+    term.keys(&["-l", "hello tmux"]);
+    term.wait_for("HELLO TMUX", T);
     assert!(
-        !pane(&tmux).contains("hello tmux"),
+        !term.screen().contains("hello tmux"),
         "the terminal echoed locally: not in raw mode"
     );
-    tmux(&["send-keys", "-t", &session, "C-]"]);
-    let status = s.d.dir.path().join("status");
-    wait_for(T, "logdctl to detach", || {
-        std::fs::read_to_string(&status).ok()
-    });
-    assert_eq!(std::fs::read_to_string(&status).unwrap().trim(), "exit=0");
-    wait_for(T, "stty after", || {
-        std::fs::read_to_string(&stty_after)
-            .ok()
-            .filter(|s| !s.is_empty())
-    });
-    let before = std::fs::read_to_string(s.d.dir.path().join("stty-before")).unwrap();
-    let after = std::fs::read_to_string(&stty_after).unwrap();
-    assert_eq!(before, after, "the terminal was not restored");
+    term.keys(&["C-]"]);
+    let (status, restored) = rec.wait(T);
+    assert_eq!(status, "exit=0");
+    assert!(restored, "the terminal was not restored after detaching");
     assert!(
         s.log("a.log").ends_with(b"HELLO TMUX"),
         "keys did not reach the guest"
     );
 
     // Killed with SIGTERM while attached: the terminal is restored too.
-    let session2 = format!("{session}-term");
-    let after2 = s.d.dir.path().join("stty-after-term");
-    let script2 = format!(
-        "{ctl} --socket {sock} attach --domain vm --name serial0; echo exit=$? > {status}; stty -a > {after}; sleep 30",
-        ctl = LOGDCTL,
-        sock = s.d.socket.display(),
-        status = s.d.dir.path().join("status2").display(),
-        after = after2.display(),
-    );
-    tmux(&[
-        "new-session",
-        "-d",
-        "-s",
-        &session2,
-        "-x",
-        "80",
-        "-y",
-        "24",
-        &script2,
-    ]);
-    let _kill2 = Kill(session2.clone());
-    wait_for(T, "the second attach", || {
-        tmux(&["capture-pane", "-p", "-t", &session2])
-            .contains("Ctrl-] detaches")
-            .then_some(())
-    });
+    let (term2, rec2) = Terminal::run_recorded("attach-term", s.d.dir.path(), &attach);
+    term2.wait_for("Ctrl-] detaches", T);
     let pattern = format!("^{LOGDCTL} --socket {} attach", s.d.socket.display());
     let _ = Command::new("pkill")
         .args(["-TERM", "-f", &pattern])
         .status();
-    wait_for(T, "stty after SIGTERM", || {
-        std::fs::read_to_string(&after2)
-            .ok()
-            .filter(|s| !s.is_empty())
-    });
-    assert_eq!(
-        std::fs::read_to_string(&after2).unwrap(),
-        before,
-        "SIGTERM left the terminal raw"
-    );
-    let st = std::fs::read_to_string(s.d.dir.path().join("status2")).unwrap();
-    assert_eq!(st.trim(), "exit=143");
+    let (status, restored) = rec2.wait(T);
+    assert_eq!(status, "exit=143");
+    assert!(restored, "SIGTERM left the terminal raw");
 }
 
 /// `--write shared` merges everyone's input; `--replay 0` replays nothing; the UNIX listener
@@ -759,13 +663,7 @@ fn shared_and_none_policies_replay_off_and_unix_subscribers() {
         "--unix",
         "sh-subs.sock",
     ]);
-    let _q = qemu(
-        &s.img,
-        &format!(
-            "socket,id=s0,path={},server=off,reconnect=1",
-            s.sock("sh.sock").display()
-        ),
-    );
+    let _q = s.qemu_listen("sh.sock");
     s.wait_log("sh.log", BANNER.as_bytes(), 1, T);
     let mut a = nc(port);
     let mut b = Proc::spawn(
@@ -798,13 +696,7 @@ fn shared_and_none_policies_replay_off_and_unix_subscribers() {
             "none",
         ],
     );
-    let _q2 = qemu(
-        &s.img,
-        &format!(
-            "socket,id=s0,path={},server=off,reconnect=1",
-            s.sock("ro.sock").display()
-        ),
-    );
+    let _q2 = s.qemu_listen("ro.sock");
     s.wait_log("ro.log", BANNER.as_bytes(), 1, T);
     let mut r = nc(port);
     r.wait_for(BANNER.as_bytes(), T);

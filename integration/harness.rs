@@ -338,3 +338,95 @@ pub fn wait_for<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// A real terminal for programs that put it in raw mode: a detached 80×24 tmux session running
+/// a shell script. The session is killed when this is dropped.
+pub struct Terminal {
+    session: String,
+}
+
+/// Where a [`Terminal::run_recorded`] script writes what the test checks.
+pub struct Recorded {
+    /// `stty -a` before the command ran.
+    pub before: PathBuf,
+    /// `exit=N` once the command has ended.
+    pub status: PathBuf,
+    /// `stty -a` after it ended.
+    pub after: PathBuf,
+}
+
+impl Recorded {
+    /// Waits for the command to end; returns its exit status line and whether the terminal's
+    /// settings after it equal those before.
+    pub fn wait(&self, limit: Duration) -> (String, bool) {
+        let read = |p: &Path| std::fs::read_to_string(p).ok().filter(|s| !s.is_empty());
+        let status = wait_for(limit, "the command to end", || read(&self.status));
+        let after = wait_for(limit, "stty after the command", || read(&self.after));
+        let before = std::fs::read_to_string(&self.before).unwrap_or_default();
+        (status.trim().to_owned(), before == after)
+    }
+}
+
+impl Terminal {
+    fn tmux(args: &[&str]) -> String {
+        let out = run_bounded(Command::new("tmux").args(args), Duration::from_secs(20));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs `command` in a new terminal, recording in `dir` the terminal's settings before and
+    /// after it, and its exit status. `tag` makes the session name unique.
+    pub fn run_recorded(tag: &str, dir: &Path, command: &str) -> (Terminal, Recorded) {
+        let rec = Recorded {
+            before: dir.join(format!("{tag}.stty-before")),
+            status: dir.join(format!("{tag}.status")),
+            after: dir.join(format!("{tag}.stty-after")),
+        };
+        let script = format!(
+            "stty -a > {}; {command}; echo exit=$? > {}; stty -a > {}; sleep 30",
+            rec.before.display(),
+            rec.status.display(),
+            rec.after.display()
+        );
+        let session = format!("logd-{tag}-{}", std::process::id());
+        Self::tmux(&[
+            "new-session",
+            "-d",
+            "-s",
+            &session,
+            "-x",
+            "80",
+            "-y",
+            "24",
+            &script,
+        ]);
+        (Terminal { session }, rec)
+    }
+
+    /// What the terminal shows now.
+    pub fn screen(&self) -> String {
+        Self::tmux(&["capture-pane", "-p", "-t", &self.session])
+    }
+
+    /// Types keys (tmux `send-keys` arguments, e.g. `["-l", "text"]` or `["C-]"]`).
+    pub fn keys(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", &self.session];
+        args.extend_from_slice(keys);
+        Self::tmux(&args);
+    }
+
+    /// Waits until the screen shows `what`.
+    pub fn wait_for(&self, what: &str, limit: Duration) -> String {
+        wait_for(limit, &format!("{what:?} on the terminal"), || {
+            let s = self.screen();
+            s.contains(what).then_some(s)
+        })
+    }
+}
+
+impl Drop for Terminal {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["kill-session", "-t", &self.session])
+            .status();
+    }
+}
