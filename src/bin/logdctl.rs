@@ -372,11 +372,11 @@ mod admin {
     use std::path::Path;
     use std::process::ExitCode;
 
-    use logd_protocol::admin::{DomainSnapshot, GuestState, StreamKind};
+    use logd_protocol::admin::{DomainSnapshot, GuestState, StreamKind, SubscriberSnapshot};
     use logd_protocol::client::AdminClient;
 
     /// Bytes, short: 512, 1.5K, 20M, 3.1G.
-    fn human(n: u64) -> String {
+    pub fn human(n: u64) -> String {
         const UNITS: [&str; 4] = ["", "K", "M", "G"];
         let mut v = n as f64;
         let mut u = 0;
@@ -393,10 +393,24 @@ mod admin {
         }
     }
 
-    fn guest(g: GuestState) -> &'static str {
+    /// One subscriber on one line, as `ps` and `stats` show it.
+    fn subscriber(sub: &SubscriberSnapshot) -> String {
+        format!(
+            "#{:<5} {:<22} {:<6} sent {:>7}  queue {}/{}  {:?}",
+            sub.id,
+            sub.peer,
+            if sub.writer { "writer" } else { "reader" },
+            human(sub.bytes_sent),
+            human(sub.queue),
+            human(sub.queue_limit),
+            sub.protocol
+        )
+    }
+
+    pub fn guest(g: GuestState) -> &'static str {
         match g {
             GuestState::Connected => "up",
-            GuestState::Waiting => "waiting",
+            GuestState::Waiting => "wait",
             GuestState::Eof => "eof",
         }
     }
@@ -422,17 +436,7 @@ mod admin {
                 s.path
             );
             for sub in &s.subscribers {
-                let _ = writeln!(
-                    out,
-                    "  #{:<5} {:<22} {:<6} sent {:>7}  queue {}/{}  {:?}",
-                    sub.id,
-                    sub.peer,
-                    if sub.writer { "writer" } else { "reader" },
-                    human(sub.bytes_sent),
-                    human(sub.queue),
-                    human(sub.queue_limit),
-                    sub.protocol
-                );
+                let _ = writeln!(out, "  {}", subscriber(sub));
             }
         }
     }
@@ -526,22 +530,9 @@ mod admin {
             }
             if matches!(s.kind, StreamKind::Console { .. }) {
                 println!("  slow disconnects {}", s.slow_disconnects);
-                let mut out = String::new();
                 for sub in &s.subscribers {
-                    use std::fmt::Write;
-                    let _ = writeln!(
-                        out,
-                        "  subscriber #{} {} {} sent {} queue {}/{} {:?}",
-                        sub.id,
-                        sub.peer,
-                        if sub.writer { "writer" } else { "reader" },
-                        sub.bytes_sent,
-                        sub.queue,
-                        sub.queue_limit,
-                        sub.protocol
-                    );
+                    println!("  subscriber {}", subscriber(sub));
                 }
-                print!("{out}");
             }
         }
         Ok(ExitCode::SUCCESS)
@@ -618,10 +609,11 @@ mod top {
     use std::process::ExitCode;
     use std::time::{Duration, Instant};
 
-    use logd_protocol::admin::{GuestState, StreamKind};
+    use logd_protocol::admin::StreamKind;
     use logd_protocol::client::AdminClient;
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
+    use super::admin::{guest, human};
     use super::term;
 
     /// Alternate screen on, cursor hidden / the reverse.
@@ -670,16 +662,6 @@ mod top {
         }
     }
 
-    fn human(n: u64) -> String {
-        let (v, u) = match n {
-            n if n >= 1 << 30 => (n as f64 / (1u64 << 30) as f64, "G"),
-            n if n >= 1 << 20 => (n as f64 / (1u64 << 20) as f64, "M"),
-            n if n >= 1 << 10 => (n as f64 / 1024.0, "K"),
-            n => return n.to_string(),
-        };
-        format!("{v:.1}{u}")
-    }
-
     fn frame(client: &mut AdminClient) -> anyhow::Result<String> {
         let snap = client.snapshot()?;
         let (cols, rows) = size();
@@ -690,11 +672,7 @@ mod top {
                     StreamKind::Stdio => "stdio".to_owned(),
                     StreamKind::Console { name } => name.clone(),
                 };
-                let guest = match s.guest {
-                    GuestState::Connected => "up",
-                    GuestState::Waiting => "wait",
-                    GuestState::Eof => "eof",
-                };
+                let guest = guest(s.guest);
                 lines.push((
                     s.rate_in,
                     d.id.name.clone(),
