@@ -179,18 +179,13 @@ fn kick_and_grant_act_on_subscribers() {
     let d = Daemon::start();
     let mut c = d.client();
     let spec = logd_protocol::ConsoleSpec {
-        domain: DomainId::from_name("qemu", "kg"),
-        name: "serial0".into(),
-        guest: logd_protocol::GuestSide::Fd,
-        log: "kg.log".into(),
-        truncate: false,
         tcp: Some("0".into()),
-        unix: None,
-        protocol: Default::default(),
-        write: Default::default(),
-        replay: None,
-        max_subscribers: None,
-        queue_limit: None,
+        ..logd_protocol::ConsoleSpec::new(
+            DomainId::from_name("qemu", "kg"),
+            "serial0",
+            logd_protocol::GuestSide::Fd,
+            "kg.log",
+        )
     };
     let (added, fd) = c.add_console(spec).unwrap();
     let mut guest = UnixStream::from(fd.unwrap());

@@ -107,29 +107,8 @@ fn telnet(port: u16) -> Proc {
 
 /// QEMU booting the test guest with COM1 on the chardev `chardev` (a `-chardev` value).
 fn qemu(img: &Path, chardev: &str) -> Proc {
-    Proc::spawn(
-        "qemu",
-        Command::new("qemu-system-x86_64").args([
-            "-display",
-            "none",
-            "-no-user-config",
-            "-nodefaults",
-            "-machine",
-            "pc,accel=tcg",
-            "-m",
-            "16",
-            "-chardev",
-            chardev,
-            "-serial",
-            "chardev:s0",
-            "-device",
-            "isa-debug-exit,iobase=0xf4,iosize=0x04",
-            "-drive",
-            &format!("file={},format=raw,if=floppy,readonly=on", img.display()),
-            "-boot",
-            "a",
-        ]),
-    )
+    let args = qemu_args(img, Some(chardev));
+    Proc::spawn("qemu", Command::new(&args[0]).args(&args[1..]))
 }
 
 /// Everything a console test needs, or None (skipped) without QEMU, nasm, nc or telnet.
@@ -276,31 +255,7 @@ fn connect_mode_and_fd_mode_reach_the_guest() {
     w.wait_for(b"CONNECT MODE\n", T);
 
     // fd mode: logdctl hands the socketpair's end to QEMU as fd 3.
-    let qemu_cmd: Vec<String> = [
-        "qemu-system-x86_64",
-        "-display",
-        "none",
-        "-no-user-config",
-        "-nodefaults",
-        "-machine",
-        "pc,accel=tcg",
-        "-m",
-        "16",
-        "-chardev",
-        "socket,id=s0,fd=3",
-        "-serial",
-        "chardev:s0",
-        "-device",
-        "isa-debug-exit,iobase=0xf4,iosize=0x04",
-        "-drive",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .chain([format!(
-        "file={},format=raw,if=floppy,readonly=on",
-        s.img.display()
-    )])
-    .collect();
+    let qemu_cmd = qemu_args(&s.img, Some("socket,id=s0,fd=3"));
     let mut args: Vec<String> = [
         "console",
         "add",
@@ -861,20 +816,12 @@ fn bad_console_requests_get_clear_errors() {
 fn guest_output_keeps_flowing_after_a_drain() {
     let d = Daemon::start();
     let mut c = d.client();
-    let spec = logd_protocol::ConsoleSpec {
-        domain: logd_protocol::DomainId::from_name("qemu", "fdvm"),
-        name: "serial0".into(),
-        guest: logd_protocol::GuestSide::Fd,
-        log: "fd.log".into(),
-        truncate: false,
-        tcp: None,
-        unix: None,
-        protocol: Default::default(),
-        write: Default::default(),
-        replay: None,
-        max_subscribers: None,
-        queue_limit: None,
-    };
+    let spec = logd_protocol::ConsoleSpec::new(
+        logd_protocol::DomainId::from_name("qemu", "fdvm"),
+        "serial0",
+        logd_protocol::GuestSide::Fd,
+        "fd.log",
+    );
     let (_, fd) = c.add_console(spec).unwrap();
     let mut guest = std::os::unix::net::UnixStream::from(fd.expect("a guest fd"));
     for round in 0..20 {

@@ -128,7 +128,7 @@ fn qemu_guest_banner_reaches_the_log() {
         "guest1/serial.log",
         "--",
     ];
-    let qemu = qemu_args(&img);
+    let qemu = qemu_args(&img, None);
     args.extend(qemu.iter().map(String::as_str));
     let mut child = d
         .ctl()

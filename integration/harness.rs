@@ -304,27 +304,42 @@ pub fn build_guest(dir: &Path) -> Option<PathBuf> {
     Some(img)
 }
 
-/// The QEMU command line that boots the test guest with COM1 on stdio.
-pub fn qemu_args(img: &Path) -> Vec<String> {
-    vec![
-        "qemu-system-x86_64".into(),
-        "-display".into(),
-        "none".into(),
-        "-no-user-config".into(),
-        "-nodefaults".into(),
-        "-machine".into(),
-        "pc,accel=tcg".into(),
-        "-m".into(),
-        "16".into(),
-        "-serial".into(),
-        "stdio".into(),
-        "-device".into(),
-        "isa-debug-exit,iobase=0xf4,iosize=0x04".into(),
-        "-drive".into(),
-        format!("file={},format=raw,if=floppy,readonly=on", img.display()),
-        "-boot".into(),
-        "a".into(),
+/// The QEMU command line that boots the test guest with COM1 on `serial`: `None` for stdio,
+/// or a `-chardev` value whose id is `s0`.
+pub fn qemu_args(img: &Path, serial: Option<&str>) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "qemu-system-x86_64",
+        "-display",
+        "none",
+        "-no-user-config",
+        "-nodefaults",
+        "-machine",
+        "pc,accel=tcg",
+        "-m",
+        "16",
+        "-device",
+        "isa-debug-exit,iobase=0xf4,iosize=0x04",
+        "-boot",
+        "a",
     ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.push("-drive".into());
+    args.push(format!(
+        "file={},format=raw,if=floppy,readonly=on",
+        img.display()
+    ));
+    match serial {
+        None => args.extend(["-serial".into(), "stdio".into()]),
+        Some(chardev) => args.extend([
+            "-chardev".into(),
+            chardev.to_owned(),
+            "-serial".into(),
+            "chardev:s0".into(),
+        ]),
+    }
+    args
 }
 
 /// Polls `f` every 20 ms until it returns Some, or panics after `limit`.

@@ -236,6 +236,27 @@ pub struct ConsoleSpec {
     pub queue_limit: Option<u64>,
 }
 
+impl ConsoleSpec {
+    /// A console with the daemon's defaults: raw protocol, exclusive writer, default replay,
+    /// subscriber limit and queue limit, no listeners (set `tcp` or `unix` for subscribers).
+    pub fn new(domain: DomainId, name: &str, guest: GuestSide, log: &str) -> Self {
+        ConsoleSpec {
+            domain,
+            name: name.to_owned(),
+            guest,
+            log: log.to_owned(),
+            truncate: false,
+            tcp: None,
+            unix: None,
+            protocol: ConsoleProtocol::default(),
+            write: WritePolicy::default(),
+            replay: None,
+            max_subscribers: None,
+            queue_limit: None,
+        }
+    }
+}
+
 /// A console as `ListConsoles` reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConsoleInfo {

@@ -90,9 +90,7 @@ use logd::console::DEFAULT_QUEUE_LIMIT;
 use logd::rotate::{RotateConfig, RotatingFile};
 use logd_protocol::admin::DaemonSnapshot;
 use logd_protocol::client::{AdminClient, Client};
-use logd_protocol::{
-    ConsoleInfo, ConsoleProtocol, ConsoleSpec, DomainId, GuestSide, OpenFlags, WritePolicy,
-};
+use logd_protocol::{ConsoleInfo, ConsoleSpec, DomainId, GuestSide, OpenFlags, WritePolicy};
 use nix::fcntl::{fcntl, FcntlArg};
 use nix::unistd::{sysconf, SysconfVar};
 
@@ -1205,18 +1203,17 @@ impl FakeConsole {
     /// raw, read-only, no replay (subscribers get live bytes only).
     fn add(client: &mut Client, domain: &str, queue_limit: u64) -> Result<FakeConsole> {
         let spec = ConsoleSpec {
-            domain: DomainId::from_name("qemu", domain),
-            name: CONSOLE_NAME.to_owned(),
-            guest: GuestSide::Fd,
-            log: format!("bench/{domain}.console.log"),
-            truncate: false,
             tcp: Some("127.0.0.1:0".to_owned()),
-            unix: None,
-            protocol: ConsoleProtocol::Raw,
             write: WritePolicy::None,
             replay: Some(0),
             max_subscribers: Some(CONSOLE_MAX_SUBSCRIBERS),
             queue_limit: Some(queue_limit),
+            ..ConsoleSpec::new(
+                DomainId::from_name("qemu", domain),
+                CONSOLE_NAME,
+                GuestSide::Fd,
+                &format!("bench/{domain}.console.log"),
+            )
         };
         let (added, fd) = client
             .add_console(spec)
