@@ -55,6 +55,8 @@ pub struct Config {
     pub metrics_listen: Option<String>,
     /// Exit after this long with no open log and no client (a session daemon started on demand).
     pub idle_exit: Option<std::time::Duration>,
+    /// The binary a re-exec runs; None: the path this one was started from.
+    pub binary: Option<PathBuf>,
 }
 
 /// The file's keys, all optional.
@@ -71,6 +73,7 @@ struct FileConfig {
     workers: Option<usize>,
     idle_exit: Option<u64>,
     metrics_listen: Option<String>,
+    binary: Option<PathBuf>,
 }
 
 /// A size written as a number of bytes or a string such as `"2 MiB"`.
@@ -253,6 +256,11 @@ impl Config {
                 .or(fc.idle_exit)
                 .filter(|s| *s > 0)
                 .map(std::time::Duration::from_secs),
+            binary: fc
+                .binary
+                .as_deref()
+                .map(|b| absolute("binary", b))
+                .transpose()?,
         })
     }
 }

@@ -53,6 +53,20 @@ const READS_PER_POLL: usize = 16;
 /// Room kept in the read buffer: one read takes at most this much.
 const READ_CHUNK: usize = 64 * 1024;
 
+/// The next subscriber id. Ids are unique in the daemon (and across its re-execs), so
+/// `logdctl console kick ID` needs nothing else.
+static NEXT_SUBSCRIBER_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// The id the next subscriber will get (for a re-exec's state).
+pub fn next_subscriber_id() -> u64 {
+    NEXT_SUBSCRIBER_ID.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Goes on numbering subscribers from where a previous process stopped.
+pub fn resume_subscriber_ids(next: u64) {
+    NEXT_SUBSCRIBER_ID.fetch_max(next, std::sync::atomic::Ordering::Relaxed);
+}
+
 thread_local! {
     /// The read buffer of this thread's consoles. Each read is split off and frozen into a
     /// `Bytes` that the log, the replay ring and the subscribers share.
@@ -244,6 +258,175 @@ impl Console {
             c.stats.guest_connects += 1;
         }
         Ok((c, guest_fd))
+    }
+
+    /// Describes the console for a re-exec (every socket and the file marked to be carried).
+    /// Call [`Console::drain`] first: what the guest writes after is the next process's to read.
+    /// Subscribers already leaving are left behind (they close with this process).
+    pub fn export(&self, carrier: &mut crate::state::Carrier) -> crate::state::ConsoleState {
+        use crate::state::GuestState as G;
+        let guest = match &self.mode {
+            GuestMode::Listen { listener, path } => G::Listen {
+                path: path.clone(),
+                listener: carrier.fd(listener),
+            },
+            GuestMode::Connect { path, .. } => G::Connect { path: path.clone() },
+            GuestMode::Fd => G::Fd,
+        };
+        let mut replay = Vec::with_capacity(self.replay.len);
+        for c in &self.replay.chunks {
+            replay.extend_from_slice(c);
+        }
+        crate::state::ConsoleState {
+            name: self.cfg.name.clone(),
+            domain: self.cfg.domain.clone(),
+            guest,
+            guest_conn: self.guest.as_ref().map(|g| carrier.fd(g)),
+            tcp: self
+                .tcp
+                .as_ref()
+                .map(|l| (self.cfg.tcp.clone().unwrap_or_default(), carrier.fd(l))),
+            unix: self
+                .unix
+                .as_ref()
+                .map(|l| (self.cfg.unix.clone().unwrap_or_default(), carrier.fd(l))),
+            protocol: self.cfg.protocol,
+            write: self.cfg.write,
+            replay_limit: self.cfg.replay,
+            max_subscribers: self.cfg.max_subscribers,
+            queue_limit: self.cfg.queue_limit,
+            sink: self.sink.export(carrier),
+            input: self.input.to_vec(),
+            replay,
+            subscribers: self
+                .subs
+                .iter()
+                .filter(|s| s.leaving.is_none())
+                .map(|s| s.export(carrier))
+                .collect(),
+            slow_disconnects: self.stats.slow_disconnects,
+            refused: self.stats.refused,
+            guest_connects: self.stats.guest_connects,
+        }
+    }
+
+    /// The console as a previous process left it, on its inherited sockets. Must run on the
+    /// thread that will drive it.
+    pub fn restore(
+        st: &crate::state::ConsoleState,
+        inherited: &crate::state::Inherited,
+    ) -> Result<Console, crate::stream::RestoreError> {
+        use crate::state::GuestState as G;
+        use crate::stream::RestoreError;
+        let what = |w: &str| format!("console {} ({w})", st.name);
+        let reg = |w: &str| {
+            let what = what(w);
+            move |source| RestoreError::Register { what, source }
+        };
+        let sink = LogSink::restore(&st.sink, inherited)?;
+        let unix_listener = |fd: OwnedFd| {
+            let l = std::os::unix::net::UnixListener::from(fd);
+            l.set_nonblocking(true)
+                .and_then(|()| UnixListener::from_std(l))
+        };
+        let (plan, mode) = match &st.guest {
+            G::Listen { path, listener } => {
+                let l = unix_listener(inherited.take(listener)?).map_err(reg("guest listener"))?;
+                (
+                    GuestPlan::Listen(path.clone()),
+                    GuestMode::Listen {
+                        listener: l,
+                        path: path.clone(),
+                    },
+                )
+            }
+            G::Connect { path } => (
+                GuestPlan::Connect(path.clone()),
+                GuestMode::Connect {
+                    path: path.clone(),
+                    retry: Box::pin(tokio::time::sleep(Duration::ZERO)),
+                },
+            ),
+            G::Fd => (GuestPlan::Fd, GuestMode::Fd),
+        };
+        let guest = match &st.guest_conn {
+            Some(fd) => {
+                let s = std::os::unix::net::UnixStream::from(inherited.take(fd)?);
+                Some(
+                    s.set_nonblocking(true)
+                        .and_then(|()| UnixStream::from_std(s))
+                        .map_err(reg("guest"))?,
+                )
+            }
+            None => None,
+        };
+        let tcp = match &st.tcp {
+            Some((_, fd)) => {
+                let l = std::net::TcpListener::from(inherited.take(fd)?);
+                Some(
+                    l.set_nonblocking(true)
+                        .and_then(|()| TcpListener::from_std(l))
+                        .map_err(reg("TCP listener"))?,
+                )
+            }
+            None => None,
+        };
+        let unix = match &st.unix {
+            Some((_, fd)) => {
+                Some(unix_listener(inherited.take(fd)?).map_err(reg("UNIX listener"))?)
+            }
+            None => None,
+        };
+        let subs = st
+            .subscribers
+            .iter()
+            .map(|s| Subscriber::restore(s, inherited, st.queue_limit))
+            .collect::<Result<Vec<_>, _>>()?;
+        let cfg = ConsoleConfig {
+            name: st.name.clone(),
+            domain: st.domain.clone(),
+            log: st.sink.path.clone(),
+            truncate: false,
+            rotate: RotateConfig {
+                max_size: st.sink.max_size,
+                max_backups: st.sink.max_backups,
+            },
+            guest: plan,
+            tcp: st.tcp.as_ref().map(|(a, _)| a.clone()),
+            unix: st.unix.as_ref().map(|(p, _)| p.clone()),
+            protocol: st.protocol,
+            write: st.write,
+            replay: st.replay_limit,
+            max_subscribers: st.max_subscribers,
+            queue_limit: st.queue_limit,
+        };
+        let mut replay = Replay {
+            chunks: VecDeque::new(),
+            len: 0,
+            limit: cfg.replay,
+        };
+        if !st.replay.is_empty() {
+            replay.push(&Bytes::from(st.replay.clone()));
+        }
+        let span = tracing::info_span!("console", domain = %cfg.domain.name, console = %cfg.name);
+        Ok(Console {
+            span,
+            yielding: Yield::default(),
+            cfg,
+            sink,
+            mode,
+            guest,
+            input: BytesMut::from(&st.input[..]),
+            replay,
+            tcp,
+            unix,
+            subs,
+            stats: ConsoleStats {
+                slow_disconnects: st.slow_disconnects,
+                refused: st.refused,
+                guest_connects: st.guest_connects,
+            },
+        })
     }
 
     pub fn name(&self) -> &str {
@@ -574,9 +757,7 @@ impl Console {
             );
             return;
         }
-        // Ids are unique in the daemon, so `logdctl console kick ID` needs nothing else.
-        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-        let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = NEXT_SUBSCRIBER_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut s = Subscriber::new(id, peer, sock, self.cfg.protocol, self.cfg.queue_limit);
         // Replay, then live: both are pushed from this thread, so nothing falls in between.
         for c in &self.replay.chunks {

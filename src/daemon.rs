@@ -17,10 +17,17 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use std::os::fd::OwnedFd;
+
+use logd_protocol::admin::{AdminResponse, EventKind, ReexecReport};
+use tokio::sync::{mpsc, oneshot};
+
 use crate::config::Config;
 use crate::paths::PathPolicy;
+use crate::reexec::{self, Handoff, Handshake, Successor, Trigger, PARK_TIMEOUT, READY_TIMEOUT};
 use crate::registry::{self, Registry};
 use crate::server::{self, Endpoint, Shared};
+use crate::state::{Carrier, ConnEndpoint, ConnMode, ConnState, Inherited, ListenerState, State};
 
 /// Connections served at once on the admin socket.
 const ADMIN_CLIENTS: usize = 64;
@@ -66,10 +73,15 @@ pub fn raise_fd_limit() -> u64 {
     }
 }
 
-/// Runs the daemon until SIGTERM or SIGINT.
-pub fn run(cfg: Config) -> Result<(), DaemonError> {
-    // Before any thread starts: this reads and clears LISTEN_* from the environment.
-    let activated = crate::systemd::take_listeners(&cfg.socket, &cfg.admin_socket);
+/// Runs the daemon until SIGTERM or SIGINT: a fresh start, or (with `successor`) taking over
+/// from the process that re-exec'd.
+pub fn run(cfg: Config, successor: Option<Successor>) -> Result<(), DaemonError> {
+    // Before any thread starts: this reads and clears LISTEN_* from the environment. A
+    // successor's sockets come with its state instead.
+    let activated = match successor {
+        None => crate::systemd::take_listeners(&cfg.socket, &cfg.admin_socket),
+        Some(_) => Default::default(),
+    };
     let nofile = raise_fd_limit();
     tracing::debug!(nofile, "open-file limit");
     create_dir(&cfg.log_root)?;
@@ -77,7 +89,13 @@ pub fn run(cfg: Config) -> Result<(), DaemonError> {
         create_dir(dir)?;
     }
     let sys = System::new();
-    sys.block_on(main_loop(cfg, activated))
+    sys.block_on(async move {
+        let d = match successor {
+            None => Running::start(cfg, activated).await?,
+            Some(s) => Running::take_over(cfg, s).await,
+        };
+        d.serve().await
+    })
 }
 
 fn create_dir(dir: &Path) -> Result<(), DaemonError> {
@@ -160,86 +178,549 @@ fn take_or_bind(
     }
 }
 
-async fn main_loop(cfg: Config, activated: crate::systemd::Activated) -> Result<(), DaemonError> {
-    let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
-    let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;
-    // A vanished client must be an EPIPE error, never a fatal signal.
-    let _ = signal(SignalKind::pipe()).map_err(DaemonError::Signals)?;
+/// The lock file: taken at a fresh start, or inherited (still locked) at a re-exec.
+enum LockFile {
+    Fresh(Flock<std::fs::File>),
+    Carried(std::fs::File),
+}
 
-    let _lock = lock(&cfg.socket)?;
-    let (listener, own_main) = take_or_bind(activated.main, &cfg.socket)?;
-    let (admin_listener, own_admin) = take_or_bind(activated.admin, &cfg.admin_socket)?;
-    let metrics_listener = cfg
-        .metrics_listen
-        .as_deref()
-        .map(crate::metrics::bind)
-        .transpose()?;
-    let workers: Vec<Arbiter> = (0..cfg.workers).map(|_| Arbiter::new()).collect();
-    let handles = workers.iter().map(Arbiter::handle).collect();
-    let registry = Registry::start_global(cfg.rotate, handles);
-    let limit = Arc::new(Semaphore::new(cfg.max_clients));
-    let shared = Shared {
-        endpoint: Endpoint::Main,
-        registry: registry.clone(),
-        policy: PathPolicy::new(cfg.log_root.clone(), cfg.allowed_dirs.clone()),
-        limit: limit.clone(),
-        daemon_uid: nix::unistd::geteuid().as_raw(),
-    };
-    let admin = Shared {
-        endpoint: Endpoint::Admin,
-        registry: registry.clone(),
-        policy: shared.policy.clone(),
-        limit: Arc::new(Semaphore::new(ADMIN_CLIENTS)),
-        daemon_uid: shared.daemon_uid,
-    };
-    let stop = CancellationToken::new();
-    let accept = actix_rt::spawn(server::serve(listener, Arc::new(shared), stop.clone()));
-    let accept_admin =
-        actix_rt::spawn(server::serve(admin_listener, Arc::new(admin), stop.clone()));
-    if let Some(l) = metrics_listener {
-        tracing::info!(addr = ?l.local_addr().ok(), "serving Prometheus metrics at /metrics");
-        actix_rt::spawn(crate::metrics::serve(l, registry.clone(), stop.clone()));
+impl LockFile {
+    fn file(&self) -> &std::fs::File {
+        match self {
+            LockFile::Fresh(f) => f,
+            LockFile::Carried(f) => f,
+        }
     }
-    tracing::info!(
-        socket = %cfg.socket.display(),
-        admin_socket = %cfg.admin_socket.display(),
-        log_root = %cfg.log_root.display(),
-        max_size = cfg.rotate.max_size,
-        max_backups = cfg.rotate.max_backups,
-        workers = cfg.workers,
-        "logd {} ready",
-        env!("CARGO_PKG_VERSION")
-    );
 
-    crate::systemd::notify(&format!(
-        "READY=1\nMAINPID={}\nSTATUS=serving",
-        std::process::id()
-    ));
-    let idle = idle_watch(cfg.idle_exit, registry.clone(), limit, cfg.max_clients);
-    let which = tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-        _ = idle => "idle",
-    };
-    tracing::info!(reason = which, "shutting down");
-    crate::systemd::notify("STOPPING=1");
-    stop.cancel();
-    let _ = accept.await;
-    let _ = accept_admin.await;
-    // Sockets from systemd belong to systemd; it keeps them for the next start.
-    if own_main {
-        let _ = std::fs::remove_file(&cfg.socket);
+    /// Writes the serving process's pid into the lock file (it changes at each re-exec).
+    fn write_pid(&self) {
+        use std::os::unix::fs::FileExt;
+        let f = self.file();
+        let pid = format!("{}\n", std::process::id());
+        if let Err(e) = f
+            .set_len(0)
+            .and_then(|()| f.write_all_at(pid.as_bytes(), 0))
+        {
+            tracing::warn!(cause = %e, "cannot write the pid into the lock file");
+        }
     }
-    if own_admin {
-        let _ = std::fs::remove_file(&cfg.admin_socket);
+}
+
+/// A listening UNIX socket of the daemon.
+struct Listener {
+    path: PathBuf,
+    /// Whether logd created the socket file (and removes it at exit).
+    owned: bool,
+    /// None while its accept loop has it.
+    listener: Option<UnixListener>,
+}
+
+/// The accept loops, while they run.
+struct Accepting {
+    stop: CancellationToken,
+    main: tokio::task::JoinHandle<UnixListener>,
+    admin: tokio::task::JoinHandle<UnixListener>,
+    metrics: Option<tokio::task::JoinHandle<tokio::net::TcpListener>>,
+}
+
+/// The serving daemon.
+struct Running {
+    cfg: Config,
+    lock: LockFile,
+    main: Listener,
+    admin: Listener,
+    metrics: Option<tokio::net::TcpListener>,
+    workers: Vec<Arbiter>,
+    registry: actix::Addr<Registry>,
+    shared_main: Arc<Shared>,
+    shared_admin: Arc<Shared>,
+    limit: Arc<Semaphore>,
+    handoff: Arc<Handoff>,
+    triggers: mpsc::Receiver<Trigger>,
+    accepting: Option<Accepting>,
+}
+
+impl Running {
+    /// Everything but the listeners, the same for a fresh start and a take-over.
+    fn assemble(
+        cfg: Config,
+        lock: LockFile,
+        main: Listener,
+        admin: Listener,
+        metrics: Option<tokio::net::TcpListener>,
+    ) -> Running {
+        let workers: Vec<Arbiter> = (0..cfg.workers).map(|_| Arbiter::new()).collect();
+        let handles = workers.iter().map(Arbiter::handle).collect();
+        let registry = Registry::start_global(cfg.rotate, handles);
+        let (handoff, triggers) = Handoff::new();
+        let limit = Arc::new(Semaphore::new(cfg.max_clients));
+        let shared_main = Arc::new(Shared {
+            endpoint: Endpoint::Main,
+            registry: registry.clone(),
+            policy: PathPolicy::new(cfg.log_root.clone(), cfg.allowed_dirs.clone()),
+            limit: limit.clone(),
+            daemon_uid: nix::unistd::geteuid().as_raw(),
+            handoff: handoff.clone(),
+        });
+        let shared_admin = Arc::new(Shared {
+            endpoint: Endpoint::Admin,
+            registry: registry.clone(),
+            policy: shared_main.policy.clone(),
+            limit: Arc::new(Semaphore::new(ADMIN_CLIENTS)),
+            daemon_uid: shared_main.daemon_uid,
+            handoff: handoff.clone(),
+        });
+        Running {
+            cfg,
+            lock,
+            main,
+            admin,
+            metrics,
+            workers,
+            registry,
+            shared_main,
+            shared_admin,
+            limit,
+            handoff,
+            triggers,
+            accepting: None,
+        }
     }
-    let _ = registry.send(registry::Shutdown).await;
-    for w in workers {
-        w.stop();
-        let _ = w.join();
+
+    async fn start(
+        cfg: Config,
+        activated: crate::systemd::Activated,
+    ) -> Result<Running, DaemonError> {
+        crate::identity::set_lineage(None);
+        let lock = LockFile::Fresh(lock(&cfg.socket)?);
+        let (listener, own_main) = take_or_bind(activated.main, &cfg.socket)?;
+        let (admin_listener, own_admin) = take_or_bind(activated.admin, &cfg.admin_socket)?;
+        let metrics = cfg
+            .metrics_listen
+            .as_deref()
+            .map(crate::metrics::bind)
+            .transpose()?;
+        let main = Listener {
+            path: cfg.socket.clone(),
+            owned: own_main,
+            listener: Some(listener),
+        };
+        let admin = Listener {
+            path: cfg.admin_socket.clone(),
+            owned: own_admin,
+            listener: Some(admin_listener),
+        };
+        let mut d = Running::assemble(cfg, lock, main, admin, metrics);
+        d.lock.write_pid();
+        d.start_accepting();
+        let cfg = &d.cfg;
+        tracing::info!(
+            socket = %cfg.socket.display(),
+            admin_socket = %cfg.admin_socket.display(),
+            log_root = %cfg.log_root.display(),
+            max_size = cfg.rotate.max_size,
+            max_backups = cfg.rotate.max_backups,
+            workers = cfg.workers,
+            build_id = %crate::identity::get().build_id,
+            "logd {} ready",
+            env!("CARGO_PKG_VERSION")
+        );
+        crate::systemd::notify(&format!(
+            "READY=1\nMAINPID={}\nSTATUS=serving",
+            std::process::id()
+        ));
+        Ok(d)
     }
-    tracing::info!("every log drained; bye");
-    Ok(())
+
+    /// Takes over from the process that re-exec'd: adopts every fd of its state, rebuilds the
+    /// actors (frozen), says `Ready`, and on `Go` thaws them and serves. Any failure before
+    /// `Ready` is reported to the old process, and this one exits without touching anything.
+    async fn take_over(cfg: Config, mut succ: Successor) -> Running {
+        let state = succ.read_state().unwrap_or_else(|e| succ.refuse(&e));
+        let parent = succ.parent;
+        let inherited = Arc::new(Inherited::default());
+        let take = |fd: &crate::state::Fd| {
+            inherited
+                .take(fd)
+                .unwrap_or_else(|e| succ.refuse(&e.to_string()))
+        };
+        let unix = |fd: OwnedFd| {
+            let l = std::os::unix::net::UnixListener::from(fd);
+            l.set_nonblocking(true)
+                .and_then(|()| UnixListener::from_std(l))
+                .unwrap_or_else(|e| succ.refuse(&format!("cannot use an inherited listener: {e}")))
+        };
+        let lock = LockFile::Carried(std::fs::File::from(take(&state.lock)));
+        if state.main.path != cfg.socket || state.admin.path != cfg.admin_socket {
+            tracing::warn!(
+                socket = %state.main.path.display(),
+                admin_socket = %state.admin.path.display(),
+                "the configured socket paths changed; the sockets carried over are kept until the next restart"
+            );
+        }
+        let main = Listener {
+            path: state.main.path.clone(),
+            owned: state.main.owned,
+            listener: Some(unix(take(&state.main.fd))),
+        };
+        let admin = Listener {
+            path: state.admin.path.clone(),
+            owned: state.admin.owned,
+            listener: Some(unix(take(&state.admin.fd))),
+        };
+        let metrics = state.metrics.as_ref().map(|fd| {
+            let l = std::net::TcpListener::from(take(fd));
+            l.set_nonblocking(true)
+                .and_then(|()| tokio::net::TcpListener::from_std(l))
+                .unwrap_or_else(|e| succ.refuse(&format!("cannot use the metrics listener: {e}")))
+        });
+        let conns: Vec<(ConnState, OwnedFd)> = state
+            .connections
+            .iter()
+            .map(|c| (c.clone(), take(&c.fd)))
+            .collect();
+        crate::console::resume_subscriber_ids(state.next_subscriber_id);
+        let mut d = Running::assemble(cfg, lock, main, admin, metrics);
+        let domains = state.domains.len() as u32;
+        let adopted = d
+            .registry
+            .send(registry::Adopt {
+                domains: state.domains,
+                inherited: inherited.clone(),
+            })
+            .await;
+        match adopted {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => succ.refuse(&e),
+            Err(_) => succ.refuse("the registry stopped"),
+        }
+        crate::identity::set_lineage(Some((state.started_ms, state.uptime_ms, state.reexecs + 1)));
+        if let Err(e) = succ.ready().await {
+            succ.refuse(&e);
+        }
+        // Go: from here on this process is logd.
+        let _ = d.registry.send(registry::Thaw { carried: false }).await;
+        let resumed = crate::state::mono_ns();
+        let fds = inherited.count() as u32;
+        let now_ms = crate::sink::unix_ms(std::time::SystemTime::now());
+        let report = ReexecReport {
+            at_ms: now_ms.saturating_sub(resumed.saturating_sub(state.asked_mono_ns) / 1_000_000),
+            from_pid: parent,
+            to_pid: std::process::id(),
+            error: None,
+            blackout_us: resumed.saturating_sub(state.frozen_mono_ns) / 1000,
+            total_us: resumed.saturating_sub(state.asked_mono_ns) / 1000,
+            domains,
+            fds,
+        };
+        crate::identity::set_last_reexec(report.clone());
+        d.lock.write_pid();
+        d.start_accepting();
+        for (c, fd) in conns {
+            let shared = match c.endpoint {
+                ConnEndpoint::Main => d.shared_main.clone(),
+                ConnEndpoint::Admin => d.shared_admin.clone(),
+            };
+            let reply = (c.mode == ConnMode::AwaitingReexec)
+                .then(|| AdminResponse::Reexeced(report.clone()));
+            server::resume(&c, fd, shared, reply);
+        }
+        tracing::info!(
+            from = parent,
+            domains,
+            fds,
+            blackout_us = report.blackout_us,
+            total_us = report.total_us,
+            build_id = %crate::identity::get().build_id,
+            "logd {} took over (re-exec {})",
+            env!("CARGO_PKG_VERSION"),
+            state.reexecs + 1
+        );
+        crate::events::emit(|| EventKind::Reexeced {
+            from_pid: parent,
+            to_pid: std::process::id(),
+        });
+        crate::systemd::notify(&format!(
+            "READY=1\nMAINPID={}\nSTATUS=serving (re-exec {})",
+            std::process::id(),
+            state.reexecs + 1
+        ));
+        d
+    }
+
+    fn start_accepting(&mut self) {
+        if self.accepting.is_some() {
+            return;
+        }
+        let stop = CancellationToken::new();
+        let main = self
+            .main
+            .listener
+            .take()
+            .expect("the main listener is home");
+        let admin = self
+            .admin
+            .listener
+            .take()
+            .expect("the admin listener is home");
+        let metrics = self.metrics.take().map(|l| {
+            tracing::info!(addr = ?l.local_addr().ok(), "serving Prometheus metrics at /metrics");
+            actix_rt::spawn(crate::metrics::serve(
+                l,
+                self.registry.clone(),
+                stop.clone(),
+            ))
+        });
+        self.accepting = Some(Accepting {
+            main: actix_rt::spawn(server::serve(main, self.shared_main.clone(), stop.clone())),
+            admin: actix_rt::spawn(server::serve(
+                admin,
+                self.shared_admin.clone(),
+                stop.clone(),
+            )),
+            metrics,
+            stop,
+        });
+    }
+
+    /// Stops the accept loops and takes the listeners back (open).
+    async fn stop_accepting(&mut self) {
+        let Some(a) = self.accepting.take() else {
+            return;
+        };
+        a.stop.cancel();
+        // The loops return their listener as soon as they see the token.
+        if let Ok(l) = a.main.await {
+            self.main.listener = Some(l);
+        }
+        if let Ok(l) = a.admin.await {
+            self.admin.listener = Some(l);
+        }
+        if let Some(m) = a.metrics {
+            if let Ok(l) = m.await {
+                self.metrics = Some(l);
+            }
+        }
+    }
+
+    /// Serves until SIGTERM, SIGINT or idle exit; re-execs on SIGUSR1 or `logdctl reexec`.
+    async fn serve(mut self) -> Result<(), DaemonError> {
+        let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
+        let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;
+        let mut usr1 = signal(SignalKind::user_defined1()).map_err(DaemonError::Signals)?;
+        // A vanished client must be an EPIPE error, never a fatal signal.
+        let _ = signal(SignalKind::pipe()).map_err(DaemonError::Signals)?;
+        let idle = idle_watch(
+            self.cfg.idle_exit,
+            self.registry.clone(),
+            self.limit.clone(),
+            self.cfg.max_clients,
+        );
+        tokio::pin!(idle);
+        let which = loop {
+            tokio::select! {
+                _ = term.recv() => break "SIGTERM",
+                _ = int.recv() => break "SIGINT",
+                _ = &mut idle => break "idle",
+                _ = usr1.recv() => {
+                    tracing::info!("SIGUSR1: re-exec");
+                    self.reexec(None, None).await;
+                }
+                Some(t) = self.triggers.recv() => self.reexec(t.binary, t.reply).await,
+            }
+        };
+        tracing::info!(reason = which, "shutting down");
+        crate::systemd::notify("STOPPING=1");
+        self.stop_accepting().await;
+        // Sockets from systemd belong to systemd; it keeps them for the next start.
+        if self.main.owned {
+            let _ = std::fs::remove_file(&self.main.path);
+        }
+        if self.admin.owned {
+            let _ = std::fs::remove_file(&self.admin.path);
+        }
+        let _ = self.registry.send(registry::Shutdown).await;
+        for w in self.workers {
+            w.stop();
+            let _ = w.join();
+        }
+        tracing::info!("every log drained; bye");
+        Ok(())
+    }
+
+    /// Re-execs. Returns only if it failed, with everything as it was; on success this process
+    /// exits.
+    async fn reexec(&mut self, binary: Option<PathBuf>, reply: Option<oneshot::Sender<String>>) {
+        let asked = crate::state::mono_ns();
+        let asked_ms = crate::sink::unix_ms(std::time::SystemTime::now());
+        let exe = binary.unwrap_or_else(|| crate::identity::get().exe.clone());
+        tracing::info!(exe = %exe.display(), "re-exec: handing over to a new process");
+        crate::systemd::notify(&format!(
+            "RELOADING=1\nMONOTONIC_USEC={}\nSTATUS=re-executing",
+            asked / 1000
+        ));
+        let Err(why) = self.hand_over(&exe, asked).await;
+        tracing::error!("re-exec failed; this process goes on serving: {why}");
+        crate::identity::set_last_reexec(ReexecReport {
+            at_ms: asked_ms,
+            from_pid: std::process::id(),
+            to_pid: std::process::id(),
+            error: Some(why.clone()),
+            blackout_us: 0,
+            total_us: (crate::state::mono_ns().saturating_sub(asked)) / 1000,
+            domains: 0,
+            fds: 0,
+        });
+        crate::events::emit(|| EventKind::ReexecFailed {
+            reason: why.clone(),
+        });
+        if let Some(r) = reply {
+            let _ = r.send(why);
+        }
+        crate::systemd::notify("READY=1\nSTATUS=serving (the last re-exec failed)");
+    }
+
+    /// The old process's side of a re-exec (see [`crate::reexec`]).
+    async fn hand_over(
+        &mut self,
+        exe: &Path,
+        asked: u64,
+    ) -> Result<std::convert::Infallible, String> {
+        self.stop_accepting().await;
+        let connections = self.handoff.park_all(PARK_TIMEOUT).await;
+        let frozen = crate::state::mono_ns();
+        let domains = match self.registry.send(registry::Freeze).await {
+            Ok(Ok(d)) => d,
+            Ok(Err(e)) => return Err(self.undo(false, e).await),
+            Err(_) => return Err(self.undo(false, "the registry stopped".into()).await),
+        };
+        let mut carrier = Carrier::out();
+        let lock = carrier.fd(self.lock.file());
+        let listener = |l: &Listener, c: &mut Carrier| ListenerState {
+            fd: c.fd(l.listener.as_ref().expect("accepting stopped")),
+            path: l.path.clone(),
+            owned: l.owned,
+        };
+        let main = listener(&self.main, &mut carrier);
+        let admin = listener(&self.admin, &mut carrier);
+        let metrics = self.metrics.as_ref().map(|l| carrier.fd(l));
+        if let Err(e) = carrier.finish() {
+            return Err(self
+                .undo(true, format!("cannot mark a listener to be carried: {e}"))
+                .await);
+        }
+        let lineage = crate::identity::lineage();
+        let n_domains = domains.len();
+        let state = State {
+            asked_mono_ns: asked,
+            frozen_mono_ns: frozen,
+            started_ms: lineage.started_ms,
+            uptime_ms: crate::identity::uptime_ms(),
+            reexecs: lineage.reexecs,
+            lock,
+            main,
+            admin,
+            metrics,
+            next_subscriber_id: crate::console::next_subscriber_id(),
+            domains,
+            connections,
+        };
+        let spawned = match reexec::spawn(exe, &state) {
+            Ok(s) => s,
+            Err(e) => return Err(self.undo(true, e.to_string()).await),
+        };
+        drop(state);
+        let hs = spawned
+            .handshake
+            .try_clone()
+            .and_then(|s| {
+                s.set_nonblocking(true)?;
+                tokio::net::UnixStream::from_std(s)
+            })
+            .map_err(|e| e.to_string());
+        let answer = match &hs {
+            Ok(hs) => tokio::time::timeout(READY_TIMEOUT, reexec::recv(hs)).await,
+            Err(e) => Ok(Err(reexec::HandshakeError::Io(std::io::Error::other(
+                e.clone(),
+            )))),
+        };
+        let pid = spawned.child.id();
+        let why = match answer {
+            Ok(Ok(Handshake::Ready { pid: ready })) if ready == pid => {
+                // systemd must know the new main process before this one exits.
+                crate::systemd::notify_and_wait(
+                    &format!("MAINPID={pid}"),
+                    std::time::Duration::from_secs(1),
+                );
+                match reexec::send(&spawned.handshake, &Handshake::Go) {
+                    Ok(()) => {
+                        self.handoff.commit();
+                        tracing::info!(
+                            pid,
+                            domains = n_domains,
+                            "handed everything over to the new process; exiting"
+                        );
+                        std::process::exit(0);
+                    }
+                    Err(e) => format!("the new process (pid {pid}) went away before go: {e}"),
+                }
+            }
+            Ok(Ok(Handshake::Failed { reason })) => {
+                format!("the new process (pid {pid}) could not take over: {reason}")
+            }
+            Ok(Ok(other)) => format!("the new process (pid {pid}) said {other:?}"),
+            Ok(Err(reexec::HandshakeError::Closed)) => {
+                format!("the new process (pid {pid}) exited before it was ready")
+            }
+            Ok(Err(e)) => format!("the new process (pid {pid}): {e}"),
+            Err(_) => format!(
+                "the new process (pid {pid}) was not ready within {} s",
+                READY_TIMEOUT.as_secs()
+            ),
+        };
+        let _ = reexec::send(&spawned.handshake, &Handshake::Abort);
+        let status = reap(spawned.child).await;
+        Err(self.undo(true, format!("{why} ({status})")).await)
+    }
+
+    /// Puts everything back after a failed hand-over: close-on-exec on the carried fds, the
+    /// actors thawed, the connections unparked, the accept loops running.
+    async fn undo(&mut self, carried: bool, why: String) -> String {
+        let mut back = Carrier::back();
+        back.fd(self.lock.file());
+        for l in [&self.main, &self.admin] {
+            if let Some(l) = &l.listener {
+                back.fd(l);
+            }
+        }
+        if let Some(l) = &self.metrics {
+            back.fd(l);
+        }
+        let _ = back.finish();
+        let _ = self.registry.send(registry::Thaw { carried }).await;
+        self.handoff.resume();
+        self.start_accepting();
+        why
+    }
+}
+
+/// Waits for a failed new process to exit (killing it if it does not), and says how it ended.
+async fn reap(mut child: std::process::Child) -> String {
+    let waited = tokio::task::spawn_blocking(move || {
+        for _ in 0..100 {
+            if let Ok(Some(st)) = child.try_wait() {
+                return st.to_string();
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let _ = child.kill();
+        child
+            .wait()
+            .map(|st| format!("killed: {st}"))
+            .unwrap_or_else(|e| e.to_string())
+    })
+    .await;
+    waited.unwrap_or_else(|e| e.to_string())
 }
 
 /// Resolves once the daemon has had no domain and no client for `after` (never if None).

@@ -79,6 +79,9 @@ pub struct Domain {
     /// number that tells a new stream in a reused slot from the one before.
     streams: Vec<Option<(u32, Stream)>>,
     next_id: u32,
+    /// Pumps belong to an epoch; an odd epoch means frozen (a re-exec is under way): pumps of
+    /// an older epoch end when next polled, and thawing starts new ones.
+    epoch: u32,
 }
 
 impl Domain {
@@ -87,7 +90,20 @@ impl Domain {
             name: name.into(),
             streams: Vec::new(),
             next_id: 0,
+            epoch: 0,
         }
+    }
+
+    /// A domain carried over from the previous process: frozen until [`Thaw`].
+    pub fn restored(name: &str) -> Self {
+        Domain {
+            epoch: 1,
+            ..Domain::new(name)
+        }
+    }
+
+    fn frozen(&self) -> bool {
+        self.epoch % 2 == 1
     }
 
     fn find(&mut self, path: &Path) -> Option<&mut Stream> {
@@ -104,8 +120,21 @@ impl Domain {
             .position(|s| matches!(s, Some((_, Stream::Console(c))) if c.name() == name))
     }
 
-    /// Puts a stream in a free slot and starts its pump.
+    /// Puts a stream in a free slot and starts its pump (unless frozen: thawing does).
     fn add(&mut self, stream: Stream, ctx: &mut Context<Self>) {
+        let slot = self.insert(stream);
+        if !self.frozen() {
+            let id = self.streams[slot].as_ref().map_or(0, |(id, _)| *id);
+            ctx.spawn(Pump {
+                slot,
+                id,
+                epoch: self.epoch,
+            });
+        }
+    }
+
+    /// Puts a stream in a free slot; returns the slot.
+    fn insert(&mut self, stream: Stream) -> usize {
         let id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1);
         let slot = match self.streams.iter().position(Option::is_none) {
@@ -118,7 +147,7 @@ impl Domain {
                 self.streams.len() - 1
             }
         };
-        ctx.spawn(Pump { slot, id });
+        slot
     }
 
     fn span(&self) -> tracing::Span {
@@ -134,6 +163,7 @@ impl Actor for Domain {
 struct Pump {
     slot: usize,
     id: u32,
+    epoch: u32,
 }
 
 impl ActorFuture<Domain> for Pump {
@@ -146,6 +176,9 @@ impl ActorFuture<Domain> for Pump {
         task: &mut std::task::Context<'_>,
     ) -> Poll<()> {
         let (slot, id) = (self.slot, self.id);
+        if self.epoch != act.epoch {
+            return Poll::Ready(()); // frozen for a re-exec, or replaced after one
+        }
         let stream = match act.streams.get_mut(slot) {
             Some(Some((sid, s))) if *sid == id => s,
             _ => return Poll::Ready(()), // removed
@@ -435,5 +468,121 @@ impl Handler<Stop> for Domain {
 
     fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) {
         ctx.stop();
+    }
+}
+
+/// Freeze for a re-exec: take in what every source has written so far, stop reading, and
+/// describe every stream (its fds marked to be carried). Until [`Thaw`], nothing is read or
+/// written: what the sources write meanwhile waits in the kernel for whichever process goes on.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<crate::state::StreamState>, String>")]
+pub struct Freeze;
+
+impl Handler<Freeze> for Domain {
+    type Result = Result<Vec<crate::state::StreamState>, String>;
+
+    fn handle(&mut self, _: Freeze, _: &mut Context<Self>) -> Self::Result {
+        use crate::state::{Carrier, StreamState};
+        if !self.frozen() {
+            self.epoch = self.epoch.wrapping_add(1);
+        }
+        let mut carrier = Carrier::out();
+        let mut out = Vec::with_capacity(self.streams.len());
+        for slot in 0..self.streams.len() {
+            let Some((_, s)) = &mut self.streams[slot] else {
+                continue;
+            };
+            match s {
+                Stream::Pipe(p) => {
+                    if p.drain() {
+                        // Every writer has gone: this log closes here, as its pump would have.
+                        if let Some((_, s)) = self.streams[slot].take() {
+                            let path = s.path().to_owned();
+                            drop(s);
+                            registry::notify(StreamClosed { path });
+                        }
+                        continue;
+                    }
+                    out.push(StreamState::Pipe(p.export(&mut carrier)));
+                }
+                Stream::Console(c) => {
+                    c.drain();
+                    out.push(StreamState::Console(Box::new(c.export(&mut carrier))));
+                }
+            }
+        }
+        carrier
+            .finish()
+            .map_err(|e| format!("domain {}: cannot mark an fd to be carried: {e}", self.name))?;
+        Ok(out)
+    }
+}
+
+/// Go on after a freeze: the re-exec was abandoned (`carried`: the fds get close-on-exec
+/// again), or this is the new process taking over.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Thaw {
+    pub carried: bool,
+}
+
+impl Handler<Thaw> for Domain {
+    type Result = ();
+
+    fn handle(&mut self, msg: Thaw, ctx: &mut Context<Self>) {
+        if !self.frozen() {
+            return;
+        }
+        if msg.carried {
+            let mut back = crate::state::Carrier::back();
+            for (_, s) in self.streams.iter().flatten() {
+                match s {
+                    Stream::Pipe(p) => drop(p.export(&mut back)),
+                    Stream::Console(c) => drop(c.export(&mut back)),
+                }
+            }
+            if let Err(e) = back.finish() {
+                tracing::warn!(domain = %self.name, cause = %e, "cannot set close-on-exec again");
+            }
+        }
+        self.epoch = self.epoch.wrapping_add(1);
+        for (slot, s) in self.streams.iter().enumerate() {
+            if let Some((id, _)) = s {
+                ctx.spawn(Pump {
+                    slot,
+                    id: *id,
+                    epoch: self.epoch,
+                });
+            }
+        }
+    }
+}
+
+/// Rebuild the streams a previous process carried over (the domain stays frozen until
+/// [`Thaw`]). Runs on the domain's thread, so each fd registers with the loop that drives it.
+#[derive(Message)]
+#[rtype(result = "Result<(), String>")]
+pub struct Restore {
+    pub streams: Vec<crate::state::StreamState>,
+    pub inherited: std::sync::Arc<crate::state::Inherited>,
+}
+
+impl Handler<Restore> for Domain {
+    type Result = Result<(), String>;
+
+    fn handle(&mut self, msg: Restore, _: &mut Context<Self>) -> Self::Result {
+        use crate::state::StreamState;
+        for st in &msg.streams {
+            let stream = match st {
+                StreamState::Pipe(p) => LogStream::restore(p, &msg.inherited)
+                    .map(Stream::Pipe)
+                    .map_err(|e| format!("log {}: {e}", p.sink.path.display()))?,
+                StreamState::Console(c) => Console::restore(c, &msg.inherited)
+                    .map(|c| Stream::Console(Box::new(c)))
+                    .map_err(|e| format!("console {}: {e}", c.name))?,
+            };
+            self.insert(stream);
+        }
+        Ok(())
     }
 }

@@ -3,6 +3,7 @@
 //! The modules map the design (docs/ARCHITECTURE.md tells the whole story):
 //! - [`daemon`]: start-up, threads, signals and shutdown;
 //! - [`server`]: the main socket, its clients and their requests;
+//! - [`reexec`]: handing everything to a new process (SIGUSR1, `logdctl reexec`);
 //! - [`registry`]: the actor holding the table of domains and open paths;
 //! - [`domain`]: the actor of one guest, owning its log streams;
 //! - [`console`]: a guest's serial chardev fanned out to its log and its subscribers;
@@ -16,8 +17,10 @@
 //! - [`paths`]: which log paths a client may name;
 //! - [`config`]: defaults, the TOML file and overrides;
 //! - [`events`]: the bounded event bus behind `logdctl events`;
+//! - [`identity`]: which binary is serving, and its line of re-execs;
 //! - [`metrics`]: the optional Prometheus endpoint;
 //! - [`logging`]: the daemon's own tracing, with a filter changeable at run time;
+//! - [`state`]: what one process hands the next at a re-exec, in a versioned format;
 //! - [`systemd`]: readiness notification and socket activation;
 //! - [`cli`]: what the binaries share in reporting to a person.
 #![deny(unsafe_code)]
@@ -29,14 +32,17 @@ pub mod console;
 pub mod daemon;
 pub mod domain;
 pub mod events;
+pub mod identity;
 pub mod logging;
 pub mod metrics;
 pub mod paths;
 pub mod pipe;
+pub mod reexec;
 pub mod registry;
 pub mod rotate;
 pub mod server;
 pub mod sink;
+pub mod state;
 pub mod stream;
 pub mod subscriber;
 pub mod systemd;

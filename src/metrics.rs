@@ -194,8 +194,12 @@ pub fn bind(addr: &str) -> Result<TcpListener, MetricsError> {
     TcpListener::from_std(l).map_err(err)
 }
 
-/// Serves scrapes until `stop`.
-pub async fn serve(listener: TcpListener, registry: Addr<Registry>, stop: CancellationToken) {
+/// Serves scrapes until `stop`; then hands the listener back (a re-exec carries it).
+pub async fn serve(
+    listener: TcpListener,
+    registry: Addr<Registry>,
+    stop: CancellationToken,
+) -> TcpListener {
     let limit = Arc::new(Semaphore::new(MAX_SCRAPERS));
     loop {
         let (sock, peer) = tokio::select! {
@@ -207,10 +211,10 @@ pub async fn serve(listener: TcpListener, registry: Addr<Registry>, stop: Cancel
                     continue;
                 }
             },
-            _ = stop.cancelled() => return,
+            _ = stop.cancelled() => return listener,
         };
         let Ok(permit) = limit.clone().acquire_owned().await else {
-            return;
+            return listener;
         };
         let registry = registry.clone();
         actix_rt::spawn(async move {

@@ -127,7 +127,6 @@ pub struct Registry {
     /// Open paths (and paths with an append in flight) and their owner.
     paths: HashMap<PathBuf, DomainKey>,
     shutting_down: bool,
-    started: std::time::Instant,
 }
 
 /// The mailbox bound of a domain actor (actix's default).
@@ -147,7 +146,6 @@ impl Registry {
             domains: HashMap::new(),
             paths: HashMap::new(),
             shutting_down: false,
-            started: std::time::Instant::now(),
         }
         .start();
         let _ = REGISTRY.set(addr.clone());
@@ -625,7 +623,7 @@ impl Handler<Snapshot> for Registry {
                 (snap, e.addr.clone())
             })
             .collect();
-        let uptime_ms = self.started.elapsed().as_millis() as u64;
+        let uptime_ms = crate::identity::uptime_ms();
         Box::pin(async move {
             let mut domains = Vec::with_capacity(reqs.len());
             let mut reqs = reqs.into_iter().peekable();
@@ -644,6 +642,8 @@ impl Handler<Snapshot> for Registry {
             }
             domains.sort_by(|a, b| a.id.name.cmp(&b.id.name));
             let (fds, rss_kib) = process_usage();
+            let id = crate::identity::get();
+            let lineage = crate::identity::lineage();
             DaemonSnapshot {
                 version: format!("logd {}", env!("CARGO_PKG_VERSION")),
                 pid: std::process::id(),
@@ -655,6 +655,12 @@ impl Handler<Snapshot> for Registry {
                     capacity: REGISTRY_MAILBOX as u32,
                 },
                 domains,
+                build_id: id.build_id.clone(),
+                exe: id.exe.display().to_string(),
+                exe_mtime_ms: id.exe_mtime_ms,
+                started_ms: lineage.started_ms,
+                reexecs: lineage.reexecs,
+                last_reexec: crate::identity::last_reexec(),
             }
         })
     }
@@ -756,5 +762,149 @@ where
     match tokio::task::spawn_blocking(f).await {
         Ok(r) => r.map_err(|e| RegistryError::Domain(DomainError::File(e))),
         Err(_) => Err(RegistryError::Worker { path }),
+    }
+}
+
+/// Freeze every domain for a re-exec and collect the state of each (see [`domain::Freeze`]).
+/// On an error some domains may be frozen: the caller sends [`Thaw`].
+#[derive(Message)]
+#[rtype(result = "Result<Vec<crate::state::DomainState>, String>")]
+pub struct Freeze;
+
+impl Handler<Freeze> for Registry {
+    type Result = ResponseFuture<Result<Vec<crate::state::DomainState>, String>>;
+
+    fn handle(&mut self, _: Freeze, _: &mut Context<Self>) -> Self::Result {
+        let domains: Vec<_> = self
+            .domains
+            .iter()
+            .map(|(k, e)| {
+                let st = crate::state::DomainState {
+                    driver: k.driver.to_string(),
+                    uuid: k.uuid,
+                    name: e.name.to_string(),
+                    since_ms: e.since_ms,
+                    streams: Vec::new(),
+                };
+                (st, e.addr.clone())
+            })
+            .collect();
+        Box::pin(async move {
+            // Every domain is asked at once: they freeze in parallel on their workers, and the
+            // blackout is as short as the slowest worker's share.
+            let reqs: Vec<_> = domains
+                .into_iter()
+                .map(|(st, addr)| (st, addr.send(domain::Freeze)))
+                .collect();
+            let mut out = Vec::with_capacity(reqs.len());
+            for (mut st, req) in reqs {
+                match req.await {
+                    Ok(Ok(streams)) => {
+                        // A domain whose last stream closed meanwhile is left behind.
+                        if !streams.is_empty() {
+                            st.streams = streams;
+                            out.push(st);
+                        }
+                    }
+                    Ok(Err(e)) => return Err(e),
+                    Err(_) => {} // stopped meanwhile: nothing to carry
+                }
+            }
+            Ok(out)
+        })
+    }
+}
+
+/// Let every domain go on after a [`Freeze`] (`carried`: the re-exec was abandoned and the
+/// fds get close-on-exec again), or start the domains a re-exec carried over.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Thaw {
+    pub carried: bool,
+}
+
+impl Handler<Thaw> for Registry {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, msg: Thaw, _: &mut Context<Self>) -> Self::Result {
+        let reqs: Vec<_> = self
+            .domains
+            .values()
+            .map(|e| {
+                e.addr.send(domain::Thaw {
+                    carried: msg.carried,
+                })
+            })
+            .collect();
+        Box::pin(async move {
+            for r in reqs {
+                let _ = r.await;
+            }
+        })
+    }
+}
+
+/// Take over the domains a previous process carried: start each (frozen) on a worker and
+/// rebuild its streams from their inherited fds. Answers once every domain is rebuilt, or with
+/// the first failure.
+#[derive(Message)]
+#[rtype(result = "Result<(), String>")]
+pub struct Adopt {
+    pub domains: Vec<crate::state::DomainState>,
+    pub inherited: std::sync::Arc<crate::state::Inherited>,
+}
+
+impl Handler<Adopt> for Registry {
+    type Result = ResponseFuture<Result<(), String>>;
+
+    fn handle(&mut self, msg: Adopt, _: &mut Context<Self>) -> Self::Result {
+        use crate::state::StreamState;
+        let mut reqs = Vec::with_capacity(msg.domains.len());
+        for d in msg.domains {
+            let key = DomainKey {
+                driver: d.driver.as_str().into(),
+                uuid: d.uuid,
+            };
+            let worker = &self.workers[self.next_worker % self.workers.len()];
+            self.next_worker = self.next_worker.wrapping_add(1);
+            let name = d.name.clone();
+            let addr = Domain::start_in_arbiter(worker, move |_| Domain::restored(&name));
+            let mut consoles = Vec::new();
+            for s in &d.streams {
+                let path = match s {
+                    StreamState::Pipe(p) => p.sink.path.clone(),
+                    StreamState::Console(c) => {
+                        consoles.push(c.name.as_str().into());
+                        c.sink.path.clone()
+                    }
+                };
+                self.paths.insert(path, key.clone());
+            }
+            self.domains.insert(
+                key,
+                DomainEntry {
+                    name: d.name.as_str().into(),
+                    addr: addr.clone(),
+                    claims: d.streams.len() as u32,
+                    since_ms: d.since_ms,
+                    consoles,
+                },
+            );
+            let req = addr.send(domain::Restore {
+                streams: d.streams,
+                inherited: msg.inherited.clone(),
+            });
+            reqs.push((d.name, req));
+        }
+        Box::pin(async move {
+            for (name, r) in reqs {
+                match r.await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => return Err(format!("domain {name}: {e}")),
+                    Err(_) => return Err(format!("domain {name}: its actor stopped")),
+                }
+            }
+            Ok(())
+        })
     }
 }

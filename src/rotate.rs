@@ -159,6 +159,43 @@ impl RotatingFile {
         Ok(this)
     }
 
+    /// Describes the file for a re-exec (its handle marked to be carried).
+    pub fn export(&self, carrier: &mut crate::state::Carrier) -> crate::state::SinkState {
+        crate::state::SinkState {
+            path: self.path.to_path_buf(),
+            file: self.file.as_ref().map(|f| carrier.fd(f)),
+            max_size: self.cfg.max_size,
+            max_backups: self.cfg.max_backups,
+            inode: self.inode,
+            birth: self.birth,
+            size: self.size,
+            newline_end: self.newline_end,
+            rotations: self.rotations,
+            bytes_in: 0,
+            bytes_written: 0,
+            dropped_disk: 0,
+            last_error: None,
+        }
+    }
+
+    /// The file as a previous process left it, with its inherited handle (None: it was
+    /// unwritable, and the next write retries it). Nothing is opened or read.
+    pub fn restore(state: &crate::state::SinkState, file: Option<File>) -> Self {
+        Self {
+            path: state.path.clone().into(),
+            file,
+            cfg: RotateConfig {
+                max_size: state.max_size.max(1),
+                max_backups: state.max_backups,
+            },
+            inode: state.inode,
+            birth: state.birth,
+            size: state.size,
+            newline_end: state.newline_end,
+            rotations: state.rotations,
+        }
+    }
+
     /// Appends all of `data`, rotating as many times as needed.
     ///
     /// A write that would pass `max_size` fills the file to exactly `max_size`, or only up to just

@@ -34,8 +34,10 @@ use tracing::Instrument;
 
 use crate::console::{self, ConsoleConfig, GuestPlan};
 use crate::paths::{PathError, PathPolicy};
+use crate::reexec::{Handoff, Phase};
 use crate::registry::{self, Registry};
 use crate::rotate::RotateConfig;
+use crate::state::{Carrier, ConnEndpoint, ConnMode, ConnState};
 
 /// How long a new connection has to send its hello.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -52,6 +54,8 @@ pub struct Shared {
     pub policy: PathPolicy,
     pub limit: Arc<Semaphore>,
     pub daemon_uid: u32,
+    /// Parking for re-execs.
+    pub handoff: Arc<Handoff>,
 }
 
 /// The two sockets: they share framing, handshake and access checks, not requests.
@@ -74,13 +78,20 @@ enum ConnError {
     Closed,
 }
 
-/// Accepts connections until `stop` is cancelled.
-pub async fn serve(listener: UnixListener, shared: Arc<Shared>, stop: CancellationToken) {
-    static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+/// Numbers connections for their tracing spans.
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Accepts connections until `stop` is cancelled; then hands the listener back (open: a
+/// re-exec carries it, and connections arriving meanwhile wait in its backlog).
+pub async fn serve(
+    listener: UnixListener,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+) -> UnixListener {
     loop {
         let accepted = tokio::select! {
             r = listener.accept() => r,
-            _ = stop.cancelled() => break,
+            _ = stop.cancelled() => return listener,
         };
         let stream = match accepted {
             Ok((s, _)) => s,
@@ -124,14 +135,50 @@ pub async fn serve(listener: UnixListener, shared: Arc<Shared>, stop: Cancellati
                     return;
                 };
                 tracing::debug!("client connected");
-                match Connection::new(stream, shared).run().await {
-                    Ok(()) | Err(ConnError::Closed) => tracing::debug!("client left"),
-                    Err(e) => tracing::info!(cause = %e, "connection closed"),
-                }
+                Connection::new(stream, shared)
+                    .run(ConnMode::Hello, None)
+                    .await;
             }
             .instrument(span),
         );
     }
+}
+
+/// Serves a client connection a previous process carried over, from where it was parked.
+/// `report` answers a connection that was waiting for its `Reexec` request.
+pub fn resume(conn: &ConnState, fd: OwnedFd, shared: Arc<Shared>, report: Option<AdminResponse>) {
+    let std = std::os::unix::net::UnixStream::from(fd);
+    let stream = match std
+        .set_nonblocking(true)
+        .and_then(|()| UnixStream::from_std(std))
+    {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(cause = %e, "cannot resume a carried client connection");
+            return;
+        }
+    };
+    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    let cred = stream.peer_cred().ok();
+    let span = tracing::info_span!(
+        "conn",
+        id,
+        uid = cred.map(|c| c.uid()),
+        pid = cred.and_then(|c| c.pid())
+    );
+    let mode = conn.mode;
+    let pending = BytesMut::from(&conn.pending[..]);
+    actix_rt::spawn(
+        async move {
+            // Over the limit or not, a carried client is served: it was accepted already.
+            let _permit = shared.limit.clone().try_acquire_owned().ok();
+            let mut c = Connection::new(stream, shared);
+            c.buf = pending;
+            tracing::debug!(?mode, "client connection carried over");
+            c.run(mode, report).await;
+        }
+        .instrument(span),
+    );
 }
 
 /// Tells a refused peer why, then drops the connection.
@@ -189,9 +236,80 @@ impl Connection {
         }
     }
 
-    async fn run(mut self) -> Result<(), ConnError> {
-        // Handshake.
-        let hello = tokio::time::timeout(HANDSHAKE_TIMEOUT, self.read_frame())
+    /// Serves the connection from `mode` on (a new one starts at the hello) until it ends.
+    async fn run(mut self, mode: ConnMode, report: Option<AdminResponse>) {
+        let _live = self.shared.handoff.live();
+        let res = match mode {
+            ConnMode::Hello => match self.hello().await {
+                Ok(true) => self.requests().await,
+                Ok(false) => Ok(()),
+                Err(e) => Err(e),
+            },
+            ConnMode::Requests => self.requests().await,
+            ConnMode::Events => self.stream_events().await,
+            ConnMode::AwaitingReexec => match report {
+                Some(r) => match self.send_msg(&r, MAX_ADMIN_FRAME, None).await {
+                    Ok(()) => self.requests().await,
+                    Err(e) => Err(e),
+                },
+                None => self.requests().await,
+            },
+        };
+        match res {
+            Ok(()) | Err(ConnError::Closed) => tracing::debug!("client left"),
+            Err(e) => tracing::info!(cause = %e, "connection closed"),
+        }
+    }
+
+    /// Reads the next frame, parking the connection whenever a re-exec asks for it (between
+    /// frames or in the middle of one: what has arrived of it is carried along).
+    async fn next_frame(&mut self, mode: ConnMode) -> Result<BytesMut, ConnError> {
+        loop {
+            if self.shared.handoff.phase() == Phase::Freezing {
+                self.park(mode).await;
+                continue;
+            }
+            let handoff = self.shared.handoff.clone();
+            tokio::select! {
+                r = self.read_frame() => return r,
+                _ = handoff.freezing() => {}
+            }
+        }
+    }
+
+    /// Parks the connection for a re-exec; returns if the re-exec is abandoned.
+    async fn park(&mut self, mode: ConnMode) {
+        let mut carrier = Carrier::out();
+        let fd = carrier.fd(&self.stream);
+        if let Err(e) = carrier.finish() {
+            tracing::warn!(cause = %e, "this connection cannot be carried; it closes with this process");
+            let mut rx_wait = std::pin::pin!(async {
+                while self.shared.handoff.phase() == Phase::Freezing {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            });
+            (&mut rx_wait).await;
+            return;
+        }
+        let endpoint = match self.shared.endpoint {
+            Endpoint::Main => ConnEndpoint::Main,
+            Endpoint::Admin => ConnEndpoint::Admin,
+        };
+        let conn = ConnState {
+            fd,
+            endpoint,
+            mode,
+            pending: self.buf.to_vec(),
+        };
+        self.shared.handoff.park(conn).await;
+        let mut back = Carrier::back();
+        back.fd(&self.stream);
+        let _ = back.finish();
+    }
+
+    /// The handshake. Ok(false): refused (told why).
+    async fn hello(&mut self) -> Result<bool, ConnError> {
+        let hello = tokio::time::timeout(HANDSHAKE_TIMEOUT, self.next_frame(ConnMode::Hello))
             .await
             .map_err(|_| ConnError::Timeout)?;
         let hello: Hello = match hello.and_then(|p| Ok(codec::decode(&p)?)) {
@@ -214,7 +332,7 @@ impl Connection {
             };
             tracing::info!(version = hello.version, "refused handshake: {msg}");
             self.send_error(ErrorCode::UnsupportedVersion, msg).await?;
-            return Ok(());
+            return Ok(false);
         }
         self.send(
             &Response::Welcome(Welcome {
@@ -224,9 +342,13 @@ impl Connection {
             None,
         )
         .await?;
+        Ok(true)
+    }
 
+    /// Requests, one at a time, until the client leaves.
+    async fn requests(&mut self) -> Result<(), ConnError> {
         loop {
-            let payload = match self.read_frame().await {
+            let payload = match self.next_frame(ConnMode::Requests).await {
                 Ok(p) => p,
                 Err(ConnError::Protocol(e @ ProtocolError::FrameTooLarge { .. })) => {
                     self.send_error(ErrorCode::FrameTooLarge, e.to_string())
@@ -236,8 +358,14 @@ impl Connection {
                 Err(e) => return Err(e),
             };
             if self.shared.endpoint == Endpoint::Admin {
-                if let Ok(AdminRequest::Events) = codec::decode::<AdminRequest>(&payload) {
-                    return self.stream_events().await;
+                match codec::decode::<AdminRequest>(&payload) {
+                    Ok(AdminRequest::Events) => return self.stream_events().await,
+                    Ok(AdminRequest::Reexec { binary }) => {
+                        let reply = self.reexec(binary).await;
+                        self.send_msg(&reply, MAX_ADMIN_FRAME, None).await?;
+                        continue;
+                    }
+                    _ => {}
                 }
                 let reply = match codec::decode::<AdminRequest>(&payload) {
                     Ok(req) => {
@@ -353,6 +481,7 @@ impl Connection {
         tracing::debug!("event stream started");
         let mut probe = [0u8; 64];
         loop {
+            let handoff = self.shared.handoff.clone();
             let ev = tokio::select! {
                 r = rx.recv() => match r {
                     Ok(ev) => ev,
@@ -362,6 +491,10 @@ impl Connection {
                     },
                     Err(RecvError::Closed) => return Ok(()),
                 },
+                _ = handoff.freezing() => {
+                    self.park(ConnMode::Events).await;
+                    continue;
+                }
                 r = self.stream.readable() => {
                     r.map_err(|e| ConnError::Protocol(e.into()))?;
                     match self.stream.try_read(&mut probe) {
@@ -377,10 +510,46 @@ impl Connection {
         }
     }
 
+    /// Asks for a re-exec and waits for its outcome. On success this process never answers:
+    /// the connection is parked, carried, and the new process answers it.
+    async fn reexec(&mut self, binary: Option<String>) -> AdminResponse {
+        tracing::info!(binary, "re-exec asked for on the admin socket");
+        let binary = binary.map(PathBuf::from);
+        if let Some(b) = binary.as_ref().filter(|b| !b.is_absolute()) {
+            return AdminResponse::Error(WireError::new(
+                ErrorCode::InvalidArgument,
+                format!(
+                    "the binary to re-exec must be an absolute path, not {}",
+                    b.display()
+                ),
+            ));
+        }
+        let Some(mut outcome) = self.shared.handoff.ask(binary) else {
+            return AdminResponse::Error(WireError::new(
+                ErrorCode::Busy,
+                "re-execs are already queued; try again",
+            ));
+        };
+        loop {
+            let handoff = self.shared.handoff.clone();
+            tokio::select! {
+                r = &mut outcome => {
+                    return AdminResponse::Error(match r {
+                        Ok(why) => WireError::new(ErrorCode::Io, format!("re-exec failed; the old process goes on: {why}")),
+                        Err(_) => WireError::new(ErrorCode::Internal, "the re-exec request was dropped"),
+                    });
+                }
+                _ = handoff.freezing() => self.park(ConnMode::AwaitingReexec).await,
+            }
+        }
+    }
+
     async fn handle_admin(&mut self, req: AdminRequest) -> AdminResponse {
         let reg = &self.shared.registry;
         let only = match &req {
-            AdminRequest::Events => unreachable!("streamed by the caller"),
+            AdminRequest::Events | AdminRequest::Reexec { .. } => {
+                unreachable!("handled by the caller")
+            }
             AdminRequest::Snapshot => None,
             AdminRequest::DomainSnapshot { name } => Some(name.clone()),
             AdminRequest::SetLogLevel { filter } => {

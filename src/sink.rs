@@ -97,6 +97,42 @@ impl LogSink {
         })
     }
 
+    /// Describes the sink for a re-exec (its file marked to be carried).
+    pub fn export(&self, carrier: &mut crate::state::Carrier) -> crate::state::SinkState {
+        let mut st = self.file.export(carrier);
+        st.bytes_in = self.stats.bytes_in;
+        st.bytes_written = self.stats.bytes_written;
+        st.dropped_disk = self.stats.dropped_disk;
+        st.last_error = self.last_error().map(|(m, t)| (m.to_owned(), unix_ms(t)));
+        st
+    }
+
+    /// The sink as a previous process left it; its counters go on from there.
+    pub fn restore(
+        state: &crate::state::SinkState,
+        inherited: &crate::state::Inherited,
+    ) -> Result<LogSink, crate::state::StateError> {
+        let file = state
+            .file
+            .as_ref()
+            .map(|fd| inherited.take(fd).map(std::fs::File::from))
+            .transpose()?;
+        Ok(LogSink {
+            file: RotatingFile::restore(state, file),
+            retry_at: None,
+            stats: SinkStats {
+                bytes_in: state.bytes_in,
+                bytes_written: state.bytes_written,
+                dropped_disk: state.dropped_disk,
+            },
+            rate_in: RateMeter::default(),
+            rate_out: RateMeter::default(),
+            last_error: state.last_error.as_ref().map(|(m, t)| {
+                Box::new((m.clone(), std::time::UNIX_EPOCH + Duration::from_millis(*t)))
+            }),
+        })
+    }
+
     pub fn path(&self) -> &Path {
         self.file.path()
     }

@@ -85,13 +85,7 @@ impl LogStream {
             path: path.to_owned(),
             source,
         })?;
-        // SAFETY: the AsyncFd takes ownership of the OwnedFd `r`, so the fd stays open and
-        // means the same pipe for as long as it is registered, and closes after deregistration.
-        let pipe = unsafe { AsyncFd::register_with_interest(r, tokio::io::Interest::READABLE) }
-            .map_err(|e| StreamError::Register {
-                path: path.to_owned(),
-                source: e.into_parts().1,
-            })?;
+        let pipe = register(r, path)?;
         Ok((
             LogStream {
                 pipe,
@@ -103,6 +97,40 @@ impl LogStream {
             },
             w,
         ))
+    }
+
+    /// Describes the stream for a re-exec (pipe and file marked to be carried). Call
+    /// [`LogStream::drain`] first: what is still in the pipe is the next process's to read.
+    pub fn export(&self, carrier: &mut crate::state::Carrier) -> crate::state::PipeState {
+        crate::state::PipeState {
+            fd: carrier.fd(self.pipe.get_ref()),
+            pipe_size: self.pipe_size,
+            grow_refused: self.grow_refused,
+            pipe_grows: self.stats.pipe_grows,
+            pipe_grow_refused: self.stats.pipe_grow_refused,
+            sink: self.sink.export(carrier),
+        }
+    }
+
+    /// The stream as a previous process left it, with its inherited pipe and file. Must run on
+    /// the thread that will drive it.
+    pub fn restore(
+        state: &crate::state::PipeState,
+        inherited: &crate::state::Inherited,
+    ) -> Result<LogStream, RestoreError> {
+        let sink = crate::sink::LogSink::restore(&state.sink, inherited)?;
+        let fd = inherited.take(&state.fd)?;
+        Ok(LogStream {
+            pipe: register(fd, &state.sink.path)?,
+            pipe_size: state.pipe_size,
+            grow_refused: state.grow_refused,
+            sink,
+            stats: StreamStats {
+                pipe_grows: state.pipe_grows,
+                pipe_grow_refused: state.pipe_grow_refused,
+            },
+            yielding: Yield::default(),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -212,6 +240,32 @@ impl LogStream {
     fn consume_from_pipe(&mut self, data: &[u8]) {
         self.sink.write(data);
     }
+}
+
+/// Registers a pipe's read end with this thread's event loop.
+fn register(fd: OwnedFd, path: &Path) -> Result<AsyncFd<OwnedFd>, StreamError> {
+    // SAFETY: the AsyncFd takes ownership of the OwnedFd, so the fd stays open and means the
+    // same pipe for as long as it is registered, and closes after deregistration.
+    unsafe { AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }.map_err(|e| {
+        StreamError::Register {
+            path: path.to_owned(),
+            source: e.into_parts().1,
+        }
+    })
+}
+
+/// Why a carried stream could not be rebuilt.
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
+    #[error(transparent)]
+    Stream(#[from] StreamError),
+    #[error("cannot register an inherited socket of {what}: {source}")]
+    Register {
+        what: String,
+        source: std::io::Error,
+    },
 }
 
 /// One `read(2)` into `buf`.

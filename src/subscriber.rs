@@ -128,6 +128,82 @@ impl Subscriber {
         s
     }
 
+    /// Describes the subscriber for a re-exec (its socket marked to be carried): what it was
+    /// sent, what it still has to be sent, and where its telnet negotiation stands.
+    pub fn export(&self, carrier: &mut crate::state::Carrier) -> crate::state::SubscriberState {
+        let mut unsent = Vec::with_capacity(self.queued);
+        for (i, b) in self.queue.iter().enumerate() {
+            unsent.extend_from_slice(if i == 0 { &b[self.front_done..] } else { b });
+        }
+        let (tcp, fd) = match &self.sock {
+            Socket::Tcp(s) => (true, carrier.fd(s)),
+            Socket::Unix(s) => (false, carrier.fd(s)),
+        };
+        crate::state::SubscriberState {
+            id: self.id,
+            peer: self.peer.clone(),
+            since_ms: crate::sink::unix_ms(self.since_wall),
+            tcp,
+            fd,
+            protocol: self.protocol,
+            decoder: self.decoder.clone(),
+            unsent,
+            bytes_sent: self.bytes_sent,
+            told_read_only: self.told_read_only,
+        }
+    }
+
+    /// The subscriber as a previous process left it, on its inherited connection. Must run on
+    /// the thread that will drive it. No greeting: it had it.
+    pub fn restore(
+        st: &crate::state::SubscriberState,
+        inherited: &crate::state::Inherited,
+        limit: usize,
+    ) -> Result<Subscriber, crate::stream::RestoreError> {
+        let fd = inherited.take(&st.fd)?;
+        let what = || format!("subscriber {} ({})", st.id, st.peer);
+        let sock = if st.tcp {
+            let s = std::net::TcpStream::from(fd);
+            s.set_nonblocking(true)
+                .and_then(|()| TcpStream::from_std(s))
+                .map(Socket::Tcp)
+        } else {
+            let s = std::os::unix::net::UnixStream::from(fd);
+            s.set_nonblocking(true)
+                .and_then(|()| UnixStream::from_std(s))
+                .map(Socket::Unix)
+        }
+        .map_err(|source| crate::stream::RestoreError::Register {
+            what: what(),
+            source,
+        })?;
+        let since_wall = std::time::UNIX_EPOCH + std::time::Duration::from_millis(st.since_ms);
+        let age = std::time::SystemTime::now()
+            .duration_since(since_wall)
+            .unwrap_or_default();
+        let now = Instant::now();
+        let mut queue = VecDeque::new();
+        if !st.unsent.is_empty() {
+            queue.push_back(Bytes::from(st.unsent.clone()));
+        }
+        Ok(Subscriber {
+            id: st.id,
+            peer: st.peer.clone(),
+            since: now.checked_sub(age).unwrap_or(now),
+            since_wall,
+            sock,
+            protocol: st.protocol,
+            decoder: st.decoder.clone(),
+            queue,
+            queued: st.unsent.len(),
+            front_done: 0,
+            limit,
+            bytes_sent: st.bytes_sent,
+            told_read_only: st.told_read_only,
+            leaving: None,
+        })
+    }
+
     pub fn protocol(&self) -> ConsoleProtocol {
         self.protocol
     }

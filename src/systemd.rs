@@ -39,6 +39,55 @@ pub fn notify(state: &str) {
     }
 }
 
+/// Sends a state string, then waits (at most `timeout`) until systemd has processed it: a
+/// `BARRIER=1` message carries a pipe's write end, which systemd closes once every earlier
+/// message is handled. Used for `MAINPID=` before the old process of a re-exec exits, so
+/// systemd never sees its main process die without knowing the new one. Returns whether the
+/// barrier was passed (false without a notify socket).
+pub fn notify_and_wait(state: &str, timeout: std::time::Duration) -> bool {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags, UnixAddr};
+    use std::os::fd::{AsFd, AsRawFd};
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return false;
+    };
+    notify(state);
+    let res = (|| -> std::io::Result<bool> {
+        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+        let sock = UnixDatagram::unbound()?;
+        let bytes = path.as_encoded_bytes();
+        let addr = match bytes.strip_prefix(b"@") {
+            Some(name) => UnixAddr::new_abstract(name)?,
+            None => UnixAddr::new(Path::new(&path))?,
+        };
+        sendmsg(
+            sock.as_raw_fd(),
+            &[std::io::IoSlice::new(b"BARRIER=1")],
+            &[ControlMessage::ScmRights(&[w.as_raw_fd()])],
+            MsgFlags::MSG_NOSIGNAL,
+            Some(&addr),
+        )?;
+        drop(w);
+        let mut fds = [nix::poll::PollFd::new(
+            r.as_fd(),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        let t = nix::poll::PollTimeout::try_from(timeout).unwrap_or(nix::poll::PollTimeout::MAX);
+        Ok(nix::poll::poll(&mut fds, t)? > 0)
+    })();
+    match res {
+        Ok(passed) => {
+            if !passed {
+                tracing::warn!(state, "systemd did not confirm a notification in time");
+            }
+            passed
+        }
+        Err(e) => {
+            tracing::warn!(cause = %e, state, "cannot wait for systemd to take a notification");
+            false
+        }
+    }
+}
+
 /// Listening sockets passed by systemd, by role.
 #[derive(Default)]
 pub struct Activated {

@@ -92,7 +92,7 @@ pub fn escape(data: &Bytes) -> Bytes {
 }
 
 /// Where the decoder is in the byte stream.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 enum State {
     /// Plain data.
     #[default]
@@ -110,7 +110,7 @@ enum State {
 }
 
 /// The state of one option logd wants, on one side.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 enum Agreement {
     /// logd asked for it in the greeting and awaits the client's answer.
     #[default]
@@ -138,7 +138,7 @@ impl Agreement {
 }
 
 /// A set of option codes: the options logd has refused and not heard about since.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct OptionSet([u64; 4]);
 
 impl OptionSet {
@@ -158,8 +158,9 @@ impl OptionSet {
 /// Input decoder state, one per telnet subscriber. Keeps state across calls, so an IAC sequence or
 /// a "\r\0" split across two reads is handled.
 ///
-/// Its default is the state right after [`greeting`] was sent. It allocates nothing.
-#[derive(Debug, Default)]
+/// Its default is the state right after [`greeting`] was sent. It allocates nothing. It is
+/// serializable: a re-exec carries it to the next process.
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Decoder {
     state: State,
     /// logd's side of ECHO, SGA and BINARY, all offered in the greeting.

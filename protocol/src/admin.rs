@@ -27,6 +27,11 @@ pub enum AdminRequest {
     /// Stream events: the daemon answers with `AdminResponse::Event` frames until the client
     /// closes the connection.
     Events,
+    /// Re-exec the daemon (as SIGUSR1 does), into `binary` if given (an absolute path), else the
+    /// configured one. The answer, `Reexeced` or `Error`, comes once the new process serves or
+    /// the old one has taken over again; on success the new process sends it, on this same
+    /// connection.
+    Reexec { binary: Option<String> },
 }
 
 impl AdminRequest {
@@ -38,6 +43,7 @@ impl AdminRequest {
             AdminRequest::Grant { .. } => "Grant",
             AdminRequest::SetLogLevel { .. } => "SetLogLevel",
             AdminRequest::Events => "Events",
+            AdminRequest::Reexec { .. } => "Reexec",
         }
     }
 }
@@ -52,6 +58,27 @@ pub enum AdminResponse {
     Done,
     /// One event of an `Events` stream.
     Event(Event),
+    /// A re-exec succeeded.
+    Reexeced(ReexecReport),
+}
+
+/// How a re-exec went.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReexecReport {
+    /// When it was asked for, ms since the Unix epoch.
+    pub at_ms: u64,
+    /// The process asked, and the process serving afterwards (the same one after a failure).
+    pub from_pid: u32,
+    pub to_pid: u32,
+    /// Why it failed; None on success.
+    pub error: Option<String>,
+    /// From the freeze (the old process stops reading) to the new process reading again, µs.
+    pub blackout_us: u64,
+    /// From the request (signal or `logdctl reexec`) to the new process reading again, µs.
+    pub total_us: u64,
+    /// Domains and fds carried over.
+    pub domains: u32,
+    pub fds: u32,
 }
 
 /// The whole daemon.
@@ -67,6 +94,18 @@ pub struct DaemonSnapshot {
     pub rss_kib: u64,
     pub registry: MailboxSnapshot,
     pub domains: Vec<DomainSnapshot>,
+    /// The GNU build-id of the running binary (hex; empty if it has none).
+    pub build_id: String,
+    /// The binary's path (where a re-exec looks for the next one) and its modification time
+    /// when this process started, ms since the Unix epoch.
+    pub exe: String,
+    pub exe_mtime_ms: u64,
+    /// When the first process of this line of re-execs started, ms since the Unix epoch.
+    pub started_ms: u64,
+    /// Re-execs since then.
+    pub reexecs: u32,
+    /// The last re-exec this process took part in (asked for, or took over from).
+    pub last_reexec: Option<ReexecReport>,
 }
 
 /// An actor's mailbox: requests queued or being handled, and the bound.
@@ -235,5 +274,14 @@ pub enum EventKind {
     /// The client fell behind and this many events were skipped.
     Lost {
         count: u64,
+    },
+    /// A new process took over (re-exec).
+    Reexeced {
+        from_pid: u32,
+        to_pid: u32,
+    },
+    /// A re-exec failed; the old process goes on.
+    ReexecFailed {
+        reason: String,
     },
 }

@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 
-use crate::admin::{AdminRequest, AdminResponse, DaemonSnapshot, DomainSnapshot, Event};
+use crate::admin::{
+    AdminRequest, AdminResponse, DaemonSnapshot, DomainSnapshot, Event, ReexecReport,
+};
 use crate::codec::{self, ProtocolError, MAX_ADMIN_FRAME, MAX_REQUEST_FRAME, MAX_RESPONSE_FRAME};
 use crate::fdpass;
 use crate::message::*;
@@ -300,6 +302,18 @@ impl AdminClient {
             AdminResponse::Snapshot(s) => Ok(s),
             other => Err(ClientError::Unexpected {
                 request: "Snapshot",
+                got: format!("{other:?}"),
+            }),
+        }
+    }
+
+    /// Re-execs the daemon (into `binary` if given) and waits for the outcome: the report of
+    /// the new process, or the error the old one went on after.
+    pub fn reexec(&mut self, binary: Option<String>) -> Result<ReexecReport, ClientError> {
+        match self.call(&AdminRequest::Reexec { binary })? {
+            AdminResponse::Reexeced(r) => Ok(r),
+            other => Err(ClientError::Unexpected {
+                request: "Reexec",
                 got: format!("{other:?}"),
             }),
         }

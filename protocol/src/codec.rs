@@ -64,6 +64,32 @@ pub fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T, ProtocolError> {
     Ok(msg)
 }
 
+/// The largest blob [`encode_large`] and [`decode_large`] handle: the state one logd process
+/// hands to the next at a re-exec (subscriber queues and replay rings included).
+pub const MAX_LARGE: usize = 1 << 30;
+
+fn large_config() -> impl bincode::config::Config {
+    bincode::config::standard().with_limit::<MAX_LARGE>()
+}
+
+/// [`encode`] for a blob of up to [`MAX_LARGE`] bytes (not a frame: nothing on a socket).
+pub fn encode_large<T: Serialize>(msg: &T) -> Result<Vec<u8>, ProtocolError> {
+    let v = bincode::serde::encode_to_vec(msg, large_config())?;
+    if v.len() > MAX_LARGE {
+        return Err(ProtocolError::FrameTooLarge {
+            len: v.len(),
+            max: MAX_LARGE,
+        });
+    }
+    Ok(v)
+}
+
+/// Decodes one value from the front of `bytes` (up to [`MAX_LARGE`]); returns it and the bytes
+/// it used, so a header can be read before the body it announces.
+pub fn decode_large<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, usize), ProtocolError> {
+    Ok(bincode::serde::decode_from_slice(bytes, large_config())?)
+}
+
 /// Encodes one message as a whole frame (length prefix and payload), refusing to build a frame
 /// larger than `max`.
 pub fn encode_frame<T: Serialize>(msg: &T, max: usize) -> Result<Vec<u8>, ProtocolError> {

@@ -33,6 +33,9 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    // Before anything else (and any thread): a re-exec's successor adopts its inheritance.
+    let successor = logd::reexec::Successor::from_env();
+    logd::reexec::remember_args();
     let args = Args::parse();
     let level = match args.verbose {
         0 => "info",
@@ -40,7 +43,16 @@ fn main() -> ExitCode {
         _ => "trace",
     };
     logd::logging::init(level);
-    match run(args) {
+    let successor = match successor {
+        None => None,
+        Some(Ok(s)) => Some(s),
+        Some(Err(e)) => {
+            tracing::error!("{e}");
+            eprintln!("logd: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match run(args, successor) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let line = logd::cli::report(&e);
@@ -51,7 +63,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(args: Args) -> anyhow::Result<()> {
+fn run(args: Args, successor: Option<logd::reexec::Successor>) -> anyhow::Result<()> {
     let cfg = Config::load(
         args.config.as_deref(),
         &Overrides {
@@ -61,7 +73,14 @@ fn run(args: Args) -> anyhow::Result<()> {
             idle_exit: args.idle_exit,
         },
     )
-    .context("configuration")?;
-    logd::daemon::run(cfg).context("logd stopped")?;
+    .context("configuration");
+    let cfg = match (cfg, &successor) {
+        (Ok(c), _) => c,
+        // The old process goes on; it is told why this one cannot take over.
+        (Err(e), Some(s)) => s.refuse(&logd::cli::report(&e)),
+        (Err(e), None) => return Err(e),
+    };
+    logd::identity::init(cfg.binary.clone());
+    logd::daemon::run(cfg, successor).context("logd stopped")?;
     Ok(())
 }

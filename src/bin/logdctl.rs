@@ -168,6 +168,17 @@ enum Cmd {
     },
     /// A live view of every stream, busiest first, refreshed every second; q quits.
     Top,
+    /// Hand everything to a new logd process (as SIGUSR1 does) and report how it went: the
+    /// binary at the configured path, or --binary. If the new process cannot take over, the old
+    /// one goes on serving and this exits 1 with the reason.
+    Reexec {
+        /// Run this binary instead of the configured one.
+        #[arg(long, value_name = "PATH")]
+        binary: Option<PathBuf>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// One domain in depth.
     Stats {
         /// The domain's name.
@@ -287,6 +298,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         Cmd::Ps { json } => return admin::ps(&admin_socket, *json),
         Cmd::Events { json } => return admin::events(&admin_socket, *json),
         Cmd::Top => return top::run(&admin_socket),
+        Cmd::Reexec { binary, json } => return admin::reexec(&admin_socket, binary, *json),
         Cmd::LogLevel { level } => {
             logd_protocol::client::AdminClient::connect(&admin_socket)?.set_log_level(level)?;
             return Ok(ExitCode::SUCCESS);
@@ -327,6 +339,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         | Cmd::Stats { .. }
         | Cmd::LogLevel { .. }
         | Cmd::Events { .. }
+        | Cmd::Reexec { .. }
         | Cmd::Top => {
             unreachable!("handled above")
         }
@@ -454,8 +467,74 @@ mod admin {
         for d in &snap.domains {
             rows(d, &mut out);
         }
+        println!("{}", daemon_line(&snap));
         println!("{HEADER}");
         print!("{out}");
+        Ok(ExitCode::SUCCESS)
+    }
+
+    /// `logd 0.1.0 pid 123 build 6a95… up 3h12m, 2 re-execs (last: ok, blackout 4.1 ms)`.
+    fn daemon_line(s: &logd_protocol::admin::DaemonSnapshot) -> String {
+        let up = s.uptime_ms / 1000;
+        let mut line = format!(
+            "{} pid {} build {} up {}h{:02}m{:02}s",
+            s.version,
+            s.pid,
+            if s.build_id.is_empty() {
+                "?"
+            } else {
+                &s.build_id[..s.build_id.len().min(12)]
+            },
+            up / 3600,
+            up / 60 % 60,
+            up % 60
+        );
+        if s.reexecs > 0 || s.last_reexec.is_some() {
+            line.push_str(&format!(", {} re-execs", s.reexecs));
+        }
+        if let Some(r) = &s.last_reexec {
+            match &r.error {
+                None => line.push_str(&format!(
+                    " (last: pid {} -> {}, blackout {:.1} ms)",
+                    r.from_pid,
+                    r.to_pid,
+                    r.blackout_us as f64 / 1000.0
+                )),
+                Some(e) => line.push_str(&format!(" (last failed: {e})")),
+            }
+        }
+        line
+    }
+
+    pub fn reexec(
+        socket: &Path,
+        binary: &Option<std::path::PathBuf>,
+        json: bool,
+    ) -> anyhow::Result<ExitCode> {
+        let binary = match binary {
+            Some(b) => Some(
+                std::path::absolute(b)
+                    .map_err(|e| anyhow::anyhow!("binary {}: {e}", b.display()))?
+                    .display()
+                    .to_string(),
+            ),
+            None => None,
+        };
+        let mut c = AdminClient::connect(socket)?;
+        let r = c.reexec(binary)?;
+        if json {
+            println!("{}", serde_json::to_string_pretty(&r)?);
+        } else {
+            println!(
+                "re-exec done: pid {} -> {}, {} domains and {} fds carried, blackout {:.1} ms ({:.1} ms from the request)",
+                r.from_pid,
+                r.to_pid,
+                r.domains,
+                r.fds,
+                r.blackout_us as f64 / 1000.0,
+                r.total_us as f64 / 1000.0
+            );
+        }
         Ok(ExitCode::SUCCESS)
     }
 
