@@ -6,90 +6,14 @@ mod harness;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use harness::*;
 
 const BANNER: &str = "LOGD-GUEST READY\r\n";
-
-/// A process (QEMU, nc, telnet) whose stdout is collected by a thread.
-struct Proc {
-    child: Child,
-    out: Arc<Mutex<Vec<u8>>>,
-    name: String,
-}
-
-impl Proc {
-    fn spawn(name: &str, cmd: &mut Command) -> Proc {
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
-        let mut stdout = child.stdout.take().unwrap();
-        let out = Arc::new(Mutex::new(Vec::new()));
-        let sink = out.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 65536];
-            while let Ok(n) = stdout.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock().unwrap().extend_from_slice(&buf[..n]);
-            }
-        });
-        Proc {
-            child,
-            out,
-            name: name.to_owned(),
-        }
-    }
-
-    fn send(&mut self, bytes: &[u8]) {
-        let stdin = self.child.stdin.as_mut().unwrap();
-        stdin.write_all(bytes).unwrap();
-        stdin.flush().unwrap();
-    }
-
-    fn output(&self) -> Vec<u8> {
-        self.out.lock().unwrap().clone()
-    }
-
-    fn wait_for(&self, what: &[u8], limit: Duration) {
-        let name = self.name.clone();
-        wait_for(
-            limit,
-            &format!("{name} to see {:?}", String::from_utf8_lossy(what)),
-            || contains(&self.output(), what).then_some(()),
-        );
-    }
-
-    fn count(&self, what: &[u8]) -> usize {
-        count(&self.output(), what)
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    count(hay, needle) > 0
-}
-
-fn count(hay: &[u8], needle: &[u8]) -> usize {
-    if needle.is_empty() || hay.len() < needle.len() {
-        return 0;
-    }
-    hay.windows(needle.len()).filter(|w| *w == needle).count()
-}
 
 fn nc(port: u16) -> Proc {
     Proc::spawn(
@@ -103,12 +27,6 @@ fn telnet(port: u16) -> Proc {
         "telnet",
         Command::new("telnet").args(["127.0.0.1", &port.to_string()]),
     )
-}
-
-/// QEMU booting the test guest with COM1 on the chardev `chardev` (a `-chardev` value).
-fn qemu(img: &Path, chardev: &str) -> Proc {
-    let args = qemu_args(img, Some(chardev));
-    Proc::spawn("qemu", Command::new(&args[0]).args(&args[1..]))
 }
 
 /// Everything a console test needs, or None (skipped) without QEMU, nasm, nc or telnet.

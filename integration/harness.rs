@@ -6,10 +6,11 @@
 
 #![allow(dead_code)]
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub const LOGD: &str = env!("CARGO_BIN_EXE_logd");
@@ -32,6 +33,8 @@ pub struct Opts {
     pub as_uid: Option<u32>,
     /// Extra environment for the daemon (e.g. RUST_LOG).
     pub env: Vec<(String, String)>,
+    /// Run this binary instead of the built `logd` (a copy, for re-exec tests).
+    pub binary: Option<PathBuf>,
 }
 
 impl Daemon {
@@ -65,11 +68,13 @@ impl Daemon {
             log_root,
             child: None,
         };
-        d.spawn(opts.as_uid, &config, &opts.env);
+        d.spawn(&opts, &config);
         d
     }
 
-    fn spawn(&mut self, as_uid: Option<u32>, config: &Path, env: &[(String, String)]) {
+    fn spawn(&mut self, opts: &Opts, config: &Path) {
+        let (as_uid, env) = (opts.as_uid, &opts.env);
+        let logd = opts.binary.clone().unwrap_or_else(|| PathBuf::from(LOGD));
         let stderr = std::fs::File::create(self.dir.path().join("logd.stderr")).unwrap();
         let mut cmd = match as_uid {
             Some(uid) => {
@@ -78,11 +83,11 @@ impl Daemon {
                     format!("--reuid={uid}"),
                     format!("--regid={uid}"),
                     "--clear-groups".into(),
-                    LOGD.into(),
+                    logd.display().to_string(),
                 ]);
                 c
             }
-            None => Command::new(LOGD),
+            None => Command::new(&logd),
         };
         cmd.arg("--config")
             .arg(config)
@@ -119,8 +124,19 @@ impl Daemon {
         std::fs::read_to_string(self.dir.path().join("logd.stderr")).unwrap_or_default()
     }
 
+    /// The serving process: the pid in `<socket>.lock` (it changes at each re-exec), or the
+    /// process this harness started.
     pub fn pid(&self) -> i32 {
-        self.child.as_ref().unwrap().id() as i32
+        let lock = PathBuf::from(format!("{}.lock", self.socket.display()));
+        std::fs::read_to_string(lock)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or_else(|| self.child.as_ref().map_or(0, |c| c.id() as i32))
+    }
+
+    /// Sends a signal to the serving process.
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), sig).unwrap();
     }
 
     /// A `logdctl` command aimed at this daemon.
@@ -163,7 +179,15 @@ impl Daemon {
 
     /// Sends a signal and waits (bounded) for the daemon to exit; returns its exit code.
     pub fn signal_and_wait(&mut self, sig: nix::sys::signal::Signal) -> Option<i32> {
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), sig).unwrap();
+        let pid = self.pid();
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig).unwrap();
+        if self.child.as_ref().map(|c| c.id() as i32) != Some(pid) {
+            // A process of a re-exec: not our child, so no exit code; wait for it to go.
+            wait_for(Duration::from_secs(30), "logd to exit", || {
+                (!process_alive(pid)).then_some(())
+            });
+            return None;
+        }
         let child = self.child.as_mut().unwrap();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -178,13 +202,41 @@ impl Daemon {
 
     /// Checks the daemon is still running.
     pub fn assert_alive(&mut self) {
+        let pid = self.pid();
+        if self.child.as_ref().map(|c| c.id() as i32) != Some(pid) {
+            assert!(
+                process_alive(pid),
+                "logd (pid {pid}) died:\n{}",
+                self.stderr()
+            );
+            return;
+        }
         let st = self.child.as_mut().unwrap().try_wait().unwrap();
         assert!(st.is_none(), "logd died: {:?}\n{}", st, self.stderr());
     }
 }
 
+/// Whether a process runs (a zombie does not).
+pub fn process_alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the command name in parentheses.
+        Ok(s) => s
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| !rest.starts_with('Z') && !rest.starts_with('X')),
+        Err(_) => false,
+    }
+}
+
 impl Drop for Daemon {
     fn drop(&mut self) {
+        // After a re-exec the serving process is not our child.
+        let pid = self.pid();
+        if pid > 0 && self.child.as_ref().map(|c| c.id() as i32) != Some(pid) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
@@ -444,4 +496,86 @@ impl Drop for Terminal {
             .args(["kill-session", "-t", &self.session])
             .status();
     }
+}
+
+/// A process (QEMU, nc, telnet) whose stdout is collected by a thread.
+pub struct Proc {
+    pub child: Child,
+    out: Arc<Mutex<Vec<u8>>>,
+    pub name: String,
+}
+
+impl Proc {
+    pub fn spawn(name: &str, cmd: &mut Command) -> Proc {
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
+        let mut stdout = child.stdout.take().unwrap();
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let sink = out.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 65536];
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+        Proc {
+            child,
+            out,
+            name: name.to_owned(),
+        }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        let stdin = self.child.stdin.as_mut().unwrap();
+        stdin.write_all(bytes).unwrap();
+        stdin.flush().unwrap();
+    }
+
+    pub fn output(&self) -> Vec<u8> {
+        self.out.lock().unwrap().clone()
+    }
+
+    pub fn wait_for(&self, what: &[u8], limit: Duration) {
+        let name = self.name.clone();
+        wait_for(
+            limit,
+            &format!("{name} to see {:?}", String::from_utf8_lossy(what)),
+            || contains(&self.output(), what).then_some(()),
+        );
+    }
+
+    pub fn count(&self, what: &[u8]) -> usize {
+        count(&self.output(), what)
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    count(hay, needle) > 0
+}
+
+pub fn count(hay: &[u8], needle: &[u8]) -> usize {
+    if needle.is_empty() || hay.len() < needle.len() {
+        return 0;
+    }
+    hay.windows(needle.len()).filter(|w| *w == needle).count()
+}
+
+/// QEMU booting the test guest with COM1 on the chardev `chardev` (a `-chardev` value).
+pub fn qemu(img: &Path, chardev: &str) -> Proc {
+    let args = qemu_args(img, Some(chardev));
+    Proc::spawn("qemu", Command::new(&args[0]).args(&args[1..]))
 }

@@ -122,18 +122,102 @@ fn uses_the_sockets_systemd_passes() {
     assert_eq!(inode(&admin_path), admin_ino);
     let stderr = std::fs::read_to_string(dir.path().join("stderr")).unwrap();
     assert!(stderr.contains("socket from systemd"), "{stderr}");
+    // A re-exec carries systemd's sockets as systemd's: the new process serves them and
+    // leaves them at exit too.
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGUSR1,
+    )
+    .unwrap();
+    assert!(child.wait().unwrap().success(), "the old process exits 0");
+    let lock = dir.path().join("logd.sock.lock");
+    let new_pid: i32 = std::fs::read_to_string(&lock)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_ne!(new_pid, child.id() as i32);
+    c.append_log(
+        logd_protocol::DomainId::from_name("qemu", "sa"),
+        "sa.log",
+        b"re-executed\n",
+    )
+    .unwrap();
+    assert_eq!(inode(&main_path), main_ino);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(new_pid),
         nix::sys::signal::Signal::SIGTERM,
     )
     .unwrap();
-    assert!(child.wait().unwrap().success());
+    wait_for(Duration::from_secs(20), "the new process to exit", || {
+        (!process_alive(new_pid)).then_some(())
+    });
     assert!(
         main_path.exists() && admin_path.exists(),
         "systemd's sockets were removed"
     );
     assert_eq!(
         std::fs::read(dir.path().join("logs/sa.log")).unwrap(),
-        b"activated\n"
+        b"activated\nre-executed\n"
     );
+}
+
+/// A re-exec under systemd: RELOADING=1, then MAINPID of the new process behind a barrier
+/// (systemd must know it before the old process exits), then READY=1 from the new one.
+#[test]
+fn a_reexec_tells_systemd_reloading_then_the_new_main_pid() {
+    let dir = tempfile::tempdir().unwrap();
+    let notify = dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&notify).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let socket = dir.path().join("logd.sock");
+    let mut child = Command::new(LOGD)
+        .arg("--socket")
+        .arg(&socket)
+        .arg("--log-root")
+        .arg(dir.path().join("logs"))
+        .env("NOTIFY_SOCKET", &notify)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(recv_state(&sock).contains("READY=1"));
+    let old = child.id();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(old as i32),
+        nix::sys::signal::Signal::SIGUSR1,
+    )
+    .unwrap();
+    let reloading = recv_state(&sock);
+    assert!(
+        reloading.contains("RELOADING=1") && reloading.contains("MONOTONIC_USEC="),
+        "{reloading:?}"
+    );
+    // Everything up to the new process's READY=1 (the barrier's fd is dropped by recv, which
+    // is what systemd does once it has read the messages before it).
+    let mut seen = Vec::new();
+    let ready = loop {
+        let m = recv_state(&sock);
+        seen.push(m.clone());
+        if m.contains("READY=1") {
+            break m;
+        }
+    };
+    assert!(child.wait().unwrap().success(), "the old process exits 0");
+    let lock = dir.path().join("logd.sock.lock");
+    let new: u32 = std::fs::read_to_string(lock)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_ne!(new, old);
+    assert_eq!(seen[0], format!("MAINPID={new}"), "{seen:?}");
+    assert_eq!(seen[1], "BARRIER=1", "{seen:?}");
+    assert!(ready.contains(&format!("MAINPID={new}")), "{ready:?}");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(new as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert!(recv_state(&sock).contains("STOPPING=1"));
 }

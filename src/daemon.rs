@@ -90,12 +90,35 @@ pub fn run(cfg: Config, successor: Option<Successor>) -> Result<(), DaemonError>
     }
     let sys = System::new();
     sys.block_on(async move {
+        // Before READY=1: a signal sent once systemd (or a test) sees us ready must be ours.
+        let signals = Signals::install()?;
         let d = match successor {
             None => Running::start(cfg, activated).await?,
             Some(s) => Running::take_over(cfg, s).await,
         };
-        d.serve().await
+        d.serve(signals).await
     })
+}
+
+/// The signals the daemon handles.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    usr1: tokio::signal::unix::Signal,
+    _pipe: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Signals, DaemonError> {
+        let s = |k| signal(k).map_err(DaemonError::Signals);
+        Ok(Signals {
+            term: s(SignalKind::terminate())?,
+            int: s(SignalKind::interrupt())?,
+            usr1: s(SignalKind::user_defined1())?,
+            // A vanished client must be an EPIPE error, never a fatal signal.
+            _pipe: s(SignalKind::pipe())?,
+        })
+    }
 }
 
 fn create_dir(dir: &Path) -> Result<(), DaemonError> {
@@ -504,12 +527,7 @@ impl Running {
     }
 
     /// Serves until SIGTERM, SIGINT or idle exit; re-execs on SIGUSR1 or `logdctl reexec`.
-    async fn serve(mut self) -> Result<(), DaemonError> {
-        let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
-        let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;
-        let mut usr1 = signal(SignalKind::user_defined1()).map_err(DaemonError::Signals)?;
-        // A vanished client must be an EPIPE error, never a fatal signal.
-        let _ = signal(SignalKind::pipe()).map_err(DaemonError::Signals)?;
+    async fn serve(mut self, mut sig: Signals) -> Result<(), DaemonError> {
         let idle = idle_watch(
             self.cfg.idle_exit,
             self.registry.clone(),
@@ -519,10 +537,10 @@ impl Running {
         tokio::pin!(idle);
         let which = loop {
             tokio::select! {
-                _ = term.recv() => break "SIGTERM",
-                _ = int.recv() => break "SIGINT",
+                _ = sig.term.recv() => break "SIGTERM",
+                _ = sig.int.recv() => break "SIGINT",
                 _ = &mut idle => break "idle",
-                _ = usr1.recv() => {
+                _ = sig.usr1.recv() => {
                     tracing::info!("SIGUSR1: re-exec");
                     self.reexec(None, None).await;
                 }

@@ -168,12 +168,14 @@ pub fn resume(conn: &ConnState, fd: OwnedFd, shared: Arc<Shared>, report: Option
     );
     let mode = conn.mode;
     let pending = BytesMut::from(&conn.pending[..]);
+    let events = (mode == ConnMode::Events).then(crate::events::subscribe);
     actix_rt::spawn(
         async move {
             // Over the limit or not, a carried client is served: it was accepted already.
             let _permit = shared.limit.clone().try_acquire_owned().ok();
             let mut c = Connection::new(stream, shared);
             c.buf = pending;
+            c.events = events;
             tracing::debug!(?mode, "client connection carried over");
             c.run(mode, report).await;
         }
@@ -218,6 +220,9 @@ struct Connection {
     stream: UnixStream,
     buf: BytesMut,
     shared: Arc<Shared>,
+    /// An event subscription made before the connection's task runs (a carried event stream
+    /// must not miss the events of the take-over itself).
+    events: Option<tokio::sync::broadcast::Receiver<logd_protocol::admin::Event>>,
 }
 
 /// The answer to a request: a response, maybe with an fd.
@@ -233,6 +238,7 @@ impl Connection {
             stream,
             buf: BytesMut::with_capacity(4096),
             shared,
+            events: None,
         }
     }
 
@@ -477,7 +483,7 @@ impl Connection {
     async fn stream_events(&mut self) -> Result<(), ConnError> {
         use logd_protocol::admin::{Event, EventKind};
         use tokio::sync::broadcast::error::RecvError;
-        let mut rx = crate::events::subscribe();
+        let mut rx = self.events.take().unwrap_or_else(crate::events::subscribe);
         tracing::debug!("event stream started");
         let mut probe = [0u8; 64];
         loop {

@@ -1,0 +1,552 @@
+//! End-to-end tests of re-exec (issue #5): SIGUSR1 and `logdctl reexec` hand every pipe,
+//! console, subscriber and client connection to a new process. Real binaries, real QEMU, the
+//! real `telnet`, real signals; writers push at full speed while it happens.
+
+#[path = "harness.rs"]
+mod harness;
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::os::fd::OwnedFd;
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use harness::*;
+use logd_protocol::{DomainId, OpenFlags};
+use nix::sys::signal::Signal;
+
+const BANNER: &[u8] = b"LOGD-GUEST READY\r\n";
+const T: Duration = Duration::from_secs(60);
+
+/// The admin snapshot, as `logdctl ps --json` prints it.
+fn ps(d: &Daemon) -> serde_json::Value {
+    serde_json::from_slice(&d.ctl_ok(&["ps", "--json"])).unwrap()
+}
+
+/// A stream's snapshot by log path.
+fn stream(snap: &serde_json::Value, path: &Path) -> Option<serde_json::Value> {
+    snap["domains"]
+        .as_array()?
+        .iter()
+        .flat_map(|d| d["streams"].as_array().cloned().unwrap_or_default())
+        .find(|s| s["path"] == path.display().to_string())
+}
+
+/// Sends SIGUSR1 (or runs `logdctl reexec`) and waits until a new process serves.
+fn reexec_by_signal(d: &Daemon) -> i32 {
+    let old = d.pid();
+    d.signal(Signal::SIGUSR1);
+    wait_for(T, "a new process to take over", || {
+        let new = d.pid();
+        (new != old && process_alive(new)).then_some(new)
+    })
+}
+
+/// Line `i` of a writer's stream: 13 bytes.
+fn line(i: u64) -> String {
+    format!("{i:012}\n")
+}
+
+/// A writer pushing numbered lines into a log's pipe as fast as it can until `stop`; returns
+/// the bytes written. A write error (EPIPE: the reader vanished) fails the test.
+fn writer(fd: OwnedFd, stop: Arc<AtomicBool>) -> JoinHandle<(u64, File)> {
+    std::thread::spawn(move || {
+        let mut f = File::from(fd);
+        let (mut i, mut total) = (0u64, 0u64);
+        let mut buf = Vec::with_capacity(70_000);
+        while !stop.load(Ordering::Relaxed) {
+            buf.clear();
+            while buf.len() < 65_000 {
+                buf.extend_from_slice(line(i).as_bytes());
+                i += 1;
+            }
+            f.write_all(&buf)
+                .expect("the pipe stays open across re-execs");
+            total += buf.len() as u64;
+        }
+        (total, f)
+    })
+}
+
+/// Checks that `log` is exactly the last `log.len()` bytes of a writer's `total` bytes.
+fn assert_suffix(log: &[u8], total: u64, what: &str) {
+    assert!(log.len() as u64 <= total, "{what}: more bytes than written");
+    let start = total - log.len() as u64;
+    let mut i = start / 13;
+    let mut expect = line(i).into_bytes()[(start % 13) as usize..].to_vec();
+    let mut at = 0;
+    while at < log.len() {
+        let n = expect.len().min(log.len() - at);
+        assert_eq!(
+            &log[at..at + n],
+            &expect[..n],
+            "{what}: byte {} of the stream differs (line {i})",
+            start + at as u64
+        );
+        at += n;
+        i += 1;
+        expect = line(i).into_bytes();
+    }
+}
+
+/// The data a telnet subscriber got: negotiation removed, 0xFF 0xFF unescaped, logd's
+/// `[logd: …]` notices removed.
+fn telnet_data(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        if raw[i] != 0xFF {
+            out.push(raw[i]);
+            i += 1;
+            continue;
+        }
+        match raw.get(i + 1) {
+            Some(0xFF) => {
+                out.push(0xFF);
+                i += 2;
+            }
+            Some(251..=254) => i += 3,
+            Some(250) => {
+                // Subnegotiation: up to IAC SE.
+                i += 2;
+                while i + 1 < raw.len() && !(raw[i] == 0xFF && raw[i + 1] == 240) {
+                    i += 1;
+                }
+                i += 2;
+            }
+            _ => i += 2,
+        }
+    }
+    let mut clean = Vec::with_capacity(out.len());
+    let mut rest = &out[..];
+    while let Some(p) = find(rest, b"\r\n[logd: ") {
+        clean.extend_from_slice(&rest[..p]);
+        let end = find(&rest[p..], b"]\r\n").expect("a notice ends") + p + 3;
+        rest = &rest[end..];
+    }
+    clean.extend_from_slice(rest);
+    clean
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// The guest's burst: 100,000 numbered 64-byte lines, then "BURST DONE\r\n".
+fn burst() -> Vec<u8> {
+    let mut v = Vec::with_capacity(6_400_012);
+    for i in 0..100_000 {
+        v.extend_from_slice(
+            format!("{i:08} abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzab\n").as_bytes(),
+        );
+    }
+    v.extend_from_slice(b"BURST DONE\r\n");
+    v
+}
+
+/// A TCP subscriber whose bytes a thread collects.
+fn subscriber(port: u16) -> (TcpStream, Arc<Mutex<Vec<u8>>>) {
+    let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut r = s.try_clone().unwrap();
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let sink = got.clone();
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 1 << 16];
+        while let Ok(n) = r.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock().unwrap().extend_from_slice(&buf[..n]);
+        }
+    });
+    (s, got)
+}
+
+/// Acceptance 1: three writers at full speed, a console under a QEMU burst and three TCP
+/// subscribers (a raw one holding the write lock, the real telnet, another raw one); five
+/// SIGUSR1 in a row. No byte is lost or doubled anywhere, nobody is disconnected, the write
+/// lock stays put and still types into the guest, and the counters carry over.
+#[test]
+fn five_reexecs_under_full_load_lose_nothing_and_drop_nobody() {
+    for tool in ["qemu-system-x86_64", "telnet"] {
+        if require_tool(tool).is_none() {
+            return;
+        }
+    }
+    let d = Daemon::with_config("max_size = \"4 MiB\"\nmax_backups = 3\n");
+    let Some(img) = build_guest(d.dir.path()) else {
+        return;
+    };
+    // The console: telnet protocol, exclusive write lock.
+    let out = d.ctl_ok(&[
+        "console",
+        "add",
+        "--domain",
+        "vm",
+        "--name",
+        "serial0",
+        "--tcp",
+        "0",
+        "--telnet",
+        "--guest-listen",
+        "vm.sock",
+        "--log",
+        "vm/console.log",
+    ]);
+    let port: u16 = String::from_utf8(out)
+        .unwrap()
+        .trim()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let _qemu = qemu(
+        &img,
+        &format!(
+            "socket,id=s0,path={},server=off,reconnect=1",
+            d.log("vm.sock").display()
+        ),
+    );
+    let console_log = d.log("vm/console.log");
+    wait_for(T, "the guest's banner in the log", || {
+        d.ctl_ok(&["position", "--log", "vm/console.log"]);
+        (read_rotated(&console_log, 3) == BANNER).then_some(())
+    });
+    let (mut holder, got_a) = subscriber(port);
+    wait_for(T, "the write lock holder to join", || {
+        let s = stream(&ps(&d), &console_log)?;
+        (s["subscribers"].as_array()?.len() == 1).then_some(())
+    });
+    let telnet = Proc::spawn(
+        "telnet",
+        Command::new("telnet").args(["127.0.0.1", &port.to_string()]),
+    );
+    let (_other, got_c) = subscriber(port);
+    let before = wait_for(T, "three subscribers", || {
+        let s = stream(&ps(&d), &console_log)?;
+        (s["subscribers"].as_array()?.len() == 3).then_some(s)
+    });
+    let holder_id = before["subscribers"][0]["id"].clone();
+    assert_eq!(before["subscribers"][0]["writer"], true, "{before}");
+    for who in [&got_a, &got_c] {
+        wait_for(T, "the replayed banner", || {
+            find(&telnet_data(&who.lock().unwrap()), BANNER).map(|_| ())
+        });
+    }
+
+    // Three writers at full speed, each its own log.
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for w in 0..3 {
+        let mut c = d.client();
+        let (_, fd) = c
+            .open_log(
+                DomainId::from_name("qemu", &format!("writer{w}")),
+                &format!("w{w}.log"),
+                OpenFlags::default(),
+            )
+            .unwrap();
+        writers.push(writer(fd, stop.clone()));
+    }
+    // The burst: typed by the lock holder, so its input reaches the guest.
+    holder.write_all(b"\x02").unwrap();
+    wait_for(T, "the burst to start", || {
+        find(&got_a.lock().unwrap(), b"00001000 abc").map(|_| ())
+    });
+    let bytes_in_before = stream(&ps(&d), &d.log("w0.log")).unwrap()["bytes_in"]
+        .as_u64()
+        .unwrap();
+    assert!(bytes_in_before > 0);
+
+    let first = d.pid();
+    let mut pids = vec![first];
+    for _ in 0..5 {
+        pids.push(reexec_by_signal(&d));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    eprintln!("served by pids {pids:?}");
+    let snap = ps(&d);
+    assert_eq!(snap["reexecs"], 5, "{snap}");
+    assert_eq!(snap["pid"], *pids.last().unwrap());
+    for p in &pids[..5] {
+        assert!(!process_alive(*p), "old process {p} still runs");
+    }
+    // The guest still bursts (nothing stalled it), and everyone gets all of it.
+    wait_for(Duration::from_secs(300), "the burst to end", || {
+        find(&got_a.lock().unwrap(), b"BURST DONE\r\n").map(|_| ())
+    });
+    stop.store(true, Ordering::Relaxed);
+    let results: Vec<(u64, File)> = writers.into_iter().map(|w| w.join().unwrap()).collect();
+
+    // Every log is exactly its writer's stream (suffix), and its counter carried over: bytes in
+    // after = before + since, i.e. every byte ever written, none counted twice.
+    for (w, (total, _f)) in results.iter().enumerate() {
+        let path = d.log(&format!("w{w}.log"));
+        let s = wait_for(T, "the writers' bytes to be in", || {
+            let s = stream(&ps(&d), &path)?;
+            (s["bytes_in"].as_u64()? == *total).then_some(s)
+        });
+        assert!(s["bytes_in"].as_u64().unwrap() >= bytes_in_before);
+        assert_eq!(s["bytes_written"].as_u64().unwrap(), *total, "{s}");
+        assert_eq!(s["dropped_disk"], 0, "{s}");
+        let log = read_rotated(&path, 3);
+        assert!(
+            log.len() > 1 << 20,
+            "w{w}.log holds only {} bytes",
+            log.len()
+        );
+        assert_suffix(&log, *total, &format!("w{w}.log"));
+    }
+    drop(results);
+
+    // The console log is the guest's whole output; each raw-socket subscriber got exactly it,
+    // and the real telnet client got the whole burst.
+    let mut expect = BANNER.to_vec();
+    expect.extend(burst());
+    d.ctl_ok(&["position", "--log", "vm/console.log"]);
+    assert_eq!(read_rotated(&console_log, 3), expect, "the console log");
+    for (name, who) in [("holder", &got_a), ("other", &got_c)] {
+        let data = telnet_data(&who.lock().unwrap());
+        assert!(
+            data == expect,
+            "{name} got {} bytes, expected {}",
+            data.len(),
+            expect.len()
+        );
+    }
+    let b = burst();
+    wait_for(T, "telnet to show the end of the burst", || {
+        find(&telnet.output(), b"BURST DONE").map(|_| ())
+    });
+    let t = telnet.output();
+    let at = find(&t, &b[..64]).expect("telnet shows the burst");
+    assert!(
+        t[at..].starts_with(&b),
+        "telnet got the whole burst in order"
+    );
+
+    // Still three subscribers, the lock with the same one, and its keys reach the guest.
+    let s = stream(&ps(&d), &console_log).unwrap();
+    let subs = s["subscribers"].as_array().unwrap();
+    assert_eq!(subs.len(), 3, "{s}");
+    assert_eq!(subs[0]["id"], holder_id, "{s}");
+    assert_eq!(subs[0]["writer"], true, "{s}");
+    assert_eq!(s["bytes_in"], expect.len() as u64, "{s}");
+    holder.write_all(b"typed after five re-execs\n").unwrap();
+    wait_for(T, "the guest's echo", || {
+        find(&got_a.lock().unwrap(), b"TYPED AFTER FIVE RE-EXECS").map(|_| ())
+    });
+    let log = d.stderr();
+    assert_eq!(log.matches("took over (re-exec").count(), 5, "{log}");
+}
+
+/// A `logd` binary of its own in `dir/bin`, so a test can replace it.
+fn own_binary(dir: &Path) -> std::path::PathBuf {
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let path = bin.join("logd");
+    std::fs::copy(LOGD, &path).unwrap();
+    path
+}
+
+/// Acceptance 2: the binary at the configured path is replaced between two re-execs; the new
+/// file takes over (`ps` shows its mtime, and /proc shows the new inode running), and a stream
+/// opened before both re-execs flows on.
+#[test]
+fn a_replaced_binary_takes_over_at_the_next_reexec() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bin = own_binary(tmp.path());
+    let d = Daemon::start_with(Opts {
+        binary: Some(bin.clone()),
+        ..Opts::default()
+    });
+    let snap = ps(&d);
+    assert_eq!(snap["exe"], bin.display().to_string(), "{snap}");
+    assert!(
+        snap["build_id"].as_str().unwrap().len() >= 16,
+        "a build id: {snap}"
+    );
+    let mut c = d.client();
+    let (_, fd) = c
+        .open_log(
+            DomainId::from_name("qemu", "keep"),
+            "keep.log",
+            OpenFlags::default(),
+        )
+        .unwrap();
+    let mut f = File::from(fd);
+    f.write_all(b"before\n").unwrap();
+
+    let first = reexec_by_signal(&d);
+    f.write_all(b"between\n").unwrap();
+    // Replace the binary as a package upgrade does: a new file renamed over the old one.
+    let fresh = tmp.path().join("bin/logd.new");
+    std::fs::copy(LOGD, &fresh).unwrap();
+    let st = Command::new("touch")
+        .args(["-d", "2030-01-02 03:04:05"])
+        .arg(&fresh)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    std::fs::rename(&fresh, &bin).unwrap();
+    let second = reexec_by_signal(&d);
+    assert_ne!(first, second);
+    f.write_all(b"after\n").unwrap();
+
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(&bin).unwrap();
+    let snap = ps(&d);
+    assert_eq!(snap["pid"], second);
+    assert_eq!(snap["reexecs"], 2, "{snap}");
+    assert_eq!(
+        snap["exe_mtime_ms"].as_u64().unwrap(),
+        meta.mtime() as u64 * 1000,
+        "ps shows the new binary's mtime: {snap}"
+    );
+    let running = std::fs::metadata(format!("/proc/{second}/exe")).unwrap();
+    assert_eq!(running.ino(), meta.ino(), "the new file runs");
+    d.ctl_ok(&["position", "--log", "keep.log"]);
+    assert_eq!(
+        std::fs::read(d.log("keep.log")).unwrap(),
+        b"before\nbetween\nafter\n"
+    );
+}
+
+/// Acceptance 3: a re-exec to a binary that does not exist, that exits at once, or that cannot
+/// take over (a logd whose configuration has become invalid) leaves the old daemon serving,
+/// with every stream open, and says why: in its log, in `logdctl reexec`'s error, and in `ps`.
+#[test]
+fn a_missing_or_failing_binary_leaves_the_old_daemon_serving() {
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = tmp.path().join("nothing-here/logd");
+    let d = Daemon::with_config(&format!("binary = \"{}\"\n", missing.display()));
+    let pid = d.pid();
+    let mut c = d.client();
+    let (_, fd) = c
+        .open_log(
+            DomainId::from_name("qemu", "steady"),
+            "steady.log",
+            OpenFlags::default(),
+        )
+        .unwrap();
+    let mut f = File::from(fd);
+    f.write_all(b"one\n").unwrap();
+
+    // SIGUSR1 with the configured binary missing.
+    d.signal(Signal::SIGUSR1);
+    wait_for(T, "the failure in the log", || {
+        d.stderr().contains("re-exec failed").then_some(())
+    });
+    assert!(d.stderr().contains("No such file"), "{}", d.stderr());
+    f.write_all(b"two\n").unwrap();
+
+    // A binary that exits at once.
+    let quits = tmp.path().join("quits");
+    std::fs::write(&quits, "#!/bin/sh\nexit 3\n").unwrap();
+    Command::new("chmod")
+        .arg("755")
+        .arg(&quits)
+        .status()
+        .unwrap();
+    let out = d.ctl_run(&["reexec", "--binary", quits.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("exited before it was ready") && err.contains("3"),
+        "{err}"
+    );
+    f.write_all(b"three\n").unwrap();
+
+    // A real logd that cannot take over: its configuration is invalid by now.
+    let bad = tmp.path().join("bad-config");
+    std::fs::write(
+        &bad,
+        format!(
+            "#!/bin/sh\necho 'no_such_key = 1' >> {}\nexec {LOGD} \"$@\"\n",
+            d.dir.path().join("logd.toml").display()
+        ),
+    )
+    .unwrap();
+    Command::new("chmod").arg("755").arg(&bad).status().unwrap();
+    let out = d.ctl_run(&["reexec", "--binary", bad.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("could not take over") && err.contains("no_such_key"),
+        "{err}"
+    );
+    f.write_all(b"four\n").unwrap();
+
+    // Still the same process, serving, the stream intact and every byte in once.
+    assert_eq!(d.pid(), pid);
+    let snap = ps(&d);
+    assert_eq!(snap["pid"], pid);
+    assert_eq!(snap["reexecs"], 0);
+    assert!(
+        snap["last_reexec"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("could not take over"),
+        "{snap}"
+    );
+    drop(f);
+    wait_for(T, "the log to close", || {
+        stream(&ps(&d), &d.log("steady.log"))
+            .is_none()
+            .then_some(())
+    });
+    assert_eq!(
+        std::fs::read(d.log("steady.log")).unwrap(),
+        b"one\ntwo\nthree\nfour\n"
+    );
+}
+
+/// Acceptance 4: `logdctl reexec` does what SIGUSR1 does, answers with the new process's
+/// report on the same connection, and carries client connections too: an `events` stream
+/// started before sees the take-over, and a protocol client goes on with its next request.
+#[test]
+fn logdctl_reexec_hands_over_and_keeps_client_connections() {
+    let d = Daemon::start();
+    let old = d.pid();
+    let mut c = d.client();
+    let (_, fd) = c
+        .open_log(
+            DomainId::from_name("qemu", "ctl"),
+            "ctl.log",
+            OpenFlags::default(),
+        )
+        .unwrap();
+    let mut f = File::from(fd);
+    f.write_all(b"before\n").unwrap();
+    let events = Proc::spawn("events", d.ctl().args(["events", "--json"]));
+    wait_for(T, "the events stream", || {
+        let s = ps(&d);
+        (s["fds"].as_u64()? > 0).then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(300));
+
+    let out = d.ctl_ok(&["reexec", "--json"]);
+    let report: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let new = d.pid();
+    assert_ne!(new, old);
+    assert_eq!(report["from_pid"], old, "{report}");
+    assert_eq!(report["to_pid"], new, "{report}");
+    assert_eq!(report["domains"], 1, "{report}");
+    assert!(report["error"].is_null());
+    f.write_all(b"after\n").unwrap();
+    // The same protocol connection, now served by the new process.
+    let pos = c.position("ctl.log").unwrap();
+    assert_eq!(pos.offset, 13);
+    events.wait_for(b"\"event\":\"reexeced\"", T);
+    assert!(
+        String::from_utf8_lossy(&events.output()).contains(&format!("\"to_pid\":{new}")),
+        "{}",
+        String::from_utf8_lossy(&events.output())
+    );
+}
