@@ -360,6 +360,13 @@ impl Running {
     /// `Ready` is reported to the old process, and this one exits without touching anything.
     async fn take_over(cfg: Config, mut succ: Successor) -> Running {
         let state = succ.read_state().unwrap_or_else(|e| succ.refuse(&e));
+        let since = |what: &str| {
+            tracing::debug!(
+                us = crate::state::mono_ns().saturating_sub(state.asked_mono_ns) / 1000,
+                "take-over: {what}"
+            )
+        };
+        since("state read");
         let parent = succ.parent;
         let inherited = Arc::new(Inherited::default());
         let take = |fd: &crate::state::Fd| {
@@ -403,6 +410,7 @@ impl Running {
             .map(|c| (c.clone(), take(&c.fd)))
             .collect();
         crate::console::resume_subscriber_ids(state.next_subscriber_id);
+        since("daemon fds adopted");
         let mut d = Running::assemble(cfg, lock, main, admin, metrics);
         let domains = state.domains.len() as u32;
         let adopted = d
@@ -417,11 +425,13 @@ impl Running {
             Ok(Err(e)) => succ.refuse(&e),
             Err(_) => succ.refuse("the registry stopped"),
         }
+        since("domains rebuilt");
         crate::identity::set_lineage(Some((state.started_ms, state.uptime_ms, state.reexecs + 1)));
         if let Err(e) = succ.ready().await {
             succ.refuse(&e);
         }
         // Go: from here on this process is logd.
+        since("go");
         let _ = d.registry.send(registry::Thaw { carried: false }).await;
         let resumed = crate::state::mono_ns();
         let fds = inherited.count() as u32;
@@ -604,14 +614,22 @@ impl Running {
         exe: &Path,
         asked: u64,
     ) -> Result<std::convert::Infallible, String> {
+        let since = |what: &str| {
+            tracing::debug!(
+                us = crate::state::mono_ns().saturating_sub(asked) / 1000,
+                "re-exec: {what}"
+            )
+        };
         self.stop_accepting().await;
         let connections = self.handoff.park_all(PARK_TIMEOUT).await;
+        since("connections parked");
         let frozen = crate::state::mono_ns();
         let domains = match self.registry.send(registry::Freeze).await {
             Ok(Ok(d)) => d,
             Ok(Err(e)) => return Err(self.undo(false, e).await),
             Err(_) => return Err(self.undo(false, "the registry stopped".into()).await),
         };
+        since("domains frozen");
         let mut carrier = Carrier::out();
         let lock = carrier.fd(self.lock.file());
         let listener = |l: &Listener, c: &mut Carrier| ListenerState {
@@ -648,6 +666,7 @@ impl Running {
             Err(e) => return Err(self.undo(true, e.to_string()).await),
         };
         drop(state);
+        since("new process spawned");
         let hs = spawned
             .handshake
             .try_clone()
@@ -663,6 +682,7 @@ impl Running {
             )))),
         };
         let pid = spawned.child.id();
+        since("answer from the new process");
         let why = match answer {
             Ok(Ok(Handshake::Ready { pid: ready })) if ready == pid => {
                 // systemd must know the new main process before this one exits.

@@ -124,7 +124,7 @@ const QUIET_WAIT_QUICK: Duration = Duration::from_secs(5);
 const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Every scenario, in the order they run; `--only` picks among these names.
-const SCENARIOS: [&str; 14] = [
+const SCENARIOS: [&str; 17] = [
     "baseline_64k",
     "baseline_64k_pipe1m",
     "one_stream_64k",
@@ -139,6 +139,9 @@ const SCENARIOS: [&str; 14] = [
     "console_latency",
     "console_stalled",
     "snapshot_10000",
+    "reexec_blackout_1",
+    "reexec_blackout_1000",
+    "reexec_blackout_10000",
 ];
 
 /// Measures logd's throughput, CPU and memory against a no-daemon baseline.
@@ -245,6 +248,11 @@ fn run(args: Args) -> Result<()> {
             (10_000, 5, 256 * MIB)
         };
         snapshot_scenario(&mut b, domains, snapshots, size)?;
+    }
+    for count in [1, 1000, 10_000] {
+        if b.selected(&format!("reexec_blackout_{count}")) {
+            reexec_blackout(&mut b, count)?;
+        }
     }
     comparisons(&mut b);
     note(format!(
@@ -363,6 +371,157 @@ fn rss_per_idle_domain(b: &mut Bench, count: usize) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Re-execs asked for in each run of a `reexec_blackout_*` scenario.
+const REEXECS_PER_RUN: usize = 3;
+/// The steady writer's record, and its period: 1 MB/s, so a 64 KiB pipe holds 64 ms of it.
+const STEADY_RECORD: usize = 100;
+const STEADY_PERIOD: Duration = Duration::from_micros(100);
+
+/// `reexec_blackout_N`: `count` domains open (one written to steadily, the others idle), then
+/// re-execs asked for on the admin socket. Figures: the blackout as the new process reports it
+/// (from the freeze to every domain reading again), the same from the request, and the steady
+/// writer's longest `write(2)` meanwhile (a stall would mean its pipe filled up).
+fn reexec_blackout(b: &mut Bench, count: usize) -> Result<()> {
+    let name = format!("reexec_blackout_{count}");
+    let n = b.domains_that_fit(count, &name);
+    let (mut blackout, mut total, mut stall) = (Vec::new(), Vec::new(), Vec::new());
+    for run in 1..=b.runs {
+        let daemon = b.daemon(&name)?;
+        let mut client = daemon.client()?;
+        let _idle = IdleDomains::open(&mut client, n.saturating_sub(1))
+            .with_context(|| daemon.failed(&name))?;
+        let (_, fd) = client
+            .open_log(
+                DomainId::from_name("qemu", "bench-writer"),
+                "bench/writer.log",
+                OpenFlags::default(),
+            )
+            .with_context(|| daemon.failed(&name))?;
+        settle();
+        let writer = SteadyWriter::start(fd);
+        let admin = logd::config::admin_socket_for(&daemon.socket);
+        for i in 1..=REEXECS_PER_RUN {
+            std::thread::sleep(Duration::from_millis(300));
+            writer.reset_longest();
+            let report = AdminClient::connect(&admin)
+                .and_then(|mut c| c.reexec(None))
+                .with_context(|| daemon.failed(&format!("{name}: re-exec {i}")))?;
+            std::thread::sleep(Duration::from_millis(300));
+            let longest = writer.longest();
+            note(format!(
+                "{name} run {run}/{} re-exec {i}: pid {} -> {}, {} domains and {} fds carried, \
+                 blackout {:.2} ms, {:.2} ms from the request, writer's longest write {:.3} ms",
+                b.runs,
+                report.from_pid,
+                report.to_pid,
+                report.domains,
+                report.fds,
+                report.blackout_us as f64 / 1000.0,
+                report.total_us as f64 / 1000.0,
+                longest.as_secs_f64() * 1000.0
+            ));
+            ensure!(
+                report.domains as usize == n,
+                "{name}: {} domains carried, {n} open",
+                report.domains
+            );
+            blackout.push(report.blackout_us as f64 / 1000.0);
+            total.push(report.total_us as f64 / 1000.0);
+            stall.push(longest.as_secs_f64() * 1000.0);
+        }
+        let written = writer.stop()?;
+        if std::env::var_os("LOGD_BENCH_RUST_LOG").is_some() {
+            let log = fs::read_to_string(daemon.dir.path().join("logd.stderr")).unwrap_or_default();
+            for l in log
+                .lines()
+                .filter(|l| l.contains("re-exec:") || l.contains("take-over:"))
+            {
+                note(l);
+            }
+        }
+        // Nothing lost, nothing doubled: the log holds every byte written.
+        client
+            .position("bench/writer.log")
+            .with_context(|| daemon.failed(&name))?;
+        let on_disk = read_all_rotated(&daemon.dir.path().join("logs/bench/writer.log"))?;
+        ensure!(
+            on_disk == written,
+            "{name}: the writer wrote {written} bytes, its log holds {on_disk}"
+        );
+    }
+    b.figure(&format!("{name}_ms"), median(&blackout), "ms");
+    b.figure(&format!("reexec_total_{count}_ms"), median(&total), "ms");
+    let worst = stall.iter().copied().fold(0.0, f64::max);
+    b.figure(&format!("reexec_writer_stall_{count}_ms"), worst, "ms");
+    Ok(())
+}
+
+/// Bytes in a log and its backups.
+fn read_all_rotated(path: &Path) -> Result<u64> {
+    let mut total = fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    for i in 0..ROTATE.max_backups {
+        total += fs::metadata(format!("{}.{i}", path.display()))
+            .map(|m| m.len())
+            .unwrap_or(0);
+    }
+    Ok(total)
+}
+
+/// A writer thread putting a record into a pipe every [`STEADY_PERIOD`], timing each write.
+struct SteadyWriter {
+    stop: Arc<AtomicBool>,
+    /// The longest write since the last reset, ns.
+    longest: Arc<AtomicU64>,
+    thread: JoinHandle<std::io::Result<u64>>,
+}
+
+impl SteadyWriter {
+    fn start(fd: OwnedFd) -> SteadyWriter {
+        let stop = Arc::new(AtomicBool::new(false));
+        let longest = Arc::new(AtomicU64::new(0));
+        let (s, l) = (stop.clone(), longest.clone());
+        let thread = std::thread::spawn(move || {
+            let mut f = File::from(fd);
+            let record = text(STEADY_RECORD);
+            let mut written = 0u64;
+            let mut next = Instant::now();
+            while !s.load(Ordering::Relaxed) {
+                let t = Instant::now();
+                f.write_all(&record)?;
+                l.fetch_max(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                written += record.len() as u64;
+                next += STEADY_PERIOD;
+                if let Some(wait) = next.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+            }
+            Ok(written)
+        });
+        SteadyWriter {
+            stop,
+            longest,
+            thread,
+        }
+    }
+
+    fn reset_longest(&self) {
+        self.longest.store(0, Ordering::Relaxed);
+    }
+
+    fn longest(&self) -> Duration {
+        Duration::from_nanos(self.longest.load(Ordering::Relaxed))
+    }
+
+    /// Stops the writer (its pipe closes); returns the bytes it wrote.
+    fn stop(self) -> Result<u64> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread
+            .join()
+            .map_err(|_| anyhow!("the steady writer panicked"))?
+            .context("the steady writer's pipe failed")
+    }
 }
 
 /// The ratios between scenarios, for those that ran.
@@ -1824,6 +1983,9 @@ impl Daemon {
             .arg("--log-root")
             .arg(&log_root)
             .env_remove("RUST_LOG")
+            // For profiling: LOGD_BENCH_RUST_LOG becomes the daemon's RUST_LOG (the re-exec
+            // scenarios then print its timeline).
+            .envs(std::env::var("LOGD_BENCH_RUST_LOG").map(|v| ("RUST_LOG", v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)
@@ -1848,8 +2010,12 @@ impl Daemon {
         Ok(())
     }
 
+    /// The serving process: the pid in `<socket>.lock` (a re-exec changes it), else the child.
     fn pid(&self) -> u32 {
-        self.child.id()
+        fs::read_to_string(format!("{}.lock", self.socket.display()))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or_else(|| self.child.id())
     }
 
     fn client(&self) -> Result<Client> {
@@ -1901,6 +2067,14 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
+        let pid = self.pid();
+        if pid != self.child.id() {
+            // After a re-exec the serving process is not our child.
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
