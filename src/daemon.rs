@@ -109,6 +109,18 @@ struct Signals {
 }
 
 impl Signals {
+    /// A SIGTERM or SIGINT received and not yet handled (taken: the caller acts on it).
+    fn stop_pending(&mut self) -> Option<&'static str> {
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        if self.term.poll_recv(&mut cx).is_ready() {
+            return Some("SIGTERM");
+        }
+        if self.int.poll_recv(&mut cx).is_ready() {
+            return Some("SIGINT");
+        }
+        None
+    }
+
     fn install() -> Result<Signals, DaemonError> {
         let s = |k| signal(k).map_err(DaemonError::Signals);
         Ok(Signals {
@@ -261,6 +273,8 @@ struct Running {
     handoff: Arc<Handoff>,
     triggers: mpsc::Receiver<Trigger>,
     accepting: Option<Accepting>,
+    /// A stop signal that arrived during a re-exec (which it cancelled).
+    stop_requested: Option<&'static str>,
 }
 
 impl Running {
@@ -307,6 +321,7 @@ impl Running {
             handoff,
             triggers,
             accepting: None,
+            stop_requested: None,
         }
     }
 
@@ -398,6 +413,13 @@ impl Running {
             owned: state.admin.owned,
             listener: Some(unix(take(&state.admin.fd))),
         };
+        if state.metrics.is_some() != cfg.metrics_listen.is_some() {
+            tracing::warn!(
+                carried = state.metrics.is_some(),
+                configured = ?cfg.metrics_listen,
+                "metrics_listen changed; the metrics listener stays as it was until the next restart"
+            );
+        }
         let metrics = state.metrics.as_ref().map(|fd| {
             let l = std::net::TcpListener::from(take(fd));
             l.set_nonblocking(true)
@@ -552,9 +574,12 @@ impl Running {
                 _ = &mut idle => break "idle",
                 _ = sig.usr1.recv() => {
                     tracing::info!("SIGUSR1: re-exec");
-                    self.reexec(None, None).await;
+                    self.reexec(&mut sig, None, None).await;
                 }
-                Some(t) = self.triggers.recv() => self.reexec(t.binary, t.reply).await,
+                Some(t) = self.triggers.recv() => self.reexec(&mut sig, t.binary, t.reply).await,
+            }
+            if let Some(why) = self.stop_requested.take() {
+                break why;
             }
         };
         tracing::info!(reason = which, "shutting down");
@@ -578,7 +603,12 @@ impl Running {
 
     /// Re-execs. Returns only if it failed, with everything as it was; on success this process
     /// exits.
-    async fn reexec(&mut self, binary: Option<PathBuf>, reply: Option<oneshot::Sender<String>>) {
+    async fn reexec(
+        &mut self,
+        sig: &mut Signals,
+        binary: Option<PathBuf>,
+        reply: Option<oneshot::Sender<String>>,
+    ) {
         let asked = crate::state::mono_ns();
         let asked_ms = crate::sink::unix_ms(std::time::SystemTime::now());
         let exe = binary.unwrap_or_else(|| crate::identity::get().exe.clone());
@@ -587,7 +617,7 @@ impl Running {
             "RELOADING=1\nMONOTONIC_USEC={}\nSTATUS=re-executing",
             asked / 1000
         ));
-        let Err(why) = self.hand_over(&exe, asked).await;
+        let Err(why) = self.hand_over(&exe, asked, sig).await;
         tracing::error!("re-exec failed; this process goes on serving: {why}");
         crate::identity::set_last_reexec(ReexecReport {
             at_ms: asked_ms,
@@ -613,6 +643,7 @@ impl Running {
         &mut self,
         exe: &Path,
         asked: u64,
+        sig: &mut Signals,
     ) -> Result<std::convert::Infallible, String> {
         let since = |what: &str| {
             tracing::debug!(
@@ -626,8 +657,9 @@ impl Running {
         let frozen = crate::state::mono_ns();
         let domains = match self.registry.send(registry::Freeze).await {
             Ok(Ok(d)) => d,
-            Ok(Err(e)) => return Err(self.undo(false, e).await),
-            Err(_) => return Err(self.undo(false, "the registry stopped".into()).await),
+            // Some domains may have frozen and marked their fds: thaw puts them back.
+            Ok(Err(e)) => return Err(self.undo(true, e).await),
+            Err(_) => return Err(self.undo(true, "the registry stopped".into()).await),
         };
         since("domains frozen");
         let mut carrier = Carrier::out();
@@ -683,7 +715,16 @@ impl Running {
         };
         let pid = spawned.child.id();
         since("answer from the new process");
+        // A stop asked for meanwhile wins over the re-exec: this process drains and exits.
+        let stop = match answer {
+            Ok(Ok(Handshake::Ready { .. })) => sig.stop_pending(),
+            _ => None,
+        };
         let why = match answer {
+            Ok(Ok(Handshake::Ready { .. })) if stop.is_some() => {
+                self.stop_requested = stop;
+                format!("a stop signal came during the re-exec; stopping instead (pid {pid} told to exit)")
+            }
             Ok(Ok(Handshake::Ready { pid: ready })) if ready == pid => {
                 // systemd must know the new main process before this one exits.
                 crate::systemd::notify_and_wait(

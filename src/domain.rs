@@ -14,11 +14,14 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::task::Poll;
 
+use std::sync::Arc;
+
 use actix::prelude::*;
 use logd_protocol::{ConsoleInfo, Position, ReadFrom};
 
 use crate::console::{Console, ConsoleConfig, ConsoleError};
 use crate::events;
+use crate::fanin::Fanin;
 use crate::registry::{self, StreamClosed};
 use crate::rotate::{self, ReadOutcome, RotateConfig, RotateError, RotatingFile};
 use crate::sink::LogSink;
@@ -472,16 +475,30 @@ impl Handler<Stop> for Domain {
 }
 
 /// Freeze for a re-exec: take in what every source has written so far, stop reading, and
-/// describe every stream (its fds marked to be carried). Until [`Thaw`], nothing is read or
-/// written: what the sources write meanwhile waits in the kernel for whichever process goes on.
+/// describe every stream (its fds marked to be carried) into `out`, filling in `state`. Until
+/// [`Thaw`], nothing is read or written: what the sources write meanwhile waits in the kernel
+/// for whichever process goes on. Sent with `do_send`: the answers are gathered by [`Fanin`].
 #[derive(Message)]
-#[rtype(result = "Result<Vec<crate::state::StreamState>, String>")]
-pub struct Freeze;
+#[rtype(result = "()")]
+pub struct Freeze {
+    pub state: crate::state::DomainState,
+    pub out: Arc<Fanin<Result<crate::state::DomainState, String>>>,
+}
 
 impl Handler<Freeze> for Domain {
-    type Result = Result<Vec<crate::state::StreamState>, String>;
+    type Result = ();
 
-    fn handle(&mut self, _: Freeze, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: Freeze, _: &mut Context<Self>) {
+        let Freeze { mut state, out } = msg;
+        out.push(self.freeze().map(|streams| {
+            state.streams = streams;
+            state
+        }));
+    }
+}
+
+impl Domain {
+    fn freeze(&mut self) -> Result<Vec<crate::state::StreamState>, String> {
         use crate::state::{Carrier, StreamState};
         if !self.frozen() {
             self.epoch = self.epoch.wrapping_add(1);
@@ -516,14 +533,38 @@ impl Handler<Freeze> for Domain {
             .map_err(|e| format!("domain {}: cannot mark an fd to be carried: {e}", self.name))?;
         Ok(out)
     }
+
+    /// Rebuilds the streams a previous process carried over (the domain stays frozen until
+    /// [`Thaw`]). Runs on the domain's thread, so each fd registers with the loop that drives
+    /// it.
+    pub fn restore(
+        &mut self,
+        streams: &[crate::state::StreamState],
+        inherited: &crate::state::Inherited,
+    ) -> Result<(), String> {
+        use crate::state::StreamState;
+        for st in streams {
+            let stream = match st {
+                StreamState::Pipe(p) => LogStream::restore(p, inherited)
+                    .map(Stream::Pipe)
+                    .map_err(|e| format!("log {}: {e}", p.sink.path.display()))?,
+                StreamState::Console(c) => Console::restore(c, inherited)
+                    .map(|c| Stream::Console(Box::new(c)))
+                    .map_err(|e| format!("console {}: {e}", c.name))?,
+            };
+            self.insert(stream);
+        }
+        Ok(())
+    }
 }
 
 /// Go on after a freeze: the re-exec was abandoned (`carried`: the fds get close-on-exec
-/// again), or this is the new process taking over.
+/// again), or this is the new process taking over. `done` is dropped once handled.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Thaw {
     pub carried: bool,
+    pub done: Arc<Fanin<()>>,
 }
 
 impl Handler<Thaw> for Domain {
@@ -555,34 +596,5 @@ impl Handler<Thaw> for Domain {
                 });
             }
         }
-    }
-}
-
-/// Rebuild the streams a previous process carried over (the domain stays frozen until
-/// [`Thaw`]). Runs on the domain's thread, so each fd registers with the loop that drives it.
-#[derive(Message)]
-#[rtype(result = "Result<(), String>")]
-pub struct Restore {
-    pub streams: Vec<crate::state::StreamState>,
-    pub inherited: std::sync::Arc<crate::state::Inherited>,
-}
-
-impl Handler<Restore> for Domain {
-    type Result = Result<(), String>;
-
-    fn handle(&mut self, msg: Restore, _: &mut Context<Self>) -> Self::Result {
-        use crate::state::StreamState;
-        for st in &msg.streams {
-            let stream = match st {
-                StreamState::Pipe(p) => LogStream::restore(p, &msg.inherited)
-                    .map(Stream::Pipe)
-                    .map_err(|e| format!("log {}: {e}", p.sink.path.display()))?,
-                StreamState::Console(c) => Console::restore(c, &msg.inherited)
-                    .map(|c| Stream::Console(Box::new(c)))
-                    .map_err(|e| format!("console {}: {e}", c.name))?,
-            };
-            self.insert(stream);
-        }
-        Ok(())
     }
 }

@@ -17,6 +17,7 @@
 //! - [`paths`]: which log paths a client may name;
 //! - [`config`]: defaults, the TOML file and overrides;
 //! - [`events`]: the bounded event bus behind `logdctl events`;
+//! - [`fanin`]: one answer from each of many actors, with a single wake-up;
 //! - [`identity`]: which binary is serving, and its line of re-execs;
 //! - [`metrics`]: the optional Prometheus endpoint;
 //! - [`logging`]: the daemon's own tracing, with a filter changeable at run time;
@@ -32,6 +33,7 @@ pub mod console;
 pub mod daemon;
 pub mod domain;
 pub mod events;
+pub mod fanin;
 pub mod identity;
 pub mod logging;
 pub mod metrics;

@@ -77,7 +77,9 @@ pub struct Trigger {
 /// What the client connections and the re-exec share.
 pub struct Handoff {
     phase: watch::Sender<Phase>,
-    parked: Mutex<Vec<ConnState>>,
+    /// The parked connections; None once the state has taken them (a connection parking
+    /// later is not carried, so it must not be marked either).
+    parked: Mutex<Option<Vec<ConnState>>>,
     live: AtomicUsize,
     trigger: mpsc::Sender<Trigger>,
 }
@@ -97,7 +99,7 @@ impl Handoff {
         let (tx, rx) = mpsc::channel(4);
         let h = Handoff {
             phase: watch::Sender::new(Phase::Running),
-            parked: Mutex::new(Vec::new()),
+            parked: Mutex::new(Some(Vec::new())),
             live: AtomicUsize::new(0),
             trigger: tx,
         };
@@ -120,18 +122,31 @@ impl Handoff {
         Live(self.clone())
     }
 
-    /// Parks a connection (its fd already marked to be carried). Returns when the re-exec was
-    /// abandoned and the connection goes on here; never returns once it is handed over.
-    pub async fn park(&self, conn: ConnState) {
-        self.parked
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(conn);
+    /// Parks a connection: `describe` marks its fd to be carried and describes it (None: it
+    /// cannot be carried). Returns when the re-exec was abandoned and the connection goes on
+    /// here (true if it had been marked); never returns once it is handed over. A connection
+    /// that comes too late (the state has been written) is neither marked nor carried: it
+    /// waits, and closes with this process.
+    pub async fn park(&self, describe: impl FnOnce() -> Option<ConnState>) -> bool {
+        let marked = {
+            let mut parked = self.parked.lock().unwrap_or_else(|e| e.into_inner());
+            match (parked.as_mut(), self.phase() == Phase::Freezing) {
+                (Some(list), true) => match describe() {
+                    Some(c) => {
+                        list.push(c);
+                        true
+                    }
+                    None => false,
+                },
+                _ => false,
+            }
+        };
         let mut rx = self.phase.subscribe();
         let _ = rx.wait_for(|p| *p != Phase::Freezing).await;
         if *rx.borrow() == Phase::Committed {
             std::future::pending::<()>().await;
         }
+        marked
     }
 
     /// Asks for a re-exec. None if too many are queued already.
@@ -152,7 +167,12 @@ impl Handoff {
         self.phase.send_replace(Phase::Freezing);
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            let parked = self.parked.lock().unwrap_or_else(|e| e.into_inner()).len();
+            let parked = self
+                .parked
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_ref()
+                .map_or(0, Vec::len);
             let live = self.live.load(Ordering::SeqCst);
             if parked >= live {
                 break;
@@ -166,18 +186,17 @@ impl Handoff {
             }
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
+        // Closed: from now on a connection that parks is not carried.
         self.parked
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .clone()
+            .take()
+            .unwrap_or_default()
     }
 
     /// The re-exec was abandoned: parked connections go on here.
     pub fn resume(&self) {
-        self.parked
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
+        *self.parked.lock().unwrap_or_else(|e| e.into_inner()) = Some(Vec::new());
         self.phase.send_replace(Phase::Running);
     }
 

@@ -68,6 +68,8 @@ pub enum RegistryError {
     },
     #[error("logd is shutting down")]
     ShuttingDown,
+    #[error("logd is handing over to a new process (re-exec); try again")]
+    Reexec,
     #[error("the domain actor holding {0} stopped unexpectedly")]
     DomainGone(PathBuf),
     #[error("reading log {path} failed: the worker panicked")]
@@ -85,6 +87,7 @@ impl RegistryError {
             RegistryError::Busy { .. } => ErrorCode::Busy,
             RegistryError::NameMismatch { .. } => ErrorCode::InvalidArgument,
             RegistryError::ShuttingDown => ErrorCode::ShuttingDown,
+            RegistryError::Reexec => ErrorCode::Busy,
             RegistryError::DomainGone(_) | RegistryError::Worker { .. } => ErrorCode::Internal,
             RegistryError::Domain(DomainError::File(e))
             | RegistryError::Domain(DomainError::Stream(S::File(e))) => match e {
@@ -127,6 +130,9 @@ pub struct Registry {
     /// Open paths (and paths with an append in flight) and their owner.
     paths: HashMap<PathBuf, DomainKey>,
     shutting_down: bool,
+    /// Frozen for a re-exec: requests are refused (only a connection left behind by the
+    /// parking can still send one) so nothing changes after the state is taken.
+    frozen: bool,
 }
 
 /// The mailbox bound of a domain actor (actix's default).
@@ -146,6 +152,7 @@ impl Registry {
             domains: HashMap::new(),
             paths: HashMap::new(),
             shutting_down: false,
+            frozen: false,
         }
         .start();
         let _ = REGISTRY.set(addr.clone());
@@ -160,6 +167,9 @@ impl Registry {
     ) -> Result<(DomainKey, Addr<Domain>), RegistryError> {
         if self.shutting_down {
             return Err(RegistryError::ShuttingDown);
+        }
+        if self.frozen {
+            return Err(RegistryError::Reexec);
         }
         let key = DomainKey {
             driver: id.driver.as_str().into(),
@@ -249,6 +259,9 @@ impl Registry {
         Domain: Handler<M>,
         F: FnOnce() -> Result<T, rotate::RotateError> + Send + 'static,
     {
+        if self.frozen {
+            return Box::pin(fut::ready(Err(RegistryError::Reexec)));
+        }
         match self.hold_owner(&path) {
             Some((key, addr)) => {
                 let req = ask(&addr, path, msg);
@@ -385,6 +398,9 @@ impl Handler<Append> for Registry {
             rotate: self.rotate,
             message: msg.message,
         };
+        if self.frozen {
+            return Box::pin(fut::ready(Err(RegistryError::Reexec)));
+        }
         // An open log is appended through its own domain, whoever asks; otherwise the named
         // domain claims the path for the duration of the write.
         if let Some((key, addr)) = self.hold_owner(&msg.path) {
@@ -473,6 +489,9 @@ impl Handler<RemoveConsole> for Registry {
     type Result = ResponseActFuture<Self, Result<(), RegistryError>>;
 
     fn handle(&mut self, msg: RemoveConsole, _: &mut Context<Self>) -> Self::Result {
+        if self.frozen {
+            return Box::pin(fut::ready(Err(RegistryError::Reexec)));
+        }
         let key = DomainKey {
             driver: msg.domain.driver.as_str().into(),
             uuid: msg.domain.uuid,
@@ -553,6 +572,10 @@ impl Handler<Subscriber> for Registry {
     type Result = ResponseFuture<Result<(), WireError>>;
 
     fn handle(&mut self, msg: Subscriber, _: &mut Context<Self>) -> Self::Result {
+        if self.frozen {
+            let e = RegistryError::Reexec.to_wire();
+            return Box::pin(async move { Err(e) });
+        }
         let reqs: Vec<_> = self
             .domains
             .values()
@@ -775,42 +798,33 @@ impl Handler<Freeze> for Registry {
     type Result = ResponseFuture<Result<Vec<crate::state::DomainState>, String>>;
 
     fn handle(&mut self, _: Freeze, _: &mut Context<Self>) -> Self::Result {
-        let domains: Vec<_> = self
-            .domains
-            .iter()
-            .map(|(k, e)| {
-                let st = crate::state::DomainState {
+        self.frozen = true;
+        // Every domain is asked at once: they freeze in parallel on their workers, and the
+        // answers come back together (one wake-up, not one per domain).
+        let (out, all) = crate::fanin::fanin(self.domains.len());
+        for (k, e) in &self.domains {
+            e.addr.do_send(domain::Freeze {
+                state: crate::state::DomainState {
                     driver: k.driver.to_string(),
                     uuid: k.uuid,
                     name: e.name.to_string(),
                     since_ms: e.since_ms,
                     streams: Vec::new(),
-                };
-                (st, e.addr.clone())
-            })
-            .collect();
+                },
+                out: out.clone(),
+            });
+        }
+        drop(out);
         Box::pin(async move {
-            // Every domain is asked at once: they freeze in parallel on their workers, and the
-            // blackout is as short as the slowest worker's share.
-            let reqs: Vec<_> = domains
-                .into_iter()
-                .map(|(st, addr)| (st, addr.send(domain::Freeze)))
-                .collect();
-            let mut out = Vec::with_capacity(reqs.len());
-            for (mut st, req) in reqs {
-                match req.await {
-                    Ok(Ok(streams)) => {
-                        // A domain whose last stream closed meanwhile is left behind.
-                        if !streams.is_empty() {
-                            st.streams = streams;
-                            out.push(st);
-                        }
-                    }
-                    Ok(Err(e)) => return Err(e),
-                    Err(_) => {} // stopped meanwhile: nothing to carry
+            let mut domains = Vec::new();
+            for r in all.await.unwrap_or_default() {
+                let d = r?;
+                // A domain whose last stream closed meanwhile is left behind.
+                if !d.streams.is_empty() {
+                    domains.push(d);
                 }
             }
-            Ok(out)
+            Ok(domains)
         })
     }
 }
@@ -827,26 +841,24 @@ impl Handler<Thaw> for Registry {
     type Result = ResponseFuture<()>;
 
     fn handle(&mut self, msg: Thaw, _: &mut Context<Self>) -> Self::Result {
-        let reqs: Vec<_> = self
-            .domains
-            .values()
-            .map(|e| {
-                e.addr.send(domain::Thaw {
-                    carried: msg.carried,
-                })
-            })
-            .collect();
+        self.frozen = false;
+        let (done, all) = crate::fanin::fanin(0);
+        for e in self.domains.values() {
+            e.addr.do_send(domain::Thaw {
+                carried: msg.carried,
+                done: done.clone(),
+            });
+        }
+        drop(done);
         Box::pin(async move {
-            for r in reqs {
-                let _ = r.await;
-            }
+            let _ = all.await;
         })
     }
 }
 
-/// Take over the domains a previous process carried: start each (frozen) on a worker and
-/// rebuild its streams from their inherited fds. Answers once every domain is rebuilt, or with
-/// the first failure.
+/// Take over the domains a previous process carried: start each (frozen) on a worker, which
+/// rebuilds its streams from their inherited fds there. Answers once every domain is rebuilt,
+/// or with the first failure.
 #[derive(Message)]
 #[rtype(result = "Result<(), String>")]
 pub struct Adopt {
@@ -859,16 +871,13 @@ impl Handler<Adopt> for Registry {
 
     fn handle(&mut self, msg: Adopt, _: &mut Context<Self>) -> Self::Result {
         use crate::state::StreamState;
-        let mut reqs = Vec::with_capacity(msg.domains.len());
+        let t0 = std::time::Instant::now();
+        let (out, all) = crate::fanin::fanin(msg.domains.len());
         for d in msg.domains {
             let key = DomainKey {
                 driver: d.driver.as_str().into(),
                 uuid: d.uuid,
             };
-            let worker = &self.workers[self.next_worker % self.workers.len()];
-            self.next_worker = self.next_worker.wrapping_add(1);
-            let name = d.name.clone();
-            let addr = Domain::start_in_arbiter(worker, move |_| Domain::restored(&name));
             let mut consoles = Vec::new();
             for s in &d.streams {
                 let path = match s {
@@ -880,31 +889,41 @@ impl Handler<Adopt> for Registry {
                 };
                 self.paths.insert(path, key.clone());
             }
+            let worker = &self.workers[self.next_worker % self.workers.len()];
+            self.next_worker = self.next_worker.wrapping_add(1);
+            let claims = d.streams.len() as u32;
+            let (name, since_ms) = (d.name.clone(), d.since_ms);
+            let (inherited, out) = (msg.inherited.clone(), out.clone());
+            let addr = Domain::start_in_arbiter(worker, move |_| {
+                let mut domain = Domain::restored(&d.name);
+                out.push(
+                    domain
+                        .restore(&d.streams, &inherited)
+                        .map_err(|e| format!("domain {}: {e}", d.name)),
+                );
+                domain
+            });
             self.domains.insert(
                 key,
                 DomainEntry {
-                    name: d.name.as_str().into(),
-                    addr: addr.clone(),
-                    claims: d.streams.len() as u32,
-                    since_ms: d.since_ms,
+                    name: name.as_str().into(),
+                    addr,
+                    claims,
+                    since_ms,
                     consoles,
                 },
             );
-            let req = addr.send(domain::Restore {
-                streams: d.streams,
-                inherited: msg.inherited.clone(),
-            });
-            reqs.push((d.name, req));
         }
+        drop(out);
+        tracing::debug!(
+            us = t0.elapsed().as_micros() as u64,
+            "take-over: every domain started"
+        );
         Box::pin(async move {
-            for (name, r) in reqs {
-                match r.await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => return Err(format!("domain {name}: {e}")),
-                    Err(_) => return Err(format!("domain {name}: its actor stopped")),
-                }
+            match all.await {
+                Ok(results) => results.into_iter().collect(),
+                Err(_) => Err("the domains' answers were lost".into()),
             }
-            Ok(())
         })
     }
 }

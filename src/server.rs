@@ -285,32 +285,37 @@ impl Connection {
 
     /// Parks the connection for a re-exec; returns if the re-exec is abandoned.
     async fn park(&mut self, mode: ConnMode) {
-        let mut carrier = Carrier::out();
-        let fd = carrier.fd(&self.stream);
-        if let Err(e) = carrier.finish() {
-            tracing::warn!(cause = %e, "this connection cannot be carried; it closes with this process");
-            let mut rx_wait = std::pin::pin!(async {
-                while self.shared.handoff.phase() == Phase::Freezing {
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-            });
-            (&mut rx_wait).await;
-            return;
-        }
         let endpoint = match self.shared.endpoint {
             Endpoint::Main => ConnEndpoint::Main,
             Endpoint::Admin => ConnEndpoint::Admin,
         };
-        let conn = ConnState {
-            fd,
-            endpoint,
-            mode,
-            pending: self.buf.to_vec(),
-        };
-        self.shared.handoff.park(conn).await;
-        let mut back = Carrier::back();
-        back.fd(&self.stream);
-        let _ = back.finish();
+        let (stream, buf) = (&self.stream, &self.buf);
+        let marked = self
+            .shared
+            .handoff
+            .clone()
+            .park(|| {
+                let mut carrier = Carrier::out();
+                let fd = carrier.fd(stream);
+                match carrier.finish() {
+                    Ok(_) => Some(ConnState {
+                        fd,
+                        endpoint,
+                        mode,
+                        pending: buf.to_vec(),
+                    }),
+                    Err(e) => {
+                        tracing::warn!(cause = %e, "this connection cannot be carried; it closes with this process");
+                        None
+                    }
+                }
+            })
+            .await;
+        if marked {
+            let mut back = Carrier::back();
+            back.fd(&self.stream);
+            let _ = back.finish();
+        }
     }
 
     /// The handshake. Ok(false): refused (told why).
