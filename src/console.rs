@@ -189,7 +189,7 @@ impl Console {
     /// Sets the console up: log, guest side, listeners. Must run on the thread that will drive
     /// it. With [`GuestPlan::Fd`] returns the guest's end of the socketpair.
     pub fn open(cfg: ConsoleConfig) -> Result<(Console, Option<OwnedFd>), ConsoleError> {
-        let sink = LogSink::open(&cfg.log, cfg.rotate, cfg.truncate)?;
+        let sink = LogSink::open(cfg.log.as_path().into(), cfg.rotate, cfg.truncate)?;
         let mut guest = None;
         let mut guest_fd = None;
         let mode = match &cfg.guest {
@@ -314,6 +314,7 @@ impl Console {
     /// thread that will drive it.
     pub fn restore(
         st: &crate::state::ConsoleState,
+        path: std::sync::Arc<Path>,
         inherited: &crate::state::Inherited,
     ) -> Result<Console, crate::stream::RestoreError> {
         use crate::state::GuestState as G;
@@ -323,7 +324,7 @@ impl Console {
             let what = what(w);
             move |source| RestoreError::Register { what, source }
         };
-        let sink = LogSink::restore(&st.sink, inherited)?;
+        let sink = LogSink::restore(&st.sink, path, inherited)?;
         let unix_listener = |fd: OwnedFd| {
             let l = std::os::unix::net::UnixListener::from(fd);
             l.set_nonblocking(true)

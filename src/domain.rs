@@ -77,7 +77,8 @@ impl Stream {
 
 /// A guest's actor.
 pub struct Domain {
-    name: Box<str>,
+    /// Shared with the registry's entry.
+    name: Arc<str>,
     /// Slots, so a stream keeps its index for its pump while others come and go; each with a
     /// number that tells a new stream in a reused slot from the one before.
     streams: Vec<Option<(u32, Stream)>>,
@@ -88,9 +89,9 @@ pub struct Domain {
 }
 
 impl Domain {
-    pub fn new(name: &str) -> Self {
+    pub fn new(name: Arc<str>) -> Self {
         Domain {
-            name: name.into(),
+            name,
             streams: Vec::new(),
             next_id: 0,
             epoch: 0,
@@ -98,7 +99,7 @@ impl Domain {
     }
 
     /// A domain carried over from the previous process: frozen until [`Thaw`].
-    pub fn restored(name: &str) -> Self {
+    pub fn restored(name: Arc<str>) -> Self {
         Domain {
             epoch: 1,
             ..Domain::new(name)
@@ -146,6 +147,9 @@ impl Domain {
                 i
             }
             None => {
+                // One slot at a time: most domains have one stream, and a slot is a few
+                // hundred bytes (Vec's first growth would make room for four).
+                self.streams.reserve_exact(1);
                 self.streams.push(Some((id, stream)));
                 self.streams.len() - 1
             }
@@ -223,7 +227,8 @@ impl ActorFuture<Domain> for Pump {
 #[derive(Message)]
 #[rtype(result = "Result<(Position, OwnedFd), DomainError>")]
 pub struct OpenStream {
-    pub path: PathBuf,
+    /// Shared with the registry's table of open paths.
+    pub path: Arc<Path>,
     pub rotate: RotateConfig,
     pub truncate: bool,
 }
@@ -233,7 +238,7 @@ impl Handler<OpenStream> for Domain {
 
     fn handle(&mut self, msg: OpenStream, ctx: &mut Context<Self>) -> Self::Result {
         let _e = self.span().entered();
-        let (stream, w) = LogStream::open(&msg.path, msg.rotate, msg.truncate)?;
+        let (stream, w) = LogStream::open(msg.path.clone(), msg.rotate, msg.truncate)?;
         let position = stream.position();
         self.add(Stream::Pipe(stream), ctx);
         tracing::info!(path = %msg.path.display(), %position, truncate = msg.truncate, "log opened");
@@ -540,15 +545,16 @@ impl Domain {
     pub fn restore(
         &mut self,
         streams: &[crate::state::StreamState],
+        paths: Vec<Arc<Path>>,
         inherited: &crate::state::Inherited,
     ) -> Result<(), String> {
         use crate::state::StreamState;
-        for st in streams {
+        for (st, path) in streams.iter().zip(paths) {
             let stream = match st {
-                StreamState::Pipe(p) => LogStream::restore(p, inherited)
+                StreamState::Pipe(p) => LogStream::restore(p, path, inherited)
                     .map(Stream::Pipe)
                     .map_err(|e| format!("log {}: {e}", p.sink.path.display()))?,
-                StreamState::Console(c) => Console::restore(c, inherited)
+                StreamState::Console(c) => Console::restore(c, path, inherited)
                     .map(|c| Stream::Console(Box::new(c)))
                     .map_err(|e| format!("console {}: {e}", c.name))?,
             };

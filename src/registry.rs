@@ -8,7 +8,8 @@
 
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::OnceLock;
 
 use actix::prelude::*;
@@ -105,20 +106,28 @@ impl RegistryError {
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct DomainKey {
-    driver: Box<str>,
+    /// Interned: every domain of a driver shares one string.
+    driver: Arc<str>,
     uuid: Uuid,
 }
 
 struct DomainEntry {
-    name: Box<str>,
+    /// Shared with the domain actor.
+    name: Arc<str>,
     addr: Addr<Domain>,
     /// Paths held open or with a request in flight.
     claims: u32,
     /// When the domain was created, ms since the Unix epoch.
     since_ms: u64,
     /// The names of the domain's consoles (so listing asks only those domains, and a duplicate
-    /// name is refused before anything is claimed).
-    consoles: Vec<Box<str>>,
+    /// name is refused before anything is claimed). Boxed: most domains have none.
+    consoles: Option<Box<Vec<Box<str>>>>,
+}
+
+impl DomainEntry {
+    fn consoles(&self) -> &[Box<str>] {
+        self.consoles.as_deref().map_or(&[], Vec::as_slice)
+    }
 }
 
 /// The domain table.
@@ -127,8 +136,11 @@ pub struct Registry {
     workers: Vec<ArbiterHandle>,
     next_worker: usize,
     domains: HashMap<DomainKey, DomainEntry>,
-    /// Open paths (and paths with an append in flight) and their owner.
-    paths: HashMap<PathBuf, DomainKey>,
+    /// Open paths (and paths with an append in flight) and their owner. The path is shared
+    /// with the stream's file: one copy per log.
+    paths: HashMap<Arc<Path>, DomainKey>,
+    /// The drivers' names, interned.
+    drivers: std::collections::HashSet<Arc<str>>,
     shutting_down: bool,
     /// Frozen for a re-exec: requests are refused (only a connection left behind by the
     /// parking can still send one) so nothing changes after the state is taken.
@@ -151,6 +163,7 @@ impl Registry {
             next_worker: 0,
             domains: HashMap::new(),
             paths: HashMap::new(),
+            drivers: Default::default(),
             shutting_down: false,
             frozen: false,
         }
@@ -159,22 +172,33 @@ impl Registry {
         addr
     }
 
-    /// Claims `path` for the domain, creating the domain if needed.
+    /// The key of a domain (its driver's name interned).
+    fn key(&mut self, driver: &str, uuid: Uuid) -> DomainKey {
+        let driver = match self.drivers.get(driver) {
+            Some(d) => d.clone(),
+            None => {
+                let d: Arc<str> = driver.into();
+                self.drivers.insert(d.clone());
+                d
+            }
+        };
+        DomainKey { driver, uuid }
+    }
+
+    /// Claims `path` for the domain, creating the domain if needed. Returns the path as the
+    /// table keeps it, to be shared with the stream.
     fn claim(
         &mut self,
         id: &DomainId,
-        path: &PathBuf,
-    ) -> Result<(DomainKey, Addr<Domain>), RegistryError> {
+        path: &Path,
+    ) -> Result<(DomainKey, Addr<Domain>, Arc<Path>), RegistryError> {
         if self.shutting_down {
             return Err(RegistryError::ShuttingDown);
         }
         if self.frozen {
             return Err(RegistryError::Reexec);
         }
-        let key = DomainKey {
-            driver: id.driver.as_str().into(),
-            uuid: id.uuid,
-        };
+        let key = self.key(&id.driver, id.uuid);
         if let Some(owner) = self.paths.get(path) {
             let name = self
                 .domains
@@ -182,7 +206,7 @@ impl Registry {
                 .map(|d| d.name.to_string())
                 .unwrap_or_default();
             return Err(RegistryError::Busy {
-                path: path.clone(),
+                path: path.to_owned(),
                 owner: name,
             });
         }
@@ -201,28 +225,31 @@ impl Registry {
             None => {
                 let worker = &self.workers[self.next_worker % self.workers.len()];
                 self.next_worker = self.next_worker.wrapping_add(1);
-                let name = id.name.clone();
-                let addr = Domain::start_in_arbiter(worker, move |_| Domain::new(&name));
+                let name: Arc<str> = id.name.as_str().into();
+                let shared = name.clone();
+                let addr = Domain::start_in_arbiter(worker, move |_| Domain::new(shared));
                 tracing::info!(domain = %id.name, driver = %id.driver, uuid = %id.uuid, "domain created");
                 crate::events::emit(|| EventKind::DomainOpened {
                     domain: id.name.clone(),
                 });
                 self.domains.entry(key.clone()).or_insert(DomainEntry {
-                    name: id.name.as_str().into(),
+                    name,
                     addr,
                     claims: 0,
                     since_ms: crate::sink::unix_ms(std::time::SystemTime::now()),
-                    consoles: Vec::new(),
+                    consoles: None,
                 })
             }
         };
         entry.claims += 1;
+        let addr = entry.addr.clone();
+        let path: Arc<Path> = path.into();
         self.paths.insert(path.clone(), key.clone());
-        Ok((key, entry.addr.clone()))
+        Ok((key, addr, path))
     }
 
     /// Releases the claim on a path.
-    fn release(&mut self, path: &PathBuf) {
+    fn release(&mut self, path: &Path) {
         if let Some(key) = self.paths.remove(path) {
             self.unhold(&key);
         }
@@ -277,7 +304,7 @@ impl Registry {
     }
 
     /// The domain holding `path` open, with one more claim on it (undo with `unhold`).
-    fn hold_owner(&mut self, path: &PathBuf) -> Option<(DomainKey, Addr<Domain>)> {
+    fn hold_owner(&mut self, path: &Path) -> Option<(DomainKey, Addr<Domain>)> {
         let key = self.paths.get(path)?.clone();
         let entry = self.domains.get_mut(&key)?;
         entry.claims += 1;
@@ -307,16 +334,16 @@ impl Handler<Open> for Registry {
     type Result = ResponseActFuture<Self, Result<(Position, OwnedFd), RegistryError>>;
 
     fn handle(&mut self, msg: Open, _: &mut Context<Self>) -> Self::Result {
-        let (_, addr) = match self.claim(&msg.domain, &msg.path) {
+        let (_, addr, shared) = match self.claim(&msg.domain, &msg.path) {
             Ok(c) => c,
             Err(e) => return Box::pin(fut::ready(Err(e))),
         };
         let path = msg.path.clone();
         let req = ask(
             &addr,
-            msg.path.clone(),
+            msg.path,
             domain::OpenStream {
-                path: msg.path,
+                path: shared,
                 rotate: self.rotate,
                 truncate: msg.truncate,
             },
@@ -413,7 +440,7 @@ impl Handler<Append> for Registry {
             );
         }
         let addr = match self.claim(&msg.domain, &msg.path) {
-            Ok((_, a)) => a,
+            Ok((_, a, _)) => a,
             Err(e) => return Box::pin(fut::ready(Err(e))),
         };
         let path = msg.path;
@@ -440,12 +467,9 @@ impl Handler<AddConsole> for Registry {
     fn handle(&mut self, msg: AddConsole, _: &mut Context<Self>) -> Self::Result {
         let mut config = msg.config;
         config.rotate = self.rotate;
-        let key = DomainKey {
-            driver: config.domain.driver.as_str().into(),
-            uuid: config.domain.uuid,
-        };
+        let key = self.key(&config.domain.driver, config.domain.uuid);
         if let Some(e) = self.domains.get(&key) {
-            if e.consoles.iter().any(|n| **n == *config.name) {
+            if e.consoles().iter().any(|n| **n == *config.name) {
                 return Box::pin(fut::ready(Err(RegistryError::Domain(
                     DomainError::ConsoleExists {
                         domain: e.name.to_string(),
@@ -455,7 +479,7 @@ impl Handler<AddConsole> for Registry {
             }
         }
         let name: Box<str> = config.name.as_str().into();
-        let (key, addr) = match self.claim(&config.domain, &config.log) {
+        let (key, addr, _) = match self.claim(&config.domain, &config.log) {
             Ok(c) => c,
             Err(e) => return Box::pin(fut::ready(Err(e))),
         };
@@ -466,7 +490,7 @@ impl Handler<AddConsole> for Registry {
                 match &res {
                     Ok(_) => {
                         if let Some(e) = act.domains.get_mut(&key) {
-                            e.consoles.push(name);
+                            e.consoles.get_or_insert_with(Default::default).push(name);
                         }
                     }
                     Err(_) => act.release(&path),
@@ -492,14 +516,11 @@ impl Handler<RemoveConsole> for Registry {
         if self.frozen {
             return Box::pin(fut::ready(Err(RegistryError::Reexec)));
         }
-        let key = DomainKey {
-            driver: msg.domain.driver.as_str().into(),
-            uuid: msg.domain.uuid,
-        };
+        let key = self.key(&msg.domain.driver, msg.domain.uuid);
         let Some(entry) = self
             .domains
             .get_mut(&key)
-            .filter(|e| e.consoles.iter().any(|n| **n == *msg.name))
+            .filter(|e| e.consoles().iter().any(|n| **n == *msg.name))
         else {
             return Box::pin(fut::ready(Err(RegistryError::Domain(
                 DomainError::NoConsole {
@@ -517,7 +538,9 @@ impl Handler<RemoveConsole> for Registry {
                 let res = match res {
                     Ok(Ok(path)) => {
                         if let Some(e) = act.domains.get_mut(&key) {
-                            e.consoles.retain(|n| *n != console);
+                            if let Some(c) = &mut e.consoles {
+                                c.retain(|n| *n != console);
+                            }
                         }
                         act.release(&path);
                         Ok(())
@@ -544,7 +567,7 @@ impl Handler<ListConsoles> for Registry {
         let reqs: Vec<_> = self
             .domains
             .values()
-            .filter(|e| !e.consoles.is_empty())
+            .filter(|e| !e.consoles().is_empty())
             .map(|e| e.addr.send(domain::ListConsoles))
             .collect();
         Box::pin(async move {
@@ -579,7 +602,7 @@ impl Handler<Subscriber> for Registry {
         let reqs: Vec<_> = self
             .domains
             .values()
-            .filter(|e| !e.consoles.is_empty())
+            .filter(|e| !e.consoles().is_empty())
             .map(|e| {
                 e.addr.send(if msg.kick {
                     domain::SubscriberAction::Kick(msg.id)
@@ -874,31 +897,31 @@ impl Handler<Adopt> for Registry {
         let t0 = std::time::Instant::now();
         let (out, all) = crate::fanin::fanin(msg.domains.len());
         for d in msg.domains {
-            let key = DomainKey {
-                driver: d.driver.as_str().into(),
-                uuid: d.uuid,
-            };
+            let key = self.key(&d.driver, d.uuid);
             let mut consoles = Vec::new();
+            let mut paths = Vec::with_capacity(d.streams.len());
             for s in &d.streams {
-                let path = match s {
-                    StreamState::Pipe(p) => p.sink.path.clone(),
+                let path: Arc<Path> = match s {
+                    StreamState::Pipe(p) => p.sink.path.as_path().into(),
                     StreamState::Console(c) => {
                         consoles.push(c.name.as_str().into());
-                        c.sink.path.clone()
+                        c.sink.path.as_path().into()
                     }
                 };
-                self.paths.insert(path, key.clone());
+                self.paths.insert(path.clone(), key.clone());
+                paths.push(path);
             }
             let worker = &self.workers[self.next_worker % self.workers.len()];
             self.next_worker = self.next_worker.wrapping_add(1);
             let claims = d.streams.len() as u32;
-            let (name, since_ms) = (d.name.clone(), d.since_ms);
+            let (name, since_ms): (Arc<str>, _) = (d.name.as_str().into(), d.since_ms);
+            let shared = name.clone();
             let (inherited, out) = (msg.inherited.clone(), out.clone());
             let addr = Domain::start_in_arbiter(worker, move |_| {
-                let mut domain = Domain::restored(&d.name);
+                let mut domain = Domain::restored(shared);
                 out.push(
                     domain
-                        .restore(&d.streams, &inherited)
+                        .restore(&d.streams, paths, &inherited)
                         .map_err(|e| format!("domain {}: {e}", d.name)),
                 );
                 domain
@@ -906,11 +929,11 @@ impl Handler<Adopt> for Registry {
             self.domains.insert(
                 key,
                 DomainEntry {
-                    name: name.as_str().into(),
+                    name,
                     addr,
                     claims,
                     since_ms,
-                    consoles,
+                    consoles: (!consoles.is_empty()).then(|| Box::new(consoles)),
                 },
             );
         }

@@ -116,7 +116,8 @@ impl std::error::Error for WriteFailure {
 /// Kept small on purpose: the daemon holds one per stream, and most streams are idle.
 /// No buffer: every write goes to the kernel at once.
 pub struct RotatingFile {
-    path: Box<Path>,
+    /// Shared with the registry's table of open paths (one copy per log).
+    path: std::sync::Arc<Path>,
     /// `None` after a failure, until `reopen` succeeds.
     file: Option<File>,
     cfg: RotateConfig,
@@ -139,14 +140,25 @@ impl RotatingFile {
     /// than `max_size` is rotated right away, before the first write. The last bytes of an existing
     /// file are read to know where its last newline is, so a cut can honour it.
     pub fn open(path: &Path, cfg: RotateConfig, truncate: bool) -> Result<Self, RotateError> {
+        Self::open_shared(path.into(), cfg, truncate)
+    }
+
+    /// [`open`](Self::open), keeping `path` (shared with whoever else holds it) instead of a copy.
+    pub fn open_shared(
+        path: std::sync::Arc<Path>,
+        cfg: RotateConfig,
+        truncate: bool,
+    ) -> Result<Self, RotateError> {
         if cfg.max_size == 0 {
-            return Err(RotateError::ZeroMaxSize { path: path.into() });
+            return Err(RotateError::ZeroMaxSize {
+                path: path.to_path_buf(),
+            });
         }
         if truncate {
-            remove_all(path, cfg.max_backups)?;
+            remove_all(&path, cfg.max_backups)?;
         }
         let mut this = Self {
-            path: path.into(),
+            path,
             file: None,
             cfg,
             inode: 0,
@@ -180,9 +192,13 @@ impl RotatingFile {
 
     /// The file as a previous process left it, with its inherited handle (None: it was
     /// unwritable, and the next write retries it). Nothing is opened or read.
-    pub fn restore(state: &crate::state::SinkState, file: Option<File>) -> Self {
+    pub fn restore(
+        state: &crate::state::SinkState,
+        path: std::sync::Arc<Path>,
+        file: Option<File>,
+    ) -> Self {
         Self {
-            path: state.path.clone().into(),
+            path,
             file,
             cfg: RotateConfig {
                 max_size: state.max_size.max(1),
@@ -260,6 +276,11 @@ impl RotatingFile {
     }
 
     pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The path, shared.
+    pub fn shared_path(&self) -> &std::sync::Arc<Path> {
         &self.path
     }
 

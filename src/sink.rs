@@ -78,21 +78,31 @@ impl RateMeter {
 /// A rotating file, its retry timer and its counters.
 pub struct LogSink {
     file: RotatingFile,
-    retry_at: Option<Instant>,
     stats: SinkStats,
-    rate_in: RateMeter,
-    rate_out: RateMeter,
+    /// Rates and retry timer, allocated at the first write: an idle log (most of them, with
+    /// thousands of guests) holds none.
+    activity: Option<Box<Activity>>,
     last_error: Option<Box<(String, std::time::SystemTime)>>,
 }
 
+/// What only a log that has been written to needs.
+#[derive(Default)]
+struct Activity {
+    retry_at: Option<Instant>,
+    rate_in: RateMeter,
+    rate_out: RateMeter,
+}
+
 impl LogSink {
-    pub fn open(path: &Path, cfg: RotateConfig, truncate: bool) -> Result<LogSink, RotateError> {
+    pub fn open(
+        path: std::sync::Arc<Path>,
+        cfg: RotateConfig,
+        truncate: bool,
+    ) -> Result<LogSink, RotateError> {
         Ok(LogSink {
-            file: RotatingFile::open(path, cfg, truncate)?,
-            retry_at: None,
+            file: RotatingFile::open_shared(path, cfg, truncate)?,
             stats: SinkStats::default(),
-            rate_in: RateMeter::default(),
-            rate_out: RateMeter::default(),
+            activity: None,
             last_error: None,
         })
     }
@@ -110,6 +120,7 @@ impl LogSink {
     /// The sink as a previous process left it; its counters go on from there.
     pub fn restore(
         state: &crate::state::SinkState,
+        path: std::sync::Arc<Path>,
         inherited: &crate::state::Inherited,
     ) -> Result<LogSink, crate::state::StateError> {
         let file = state
@@ -118,15 +129,13 @@ impl LogSink {
             .map(|fd| inherited.take(fd).map(std::fs::File::from))
             .transpose()?;
         Ok(LogSink {
-            file: RotatingFile::restore(state, file),
-            retry_at: None,
+            file: RotatingFile::restore(state, path, file),
+            activity: None,
             stats: SinkStats {
                 bytes_in: state.bytes_in,
                 bytes_written: state.bytes_written,
                 dropped_disk: state.dropped_disk,
             },
-            rate_in: RateMeter::default(),
-            rate_out: RateMeter::default(),
             last_error: state.last_error.as_ref().map(|(m, t)| {
                 Box::new((m.clone(), std::time::UNIX_EPOCH + Duration::from_millis(*t)))
             }),
@@ -176,7 +185,10 @@ impl LogSink {
 
     /// Input and output rates, bytes per second over the last few seconds.
     pub fn rates(&mut self) -> (u64, u64) {
-        (self.rate_in.per_second(), self.rate_out.per_second())
+        match &mut self.activity {
+            Some(a) => (a.rate_in.per_second(), a.rate_out.per_second()),
+            None => (0, 0),
+        }
     }
 
     /// The last error and when it happened.
@@ -219,34 +231,40 @@ impl LogSink {
     }
 
     fn write_inner(&mut self, data: &[u8]) {
+        let mut act = self.activity.take().unwrap_or_default();
+        self.write_with(&mut act, data);
+        self.activity = Some(act);
+    }
+
+    fn write_with(&mut self, act: &mut Activity, data: &[u8]) {
         self.stats.bytes_in += data.len() as u64;
-        self.rate_in.add(data.len());
+        act.rate_in.add(data.len());
         if !self.file.is_healthy() {
-            if self.retry_at.is_some_and(|t| Instant::now() < t) {
+            if act.retry_at.is_some_and(|t| Instant::now() < t) {
                 self.dropped(data.len(), false);
                 return;
             }
             if let Err(e) = self.file.reopen() {
-                self.retry_at = Some(Instant::now() + RETRY_INTERVAL);
+                act.retry_at = Some(Instant::now() + RETRY_INTERVAL);
                 self.dropped(data.len(), true);
                 self.record_error(&e);
                 tracing::debug!(path = %self.path().display(), cause = %e, "log file still unwritable");
                 return;
             }
             tracing::info!(path = %self.path().display(), dropped = self.stats.dropped_disk, "log file writable again");
-            self.retry_at = None;
+            act.retry_at = None;
         }
         match self.file.write(data) {
             Ok(()) => {
                 self.stats.bytes_written += data.len() as u64;
-                self.rate_out.add(data.len());
+                act.rate_out.add(data.len());
             }
             Err(f) => {
                 self.stats.bytes_written += f.written as u64;
-                self.rate_out.add(f.written);
+                act.rate_out.add(f.written);
+                act.retry_at = Some(Instant::now() + RETRY_INTERVAL);
                 self.record_error(&f.error);
                 self.dropped(data.len() - f.written, true);
-                self.retry_at = Some(Instant::now() + RETRY_INTERVAL);
                 tracing::warn!(path = %self.path().display(), cause = %f.error, dropped = data.len() - f.written, "cannot write log file; dropping bytes until it works again");
             }
         }

@@ -76,11 +76,12 @@ impl LogStream {
     /// (the pipe registers with that thread's event loop). Returns the stream and the pipe's
     /// write end, for the client.
     pub fn open(
-        path: &Path,
+        path: std::sync::Arc<Path>,
         cfg: RotateConfig,
         truncate: bool,
     ) -> Result<(LogStream, OwnedFd), StreamError> {
         let sink = LogSink::open(path, cfg, truncate)?;
+        let path = sink.path();
         let (r, w, size) = pipe::create().map_err(|source| StreamError::Pipe {
             path: path.to_owned(),
             source,
@@ -116,9 +117,10 @@ impl LogStream {
     /// the thread that will drive it.
     pub fn restore(
         state: &crate::state::PipeState,
+        path: std::sync::Arc<Path>,
         inherited: &crate::state::Inherited,
     ) -> Result<LogStream, RestoreError> {
-        let sink = crate::sink::LogSink::restore(&state.sink, inherited)?;
+        let sink = crate::sink::LogSink::restore(&state.sink, path, inherited)?;
         let fd = inherited.take(&state.fd)?;
         Ok(LogStream {
             pipe: register(fd, &state.sink.path)?,
