@@ -121,12 +121,12 @@ struct DomainEntry {
     since_ms: u64,
     /// The names of the domain's consoles (so listing asks only those domains, and a duplicate
     /// name is refused before anything is claimed). Boxed: most domains have none.
-    consoles: Option<Box<Vec<Box<str>>>>,
+    consoles: Option<Box<[Box<str>]>>,
 }
 
 impl DomainEntry {
     fn consoles(&self) -> &[Box<str>] {
-        self.consoles.as_deref().map_or(&[], Vec::as_slice)
+        self.consoles.as_deref().unwrap_or(&[])
     }
 }
 
@@ -490,7 +490,9 @@ impl Handler<AddConsole> for Registry {
                 match &res {
                     Ok(_) => {
                         if let Some(e) = act.domains.get_mut(&key) {
-                            e.consoles.get_or_insert_with(Default::default).push(name);
+                            let mut names = e.consoles().to_vec();
+                            names.push(name);
+                            e.consoles = Some(names.into_boxed_slice());
                         }
                     }
                     Err(_) => act.release(&path),
@@ -538,9 +540,13 @@ impl Handler<RemoveConsole> for Registry {
                 let res = match res {
                     Ok(Ok(path)) => {
                         if let Some(e) = act.domains.get_mut(&key) {
-                            if let Some(c) = &mut e.consoles {
-                                c.retain(|n| *n != console);
-                            }
+                            let names: Vec<_> = e
+                                .consoles()
+                                .iter()
+                                .filter(|n| **n != console)
+                                .cloned()
+                                .collect();
+                            e.consoles = (!names.is_empty()).then(|| names.into_boxed_slice());
                         }
                         act.release(&path);
                         Ok(())
@@ -933,7 +939,7 @@ impl Handler<Adopt> for Registry {
                     addr,
                     claims,
                     since_ms,
-                    consoles: (!consoles.is_empty()).then(|| Box::new(consoles)),
+                    consoles: (!consoles.is_empty()).then(|| consoles.into_boxed_slice()),
                 },
             );
         }
