@@ -8,13 +8,14 @@
 //! The stream never closes the pipe because of the disk: it writes through a
 //! [`LogSink`](crate::sink::LogSink), which drops and counts what the file cannot take, and the
 //! stream keeps draining the pipe.
-#![allow(unsafe_code)] // one block: registering the pipe with tokio
+#![allow(unsafe_code)] // registering the pipe with tokio; the read buffer's mapping
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::io::ErrorKind;
 use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use logd_protocol::Position;
 use tokio::io::unix::AsyncFd;
@@ -31,8 +32,100 @@ pub const READ_CHUNK: usize = MAX_PIPE_SIZE;
 const READS_PER_POLL: usize = 4;
 
 thread_local! {
-    /// The one read buffer of this thread, shared by every stream it drives.
-    static READ_BUF: RefCell<Box<[u8]>> = RefCell::new(vec![0u8; READ_CHUNK].into_boxed_slice());
+    /// The one read buffer of this thread, shared by every stream it drives. Allocated at the
+    /// first read, and given back after [`BUFFER_IDLE`] without a read: a flood's megabyte does
+    /// not stay resident once the thread's streams are idle again.
+    static READ_BUF: RefCell<Option<MappedBuf>> = const { RefCell::new(None) };
+    /// When this thread last read into its buffer.
+    static LAST_READ: Cell<Option<Instant>> = const { Cell::new(None) };
+}
+
+/// How long a thread's read buffer outlives the thread's last read.
+const BUFFER_IDLE: Duration = Duration::from_secs(2);
+
+/// Runs `f` with this thread's read buffer (allocating it if it was given back).
+fn with_read_buf<R>(f: impl FnOnce(&mut [u8]) -> R) -> R {
+    READ_BUF.with_borrow_mut(|b| {
+        let buf = b.get_or_insert_with(|| {
+            give_back_when_idle();
+            MappedBuf::new(READ_CHUNK)
+        });
+        LAST_READ.set(Some(Instant::now()));
+        f(buf.as_mut_slice())
+    })
+}
+
+/// The first `n` bytes of this thread's read buffer (what the last read put there).
+fn with_read_data<R>(n: usize, f: impl FnOnce(&[u8]) -> R) -> R {
+    READ_BUF.with_borrow(|b| f(&b.as_ref().expect("a read just filled it").as_slice()[..n]))
+}
+
+/// A read buffer mapped straight from the kernel, so that freeing it gives its pages back
+/// (from the allocator, a freed megabyte may stay resident in the thread's arena).
+struct MappedBuf {
+    ptr: std::ptr::NonNull<u8>,
+    len: usize,
+}
+
+impl MappedBuf {
+    fn new(len: usize) -> MappedBuf {
+        use nix::sys::mman::{mmap_anonymous, MapFlags, ProtFlags};
+        let size = std::num::NonZeroUsize::new(len).expect("a read buffer is not empty");
+        // SAFETY: a fresh private anonymous mapping at an address of the kernel's choosing
+        // aliases nothing; it is unmapped exactly once, in Drop.
+        let mapped = unsafe {
+            mmap_anonymous(
+                None,
+                size,
+                ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+                MapFlags::MAP_PRIVATE,
+            )
+        };
+        match mapped {
+            Ok(p) => MappedBuf { ptr: p.cast(), len },
+            Err(e) => panic!("cannot map a {len}-byte read buffer: {e}"),
+        }
+    }
+
+    fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: the mapping is `len` bytes, readable and writable, owned by self; the
+        // borrow of self keeps it mapped and unaliased for the slice's lifetime.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        // SAFETY: as above, shared.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for MappedBuf {
+    fn drop(&mut self) {
+        // SAFETY: the mapping was made in `new` with this length and is unmapped only here.
+        let _ = unsafe { nix::sys::mman::munmap(self.ptr.cast(), self.len) };
+    }
+}
+
+/// Starts a task on this thread that frees its read buffer once no read has used it for
+/// [`BUFFER_IDLE`]. It sleeps until that moment (moved on by later reads), and ends with the
+/// buffer: an idle daemon has no timer running.
+fn give_back_when_idle() {
+    actix_rt::spawn(async {
+        loop {
+            let due = LAST_READ.get().map(|t| t + BUFFER_IDLE);
+            match due {
+                Some(due) if due > Instant::now() => {
+                    tokio::time::sleep_until(due.into()).await;
+                }
+                _ => {
+                    tracing::debug!("read buffer idle; given back");
+                    READ_BUF.with_borrow_mut(|b| *b = None);
+                    LAST_READ.set(None);
+                    return;
+                }
+            }
+        }
+    });
 }
 
 /// Why a stream could not be opened.
@@ -173,12 +266,11 @@ impl LogStream {
                 }
                 Poll::Pending => return Poll::Pending,
             };
-            let res =
-                READ_BUF.with_borrow_mut(|buf| guard.try_io(|inner| read(inner.get_ref(), buf)));
+            let res = with_read_buf(|buf| guard.try_io(|inner| read(inner.get_ref(), buf)));
             drop(guard);
             let res = match res {
                 Ok(Ok(n)) if n > 0 => {
-                    READ_BUF.with_borrow(|buf| self.consume_from_pipe(&buf[..n]));
+                    with_read_data(n, |data| self.consume_from_pipe(data));
                     Some(Ok(n))
                 }
                 Ok(r) => Some(r),
@@ -203,9 +295,9 @@ impl LogStream {
     /// Empties the pipe into the file now, without waiting. Returns true if the pipe is at EOF.
     pub fn drain(&mut self) -> bool {
         loop {
-            match READ_BUF.with_borrow_mut(|buf| read(self.pipe.get_ref(), buf)) {
+            match with_read_buf(|buf| read(self.pipe.get_ref(), buf)) {
                 Ok(0) => return true,
-                Ok(n) => READ_BUF.with_borrow(|buf| self.consume_from_pipe(&buf[..n])),
+                Ok(n) => with_read_data(n, |data| self.consume_from_pipe(data)),
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(_) => return false, // EAGAIN: empty for now
             }

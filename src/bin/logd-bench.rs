@@ -16,10 +16,10 @@
 //! Every figure is one line `name: value unit` on stdout; progress and notes go to stderr.
 //! MB is 10^6 bytes; CPU-s/GiB is CPU time per 2^30 bytes moved, from the /proc tick counters
 //! (1/CLK_TCK s each, so a 1 GiB transfer at 2 GB/s is read to about ±2%). The ratios
-//! (`*_vs_baseline*` in %, `*_cpu_vs_*` in x, `idle5000_vs_alone`,
-//! `console_fanout_64_vs_one_stream_64k`) come last. Each scenario run starts a fresh
-//! `logd` (max_size 2 MiB, 3 backups, default workers, `RUST_LOG` unset) in its own directory,
-//! and kills it after.
+//! (`*_vs_baseline*` in %, `*_cpu_vs_*` in x, `idle5000_vs_alone`, `idle10000_vs_alone`,
+//! `open_rate_10000_vs_10`, `console_fanout_64_vs_one_stream_64k`) come last. Each scenario run
+//! starts a fresh `logd` (max_size 2 MiB, 3 backups, default workers, `RUST_LOG` unset) in its
+//! own directory, and kills it after.
 //!
 //! The scenarios (their names prefix their figures):
 //! - `baseline_64k`, `baseline_100b`: the limit logd is compared to, with no daemon: in this
@@ -31,8 +31,22 @@
 //! - `one_stream_64k`, `one_stream_100b`: one domain writes the same amount through logd, then
 //!   asks for `position()`, which answers only once logd has drained the pipe into the file.
 //!   CPU is the daemon's (`/proc/PID/stat`, all threads) over the transfer.
+//! - `baseline_16_streams`: 16 `baseline_64k` loops at once, each with its own pipe, writer
+//!   thread, reader thread and rotating file; 1 GiB in all (quick: 256 MiB), 1/16 in each. The
+//!   time runs until every reader has every byte; CPU is the readers' threads' summed, each from
+//!   `CLOCK_THREAD_CPUTIME_ID` (/proc's whole ticks would lose most of 16 short counts).
+//! - `streams_16`: the same amount through one logd: 16 domains, one log each, written at once by
+//!   16 threads in 64 KiB writes; the time runs from the first write until `position()` has
+//!   answered for every log; CPU is the daemon's. The admin snapshot must count every byte in
+//!   and on disk in each stream. Also the daemon's VmRSS before the flood (the domains open),
+//!   its peak (VmHWM) and its VmRSS 3 s after every stream was closed (`_rss_before`,
+//!   `_peak_rss`, `_rss_after`, in KiB).
 //! - `idle5000_one_stream_64k`: 5,000 idle domains are opened first (a log and a pipe each, write
 //!   ends kept open, nothing written), timing the opens, then the `one_stream_64k` transfer runs.
+//! - `idle10000_one_stream_64k`: the same with 10,000 idle domains (fewer if the fd limit says
+//!   so). `open_rate_at_10` is opens/s over opens 1–100 and `open_rate_at_10000` over the last
+//!   100; then, the machine quiet and every domain idle, the daemon's CPU is sampled over 5 s
+//!   (quick: 2 s): `idle_cpu_10000`, in CPU-s per s (a note gives its context switches too).
 //! - `rss_per_idle_domain_1000`, `rss_per_idle_domain_10000`: the daemon's VmRSS before opening
 //!   any domain and after opening that many idle ones; also MemAvailable for the 10,000 case.
 //! - `console_fanout_1`, `_8`, `_64`: a console (`GuestSide::Fd`, log on, raw, no replay) whose
@@ -80,7 +94,7 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, Barrier};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -122,15 +136,27 @@ const QUIET_WAIT: Duration = Duration::from_secs(20);
 const QUIET_WAIT_QUICK: Duration = Duration::from_secs(5);
 /// How long a client call may wait for logd (a position() drains at most one full pipe).
 const CALL_TIMEOUT: Duration = Duration::from_secs(60);
+/// The concurrent streams of `baseline_16_streams` and `streams_16`.
+const STREAMS: usize = 16;
+/// How long `streams_16` waits after closing its streams before it reads the daemon's VmRSS:
+/// logd gives a worker's read buffer back 2 s after its last read.
+const AFTER_FLOOD: Duration = Duration::from_secs(3);
+/// How long `idle10000_one_stream_64k` samples the daemon's CPU with every domain idle (resp.
+/// with --quick).
+const IDLE_CPU_WINDOW: Duration = Duration::from_secs(5);
+const IDLE_CPU_WINDOW_QUICK: Duration = Duration::from_secs(2);
 
 /// Every scenario, in the order they run; `--only` picks among these names.
-const SCENARIOS: [&str; 17] = [
+const SCENARIOS: [&str; 20] = [
     "baseline_64k",
     "baseline_64k_pipe1m",
     "one_stream_64k",
     "baseline_100b",
     "one_stream_100b",
+    "baseline_16_streams",
+    "streams_16",
     "idle5000_one_stream_64k",
+    "idle10000_one_stream_64k",
     "rss_per_idle_domain_1000",
     "rss_per_idle_domain_10000",
     "console_fanout_1",
@@ -209,8 +235,25 @@ fn run(args: Args) -> Result<()> {
             one_stream(&mut b, "one_stream_100b", 100, size_100b)?;
         }
     }
+    if b.selected("baseline_16_streams") {
+        baseline_streams(&mut b, "baseline_16_streams", size_64k)?;
+    }
+    if b.selected("streams_16") {
+        streams_flood(&mut b, "streams_16", size_64k)?;
+    }
     if b.selected("idle5000_one_stream_64k") {
-        idle_then_stream(&mut b, 5000, size_64k)?;
+        let rates = ["open_rate_first_100", "open_rate_at_5000"];
+        idle_then_stream(&mut b, 5000, size_64k, rates, None)?;
+    }
+    if b.selected("idle10000_one_stream_64k") {
+        let rates = ["open_rate_at_10", "open_rate_at_10000"];
+        let window = if b.quick {
+            IDLE_CPU_WINDOW_QUICK
+        } else {
+            IDLE_CPU_WINDOW
+        };
+        let idle_cpu = Some(("idle_cpu_10000", window));
+        idle_then_stream(&mut b, 10_000, size_64k, rates, idle_cpu)?;
     }
     if b.selected("rss_per_idle_domain_1000") {
         rss_per_idle_domain(&mut b, 1000)?;
@@ -303,29 +346,289 @@ fn one_stream(b: &mut Bench, name: &str, chunk: usize, total: u64) -> Result<()>
     Ok(())
 }
 
-/// `idle5000_one_stream_64k`: `idle` idle domains, then the `one_stream_64k` transfer.
-fn idle_then_stream(b: &mut Bench, idle: usize, total: u64) -> Result<()> {
-    let name = "idle5000_one_stream_64k";
-    let idle = b.domains_that_fit(idle, name);
+/// `idleN_one_stream_64k`: `idle` idle domains (fewer if the fd limit says so), then the
+/// `one_stream_64k` transfer. The opens go one at a time on one connection; `rates` names the
+/// figures for opens/s over the first 100 and over the last 100. With `idle_cpu` (a figure's
+/// name and a window), the daemon's CPU is sampled over that window once the opens are done and
+/// the machine is quiet, with every domain idle: the figure is in CPU-s per s, and ought to be 0.
+fn idle_then_stream(
+    b: &mut Bench,
+    idle: usize,
+    total: u64,
+    rates: [&str; 2],
+    idle_cpu: Option<(&str, Duration)>,
+) -> Result<()> {
+    let name = format!("idle{idle}_one_stream_64k");
+    let idle = b.domains_that_fit(idle, &name);
     let mut runs = Vec::new();
-    let (mut first_100, mut last_100) = (Vec::new(), Vec::new());
+    let (mut first_100, mut last_100, mut idle_busy) = (Vec::new(), Vec::new(), Vec::new());
     for run in 1..=b.runs {
-        let daemon = b.daemon(name)?;
+        let daemon = b.daemon(&name)?;
         let mut client = daemon.client()?;
         b.wait_for_quiet(Some(&daemon))?;
-        let domains = IdleDomains::open(&mut client, idle).with_context(|| daemon.failed(name))?;
+        let domains = IdleDomains::open(&mut client, idle).with_context(|| daemon.failed(&name))?;
+        let last = (idle.saturating_sub(99).max(1), idle);
         first_100.push(domains.open_rate(1, 100.min(idle)));
-        last_100.push(domains.open_rate(idle.saturating_sub(99).max(1), idle));
+        last_100.push(domains.open_rate(last.0, last.1));
+        if let Some((_, window)) = idle_cpu {
+            // A rate over 100 opens takes in any preemption among them: the median single open
+            // says whether the opens themselves got slower.
+            let us = |from, to| domains.median_open(from, to).as_secs_f64() * 1e6;
+            note(format!(
+                "{name} run {run}/{}: {idle} domains opened in {:.1} s; the median open took \
+                 {:.0} µs among opens 1–20 and {:.0} µs among opens {}–{}",
+                b.runs,
+                domains.elapsed().as_secs_f64(),
+                us(1, 20.min(idle)),
+                us(last.0, last.1),
+                last.0,
+                last.1
+            ));
+            settle();
+            b.wait_for_quiet(Some(&daemon))?;
+            let (cpu0, switches0) = (daemon.cpu_seconds()?, daemon.context_switches()?);
+            let start = Instant::now();
+            std::thread::sleep(window);
+            let seconds = start.elapsed().as_secs_f64();
+            let cpu = daemon.cpu_seconds()? - cpu0;
+            let switches = daemon.context_switches()? - switches0;
+            note(format!(
+                "{name} run {run}/{}: with every domain idle for {seconds:.1} s, logd used \
+                 {cpu:.2} CPU-s and its threads were switched in {switches} times",
+                b.runs
+            ));
+            idle_busy.push(cpu / seconds);
+        }
         b.wait_for_quiet(Some(&daemon))?;
         let t = logd_transfer(&daemon, &mut client, 64 * 1024, total)
-            .with_context(|| daemon.failed(name))?;
+            .with_context(|| daemon.failed(&name))?;
+        b.progress(&name, run, &t);
+        runs.push(t);
+    }
+    b.transfer_figures(&name, &runs);
+    b.figure(rates[0], median(&first_100), "opens/s");
+    b.figure(rates[1], median(&last_100), "opens/s");
+    if let Some((figure, _)) = idle_cpu {
+        b.figure(figure, median(&idle_busy), "CPU-s/s");
+    }
+    Ok(())
+}
+
+/// `baseline_16_streams`: [`STREAMS`] baseline loops at once in this process, each a writer
+/// thread, a pipe of the kernel's default size and a reader thread appending to its own rotating
+/// file; `total` bytes in all, in 64 KiB writes. The time runs until every reader has every byte;
+/// CPU is the readers' threads', summed.
+fn baseline_streams(b: &mut Bench, name: &str, total: u64) -> Result<()> {
+    let mut runs = Vec::new();
+    for run in 1..=b.runs {
+        let dir = TempDir::new(&b.dir, name)?;
+        b.wait_for_quiet(None)?;
+        let (t, pipes) =
+            baseline_streams_transfer(dir.path(), 64 * 1024, total).context(name.to_owned())?;
         b.progress(name, run, &t);
+        note(format!(
+            "{name} run {run}/{}: {STREAMS} streams; {}",
+            b.runs,
+            pipes.describe()
+        ));
         runs.push(t);
     }
     b.transfer_figures(name, &runs);
-    b.figure("open_rate_first_100", median(&first_100), "opens/s");
-    b.figure("open_rate_at_5000", median(&last_100), "opens/s");
     Ok(())
+}
+
+/// `streams_16`: [`STREAMS`] domains in one logd, one log each, written at once by as many
+/// threads in 64 KiB writes, `total` bytes in all. The time runs from the first write until
+/// `position()` has answered for every log; CPU is the daemon's. Also the daemon's VmRSS before
+/// the flood (with the domains open), its peak (VmHWM, since it started), and its VmRSS
+/// [`AFTER_FLOOD`] after every stream is closed. The admin snapshot must count every byte in
+/// and on disk in each stream.
+fn streams_flood(b: &mut Bench, name: &str, total: u64) -> Result<()> {
+    let mut runs = Vec::new();
+    let (mut before, mut peak, mut after) = (Vec::new(), Vec::new(), Vec::new());
+    for run in 1..=b.runs {
+        let daemon = b.daemon(name)?;
+        let mut client = daemon.client()?;
+        let r = flood_run(b, &daemon, &mut client, total).with_context(|| daemon.failed(name))?;
+        b.progress(name, run, &r.transfer);
+        note(format!(
+            "{name} run {run}/{}: {STREAMS} streams; {}; logd's VmRSS {} KiB before, peak {} KiB, \
+             {} KiB {:.0} s after closing every stream",
+            b.runs,
+            r.pipes.describe(),
+            r.rss_before,
+            r.peak_rss,
+            r.rss_after,
+            AFTER_FLOOD.as_secs_f64()
+        ));
+        before.push(r.rss_before as f64);
+        peak.push(r.peak_rss as f64);
+        after.push(r.rss_after as f64);
+        runs.push(r.transfer);
+    }
+    b.transfer_figures(name, &runs);
+    b.figure(&format!("{name}_peak_rss"), median(&peak), "KiB");
+    b.figure(&format!("{name}_rss_before"), median(&before), "KiB");
+    b.figure(&format!("{name}_rss_after"), median(&after), "KiB");
+    Ok(())
+}
+
+/// What one `streams_16` run measured.
+struct FloodRun {
+    transfer: Transfer,
+    pipes: PipeSizes,
+    /// The daemon's VmRSS with the domains open, before the flood, in KiB.
+    rss_before: u64,
+    /// Its VmHWM after the flood, in KiB.
+    peak_rss: u64,
+    /// Its VmRSS [`AFTER_FLOOD`] after the streams were closed, in KiB.
+    rss_after: u64,
+}
+
+/// One `streams_16` run on a fresh daemon.
+fn flood_run(b: &Bench, daemon: &Daemon, client: &mut Client, total: u64) -> Result<FloodRun> {
+    let per_stream = total / STREAMS as u64;
+    let logs: Vec<(String, String)> = (0..STREAMS)
+        .map(|i| {
+            (
+                format!("bench-flood-{i:02}"),
+                format!("bench/flood-{i:02}.log"),
+            )
+        })
+        .collect();
+    let pipes = logs
+        .iter()
+        .map(|(domain, path)| {
+            let (_, fd) = client
+                .open_log(
+                    DomainId::from_name("qemu", domain),
+                    path,
+                    OpenFlags::default(),
+                )
+                .with_context(|| format!("opening {path}"))?;
+            Ok(File::from(fd))
+        })
+        .collect::<Result<Vec<File>>>()?;
+    settle();
+    b.wait_for_quiet(Some(daemon))?;
+    let rss_before = daemon.rss_kib()?;
+
+    let cpu0 = daemon.cpu_seconds()?;
+    let others0 = others_cpu_seconds(Some(daemon))?;
+    let (start, pipes) = concurrent_writes(pipes, 64 * 1024, per_stream)?;
+    for (_, path) in &logs {
+        client
+            .position(path)
+            .with_context(|| format!("asking for the position of {path}"))?;
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    let cpu_seconds = daemon.cpu_seconds()? - cpu0;
+    let others_busy = (others_cpu_seconds(Some(daemon))? - others0) / seconds;
+    let peak_rss = daemon.peak_rss_kib()?;
+    let sizes = PipeSizes::of(&pipes)?;
+
+    // Every byte in, every byte on disk, in each stream.
+    let admin = logd::config::admin_socket_for(&daemon.socket);
+    let snap = timed_snapshot(&admin)?.snapshot;
+    for (domain, path) in &logs {
+        let stream = snap
+            .domains
+            .iter()
+            .filter(|d| d.id.name == *domain)
+            .flat_map(|d| &d.streams)
+            .find(|s| s.path.ends_with(path.as_str()))
+            .with_context(|| format!("the admin snapshot does not list {path}"))?;
+        ensure!(
+            stream.bytes_in == per_stream && stream.bytes_written == per_stream,
+            "{path}: {per_stream} bytes written into its pipe, logd took in {} and wrote {} \
+             ({} dropped)",
+            stream.bytes_in,
+            stream.bytes_written,
+            stream.dropped_disk
+        );
+    }
+    drop(snap);
+
+    drop(pipes);
+    std::thread::sleep(AFTER_FLOOD);
+    let rss_after = daemon.rss_kib()?;
+    Ok(FloodRun {
+        transfer: Transfer {
+            bytes: per_stream * STREAMS as u64,
+            seconds,
+            cpu_seconds,
+            others_busy,
+            pipe_size: None,
+        },
+        pipes: sizes,
+        rss_before,
+        peak_rss,
+        rss_after,
+    })
+}
+
+/// Writes `per_pipe` bytes into each pipe at once, one thread per pipe, in `chunk`-byte writes.
+/// Returns when the first write began (every thread is started by then) and the pipes, still
+/// open.
+fn concurrent_writes(
+    pipes: Vec<File>,
+    chunk: usize,
+    per_pipe: u64,
+) -> Result<(Instant, Vec<File>)> {
+    let go = Arc::new(Barrier::new(pipes.len() + 1));
+    let writers: Vec<JoinHandle<std::io::Result<File>>> = pipes
+        .into_iter()
+        .map(|mut pipe| {
+            let go = Arc::clone(&go);
+            std::thread::spawn(move || {
+                go.wait();
+                write_chunks(&mut pipe, chunk, per_pipe)?;
+                Ok(pipe)
+            })
+        })
+        .collect();
+    go.wait();
+    let start = Instant::now();
+    let pipes = writers
+        .into_iter()
+        .map(|w| {
+            w.join()
+                .map_err(|_| anyhow!("a writer thread panicked"))?
+                .context("writing into a pipe")
+        })
+        .collect::<Result<Vec<File>>>()?;
+    Ok((start, pipes))
+}
+
+/// The capacities of several pipes at the end of a transfer.
+struct PipeSizes {
+    min: usize,
+    max: usize,
+}
+
+impl PipeSizes {
+    fn of(pipes: &[File]) -> Result<PipeSizes> {
+        let sizes = pipes
+            .iter()
+            .map(pipe_capacity)
+            .collect::<Result<Vec<_>>>()?;
+        Ok(PipeSizes {
+            min: sizes.iter().copied().min().unwrap_or(0),
+            max: sizes.iter().copied().max().unwrap_or(0),
+        })
+    }
+
+    fn describe(&self) -> String {
+        if self.min == self.max {
+            format!("every pipe {} KiB at the end", self.max / 1024)
+        } else {
+            format!(
+                "pipes {}–{} KiB at the end",
+                self.min / 1024,
+                self.max / 1024
+            )
+        }
+    }
 }
 
 /// `rss_per_idle_domain_N`: the daemon's VmRSS before and after opening `count` idle domains;
@@ -533,9 +836,17 @@ fn comparisons(b: &mut Bench) {
         ("one_stream_64k", "one_stream_64k", "baseline_64k_pipe1m", "vs_baseline_pipe1m"),
         ("one_stream_100b", "one_stream_100b", "baseline_100b", "vs_baseline"),
         ("idle5000", "idle5000_one_stream_64k", "one_stream_64k", "vs_alone"),
+        ("idle10000", "idle10000_one_stream_64k", "one_stream_64k", "vs_alone"),
+        ("streams_16", "streams_16", "baseline_16_streams", "vs_baseline"),
     ];
     for (prefix, num, den, suffix) in pairs {
         compare(b, prefix, num, den, suffix);
+    }
+    // Issue 6, target 3: opening the 10,000th domain costs no more than opening the 10th.
+    if let (Some(late), Some(early)) = (b.get("open_rate_at_10000"), b.get("open_rate_at_10")) {
+        if early > 0.0 {
+            b.figure("open_rate_10000_vs_10", late / early * 100.0, "%");
+        }
     }
     // Issue 6, target 6: 64 subscribers at no less than half the single-stream file throughput.
     let name = "console_fanout_64_vs_one_stream_64k";
@@ -627,31 +938,14 @@ fn baseline_transfer(
     total: u64,
     pipe_size: Option<u64>,
 ) -> Result<Transfer> {
-    let mut file = RotatingFile::open(&dir.join("baseline.log"), ROTATE, true)
+    let file = RotatingFile::open(&dir.join("baseline.log"), ROTATE, true)
         .context("opening the baseline's log")?;
     let (r, w) = nix::unistd::pipe().context("creating the baseline's pipe")?;
     if let Some(size) = pipe_size {
         fcntl(&r, FcntlArg::F_SETPIPE_SZ(size as i32))
             .with_context(|| format!("enlarging the baseline's pipe to {size} bytes"))?;
     }
-    let reader = std::thread::spawn(move || -> Result<(u64, f64)> {
-        let cpu0 = thread_cpu_seconds()?;
-        let mut pipe = File::from(r);
-        let mut buf = vec![0u8; READ_BUF];
-        let mut got = 0u64;
-        loop {
-            let n = match pipe.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e).context("reading the baseline's pipe"),
-            };
-            file.write(&buf[..n])
-                .context("writing the baseline's log")?;
-            got += n as u64;
-        }
-        Ok((got, thread_cpu_seconds()? - cpu0))
-    });
+    let reader = baseline_reader(r, file, thread_cpu_seconds);
     let others0 = others_cpu_seconds(None)?;
     let start = Instant::now();
     let mut pipe = File::from(w);
@@ -674,6 +968,79 @@ fn baseline_transfer(
         others_busy,
         pipe_size: Some(pipe_size),
     })
+}
+
+/// The baseline's reader: a thread that reads `pipe` into a 64 KiB buffer and appends each read
+/// to `file` until EOF. It returns the bytes it read and its CPU time, from `cpu_clock`.
+fn baseline_reader(
+    pipe: OwnedFd,
+    mut file: RotatingFile,
+    cpu_clock: fn() -> Result<f64>,
+) -> JoinHandle<Result<(u64, f64)>> {
+    std::thread::spawn(move || -> Result<(u64, f64)> {
+        let cpu0 = cpu_clock()?;
+        let mut pipe = File::from(pipe);
+        let mut buf = vec![0u8; READ_BUF];
+        let mut got = 0u64;
+        loop {
+            let n = match pipe.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e).context("reading the baseline's pipe"),
+            };
+            file.write(&buf[..n])
+                .context("writing the baseline's log")?;
+            got += n as u64;
+        }
+        Ok((got, cpu_clock()? - cpu0))
+    })
+}
+
+/// [`STREAMS`] baseline loops at once: each a pipe of the kernel's default size, a reader thread
+/// appending it to its own rotating file in `dir`, and a writer thread putting `total /
+/// STREAMS` bytes into it in `chunk`-byte writes. CPU is the reader threads', summed, each from
+/// [`thread_cpu_seconds_exact`]: /proc counts a thread's time in whole ticks (10 ms), and with
+/// 16 readers of a few ms each that would lose most of it.
+fn baseline_streams_transfer(
+    dir: &Path,
+    chunk: usize,
+    total: u64,
+) -> Result<(Transfer, PipeSizes)> {
+    let per_stream = total / STREAMS as u64;
+    let (mut readers, mut pipes) = (Vec::new(), Vec::new());
+    for i in 0..STREAMS {
+        let file = RotatingFile::open(&dir.join(format!("baseline-{i:02}.log")), ROTATE, true)
+            .context("opening a baseline's log")?;
+        let (r, w) = nix::unistd::pipe().context("creating a baseline's pipe")?;
+        readers.push(baseline_reader(r, file, thread_cpu_seconds_exact));
+        pipes.push(File::from(w));
+    }
+    let others0 = others_cpu_seconds(None)?;
+    let (start, pipes) = concurrent_writes(pipes, chunk, per_stream)?;
+    let sizes = PipeSizes::of(&pipes)?;
+    drop(pipes);
+    let mut cpu_seconds = 0.0;
+    for (i, reader) in readers.into_iter().enumerate() {
+        let (got, cpu) = reader
+            .join()
+            .map_err(|_| anyhow!("a baseline's reader thread panicked"))??;
+        ensure!(
+            got == per_stream,
+            "baseline reader {i} got {got} bytes of {per_stream}"
+        );
+        cpu_seconds += cpu;
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    let others_busy = (others_cpu_seconds(None)? - others0) / seconds;
+    let t = Transfer {
+        bytes: per_stream * STREAMS as u64,
+        seconds,
+        cpu_seconds,
+        others_busy,
+        pipe_size: None,
+    };
+    Ok((t, sizes))
 }
 
 /// Opens a log on `daemon`, writes `total` bytes into its pipe in `chunk`-byte writes, and waits
@@ -819,6 +1186,21 @@ impl IdleDomains {
         };
         let took = self.done_at[last - 1] - begin;
         (last + 1 - first) as f64 / took.as_secs_f64()
+    }
+
+    /// The median time one open took among opens `first..=last` (1-based).
+    fn median_open(&self, first: usize, last: usize) -> Duration {
+        let took: Vec<f64> = (first.max(1)..=last)
+            .map(|i| {
+                let begin = if i == 1 {
+                    Duration::ZERO
+                } else {
+                    self.done_at[i - 2]
+                };
+                (self.done_at[i - 1] - begin).as_secs_f64()
+            })
+            .collect();
+        Duration::from_secs_f64(median(&took))
     }
 
     fn elapsed(&self) -> Duration {
@@ -2045,6 +2427,24 @@ impl Daemon {
         kib_field(&status, key).with_context(|| format!("no {key} in {path}"))
     }
 
+    /// Context switches of every thread of the daemon so far (voluntary and not): a daemon
+    /// that sleeps has no CPU to show, but a timer that wakes it shows here. Threads that end
+    /// while they are counted are left out.
+    fn context_switches(&self) -> Result<u64> {
+        let dir = format!("/proc/{}/task", self.pid());
+        let tasks = fs::read_dir(&dir).with_context(|| format!("listing {dir}"))?;
+        Ok(tasks
+            .flatten()
+            .filter_map(|t| fs::read_to_string(t.path().join("status")).ok())
+            .map(|status| {
+                ["voluntary_ctxt_switches:", "nonvoluntary_ctxt_switches:"]
+                    .iter()
+                    .filter_map(|key| kib_field(&status, key))
+                    .sum::<u64>()
+            })
+            .sum())
+    }
+
     fn fd_count(&self) -> Result<usize> {
         let path = format!("/proc/{}/fd", self.pid());
         Ok(fs::read_dir(&path)
@@ -2375,6 +2775,14 @@ fn others_cpu_seconds(daemon: Option<&Daemon>) -> Result<f64> {
 /// The CPU time of the calling thread.
 fn thread_cpu_seconds() -> Result<f64> {
     stat_cpu_seconds("/proc/thread-self/stat")
+}
+
+/// The CPU time of the calling thread, to the nanosecond (`CLOCK_THREAD_CPUTIME_ID`), where
+/// [`thread_cpu_seconds`] counts whole ticks.
+fn thread_cpu_seconds_exact() -> Result<f64> {
+    let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID)
+        .context("clock_gettime(CLOCK_THREAD_CPUTIME_ID)")?;
+    Ok(Duration::from(t).as_secs_f64())
 }
 
 fn clock_ticks() -> Result<f64> {
