@@ -352,36 +352,6 @@ fn the_33rd_subscriber_is_refused() {
     assert_eq!(s.info()["subscribers"], 32);
 }
 
-/// The guest's burst: 100,000 numbered 64-byte lines, then "BURST DONE\r\n".
-fn burst() -> Vec<u8> {
-    let mut v = Vec::with_capacity(6_400_012);
-    for i in 0..100_000 {
-        v.extend_from_slice(
-            format!("{i:08} abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzab\n").as_bytes(),
-        );
-    }
-    v.extend_from_slice(b"BURST DONE\r\n");
-    v
-}
-
-/// A subscriber that reads everything on a thread.
-fn reader(port: u16) -> (TcpStream, Arc<Mutex<Vec<u8>>>) {
-    let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    let mut r = s.try_clone().unwrap();
-    let got = Arc::new(Mutex::new(Vec::new()));
-    let sink = got.clone();
-    std::thread::spawn(move || {
-        let mut buf = vec![0u8; 1 << 16];
-        while let Ok(n) = r.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            sink.lock().unwrap().extend_from_slice(&buf[..n]);
-        }
-    });
-    (s, got)
-}
-
 /// A subscriber that connects with a tiny receive buffer and never reads.
 fn stalled(port: u16) -> TcpStream {
     use nix::sys::socket::{
@@ -422,7 +392,7 @@ fn bursts_rotate_exactly_and_a_stalled_subscriber_costs_the_guest_nothing() {
     let port = s.add(&["--guest-listen", "b.sock", "--log", "b.log"]);
     let _q = s.qemu_listen("b.sock");
     s.wait_log("b.log", BANNER.as_bytes(), 1, T);
-    let (mut writer, got) = reader(port);
+    let (mut writer, got) = tcp_reader(port);
     wait_count(&got, BANNER.as_bytes(), 1, T);
     let limit = Duration::from_secs(300);
 

@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -170,6 +171,19 @@ impl Daemon {
         let c = logd_protocol::client::Client::connect(&self.socket).expect("connect");
         c.set_timeout(Some(Duration::from_secs(30))).unwrap();
         c
+    }
+
+    /// Opens a log through the protocol; returns the write end of its pipe.
+    pub fn open_pipe(&self, domain: &str, log: &str) -> std::fs::File {
+        let (_, fd) = self
+            .client()
+            .open_log(
+                logd_protocol::DomainId::from_name("qemu", domain),
+                log,
+                logd_protocol::OpenFlags::default(),
+            )
+            .expect("open the log");
+        std::fs::File::from(fd)
     }
 
     /// Path of a log under the root.
@@ -578,4 +592,34 @@ pub fn count(hay: &[u8], needle: &[u8]) -> usize {
 pub fn qemu(img: &Path, chardev: &str) -> Proc {
     let args = qemu_args(img, Some(chardev));
     Proc::spawn("qemu", Command::new(&args[0]).args(&args[1..]))
+}
+
+/// The guest's burst: 100,000 numbered 64-byte lines, then "BURST DONE\r\n".
+pub fn burst() -> Vec<u8> {
+    let mut v = Vec::with_capacity(6_400_012);
+    for i in 0..100_000 {
+        v.extend_from_slice(
+            format!("{i:08} abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzab\n").as_bytes(),
+        );
+    }
+    v.extend_from_slice(b"BURST DONE\r\n");
+    v
+}
+
+/// A TCP subscriber whose bytes a thread collects.
+pub fn tcp_reader(port: u16) -> (TcpStream, Arc<Mutex<Vec<u8>>>) {
+    let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut r = s.try_clone().unwrap();
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let sink = got.clone();
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 1 << 16];
+        while let Ok(n) = r.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock().unwrap().extend_from_slice(&buf[..n]);
+        }
+    });
+    (s, got)
 }

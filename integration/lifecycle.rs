@@ -20,16 +20,21 @@ fn recv_state(sock: &UnixDatagram) -> String {
     String::from_utf8_lossy(&buf[..n]).into_owned()
 }
 
-/// `Type=notify`: READY=1 once logd serves, STOPPING=1 when it shuts down.
-#[test]
-fn notifies_systemd_when_ready_and_when_stopping() {
+/// A logd with a fake notify socket: its directory, the socket systemd would read, logd's
+/// main socket, and the process.
+fn notified_logd() -> (
+    tempfile::TempDir,
+    UnixDatagram,
+    std::path::PathBuf,
+    std::process::Child,
+) {
     let dir = tempfile::tempdir().unwrap();
     let notify = dir.path().join("notify.sock");
     let sock = UnixDatagram::bind(&notify).unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(20)))
         .unwrap();
     let socket = dir.path().join("logd.sock");
-    let mut child = Command::new(LOGD)
+    let child = Command::new(LOGD)
         .arg("--socket")
         .arg(&socket)
         .arg("--log-root")
@@ -38,6 +43,13 @@ fn notifies_systemd_when_ready_and_when_stopping() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    (dir, sock, socket, child)
+}
+
+/// `Type=notify`: READY=1 once logd serves, STOPPING=1 when it shuts down.
+#[test]
+fn notifies_systemd_when_ready_and_when_stopping() {
+    let (_dir, sock, socket, mut child) = notified_logd();
     let ready = recv_state(&sock);
     assert!(ready.contains("READY=1"), "{ready:?}");
     assert!(
@@ -166,21 +178,7 @@ fn uses_the_sockets_systemd_passes() {
 /// (systemd must know it before the old process exits), then READY=1 from the new one.
 #[test]
 fn a_reexec_tells_systemd_reloading_then_the_new_main_pid() {
-    let dir = tempfile::tempdir().unwrap();
-    let notify = dir.path().join("notify.sock");
-    let sock = UnixDatagram::bind(&notify).unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    let socket = dir.path().join("logd.sock");
-    let mut child = Command::new(LOGD)
-        .arg("--socket")
-        .arg(&socket)
-        .arg("--log-root")
-        .arg(dir.path().join("logs"))
-        .env("NOTIFY_SOCKET", &notify)
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let (dir, sock, _socket, mut child) = notified_logd();
     assert!(recv_state(&sock).contains("READY=1"));
     let old = child.id();
     nix::sys::signal::kill(

@@ -6,13 +6,12 @@
 mod harness;
 
 use std::fs::File;
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::Write;
 use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -137,36 +136,6 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
-/// The guest's burst: 100,000 numbered 64-byte lines, then "BURST DONE\r\n".
-fn burst() -> Vec<u8> {
-    let mut v = Vec::with_capacity(6_400_012);
-    for i in 0..100_000 {
-        v.extend_from_slice(
-            format!("{i:08} abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzab\n").as_bytes(),
-        );
-    }
-    v.extend_from_slice(b"BURST DONE\r\n");
-    v
-}
-
-/// A TCP subscriber whose bytes a thread collects.
-fn subscriber(port: u16) -> (TcpStream, Arc<Mutex<Vec<u8>>>) {
-    let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    let mut r = s.try_clone().unwrap();
-    let got = Arc::new(Mutex::new(Vec::new()));
-    let sink = got.clone();
-    std::thread::spawn(move || {
-        let mut buf = vec![0u8; 1 << 16];
-        while let Ok(n) = r.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            sink.lock().unwrap().extend_from_slice(&buf[..n]);
-        }
-    });
-    (s, got)
-}
-
 /// Acceptance 1: three writers at full speed, a console under a QEMU burst and three TCP
 /// subscribers (a raw one holding the write lock, the real telnet, another raw one); five
 /// SIGUSR1 in a row. No byte is lost or doubled anywhere, nobody is disconnected, the write
@@ -218,7 +187,7 @@ fn five_reexecs_under_full_load_lose_nothing_and_drop_nobody() {
         d.ctl_ok(&["position", "--log", "vm/console.log"]);
         (read_rotated(&console_log, 3) == BANNER).then_some(())
     });
-    let (mut holder, got_a) = subscriber(port);
+    let (mut holder, got_a) = tcp_reader(port);
     wait_for(T, "the write lock holder to join", || {
         let s = stream(&ps(&d), &console_log)?;
         (s["subscribers"].as_array()?.len() == 1).then_some(())
@@ -227,7 +196,7 @@ fn five_reexecs_under_full_load_lose_nothing_and_drop_nobody() {
         "telnet",
         Command::new("telnet").args(["127.0.0.1", &port.to_string()]),
     );
-    let (_other, got_c) = subscriber(port);
+    let (_other, got_c) = tcp_reader(port);
     let before = wait_for(T, "three subscribers", || {
         let s = stream(&ps(&d), &console_log)?;
         (s["subscribers"].as_array()?.len() == 3).then_some(s)
@@ -372,15 +341,7 @@ fn a_replaced_binary_takes_over_at_the_next_reexec() {
         snap["build_id"].as_str().unwrap().len() >= 16,
         "a build id: {snap}"
     );
-    let mut c = d.client();
-    let (_, fd) = c
-        .open_log(
-            DomainId::from_name("qemu", "keep"),
-            "keep.log",
-            OpenFlags::default(),
-        )
-        .unwrap();
-    let mut f = File::from(fd);
+    let mut f = d.open_pipe("keep", "keep.log");
     f.write_all(b"before\n").unwrap();
 
     let first = reexec_by_signal(&d);
@@ -427,15 +388,7 @@ fn a_missing_or_failing_binary_leaves_the_old_daemon_serving() {
     let missing = tmp.path().join("nothing-here/logd");
     let d = Daemon::with_config(&format!("binary = \"{}\"\n", missing.display()));
     let pid = d.pid();
-    let mut c = d.client();
-    let (_, fd) = c
-        .open_log(
-            DomainId::from_name("qemu", "steady"),
-            "steady.log",
-            OpenFlags::default(),
-        )
-        .unwrap();
-    let mut f = File::from(fd);
+    let mut f = d.open_pipe("steady", "steady.log");
     f.write_all(b"one\n").unwrap();
 
     // SIGUSR1 with the configured binary missing.
@@ -514,6 +467,7 @@ fn a_missing_or_failing_binary_leaves_the_old_daemon_serving() {
 fn logdctl_reexec_hands_over_and_keeps_client_connections() {
     let d = Daemon::start();
     let old = d.pid();
+    // One protocol connection, used before and after the re-exec.
     let mut c = d.client();
     let (_, fd) = c
         .open_log(

@@ -325,14 +325,11 @@ impl Console {
             move |source| RestoreError::Register { what, source }
         };
         let sink = LogSink::restore(&st.sink, path, inherited)?;
-        let unix_listener = |fd: OwnedFd| {
-            let l = std::os::unix::net::UnixListener::from(fd);
-            l.set_nonblocking(true)
-                .and_then(|()| UnixListener::from_std(l))
-        };
+        use crate::state::sockets;
         let (plan, mode) = match &st.guest {
             G::Listen { path, listener } => {
-                let l = unix_listener(inherited.take(listener)?).map_err(reg("guest listener"))?;
+                let l = sockets::unix_listener(inherited.take(listener)?)
+                    .map_err(reg("guest listener"))?;
                 (
                     GuestPlan::Listen(path.clone()),
                     GuestMode::Listen {
@@ -351,30 +348,18 @@ impl Console {
             G::Fd => (GuestPlan::Fd, GuestMode::Fd),
         };
         let guest = match &st.guest_conn {
-            Some(fd) => {
-                let s = std::os::unix::net::UnixStream::from(inherited.take(fd)?);
-                Some(
-                    s.set_nonblocking(true)
-                        .and_then(|()| UnixStream::from_std(s))
-                        .map_err(reg("guest"))?,
-                )
-            }
+            Some(fd) => Some(sockets::unix_stream(inherited.take(fd)?).map_err(reg("guest"))?),
             None => None,
         };
         let tcp = match &st.tcp {
             Some((_, fd)) => {
-                let l = std::net::TcpListener::from(inherited.take(fd)?);
-                Some(
-                    l.set_nonblocking(true)
-                        .and_then(|()| TcpListener::from_std(l))
-                        .map_err(reg("TCP listener"))?,
-                )
+                Some(sockets::tcp_listener(inherited.take(fd)?).map_err(reg("TCP listener"))?)
             }
             None => None,
         };
         let unix = match &st.unix {
             Some((_, fd)) => {
-                Some(unix_listener(inherited.take(fd)?).map_err(reg("UNIX listener"))?)
+                Some(sockets::unix_listener(inherited.take(fd)?).map_err(reg("UNIX listener"))?)
             }
             None => None,
         };

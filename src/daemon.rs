@@ -390,9 +390,7 @@ impl Running {
                 .unwrap_or_else(|e| succ.refuse(&e.to_string()))
         };
         let unix = |fd: OwnedFd| {
-            let l = std::os::unix::net::UnixListener::from(fd);
-            l.set_nonblocking(true)
-                .and_then(|()| UnixListener::from_std(l))
+            crate::state::sockets::unix_listener(fd)
                 .unwrap_or_else(|e| succ.refuse(&format!("cannot use an inherited listener: {e}")))
         };
         let lock = LockFile::Carried(std::fs::File::from(take(&state.lock)));
@@ -421,9 +419,7 @@ impl Running {
             );
         }
         let metrics = state.metrics.as_ref().map(|fd| {
-            let l = std::net::TcpListener::from(take(fd));
-            l.set_nonblocking(true)
-                .and_then(|()| tokio::net::TcpListener::from_std(l))
+            crate::state::sockets::tcp_listener(take(fd))
                 .unwrap_or_else(|e| succ.refuse(&format!("cannot use the metrics listener: {e}")))
         });
         let conns: Vec<(ConnState, OwnedFd)> = state
@@ -702,10 +698,7 @@ impl Running {
         let hs = spawned
             .handshake
             .try_clone()
-            .and_then(|s| {
-                s.set_nonblocking(true)?;
-                tokio::net::UnixStream::from_std(s)
-            })
+            .and_then(|s| crate::state::sockets::unix_stream(s.into()))
             .map_err(|e| e.to_string());
         let answer = match &hs {
             Ok(hs) => tokio::time::timeout(READY_TIMEOUT, reexec::recv(hs)).await,

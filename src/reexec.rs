@@ -403,10 +403,7 @@ impl Successor {
         let sock = self
             .handshake
             .try_clone()
-            .and_then(|s| {
-                s.set_nonblocking(true)?;
-                tokio::net::UnixStream::from_std(s)
-            })
+            .and_then(|s| crate::state::sockets::unix_stream(s.into()))
             .map_err(|e| format!("handshake socket: {e}"))?;
         let word = tokio::time::timeout(GO_TIMEOUT, recv(&sock)).await;
         let parent_alive = || nix::unistd::getppid().as_raw() as u32 == self.parent;

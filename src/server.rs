@@ -147,11 +147,7 @@ pub async fn serve(
 /// Serves a client connection a previous process carried over, from where it was parked.
 /// `report` answers a connection that was waiting for its `Reexec` request.
 pub fn resume(conn: &ConnState, fd: OwnedFd, shared: Arc<Shared>, report: Option<AdminResponse>) {
-    let std = std::os::unix::net::UnixStream::from(fd);
-    let stream = match std
-        .set_nonblocking(true)
-        .and_then(|()| UnixStream::from_std(std))
-    {
+    let stream = match crate::state::sockets::unix_stream(fd) {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(cause = %e, "cannot resume a carried client connection");

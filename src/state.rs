@@ -423,6 +423,38 @@ impl Inherited {
     }
 }
 
+/// An inherited socket, registered with this thread's event loop (non-blocking, as tokio needs).
+pub mod sockets {
+    use std::io;
+    use std::os::fd::{AsFd, OwnedFd};
+
+    fn nonblocking<S: From<OwnedFd> + AsFd, T>(
+        fd: OwnedFd,
+        register: impl FnOnce(S) -> io::Result<T>,
+    ) -> io::Result<T> {
+        use nix::fcntl::{fcntl, FcntlArg, OFlag};
+        let flags = OFlag::from_bits_truncate(fcntl(&fd, FcntlArg::F_GETFL)?);
+        fcntl(&fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
+        register(S::from(fd))
+    }
+
+    pub fn unix_listener(fd: OwnedFd) -> io::Result<tokio::net::UnixListener> {
+        nonblocking(fd, tokio::net::UnixListener::from_std)
+    }
+
+    pub fn unix_stream(fd: OwnedFd) -> io::Result<tokio::net::UnixStream> {
+        nonblocking(fd, tokio::net::UnixStream::from_std)
+    }
+
+    pub fn tcp_listener(fd: OwnedFd) -> io::Result<tokio::net::TcpListener> {
+        nonblocking(fd, tokio::net::TcpListener::from_std)
+    }
+
+    pub fn tcp_stream(fd: OwnedFd) -> io::Result<tokio::net::TcpStream> {
+        nonblocking(fd, tokio::net::TcpStream::from_std)
+    }
+}
+
 /// CLOCK_MONOTONIC now, in ns (the same clock in every process of the machine).
 pub fn mono_ns() -> u64 {
     nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)

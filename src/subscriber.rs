@@ -163,15 +163,9 @@ impl Subscriber {
         let fd = inherited.take(&st.fd)?;
         let what = || format!("subscriber {} ({})", st.id, st.peer);
         let sock = if st.tcp {
-            let s = std::net::TcpStream::from(fd);
-            s.set_nonblocking(true)
-                .and_then(|()| TcpStream::from_std(s))
-                .map(Socket::Tcp)
+            crate::state::sockets::tcp_stream(fd).map(Socket::Tcp)
         } else {
-            let s = std::os::unix::net::UnixStream::from(fd);
-            s.set_nonblocking(true)
-                .and_then(|()| UnixStream::from_std(s))
-                .map(Socket::Unix)
+            crate::state::sockets::unix_stream(fd).map(Socket::Unix)
         }
         .map_err(|source| crate::stream::RestoreError::Register {
             what: what(),
