@@ -383,7 +383,7 @@ impl Running {
         };
         since("state read");
         let parent = succ.parent;
-        let inherited = Arc::new(Inherited::default());
+        let inherited = Arc::new(Inherited::for_state(&state));
         let take = |fd: &crate::state::Fd| {
             inherited
                 .take(fd)

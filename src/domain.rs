@@ -479,10 +479,10 @@ impl Handler<Stop> for Domain {
     }
 }
 
-/// Freeze for a re-exec: take in what every source has written so far, stop reading, and
-/// describe every stream (its fds marked to be carried) into `out`, filling in `state`. Until
-/// [`Thaw`], nothing is read or written: what the sources write meanwhile waits in the kernel
-/// for whichever process goes on. Sent with `do_send`: the answers are gathered by [`Fanin`].
+/// Freeze for a re-exec: stop reading, and describe every stream (its fds marked to be
+/// carried) into `out`, filling in `state`. Until [`Thaw`], nothing is read or written: what
+/// the sources write meanwhile waits in the kernel for whichever process goes on. Sent with
+/// `do_send`: the answers are gathered by [`Fanin`].
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Freeze {
@@ -514,22 +514,13 @@ impl Domain {
             let Some((_, s)) = &mut self.streams[slot] else {
                 continue;
             };
+            // No drain: a chunk logd has read is already in its file (writes are synchronous),
+            // and what the source wrote since stays in the kernel, for whichever process reads
+            // next. Reading 10,000 pipes here would only lengthen the blackout.
             match s {
-                Stream::Pipe(p) => {
-                    if p.drain() {
-                        // Every writer has gone: this log closes here, as its pump would have.
-                        if let Some((_, s)) = self.streams[slot].take() {
-                            let path = s.path().to_owned();
-                            drop(s);
-                            registry::notify(StreamClosed { path });
-                        }
-                        continue;
-                    }
-                    out.push(StreamState::Pipe(p.export(&mut carrier)));
-                }
+                Stream::Pipe(p) => out.push(StreamState::Pipe(p.export(&mut carrier))),
                 Stream::Console(c) => {
-                    c.drain();
-                    out.push(StreamState::Console(Box::new(c.export(&mut carrier))));
+                    out.push(StreamState::Console(Box::new(c.export(&mut carrier))))
                 }
             }
         }

@@ -902,6 +902,15 @@ impl Handler<Adopt> for Registry {
         use crate::state::StreamState;
         let t0 = std::time::Instant::now();
         let (out, all) = crate::fanin::fanin(msg.domains.len());
+        // The domains of each worker are started by one closure sent to it, not one each:
+        // 10,000 cross-thread wake-ups would cost more than the rebuilding itself.
+        type Batch = Vec<(
+            actix::dev::channel::AddressReceiver<Domain>,
+            Arc<str>,
+            crate::state::DomainState,
+            Vec<Arc<Path>>,
+        )>;
+        let mut batches: Vec<Batch> = (0..self.workers.len()).map(|_| Vec::new()).collect();
         for d in msg.domains {
             let key = self.key(&d.driver, d.uuid);
             let mut consoles = Vec::new();
@@ -917,31 +926,35 @@ impl Handler<Adopt> for Registry {
                 self.paths.insert(path.clone(), key.clone());
                 paths.push(path);
             }
-            let worker = &self.workers[self.next_worker % self.workers.len()];
+            let worker = self.next_worker % self.workers.len();
             self.next_worker = self.next_worker.wrapping_add(1);
-            let claims = d.streams.len() as u32;
-            let (name, since_ms): (Arc<str>, _) = (d.name.as_str().into(), d.since_ms);
-            let shared = name.clone();
-            let (inherited, out) = (msg.inherited.clone(), out.clone());
-            let addr = Domain::start_in_arbiter(worker, move |_| {
-                let mut domain = Domain::restored(shared);
-                out.push(
-                    domain
-                        .restore(&d.streams, paths, &inherited)
-                        .map_err(|e| format!("domain {}: {e}", d.name)),
-                );
-                domain
-            });
+            let (tx, rx) = actix::dev::channel::channel(DOMAIN_MAILBOX as usize);
+            let name: Arc<str> = d.name.as_str().into();
             self.domains.insert(
                 key,
                 DomainEntry {
-                    name,
-                    addr,
-                    claims,
-                    since_ms,
+                    name: name.clone(),
+                    addr: Addr::new(tx),
+                    claims: d.streams.len() as u32,
+                    since_ms: d.since_ms,
                     consoles: (!consoles.is_empty()).then(|| consoles.into_boxed_slice()),
                 },
             );
+            batches[worker].push((rx, name, d, paths));
+        }
+        for (worker, batch) in self.workers.iter().zip(batches) {
+            let (inherited, out) = (msg.inherited.clone(), out.clone());
+            worker.spawn_fn(move || {
+                for (rx, name, d, paths) in batch {
+                    let mut domain = Domain::restored(name);
+                    out.push(
+                        domain
+                            .restore(&d.streams, paths, &inherited)
+                            .map_err(|e| format!("domain {}: {e}", d.name)),
+                    );
+                    Context::with_receiver(rx).run(domain);
+                }
+            });
         }
         drop(out);
         tracing::debug!(

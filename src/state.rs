@@ -16,10 +16,9 @@
 //! 1; its test fails if version 1's encoding drifts.
 #![allow(unsafe_code)] // one block: adopting the fds inherited from the previous process
 
-use std::collections::HashSet;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use logd_protocol::codec::{self, ProtocolError};
 use logd_protocol::{ConsoleProtocol, DomainId, Uuid, WritePolicy};
@@ -103,6 +102,41 @@ pub struct State {
     pub next_subscriber_id: u64,
     pub domains: Vec<DomainState>,
     pub connections: Vec<ConnState>,
+}
+
+impl State {
+    /// Calls `f` with every fd the state names.
+    pub fn each_fd(&self, f: &mut dyn FnMut(&Fd)) {
+        f(&self.lock);
+        f(&self.main.fd);
+        f(&self.admin.fd);
+        if let Some(m) = &self.metrics {
+            f(m);
+        }
+        for c in &self.connections {
+            f(&c.fd);
+        }
+        for d in &self.domains {
+            for s in &d.streams {
+                match s {
+                    StreamState::Pipe(p) => {
+                        f(&p.fd);
+                        p.sink.file.iter().for_each(&mut *f);
+                    }
+                    StreamState::Console(c) => {
+                        c.sink.file.iter().for_each(&mut *f);
+                        if let GuestState::Listen { listener, .. } = &c.guest {
+                            f(listener);
+                        }
+                        c.guest_conn.iter().for_each(&mut *f);
+                        c.tcp.iter().for_each(|(_, fd)| f(fd));
+                        c.unix.iter().for_each(|(_, fd)| f(fd));
+                        c.subscribers.iter().for_each(|s| f(&s.fd));
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// A listening UNIX socket of the daemon.
@@ -370,16 +404,40 @@ impl Carrier {
     }
 }
 
-/// The fds a state names, adopted by the new process one by one.
-#[derive(Default)]
+/// The fds a state names, adopted by the new process one by one, from any thread.
+///
+/// One flag per fd number, not a locked set: the workers adopt their domains' fds at the same
+/// time, and 20,000 adoptions through one lock would serialize them.
 pub struct Inherited {
-    taken: Mutex<HashSet<RawFd>>,
+    taken: Vec<AtomicBool>,
+    count: AtomicUsize,
+}
+
+impl Default for Inherited {
+    fn default() -> Self {
+        Inherited::up_to(1024)
+    }
 }
 
 impl Inherited {
+    /// For fds numbered below `limit` (a number at or above it is refused as not open).
+    pub fn up_to(limit: usize) -> Inherited {
+        Inherited {
+            taken: (0..limit).map(|_| AtomicBool::new(false)).collect(),
+            count: AtomicUsize::new(0),
+        }
+    }
+
+    /// For every fd a state names.
+    pub fn for_state(state: &State) -> Inherited {
+        let mut max = 0;
+        state.each_fd(&mut |fd| max = max.max(fd.raw));
+        Inherited::up_to(max.max(0) as usize + 1)
+    }
+
     /// How many fds were adopted.
     pub fn count(&self) -> usize {
-        self.taken.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.count.load(Ordering::Relaxed)
     }
 
     /// Adopts a carried fd: checks it is open, not adopted already, and the same file the
@@ -389,14 +447,13 @@ impl Inherited {
         if raw < 0 {
             return Err(StateError::FdClosed { raw });
         }
-        if !self
-            .taken
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(raw)
-        {
+        let Some(flag) = self.taken.get(raw as usize) else {
+            return Err(StateError::FdClosed { raw });
+        };
+        if flag.swap(true, Ordering::AcqRel) {
             return Err(StateError::FdTwice { raw });
         }
+        self.count.fetch_add(1, Ordering::Relaxed);
         // Only fds that are open may be wrapped: ask the kernel first, on the number alone.
         if nix::fcntl::fcntl(
             // SAFETY (of the borrow below): F_GETFD on any number is harmless; the borrow lives
@@ -409,8 +466,8 @@ impl Inherited {
             return Err(StateError::FdClosed { raw });
         }
         // SAFETY: the fd is open (checked just above), it was inherited from the previous
-        // process for exactly this use, and `taken` guarantees no other OwnedFd is made from
-        // it, so it is owned and closed exactly once.
+        // process for exactly this use, and its flag in `taken` guarantees no other OwnedFd is
+        // made from it, so it is owned and closed exactly once.
         let owned = unsafe { OwnedFd::from_raw_fd(raw) };
         let st = nix::sys::stat::fstat(&owned).map_err(|_| StateError::FdClosed { raw })?;
         if st.st_dev != fd.dev || st.st_ino != fd.ino {
