@@ -302,4 +302,39 @@ mod documented_examples {
         want.extend_from_slice(b"\x01\x02vm\x01a\x01");
         assert_eq!(f, want);
     }
+
+    #[test]
+    fn reexec_requests() {
+        use crate::admin::AdminRequest;
+        let f = encode_frame(&AdminRequest::Reexec { binary: None }, MAX_REQUEST_FRAME).unwrap();
+        assert_eq!(f, b"\x00\x00\x00\x02\x06\x00");
+        let f = encode_frame(
+            &AdminRequest::Reexec {
+                binary: Some("/usr/bin/logd".into()),
+            },
+            MAX_REQUEST_FRAME,
+        )
+        .unwrap();
+        assert_eq!(f, b"\x00\x00\x00\x10\x06\x01\x0d/usr/bin/logd");
+    }
+
+    #[test]
+    fn reexeced_response() {
+        use crate::admin::{AdminResponse, ReexecReport};
+        let r = AdminResponse::Reexeced(ReexecReport {
+            at_ms: 1795985682597,
+            from_pid: 1234,
+            to_pid: 1300,
+            error: None,
+            blackout_us: 4100,
+            total_us: 9000,
+            domains: 3,
+            fds: 12,
+        });
+        let f = encode_frame(&r, MAX_ADMIN_FRAME).unwrap();
+        assert_eq!(
+            f,
+            b"\x00\x00\x00\x19\x05\xfd\xa5\xb0\x16\x29\xa2\x01\x00\x00\xfb\xd2\x04\xfb\x14\x05\x00\xfb\x04\x10\xfb\x28\x23\x03\x0c"
+        );
+    }
 }
