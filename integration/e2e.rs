@@ -1092,6 +1092,36 @@ fn idle_exit_waits_for_the_last_log_and_client() {
     assert!(!socket.exists(), "the socket file is removed at exit");
 }
 
+/// A guest that restarts at once reopens its log the moment its old pipe closed: the open is
+/// not refused as busy even when logd has not yet seen the old pipe's EOF. A log whose writer
+/// is still there stays busy.
+#[test]
+fn a_log_reopened_right_after_its_writer_left_is_not_busy() {
+    let d = Daemon::start();
+    let mut c = d.client();
+    for i in 0..200 {
+        let (_, fd) = c
+            .open_log(domain("restarts"), "restarts.log", OpenFlags::default())
+            .unwrap_or_else(|e| panic!("open {i}: {e}"));
+        let mut w = std::fs::File::from(fd);
+        writeln!(w, "boot {i}").unwrap();
+        drop(w);
+    }
+    d.ctl_ok(&["position", "--log", "restarts.log"]);
+    let log = std::fs::read_to_string(d.log("restarts.log")).unwrap();
+    let want: String = (0..200).map(|i| format!("boot {i}\n")).collect();
+    assert_eq!(log, want);
+    // With a writer still holding the pipe, a second open is refused.
+    let (_, fd) = c
+        .open_log(domain("restarts"), "restarts.log", OpenFlags::default())
+        .unwrap();
+    let e = c
+        .open_log(domain("restarts"), "restarts.log", OpenFlags::default())
+        .unwrap_err();
+    assert!(e.to_string().contains("already open"), "{e}");
+    drop(fd);
+}
+
 /// Requests racing with a log's close (EOF, then the domain's removal) still get their answer.
 #[test]
 fn requests_racing_with_a_close_are_answered() {

@@ -197,29 +197,78 @@ impl ActorFuture<Domain> for Pump {
         match pipe.poll_pump(task) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(()) => {
-                let Some((_, stream)) = act.streams[slot].take() else {
-                    return Poll::Ready(());
-                };
-                let stats = stream.sink().stats();
-                let _e = act.span().entered();
-                tracing::info!(
-                    path = %stream.path().display(),
-                    bytes_in = stats.bytes_in,
-                    bytes_written = stats.bytes_written,
-                    dropped = stats.dropped_disk,
-                    rotations = stream.sink().rotations(),
-                    "every writer closed the pipe; log closed"
-                );
-                let path = stream.path().to_owned();
-                drop(stream);
-                events::emit(|| EventKind::LogClosed {
-                    domain: act.name.to_string(),
-                    path: path.display().to_string(),
-                });
-                registry::notify(StreamClosed { path });
+                if let Some(path) = act.close_slot(slot) {
+                    registry::notify(StreamClosed { path });
+                }
                 Poll::Ready(())
             }
         }
+    }
+}
+
+impl Domain {
+    /// Closes the stream in `slot` (every writer has gone); returns its path as the registry
+    /// shares it, for the registry to release.
+    fn close_slot(&mut self, slot: usize) -> Option<Arc<Path>> {
+        let (_, stream) = self.streams.get_mut(slot)?.take()?;
+        let stats = stream.sink().stats();
+        let _e = self.span().entered();
+        tracing::info!(
+            path = %stream.path().display(),
+            bytes_in = stats.bytes_in,
+            bytes_written = stats.bytes_written,
+            dropped = stats.dropped_disk,
+            rotations = stream.sink().rotations(),
+            "every writer closed the pipe; log closed"
+        );
+        let path = stream.sink().shared_path().clone();
+        drop(stream);
+        events::emit(|| EventKind::LogClosed {
+            domain: self.name.to_string(),
+            path: path.display().to_string(),
+        });
+        Some(path)
+    }
+}
+
+/// Asked when a client opens a log this domain holds: if every writer of the log's pipe has
+/// gone (its EOF not seen yet by the pump), the log is closed now, so the new open need not
+/// fail as busy. A guest restarting at once reopens its log this way.
+#[derive(Message)]
+#[rtype(result = "Result<Reaped, DomainError>")]
+pub struct Reap {
+    pub path: PathBuf,
+}
+
+/// What [`Reap`] found.
+pub enum Reaped {
+    /// The log was closed now; its path as the registry shares it.
+    Closed(Arc<Path>),
+    /// A writer still holds the pipe: the log is busy.
+    Live,
+    /// No stream of this domain has the path (it closed a moment ago, and its notice is on the
+    /// way to the registry; or a request for it is in flight).
+    Absent,
+}
+
+impl Handler<Reap> for Domain {
+    type Result = Result<Reaped, DomainError>;
+
+    fn handle(&mut self, msg: Reap, _: &mut Context<Self>) -> Self::Result {
+        let slot = self
+            .streams
+            .iter()
+            .position(|s| matches!(s, Some((_, s)) if s.path() == msg.path));
+        let Some(slot) = slot else {
+            return Ok(Reaped::Absent);
+        };
+        let Some((_, Stream::Pipe(p))) = &mut self.streams[slot] else {
+            return Ok(Reaped::Live); // a console's log: busy while the console exists
+        };
+        if !p.drain() {
+            return Ok(Reaped::Live);
+        }
+        Ok(self.close_slot(slot).map_or(Reaped::Absent, Reaped::Closed))
     }
 }
 

@@ -248,6 +248,18 @@ impl Registry {
         Ok((key, addr, path))
     }
 
+    /// Releases the claim a stream's open made on its path, if that claim is still the one in
+    /// the table (the same shared path).
+    fn release_if_same(&mut self, path: &Arc<Path>) {
+        let same = self
+            .paths
+            .get_key_value(&**path)
+            .is_some_and(|(k, _)| Arc::ptr_eq(k, path));
+        if same {
+            self.release(path);
+        }
+    }
+
     /// Releases the claim on a path.
     fn release(&mut self, path: &Path) {
         if let Some(key) = self.paths.remove(path) {
@@ -334,10 +346,67 @@ impl Handler<Open> for Registry {
     type Result = ResponseActFuture<Self, Result<(Position, OwnedFd), RegistryError>>;
 
     fn handle(&mut self, msg: Open, _: &mut Context<Self>) -> Self::Result {
-        let (_, addr, shared) = match self.claim(&msg.domain, &msg.path) {
-            Ok(c) => c,
+        self.open(msg, REAP_TRIES)
+    }
+}
+
+/// How often an open of a busy path asks its holder whether the log's writers are gone, and
+/// waits between asks when the holder has just closed it (its notice still on the way).
+const REAP_TRIES: u32 = 20;
+const REAP_WAIT: std::time::Duration = std::time::Duration::from_millis(5);
+
+impl Registry {
+    /// Claims the path and opens the stream. A busy path's holder is asked first whether the
+    /// log's writers are all gone (a guest restarting at once reopens its log a moment after
+    /// its old pipe closed, perhaps before logd saw the EOF): if so, the old log is closed and
+    /// the open goes on.
+    fn open(
+        &mut self,
+        msg: Open,
+        tries: u32,
+    ) -> ResponseActFuture<Self, Result<(Position, OwnedFd), RegistryError>> {
+        let busy = match self.claim(&msg.domain, &msg.path) {
+            Ok(c) => return self.open_claimed(c, msg),
+            Err(busy @ RegistryError::Busy { .. }) if tries > 0 => busy,
             Err(e) => return Box::pin(fut::ready(Err(e))),
         };
+        let Some((key, owner)) = self.hold_owner(&msg.path) else {
+            return Box::pin(fut::ready(Err(busy)));
+        };
+        let req = ask(
+            &owner,
+            msg.path.clone(),
+            domain::Reap {
+                path: msg.path.clone(),
+            },
+        );
+        Box::pin(
+            fut::wrap_future(req).then(move |res, act: &mut Registry, _| {
+                act.unhold(&key);
+                let fut: ResponseActFuture<Self, _> = match res {
+                    Ok(domain::Reaped::Closed(path)) => {
+                        act.release_if_same(&path);
+                        act.open(msg, 0)
+                    }
+                    Ok(domain::Reaped::Absent) => Box::pin(
+                        fut::wrap_future(tokio::time::sleep(REAP_WAIT))
+                            .then(move |(), act: &mut Registry, _| act.open(msg, tries - 1)),
+                    ),
+                    Ok(domain::Reaped::Live) | Err(_) => Box::pin(fut::ready(Err(busy))),
+                };
+                fut
+            }),
+        )
+    }
+}
+
+impl Registry {
+    /// Opens the stream of an `Open` whose path is claimed.
+    fn open_claimed(
+        &mut self,
+        (_, addr, shared): (DomainKey, Addr<Domain>, Arc<Path>),
+        msg: Open,
+    ) -> ResponseActFuture<Self, Result<(Position, OwnedFd), RegistryError>> {
         let path = msg.path.clone();
         let req = ask(
             &addr,
@@ -738,14 +807,16 @@ fn process_usage() -> (u64, u64) {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct StreamClosed {
-    pub path: PathBuf,
+    /// The path as the registry shared it when the stream opened: a notice about a stream
+    /// closed earlier never releases a newer claim on the same path.
+    pub path: Arc<Path>,
 }
 
 impl Handler<StreamClosed> for Registry {
     type Result = ();
 
     fn handle(&mut self, msg: StreamClosed, _: &mut Context<Self>) {
-        self.release(&msg.path);
+        self.release_if_same(&msg.path);
     }
 }
 

@@ -146,6 +146,11 @@ impl LogSink {
         self.file.path()
     }
 
+    /// The path, as the registry shares it.
+    pub fn shared_path(&self) -> &std::sync::Arc<Path> {
+        self.file.shared_path()
+    }
+
     pub fn stats(&self) -> SinkStats {
         self.stats
     }
