@@ -56,8 +56,7 @@ impl Setup {
             "console", "add", "--domain", "vm", "--name", name, "--tcp", "0",
         ];
         a.extend_from_slice(args);
-        let out = String::from_utf8(self.d.ctl_ok(&a)).unwrap();
-        out.trim().rsplit(':').next().unwrap().parse().unwrap()
+        port_of(&self.d.ctl_ok(&a))
     }
 
     fn sock(&self, name: &str) -> PathBuf {
@@ -194,14 +193,7 @@ fn connect_mode_and_fd_mode_reach_the_guest() {
     args.extend(qemu_cmd);
     let mut fdq = Proc::spawn("logdctl+qemu", s.d.ctl().args(&args));
     s.wait_log("fd.log", BANNER.as_bytes(), 1, T);
-    let port_line = String::from_utf8(fdq.output()).unwrap();
-    let fd_port: u16 = port_line
-        .trim()
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let fd_port = port_of(&fdq.output());
     let mut w2 = nc(fd_port);
     w2.wait_for(BANNER.as_bytes(), T);
     w2.send(b"fd mode\n");

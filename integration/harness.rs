@@ -310,6 +310,14 @@ pub fn run_bounded(cmd: &mut Command, limit: Duration) -> Output {
     }
 }
 
+/// The TCP port at the end of `logdctl console add`'s output (`ADDR:PORT`).
+pub fn port_of(output: &[u8]) -> u16 {
+    let text = String::from_utf8_lossy(output);
+    let port = text.trim().rsplit(':').next().unwrap_or_default();
+    port.parse()
+        .unwrap_or_else(|_| panic!("no port at the end of {text:?}"))
+}
+
 /// A deterministic, non-repeating byte stream (numbered lines), so any suffix can be checked.
 pub fn numbered_lines(total: usize) -> Vec<u8> {
     let mut v = Vec::with_capacity(total + 64);

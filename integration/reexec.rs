@@ -167,14 +167,7 @@ fn five_reexecs_under_full_load_lose_nothing_and_drop_nobody() {
         "--log",
         "vm/console.log",
     ]);
-    let port: u16 = String::from_utf8(out)
-        .unwrap()
-        .trim()
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let port = port_of(&out);
     let _qemu = qemu(
         &img,
         &format!(

@@ -413,12 +413,6 @@ pub struct Inherited {
     count: AtomicUsize,
 }
 
-impl Default for Inherited {
-    fn default() -> Self {
-        Inherited::up_to(1024)
-    }
-}
-
 impl Inherited {
     /// For fds numbered below `limit` (a number at or above it is refused as not open).
     pub fn up_to(limit: usize) -> Inherited {
@@ -717,7 +711,7 @@ mod tests {
         let flags = FdFlag::from_bits_truncate(fcntl(&a, FcntlArg::F_GETFD).unwrap());
         assert!(flags.contains(FdFlag::FD_CLOEXEC));
 
-        let inherited = Inherited::default();
+        let inherited = Inherited::up_to(1024);
         // The wrong file under a right number is refused and left open.
         let wrong = Fd {
             ino: fa.ino + 1,
@@ -728,7 +722,7 @@ mod tests {
             Err(StateError::FdMismatch { .. })
         ));
         assert!(fcntl(&a, FcntlArg::F_GETFD).is_ok());
-        let inherited = Inherited::default();
+        let inherited = Inherited::up_to(1024);
         let owned = inherited.take(&fb).unwrap();
         std::mem::forget(b); // `owned` is its owner now
         assert!(matches!(
