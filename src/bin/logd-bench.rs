@@ -657,6 +657,14 @@ fn rss_per_idle_domain(b: &mut Bench, count: usize) -> Result<()> {
             b.runs,
             domains.elapsed().as_secs_f64()
         ));
+        if let Some(secs) = std::env::var("LOGD_BENCH_HOLD")
+            .ok()
+            .and_then(|s| s.parse::<u64>().ok())
+        {
+            // For profiling: keep the daemon and its domains for this long.
+            note(format!("{name}: holding pid {} for {secs} s", daemon.pid()));
+            std::thread::sleep(Duration::from_secs(secs));
+        }
         per_domain.push(kib);
         baseline_rss.push(rss0 as f64);
         mem_per_domain.push((mem0 as f64 - mem1 as f64) / n as f64);
