@@ -10,17 +10,20 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-/// A pending yield to the event loop, or none.
+type YieldNow = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// A pending yield to the event loop, or none. Boxed twice, so a stream that is not yielding
+/// spends one pointer on it, not a fat one.
 #[derive(Default)]
-pub struct Yield(Option<Pin<Box<dyn Future<Output = ()> + Send>>>);
+pub struct Yield(Option<Box<YieldNow>>);
 
 impl Yield {
     /// Gives the event loop its turn: the caller returns `Pending` now and is polled again
     /// after the I/O driver has run.
     pub fn start(&mut self, cx: &mut Context<'_>) {
-        let mut f: Pin<Box<dyn Future<Output = ()> + Send>> = Box::pin(tokio::task::yield_now());
+        let mut f: YieldNow = Box::pin(tokio::task::yield_now());
         if f.as_mut().poll(cx).is_pending() {
-            self.0 = Some(f);
+            self.0 = Some(Box::new(f));
         } else {
             cx.waker().wake_by_ref();
         }
@@ -30,7 +33,7 @@ impl Yield {
     pub fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         match &mut self.0 {
             None => Poll::Ready(()),
-            Some(f) => match f.as_mut().poll(cx) {
+            Some(f) => match f.as_mut().as_mut().poll(cx) {
                 Poll::Ready(()) => {
                     self.0 = None;
                     Poll::Ready(())

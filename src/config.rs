@@ -310,11 +310,11 @@ mod tests {
     #[test]
     fn file_values_apply() {
         let c = load_text("max_size = \"64 KiB\"\nmax_backups = 2\nmax_clients = 7\n").unwrap();
-        assert_eq!(c.rotate.max_size, 65536);
+        assert_eq!({ c.rotate.max_size }, 65536);
         assert_eq!(c.rotate.max_backups, 2);
         assert_eq!(c.max_clients, 7);
         let c = load_text("max_size = 8192\n").unwrap();
-        assert_eq!(c.rotate.max_size, 8192);
+        assert_eq!({ c.rotate.max_size }, 8192);
     }
 
     #[test]

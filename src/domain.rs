@@ -79,13 +79,17 @@ impl Stream {
 pub struct Domain {
     /// Shared with the registry's entry.
     name: Arc<str>,
-    /// Slots, so a stream keeps its index for its pump while others come and go; each with a
-    /// number that tells a new stream in a reused slot from the one before.
-    streams: Vec<Option<(u32, Stream)>>,
-    next_id: u32,
-    /// Pumps belong to an epoch; an odd epoch means frozen (a re-exec is under way): pumps of
-    /// an older epoch end when next polled, and thawing starts new ones.
+    /// In no particular order (the pump polls them all). Not `Option`s: a slot with room for
+    /// "none" would be 8 bytes larger than a stream.
+    streams: Vec<Stream>,
+    /// An odd epoch means frozen (a re-exec is under way): the pump ends when next polled, and
+    /// thawing starts it again.
     epoch: u32,
+    /// The registry sent [`Stop`]. Until then the actor runs even with no stream and no strong
+    /// address (the registry keeps a weak one).
+    stop_asked: bool,
+    /// The [`Pump`] is spawned.
+    pumping: bool,
 }
 
 impl Domain {
@@ -93,8 +97,9 @@ impl Domain {
         Domain {
             name,
             streams: Vec::new(),
-            next_id: 0,
             epoch: 0,
+            stop_asked: false,
+            pumping: false,
         }
     }
 
@@ -111,50 +116,35 @@ impl Domain {
     }
 
     fn find(&mut self, path: &Path) -> Option<&mut Stream> {
-        self.streams
-            .iter_mut()
-            .flatten()
-            .map(|(_, s)| s)
-            .find(|s| s.path() == path)
+        self.streams.iter_mut().find(|s| s.path() == path)
     }
 
     fn console_slot(&self, name: &str) -> Option<usize> {
         self.streams
             .iter()
-            .position(|s| matches!(s, Some((_, Stream::Console(c))) if c.name() == name))
+            .position(|s| matches!(s, Stream::Console(c) if c.name() == name))
     }
 
-    /// Puts a stream in a free slot and starts its pump (unless frozen: thawing does).
+    /// Puts a stream in a free slot and makes sure the pump runs (unless frozen: thawing
+    /// starts it). A pump already spawned polls the new stream when the handler returns: actix
+    /// polls every future of a context after each message.
     fn add(&mut self, stream: Stream, ctx: &mut Context<Self>) {
-        let slot = self.insert(stream);
-        if !self.frozen() {
-            let id = self.streams[slot].as_ref().map_or(0, |(id, _)| *id);
-            ctx.spawn(Pump {
-                slot,
-                id,
-                epoch: self.epoch,
-            });
+        self.insert(stream);
+        self.pump(ctx);
+    }
+
+    fn pump(&mut self, ctx: &mut Context<Self>) {
+        if !self.frozen() && !self.pumping {
+            self.pumping = true;
+            ctx.spawn(Pump);
         }
     }
 
-    /// Puts a stream in a free slot; returns the slot.
-    fn insert(&mut self, stream: Stream) -> usize {
-        let id = self.next_id;
-        self.next_id = self.next_id.wrapping_add(1);
-        let slot = match self.streams.iter().position(Option::is_none) {
-            Some(i) => {
-                self.streams[i] = Some((id, stream));
-                i
-            }
-            None => {
-                // One slot at a time: most domains have one stream, and a slot is a few
-                // hundred bytes (Vec's first growth would make room for four).
-                self.streams.reserve_exact(1);
-                self.streams.push(Some((id, stream)));
-                self.streams.len() - 1
-            }
-        };
-        slot
+    fn insert(&mut self, stream: Stream) {
+        // One slot at a time: most domains have one stream, and a slot is over a hundred
+        // bytes (Vec's first growth would make room for four).
+        self.streams.reserve_exact(1);
+        self.streams.push(stream);
     }
 
     fn span(&self) -> tracing::Span {
@@ -164,14 +154,22 @@ impl Domain {
 
 impl Actor for Domain {
     type Context = Context<Self>;
+
+    /// actix stops an actor once nothing can reach it: no strong address and no future left.
+    /// A domain is stopped by the registry alone ([`Stop`]), since the registry holds only a
+    /// weak address and a domain may have no stream for a moment (before its first open).
+    fn stopping(&mut self, _: &mut Context<Self>) -> Running {
+        if self.stop_asked {
+            Running::Stop
+        } else {
+            Running::Continue
+        }
+    }
 }
 
-/// Drives one stream of a domain from inside the domain's context.
-struct Pump {
-    slot: usize,
-    id: u32,
-    epoch: u32,
-}
+/// Drives every stream of a domain from inside the domain's context: one per domain, with no
+/// state of its own (a zero-sized future, so spawning it allocates nothing).
+struct Pump;
 
 impl ActorFuture<Domain> for Pump {
     type Output = ();
@@ -182,27 +180,27 @@ impl ActorFuture<Domain> for Pump {
         _ctx: &mut Context<Domain>,
         task: &mut std::task::Context<'_>,
     ) -> Poll<()> {
-        let (slot, id) = (self.slot, self.id);
-        if self.epoch != act.epoch {
-            return Poll::Ready(()); // frozen for a re-exec, or replaced after one
+        if act.frozen() {
+            act.pumping = false;
+            return Poll::Ready(()); // frozen for a re-exec: thawing starts a new pump
         }
-        let stream = match act.streams.get_mut(slot) {
-            Some(Some((sid, s))) if *sid == id => s,
-            _ => return Poll::Ready(()), // removed
-        };
-        let pipe = match stream {
-            Stream::Console(c) => return c.poll(task),
-            Stream::Pipe(p) => p,
-        };
-        match pipe.poll_pump(task) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(()) => {
+        let mut slot = 0;
+        while slot < act.streams.len() {
+            let closed = match &mut act.streams[slot] {
+                // A console never finishes: it lives until it is removed.
+                Stream::Console(c) => c.poll(task).is_ready(),
+                Stream::Pipe(p) => p.poll_pump(task).is_ready(),
+            };
+            if closed {
+                // The next stream moves into this slot.
                 if let Some(path) = act.close_slot(slot) {
                     registry::notify(StreamClosed { path });
                 }
-                Poll::Ready(())
+            } else {
+                slot += 1;
             }
         }
+        Poll::Pending
     }
 }
 
@@ -210,7 +208,10 @@ impl Domain {
     /// Closes the stream in `slot` (every writer has gone); returns its path as the registry
     /// shares it, for the registry to release.
     fn close_slot(&mut self, slot: usize) -> Option<Arc<Path>> {
-        let (_, stream) = self.streams.get_mut(slot)?.take()?;
+        if slot >= self.streams.len() {
+            return None;
+        }
+        let stream = self.streams.remove(slot);
         let stats = stream.sink().stats();
         let _e = self.span().entered();
         tracing::info!(
@@ -255,14 +256,11 @@ impl Handler<Reap> for Domain {
     type Result = Result<Reaped, DomainError>;
 
     fn handle(&mut self, msg: Reap, _: &mut Context<Self>) -> Self::Result {
-        let slot = self
-            .streams
-            .iter()
-            .position(|s| matches!(s, Some((_, s)) if s.path() == msg.path));
+        let slot = self.streams.iter().position(|s| s.path() == msg.path);
         let Some(slot) = slot else {
             return Ok(Reaped::Absent);
         };
-        let Some((_, Stream::Pipe(p))) = &mut self.streams[slot] else {
+        let Stream::Pipe(p) = &mut self.streams[slot] else {
             return Ok(Reaped::Live); // a console's log: busy while the console exists
         };
         if !p.drain() {
@@ -348,7 +346,7 @@ impl Handler<RemoveConsole> for Domain {
                 domain: self.name.to_string(),
                 name: msg.name.clone(),
             })?;
-        let Some((_, Stream::Console(mut c))) = self.streams[slot].take() else {
+        let Stream::Console(mut c) = self.streams.remove(slot) else {
             unreachable!("console_slot found a console");
         };
         c.drain();
@@ -373,8 +371,7 @@ impl Handler<Snapshot> for Domain {
     fn handle(&mut self, _: Snapshot, _: &mut Context<Self>) -> Self::Result {
         self.streams
             .iter_mut()
-            .flatten()
-            .map(|(_, s)| match s {
+            .map(|s| match s {
                 Stream::Pipe(p) => p.snapshot(),
                 Stream::Console(c) => c.snapshot(),
             })
@@ -395,7 +392,7 @@ impl Handler<SubscriberAction> for Domain {
     type Result = Result<bool, String>;
 
     fn handle(&mut self, msg: SubscriberAction, _: &mut Context<Self>) -> Self::Result {
-        for (_, s) in self.streams.iter_mut().flatten() {
+        for s in self.streams.iter_mut() {
             let Stream::Console(c) = s else { continue };
             match msg {
                 SubscriberAction::Kick(id) if c.has_subscriber(id) => return Ok(c.kick(id)),
@@ -420,8 +417,7 @@ impl Handler<ListConsoles> for Domain {
     fn handle(&mut self, _: ListConsoles, _: &mut Context<Self>) -> Vec<ConsoleInfo> {
         self.streams
             .iter()
-            .flatten()
-            .filter_map(|(_, s)| match s {
+            .filter_map(|s| match s {
                 Stream::Console(c) => Some(c.info()),
                 Stream::Pipe(_) => None,
             })
@@ -509,7 +505,7 @@ impl Handler<Drain> for Domain {
     type Result = ();
 
     fn handle(&mut self, _: Drain, _: &mut Context<Self>) {
-        for (_, s) in self.streams.iter_mut().flatten() {
+        for s in self.streams.iter_mut() {
             s.drain();
         }
     }
@@ -524,6 +520,7 @@ impl Handler<Stop> for Domain {
     type Result = ();
 
     fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) {
+        self.stop_asked = true;
         ctx.stop();
     }
 }
@@ -559,10 +556,7 @@ impl Domain {
         }
         let mut carrier = Carrier::out();
         let mut out = Vec::with_capacity(self.streams.len());
-        for slot in 0..self.streams.len() {
-            let Some((_, s)) = &mut self.streams[slot] else {
-                continue;
-            };
+        for s in &mut self.streams {
             // No drain: a chunk logd has read is already in its file (writes are synchronous),
             // and what the source wrote since stays in the kernel, for whichever process reads
             // next. Reading 10,000 pipes here would only lengthen the blackout.
@@ -622,7 +616,7 @@ impl Handler<Thaw> for Domain {
         }
         if msg.carried {
             let mut back = crate::state::Carrier::back();
-            for (_, s) in self.streams.iter().flatten() {
+            for s in self.streams.iter() {
                 match s {
                     Stream::Pipe(p) => drop(p.export(&mut back)),
                     Stream::Console(c) => drop(c.export(&mut back)),
@@ -633,14 +627,6 @@ impl Handler<Thaw> for Domain {
             }
         }
         self.epoch = self.epoch.wrapping_add(1);
-        for (slot, s) in self.streams.iter().enumerate() {
-            if let Some((id, _)) = s {
-                ctx.spawn(Pump {
-                    slot,
-                    id: *id,
-                    epoch: self.epoch,
-                });
-            }
-        }
+        self.pump(ctx);
     }
 }

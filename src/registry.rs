@@ -7,6 +7,8 @@
 //! may be stopped: a domain with no claims left is stopped and forgotten.
 
 use std::collections::HashMap;
+
+use crate::table::{self, Table};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -114,7 +116,7 @@ struct DomainKey {
 struct DomainEntry {
     /// Shared with the domain actor.
     name: Arc<str>,
-    addr: Addr<Domain>,
+    addr: DomainAddr,
     /// Paths held open or with a request in flight.
     claims: u32,
     /// When the domain was created, ms since the Unix epoch.
@@ -130,15 +132,66 @@ impl DomainEntry {
     }
 }
 
+/// The registry's handle on a domain actor: a weak address, 8 bytes.
+///
+/// A strong `Addr` costs two small allocations on top of its 24 bytes (actix gives each sender
+/// its own parking state), about 100 bytes per domain with thousands of them. A domain does not
+/// need one to stay alive: it runs until it is sent [`domain::Stop`] (see its `stopping`). A
+/// strong address is made for each message and dropped once the message is queued.
+#[derive(Clone)]
+struct DomainAddr(actix::WeakAddr<Domain>);
+
+impl DomainAddr {
+    fn new(addr: &Addr<Domain>) -> Self {
+        DomainAddr(addr.downgrade())
+    }
+
+    /// The actor's address, unless it has stopped.
+    fn get(&self) -> Option<Addr<Domain>> {
+        self.0.upgrade()
+    }
+
+    /// Queues `msg` now (as `Addr::send` does); the future gives the answer, or
+    /// `MailboxError::Closed` if the actor has stopped.
+    fn send<M>(
+        &self,
+        msg: M,
+    ) -> impl std::future::Future<Output = Result<M::Result, MailboxError>> + 'static
+    where
+        M: Message + Send + 'static,
+        M::Result: Send,
+        Domain: Handler<M>,
+    {
+        let req = self.get().map(|a| a.send(msg));
+        async move {
+            match req {
+                Some(r) => r.await,
+                None => Err(MailboxError::Closed),
+            }
+        }
+    }
+
+    fn do_send<M>(&self, msg: M)
+    where
+        M: Message + Send + 'static,
+        M::Result: Send,
+        Domain: Handler<M>,
+    {
+        if let Some(a) = self.get() {
+            a.do_send(msg);
+        }
+    }
+}
+
 /// The domain table.
 pub struct Registry {
     rotate: RotateConfig,
     workers: Vec<ArbiterHandle>,
     next_worker: usize,
-    domains: HashMap<DomainKey, DomainEntry>,
+    domains: Table<DomainKey, DomainEntry>,
     /// Open paths (and paths with an append in flight) and their owner. The path is shared
     /// with the stream's file: one copy per log.
-    paths: HashMap<Arc<Path>, DomainKey>,
+    paths: HashMap<Arc<Path>, table::Id>,
     /// The drivers' names, interned.
     drivers: std::collections::HashSet<Arc<str>>,
     shutting_down: bool,
@@ -161,7 +214,7 @@ impl Registry {
             rotate,
             workers,
             next_worker: 0,
-            domains: HashMap::new(),
+            domains: Table::new(),
             paths: HashMap::new(),
             drivers: Default::default(),
             shutting_down: false,
@@ -199,19 +252,20 @@ impl Registry {
             return Err(RegistryError::Reexec);
         }
         let key = self.key(&id.driver, id.uuid);
-        if let Some(owner) = self.paths.get(path) {
+        if let Some(&owner) = self.paths.get(path) {
             let name = self
                 .domains
-                .get(owner)
-                .map(|d| d.name.to_string())
+                .by_id(owner)
+                .map(|(_, d)| d.name.to_string())
                 .unwrap_or_default();
             return Err(RegistryError::Busy {
                 path: path.to_owned(),
                 owner: name,
             });
         }
-        let entry = match self.domains.get_mut(&key) {
-            Some(e) => {
+        let slot = match self.domains.id(&key) {
+            Some(slot) => {
+                let (_, e) = self.domains.by_id(slot).expect("just found");
                 if *e.name != *id.name {
                     return Err(RegistryError::NameMismatch {
                         driver: id.driver.clone(),
@@ -220,7 +274,7 @@ impl Registry {
                         requested: id.name.clone(),
                     });
                 }
-                e
+                slot
             }
             None => {
                 let worker = &self.workers[self.next_worker % self.workers.len()];
@@ -232,19 +286,26 @@ impl Registry {
                 crate::events::emit(|| EventKind::DomainOpened {
                     domain: id.name.clone(),
                 });
-                self.domains.entry(key.clone()).or_insert(DomainEntry {
-                    name,
-                    addr,
-                    claims: 0,
-                    since_ms: crate::sink::unix_ms(std::time::SystemTime::now()),
-                    consoles: None,
-                })
+                self.domains.insert(
+                    key.clone(),
+                    DomainEntry {
+                        name,
+                        addr: DomainAddr::new(&addr),
+                        claims: 0,
+                        since_ms: crate::sink::unix_ms(std::time::SystemTime::now()),
+                        consoles: None,
+                    },
+                )
             }
         };
+        let (_, entry) = self.domains.by_id_mut(slot).expect("just found or made");
+        let addr = entry
+            .addr
+            .get()
+            .ok_or_else(|| RegistryError::DomainGone(path.to_owned()))?;
         entry.claims += 1;
-        let addr = entry.addr.clone();
         let path: Arc<Path> = path.into();
-        self.paths.insert(path.clone(), key.clone());
+        self.paths.insert(path.clone(), slot);
         Ok((key, addr, path))
     }
 
@@ -262,8 +323,11 @@ impl Registry {
 
     /// Releases the claim on a path.
     fn release(&mut self, path: &Path) {
-        if let Some(key) = self.paths.remove(path) {
-            self.unhold(&key);
+        if let Some(id) = self.paths.remove(path) {
+            if let Some((key, _)) = self.domains.by_id(id) {
+                let key = key.clone();
+                self.unhold(&key);
+            }
         }
     }
 
@@ -303,7 +367,7 @@ impl Registry {
         }
         match self.hold_owner(&path) {
             Some((key, addr)) => {
-                let req = ask(&addr, path, msg);
+                let req = ask(addr.send(msg), path);
                 Box::pin(
                     fut::wrap_future(req).map(move |res, act: &mut Registry, _| {
                         act.unhold(&key);
@@ -316,11 +380,11 @@ impl Registry {
     }
 
     /// The domain holding `path` open, with one more claim on it (undo with `unhold`).
-    fn hold_owner(&mut self, path: &Path) -> Option<(DomainKey, Addr<Domain>)> {
-        let key = self.paths.get(path)?.clone();
-        let entry = self.domains.get_mut(&key)?;
+    fn hold_owner(&mut self, path: &Path) -> Option<(DomainKey, DomainAddr)> {
+        let id = *self.paths.get(path)?;
+        let (key, entry) = self.domains.by_id_mut(id)?;
         entry.claims += 1;
-        Some((key, entry.addr.clone()))
+        Some((key.clone(), entry.addr.clone()))
     }
 }
 
@@ -374,11 +438,10 @@ impl Registry {
             return Box::pin(fut::ready(Err(busy)));
         };
         let req = ask(
-            &owner,
-            msg.path.clone(),
-            domain::Reap {
+            owner.send(domain::Reap {
                 path: msg.path.clone(),
-            },
+            }),
+            msg.path.clone(),
         );
         Box::pin(
             fut::wrap_future(req).then(move |res, act: &mut Registry, _| {
@@ -409,13 +472,12 @@ impl Registry {
     ) -> ResponseActFuture<Self, Result<(Position, OwnedFd), RegistryError>> {
         let path = msg.path.clone();
         let req = ask(
-            &addr,
-            msg.path,
-            domain::OpenStream {
+            addr.send(domain::OpenStream {
                 path: shared,
                 rotate: self.rotate,
                 truncate: msg.truncate,
-            },
+            }),
+            msg.path,
         );
         Box::pin(
             fut::wrap_future(req).map(move |res, act: &mut Registry, _| {
@@ -500,7 +562,7 @@ impl Handler<Append> for Registry {
         // An open log is appended through its own domain, whoever asks; otherwise the named
         // domain claims the path for the duration of the write.
         if let Some((key, addr)) = self.hold_owner(&msg.path) {
-            let req = ask(&addr, msg.path, req);
+            let req = ask(addr.send(req), msg.path);
             return Box::pin(
                 fut::wrap_future(req).map(move |res, act: &mut Registry, _| {
                     act.unhold(&key);
@@ -513,7 +575,7 @@ impl Handler<Append> for Registry {
             Err(e) => return Box::pin(fut::ready(Err(e))),
         };
         let path = msg.path;
-        Box::pin(fut::wrap_future(ask(&addr, path.clone(), req)).map(
+        Box::pin(fut::wrap_future(ask(addr.send(req), path.clone())).map(
             move |res, act: &mut Registry, _| {
                 act.release(&path);
                 res
@@ -553,7 +615,7 @@ impl Handler<AddConsole> for Registry {
             Err(e) => return Box::pin(fut::ready(Err(e))),
         };
         let path = config.log.clone();
-        let req = ask(&addr, path.clone(), domain::AddConsole(config));
+        let req = ask(addr.send(domain::AddConsole(config)), path.clone());
         Box::pin(
             fut::wrap_future(req).map(move |res, act: &mut Registry, _| {
                 match &res {
@@ -716,18 +778,18 @@ impl Handler<Snapshot> for Registry {
     fn handle(&mut self, msg: Snapshot, _: &mut Context<Self>) -> Self::Result {
         use logd_protocol::admin::{DaemonSnapshot, DomainSnapshot, MailboxSnapshot};
         // Requests in flight per domain: its claims beyond the paths it holds.
-        let mut held: HashMap<&DomainKey, u32> = HashMap::new();
-        for k in self.paths.values() {
-            *held.entry(k).or_default() += 1;
+        let mut held: HashMap<table::Id, u32> = HashMap::new();
+        for id in self.paths.values() {
+            *held.entry(*id).or_default() += 1;
         }
         // Asked in batches: each batch is queued at once and answered in parallel, and the
         // workers get back to their pumps between batches instead of serving 10,000 snapshot
         // messages in one go. A domain that stops meanwhile is left out (it is gone).
         let reqs: Vec<_> = self
             .domains
-            .iter()
-            .filter(|(_, e)| msg.only.as_deref().is_none_or(|n| *e.name == *n))
-            .map(|(k, e)| {
+            .iter_with_ids()
+            .filter(|(_, _, e)| msg.only.as_deref().is_none_or(|n| *e.name == *n))
+            .map(|(id, k, e)| {
                 let snap = DomainSnapshot {
                     id: DomainId {
                         driver: k.driver.to_string(),
@@ -736,7 +798,7 @@ impl Handler<Snapshot> for Registry {
                     },
                     since_ms: e.since_ms,
                     mailbox: MailboxSnapshot {
-                        depth: e.claims.saturating_sub(held.get(k).copied().unwrap_or(0)),
+                        depth: e.claims.saturating_sub(held.get(&id).copied().unwrap_or(0)),
                         capacity: DOMAIN_MAILBOX,
                     },
                     streams: Vec::new(),
@@ -853,27 +915,19 @@ impl Handler<Shutdown> for Registry {
     }
 }
 
-/// Sends a request to a domain now, and returns a future of its answer.
+/// The answer to a request sent to a domain, as the registry reports it.
 ///
-/// The message is queued at once, not when the future is first polled, so messages reach a
-/// domain in the order the registry decided them (a request before a later `Stop`). A full
-/// mailbox makes the future wait for room: the queue stays bounded.
-fn ask<M, T>(
-    addr: &Addr<Domain>,
+/// The caller sends the message (`send`) before calling this, so it is queued at once, not when
+/// the future is first polled: messages reach a domain in the order the registry decided them
+/// (a request before a later `Stop`). A full mailbox makes the future wait for room: the queue
+/// stays bounded.
+async fn ask<T>(
+    req: impl std::future::Future<Output = Result<Result<T, DomainError>, MailboxError>> + 'static,
     path: PathBuf,
-    msg: M,
-) -> impl std::future::Future<Output = Result<T, RegistryError>> + 'static
-where
-    M: Message<Result = Result<T, DomainError>> + Send + 'static,
-    T: Send + 'static,
-    Domain: Handler<M>,
-{
-    let req = addr.send(msg);
-    async move {
-        req.await
-            .map_err(|_| RegistryError::DomainGone(path))?
-            .map_err(RegistryError::from)
-    }
+) -> Result<T, RegistryError> {
+    req.await
+        .map_err(|_| RegistryError::DomainGone(path))?
+        .map_err(RegistryError::from)
 }
 
 /// Runs file work for a log nobody holds open, off the actor threads.
@@ -902,7 +956,7 @@ impl Handler<Freeze> for Registry {
         // Every domain is asked at once: they freeze in parallel on their workers, and the
         // answers come back together (one wake-up, not one per domain).
         let (out, all) = crate::fanin::fanin(self.domains.len());
-        for (k, e) in &self.domains {
+        for (k, e) in self.domains.iter() {
             e.addr.do_send(domain::Freeze {
                 state: crate::state::DomainState {
                     driver: k.driver.to_string(),
@@ -994,23 +1048,25 @@ impl Handler<Adopt> for Registry {
                         c.sink.path.as_path().into()
                     }
                 };
-                self.paths.insert(path.clone(), key.clone());
                 paths.push(path);
             }
             let worker = self.next_worker % self.workers.len();
             self.next_worker = self.next_worker.wrapping_add(1);
             let (tx, rx) = actix::dev::channel::channel(DOMAIN_MAILBOX as usize);
             let name: Arc<str> = d.name.as_str().into();
-            self.domains.insert(
+            let id = self.domains.insert(
                 key,
                 DomainEntry {
                     name: name.clone(),
-                    addr: Addr::new(tx),
+                    addr: DomainAddr::new(&Addr::new(tx)),
                     claims: d.streams.len() as u32,
                     since_ms: d.since_ms,
                     consoles: (!consoles.is_empty()).then(|| consoles.into_boxed_slice()),
                 },
             );
+            for path in &paths {
+                self.paths.insert(path.clone(), id);
+            }
             batches[worker].push((rx, name, d, paths));
         }
         for (worker, batch) in self.workers.iter().zip(batches) {

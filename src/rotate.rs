@@ -36,7 +36,12 @@ const MAX_SCANNED_BACKUPS: u32 = 1024;
 const MISSING_ACTIVE_RETRIES: u32 = 8;
 
 /// Size cap and backup count of one log.
+///
+/// Packed to 12 bytes (4-byte aligned), so it shares its last word with the file descriptor in
+/// [`RotatingFile`]: every stream holds one, and a stream of 128 bytes or less fits a smaller
+/// allocation class than one of 136. Read its fields by value (no references into it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C, packed(4))]
 pub struct RotateConfig {
     /// Largest size of one file, in bytes (at least 1).
     pub max_size: u64,

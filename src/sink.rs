@@ -82,7 +82,6 @@ pub struct LogSink {
     /// Rates and retry timer, allocated at the first write: an idle log (most of them, with
     /// thousands of guests) holds none.
     activity: Option<Box<Activity>>,
-    last_error: Option<Box<(String, std::time::SystemTime)>>,
 }
 
 /// What only a log that has been written to needs.
@@ -91,6 +90,8 @@ struct Activity {
     retry_at: Option<Instant>,
     rate_in: RateMeter,
     rate_out: RateMeter,
+    /// The last error and when it happened (an error needs a write, so it lives here).
+    last_error: Option<(String, std::time::SystemTime)>,
 }
 
 impl LogSink {
@@ -103,7 +104,6 @@ impl LogSink {
             file: RotatingFile::open_shared(path, cfg, truncate)?,
             stats: SinkStats::default(),
             activity: None,
-            last_error: None,
         })
     }
 
@@ -128,17 +128,23 @@ impl LogSink {
             .as_ref()
             .map(|fd| inherited.take(fd).map(std::fs::File::from))
             .transpose()?;
+        let last_error = state
+            .last_error
+            .as_ref()
+            .map(|(m, t)| (m.clone(), std::time::UNIX_EPOCH + Duration::from_millis(*t)));
         Ok(LogSink {
             file: RotatingFile::restore(state, path, file),
-            activity: None,
+            activity: last_error.is_some().then(|| {
+                Box::new(Activity {
+                    last_error,
+                    ..Activity::default()
+                })
+            }),
             stats: SinkStats {
                 bytes_in: state.bytes_in,
                 bytes_written: state.bytes_written,
                 dropped_disk: state.dropped_disk,
             },
-            last_error: state.last_error.as_ref().map(|(m, t)| {
-                Box::new((m.clone(), std::time::UNIX_EPOCH + Duration::from_millis(*t)))
-            }),
         })
     }
 
@@ -198,16 +204,17 @@ impl LogSink {
 
     /// The last error and when it happened.
     pub fn last_error(&self) -> Option<(&str, std::time::SystemTime)> {
-        self.last_error.as_deref().map(|(m, t)| (m.as_str(), *t))
+        let (m, t) = self.activity.as_ref()?.last_error.as_ref()?;
+        Some((m.as_str(), *t))
     }
 
-    fn record_error(&mut self, e: &dyn std::fmt::Display) {
+    fn record_error(&self, act: &mut Activity, e: &dyn std::fmt::Display) {
         let message = e.to_string();
         crate::events::emit(|| EventKind::Error {
             path: self.path().display().to_string(),
             message: message.clone(),
         });
-        self.last_error = Some(Box::new((message, std::time::SystemTime::now())));
+        act.last_error = Some((message, std::time::SystemTime::now()));
     }
 
     /// Counts bytes the file could not take, and says so (once per failed attempt, not per
@@ -252,7 +259,7 @@ impl LogSink {
             if let Err(e) = self.file.reopen() {
                 act.retry_at = Some(Instant::now() + RETRY_INTERVAL);
                 self.dropped(data.len(), true);
-                self.record_error(&e);
+                self.record_error(act, &e);
                 tracing::debug!(path = %self.path().display(), cause = %e, "log file still unwritable");
                 return;
             }
@@ -268,7 +275,7 @@ impl LogSink {
                 self.stats.bytes_written += f.written as u64;
                 act.rate_out.add(f.written);
                 act.retry_at = Some(Instant::now() + RETRY_INTERVAL);
-                self.record_error(&f.error);
+                self.record_error(act, &f.error);
                 self.dropped(data.len() - f.written, true);
                 tracing::warn!(path = %self.path().display(), cause = %f.error, dropped = data.len() - f.written, "cannot write log file; dropping bytes until it works again");
             }

@@ -8,7 +8,7 @@
 //! The stream never closes the pipe because of the disk: it writes through a
 //! [`LogSink`](crate::sink::LogSink), which drops and counts what the file cannot take, and the
 //! stream keeps draining the pipe.
-#![allow(unsafe_code)] // registering the pipe with tokio; the read buffer's mapping
+#![allow(unsafe_code)] // the read buffer's mapping
 
 use std::cell::{Cell, RefCell};
 use std::io::ErrorKind;
@@ -18,7 +18,9 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use logd_protocol::Position;
-use tokio::io::unix::AsyncFd;
+use std::os::fd::AsFd;
+
+use crate::poller::WatchedPipe;
 
 use crate::budget::Yield;
 use crate::pipe::{self, PipeError, MAX_PIPE_SIZE};
@@ -149,16 +151,15 @@ pub enum StreamError {
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct StreamStats {
     /// Times the pipe was enlarged.
-    pub pipe_grows: u32,
+    pub pipe_grows: u16,
     /// Times the kernel refused to enlarge the pipe.
-    pub pipe_grow_refused: u32,
+    pub pipe_grow_refused: u16,
 }
 
 /// One pipe and its file.
 pub struct LogStream {
-    pipe: AsyncFd<OwnedFd>,
+    pipe: WatchedPipe,
     pipe_size: u32,
-    grow_refused: bool,
     sink: LogSink,
     stats: StreamStats,
     yielding: Yield,
@@ -184,7 +185,6 @@ impl LogStream {
             LogStream {
                 pipe,
                 pipe_size: size as u32,
-                grow_refused: false,
                 sink,
                 stats: StreamStats::default(),
                 yielding: Yield::default(),
@@ -197,11 +197,11 @@ impl LogStream {
     /// [`LogStream::drain`] first: what is still in the pipe is the next process's to read.
     pub fn export(&self, carrier: &mut crate::state::Carrier) -> crate::state::PipeState {
         crate::state::PipeState {
-            fd: carrier.fd(self.pipe.get_ref()),
+            fd: carrier.fd(&self.pipe),
             pipe_size: self.pipe_size,
-            grow_refused: self.grow_refused,
-            pipe_grows: self.stats.pipe_grows,
-            pipe_grow_refused: self.stats.pipe_grow_refused,
+            grow_refused: self.stats.pipe_grow_refused > 0,
+            pipe_grows: self.stats.pipe_grows.into(),
+            pipe_grow_refused: self.stats.pipe_grow_refused.into(),
             sink: self.sink.export(carrier),
         }
     }
@@ -218,11 +218,15 @@ impl LogStream {
         Ok(LogStream {
             pipe: register(fd, &state.sink.path)?,
             pipe_size: state.pipe_size,
-            grow_refused: state.grow_refused,
             sink,
             stats: StreamStats {
-                pipe_grows: state.pipe_grows,
-                pipe_grow_refused: state.pipe_grow_refused,
+                pipe_grows: state.pipe_grows.try_into().unwrap_or(u16::MAX),
+                // A refusal is what stops further attempts: at least one if it was refused.
+                pipe_grow_refused: state
+                    .pipe_grow_refused
+                    .max(state.grow_refused.into())
+                    .try_into()
+                    .unwrap_or(u16::MAX),
             },
             yielding: Yield::default(),
         })
@@ -257,34 +261,24 @@ impl LogStream {
         if self.yielding.poll(cx).is_pending() {
             return Poll::Pending;
         }
-        for _ in 0..READS_PER_POLL {
-            let mut guard = match self.pipe.poll_read_ready(cx) {
-                Poll::Ready(Ok(g)) => g,
-                Poll::Ready(Err(e)) => {
-                    tracing::warn!(path = %self.path().display(), cause = %e, "pipe poll failed; closing the log");
-                    return Poll::Ready(());
-                }
-                Poll::Pending => return Poll::Pending,
-            };
-            let res = with_read_buf(|buf| guard.try_io(|inner| read(inner.get_ref(), buf)));
-            drop(guard);
-            let res = match res {
-                Ok(Ok(n)) if n > 0 => {
+        let mut reads = 0;
+        while reads < READS_PER_POLL {
+            if self.pipe.poll_ready(cx).is_pending() {
+                return Poll::Pending;
+            }
+            match with_read_buf(|buf| read(&self.pipe, buf)) {
+                Ok(0) => return Poll::Ready(()),
+                Ok(n) => {
                     with_read_data(n, |data| self.consume_from_pipe(data));
-                    Some(Ok(n))
+                    self.maybe_grow(n);
+                    reads += 1;
                 }
-                Ok(r) => Some(r),
-                Err(_would_block) => None,
-            };
-            match res {
-                Some(Ok(0)) => return Poll::Ready(()),
-                Some(Ok(n)) => self.maybe_grow(n),
-                Some(Err(e)) if e.kind() == ErrorKind::Interrupted => {}
-                Some(Err(e)) => {
+                Err(e) if e.kind() == ErrorKind::WouldBlock => self.pipe.clear_ready(),
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => {
                     tracing::warn!(path = %self.path().display(), cause = %e, "pipe read failed; closing the log");
                     return Poll::Ready(());
                 }
-                None => {}
             }
         }
         // Budget spent with data still flowing: let the thread's other streams run, then resume.
@@ -295,7 +289,7 @@ impl LogStream {
     /// Empties the pipe into the file now, without waiting. Returns true if the pipe is at EOF.
     pub fn drain(&mut self) -> bool {
         loop {
-            match with_read_buf(|buf| read(self.pipe.get_ref(), buf)) {
+            match with_read_buf(|buf| read(&self.pipe, buf)) {
                 Ok(0) => return true,
                 Ok(n) => with_read_data(n, |data| self.consume_from_pipe(data)),
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
@@ -312,21 +306,20 @@ impl LogStream {
 
     fn maybe_grow(&mut self, n: usize) {
         if n < self.pipe_size as usize
-            || self.grow_refused
+            || self.stats.pipe_grow_refused > 0
             || self.pipe_size as usize >= MAX_PIPE_SIZE
         {
             return;
         }
-        match pipe::grow(self.pipe.get_ref(), self.pipe_size as usize) {
+        match pipe::grow(&self.pipe, self.pipe_size as usize) {
             Ok(size) => {
                 tracing::debug!(path = %self.path().display(), size, "pipe was full; enlarged");
                 self.pipe_size = size as u32;
-                self.stats.pipe_grows += 1;
+                self.stats.pipe_grows = self.stats.pipe_grows.saturating_add(1);
             }
             Err(e) => {
                 tracing::info!(path = %self.path().display(), cause = %e, size = self.pipe_size, "kernel refused to enlarge a full pipe; going on at its size");
-                self.grow_refused = true;
-                self.stats.pipe_grow_refused += 1;
+                self.stats.pipe_grow_refused = self.stats.pipe_grow_refused.saturating_add(1);
             }
         }
     }
@@ -336,15 +329,11 @@ impl LogStream {
     }
 }
 
-/// Registers a pipe's read end with this thread's event loop.
-fn register(fd: OwnedFd, path: &Path) -> Result<AsyncFd<OwnedFd>, StreamError> {
-    // SAFETY: the AsyncFd takes ownership of the OwnedFd, so the fd stays open and means the
-    // same pipe for as long as it is registered, and closes after deregistration.
-    unsafe { AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }.map_err(|e| {
-        StreamError::Register {
-            path: path.to_owned(),
-            source: e.into_parts().1,
-        }
+/// Watches a pipe's read end from this thread's poller.
+fn register(fd: OwnedFd, path: &Path) -> Result<WatchedPipe, StreamError> {
+    WatchedPipe::new(fd).map_err(|source| StreamError::Register {
+        path: path.to_owned(),
+        source,
     })
 }
 
@@ -363,6 +352,6 @@ pub enum RestoreError {
 }
 
 /// One `read(2)` into `buf`.
-fn read(fd: &OwnedFd, buf: &mut [u8]) -> std::io::Result<usize> {
+fn read(fd: impl AsFd, buf: &mut [u8]) -> std::io::Result<usize> {
     nix::unistd::read(fd, buf).map_err(std::io::Error::from)
 }
