@@ -291,7 +291,10 @@ impl LogStream {
         loop {
             match with_read_buf(|buf| read(&self.pipe, buf)) {
                 Ok(0) => return true,
-                Ok(n) => with_read_data(n, |data| self.consume_from_pipe(data)),
+                Ok(n) => {
+                    with_read_data(n, |data| self.consume_from_pipe(data));
+                    self.maybe_grow(n);
+                }
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(_) => return false, // EAGAIN: empty for now
             }
@@ -304,8 +307,11 @@ impl LogStream {
         self.consume_from_pipe(message);
     }
 
+    /// After a read of `n` bytes: the pipe's first data gives it the default size, and a read
+    /// that found it full enlarges it.
     fn maybe_grow(&mut self, n: usize) {
-        if n < self.pipe_size as usize
+        let first_data = (self.pipe_size as usize) < pipe::DEFAULT_PIPE_SIZE;
+        if (n < self.pipe_size as usize && !first_data)
             || self.stats.pipe_grow_refused > 0
             || self.pipe_size as usize >= MAX_PIPE_SIZE
         {
@@ -313,7 +319,7 @@ impl LogStream {
         }
         match pipe::grow(&self.pipe, self.pipe_size as usize) {
             Ok(size) => {
-                tracing::debug!(path = %self.path().display(), size, "pipe was full; enlarged");
+                tracing::debug!(path = %self.path().display(), size, first_data, "pipe enlarged");
                 self.pipe_size = size as u32;
                 self.stats.pipe_grows = self.stats.pipe_grows.saturating_add(1);
             }
