@@ -3082,3 +3082,59 @@ fn kib_field(text: &str, key: &str) -> Option<u64> {
 fn raise_fd_limit() -> Result<u64> {
     Ok(logd::daemon::raise_fd_limit())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SLABINFO: &str = "slabinfo - version: 2.1
+# name            <active_objs> <num_objs> <objsize> <objperslab> <pagesperslab> : tunables <limit> <batchcount> <sharedfactor> : slabdata <active_slabs> <num_slabs> <sharedavail>
+proc_inode_cache    1000   1100    696   23    4 : tunables    0    0    0 : slabdata     48     48      0
+dentry            200000 201000    192   21    1 : tunables    0    0    0 : slabdata   9571   9571      0
+lsm_inode_cache     5000   5100     32  128    1 : tunables    0    0    0 : slabdata     40     40      0
+filp                3000   3100    192   21    1 : tunables    0    0    0 : slabdata    148    148      0
+";
+
+    fn kernel(text: &str) -> KernelMemory {
+        let caches = parse_slabinfo(text).unwrap();
+        KernelMemory {
+            slab_bytes: caches.values().map(SlabCache::bytes).sum(),
+            caches,
+            kernel_stack_kib: 0,
+            page_tables_kib: 0,
+        }
+    }
+
+    #[test]
+    fn slabinfo_gives_each_caches_active_objects_and_size() {
+        let caches = parse_slabinfo(SLABINFO).unwrap();
+        assert_eq!(caches.len(), 4);
+        assert_eq!(caches["filp"].active_objs, 3000);
+        assert_eq!(caches["filp"].objsize, 192);
+        assert_eq!(caches["proc_inode_cache"].bytes(), 696_000);
+        assert!(parse_slabinfo("slabinfo - version: 1.1\n").is_err());
+        assert!(parse_slabinfo("slabinfo - version: 2.1\n# name\nfilp x 1 192\n").is_err());
+    }
+
+    #[test]
+    fn what_proc_lookups_leave_is_not_a_domains_cost() {
+        let before = kernel(SLABINFO);
+        // 10 domains, 3 filps each; and 30 proc inodes, each with a dentry and an LSM blob.
+        let after = kernel(
+            &SLABINFO
+                .replace("proc_inode_cache    1000", "proc_inode_cache    1030")
+                .replace("dentry            200000", "dentry            200030")
+                .replace("lsm_inode_cache     5000", "lsm_inode_cache     5030")
+                .replace("filp                3000", "filp                3030"),
+        );
+        assert_eq!(after.proc_lookup_bytes(&before), 30 * (696 + 192 + 32));
+        let per_domain = after.per_domain_kib(&before, 10);
+        assert!(
+            (per_domain - 3.0 * 192.0 / 1024.0).abs() < 1e-9,
+            "{per_domain}"
+        );
+        let note = after.describe_delta(&before, 10);
+        assert!(note.contains("less 30 proc inodes"), "{note}");
+        assert!(note.contains("proc_inode_cache +2088"), "{note}");
+    }
+}

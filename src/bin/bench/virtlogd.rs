@@ -431,6 +431,7 @@ struct VirtlogdClient {
 }
 
 /// Where virtlogd is in a log: the file's inode and the offset of its end.
+#[derive(Debug)]
 struct LogFilePosition {
     inode: u64,
     offset: u64,
@@ -702,5 +703,146 @@ impl<'a> XdrReader<'a> {
             self.0.len()
         );
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::IoSlice;
+    use std::thread;
+
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+
+    #[test]
+    fn xdr_pads_to_four_bytes_both_ways() {
+        let mut w = XdrWriter::default();
+        w.string(b"qemu1");
+        w.opaque(&[7; 16]);
+        w.u32(5);
+        assert_eq!(w.0.len(), 4 + 8 + 16 + 4);
+        assert_eq!(&w.0[..12], b"\0\0\0\x05qemu1\0\0\0");
+        let mut r = XdrReader(&w.0);
+        assert_eq!(r.string().unwrap(), "qemu1");
+        assert_eq!(r.take(16).unwrap(), &[7; 16]);
+        assert_eq!(r.u32().unwrap(), 5);
+        r.end().unwrap();
+        assert!(r.u32().is_err());
+    }
+
+    /// A fake virtlogd on the other end of `server`: checks one call, answers with `reply`
+    /// (header type, status, payload) and passes `fd` after it.
+    fn serve_one(
+        mut server: UnixStream,
+        want_proc: u32,
+        kind: u32,
+        status: u32,
+        payload: Vec<u8>,
+        fd: Option<OwnedFd>,
+    ) -> thread::JoinHandle<Vec<u8>> {
+        thread::spawn(move || {
+            let mut len = [0; 4];
+            server.read_exact(&mut len).unwrap();
+            let mut call = vec![0; u32::from_be_bytes(len) as usize - 4];
+            server.read_exact(&mut call).unwrap();
+            let mut r = XdrReader(&call);
+            let header = [(); 6].map(|()| r.u32().unwrap());
+            assert_eq!(
+                header,
+                [PROGRAM, PROGRAM_VERSION, want_proc, TYPE_CALL, 1, STATUS_OK]
+            );
+            let args = r.0.to_vec();
+            let mut reply = XdrWriter::default();
+            let fds = u32::from(fd.is_some());
+            let len = 4 + HEADER_LEN + if kind == TYPE_REPLY_WITH_FDS { 4 } else { 0 };
+            reply.u32((len + payload.len()) as u32);
+            for word in [PROGRAM, PROGRAM_VERSION, want_proc, kind, 1, status] {
+                reply.u32(word);
+            }
+            if kind == TYPE_REPLY_WITH_FDS {
+                reply.u32(fds);
+            }
+            reply.0.extend_from_slice(&payload);
+            server.write_all(&reply.0).unwrap();
+            if let Some(fd) = fd {
+                let raw = [fd.as_raw_fd()];
+                let cmsg = [ControlMessage::ScmRights(&raw)];
+                sendmsg::<()>(
+                    server.as_raw_fd(),
+                    &[IoSlice::new(&[0])],
+                    &cmsg,
+                    MsgFlags::empty(),
+                    None,
+                )
+                .unwrap();
+            }
+            args
+        })
+    }
+
+    #[test]
+    fn an_open_sends_its_arguments_and_receives_the_pipe_after_the_reply() {
+        let (client, server) = UnixStream::pair().unwrap();
+        let (read_end, write_end) = nix::unistd::pipe().unwrap();
+        let mut ret = XdrWriter::default();
+        for word in [0, 42, 0, 7] {
+            ret.u32(word); // inode 42, offset 7, as two hypers
+        }
+        let fake = serve_one(
+            server,
+            PROC_DOMAIN_OPEN_LOG_FILE,
+            TYPE_REPLY_WITH_FDS,
+            STATUS_OK,
+            ret.0,
+            Some(write_end),
+        );
+        let mut c = VirtlogdClient {
+            sock: client,
+            serial: 0,
+        };
+        let (pos, fd) = c
+            .open_log_file("qemu", &uuid(3), "idle-00003", Path::new("/l/3.log"), 0)
+            .unwrap();
+        assert_eq!((pos.inode, pos.offset), (42, 7));
+        let args = fake.join().unwrap();
+        let mut want = XdrWriter::default();
+        want.string(b"qemu");
+        want.opaque(&uuid(3));
+        want.string(b"idle-00003");
+        want.string(b"/l/3.log");
+        want.u32(0);
+        assert_eq!(args, want.0);
+        // The fd received is the pipe's write end.
+        nix::unistd::write(&fd, b"x").unwrap();
+        let mut byte = [0];
+        assert_eq!(nix::unistd::read(&read_end, &mut byte).unwrap(), 1);
+        assert_eq!(&byte, b"x");
+    }
+
+    #[test]
+    fn a_failed_call_is_a_remote_error_with_virtlogds_message() {
+        let (client, server) = UnixStream::pair().unwrap();
+        let mut err = XdrWriter::default();
+        err.u32(1); // code
+        err.u32(56); // domain
+        err.u32(1); // the message is there
+        err.string(b"No open log file /x");
+        let fake = serve_one(
+            server,
+            PROC_DOMAIN_GET_LOG_FILE_POSITION,
+            TYPE_REPLY,
+            STATUS_ERROR,
+            err.0,
+            None,
+        );
+        let mut c = VirtlogdClient {
+            sock: client,
+            serial: 0,
+        };
+        let e = c.log_file_position(Path::new("/x")).unwrap_err();
+        fake.join().unwrap();
+        let remote = e.downcast_ref::<RemoteError>().expect("a RemoteError");
+        assert_eq!(remote.message.as_deref(), Some("No open log file /x"));
+        assert_eq!((remote.code, remote.domain), (1, 56));
     }
 }
