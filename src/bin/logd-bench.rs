@@ -17,7 +17,8 @@
 //! MB is 10^6 bytes; CPU-s/GiB is CPU time per 2^30 bytes moved, from the /proc tick counters
 //! (1/CLK_TCK s each, so a 1 GiB transfer at 2 GB/s is read to about ±2%). The ratios
 //! (`*_vs_baseline*` in %, `*_cpu_vs_*` in x, `idle5000_vs_alone`, `idle10000_vs_alone`,
-//! `open_rate_10000_vs_10`, `console_fanout_64_vs_one_stream_64k`) come last. Each scenario run
+//! `open_rate_10000_vs_10`, `console_fanout_64_vs_one_stream_64k`,
+//! `host_per_idle_domain_10000_vs_virtlogd`) come last. Each scenario run
 //! starts a fresh `logd` (max_size 2 MiB, 3 backups, default workers, `RUST_LOG` unset) in its
 //! own directory, and kills it after.
 //!
@@ -48,7 +49,16 @@
 //!   100; then, the machine quiet and every domain idle, the daemon's CPU is sampled over 5 s
 //!   (quick: 2 s): `idle_cpu_10000`, in CPU-s per s (a note gives its context switches too).
 //! - `rss_per_idle_domain_1000`, `rss_per_idle_domain_10000`: the daemon's VmRSS before opening
-//!   any domain and after opening that many idle ones; also MemAvailable for the 10,000 case.
+//!   any domain and after opening that many idle ones. For the 10,000 case also, once the machine
+//!   is quiet, the kernel's slab memory ([`kernel_slab_bytes`]: `kernel_per_idle_domain_10000`,
+//!   with a note naming the caches that grew most), their sum `host_per_idle_domain_10000`, and
+//!   MemAvailable (noise: other processes and the page cache move it).
+//! - `virtlogd_idle_10000`: the same test on libvirt's virtlogd (`/usr/sbin/virtlogd`; skipped
+//!   with a note when it is not installed), started fresh in each run with the same rotation
+//!   settings and fd limit and driven by a client of its RPC protocol (`bench/virtlogd.rs`):
+//!   `virtlogd_rss_per_idle_domain_10000`, `virtlogd_kernel_per_idle_domain_10000`,
+//!   `virtlogd_host_per_idle_domain_10000`, `virtlogd_open_rate_at_10` and `_at_10000` (opens/s
+//!   over the first and the last 100 opens). A line written through one pipe must reach its log.
 //! - `console_fanout_1`, `_8`, `_64`: a console (`GuestSide::Fd`, log on, raw, no replay) whose
 //!   fake guest (this process, writing into its end of the socketpair) writes 512 MiB (quick:
 //!   64 MiB) in 64 KiB writes, with 1, 8 or 64 TCP subscribers, each reading on its own thread
@@ -84,7 +94,7 @@
 //! domain (pipe read end, log file); when the hard limit cannot hold the wanted domains, their
 //! number is scaled down and a note says so.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt;
 use std::fs::{self, File};
 use std::io::{ErrorKind, Read, Write};
@@ -107,6 +117,9 @@ use logd_protocol::client::{AdminClient, Client};
 use logd_protocol::{ConsoleInfo, ConsoleSpec, DomainId, GuestSide, OpenFlags, WritePolicy};
 use nix::fcntl::{fcntl, FcntlArg};
 use nix::unistd::{sysconf, SysconfVar};
+
+#[path = "bench/virtlogd.rs"]
+mod virtlogd;
 
 const KIB: u64 = 1024;
 const MIB: u64 = 1024 * KIB;
@@ -147,7 +160,7 @@ const IDLE_CPU_WINDOW: Duration = Duration::from_secs(5);
 const IDLE_CPU_WINDOW_QUICK: Duration = Duration::from_secs(2);
 
 /// Every scenario, in the order they run; `--only` picks among these names.
-const SCENARIOS: [&str; 20] = [
+const SCENARIOS: [&str; 21] = [
     "baseline_64k",
     "baseline_64k_pipe1m",
     "one_stream_64k",
@@ -159,6 +172,7 @@ const SCENARIOS: [&str; 20] = [
     "idle10000_one_stream_64k",
     "rss_per_idle_domain_1000",
     "rss_per_idle_domain_10000",
+    "virtlogd_idle_10000",
     "console_fanout_1",
     "console_fanout_8",
     "console_fanout_64",
@@ -260,6 +274,9 @@ fn run(args: Args) -> Result<()> {
     }
     if b.selected("rss_per_idle_domain_10000") {
         rss_per_idle_domain(&mut b, 10_000)?;
+    }
+    if b.selected("virtlogd_idle_10000") {
+        virtlogd::idle_domains(&mut b, 10_000)?;
     }
     if b.scenarios.iter().any(|s| s.starts_with("console_"))
         && b.console_queue_limit != DEFAULT_QUEUE_LIMIT as u64
@@ -632,23 +649,30 @@ impl PipeSizes {
 }
 
 /// `rss_per_idle_domain_N`: the daemon's VmRSS before and after opening `count` idle domains;
-/// for 10,000 also the machine's MemAvailable, which counts the kernel's side (pipes, inodes).
+/// for 10,000 also the kernel's slab memory ([`KernelMemory`]), which counts the kernel's side
+/// (pipes, files, inodes, dentries, epoll items), and the machine's MemAvailable.
 fn rss_per_idle_domain(b: &mut Bench, count: usize) -> Result<()> {
     let name = format!("rss_per_idle_domain_{count}");
     let n = b.domains_that_fit(count, &name);
-    let with_meminfo = count == 10_000;
-    let (mut per_domain, mut baseline_rss, mut mem_per_domain) =
-        (Vec::new(), Vec::new(), Vec::new());
+    let with_kernel = count == 10_000;
+    let (mut per_domain, mut baseline_rss, mut mem_per_domain, mut kernel_per_domain) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for run in 1..=b.runs {
         let daemon = b.daemon(&name)?;
         let mut client = daemon.client()?;
+        if with_kernel {
+            // The slab figure is machine-wide: no other work may be allocating meanwhile.
+            b.wait_for_quiet(Some(&daemon))?;
+        }
         settle();
         let rss0 = daemon.rss_kib()?;
         let mem0 = mem_available_kib()?;
+        let kernel0 = with_kernel.then(KernelMemory::read).transpose()?;
         let domains = IdleDomains::open(&mut client, n).with_context(|| daemon.failed(&name))?;
         settle();
         let rss1 = daemon.rss_kib()?;
         let mem1 = mem_available_kib()?;
+        let kernel1 = with_kernel.then(KernelMemory::read).transpose()?;
         let fds = daemon.fd_count()?;
         let kib = (rss1 as f64 - rss0 as f64) / n as f64;
         note(format!(
@@ -657,6 +681,14 @@ fn rss_per_idle_domain(b: &mut Bench, count: usize) -> Result<()> {
             b.runs,
             domains.elapsed().as_secs_f64()
         ));
+        if let (Some(k0), Some(k1)) = (&kernel0, &kernel1) {
+            kernel_per_domain.push(k1.per_domain_kib(k0, n));
+            note(format!(
+                "{name} run {run}/{}: {}",
+                b.runs,
+                k1.describe_delta(k0, n)
+            ));
+        }
         if let Some(secs) = std::env::var("LOGD_BENCH_HOLD")
             .ok()
             .and_then(|s| s.parse::<u64>().ok())
@@ -673,11 +705,18 @@ fn rss_per_idle_domain(b: &mut Bench, count: usize) -> Result<()> {
     if b.get("rss_baseline").is_none() {
         b.figure("rss_baseline", median(&baseline_rss), "KiB");
     }
-    if with_meminfo {
+    if with_kernel {
         note("MemAvailable is machine-wide and noisy: other processes, page cache and slab reclaim move it");
         b.figure(
             "mem_available_per_idle_domain_10000",
             median(&mem_per_domain),
+            "KiB",
+        );
+        let kernel = median(&kernel_per_domain);
+        b.figure("kernel_per_idle_domain_10000", kernel, "KiB");
+        b.figure(
+            "host_per_idle_domain_10000",
+            median(&per_domain) + kernel,
             "KiB",
         );
     }
@@ -854,6 +893,19 @@ fn comparisons(b: &mut Bench) {
     if let (Some(late), Some(early)) = (b.get("open_rate_at_10000"), b.get("open_rate_at_10")) {
         if early > 0.0 {
             b.figure("open_rate_10000_vs_10", late / early * 100.0, "%");
+        }
+    }
+    // Issue 6, target 4b: host memory (user plus kernel) per idle domain no more than virtlogd's.
+    if let (Some(ours), Some(theirs)) = (
+        b.get("host_per_idle_domain_10000"),
+        b.get("virtlogd_host_per_idle_domain_10000"),
+    ) {
+        if theirs > 0.0 {
+            b.figure(
+                "host_per_idle_domain_10000_vs_virtlogd",
+                ours / theirs * 100.0,
+                "%",
+            );
         }
     }
     // Issue 6, target 6: 64 subscribers at no less than half the single-stream file throughput.
@@ -1162,28 +1214,40 @@ fn text(len: usize) -> Vec<u8> {
 /// Idle domains: one log and one pipe each, write ends held open, nothing written.
 struct IdleDomains {
     /// The write ends; dropping them closes the logs.
-    _pipes: Vec<OwnedFd>,
+    pipes: Vec<OwnedFd>,
     /// When each open returned, from the start of the first.
     done_at: Vec<Duration>,
 }
 
 impl IdleDomains {
     fn open(client: &mut Client, count: usize) -> Result<IdleDomains> {
+        IdleDomains::open_each(count, |i| {
+            let domain = DomainId::from_name("qemu", &format!("idle-{i:05}"));
+            let (_, fd) =
+                client.open_log(domain, &format!("idle/{i:05}.log"), OpenFlags::default())?;
+            Ok(fd)
+        })
+    }
+
+    /// Opens domains 1 to `count` one at a time with `open`, which returns a domain's pipe.
+    fn open_each(
+        count: usize,
+        mut open: impl FnMut(usize) -> Result<OwnedFd>,
+    ) -> Result<IdleDomains> {
         let mut pipes = Vec::with_capacity(count);
         let mut done_at = Vec::with_capacity(count);
         let start = Instant::now();
         for i in 1..=count {
-            let domain = DomainId::from_name("qemu", &format!("idle-{i:05}"));
-            let (_, fd) = client
-                .open_log(domain, &format!("idle/{i:05}.log"), OpenFlags::default())
-                .with_context(|| format!("opening idle domain {i} of {count}"))?;
+            let fd = open(i).with_context(|| format!("opening idle domain {i} of {count}"))?;
             pipes.push(fd);
             done_at.push(start.elapsed());
         }
-        Ok(IdleDomains {
-            _pipes: pipes,
-            done_at,
-        })
+        Ok(IdleDomains { pipes, done_at })
+    }
+
+    /// The pipe of domain `i` (1-based).
+    fn pipe(&self, i: usize) -> &OwnedFd {
+        &self.pipes[i - 1]
     }
 
     /// Opens per second over opens `first..=last` (1-based).
@@ -2430,9 +2494,7 @@ impl Daemon {
     }
 
     fn status_kib(&self, key: &str) -> Result<u64> {
-        let path = format!("/proc/{}/status", self.pid());
-        let status = fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-        kib_field(&status, key).with_context(|| format!("no {key} in {path}"))
+        status_kib(self.pid(), key)
     }
 
     /// Context switches of every thread of the daemon so far (voluntary and not): a daemon
@@ -2454,10 +2516,7 @@ impl Daemon {
     }
 
     fn fd_count(&self) -> Result<usize> {
-        let path = format!("/proc/{}/fd", self.pid());
-        Ok(fs::read_dir(&path)
-            .with_context(|| format!("listing {path}"))?
-            .count())
+        fd_count(self.pid())
     }
 
     /// The last lines logd wrote to stderr, to explain a failure.
@@ -2591,6 +2650,11 @@ impl Bench {
     /// Waits until other work keeps fewer than [`QUIET_CPUS`] busy for half a second (at most
     /// 20 s, 5 s with --quick), so that another job's burst does not land in a measurement.
     fn wait_for_quiet(&self, daemon: Option<&Daemon>) -> Result<()> {
+        self.wait_for_quiet_pid(daemon.map(Daemon::pid))
+    }
+
+    /// [`Bench::wait_for_quiet`] for a daemon known by its pid.
+    fn wait_for_quiet_pid(&self, daemon: Option<u32>) -> Result<()> {
         let max_wait = if self.quick {
             QUIET_WAIT_QUICK
         } else {
@@ -2598,9 +2662,9 @@ impl Bench {
         };
         let start = Instant::now();
         loop {
-            let before = others_cpu_seconds(daemon)?;
+            let before = others_cpu_seconds_pid(daemon)?;
             std::thread::sleep(QUIET_SAMPLE);
-            let busy = (others_cpu_seconds(daemon)? - before) / QUIET_SAMPLE.as_secs_f64();
+            let busy = (others_cpu_seconds_pid(daemon)? - before) / QUIET_SAMPLE.as_secs_f64();
             let waited = start.elapsed();
             if busy < QUIET_CPUS {
                 if waited > 2 * QUIET_SAMPLE {
@@ -2758,6 +2822,11 @@ fn stat_cpu_seconds(path: &str) -> Result<f64> {
 /// CPU seconds the machine spent on anything but this process and `daemon`: busy time from
 /// /proc/stat (steal included), less theirs.
 fn others_cpu_seconds(daemon: Option<&Daemon>) -> Result<f64> {
+    others_cpu_seconds_pid(daemon.map(Daemon::pid))
+}
+
+/// [`others_cpu_seconds`] for a daemon known by its pid.
+fn others_cpu_seconds_pid(daemon: Option<u32>) -> Result<f64> {
     let stat = fs::read_to_string("/proc/stat").context("reading /proc/stat")?;
     let cpu = stat
         .lines()
@@ -2774,7 +2843,7 @@ fn others_cpu_seconds(daemon: Option<&Daemon>) -> Result<f64> {
         .sum();
     let ours = stat_cpu_seconds("/proc/self/stat")?
         + match daemon {
-            Some(d) => d.cpu_seconds()?,
+            Some(pid) => stat_cpu_seconds(&format!("/proc/{pid}/stat"))?,
             None => 0.0,
         };
     Ok(busy as f64 / clock_ticks()? - ours)
@@ -2800,10 +2869,222 @@ fn clock_ticks() -> Result<f64> {
     }
 }
 
+/// A `Key:   123 kB` line of `/proc/PID/status`.
+fn status_kib(pid: u32, key: &str) -> Result<u64> {
+    let path = format!("/proc/{pid}/status");
+    let status = fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    kib_field(&status, key).with_context(|| format!("no {key} in {path}"))
+}
+
+/// The fds process `pid` holds.
+fn fd_count(pid: u32) -> Result<usize> {
+    let path = format!("/proc/{pid}/fd");
+    Ok(fs::read_dir(&path)
+        .with_context(|| format!("listing {path}"))?
+        .count())
+}
+
 fn mem_available_kib() -> Result<u64> {
     let meminfo = fs::read_to_string("/proc/meminfo").context("reading /proc/meminfo")?;
     kib_field(&meminfo, "MemAvailable:").context("no MemAvailable in /proc/meminfo")
 }
+
+/// The bytes the kernel's slab caches hold: the sum over `/proc/slabinfo` (format 2.1, readable
+/// by root only) of `active_objs * objsize` for every cache.
+///
+/// This is where an idle domain's kernel memory is: its pipe (`pipe_inode_info` and the array of
+/// 16 `pipe_buffer`s are plain kmallocs: `kmalloc-cg-192` and `kmalloc-cg-1k` here), the pipe's
+/// inode (`inode_cache`), dentry and two `filp`s, the log file's inode (`ext4_inode_cache`),
+/// dentry and `filp`, an LSM blob per inode and per file, and a daemon's epoll items
+/// (`eventpoll_epi`, `eventpoll_pwq`). Merged caches show under one name (this kernel has no
+/// /sys/kernel/slab to tell them apart). With SLUB, `active_objs` counts the free objects of the
+/// per-CPU slabs as active, so a reading is good to a few slabs, far below 10,000 domains.
+///
+/// The figure the scenarios print ([`KernelMemory::per_domain_kib`]) takes two things out,
+/// both of which another process's work moves and no idle domain does:
+/// - The proc inodes, dentries and LSM blobs that lookups in `/proc/PID/fd` leave cached
+///   ([`KernelMemory::proc_lookup_bytes`]). A process of this sandbox (not the bench, not a
+///   daemon) walks every process's `/proc/PID/fd` every few seconds, which caches about 0.9 KiB
+///   per fd: up to 2.6 KiB per domain counting the bench's write end, depending on how far it
+///   got. A domain never makes a proc inode, so every proc inode that appears comes from such a
+///   lookup and is taken out together with its dentry and blob.
+/// - The page cache's bookkeeping, `buffer_head` and `radix_tree_node` ([`PAGE_CACHE_SLABS`]):
+///   page cache is not counted (an idle log is empty; the log directory's few blocks are shared
+///   by every domain: some 80 buffer heads for 10,000 names), but writeback and reclaim of other
+///   files free buffer heads during the opens: -0.2 to -0.3 KiB per domain in virtlogd's 22 s
+///   of opens here.
+///
+/// Left out: `KernelStack` and `PageTables` from /proc/meminfo. No thread is started per domain,
+/// and the page tables follow the daemon's RSS growth (a few MiB over 10,000 domains: some
+/// tens of KiB of page tables, under 0.01 KiB per domain). What moves them during a run is other
+/// processes starting and ending (±2 MiB in all with a build running alongside, ±0.2 KiB per
+/// domain): adding them would add that noise and no information. [`KernelMemory::describe_delta`]
+/// prints both with every reading so that this stays checked. Also left out: allocations too
+/// large for a slab cache (the fd tables, which grow by doubling, in both processes: about 8
+/// bytes per fd).
+fn kernel_slab_bytes() -> Result<u64> {
+    Ok(slab_caches()?.values().map(SlabCache::bytes).sum())
+}
+
+/// One cache of `/proc/slabinfo`.
+#[derive(Clone, Copy, Default)]
+struct SlabCache {
+    active_objs: u64,
+    objsize: u64,
+}
+
+impl SlabCache {
+    fn bytes(&self) -> u64 {
+        self.active_objs * self.objsize
+    }
+}
+
+/// The caches of `/proc/slabinfo`, by name.
+fn slab_caches() -> Result<BTreeMap<String, SlabCache>> {
+    let path = "/proc/slabinfo";
+    let text = fs::read_to_string(path)
+        .with_context(|| format!("reading {path} (it is readable by root only)"))?;
+    parse_slabinfo(&text).with_context(|| format!("unexpected format of {path}"))
+}
+
+/// The caches of a `/proc/slabinfo` text: `name active_objs num_objs objsize …` after two
+/// header lines, the first of which names version 2.1.
+fn parse_slabinfo(text: &str) -> Result<BTreeMap<String, SlabCache>> {
+    let mut lines = text.lines();
+    let version = lines.next().unwrap_or_default();
+    ensure!(
+        version.trim() == "slabinfo - version: 2.1",
+        "first line {version:?}, expected version 2.1"
+    );
+    let mut caches = BTreeMap::new();
+    for line in lines.filter(|l| !l.starts_with('#')) {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let number = |i: usize| -> Result<u64> {
+            fields
+                .get(i)
+                .and_then(|f| f.parse().ok())
+                .with_context(|| format!("field {} of {line:?}", i + 1))
+        };
+        let cache = SlabCache {
+            active_objs: number(1)?,
+            objsize: number(3)?,
+        };
+        caches.insert(fields[0].to_owned(), cache);
+    }
+    ensure!(!caches.is_empty(), "no cache listed");
+    Ok(caches)
+}
+
+/// What the kernel holds, read before and after opening idle domains: the slab total and its
+/// caches, and the two /proc/meminfo lines [`kernel_slab_bytes`] leaves out.
+struct KernelMemory {
+    slab_bytes: u64,
+    caches: BTreeMap<String, SlabCache>,
+    kernel_stack_kib: u64,
+    page_tables_kib: u64,
+}
+
+impl KernelMemory {
+    /// The slab caches are read twice (total, then by cache), a moment apart.
+    fn read() -> Result<KernelMemory> {
+        let slab_bytes = kernel_slab_bytes()?;
+        let caches = slab_caches()?;
+        let meminfo = fs::read_to_string("/proc/meminfo").context("reading /proc/meminfo")?;
+        let kib = |key: &str| {
+            kib_field(&meminfo, key).with_context(|| format!("no {key} in /proc/meminfo"))
+        };
+        Ok(KernelMemory {
+            slab_bytes,
+            caches,
+            kernel_stack_kib: kib("KernelStack:")?,
+            page_tables_kib: kib("PageTables:")?,
+        })
+    }
+
+    fn cache(&self, name: &str) -> SlabCache {
+        self.caches.get(name).copied().unwrap_or_default()
+    }
+
+    /// The bytes that lookups in `/proc/PID/fd` left cached since `before`: per new proc inode,
+    /// the inode, its dentry and (where an LSM keeps a blob per inode) that blob.
+    fn proc_lookup_bytes(&self, before: &KernelMemory) -> i64 {
+        let inodes = self.cache("proc_inode_cache").active_objs as i64
+            - before.cache("proc_inode_cache").active_objs as i64;
+        let each = ["proc_inode_cache", "dentry", "lsm_inode_cache"]
+            .map(|name| self.cache(name).objsize)
+            .iter()
+            .sum::<u64>();
+        inodes * each as i64
+    }
+
+    /// How much the page cache's bookkeeping ([`PAGE_CACHE_SLABS`]) moved since `before`.
+    fn page_cache_bytes(&self, before: &KernelMemory) -> i64 {
+        PAGE_CACHE_SLABS
+            .iter()
+            .map(|name| self.cache(name).bytes() as i64 - before.cache(name).bytes() as i64)
+            .sum()
+    }
+
+    /// The slab that `n` domains opened since `before` cost, per domain, in KiB: the slab's
+    /// growth less what /proc lookups left ([`KernelMemory::proc_lookup_bytes`]) and less the
+    /// page cache's bookkeeping ([`KernelMemory::page_cache_bytes`]).
+    fn per_domain_kib(&self, before: &KernelMemory, n: usize) -> f64 {
+        let grown = self.slab_bytes as i64 - before.slab_bytes as i64;
+        let others = self.proc_lookup_bytes(before) + self.page_cache_bytes(before);
+        (grown - others) as f64 / KIB as f64 / n as f64
+    }
+
+    /// The slab's growth per domain before and after taking out the /proc lookups and the page
+    /// cache's bookkeeping, the
+    /// [`TOP_SLAB_CACHES`] caches that moved most (in bytes per domain), and the meminfo lines
+    /// left out of the figure.
+    fn describe_delta(&self, before: &KernelMemory, n: usize) -> String {
+        let mut moved: Vec<(&str, f64)> = self
+            .caches
+            .keys()
+            .chain(before.caches.keys())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .map(|name| {
+                let delta = self.cache(name).bytes() as f64 - before.cache(name).bytes() as f64;
+                (name.as_str(), delta / n as f64)
+            })
+            .collect();
+        moved.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()));
+        let top: Vec<String> = moved
+            .iter()
+            .take(TOP_SLAB_CACHES)
+            .map(|(name, bytes)| format!("{name} {bytes:+.0}"))
+            .collect();
+        let grown = self.slab_bytes as f64 - before.slab_bytes as f64;
+        let proc_inodes = self.cache("proc_inode_cache").active_objs as i64
+            - before.cache("proc_inode_cache").active_objs as i64;
+        let kib_each = |bytes: i64| bytes as f64 / KIB as f64 / n as f64;
+        format!(
+            "slab {:.1} -> {:.1} MiB = {:.3} KiB per domain, less {proc_inodes} proc inodes \
+             left by /proc/PID/fd lookups with their dentries and LSM blobs ({:.3} KiB per \
+             domain) and less the page cache's bookkeeping ({}: {:.3} KiB per domain) = {:.3} \
+             KiB per domain; the caches that moved most, in bytes per domain: {}; left out: \
+             KernelStack {:+} KiB, PageTables {:+} KiB in all",
+            before.slab_bytes as f64 / MIB as f64,
+            self.slab_bytes as f64 / MIB as f64,
+            grown / KIB as f64 / n as f64,
+            kib_each(self.proc_lookup_bytes(before)),
+            PAGE_CACHE_SLABS.join(", "),
+            kib_each(self.page_cache_bytes(before)),
+            self.per_domain_kib(before, n),
+            top.join(", "),
+            self.kernel_stack_kib as i64 - before.kernel_stack_kib as i64,
+            self.page_tables_kib as i64 - before.page_tables_kib as i64,
+        )
+    }
+}
+
+/// The slab caches that keep track of page cache, which the kernel figure does not count.
+const PAGE_CACHE_SLABS: [&str; 2] = ["buffer_head", "radix_tree_node"];
+
+/// How many slab caches a kernel-memory note names.
+const TOP_SLAB_CACHES: usize = 8;
 
 /// The 1, 5 and 15 minute load averages: other work on the machine skews every figure.
 fn load_average() -> String {
@@ -2824,4 +3105,64 @@ fn kib_field(text: &str, key: &str) -> Option<u64> {
 /// and raises its own the same way).
 fn raise_fd_limit() -> Result<u64> {
     Ok(logd::daemon::raise_fd_limit())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SLABINFO: &str = "slabinfo - version: 2.1
+# name            <active_objs> <num_objs> <objsize> <objperslab> <pagesperslab> : tunables <limit> <batchcount> <sharedfactor> : slabdata <active_slabs> <num_slabs> <sharedavail>
+proc_inode_cache    1000   1100    696   23    4 : tunables    0    0    0 : slabdata     48     48      0
+dentry            200000 201000    192   21    1 : tunables    0    0    0 : slabdata   9571   9571      0
+lsm_inode_cache     5000   5100     32  128    1 : tunables    0    0    0 : slabdata     40     40      0
+filp                3000   3100    192   21    1 : tunables    0    0    0 : slabdata    148    148      0
+buffer_head       100000 100100    104   39    1 : tunables    0    0    0 : slabdata   2567   2567      0
+";
+
+    fn kernel(text: &str) -> KernelMemory {
+        let caches = parse_slabinfo(text).unwrap();
+        KernelMemory {
+            slab_bytes: caches.values().map(SlabCache::bytes).sum(),
+            caches,
+            kernel_stack_kib: 0,
+            page_tables_kib: 0,
+        }
+    }
+
+    #[test]
+    fn slabinfo_gives_each_caches_active_objects_and_size() {
+        let caches = parse_slabinfo(SLABINFO).unwrap();
+        assert_eq!(caches.len(), 5);
+        assert_eq!(caches["filp"].active_objs, 3000);
+        assert_eq!(caches["filp"].objsize, 192);
+        assert_eq!(caches["proc_inode_cache"].bytes(), 696_000);
+        assert!(parse_slabinfo("slabinfo - version: 1.1\n").is_err());
+        assert!(parse_slabinfo("slabinfo - version: 2.1\n# name\nfilp x 1 192\n").is_err());
+    }
+
+    #[test]
+    fn what_proc_lookups_leave_and_page_cache_bookkeeping_are_not_a_domains_cost() {
+        let before = kernel(SLABINFO);
+        // 10 domains, 3 filps each; 30 proc inodes, each with a dentry and an LSM blob; 500
+        // buffer heads freed.
+        let after = kernel(
+            &SLABINFO
+                .replace("proc_inode_cache    1000", "proc_inode_cache    1030")
+                .replace("dentry            200000", "dentry            200030")
+                .replace("lsm_inode_cache     5000", "lsm_inode_cache     5030")
+                .replace("filp                3000", "filp                3030")
+                .replace("buffer_head       100000", "buffer_head        99500"),
+        );
+        assert_eq!(after.proc_lookup_bytes(&before), 30 * (696 + 192 + 32));
+        assert_eq!(after.page_cache_bytes(&before), -500 * 104);
+        let per_domain = after.per_domain_kib(&before, 10);
+        assert!(
+            (per_domain - 3.0 * 192.0 / 1024.0).abs() < 1e-9,
+            "{per_domain}"
+        );
+        let note = after.describe_delta(&before, 10);
+        assert!(note.contains("less 30 proc inodes"), "{note}");
+        assert!(note.contains("proc_inode_cache +2088"), "{note}");
+    }
 }
