@@ -1073,11 +1073,17 @@ fn exec_with_fd3(fd: std::os::fd::OwnedFd, command: &[String]) -> anyhow::Result
     let mut cmd = std::process::Command::new(&command[0]);
     cmd.args(&command[1..]);
     let raw = std::os::fd::AsRawFd::as_raw_fd(&fd);
-    // SAFETY: the closure runs in the child between fork and exec and only calls dup2, which
-    // is async-signal-safe; `raw` stays open in the parent until exec replaces it.
+    // SAFETY: the closure runs in the child between fork and exec and only calls dup2 and
+    // fcntl, which are async-signal-safe; `raw` stays open in the parent until exec replaces it.
     unsafe {
         cmd.pre_exec(move || {
-            if nix::libc::dup2(raw, 3) < 0 {
+            // dup2 onto itself does nothing, and would leave close-on-exec set: clear it.
+            let res = if raw == 3 {
+                nix::libc::fcntl(3, nix::libc::F_SETFD, 0)
+            } else {
+                nix::libc::dup2(raw, 3)
+            };
+            if res < 0 {
                 return Err(std::io::Error::last_os_error());
             }
             Ok(())

@@ -417,7 +417,8 @@ impl Drop for Virtlogd {
 fn config_text() -> String {
     format!(
         "log_level = 4\nlog_outputs = \"4:stderr\"\nmax_size = {}\nmax_backups = {}\n",
-        ROTATE.max_size, ROTATE.max_backups
+        { ROTATE.max_size },
+        { ROTATE.max_backups }
     )
 }
 
