@@ -1,10 +1,16 @@
-//! Readiness of log pipes: one epoll per worker thread, watched by one task.
+//! Readiness of log pipes: one epoll per worker thread for the quiet pipes, tokio for the busy.
 //!
-//! tokio would do this too, but at a price paid by every idle domain: each fd registered with
-//! tokio gets a `ScheduledIo` of 256 bytes (it is aligned to 128), and an `AsyncFd` of 32. With
-//! thousands of guests, most pipes are idle, so logd keeps its own small table instead: a pipe
-//! costs one 24-byte slot here and 8 bytes in its stream ([`WatchedPipe`]). The epoll itself is
+//! tokio could watch every pipe, but at a price paid by every idle domain: each fd registered
+//! with tokio gets a `ScheduledIo` of 256 bytes (it is aligned to 128), and an `AsyncFd` of 32.
+//! With thousands of guests, most pipes are quiet, so logd keeps its own small table: a pipe
+//! costs one 40-byte slot here and 8 bytes in its stream ([`WatchedPipe`]). The epoll itself is
 //! registered with tokio once per thread, and its task wakes the pumps whose pipes have data.
+//!
+//! That is one more hop per wake-up (an `epoll_wait` on the thread's epoll, and a task), which a
+//! pipe written to in many small pieces would pay thousands of times a second. So a pipe that
+//! becomes ready twice within [`BUSY_WITHIN`] is handed to tokio ("promoted"), and handed back
+//! once it has been quiet for [`QUIET_FOR`]: a sweep looks at the promoted pipes every
+//! [`SWEEP_EVERY`], and runs only while some pipe is promoted, so a quiet daemon runs no timer.
 //!
 //! Pipes are watched edge-triggered. A slot is marked ready when the kernel reports it and stays
 //! ready until the pump reads `EAGAIN` and says so ([`WatchedPipe::clear_ready`]); a write after
@@ -19,29 +25,115 @@ use std::cell::RefCell;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
 
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use tokio::io::unix::AsyncFd;
 
 /// Events taken from the epoll per `epoll_wait`.
 const EVENTS_PER_WAIT: usize = 256;
+/// A pipe that becomes ready again this soon after the last time is handed to tokio.
+pub const BUSY_WITHIN: Duration = Duration::from_millis(100);
+/// A promoted pipe with no data for this long comes back to the thread's epoll.
+pub const QUIET_FOR: Duration = Duration::from_secs(2);
+/// How often promoted pipes are looked at (only while there are some).
+pub const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+/// A pipe's fd as tokio watches it while the pipe is promoted (the [`WatchedPipe`] owns it).
+struct RawPipe(RawFd);
+
+impl AsRawFd for RawPipe {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0
+    }
+}
 
 /// One watched pipe's state.
 struct Slot {
-    /// The pump to wake when the pipe becomes readable.
+    /// The pump to wake when the pipe becomes readable (kept current while promoted too, so a
+    /// demotion can wake it).
     waker: Option<Waker>,
-    ready: bool,
+    /// Set while the pipe is promoted: tokio watches it, the thread's epoll does not.
+    fast: Option<Box<AsyncFd<RawPipe>>>,
     /// Tells this slot's pipe from an earlier pipe in the same slot.
     generation: u32,
+    /// When the pipe last became ready, in [`now_ms`].
+    last_ready_ms: u32,
+    ready: bool,
     in_use: bool,
+    /// Became ready twice within [`BUSY_WITHIN`]: promote at the next `EAGAIN`.
+    busy: bool,
+}
+
+/// Slots per chunk of the table.
+const CHUNK: usize = 256;
+
+/// The slots, in chunks that never move: the table grows without copying itself, and leaves no
+/// freed old copies behind (a doubling `Vec` of 10,000 slots would).
+#[derive(Default)]
+struct Slots {
+    chunks: Vec<Vec<Slot>>,
+    len: usize,
+}
+
+impl Slots {
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn get(&self, i: usize) -> Option<&Slot> {
+        self.chunks.get(i / CHUNK)?.get(i % CHUNK)
+    }
+
+    fn get_mut(&mut self, i: usize) -> Option<&mut Slot> {
+        self.chunks.get_mut(i / CHUNK)?.get_mut(i % CHUNK)
+    }
+
+    fn push(&mut self, slot: Slot) {
+        if self.len % CHUNK == 0 {
+            self.chunks.push(Vec::with_capacity(CHUNK));
+        }
+        self.chunks
+            .last_mut()
+            .expect("a chunk with room")
+            .push(slot);
+        self.len += 1;
+    }
+}
+
+impl std::ops::Index<usize> for Slots {
+    type Output = Slot;
+    fn index(&self, i: usize) -> &Slot {
+        self.get(i).expect("a slot in the table")
+    }
+}
+
+impl std::ops::IndexMut<usize> for Slots {
+    fn index_mut(&mut self, i: usize) -> &mut Slot {
+        self.get_mut(i).expect("a slot in the table")
+    }
 }
 
 /// This thread's epoll and its table.
 struct Poller {
     epoll: std::rc::Rc<Epoll>,
-    slots: Vec<Slot>,
+    slots: Slots,
     /// Free slots, reused before the table grows.
     free: Vec<u32>,
+    /// Slots whose pipe is promoted; the sweep runs while there are any.
+    promoted: usize,
+    sweeping: bool,
+}
+
+/// A coarse clock for the slots: milliseconds since the first call, wrapping every 49 days
+/// (compared with `wrapping_sub`).
+fn now_ms() -> u32 {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_millis() as u32
+}
+
+fn since_ms(then: u32) -> Duration {
+    Duration::from_millis(u64::from(now_ms().wrapping_sub(then)))
 }
 
 thread_local! {
@@ -75,8 +167,10 @@ impl Poller {
         tokio::task::spawn_local(drive(watched));
         Ok(Poller {
             epoll,
-            slots: Vec::new(),
+            slots: Slots::default(),
             free: Vec::new(),
+            promoted: 0,
+            sweeping: false,
         })
     }
 
@@ -88,9 +182,12 @@ impl Poller {
                     .map_err(|_| io::Error::other("too many pipes on one thread"))?;
                 self.slots.push(Slot {
                     waker: None,
-                    ready: false,
+                    fast: None,
                     generation: 0,
+                    last_ready_ms: 0,
+                    ready: false,
                     in_use: false,
+                    busy: false,
                 });
                 k
             }
@@ -107,19 +204,77 @@ impl Poller {
         }
         slot.in_use = true;
         slot.ready = true;
+        slot.busy = false;
         slot.waker = None;
+        slot.last_ready_ms = now_ms();
         Ok(key)
     }
 
     fn remove(&mut self, key: u32, fd: BorrowedFd<'_>) {
-        // The fd may live on elsewhere (a re-exec's successor holds a copy): without this, the
-        // epoll would go on reporting it.
-        let _ = self.epoll.delete(fd);
-        if let Some(slot) = self.slots.get_mut(key as usize) {
-            slot.in_use = false;
-            slot.ready = false;
-            slot.waker = None;
-            self.free.push(key);
+        let Some(slot) = self.slots.get_mut(key as usize) else {
+            return;
+        };
+        if slot.fast.take().is_some() {
+            self.promoted -= 1; // dropping the AsyncFd took it out of tokio's epoll
+        } else {
+            // The fd may live on elsewhere (a re-exec's successor holds a copy): without this,
+            // the epoll would go on reporting it.
+            let _ = self.epoll.delete(fd);
+        }
+        slot.in_use = false;
+        slot.ready = false;
+        slot.waker = None;
+        self.free.push(key);
+    }
+
+    /// Hands a busy pipe to tokio (called when the pump has just read it empty).
+    fn promote(&mut self, key: u32, fd: BorrowedFd<'_>) {
+        let slot = &mut self.slots[key as usize];
+        slot.busy = false;
+        // SAFETY: the `WatchedPipe` owning this fd outlives the registration: the slot's
+        // AsyncFd is dropped (deregistered) by `remove` or `demote`, both before the fd closes.
+        let fast = match unsafe {
+            AsyncFd::register_with_interest(RawPipe(fd.as_raw_fd()), tokio::io::Interest::READABLE)
+        } {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::debug!(cause = %e.into_parts().1, "cannot hand a busy pipe to tokio; it stays on the thread's epoll");
+                return;
+            }
+        };
+        if self.epoll.delete(fd).is_err() {
+            return; // still ours; the AsyncFd is dropped
+        }
+        slot.fast = Some(Box::new(fast));
+        self.promoted += 1;
+        if !self.sweeping {
+            self.sweeping = true;
+            tokio::task::spawn_local(sweep());
+        }
+    }
+
+    /// Takes a quiet pipe back from tokio; its pump is woken to poll it here.
+    fn demote(&mut self, key: u32) {
+        let slot = &mut self.slots[key as usize];
+        let Some(fast) = slot.fast.take() else {
+            return;
+        };
+        let raw = fast.get_ref().0;
+        drop(fast);
+        self.promoted -= 1;
+        // SAFETY: the slot is in use, so its `WatchedPipe`, which owns the fd, is alive.
+        let fd = unsafe { BorrowedFd::borrow_raw(raw) };
+        let event = EpollEvent::new(
+            EpollFlags::EPOLLIN | EpollFlags::EPOLLET,
+            token(key, slot.generation),
+        );
+        if let Err(e) = self.epoll.add(fd, event) {
+            tracing::error!(cause = %e, "cannot watch a quiet pipe again; its log stalls");
+        }
+        slot.ready = true; // whatever came meanwhile is read at once
+        slot.last_ready_ms = now_ms();
+        if let Some(w) = slot.waker.take() {
+            w.wake();
         }
     }
 
@@ -129,7 +284,14 @@ impl Poller {
             let data = ev.data();
             let (key, generation) = (data as u32, (data >> 32) as u32);
             if let Some(slot) = self.slots.get_mut(key as usize) {
-                if slot.in_use && slot.generation == generation {
+                if slot.in_use && slot.generation == generation && slot.fast.is_none() {
+                    let now = now_ms();
+                    if Duration::from_millis(u64::from(now.wrapping_sub(slot.last_ready_ms)))
+                        < BUSY_WITHIN
+                    {
+                        slot.busy = true;
+                    }
+                    slot.last_ready_ms = now;
                     slot.ready = true;
                     wake.extend(slot.waker.take());
                 }
@@ -185,6 +347,32 @@ async fn drive(watched: AsyncFd<EpollFd>) {
     }
 }
 
+/// Every [`SWEEP_EVERY`], takes back the promoted pipes that have been quiet for [`QUIET_FOR`];
+/// ends when none is left.
+async fn sweep() {
+    loop {
+        tokio::time::sleep(SWEEP_EVERY).await;
+        let done = POLLER.with_borrow_mut(|p| {
+            let Some(p) = p.as_mut() else {
+                return true;
+            };
+            for key in 0..p.slots.len() {
+                let s = &p.slots[key];
+                if s.in_use && s.fast.is_some() && since_ms(s.last_ready_ms) >= QUIET_FOR {
+                    p.demote(key as u32);
+                }
+            }
+            if p.promoted == 0 {
+                p.sweeping = false;
+            }
+            !p.sweeping
+        });
+        if done {
+            return;
+        }
+    }
+}
+
 /// A pipe's read end, watched by this thread's poller: 8 bytes.
 #[derive(Debug)]
 pub struct WatchedPipe {
@@ -206,25 +394,59 @@ impl WatchedPipe {
             let Some(slot) = p.as_mut().and_then(|p| p.slots.get_mut(self.key as usize)) else {
                 return Poll::Ready(()); // no table (thread ending): let the read tell
             };
+            match &mut slot.waker {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                w => *w = Some(cx.waker().clone()),
+            }
+            if let Some(fast) = &slot.fast {
+                return match fast.poll_read_ready(cx) {
+                    Poll::Ready(Ok(mut guard)) => {
+                        guard.retain_ready();
+                        slot.last_ready_ms = now_ms();
+                        Poll::Ready(())
+                    }
+                    Poll::Ready(Err(_)) => Poll::Ready(()), // let the read tell
+                    Poll::Pending => Poll::Pending,
+                };
+            }
             if slot.ready {
                 Poll::Ready(())
             } else {
-                match &mut slot.waker {
-                    Some(w) if w.will_wake(cx.waker()) => {}
-                    w => *w = Some(cx.waker().clone()),
-                }
                 Poll::Pending
             }
         })
     }
 
-    /// The last read found the pipe empty (`EAGAIN`): wait for the next edge.
-    pub fn clear_ready(&self) {
+    /// The last read found the pipe empty (`EAGAIN`): wait for the next edge. A pipe that has
+    /// been busy is handed to tokio here.
+    pub fn clear_ready(&self, cx: &mut Context<'_>) {
         POLLER.with_borrow_mut(|p| {
-            if let Some(slot) = p.as_mut().and_then(|p| p.slots.get_mut(self.key as usize)) {
-                slot.ready = false;
+            let Some(p) = p.as_mut() else {
+                return;
+            };
+            let Some(slot) = p.slots.get_mut(self.key as usize) else {
+                return;
+            };
+            if let Some(fast) = &slot.fast {
+                if let Poll::Ready(Ok(mut guard)) = fast.poll_read_ready(cx) {
+                    guard.clear_ready();
+                }
+                return;
+            }
+            slot.ready = false;
+            if slot.busy {
+                p.promote(self.key, self.fd.as_fd());
             }
         });
+    }
+
+    /// Whether tokio watches this pipe now (it has been busy).
+    pub fn promoted(&self) -> bool {
+        POLLER.with_borrow(|p| {
+            p.as_ref()
+                .and_then(|p| p.slots.get(self.key as usize))
+                .is_some_and(|s| s.fast.is_some())
+        })
     }
 }
 
@@ -278,7 +500,11 @@ mod tests {
             // A new registration starts ready; the read finds nothing and clears it.
             poll_fn(|cx| watched.poll_ready(cx)).await;
             assert_eq!(read(&watched), Err(nix::errno::Errno::EAGAIN));
-            watched.clear_ready();
+            poll_fn(|cx| {
+                watched.clear_ready(cx);
+                Poll::Ready(())
+            })
+            .await;
             let pending = poll_fn(|cx| Poll::Ready(watched.poll_ready(cx).is_pending())).await;
             assert!(pending, "an empty pipe is not ready");
             w.write_all(b"hello").expect("write");
@@ -291,7 +517,11 @@ mod tests {
             assert_eq!(read(&watched), Ok(5));
             // EOF is readiness too.
             assert_eq!(read(&watched), Err(nix::errno::Errno::EAGAIN));
-            watched.clear_ready();
+            poll_fn(|cx| {
+                watched.clear_ready(cx);
+                Poll::Ready(())
+            })
+            .await;
             drop(w);
             tokio::time::timeout(
                 std::time::Duration::from_secs(5),
@@ -300,6 +530,80 @@ mod tests {
             .await
             .expect("EOF woke the pump");
             assert_eq!(read(&watched), Ok(0));
+        });
+    }
+
+    /// Reads to EAGAIN and says so, as a pump does.
+    async fn drain(watched: &WatchedPipe) -> usize {
+        let mut total = 0;
+        loop {
+            poll_fn(|cx| watched.poll_ready(cx)).await;
+            match read(watched) {
+                Ok(n) => total += n,
+                Err(nix::errno::Errno::EAGAIN) => {
+                    poll_fn(|cx| {
+                        watched.clear_ready(cx);
+                        Poll::Ready(())
+                    })
+                    .await;
+                    return total;
+                }
+                Err(e) => panic!("read: {e}"),
+            }
+        }
+    }
+
+    async fn wait_ready(watched: &WatchedPipe) {
+        tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            poll_fn(|cx| watched.poll_ready(cx)),
+        )
+        .await
+        .expect("the pipe became ready");
+    }
+
+    #[test]
+    fn a_busy_pipe_goes_to_tokio_and_comes_back_when_quiet() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let local = tokio::task::LocalSet::new();
+        local.block_on(&rt, async {
+            let (r, mut w) = pipe();
+            let watched = WatchedPipe::new(r).expect("watch");
+            assert_eq!(drain(&watched).await, 0);
+            // One write now and then: stays on the thread's epoll.
+            tokio::time::sleep(BUSY_WITHIN * 2).await;
+            w.write_all(b"one").expect("write");
+            wait_ready(&watched).await;
+            assert_eq!(drain(&watched).await, 3);
+            assert!(!watched.promoted());
+            tokio::time::sleep(BUSY_WITHIN * 2).await;
+            // Two edges within BUSY_WITHIN: promoted at the next EAGAIN.
+            w.write_all(b"two").expect("write");
+            wait_ready(&watched).await;
+            assert_eq!(drain(&watched).await, 3);
+            w.write_all(b"three").expect("write");
+            wait_ready(&watched).await;
+            assert_eq!(drain(&watched).await, 5);
+            assert!(watched.promoted(), "a busy pipe is handed to tokio");
+            // Promoted, its data still wakes the pump.
+            w.write_all(b"four").expect("write");
+            wait_ready(&watched).await;
+            assert_eq!(drain(&watched).await, 4);
+            // Quiet for QUIET_FOR: back on the thread's epoll, and still woken by data.
+            tokio::time::sleep(QUIET_FOR + SWEEP_EVERY * 2).await;
+            assert!(!watched.promoted(), "a quiet pipe comes back");
+            assert_eq!(drain(&watched).await, 0);
+            w.write_all(b"five").expect("write");
+            wait_ready(&watched).await;
+            assert_eq!(drain(&watched).await, 4);
+            POLLER.with_borrow(|p| {
+                let p = p.as_ref().expect("poller");
+                assert_eq!(p.promoted, 0);
+                assert!(!p.sweeping, "no sweep runs once nothing is promoted");
+            });
         });
     }
 
@@ -321,7 +625,11 @@ mod tests {
             let second = WatchedPipe::new(r2).expect("watch");
             assert_eq!(second.key, key, "the slot is reused");
             assert_eq!(read(&second), Err(nix::errno::Errno::EAGAIN));
-            second.clear_ready();
+            poll_fn(|cx| {
+                second.clear_ready(cx);
+                Poll::Ready(())
+            })
+            .await;
             w1.write_all(b"old pipe").expect("write");
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             let pending = poll_fn(|cx| Poll::Ready(second.poll_ready(cx).is_pending())).await;

@@ -191,7 +191,7 @@ pub struct Registry {
     domains: Table<DomainKey, DomainEntry>,
     /// Open paths (and paths with an append in flight) and their owner. The path is shared
     /// with the stream's file: one copy per log.
-    paths: HashMap<Arc<Path>, table::Id>,
+    paths: Table<Arc<Path>, table::Id>,
     /// The drivers' names, interned.
     drivers: std::collections::HashSet<Arc<str>>,
     shutting_down: bool,
@@ -215,7 +215,7 @@ impl Registry {
             workers,
             next_worker: 0,
             domains: Table::new(),
-            paths: HashMap::new(),
+            paths: Table::new(),
             drivers: Default::default(),
             shutting_down: false,
             frozen: false,
@@ -1065,7 +1065,9 @@ impl Handler<Adopt> for Registry {
                 },
             );
             for path in &paths {
-                self.paths.insert(path.clone(), id);
+                if self.paths.id(&**path).is_none() {
+                    self.paths.insert(path.clone(), id);
+                }
             }
             batches[worker].push((rx, name, d, paths));
         }

@@ -273,7 +273,7 @@ impl LogStream {
                     self.maybe_grow(n);
                     reads += 1;
                 }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => self.pipe.clear_ready(),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => self.pipe.clear_ready(cx),
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => {
                     tracing::warn!(path = %self.path().display(), cause = %e, "pipe read failed; closing the log");
