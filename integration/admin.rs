@@ -511,6 +511,63 @@ fn metrics_match_ps_and_parse() {
     );
 }
 
+/// A domain's actor runs while the domain has a log, and stops with it: the registry holds only a
+/// weak address, so nothing else keeps it alive, and nothing may keep it alive longer.
+#[test]
+fn domain_actors_stop_with_their_last_log() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let d = Daemon::with_config(&format!("metrics_listen = \"127.0.0.1:{port}\"\n"));
+    let gauges = || -> (f64, f64) {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut all = String::new();
+        s.read_to_string(&mut all).unwrap();
+        let body = all.split("\r\n\r\n").nth(1).unwrap().to_owned();
+        let scrape =
+            prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_owned()))).unwrap();
+        let get = |name: &str| {
+            scrape
+                .samples
+                .iter()
+                .find(|s| s.metric == name)
+                .map(|s| match s.value {
+                    prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) => v,
+                    _ => f64::NAN,
+                })
+                .unwrap_or_else(|| panic!("{name} missing in {body}"))
+        };
+        (get("logd_domains"), get("logd_domain_actors"))
+    };
+    let mut c = d.client();
+    let mut writers = Vec::new();
+    for i in 0..40 {
+        // Two logs for some domains: the actor stops with the last one.
+        let dom = DomainId::from_name("qemu", &format!("actor-{}", i % 30));
+        let (_, fd) = c
+            .open_log(dom, &format!("actors/{i}.log"), OpenFlags::default())
+            .unwrap();
+        writers.push(std::fs::File::from(fd));
+    }
+    wait_for(Duration::from_secs(10), "30 domains, 30 actors", || {
+        (gauges() == (30.0, 30.0)).then_some(())
+    });
+    // Closing the domains' first logs (0–29) leaves the ten with a second log (30–39).
+    let rest = writers.split_off(30);
+    drop(writers);
+    wait_for(Duration::from_secs(10), "10 domains, 10 actors", || {
+        (gauges() == (10.0, 10.0)).then_some(())
+    });
+    drop(rest);
+    wait_for(Duration::from_secs(10), "no domain, no actor", || {
+        (gauges() == (0.0, 0.0)).then_some(())
+    });
+}
+
 /// Tracing has a span per domain, so the daemon's log can be filtered by domain with RUST_LOG.
 #[test]
 fn rust_log_filters_by_domain() {

@@ -152,8 +152,25 @@ impl Domain {
     }
 }
 
+/// Domain actors running in this process.
+static RUNNING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// How many domain actors run now: once every `Stop` has been handled, as many as the
+/// registry has domains (the metrics endpoint shows both, so a leak would show).
+pub fn running() -> usize {
+    RUNNING.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 impl Actor for Domain {
     type Context = Context<Self>;
+
+    fn started(&mut self, _: &mut Context<Self>) {
+        RUNNING.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        RUNNING.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 
     /// actix stops an actor once nothing can reach it: no strong address and no future left.
     /// A domain is stopped by the registry alone ([`Stop`]), since the registry holds only a

@@ -156,8 +156,14 @@ pub fn encode(snap: &DaemonSnapshot) -> String {
     plain(
         &mut m,
         "domains",
-        "Live domain actors",
+        "Domains in the registry's table",
         snap.domains.len() as u64,
+    );
+    plain(
+        &mut m,
+        "domain_actors",
+        "Domain actors running (as many as the domains, once every stop has been handled)",
+        crate::domain::running() as u64,
     );
     plain(
         &mut m,
