@@ -229,9 +229,15 @@ impl LockFile {
 
     /// Writes the serving process's pid into the lock file (it changes at each re-exec).
     fn write_pid(&self) {
+        self.write_pid_of(std::process::id());
+    }
+
+    /// Writes `pid` into the lock file: the old process names its successor before it says go,
+    /// so the file never names a process that has exited.
+    fn write_pid_of(&self, pid: u32) {
         use std::os::unix::fs::FileExt;
         let f = self.file();
-        let pid = format!("{}\n", std::process::id());
+        let pid = format!("{pid}\n");
         if let Err(e) = f
             .set_len(0)
             .and_then(|()| f.write_all_at(pid.as_bytes(), 0))
@@ -724,6 +730,7 @@ impl Running {
                     &format!("MAINPID={pid}"),
                     std::time::Duration::from_secs(1),
                 );
+                self.lock.write_pid_of(pid);
                 match reexec::send(&spawned.handshake, &Handshake::Go) {
                     Ok(()) => {
                         self.handoff.commit();
@@ -734,7 +741,10 @@ impl Running {
                         );
                         std::process::exit(0);
                     }
-                    Err(e) => format!("the new process (pid {pid}) went away before go: {e}"),
+                    Err(e) => {
+                        self.lock.write_pid();
+                        format!("the new process (pid {pid}) went away before go: {e}")
+                    }
                 }
             }
             Ok(Ok(Handshake::Failed { reason })) => {
