@@ -482,6 +482,15 @@ mod tests {
         (r, std::fs::File::from(w))
     }
 
+    /// Runs `f` as a worker thread runs a domain: a current-thread runtime with a `LocalSet`.
+    fn on_a_worker(f: impl std::future::Future<Output = ()>) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        tokio::task::LocalSet::new().block_on(&rt, f);
+    }
+
     fn read(fd: &WatchedPipe) -> nix::Result<usize> {
         let mut buf = [0u8; 64];
         nix::unistd::read(fd.as_fd(), &mut buf)
@@ -489,12 +498,7 @@ mod tests {
 
     #[test]
     fn a_write_wakes_the_pump_and_a_drained_pipe_waits() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let local = tokio::task::LocalSet::new();
-        local.block_on(&rt, async {
+        on_a_worker(async {
             let (r, mut w) = pipe();
             let watched = WatchedPipe::new(r).expect("watch");
             // A new registration starts ready; the read finds nothing and clears it.
@@ -564,12 +568,7 @@ mod tests {
 
     #[test]
     fn a_busy_pipe_goes_to_tokio_and_comes_back_when_quiet() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let local = tokio::task::LocalSet::new();
-        local.block_on(&rt, async {
+        on_a_worker(async {
             let (r, mut w) = pipe();
             let watched = WatchedPipe::new(r).expect("watch");
             assert_eq!(drain(&watched).await, 0);
@@ -609,12 +608,7 @@ mod tests {
 
     #[test]
     fn a_reused_slot_ignores_the_old_pipe() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let local = tokio::task::LocalSet::new();
-        local.block_on(&rt, async {
+        on_a_worker(async {
             let (r1, mut w1) = pipe();
             // A copy of the first read end outlives its registration (as across a re-exec).
             let copy = r1.try_clone().expect("dup");
