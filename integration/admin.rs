@@ -435,6 +435,16 @@ fn top_shows_domains_and_restores_the_terminal() {
     );
 }
 
+/// The whole HTTP reply of the metrics endpoint on `port` to `GET path`.
+fn http_get(port: u16, path: &str) -> String {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut all = String::new();
+    s.read_to_string(&mut all).unwrap();
+    all
+}
+
 /// Acceptance 6: the metrics endpoint serves text a Prometheus parser accepts, and its counters
 /// match `ps --json`.
 #[test]
@@ -459,14 +469,7 @@ fn metrics_match_ps_and_parse() {
     let data = numbered_lines(50_000);
     w.write_all(&data).unwrap();
     c.position("m.log").unwrap();
-    let get = |path: &str| -> String {
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-        let mut all = String::new();
-        s.read_to_string(&mut all).unwrap();
-        all
-    };
+    let get = |path: &str| http_get(port, path);
     let reply = get("/metrics");
     assert!(reply.starts_with("HTTP/1.0 200 OK"), "{reply}");
     let body = reply.split("\r\n\r\n").nth(1).unwrap();
@@ -522,11 +525,7 @@ fn domain_actors_stop_with_their_last_log() {
         .port();
     let d = Daemon::with_config(&format!("metrics_listen = \"127.0.0.1:{port}\"\n"));
     let gauges = || -> (f64, f64) {
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-        let mut all = String::new();
-        s.read_to_string(&mut all).unwrap();
+        let all = http_get(port, "/metrics");
         let body = all.split("\r\n\r\n").nth(1).unwrap().to_owned();
         let scrape =
             prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_owned()))).unwrap();

@@ -285,13 +285,10 @@ impl Poller {
             let (key, generation) = (data as u32, (data >> 32) as u32);
             if let Some(slot) = self.slots.get_mut(key as usize) {
                 if slot.in_use && slot.generation == generation && slot.fast.is_none() {
-                    let now = now_ms();
-                    if Duration::from_millis(u64::from(now.wrapping_sub(slot.last_ready_ms)))
-                        < BUSY_WITHIN
-                    {
+                    if since_ms(slot.last_ready_ms) < BUSY_WITHIN {
                         slot.busy = true;
                     }
-                    slot.last_ready_ms = now;
+                    slot.last_ready_ms = now_ms();
                     slot.ready = true;
                     wake.extend(slot.waker.take());
                 }
@@ -441,7 +438,8 @@ impl WatchedPipe {
     }
 
     /// Whether tokio watches this pipe now (it has been busy).
-    pub fn promoted(&self) -> bool {
+    #[cfg(test)]
+    fn promoted(&self) -> bool {
         POLLER.with_borrow(|p| {
             p.as_ref()
                 .and_then(|p| p.slots.get(self.key as usize))
@@ -502,37 +500,15 @@ mod tests {
             let (r, mut w) = pipe();
             let watched = WatchedPipe::new(r).expect("watch");
             // A new registration starts ready; the read finds nothing and clears it.
-            poll_fn(|cx| watched.poll_ready(cx)).await;
-            assert_eq!(read(&watched), Err(nix::errno::Errno::EAGAIN));
-            poll_fn(|cx| {
-                watched.clear_ready(cx);
-                Poll::Ready(())
-            })
-            .await;
+            assert_eq!(drain(&watched).await, 0);
             let pending = poll_fn(|cx| Poll::Ready(watched.poll_ready(cx).is_pending())).await;
             assert!(pending, "an empty pipe is not ready");
             w.write_all(b"hello").expect("write");
-            tokio::time::timeout(
-                std::time::Duration::from_secs(5),
-                poll_fn(|cx| watched.poll_ready(cx)),
-            )
-            .await
-            .expect("the write woke the pump");
-            assert_eq!(read(&watched), Ok(5));
+            wait_ready(&watched).await;
+            assert_eq!(drain(&watched).await, 5);
             // EOF is readiness too.
-            assert_eq!(read(&watched), Err(nix::errno::Errno::EAGAIN));
-            poll_fn(|cx| {
-                watched.clear_ready(cx);
-                Poll::Ready(())
-            })
-            .await;
             drop(w);
-            tokio::time::timeout(
-                std::time::Duration::from_secs(5),
-                poll_fn(|cx| watched.poll_ready(cx)),
-            )
-            .await
-            .expect("EOF woke the pump");
+            wait_ready(&watched).await;
             assert_eq!(read(&watched), Ok(0));
         });
     }
