@@ -82,9 +82,8 @@ pub struct Domain {
     /// In no particular order (the pump polls them all). Not `Option`s: a slot with room for
     /// "none" would be 8 bytes larger than a stream.
     streams: Vec<Stream>,
-    /// An odd epoch means frozen (a re-exec is under way): the pump ends when next polled, and
-    /// thawing starts it again.
-    epoch: u32,
+    /// A re-exec is under way: the pump ends when next polled, and thawing starts it again.
+    frozen: bool,
     /// The registry sent [`Stop`]. Until then the actor runs even with no stream and no strong
     /// address (the registry keeps a weak one).
     stop_asked: bool,
@@ -97,7 +96,7 @@ impl Domain {
         Domain {
             name,
             streams: Vec::new(),
-            epoch: 0,
+            frozen: false,
             stop_asked: false,
             pumping: false,
         }
@@ -106,13 +105,13 @@ impl Domain {
     /// A domain carried over from the previous process: frozen until [`Thaw`].
     pub fn restored(name: Arc<str>) -> Self {
         Domain {
-            epoch: 1,
+            frozen: true,
             ..Domain::new(name)
         }
     }
 
     fn frozen(&self) -> bool {
-        self.epoch % 2 == 1
+        self.frozen
     }
 
     fn find(&mut self, path: &Path) -> Option<&mut Stream> {
@@ -125,8 +124,7 @@ impl Domain {
             .position(|s| matches!(s, Stream::Console(c) if c.name() == name))
     }
 
-    /// Puts a stream in a free slot and makes sure the pump runs (unless frozen: thawing
-    /// starts it). A pump already spawned polls the new stream when the handler returns: actix
+    /// Adds a stream and makes sure the pump runs (unless frozen: thawing starts it). A pump already spawned polls the new stream when the handler returns: actix
     /// polls every future of a context after each message.
     fn add(&mut self, stream: Stream, ctx: &mut Context<Self>) {
         self.insert(stream);
@@ -568,9 +566,7 @@ impl Handler<Freeze> for Domain {
 impl Domain {
     fn freeze(&mut self) -> Result<Vec<crate::state::StreamState>, String> {
         use crate::state::{Carrier, StreamState};
-        if !self.frozen() {
-            self.epoch = self.epoch.wrapping_add(1);
-        }
+        self.frozen = true;
         let mut carrier = Carrier::out();
         let mut out = Vec::with_capacity(self.streams.len());
         for s in &mut self.streams {
@@ -643,7 +639,7 @@ impl Handler<Thaw> for Domain {
                 tracing::warn!(domain = %self.name, cause = %e, "cannot set close-on-exec again");
             }
         }
-        self.epoch = self.epoch.wrapping_add(1);
+        self.frozen = false;
         self.pump(ctx);
     }
 }
