@@ -34,7 +34,7 @@ use crate::budget::Yield;
 use crate::events;
 use crate::rotate::{RotateConfig, RotateError};
 use crate::sink::{unix_ms, LogSink};
-use crate::subscriber::{Leave, Socket, Subscriber};
+use crate::subscriber::{Input, Leave, Socket, Subscriber};
 use crate::telnet;
 use logd_protocol::admin::EventKind;
 
@@ -549,8 +549,13 @@ impl Console {
         self.poll_guest_connect(cx);
         let more = !yielding && self.poll_guest_output(cx);
         self.poll_accept(cx);
-        self.poll_subscribers(cx);
+        let writer_more = self.poll_subscribers(cx);
         self.poll_guest_input(cx);
+        if writer_more && self.input.len() < INPUT_LIMIT {
+            // The guest took input, so there is room for what a writer still has. (While the
+            // buffer stays full, the guest's write readiness wakes us.)
+            cx.waker().wake_by_ref();
+        }
         if more {
             // Data is still coming: resume after the event loop has served the others.
             self.yielding.start(cx);
@@ -771,18 +776,24 @@ impl Console {
         }
     }
 
-    fn poll_subscribers(&mut self, cx: &mut Context<'_>) {
+    /// Serves the subscribers: their input, their queues, leavers and the write lock. Returns
+    /// true when a writer may have more input than the console's input buffer had room for.
+    fn poll_subscribers(&mut self, cx: &mut Context<'_>) -> bool {
         let mut typed = Vec::new();
         let mut discard = Vec::new();
+        let mut writer_more = false;
         for i in 0..self.subs.len() {
             let writer = self.may_write(i);
             let room = INPUT_LIMIT.saturating_sub(self.input.len() + typed.len());
             let s = &mut self.subs[i];
             if writer {
-                s.poll_input(cx, room, &mut typed);
+                writer_more |= s.poll_input(cx, room, &mut typed) == Input::More;
             } else {
                 discard.clear();
-                s.poll_input(cx, INPUT_LIMIT, &mut discard);
+                if s.poll_input(cx, INPUT_LIMIT, &mut discard) == Input::More {
+                    // Discarded input needs no room: read on after the others had a turn.
+                    cx.waker().wake_by_ref();
+                }
                 if !discard.is_empty() && !s.told_read_only {
                     s.told_read_only = true;
                     s.notice(match self.cfg.write {
@@ -834,6 +845,7 @@ impl Console {
                 }
             }
         }
+        writer_more
     }
 
     fn poll_guest_input(&mut self, cx: &mut Context<'_>) {

@@ -65,6 +65,15 @@ impl Socket {
     }
 }
 
+/// Where [`Subscriber::poll_input`] stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Input {
+    /// The socket is drained (its waker is registered) or the subscriber is leaving.
+    Waiting,
+    /// The room ran out with input perhaps still there, and no waker registered.
+    More,
+}
+
 /// Why a subscriber is leaving.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Leave {
@@ -274,15 +283,21 @@ impl Subscriber {
 
     /// Reads what the subscriber typed: appends the bytes meant for the guest to `out` (up to
     /// `room` raw bytes are read). Telnet negotiation answers are queued back to the subscriber.
-    pub fn poll_input(&mut self, cx: &mut Context<'_>, room: usize, out: &mut Vec<u8>) {
+    ///
+    /// Returns [`Input::More`] when it stopped at `room` without seeing the socket empty: no
+    /// waker is registered then, so the caller must poll again once it has room.
+    pub fn poll_input(&mut self, cx: &mut Context<'_>, room: usize, out: &mut Vec<u8>) -> Input {
         let mut buf = [0u8; READ_CHUNK];
         let mut budget = room;
-        while self.leaving.is_none() && budget > 0 {
+        while self.leaving.is_none() {
+            if budget == 0 {
+                return Input::More;
+            }
             match self.sock.poll_read_ready(cx) {
-                Poll::Pending => return,
+                Poll::Pending => return Input::Waiting,
                 Poll::Ready(Err(_)) => {
                     self.leaving = Some(Leave::Closed);
-                    return;
+                    return Input::Waiting;
                 }
                 Poll::Ready(Ok(())) => {}
             }
@@ -307,6 +322,7 @@ impl Subscriber {
                 Err(_) => self.leaving = Some(Leave::Closed),
             }
         }
+        Input::Waiting
     }
 
     /// Best-effort last words before the connection is dropped.
