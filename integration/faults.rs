@@ -5,7 +5,6 @@
 mod harness;
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -13,7 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use harness::*;
-use logd_protocol::{ConsoleSpec, DomainId, GuestSide};
+use logd_protocol::client::ClientError;
+use logd_protocol::{ConsoleSpec, DomainId, ErrorCode, GuestSide, OpenFlags, WireError};
 
 const T: Duration = Duration::from_secs(30);
 
@@ -92,5 +92,100 @@ fn a_readers_input_is_discarded_without_stalling() {
     }
     wait_for(T, "the read-only notice", || {
         contains(&seen.lock().unwrap(), b"input is discarded").then_some(())
+    });
+}
+
+/// Opens `path` for domain `name`; returns the daemon's error, if any.
+fn open_err(d: &Daemon, name: &str, path: &str, truncate: bool) -> Option<WireError> {
+    let flags = OpenFlags { truncate };
+    match d
+        .client()
+        .open_log(DomainId::from_name("qemu", name), path, flags)
+    {
+        Ok((_, fd)) => {
+            // Keep the writer: the log stays open for the rest of the test.
+            std::mem::forget(fd);
+            None
+        }
+        Err(ClientError::Server(e)) => Some(e),
+        Err(e) => panic!("open {path}: {e}"),
+    }
+}
+
+/// Case 3: a log claims its whole family of names (NAME, NAME.N, NAME.rotating), so another
+/// domain's log can never be renamed, deleted or truncated by this one's rotation.
+#[test]
+fn a_log_claims_its_backup_and_temporary_names() {
+    let d = Daemon::start();
+    // Each pair: the first is opened, the second must be refused (either order).
+    let pairs = [
+        ("x.log.0", "x.log"),
+        ("a.log", "a.log.0"),
+        ("b.log", "b.log.17"),
+        ("y.log.rotating", "y.log"),
+        ("c.log", "c.log.rotating"),
+    ];
+    for (i, (first, second)) in pairs.iter().enumerate() {
+        assert_eq!(open_err(&d, &format!("b{i}"), first, false), None);
+        let e = open_err(&d, &format!("a{i}"), second, false)
+            .unwrap_or_else(|| panic!("{second} was opened beside {first}"));
+        assert_eq!(e.code, ErrorCode::Busy, "{second}: {e:?}");
+        assert!(
+            e.message.contains(first) && e.message.contains(second),
+            "the error names both logs: {}",
+            e.message
+        );
+    }
+    // A truncate of u.log while another domain writes u.log.0 is refused, and u.log.0 stays.
+    let mut w = d.open_pipe("b", "u.log.0");
+    w.write_all(b"b's line\n").unwrap();
+    let e = open_err(&d, "a", "u.log", true).expect("u.log was opened with truncate");
+    assert_eq!(e.code, ErrorCode::Busy);
+    d.ctl_ok(&["position", "--log", "u.log.0"]);
+    assert_eq!(std::fs::read(d.log("u.log.0")).unwrap(), b"b's line\n");
+    // Names that only look alike are not family.
+    assert_eq!(open_err(&d, "c", "x.log.0x", false), None);
+    assert_eq!(open_err(&d, "c", "z.log", false), None);
+    assert_eq!(open_err(&d, "c", "z.log.0.1", false), None);
+    assert_eq!(open_err(&d, "c", "x.logs", false), None);
+}
+
+/// Case 3, hard links: a path that is another name of a file (a hard link to a live log, or
+/// to any file) is refused: two logs must never write one file.
+#[test]
+fn a_hard_linked_file_is_refused() {
+    let d = Daemon::start();
+    assert_eq!(open_err(&d, "a", "live.log", false), None);
+    std::fs::hard_link(d.log("live.log"), d.log("link.log")).unwrap();
+    let e = open_err(&d, "b", "link.log", false).expect("a hard link was opened");
+    assert_eq!(e.code, ErrorCode::PathRefused, "{e:?}");
+    assert!(
+        e.message.contains("link.log") && e.message.contains("link"),
+        "{}",
+        e.message
+    );
+}
+
+/// Case 5: a name whose derived names (NAME.rotating, NAME.N) would pass NAME_MAX is refused at
+/// open, not accepted and then dropped at the first rotation.
+#[test]
+fn a_name_too_long_for_its_backups_is_refused_at_open() {
+    let d = Daemon::start();
+    let name = "n".repeat(250);
+    let e = open_err(&d, "long", &name, false).expect("a 250-byte name was accepted");
+    assert_eq!(e.code, ErrorCode::PathRefused, "{e:?}");
+    assert!(
+        e.message.contains(".rotating") && e.message.contains("255"),
+        "{}",
+        e.message
+    );
+    // The longest name that works does work, through rotations.
+    let name = "m".repeat(255 - ".rotating".len());
+    let d = Daemon::with_config("max_size = \"4 KiB\"\nmax_backups = 3\n");
+    let mut w = d.open_pipe("long", &name);
+    w.write_all(&numbered_lines(20_000)).unwrap();
+    drop(w);
+    wait_for(T, "rotations", || {
+        d.log(&format!("{name}.2")).exists().then_some(())
     });
 }

@@ -62,6 +62,15 @@ pub fn notify(msg: StreamClosed) {
 pub enum RegistryError {
     #[error("log {path} is already open (domain {owner})")]
     Busy { path: PathBuf, owner: String },
+    #[error(
+        "log {path} would share file names with log {other} (domain {owner}): a log rotates \
+         through NAME, NAME.N and NAME.rotating, so each of them belongs to one log"
+    )]
+    FamilyBusy {
+        path: PathBuf,
+        other: PathBuf,
+        owner: String,
+    },
     #[error("domain {driver}/{uuid} is open under the name {existing:?}, not {requested:?}")]
     NameMismatch {
         driver: String,
@@ -87,7 +96,7 @@ impl RegistryError {
         use crate::rotate::RotateError as R;
         use crate::stream::StreamError as S;
         let code = match self {
-            RegistryError::Busy { .. } => ErrorCode::Busy,
+            RegistryError::Busy { .. } | RegistryError::FamilyBusy { .. } => ErrorCode::Busy,
             RegistryError::NameMismatch { .. } => ErrorCode::InvalidArgument,
             RegistryError::ShuttingDown => ErrorCode::ShuttingDown,
             RegistryError::Reexec => ErrorCode::Busy,
@@ -96,6 +105,7 @@ impl RegistryError {
             | RegistryError::Domain(DomainError::Stream(S::File(e))) => match e {
                 R::NotFound { .. } => ErrorCode::NotFound,
                 R::BadPosition { .. } => ErrorCode::BadPosition,
+                e if e.is_refusal() => ErrorCode::PathRefused,
                 _ => ErrorCode::Io,
             },
             RegistryError::Domain(DomainError::ConsoleExists { .. }) => ErrorCode::Busy,
@@ -192,6 +202,9 @@ pub struct Registry {
     /// Open paths (and paths with an append in flight) and their owner. The path is shared
     /// with the stream's file: one copy per log.
     paths: Table<Arc<Path>, table::Id>,
+    /// The open paths that are themselves another log's backup or temporary name
+    /// (`NAME.N`, `NAME.rotating`), by that `NAME`: so an open of `NAME` finds them. Rare.
+    derived: std::collections::HashMap<PathBuf, Vec<Arc<Path>>>,
     /// The drivers' names, interned.
     drivers: std::collections::HashSet<Arc<str>>,
     shutting_down: bool,
@@ -216,6 +229,7 @@ impl Registry {
             next_worker: 0,
             domains: Table::new(),
             paths: Table::new(),
+            derived: Default::default(),
             drivers: Default::default(),
             shutting_down: false,
             frozen: false,
@@ -253,14 +267,16 @@ impl Registry {
         }
         let key = self.key(&id.driver, id.uuid);
         if let Some(&owner) = self.paths.get(path) {
-            let name = self
-                .domains
-                .by_id(owner)
-                .map(|(_, d)| d.name.to_string())
-                .unwrap_or_default();
             return Err(RegistryError::Busy {
                 path: path.to_owned(),
-                owner: name,
+                owner: self.domain_name(owner),
+            });
+        }
+        if let Some((other, owner)) = self.family_conflict(path) {
+            return Err(RegistryError::FamilyBusy {
+                path: path.to_owned(),
+                other,
+                owner: self.domain_name(owner),
             });
         }
         let slot = match self.domains.id(&key) {
@@ -305,8 +321,53 @@ impl Registry {
             .ok_or_else(|| RegistryError::DomainGone(path.to_owned()))?;
         entry.claims += 1;
         let path: Arc<Path> = path.into();
-        self.paths.insert(path.clone(), slot);
+        self.insert_path(path.clone(), slot);
         Ok((key, addr, path))
+    }
+
+    fn domain_name(&self, id: table::Id) -> String {
+        self.domains
+            .by_id(id)
+            .map(|(_, d)| d.name.to_string())
+            .unwrap_or_default()
+    }
+
+    /// Another open log whose family of names (`NAME`, `NAME.N`, `NAME.rotating`) meets
+    /// `path`'s, and its holder. Two families meet only when one log's name is a backup or
+    /// temporary name of the other's (`rotate::family_base`).
+    fn family_conflict(&self, path: &Path) -> Option<(PathBuf, table::Id)> {
+        if let Some(base) = rotate::family_base(path) {
+            if let Some(&owner) = self.paths.get(base) {
+                return Some((base.to_owned(), owner));
+            }
+        }
+        let member = self.derived.get(path)?.first()?;
+        Some((member.to_path_buf(), *self.paths.get(&**member)?))
+    }
+
+    /// Records an open path.
+    fn insert_path(&mut self, path: Arc<Path>, owner: table::Id) {
+        if let Some(base) = rotate::family_base(&path) {
+            self.derived
+                .entry(base.to_owned())
+                .or_default()
+                .push(path.clone());
+        }
+        self.paths.insert(path, owner);
+    }
+
+    /// Forgets an open path; returns its holder.
+    fn remove_path(&mut self, path: &Path) -> Option<table::Id> {
+        let id = self.paths.remove(path)?;
+        if let Some(base) = rotate::family_base(path) {
+            if let Some(members) = self.derived.get_mut(base) {
+                members.retain(|m| **m != *path);
+                if members.is_empty() {
+                    self.derived.remove(base);
+                }
+            }
+        }
+        Some(id)
     }
 
     /// Releases the claim a stream's open made on its path, if that claim is still the one in
@@ -323,7 +384,7 @@ impl Registry {
 
     /// Releases the claim on a path.
     fn release(&mut self, path: &Path) {
-        if let Some(id) = self.paths.remove(path) {
+        if let Some(id) = self.remove_path(path) {
             if let Some((key, _)) = self.domains.by_id(id) {
                 let key = key.clone();
                 self.unhold(&key);
@@ -1066,7 +1127,7 @@ impl Handler<Adopt> for Registry {
             );
             for path in &paths {
                 if self.paths.id(&**path).is_none() {
-                    self.paths.insert(path.clone(), id);
+                    self.insert_path(path.clone(), id);
                 }
             }
             batches[worker].push((rx, name, d, paths));

@@ -94,6 +94,34 @@ pub enum RotateError {
     },
     #[error("log {path} is closed after an earlier failure and must be reopened")]
     Closed { path: PathBuf },
+    #[error(
+        "refusing {path}: its rotation needs the name {longest:?} ({len} bytes), longer than the \
+         file system's limit of {limit} bytes"
+    )]
+    NameTooLong {
+        path: PathBuf,
+        longest: String,
+        len: usize,
+        limit: usize,
+    },
+    #[error(
+        "refusing {path}: the file has {links} hard links, and a log must be the only name of \
+         its file (another link is another log's file, or any file)"
+    )]
+    HardLinked { path: PathBuf, links: u64 },
+}
+
+impl RotateError {
+    /// Whether the path itself is refused (the client named something logd will not use), as
+    /// opposed to a failure of the disk.
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            RotateError::NotRegular { .. }
+                | RotateError::NameTooLong { .. }
+                | RotateError::HardLinked { .. }
+        )
+    }
 }
 
 /// A write that stopped part-way. `written` bytes of the data reached a file (possibly one rotated
@@ -159,6 +187,7 @@ impl RotatingFile {
                 path: path.to_path_buf(),
             });
         }
+        check_derived_names(&path, cfg.max_backups)?;
         if truncate {
             remove_all(&path, cfg.max_backups)?;
         }
@@ -411,6 +440,49 @@ impl RotatingFile {
     }
 }
 
+/// The longest file name Linux file systems take (`NAME_MAX`), used where the directory's own
+/// limit cannot be asked.
+const NAME_MAX: usize = 255;
+
+/// Refuses a log whose rotation would need a name longer than its directory takes: the
+/// temporary name (`NAME.rotating`) and the oldest backup (`NAME.N-1`).
+fn check_derived_names(path: &Path, max_backups: u32) -> Result<(), RotateError> {
+    let longest = std::iter::once(fresh_path(path))
+        .chain((max_backups > 0).then(|| backup_path(path, max_backups - 1)))
+        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .max_by_key(String::len)
+        .unwrap_or_default();
+    let limit = path
+        .parent()
+        .and_then(|dir| nix::unistd::pathconf(dir, nix::unistd::PathconfVar::NAME_MAX).ok())
+        .flatten()
+        .map_or(NAME_MAX, |n| n as usize);
+    if longest.len() > limit {
+        return Err(RotateError::NameTooLong {
+            path: path.to_path_buf(),
+            len: longest.len(),
+            longest,
+            limit,
+        });
+    }
+    Ok(())
+}
+
+/// The log whose family of names `path` belongs to, when it is a backup or temporary name
+/// (`NAME.N`, `NAME.rotating`): a log claims `NAME`, every `NAME.N` and `NAME.rotating`,
+/// since its rotation renames and removes them all.
+pub fn family_base(path: &Path) -> Option<&Path> {
+    let name = path.file_name()?.to_str()?;
+    let (base, suffix) = name.rsplit_once('.')?;
+    let derived =
+        suffix == "rotating" || (!suffix.is_empty() && suffix.bytes().all(|b| b.is_ascii_digit()));
+    if !derived || base.is_empty() {
+        return None;
+    }
+    let s = path.to_str()?;
+    Some(Path::new(&s[..s.len() - suffix.len() - 1]))
+}
+
 /// `PATH.index`: the name of a backup (0 is the newest).
 pub fn backup_path(path: &Path, index: u32) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
@@ -532,6 +604,12 @@ fn open_checked(path: &Path, opts: &OpenOptions) -> Result<(File, fs::Metadata),
         return Err(RotateError::NotRegular {
             path: path.to_path_buf(),
             kind: kind_name(meta.file_type()),
+        });
+    }
+    if meta.nlink() > 1 {
+        return Err(RotateError::HardLinked {
+            path: path.to_path_buf(),
+            links: meta.nlink(),
         });
     }
     let set_flags_error = |e: nix::Error| RotateError::SetFlags {
@@ -763,6 +841,31 @@ mod tests {
     use std::time::Duration;
 
     use proptest::prelude::*;
+
+    #[test]
+    fn family_base_strips_one_backup_or_temporary_suffix() {
+        let base = |p: &str| family_base(Path::new(p)).map(|b| b.to_str().unwrap().to_owned());
+        assert_eq!(base("/l/x.log.0").as_deref(), Some("/l/x.log"));
+        assert_eq!(base("/l/x.log.123").as_deref(), Some("/l/x.log"));
+        assert_eq!(base("/l/x.log.rotating").as_deref(), Some("/l/x.log"));
+        assert_eq!(base("/l/x.log.0.1").as_deref(), Some("/l/x.log.0"));
+        for not_derived in ["/l/x.log", "/l/x.log.0x", "/l/x.log.", "/l/.0", "/l/x", "/"] {
+            assert_eq!(base(not_derived), None, "{not_derived}");
+        }
+    }
+
+    #[test]
+    fn derived_names_must_fit_name_max() {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = dir.path().join("a".repeat(NAME_MAX - ".rotating".len()));
+        check_derived_names(&ok, 3).unwrap();
+        let long = dir.path().join("a".repeat(NAME_MAX - ".rotating".len() + 1));
+        let e = check_derived_names(&long, 3).unwrap_err();
+        assert!(matches!(e, RotateError::NameTooLong { len, .. } if len == NAME_MAX + 1));
+        // With 10^9 backups, the oldest backup's name is the longest.
+        let e = check_derived_names(&ok, 1_000_000_000).unwrap_err();
+        assert!(e.to_string().contains(".999999999"), "{e}");
+    }
 
     fn cfg(max_size: u64, max_backups: u32) -> RotateConfig {
         RotateConfig {
