@@ -189,3 +189,115 @@ fn a_name_too_long_for_its_backups_is_refused_at_open() {
         d.log(&format!("{name}.2")).exists().then_some(())
     });
 }
+
+/// Whether tests that need root's powers (mounts, other uids) must run: under CI they fail
+/// instead of saying "skipped".
+fn required() -> bool {
+    std::env::var("LOGD_REQUIRE_QEMU").as_deref() == Ok("1") || std::env::var_os("CI").is_some()
+}
+
+/// A file system mounted for one test, unmounted when dropped.
+struct Mount {
+    at: std::path::PathBuf,
+}
+
+impl Mount {
+    /// Mounts `mount ARGS... AT` (AT is created), or says why not: a test that cannot mount
+    /// says "skipped" with the reason, except under CI, where it fails.
+    fn new(at: &std::path::Path, args: &[&str]) -> Option<Mount> {
+        std::fs::create_dir_all(at).unwrap();
+        let out = Command::new("mount").args(args).arg(at).output();
+        match out {
+            Ok(o) if o.status.success() => Some(Mount { at: at.to_owned() }),
+            other => {
+                let why = match other {
+                    Ok(o) => String::from_utf8_lossy(&o.stderr).into_owned(),
+                    Err(e) => e.to_string(),
+                };
+                assert!(
+                    !required(),
+                    "cannot mount {args:?} on {}: {why}",
+                    at.display()
+                );
+                eprintln!("skipped: cannot mount {args:?}: {why}");
+                None
+            }
+        }
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.at).status();
+    }
+}
+
+/// `seq 1 n`'s output.
+fn seq(n: u32) -> Vec<u8> {
+    let mut v = Vec::new();
+    for i in 1..=n {
+        v.extend_from_slice(format!("{i}\n").as_bytes());
+    }
+    v
+}
+
+/// Case 2: when the disk is full of the log's own backups, logd makes room from the oldest of
+/// them and keeps writing: the files hold exactly the newest bytes, and nothing is dropped.
+#[test]
+fn a_full_disk_gives_up_the_oldest_backups_not_the_newest_bytes() {
+    let d = Daemon::with_config("max_size = \"1 MiB\"\nmax_backups = 3\n");
+    let Some(_m) = Mount::new(&d.log("small"), &["-t", "tmpfs", "-o", "size=2m", "tmpfs"]) else {
+        return;
+    };
+    let data = seq(1_000_000); // 6.9 MB into 2 MiB
+    let mut w = d.open_pipe("full", "small/seq.log");
+    w.write_all(&data).unwrap();
+    d.ctl_ok(&["position", "--log", "small/seq.log"]); // drained
+    let kept = read_rotated(&d.log("small/seq.log"), 3);
+    assert!(
+        data.ends_with(&kept),
+        "the files are not the newest bytes ({} kept, ending {:?})",
+        kept.len(),
+        String::from_utf8_lossy(&kept[kept.len().saturating_sub(20)..])
+    );
+    assert!(kept.len() >= 1 << 20, "only {} bytes kept", kept.len());
+    let ps: serde_json::Value = serde_json::from_slice(&d.ctl_ok(&["ps", "--json"])).unwrap();
+    let s = &ps["domains"][0]["streams"][0];
+    assert_eq!(s["dropped_disk"], 0, "{s}");
+    assert_eq!(s["bytes_written"], data.len() as u64, "{s}");
+    drop(w);
+}
+
+/// Case 2, the other half: a disk full of other files (the log has nothing to give) drops and
+/// counts bytes, says so once, and says once that it recovered when room comes back: no
+/// "cannot write" / "writable again" every second.
+#[test]
+fn a_disk_full_of_other_files_is_reported_once_and_recovers() {
+    let d = Daemon::start();
+    let Some(_m) = Mount::new(&d.log("tiny"), &["-t", "tmpfs", "-o", "size=64k", "tmpfs"]) else {
+        return;
+    };
+    let mut w = d.open_pipe("crowded", "tiny/c.log");
+    let filler = d.log("tiny/filler");
+    let _ = std::fs::write(&filler, vec![0u8; 1 << 20]); // ENOSPC once the disk is full
+    let line = b"a line that has nowhere to go\n";
+    let mut sent = 0;
+    for _ in 0..60 {
+        w.write_all(line).unwrap();
+        sent += line.len();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    d.ctl_ok(&["position", "--log", "tiny/c.log"]);
+    let ps: serde_json::Value = serde_json::from_slice(&d.ctl_ok(&["ps", "--json"])).unwrap();
+    let s = &ps["domains"][0]["streams"][0];
+    assert_eq!(s["dropped_disk"], sent as u64, "{s}");
+    assert_eq!(s["bytes_written"], 0, "{s}");
+    std::fs::remove_file(&filler).unwrap();
+    std::thread::sleep(Duration::from_millis(1100)); // past the retry interval
+    w.write_all(b"room again\n").unwrap();
+    d.ctl_ok(&["position", "--log", "tiny/c.log"]);
+    assert_eq!(std::fs::read(d.log("tiny/c.log")).unwrap(), b"room again\n");
+    let log = d.stderr();
+    assert_eq!(count(log.as_bytes(), b"cannot write log file"), 1, "{log}");
+    assert_eq!(count(log.as_bytes(), b"writable again"), 1, "{log}");
+}

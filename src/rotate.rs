@@ -362,14 +362,17 @@ impl RotatingFile {
         }
     }
 
-    /// Writes all of `buf` to the active file, counting each byte that reaches it.
+    /// Writes all of `buf` to the active file, counting each byte that reaches it. When the
+    /// file system is full, the log's own oldest bytes make room first (see
+    /// [`make_room`](Self::make_room)). `buf` never exceeds the room left in the active file,
+    /// and a rotation made for room leaves an empty one, so it still fits.
     fn append(&mut self, mut buf: &[u8], written: &mut usize) -> Result<(), RotateError> {
-        let Some(file) = self.file.as_mut() else {
-            return Err(RotateError::Closed {
-                path: self.path.to_path_buf(),
-            });
-        };
         while !buf.is_empty() {
+            let Some(file) = self.file.as_mut() else {
+                return Err(RotateError::Closed {
+                    path: self.path.to_path_buf(),
+                });
+            };
             match file.write(buf) {
                 Ok(0) => {
                     return Err(RotateError::Write {
@@ -384,6 +387,7 @@ impl RotatingFile {
                     buf = &buf[n..];
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if is_full(&e) && self.make_room()? => {}
                 Err(source) => {
                     return Err(RotateError::Write {
                         path: self.path.to_path_buf(),
@@ -393,6 +397,29 @@ impl RotatingFile {
             }
         }
         Ok(())
+    }
+
+    /// Frees the log's own oldest bytes for a write that found the file system full: the
+    /// oldest backup goes; with no backup left, the active file is rotated (to `PATH.0`, to go
+    /// at the next call, or straight away with no backups). Returns false when the log has
+    /// nothing left to give, and the write must fail.
+    ///
+    /// So the files keep holding the newest bytes: a full disk costs the log its history from
+    /// the old end, never its newest bytes, as long as the log holds any.
+    fn make_room(&mut self) -> Result<bool, RotateError> {
+        let path = &*self.path;
+        for i in (0..self.cfg.max_backups).rev() {
+            if remove_if_exists(&backup_path(path, i))? {
+                tracing::info!(path = %path.display(), backup = i, "file system full: removed the oldest backup to make room");
+                return Ok(true);
+            }
+        }
+        if self.size == 0 {
+            return Ok(false);
+        }
+        tracing::info!(path = %path.display(), size = self.size, "file system full: rotating early to make room");
+        self.rotate()?;
+        Ok(true)
     }
 
     /// Shifts the backups and puts a fresh empty file at PATH.
@@ -481,6 +508,15 @@ pub fn family_base(path: &Path) -> Option<&Path> {
     }
     let s = path.to_str()?;
     Some(Path::new(&s[..s.len() - suffix.len() - 1]))
+}
+
+/// A write refused for want of space (the file system's or the user's quota).
+fn is_full(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc_errno) if libc_errno == nix::errno::Errno::ENOSPC as i32
+            || libc_errno == nix::errno::Errno::EDQUOT as i32
+    )
 }
 
 /// `PATH.index`: the name of a backup (0 is the newest).
@@ -859,7 +895,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ok = dir.path().join("a".repeat(NAME_MAX - ".rotating".len()));
         check_derived_names(&ok, 3).unwrap();
-        let long = dir.path().join("a".repeat(NAME_MAX - ".rotating".len() + 1));
+        let long = dir
+            .path()
+            .join("a".repeat(NAME_MAX - ".rotating".len() + 1));
         let e = check_derived_names(&long, 3).unwrap_err();
         assert!(matches!(e, RotateError::NameTooLong { len, .. } if len == NAME_MAX + 1));
         // With 10^9 backups, the oldest backup's name is the longest.

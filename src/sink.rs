@@ -263,13 +263,18 @@ impl LogSink {
                 tracing::debug!(path = %self.path().display(), cause = %e, "log file still unwritable");
                 return;
             }
-            tracing::info!(path = %self.path().display(), dropped = self.stats.dropped_disk, "log file writable again");
-            act.retry_at = None;
         }
+        // A failure episode lasts from the first failed write to the next one that succeeds:
+        // it is logged once at each end, however often the file is retried in between.
+        let failing = act.retry_at.is_some();
         match self.file.write(data) {
             Ok(()) => {
                 self.stats.bytes_written += data.len() as u64;
                 act.rate_out.add(data.len());
+                if failing {
+                    act.retry_at = None;
+                    tracing::info!(path = %self.path().display(), dropped = self.stats.dropped_disk, "log file writable again");
+                }
             }
             Err(f) => {
                 self.stats.bytes_written += f.written as u64;
@@ -277,7 +282,11 @@ impl LogSink {
                 act.retry_at = Some(Instant::now() + RETRY_INTERVAL);
                 self.record_error(act, &f.error);
                 self.dropped(data.len() - f.written, true);
-                tracing::warn!(path = %self.path().display(), cause = %f.error, dropped = data.len() - f.written, "cannot write log file; dropping bytes until it works again");
+                if failing {
+                    tracing::debug!(path = %self.path().display(), cause = %f.error, dropped = data.len() - f.written, "log file still unwritable");
+                } else {
+                    tracing::warn!(path = %self.path().display(), cause = %f.error, dropped = data.len() - f.written, "cannot write log file; dropping bytes until it works again");
+                }
             }
         }
     }
