@@ -301,3 +301,129 @@ fn a_disk_full_of_other_files_is_reported_once_and_recovers() {
     assert_eq!(count(log.as_bytes(), b"cannot write log file"), 1, "{log}");
     assert_eq!(count(log.as_bytes(), b"writable again"), 1, "{log}");
 }
+
+/// The state letter of a process (`R`, `S`, `T` for stopped, …).
+fn proc_state(pid: i32) -> char {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.rsplit(')')
+        .next()
+        .and_then(|s| s.trim().chars().next())
+        .unwrap_or('?')
+}
+
+/// Case 6: a signal a daemon may be sent by habit (or by accident) neither kills nor stops
+/// logd: each is handled or ignored, and the stream goes on byte for byte.
+#[test]
+fn stray_signals_neither_kill_nor_stop_logd() {
+    use nix::sys::signal::Signal::*;
+    let mut d = Daemon::start();
+    let mut w = d.open_pipe("sig", "sig.log");
+    let mut expected = Vec::new();
+    let mut check = |d: &mut Daemon, what: &str| {
+        std::thread::sleep(Duration::from_millis(100));
+        d.assert_alive();
+        assert_ne!(proc_state(d.pid()), 'T', "logd was stopped by {what}");
+        let line = format!("after {what}\n");
+        w.write_all(line.as_bytes())
+            .unwrap_or_else(|e| panic!("the pipe broke after {what}: {e}"));
+        expected.extend_from_slice(line.as_bytes());
+        d.ctl_ok(&["position", "--log", "sig.log"]);
+        assert_eq!(
+            std::fs::read(d.log("sig.log")).unwrap(),
+            expected,
+            "after {what}"
+        );
+    };
+    for sig in [
+        SIGHUP, SIGUSR2, SIGALRM, SIGTSTP, SIGTTIN, SIGTTOU, SIGXFSZ, SIGXCPU, SIGVTALRM, SIGPROF,
+        SIGIO, SIGPWR, SIGSTKFLT, SIGWINCH, SIGURG, SIGCHLD, SIGPIPE,
+    ] {
+        d.signal(sig);
+        check(&mut d, sig.as_str());
+    }
+    let max = String::from_utf8(Command::new("kill").arg("-l").output().unwrap().stdout).unwrap();
+    for n in 0..=(if max.contains("RTMAX-") { 30 } else { 0 }) {
+        let name = format!("RTMIN+{n}");
+        let st = Command::new("kill")
+            .args(["-s", &name, &d.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(st.success(), "kill -s {name}");
+        check(&mut d, &name);
+    }
+    let log = d.stderr();
+    assert!(log.contains("SIGUSR2") && log.contains("ignored"), "{log}");
+}
+
+/// Case 6: SIGQUIT stops logd as SIGTERM does, draining every pipe first (no core dump, no
+/// bytes lost).
+#[test]
+fn sigquit_stops_logd_after_draining() {
+    let mut d = Daemon::start();
+    let mut w = d.open_pipe("quit", "quit.log");
+    let data = numbered_lines(100_000);
+    w.write_all(&data).unwrap();
+    assert_eq!(
+        d.signal_and_wait(nix::sys::signal::Signal::SIGQUIT),
+        Some(0)
+    );
+    assert_eq!(std::fs::read(d.log("quit.log")).unwrap(), data);
+    assert!(!d.socket.exists(), "the socket file was left behind");
+}
+
+/// Case 6: SIGHUP reloads the configuration file without a re-exec (same pid): new logs take
+/// the new rotation settings and `allowed_dirs`; an invalid file is refused and the running
+/// configuration stays.
+#[test]
+fn sighup_reloads_the_config_and_keeps_it_when_the_file_is_bad() {
+    let mut d = Daemon::with_config("max_size = \"1 MiB\"\nmax_backups = 2\n");
+    let pid = d.pid();
+    let config = d.dir.path().join("logd.toml");
+    let extra = d.dir.path().join("extra");
+    std::fs::create_dir(&extra).unwrap();
+    let outside = extra.join("vm.log");
+    let outside = outside.to_str().unwrap();
+    assert!(
+        open_err(&d, "x", outside, false).is_some(),
+        "outside the roots"
+    );
+
+    let fill = |d: &Daemon, name: &str| {
+        let mut w = d.open_pipe(name, &format!("{name}.log"));
+        w.write_all(&numbered_lines(20_000)).unwrap();
+        d.ctl_ok(&["position", "--log", &format!("{name}.log")]);
+        d.log(&format!("{name}.log.0")).exists()
+    };
+    assert!(!fill(&d, "before"), "1 MiB logs do not rotate at 20 kB");
+
+    std::fs::write(
+        &config,
+        format!(
+            "max_size = \"4 KiB\"\nmax_backups = 2\nallowed_dirs = [{:?}]\n",
+            extra
+        ),
+    )
+    .unwrap();
+    d.signal(nix::sys::signal::Signal::SIGHUP);
+    wait_for(T, "the reload", || {
+        d.stderr().contains("configuration reloaded").then_some(())
+    });
+    assert!(fill(&d, "after"), "new logs take max_size = 4 KiB");
+    assert_eq!(
+        open_err(&d, "x", outside, false),
+        None,
+        "allowed_dirs applied"
+    );
+
+    std::fs::write(&config, "max_size = \"lots\"\n").unwrap();
+    d.signal(nix::sys::signal::Signal::SIGHUP);
+    wait_for(T, "the refusal", || {
+        d.stderr()
+            .contains("configuration not reloaded")
+            .then_some(())
+    });
+    assert!(d.stderr().contains("max_size"), "the error names the key");
+    assert!(fill(&d, "kept"), "the running configuration stays");
+    d.assert_alive();
+    assert_eq!(d.pid(), pid, "no re-exec");
+}

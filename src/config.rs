@@ -57,6 +57,15 @@ pub struct Config {
     pub idle_exit: Option<std::time::Duration>,
     /// The binary a re-exec runs; None: the path this one was started from.
     pub binary: Option<PathBuf>,
+    /// Where this configuration came from, so SIGHUP can read it again.
+    pub origin: Origin,
+}
+
+/// The file and command-line overrides a configuration was loaded from.
+#[derive(Debug, Clone, Default)]
+pub struct Origin {
+    pub file: Option<PathBuf>,
+    pub overrides: Overrides,
 }
 
 /// The file's keys, all optional.
@@ -261,7 +270,16 @@ impl Config {
                 .as_deref()
                 .map(|b| absolute("binary", b))
                 .transpose()?,
+            origin: Origin {
+                file: file.map(Path::to_owned),
+                overrides: over.clone(),
+            },
         })
+    }
+
+    /// Reads the configuration again from where it came from (SIGHUP).
+    pub fn reload(&self) -> Result<Config, ConfigError> {
+        Config::load(self.origin.file.as_deref(), &self.origin.overrides)
     }
 }
 

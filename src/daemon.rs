@@ -100,37 +100,118 @@ pub fn run(cfg: Config, successor: Option<Successor>) -> Result<(), DaemonError>
     })
 }
 
-/// The signals the daemon handles.
+/// The signals the daemon handles. No signal a daemon may be sent by habit is left at its
+/// default action, which would kill or stop logd and every guest's log with it (logd(8),
+/// "SIGNALS"):
+/// - SIGTERM, SIGINT, SIGQUIT: drain every pipe, then stop;
+/// - SIGUSR1: re-exec; SIGHUP: reload the configuration file;
+/// - SIGUSR2, SIGALRM: logged and ignored;
+/// - SIGPIPE: handled, so a vanished client is an EPIPE error;
+/// - job control (SIGTSTP, SIGTTIN, SIGTTOU), resource limits (SIGXFSZ, SIGXCPU), timers and
+///   I/O notices (SIGVTALRM, SIGPROF, SIGIO, SIGPWR, SIGSTKFLT) and the real-time signals:
+///   ignored ([`ignore_stray_signals`]).
 struct Signals {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
+    quit: tokio::signal::unix::Signal,
     usr1: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+    usr2: tokio::signal::unix::Signal,
+    alrm: tokio::signal::unix::Signal,
     _pipe: tokio::signal::unix::Signal,
 }
 
 impl Signals {
-    /// A SIGTERM or SIGINT received and not yet handled (taken: the caller acts on it).
+    /// A stop signal received and not yet handled (taken: the caller acts on it).
     fn stop_pending(&mut self) -> Option<&'static str> {
         let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-        if self.term.poll_recv(&mut cx).is_ready() {
-            return Some("SIGTERM");
+        [
+            (&mut self.term, "SIGTERM"),
+            (&mut self.int, "SIGINT"),
+            (&mut self.quit, "SIGQUIT"),
+        ]
+        .into_iter()
+        .find_map(|(s, name)| s.poll_recv(&mut cx).is_ready().then_some(name))
+    }
+
+    /// The next signal, and what it asks for.
+    async fn next(&mut self) -> Sig {
+        tokio::select! {
+            _ = self.term.recv() => Sig::Stop("SIGTERM"),
+            _ = self.int.recv() => Sig::Stop("SIGINT"),
+            _ = self.quit.recv() => Sig::Stop("SIGQUIT"),
+            _ = self.usr1.recv() => Sig::Reexec,
+            _ = self.hup.recv() => Sig::Reload,
+            _ = self.usr2.recv() => Sig::Ignored("SIGUSR2"),
+            _ = self.alrm.recv() => Sig::Ignored("SIGALRM"),
         }
-        if self.int.poll_recv(&mut cx).is_ready() {
-            return Some("SIGINT");
-        }
-        None
     }
 
     fn install() -> Result<Signals, DaemonError> {
+        ignore_stray_signals()?;
         let s = |k| signal(k).map_err(DaemonError::Signals);
         Ok(Signals {
             term: s(SignalKind::terminate())?,
             int: s(SignalKind::interrupt())?,
+            quit: s(SignalKind::quit())?,
             usr1: s(SignalKind::user_defined1())?,
+            hup: s(SignalKind::hangup())?,
+            usr2: s(SignalKind::user_defined2())?,
+            alrm: s(SignalKind::alarm())?,
             // A vanished client must be an EPIPE error, never a fatal signal.
             _pipe: s(SignalKind::pipe())?,
         })
     }
+}
+
+/// What a signal asks of the daemon.
+enum Sig {
+    Stop(&'static str),
+    Reexec,
+    Reload,
+    Ignored(&'static str),
+}
+
+/// Sets the signals logd neither needs nor wants to die or stop of to SIG_IGN: job control
+/// (a daemon stopped by a stray ^Z stalls every guest), SIGXFSZ (a write past RLIMIT_FSIZE is
+/// then EFBIG, a disk error logd counts), SIGXCPU, the profiling and I/O notices whose default
+/// is to terminate, and every real-time signal.
+fn ignore_stray_signals() -> Result<(), DaemonError> {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal::*};
+    let ignore = SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty());
+    let fixed = [
+        SIGTSTP, SIGTTIN, SIGTTOU, SIGXFSZ, SIGXCPU, SIGVTALRM, SIGPROF, SIGIO, SIGPWR, SIGSTKFLT,
+    ]
+    .map(|s| s as i32);
+    let realtime = nix::libc::SIGRTMIN()..=nix::libc::SIGRTMAX();
+    for signo in fixed.into_iter().chain(realtime) {
+        let set = |sig| {
+            // SAFETY: SIG_IGN installs no handler code, so nothing runs in signal context;
+            // the previous disposition is not used.
+            #[allow(unsafe_code)]
+            unsafe {
+                sigaction(sig, &ignore)
+            }
+        };
+        let res = match nix::sys::signal::Signal::try_from(signo) {
+            Ok(sig) => set(sig).map(drop),
+            // Real-time signals have no `Signal` value: the raw call.
+            Err(_) => ignore_raw(signo),
+        };
+        res.map_err(|e| DaemonError::Signals(e.into()))?;
+    }
+    Ok(())
+}
+
+/// SIG_IGN for a signal number nix has no name for (the real-time ones).
+fn ignore_raw(signo: i32) -> nix::Result<()> {
+    // SAFETY: SIG_IGN runs no code in signal context; `signal` only sets the disposition.
+    #[allow(unsafe_code)]
+    let old = unsafe { nix::libc::signal(signo, nix::libc::SIG_IGN) };
+    if old == nix::libc::SIG_ERR {
+        return Err(nix::errno::Errno::last());
+    }
+    Ok(())
 }
 
 fn create_dir(dir: &Path) -> Result<(), DaemonError> {
@@ -300,7 +381,10 @@ impl Running {
         let shared_main = Arc::new(Shared {
             endpoint: Endpoint::Main,
             registry: registry.clone(),
-            policy: PathPolicy::new(cfg.log_root.clone(), cfg.allowed_dirs.clone()),
+            policy: Arc::new(std::sync::RwLock::new(PathPolicy::new(
+                cfg.log_root.clone(),
+                cfg.allowed_dirs.clone(),
+            ))),
             limit: limit.clone(),
             daemon_uid: nix::unistd::geteuid().as_raw(),
             handoff: handoff.clone(),
@@ -571,13 +655,16 @@ impl Running {
         tokio::pin!(idle);
         let which = loop {
             tokio::select! {
-                _ = sig.term.recv() => break "SIGTERM",
-                _ = sig.int.recv() => break "SIGINT",
+                s = sig.next() => match s {
+                    Sig::Stop(name) => break name,
+                    Sig::Reexec => {
+                        tracing::info!("SIGUSR1: re-exec");
+                        self.reexec(&mut sig, None, None).await;
+                    }
+                    Sig::Reload => self.reload().await,
+                    Sig::Ignored(name) => tracing::info!(signal = name, "signal ignored"),
+                },
                 _ = &mut idle => break "idle",
-                _ = sig.usr1.recv() => {
-                    tracing::info!("SIGUSR1: re-exec");
-                    self.reexec(&mut sig, None, None).await;
-                }
                 Some(t) = self.triggers.recv() => self.reexec(&mut sig, t.binary, t.reply).await,
             }
             if let Some(why) = self.stop_requested.take() {
@@ -603,6 +690,79 @@ impl Running {
         Ok(())
     }
 
+    /// SIGHUP: reads the configuration file again and applies what can change while serving:
+    /// the rotation settings of logs opened from now on, `allowed_dirs` and `binary`. Settings
+    /// that need sockets, threads or the connection limit rebuilt are named in a warning and
+    /// apply at the next re-exec, which reads the file again. An invalid file changes nothing.
+    async fn reload(&mut self) {
+        let new = match self.cfg.reload() {
+            Ok(c) => c,
+            Err(e) => {
+                let why = e.to_string();
+                tracing::error!("SIGHUP: configuration not reloaded; the running one stays: {why}");
+                crate::events::emit(|| EventKind::Error {
+                    path: self
+                        .cfg
+                        .origin
+                        .file
+                        .as_ref()
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_default(),
+                    message: format!("configuration not reloaded: {why}"),
+                });
+                return;
+            }
+        };
+        let old = &self.cfg;
+        let mut applied = Vec::new();
+        if new.rotate != old.rotate {
+            let _ = self.registry.send(registry::SetRotate(new.rotate)).await;
+            applied.push("max_size/max_backups");
+        }
+        if new.allowed_dirs != old.allowed_dirs {
+            *self
+                .shared_main
+                .policy
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                PathPolicy::new(old.log_root.clone(), new.allowed_dirs.clone());
+            applied.push("allowed_dirs");
+        }
+        if new.binary != old.binary {
+            applied.push("binary");
+        }
+        let later: Vec<&str> = [
+            ("socket", new.socket != old.socket),
+            ("admin_socket", new.admin_socket != old.admin_socket),
+            ("log_root", new.log_root != old.log_root),
+            ("workers", new.workers != old.workers),
+            ("max_clients", new.max_clients != old.max_clients),
+            ("metrics_listen", new.metrics_listen != old.metrics_listen),
+            ("idle_exit", new.idle_exit != old.idle_exit),
+        ]
+        .into_iter()
+        .filter_map(|(key, changed)| changed.then_some(key))
+        .collect();
+        if !later.is_empty() {
+            tracing::warn!(
+                keys = ?later,
+                "SIGHUP: these settings change only at the next re-exec (logdctl reexec) or restart"
+            );
+        }
+        self.cfg = Config {
+            rotate: new.rotate,
+            allowed_dirs: new.allowed_dirs,
+            binary: new.binary,
+            ..self.cfg.clone()
+        };
+        tracing::info!(
+            changed = ?applied,
+            max_size = { self.cfg.rotate.max_size },
+            max_backups = { self.cfg.rotate.max_backups },
+            "SIGHUP: configuration reloaded"
+        );
+    }
+
     /// Re-execs. Returns only if it failed, with everything as it was; on success this process
     /// exits.
     async fn reexec(
@@ -613,7 +773,9 @@ impl Running {
     ) {
         let asked = crate::state::mono_ns();
         let asked_ms = crate::sink::unix_ms(std::time::SystemTime::now());
-        let exe = binary.unwrap_or_else(|| crate::identity::get().exe.clone());
+        let exe = binary
+            .or_else(|| self.cfg.binary.clone())
+            .unwrap_or_else(|| crate::identity::get().exe.clone());
         tracing::info!(exe = %exe.display(), "re-exec: handing over to a new process");
         crate::systemd::notify(&format!(
             "RELOADING=1\nMONOTONIC_USEC={}\nSTATUS=re-executing",

@@ -458,6 +458,19 @@ impl Actor for Registry {
     }
 }
 
+/// SIGHUP: the rotation settings of logs opened from now on (open logs keep theirs).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SetRotate(pub RotateConfig);
+
+impl Handler<SetRotate> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, msg: SetRotate, _: &mut Context<Self>) {
+        self.rotate = msg.0;
+    }
+}
+
 /// `OpenLog`, with the path already resolved and checked.
 #[derive(Message)]
 #[rtype(result = "Result<(Position, OwnedFd), RegistryError>")]

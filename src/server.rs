@@ -51,7 +51,8 @@ pub struct Shared {
     /// Which socket this is: the main one or the admin one.
     pub endpoint: Endpoint,
     pub registry: Addr<Registry>,
-    pub policy: PathPolicy,
+    /// The path policy, shared by both sockets and replaced when SIGHUP reloads the config.
+    pub policy: Arc<std::sync::RwLock<PathPolicy>>,
     pub limit: Arc<Semaphore>,
     pub daemon_uid: u32,
     /// Parking for re-execs.
@@ -813,8 +814,13 @@ impl Connection {
 
     /// Resolves a client's path and checks it on disk (off the event loop).
     async fn checked_path(&self, raw: &str, create_dirs: bool) -> Result<PathBuf, WireError> {
-        let path = self.shared.policy.resolve(raw).map_err(path_error)?;
-        let policy = self.shared.policy.clone();
+        let policy = self
+            .shared
+            .policy
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        let path = policy.resolve(raw).map_err(path_error)?;
         let p = path.clone();
         tokio::task::spawn_blocking(move || policy.check_fs(&p, create_dirs))
             .await
