@@ -90,7 +90,7 @@ impl Slots {
     }
 
     fn push(&mut self, slot: Slot) {
-        if self.len % CHUNK == 0 {
+        if self.len.is_multiple_of(CHUNK) {
             self.chunks.push(Vec::with_capacity(CHUNK));
         }
         self.chunks

@@ -2240,7 +2240,7 @@ fn snapshot_run(
 
     // The transfers, in the other order every other run: the second might find the page cache
     // or the pipe in another state than the first.
-    let busy_first = run % 2 == 0;
+    let busy_first = run.is_multiple_of(2);
     let (mut alone, mut busy) = (None, None);
     for with_snapshots in [busy_first, !busy_first] {
         let (pipe, log, label) = if with_snapshots {
