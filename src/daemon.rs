@@ -6,7 +6,7 @@
 //! files, and exits 0.
 
 use std::io::ErrorKind;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -53,6 +53,8 @@ pub enum DaemonError {
     Runtime(std::io::Error),
     #[error(transparent)]
     Metrics(#[from] crate::metrics::MetricsError),
+    #[error(transparent)]
+    SockDir(#[from] crate::sockdir::SockDirError),
 }
 
 /// Raises the soft limit on open files to the hard limit: every open log costs the daemon two
@@ -85,8 +87,11 @@ pub fn run(cfg: Config, successor: Option<Successor>) -> Result<(), DaemonError>
     let nofile = raise_fd_limit();
     tracing::debug!(nofile, "open-file limit");
     create_dir(&cfg.log_root)?;
-    if let Some(dir) = cfg.socket.parent() {
-        create_dir(dir)?;
+    // Nothing is opened in a socket's directory before it is checked (`sockdir`).
+    for socket in [&cfg.socket, &cfg.admin_socket] {
+        if let Some(dir) = socket.parent() {
+            crate::sockdir::ensure(dir, crate::sockdir::Rule::for_socket(socket))?;
+        }
     }
     let sys = System::new();
     sys.block_on(async move {
@@ -150,28 +155,30 @@ fn lock(socket: &Path) -> Result<Flock<std::fs::File>, DaemonError> {
     let mut name = socket.as_os_str().to_owned();
     name.push(".lock");
     let path = PathBuf::from(name);
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .open(&path)
-        .map_err(|source| DaemonError::Bind {
-            path: path.clone(),
-            source,
-        })?;
+    // Never through a symlink: a planted one would have logd write its pid into its target.
+    let f = crate::sockdir::open_nofollow(&path, false)?;
     Flock::lock(f, FlockArg::LockExclusiveNonblock)
         .map_err(|_| DaemonError::AlreadyRunning(socket.to_owned()))
 }
 
 /// Binds the main socket with mode 0600, replacing a stale socket file but never a live one.
+/// A symlink in its place is refused, never followed (not even to probe for a live daemon).
 fn bind(path: &Path) -> Result<UnixListener, DaemonError> {
-    if std::os::unix::net::UnixStream::connect(path).is_ok() {
-        return Err(DaemonError::AlreadyRunning(path.to_owned()));
-    }
     match std::fs::symlink_metadata(path) {
         Ok(m) if std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()) => {
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                return Err(DaemonError::AlreadyRunning(path.to_owned()));
+            }
             let _ = std::fs::remove_file(path);
+        }
+        Ok(m) if m.file_type().is_symlink() => {
+            return Err(DaemonError::Bind {
+                path: path.to_owned(),
+                source: std::io::Error::new(
+                    ErrorKind::AlreadyExists,
+                    "a symlink is in the way (logd does not follow it)",
+                ),
+            })
         }
         Ok(_) => {
             return Err(DaemonError::Bind {
