@@ -562,7 +562,10 @@ impl Connection {
             AdminRequest::SetLogLevel { filter } => {
                 return match crate::logging::set_filter(filter) {
                     Ok(()) => AdminResponse::Done,
-                    Err(e) => AdminResponse::Error(WireError::new(ErrorCode::InvalidArgument, e)),
+                    Err(e) => AdminResponse::Error(WireError::new(
+                        ErrorCode::InvalidArgument,
+                        e.to_string(),
+                    )),
                 };
             }
             AdminRequest::Kick { subscriber } | AdminRequest::Grant { subscriber } => {
