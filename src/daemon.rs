@@ -5,8 +5,7 @@
 //! round-robin. SIGTERM or SIGINT stops accepting, has every domain drain its pipes into its
 //! files, and exits 0.
 
-use std::io::ErrorKind;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -164,43 +163,16 @@ fn lock(socket: &Path) -> Result<Flock<std::fs::File>, DaemonError> {
 /// Binds the main socket with mode 0600, replacing a stale socket file but never a live one.
 /// A symlink in its place is refused, never followed (not even to probe for a live daemon).
 fn bind(path: &Path) -> Result<UnixListener, DaemonError> {
-    match std::fs::symlink_metadata(path) {
-        Ok(m) if std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()) => {
-            if std::os::unix::net::UnixStream::connect(path).is_ok() {
-                return Err(DaemonError::AlreadyRunning(path.to_owned()));
-            }
-            let _ = std::fs::remove_file(path);
-        }
-        Ok(m) if m.file_type().is_symlink() => {
-            return Err(DaemonError::Bind {
-                path: path.to_owned(),
-                source: std::io::Error::new(
-                    ErrorKind::AlreadyExists,
-                    "a symlink is in the way (logd does not follow it)",
-                ),
-            })
-        }
-        Ok(_) => {
-            return Err(DaemonError::Bind {
-                path: path.to_owned(),
-                source: std::io::Error::new(
-                    ErrorKind::AlreadyExists,
-                    "a file that is not a socket is in the way",
-                ),
-            })
-        }
-        Err(_) => {}
-    }
-    // Bind under a umask so the socket is never reachable by others, not even briefly.
-    let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
-    let res = UnixListener::bind(path);
-    nix::sys::stat::umask(old);
-    let l = res.map_err(|source| DaemonError::Bind {
-        path: path.to_owned(),
-        source,
+    let l = crate::sockdir::bind(path).map_err(|e| match e {
+        crate::sockdir::SockDirError::InUse { path } => DaemonError::AlreadyRunning(path),
+        e => e.into(),
     })?;
-    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
-    Ok(l)
+    l.set_nonblocking(true)
+        .and_then(|()| UnixListener::from_std(l))
+        .map_err(|source| DaemonError::Bind {
+            path: path.to_owned(),
+            source,
+        })
 }
 
 /// A listener from systemd, or one logd binds itself. Returns it and whether logd owns the
@@ -268,7 +240,7 @@ struct Accepting {
     stop: CancellationToken,
     main: tokio::task::JoinHandle<UnixListener>,
     admin: tokio::task::JoinHandle<UnixListener>,
-    metrics: Option<tokio::task::JoinHandle<tokio::net::TcpListener>>,
+    metrics: Option<tokio::task::JoinHandle<crate::metrics::MetricsListener>>,
 }
 
 /// The serving daemon.
@@ -277,7 +249,7 @@ struct Running {
     lock: LockFile,
     main: Listener,
     admin: Listener,
-    metrics: Option<tokio::net::TcpListener>,
+    metrics: Option<crate::metrics::MetricsListener>,
     workers: Vec<Arbiter>,
     registry: actix::Addr<Registry>,
     shared_main: Arc<Shared>,
@@ -297,7 +269,7 @@ impl Running {
         lock: LockFile,
         main: Listener,
         admin: Listener,
-        metrics: Option<tokio::net::TcpListener>,
+        metrics: Option<crate::metrics::MetricsListener>,
     ) -> Running {
         let workers: Vec<Arbiter> = (0..cfg.workers).map(|_| Arbiter::new()).collect();
         let handles = workers.iter().map(Arbiter::handle).collect();
@@ -432,7 +404,7 @@ impl Running {
             );
         }
         let metrics = state.metrics.as_ref().map(|fd| {
-            crate::state::sockets::tcp_listener(take(fd))
+            crate::metrics::MetricsListener::carried(take(fd))
                 .unwrap_or_else(|e| succ.refuse(&format!("cannot use the metrics listener: {e}")))
         });
         let conns: Vec<(ConnState, OwnedFd)> = state
@@ -528,7 +500,7 @@ impl Running {
             .take()
             .expect("the admin listener is home");
         let metrics = self.metrics.take().map(|l| {
-            tracing::info!(addr = ?l.local_addr().ok(), "serving Prometheus metrics at /metrics");
+            tracing::info!(addr = %l.describe(), "serving Prometheus metrics at /metrics");
             actix_rt::spawn(crate::metrics::serve(
                 l,
                 self.registry.clone(),
@@ -600,6 +572,9 @@ impl Running {
         }
         if self.admin.owned {
             let _ = std::fs::remove_file(&self.admin.path);
+        }
+        if let Some(m) = &self.metrics {
+            m.remove_socket_file();
         }
         let _ = self.registry.send(registry::Shutdown).await;
         for w in self.workers {

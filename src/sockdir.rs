@@ -71,6 +71,15 @@ pub enum SockDirError {
     },
     #[error("cannot open {path}: it is not a regular file")]
     NotAFile { path: PathBuf },
+    #[error("another process is already listening on {path}")]
+    InUse { path: PathBuf },
+    #[error("cannot listen on {path}: {why}")]
+    InTheWay { path: PathBuf, why: &'static str },
+    #[error("cannot listen on {path}: {source}")]
+    Bind {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// How strictly a directory is checked (see the module's documentation).
@@ -201,6 +210,43 @@ pub fn open_nofollow(path: &Path, append: bool) -> Result<std::fs::File, SockDir
             source,
         }),
     }
+}
+
+/// Binds a UNIX socket mode 0600 at `path` (in a directory already checked), replacing a stale
+/// socket file but never a live one, and refusing a symlink or any other file in its place.
+pub fn bind(path: &Path) -> Result<std::os::unix::net::UnixListener, SockDirError> {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_socket() => {
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                return Err(SockDirError::InUse {
+                    path: path.to_owned(),
+                });
+            }
+            let _ = std::fs::remove_file(path);
+        }
+        Ok(m) => {
+            return Err(SockDirError::InTheWay {
+                path: path.to_owned(),
+                why: if m.file_type().is_symlink() {
+                    "a symlink is in the way (logd does not follow it)"
+                } else {
+                    "a file that is not a socket is in the way"
+                },
+            })
+        }
+        Err(_) => {}
+    }
+    // Bind under a umask so the socket is never reachable by others, not even briefly.
+    let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
+    let res = std::os::unix::net::UnixListener::bind(path);
+    nix::sys::stat::umask(old);
+    let l = res.map_err(|source| SockDirError::Bind {
+        path: path.to_owned(),
+        source,
+    })?;
+    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+    Ok(l)
 }
 
 #[cfg(test)]
