@@ -493,6 +493,7 @@ fn unread_read_replies_are_bounded() {
         },
     );
     let grown = rss_kib(pid).saturating_sub(before);
+    eprintln!("logd grew by {grown} KiB for {CLIENTS} unread 4 MiB reads");
     assert!(grown < bound_kib, "logd grew by {} MiB", grown / 1024);
     // A new client's read is refused with a clear error while the budget is held.
     let mut c = d.client();

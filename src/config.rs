@@ -406,5 +406,28 @@ mod tests {
         assert!(e.contains("max_backups"), "{e}");
         let e = load_text("max_clients = 0\n").unwrap_err().to_string();
         assert!(e.contains("max_clients"), "{e}");
+        for (text, key) in [
+            (
+                "max_clients = 8\nmax_clients_per_peer = 9\n",
+                "max_clients_per_peer",
+            ),
+            ("client_idle_timeout = 0\n", "client_idle_timeout"),
+            ("reply_budget = \"1 MiB\"\n", "reply_budget"),
+            ("reply_wait = 61\n", "reply_wait"),
+        ] {
+            let e = load_text(text).unwrap_err().to_string();
+            assert!(e.contains(key), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn connection_limits_default_sensibly() {
+        let c = load_text("").unwrap();
+        assert_eq!(c.max_clients_per_peer, DEFAULT_CLIENTS_PER_PEER);
+        assert_eq!(c.client_idle_timeout.as_secs(), DEFAULT_CLIENT_IDLE_TIMEOUT);
+        assert_eq!(c.reply_budget, DEFAULT_REPLY_BUDGET);
+        // A small max_clients lowers the per-peer default with it.
+        let c = load_text("max_clients = 2\n").unwrap();
+        assert_eq!(c.max_clients_per_peer, 2);
     }
 }

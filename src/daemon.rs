@@ -281,6 +281,9 @@ impl Running {
             registry: registry.clone(),
             policy: PathPolicy::new(cfg.log_root.clone(), cfg.allowed_dirs.clone()),
             limit: limit.clone(),
+            peers: server::PeerSlots::new(cfg.max_clients_per_peer),
+            idle_timeout: cfg.client_idle_timeout,
+            replies: Arc::new(server::ReplyBudget::new(cfg.reply_budget, cfg.reply_wait)),
             daemon_uid: nix::unistd::geteuid().as_raw(),
             handoff: handoff.clone(),
         });
@@ -289,6 +292,9 @@ impl Running {
             registry: registry.clone(),
             policy: shared_main.policy.clone(),
             limit: Arc::new(Semaphore::new(ADMIN_CLIENTS)),
+            peers: server::PeerSlots::new(cfg.max_clients_per_peer.min(ADMIN_CLIENTS)),
+            idle_timeout: cfg.client_idle_timeout,
+            replies: shared_main.replies.clone(),
             daemon_uid: shared_main.daemon_uid,
             handoff: handoff.clone(),
         });
