@@ -23,6 +23,8 @@ pub struct Daemon {
     pub socket: PathBuf,
     pub log_root: PathBuf,
     pub child: Option<Child>,
+    /// The uid the daemon runs as, when not this process's (`Opts::as_uid`).
+    pub server_uid: Option<u32>,
 }
 
 /// How to start a daemon.
@@ -68,6 +70,7 @@ impl Daemon {
             socket,
             log_root,
             child: None,
+            server_uid: opts.as_uid,
         };
         d.spawn(&opts, &config);
         d
@@ -168,7 +171,8 @@ impl Daemon {
 
     /// A protocol client connected to this daemon.
     pub fn client(&self) -> logd_protocol::client::Client {
-        let c = logd_protocol::client::Client::connect(&self.socket).expect("connect");
+        let c = logd_protocol::client::Client::connect_trusting(&self.socket, self.server_uid)
+            .expect("connect");
         c.set_timeout(Some(Duration::from_secs(30))).unwrap();
         c
     }

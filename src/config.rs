@@ -15,6 +15,18 @@ use crate::rotate::RotateConfig;
 pub const MIN_MAX_SIZE: u64 = 4096;
 /// Largest accepted `max_backups`.
 pub const MAX_MAX_BACKUPS: u32 = 1000;
+/// Default `max_clients_per_peer` (lowered to `max_clients` when that is smaller).
+pub const DEFAULT_CLIENTS_PER_PEER: usize = 64;
+/// Default `client_idle_timeout`, seconds.
+pub const DEFAULT_CLIENT_IDLE_TIMEOUT: u64 = 60;
+/// Largest `client_idle_timeout`, seconds (a day).
+pub const MAX_CLIENT_IDLE_TIMEOUT: u64 = 86_400;
+/// Default `reply_budget`: read replies held for clients, in total.
+pub const DEFAULT_REPLY_BUDGET: u64 = 64 << 20;
+/// Default `reply_wait`, seconds.
+pub const DEFAULT_REPLY_WAIT: u64 = 5;
+/// Largest `reply_wait`, seconds.
+pub const MAX_REPLY_WAIT: u64 = 60;
 
 /// Why the configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +61,15 @@ pub struct Config {
     pub rotate: RotateConfig,
     /// The most connections served at once; more are refused with an error.
     pub max_clients: usize,
+    /// The most connections one process (by its pid, `SO_PEERCRED`) may hold at once.
+    pub max_clients_per_peer: usize,
+    /// A connection that sends no request for this long (after its hello, with no request
+    /// open) is closed.
+    pub client_idle_timeout: std::time::Duration,
+    /// Bytes of read replies held for clients at once, in total (see `server::ReplyBudget`).
+    pub reply_budget: u64,
+    /// How long a read waits for room in `reply_budget` before it is refused.
+    pub reply_wait: std::time::Duration,
     /// Worker threads (actix arbiters) that domains are spread over; default: one per core.
     pub workers: usize,
     /// `ADDR:PORT` of the Prometheus endpoint; None: off.
@@ -79,6 +100,10 @@ struct FileConfig {
     max_size: Option<SizeValue>,
     max_backups: Option<u32>,
     max_clients: Option<usize>,
+    max_clients_per_peer: Option<usize>,
+    client_idle_timeout: Option<u64>,
+    reply_budget: Option<SizeValue>,
+    reply_wait: Option<u64>,
     workers: Option<usize>,
     idle_exit: Option<u64>,
     metrics_listen: Option<String>,
@@ -218,6 +243,50 @@ impl Config {
                 reason: "must be at least 1".into(),
             });
         }
+        let max_clients_per_peer = fc
+            .max_clients_per_peer
+            .unwrap_or(DEFAULT_CLIENTS_PER_PEER.min(max_clients));
+        if !(1..=max_clients).contains(&max_clients_per_peer) {
+            return Err(ConfigError::Invalid {
+                key: "max_clients_per_peer",
+                reason: format!(
+                    "{max_clients_per_peer} is not between 1 and max_clients ({max_clients})"
+                ),
+            });
+        }
+        let idle = fc
+            .client_idle_timeout
+            .unwrap_or(DEFAULT_CLIENT_IDLE_TIMEOUT);
+        if !(1..=MAX_CLIENT_IDLE_TIMEOUT).contains(&idle) {
+            return Err(ConfigError::Invalid {
+                key: "client_idle_timeout",
+                reason: format!("{idle} is not between 1 and {MAX_CLIENT_IDLE_TIMEOUT} seconds"),
+            });
+        }
+        let reply_budget = match fc.reply_budget {
+            None => DEFAULT_REPLY_BUDGET,
+            Some(SizeValue::Bytes(n)) => n,
+            Some(SizeValue::Text(t)) => parse_size(&t).map_err(|reason| ConfigError::Invalid {
+                key: "reply_budget",
+                reason,
+            })?,
+        };
+        let max_read = logd_protocol::MAX_READ_LEN;
+        if !(max_read..=u32::MAX as u64).contains(&reply_budget) {
+            return Err(ConfigError::Invalid {
+                key: "reply_budget",
+                reason: format!(
+                    "{reply_budget} bytes is not between one read ({max_read}) and 4 GiB"
+                ),
+            });
+        }
+        let reply_wait = fc.reply_wait.unwrap_or(DEFAULT_REPLY_WAIT);
+        if reply_wait > MAX_REPLY_WAIT {
+            return Err(ConfigError::Invalid {
+                key: "reply_wait",
+                reason: format!("{reply_wait} is above the maximum of {MAX_REPLY_WAIT} seconds"),
+            });
+        }
         let workers = fc.workers.unwrap_or_else(|| {
             std::thread::available_parallelism()
                 .map(|n| n.get())
@@ -258,6 +327,10 @@ impl Config {
                 max_backups,
             },
             max_clients,
+            max_clients_per_peer,
+            client_idle_timeout: std::time::Duration::from_secs(idle),
+            reply_budget,
+            reply_wait: std::time::Duration::from_secs(reply_wait),
             workers,
             metrics_listen: fc.metrics_listen,
             idle_exit: over
@@ -351,5 +424,28 @@ mod tests {
         assert!(e.contains("max_backups"), "{e}");
         let e = load_text("max_clients = 0\n").unwrap_err().to_string();
         assert!(e.contains("max_clients"), "{e}");
+        for (text, key) in [
+            (
+                "max_clients = 8\nmax_clients_per_peer = 9\n",
+                "max_clients_per_peer",
+            ),
+            ("client_idle_timeout = 0\n", "client_idle_timeout"),
+            ("reply_budget = \"1 MiB\"\n", "reply_budget"),
+            ("reply_wait = 61\n", "reply_wait"),
+        ] {
+            let e = load_text(text).unwrap_err().to_string();
+            assert!(e.contains(key), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn connection_limits_default_sensibly() {
+        let c = load_text("").unwrap();
+        assert_eq!(c.max_clients_per_peer, DEFAULT_CLIENTS_PER_PEER);
+        assert_eq!(c.client_idle_timeout.as_secs(), DEFAULT_CLIENT_IDLE_TIMEOUT);
+        assert_eq!(c.reply_budget, DEFAULT_REPLY_BUDGET);
+        // A small max_clients lowers the per-peer default with it.
+        let c = load_text("max_clients = 2\n").unwrap();
+        assert_eq!(c.max_clients_per_peer, 2);
     }
 }

@@ -5,8 +5,7 @@
 //! round-robin. SIGTERM or SIGINT stops accepting, has every domain drain its pipes into its
 //! files, and exits 0.
 
-use std::io::ErrorKind;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -53,6 +52,8 @@ pub enum DaemonError {
     Runtime(std::io::Error),
     #[error(transparent)]
     Metrics(#[from] crate::metrics::MetricsError),
+    #[error(transparent)]
+    SockDir(#[from] crate::sockdir::SockDirError),
 }
 
 /// Raises the soft limit on open files to the hard limit: every open log costs the daemon two
@@ -85,8 +86,11 @@ pub fn run(cfg: Config, successor: Option<Successor>) -> Result<(), DaemonError>
     let nofile = raise_fd_limit();
     tracing::debug!(nofile, "open-file limit");
     create_dir(&cfg.log_root)?;
-    if let Some(dir) = cfg.socket.parent() {
-        create_dir(dir)?;
+    // Nothing is opened in a socket's directory before it is checked (`sockdir`).
+    for socket in [&cfg.socket, &cfg.admin_socket] {
+        if let Some(dir) = socket.parent() {
+            crate::sockdir::ensure(dir, crate::sockdir::Rule::for_socket(socket))?;
+        }
     }
     let sys = System::new();
     sys.block_on(async move {
@@ -231,50 +235,25 @@ fn lock(socket: &Path) -> Result<Flock<std::fs::File>, DaemonError> {
     let mut name = socket.as_os_str().to_owned();
     name.push(".lock");
     let path = PathBuf::from(name);
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .open(&path)
-        .map_err(|source| DaemonError::Bind {
-            path: path.clone(),
-            source,
-        })?;
+    // Never through a symlink: a planted one would have logd write its pid into its target.
+    let f = crate::sockdir::open_nofollow(&path, false)?;
     Flock::lock(f, FlockArg::LockExclusiveNonblock)
         .map_err(|_| DaemonError::AlreadyRunning(socket.to_owned()))
 }
 
 /// Binds the main socket with mode 0600, replacing a stale socket file but never a live one.
+/// A symlink in its place is refused, never followed (not even to probe for a live daemon).
 fn bind(path: &Path) -> Result<UnixListener, DaemonError> {
-    if std::os::unix::net::UnixStream::connect(path).is_ok() {
-        return Err(DaemonError::AlreadyRunning(path.to_owned()));
-    }
-    match std::fs::symlink_metadata(path) {
-        Ok(m) if std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()) => {
-            let _ = std::fs::remove_file(path);
-        }
-        Ok(_) => {
-            return Err(DaemonError::Bind {
-                path: path.to_owned(),
-                source: std::io::Error::new(
-                    ErrorKind::AlreadyExists,
-                    "a file that is not a socket is in the way",
-                ),
-            })
-        }
-        Err(_) => {}
-    }
-    // Bind under a umask so the socket is never reachable by others, not even briefly.
-    let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
-    let res = UnixListener::bind(path);
-    nix::sys::stat::umask(old);
-    let l = res.map_err(|source| DaemonError::Bind {
-        path: path.to_owned(),
-        source,
+    let l = crate::sockdir::bind(path).map_err(|e| match e {
+        crate::sockdir::SockDirError::InUse { path } => DaemonError::AlreadyRunning(path),
+        e => e.into(),
     })?;
-    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
-    Ok(l)
+    l.set_nonblocking(true)
+        .and_then(|()| UnixListener::from_std(l))
+        .map_err(|source| DaemonError::Bind {
+            path: path.to_owned(),
+            source,
+        })
 }
 
 /// A listener from systemd, or one logd binds itself. Returns it and whether logd owns the
@@ -342,7 +321,7 @@ struct Accepting {
     stop: CancellationToken,
     main: tokio::task::JoinHandle<UnixListener>,
     admin: tokio::task::JoinHandle<UnixListener>,
-    metrics: Option<tokio::task::JoinHandle<tokio::net::TcpListener>>,
+    metrics: Option<tokio::task::JoinHandle<crate::metrics::MetricsListener>>,
 }
 
 /// The serving daemon.
@@ -351,7 +330,7 @@ struct Running {
     lock: LockFile,
     main: Listener,
     admin: Listener,
-    metrics: Option<tokio::net::TcpListener>,
+    metrics: Option<crate::metrics::MetricsListener>,
     workers: Vec<Arbiter>,
     registry: actix::Addr<Registry>,
     shared_main: Arc<Shared>,
@@ -371,7 +350,7 @@ impl Running {
         lock: LockFile,
         main: Listener,
         admin: Listener,
-        metrics: Option<tokio::net::TcpListener>,
+        metrics: Option<crate::metrics::MetricsListener>,
     ) -> Running {
         let workers: Vec<Arbiter> = (0..cfg.workers).map(|_| Arbiter::new()).collect();
         let handles = workers.iter().map(Arbiter::handle).collect();
@@ -386,6 +365,9 @@ impl Running {
                 cfg.allowed_dirs.clone(),
             ))),
             limit: limit.clone(),
+            peers: server::PeerSlots::new(cfg.max_clients_per_peer),
+            idle_timeout: cfg.client_idle_timeout,
+            replies: Arc::new(server::ReplyBudget::new(cfg.reply_budget, cfg.reply_wait)),
             daemon_uid: nix::unistd::geteuid().as_raw(),
             handoff: handoff.clone(),
         });
@@ -394,6 +376,9 @@ impl Running {
             registry: registry.clone(),
             policy: shared_main.policy.clone(),
             limit: Arc::new(Semaphore::new(ADMIN_CLIENTS)),
+            peers: server::PeerSlots::new(cfg.max_clients_per_peer.min(ADMIN_CLIENTS)),
+            idle_timeout: cfg.client_idle_timeout,
+            replies: shared_main.replies.clone(),
             daemon_uid: shared_main.daemon_uid,
             handoff: handoff.clone(),
         });
@@ -509,7 +494,7 @@ impl Running {
             );
         }
         let metrics = state.metrics.as_ref().map(|fd| {
-            crate::state::sockets::tcp_listener(take(fd))
+            crate::metrics::MetricsListener::carried(take(fd))
                 .unwrap_or_else(|e| succ.refuse(&format!("cannot use the metrics listener: {e}")))
         });
         let conns: Vec<(ConnState, OwnedFd)> = state
@@ -605,7 +590,7 @@ impl Running {
             .take()
             .expect("the admin listener is home");
         let metrics = self.metrics.take().map(|l| {
-            tracing::info!(addr = ?l.local_addr().ok(), "serving Prometheus metrics at /metrics");
+            tracing::info!(addr = %l.describe(), "serving Prometheus metrics at /metrics");
             actix_rt::spawn(crate::metrics::serve(
                 l,
                 self.registry.clone(),
@@ -680,6 +665,9 @@ impl Running {
         }
         if self.admin.owned {
             let _ = std::fs::remove_file(&self.admin.path);
+        }
+        if let Some(m) = &self.metrics {
+            m.remove_socket_file();
         }
         let _ = self.registry.send(registry::Shutdown).await;
         for w in self.workers {

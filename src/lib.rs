@@ -17,6 +17,7 @@
 //! - [`poller`]: one epoll per worker thread telling the pumps which pipes have data;
 //! - [`rotate`]: the size-capped rotating file and reads across its backups;
 //! - [`paths`]: which log paths a client may name;
+//! - [`sockdir`]: the directories of the sockets, trusted only when closed to other users;
 //! - [`config`]: defaults, the TOML file and overrides;
 //! - [`events`]: the bounded event bus behind `logdctl events`;
 //! - [`fanin`]: one answer from each of many actors, with a single wake-up;
@@ -47,6 +48,7 @@ pub mod registry;
 pub mod rotate;
 pub mod server;
 pub mod sink;
+pub mod sockdir;
 pub mod state;
 pub mod stream;
 pub mod subscriber;

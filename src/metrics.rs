@@ -6,6 +6,11 @@
 //!
 //! The HTTP side is the least that Prometheus needs: `GET /metrics` over HTTP/1.x, one request
 //! per connection, bounded in size and time.
+//!
+//! The metrics name every domain and log path. On TCP (`ADDR:PORT`) any local user can read
+//! them; `unix:PATH` serves them on a UNIX socket instead, mode 0600 in a checked directory
+//! (`sockdir`), and only root and logd's own uid are answered (`SO_PEERCRED`), as on the main
+//! socket.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,8 +22,11 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry as Metrics;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::PathBuf;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
@@ -189,35 +197,115 @@ pub fn encode(snap: &DaemonSnapshot) -> String {
     out
 }
 
-/// Binds the endpoint (before the daemon says it is ready, so a bad address stops start-up).
-pub fn bind(addr: &str) -> Result<TcpListener, MetricsError> {
+/// The endpoint's listening socket: TCP, or a UNIX socket (`unix:PATH`).
+pub enum MetricsListener {
+    Tcp(TcpListener),
+    Unix {
+        listener: UnixListener,
+        path: PathBuf,
+    },
+}
+
+impl AsFd for MetricsListener {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            MetricsListener::Tcp(l) => l.as_fd(),
+            MetricsListener::Unix { listener, .. } => listener.as_fd(),
+        }
+    }
+}
+
+impl MetricsListener {
+    /// Adopts a listener carried over a re-exec, TCP or UNIX by its address family.
+    pub fn carried(fd: OwnedFd) -> std::io::Result<MetricsListener> {
+        use nix::sys::socket::{getsockname, AddressFamily, SockaddrLike, SockaddrStorage};
+        let addr: SockaddrStorage = getsockname(std::os::fd::AsRawFd::as_raw_fd(&fd))?;
+        if addr.family() == Some(AddressFamily::Unix) {
+            let listener = crate::state::sockets::unix_listener(fd)?;
+            let path = listener
+                .local_addr()?
+                .as_pathname()
+                .map(PathBuf::from)
+                .unwrap_or_default();
+            Ok(MetricsListener::Unix { listener, path })
+        } else {
+            crate::state::sockets::tcp_listener(fd).map(MetricsListener::Tcp)
+        }
+    }
+
+    /// The address, for logs.
+    pub fn describe(&self) -> String {
+        match self {
+            MetricsListener::Tcp(l) => l
+                .local_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_else(|_| "?".into()),
+            MetricsListener::Unix { path, .. } => format!("unix:{}", path.display()),
+        }
+    }
+
+    /// Removes a UNIX socket's file (at shutdown; a re-exec keeps it).
+    pub fn remove_socket_file(&self) {
+        if let MetricsListener::Unix { path, .. } = self {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// Binds the endpoint (before the daemon says it is ready, so a bad address stops start-up):
+/// `ADDR:PORT`, or `unix:PATH` (absolute) for a UNIX socket, mode 0600, whose directory is
+/// checked as the main socket's is (`sockdir`).
+pub fn bind(addr: &str) -> Result<MetricsListener, MetricsError> {
     let err = |source| MetricsError {
         addr: addr.to_owned(),
         source,
     };
+    if let Some(path) = addr.strip_prefix("unix:") {
+        let path = std::path::Path::new(path);
+        if !path.is_absolute() || path.file_name().is_none() {
+            return Err(err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "the socket path must be absolute (unix:/run/logd/metrics.sock)",
+            )));
+        }
+        let io = |e: crate::sockdir::SockDirError| err(std::io::Error::other(e.to_string()));
+        if let Some(dir) = path.parent() {
+            crate::sockdir::ensure(dir, crate::sockdir::Rule::for_socket(path)).map_err(io)?;
+        }
+        let l = crate::sockdir::bind(path).map_err(io)?;
+        l.set_nonblocking(true).map_err(err)?;
+        return Ok(MetricsListener::Unix {
+            listener: UnixListener::from_std(l).map_err(err)?,
+            path: path.to_owned(),
+        });
+    }
     let l = std::net::TcpListener::bind(addr).map_err(err)?;
     l.set_nonblocking(true).map_err(err)?;
-    TcpListener::from_std(l).map_err(err)
+    TcpListener::from_std(l)
+        .map(MetricsListener::Tcp)
+        .map_err(err)
 }
 
 /// Serves scrapes until `stop`; then hands the listener back (a re-exec carries it).
 pub async fn serve(
-    listener: TcpListener,
+    listener: MetricsListener,
     registry: Addr<Registry>,
     stop: CancellationToken,
-) -> TcpListener {
+) -> MetricsListener {
     let limit = Arc::new(Semaphore::new(MAX_SCRAPERS));
+    let daemon_uid = nix::unistd::geteuid().as_raw();
     loop {
-        let (sock, peer) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(cause = %e, "metrics accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
+        let accepted = tokio::select! {
+            r = accept(&listener, daemon_uid) => r,
             _ = stop.cancelled() => return listener,
+        };
+        let (sock, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(cause = %e, "metrics accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
         };
         let Ok(permit) = limit.clone().acquire_owned().await else {
             return listener;
@@ -225,14 +313,52 @@ pub async fn serve(
         let registry = registry.clone();
         actix_rt::spawn(async move {
             let _permit = permit;
-            if let Err(e) = tokio::time::timeout(TIMEOUT, scrape(sock, registry)).await {
+            let served = match sock {
+                Scraper::Tcp(s) => tokio::time::timeout(TIMEOUT, scrape(s, registry)).await,
+                Scraper::Unix(s) => tokio::time::timeout(TIMEOUT, scrape(s, registry)).await,
+                Scraper::Refused(mut s) => {
+                    tracing::warn!(%peer, "refused a metrics scraper with another uid");
+                    let _ = s
+                        .write_all(b"HTTP/1.0 403 Forbidden\r\nConnection: close\r\n\r\n")
+                        .await;
+                    Ok(())
+                }
+            };
+            if let Err(e) = served {
                 tracing::debug!(%peer, cause = %e, "metrics scrape timed out");
             }
         });
     }
 }
 
-async fn scrape(mut sock: TcpStream, registry: Addr<Registry>) {
+/// An accepted scraper.
+enum Scraper {
+    Tcp(tokio::net::TcpStream),
+    Unix(tokio::net::UnixStream),
+    /// A UNIX peer that is neither root nor logd's uid.
+    Refused(tokio::net::UnixStream),
+}
+
+async fn accept(l: &MetricsListener, daemon_uid: u32) -> std::io::Result<(Scraper, String)> {
+    match l {
+        MetricsListener::Tcp(l) => {
+            let (s, peer) = l.accept().await?;
+            Ok((Scraper::Tcp(s), peer.to_string()))
+        }
+        MetricsListener::Unix { listener, .. } => {
+            let (s, _) = listener.accept().await?;
+            let uid = s.peer_cred().ok().map(|c| c.uid());
+            let peer = format!("uid {}", uid.map_or("?".into(), |u| u.to_string()));
+            if uid == Some(0) || uid == Some(daemon_uid) {
+                Ok((Scraper::Unix(s), peer))
+            } else {
+                Ok((Scraper::Refused(s), peer))
+            }
+        }
+    }
+}
+
+async fn scrape<S: AsyncRead + AsyncWrite + Unpin>(mut sock: S, registry: Addr<Registry>) {
     let mut head = Vec::with_capacity(512);
     let mut buf = [0u8; 1024];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") && !head.windows(2).any(|w| w == b"\n\n") {

@@ -295,14 +295,18 @@ pub fn spawn(exe: &std::path::Path, state: &State) -> Result<Spawned, SpawnError
     carrier.finish().map_err(SpawnError::Setup)?;
     let token_hex: String = token.iter().map(|b| format!("{b:02x}")).collect();
     let args = ARGS.get().cloned().unwrap_or_default();
-    let child = std::process::Command::new(exe)
-        .args(&args)
-        .env(ENV, format!("{}:{}:{token_hex}", state_fd.raw, hs_fd.raw))
-        .spawn()
-        .map_err(|source| SpawnError::Exec {
-            exe: exe.to_owned(),
-            source,
-        })?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args(&args)
+        .env(ENV, format!("{}:{}:{token_hex}", state_fd.raw, hs_fd.raw));
+    // A log filter set at run time (`logdctl log-level`) outlives the re-exec.
+    match crate::logging::carried() {
+        Some(f) => cmd.env(crate::logging::CARRY_ENV, f),
+        None => cmd.env_remove(crate::logging::CARRY_ENV),
+    };
+    let child = cmd.spawn().map_err(|source| SpawnError::Exec {
+        exe: exe.to_owned(),
+        source,
+    })?;
     // The child has its copies; ours close here.
     drop(file);
     drop(theirs);
@@ -318,16 +322,27 @@ pub struct Successor {
     pub handshake: std::os::unix::net::UnixStream,
     token: [u8; 16],
     pub parent: u32,
+    /// The log filter the old process had set at run time ([`crate::logging::CARRY_ENV`]).
+    pub log_filter: Option<String>,
 }
 
 impl Successor {
     /// Reads and clears [`ENV`]; None when this process is not a re-exec's successor. Call
     /// before any thread starts.
     pub fn from_env() -> Option<Result<Successor, String>> {
-        let v = std::env::var(ENV).ok()?;
+        let filter = std::env::var(crate::logging::CARRY_ENV).ok();
         // Called before any other thread exists, so this races with nothing.
+        std::env::remove_var(crate::logging::CARRY_ENV);
+        let v = std::env::var(ENV).ok()?;
         std::env::remove_var(ENV);
-        Some(Self::parse(&v).ok_or_else(|| format!("malformed {ENV}={v:?}")))
+        Some(
+            Self::parse(&v)
+                .map(|s| Successor {
+                    log_filter: filter,
+                    ..s
+                })
+                .ok_or_else(|| format!("malformed {ENV}={v:?}")),
+        )
     }
 
     fn parse(v: &str) -> Option<Successor> {
@@ -364,6 +379,7 @@ impl Successor {
             handshake: std::os::unix::net::UnixStream::from(hs),
             token,
             parent: nix::unistd::getppid().as_raw() as u32,
+            log_filter: None,
         })
     }
 

@@ -3,18 +3,27 @@
 //! One task accepts; each connection gets a task of its own on the main thread (requests are
 //! control-plane only: the bytes of a log never pass through here). Every connection:
 //! 1. is checked (SO_PEERCRED: root or the daemon's own uid) and counted against
-//!    `max_clients`; a refused peer is told why in an error frame, then closed;
+//!    `max_clients_per_peer` (by the peer's pid, [`PeerSlots`]) and `max_clients`; a refused
+//!    peer is told why in an error frame, then closed;
 //! 2. must complete the handshake within [`HANDSHAKE_TIMEOUT`];
-//! 3. then sends requests, one at a time, each answered by one response.
+//! 3. then sends requests, one at a time, each answered by one response. A connection with no
+//!    request open that sends nothing for `client_idle_timeout` is told so (`TimedOut`) and
+//!    closed. An event stream or a `reexec` waiting for its outcome is a request open, so it is
+//!    never idle. (`logdctl attach` holds no request: it talks to the console's own socket.)
 //!
 //! Bad input costs only the connection that sent it: a frame over the limit or garbage gets an
 //! error and the connection is closed; a frame that decodes but is invalid gets an error and the
 //! connection goes on. A peer that stops reading its replies is dropped after [`WRITE_TIMEOUT`].
+//!
+//! Memory held for replies is bounded: a connection takes its next request only once its reply
+//! is sent, a reply is held encoded once (the response is dropped before the write), and read
+//! replies, the large ones, share one budget ([`ReplyBudget`]).
 
+use std::collections::HashMap;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix::Addr;
@@ -28,7 +37,7 @@ use logd_protocol::{
 };
 use tokio::io::Interest;
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -54,9 +63,114 @@ pub struct Shared {
     /// The path policy, shared by both sockets and replaced when SIGHUP reloads the config.
     pub policy: Arc<std::sync::RwLock<PathPolicy>>,
     pub limit: Arc<Semaphore>,
+    /// Connections per peer process.
+    pub peers: Arc<PeerSlots>,
+    /// How long a connection may sit with no request (`client_idle_timeout`).
+    pub idle_timeout: Duration,
+    /// The bytes of read replies held at once (shared by both sockets).
+    pub replies: Arc<ReplyBudget>,
     pub daemon_uid: u32,
     /// Parking for re-execs.
     pub handoff: Arc<Handoff>,
+}
+
+/// Connections held by each peer process, keyed by the pid `SO_PEERCRED` gave at connect.
+///
+/// Per pid rather than per uid: only root and the daemon's uid are served at all, so a per-uid
+/// limit would be `max_clients` again. A pid is what one runaway or hostile program has; it can
+/// fork to get more, but then each child is a process the operator can see and kill.
+pub struct PeerSlots {
+    limit: usize,
+    held: Mutex<HashMap<i32, usize>>,
+}
+
+/// One connection's place in [`PeerSlots`]; given back when dropped.
+pub struct PeerSlot {
+    slots: Arc<PeerSlots>,
+    pid: i32,
+}
+
+impl PeerSlots {
+    pub fn new(limit: usize) -> Arc<PeerSlots> {
+        Arc::new(PeerSlots {
+            limit,
+            held: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Takes a slot for `pid`, unless it holds `limit` already (or always, with `force`: a
+    /// connection carried over a re-exec was accepted already).
+    fn take(self: &Arc<Self>, pid: i32, force: bool) -> Option<PeerSlot> {
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        let n = held.entry(pid).or_insert(0);
+        if *n >= self.limit && !force {
+            return None;
+        }
+        *n += 1;
+        Some(PeerSlot {
+            slots: self.clone(),
+            pid,
+        })
+    }
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        let mut held = self.slots.held.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = held.get_mut(&self.pid) {
+            *n -= 1;
+            if *n == 0 {
+                held.remove(&self.pid);
+            }
+        }
+    }
+}
+
+/// The bytes of read replies logd holds at once, over every connection (`reply_budget`).
+///
+/// A `ReadLog` reserves its `max_len` before the read and holds it until its reply is written
+/// (the unused part is given back once the data is read). A client that asks for 4 MiB and
+/// never reads would otherwise hold the data and its encoded frame for [`WRITE_TIMEOUT`], and
+/// many such clients any amount of memory. A read that finds the budget taken waits for it up
+/// to `reply_wait` (in order of arrival), then is refused with `Busy`.
+pub struct ReplyBudget {
+    sem: Arc<Semaphore>,
+    total: u64,
+    wait: Duration,
+}
+
+impl ReplyBudget {
+    pub fn new(total: u64, wait: Duration) -> ReplyBudget {
+        let total = total.min(u32::MAX as u64);
+        ReplyBudget {
+            sem: Arc::new(Semaphore::new(total as usize)),
+            total,
+            wait,
+        }
+    }
+
+    /// Reserves `bytes` (at most the whole budget), waiting up to `reply_wait`.
+    async fn reserve(&self, bytes: u64) -> Result<OwnedSemaphorePermit, WireError> {
+        let n = bytes.min(self.total) as u32;
+        match tokio::time::timeout(self.wait, self.sem.clone().acquire_many_owned(n)).await {
+            Ok(Ok(p)) => Ok(p),
+            _ => {
+                tracing::debug!(
+                    bytes,
+                    budget = self.total,
+                    "refused a read: the reply budget is held by replies not yet taken"
+                );
+                Err(WireError::new(
+                    ErrorCode::Busy,
+                    format!(
+                        "logd holds its whole reply_budget ({} bytes) for read replies that \
+                         clients have not taken yet; try again later or ask for less",
+                        self.total
+                    ),
+                ))
+            }
+        }
+    }
 }
 
 /// The two sockets: they share framing, handshake and access checks, not requests.
@@ -75,6 +189,8 @@ enum ConnError {
     Protocol(#[from] ProtocolError),
     #[error("timed out")]
     Timeout,
+    #[error("idle: no request for {0:?}")]
+    Idle(Duration),
     #[error("peer closed the connection")]
     Closed,
 }
@@ -125,6 +241,21 @@ pub async fn serve(
                     .await;
                     return;
                 }
+                let peer = pid.unwrap_or(-1);
+                let Some(_slot) = shared.peers.take(peer, false) else {
+                    tracing::warn!("refused a client: max_clients_per_peer reached");
+                    refuse(
+                        &stream,
+                        ErrorCode::TooManyClients,
+                        format!(
+                            "too many clients: pid {peer} already holds {} connections \
+                             (max_clients_per_peer)",
+                            shared.peers.limit
+                        ),
+                    )
+                    .await;
+                    return;
+                };
                 let Ok(_permit) = shared.limit.clone().try_acquire_owned() else {
                     tracing::warn!("refused a client: max_clients reached");
                     refuse(
@@ -168,8 +299,10 @@ pub fn resume(conn: &ConnState, fd: OwnedFd, shared: Arc<Shared>, report: Option
     let events = (mode == ConnMode::Events).then(crate::events::subscribe);
     actix_rt::spawn(
         async move {
-            // Over the limit or not, a carried client is served: it was accepted already.
+            // Over the limits or not, a carried client is served: it was accepted already.
             let _permit = shared.limit.clone().try_acquire_owned().ok();
+            let pid = cred.and_then(|c| c.pid()).unwrap_or(-1);
+            let _slot = shared.peers.take(pid, true);
             let mut c = Connection::new(stream, shared);
             c.buf = pending;
             c.events = events;
@@ -217,6 +350,8 @@ struct Connection {
     stream: UnixStream,
     buf: BytesMut,
     shared: Arc<Shared>,
+    /// The [`ReplyBudget`] held by the reply being answered, released once it is written.
+    reply_budget: Option<OwnedSemaphorePermit>,
     /// An event subscription made before the connection's task runs (a carried event stream
     /// must not miss the events of the take-over itself).
     events: Option<tokio::sync::broadcast::Receiver<logd_protocol::admin::Event>>,
@@ -235,6 +370,7 @@ impl Connection {
             stream,
             buf: BytesMut::with_capacity(4096),
             shared,
+            reply_budget: None,
             events: None,
         }
     }
@@ -260,13 +396,17 @@ impl Connection {
         };
         match res {
             Ok(()) | Err(ConnError::Closed) => tracing::debug!("client left"),
+            Err(e @ ConnError::Idle(_)) => tracing::debug!(cause = %e, "connection closed"),
             Err(e) => tracing::info!(cause = %e, "connection closed"),
         }
     }
 
     /// Reads the next frame, parking the connection whenever a re-exec asks for it (between
     /// frames or in the middle of one: what has arrived of it is carried along).
+    /// Between requests, a connection that sends nothing for `client_idle_timeout` gets
+    /// [`ConnError::Idle`].
     async fn next_frame(&mut self, mode: ConnMode) -> Result<BytesMut, ConnError> {
+        let idle = (mode == ConnMode::Requests).then_some(self.shared.idle_timeout);
         loop {
             if self.shared.handoff.phase() == Phase::Freezing {
                 self.park(mode).await;
@@ -274,7 +414,7 @@ impl Connection {
             }
             let handoff = self.shared.handoff.clone();
             tokio::select! {
-                r = self.read_frame() => return r,
+                r = self.read_frame(idle) => return r,
                 _ = handoff.freezing() => {}
             }
         }
@@ -363,6 +503,26 @@ impl Connection {
                         .await?;
                     return Err(e.into());
                 }
+                Err(ConnError::Idle(t)) => {
+                    // Told why, so a client that comes back to it gets this and not EPIPE;
+                    // one that never reads cannot hold the connection open with it.
+                    let notice = Response::Error(WireError::new(
+                        ErrorCode::TimedOut,
+                        format!(
+                            "logd closed this connection: idle for {} s with no request \
+                             (client_idle_timeout); connect again",
+                            t.as_secs()
+                        ),
+                    ));
+                    if let Ok(frame) = codec::encode_frame(&notice, MAX_RESPONSE_FRAME) {
+                        let _ = tokio::time::timeout(
+                            Duration::from_secs(1),
+                            write_frame(&self.stream, &frame, None),
+                        )
+                        .await;
+                    }
+                    return Err(ConnError::Idle(t));
+                }
                 Err(e) => return Err(e),
             };
             if self.shared.endpoint == Endpoint::Admin {
@@ -404,14 +564,24 @@ impl Connection {
             if let (Response::Error(e), _) = &reply {
                 tracing::debug!(code = ?e.code, message = %e.message, "request failed");
             }
-            self.send(&reply.0, reply.1.as_ref().map(|f| f.as_fd()))
-                .await?;
+            // Encoded, the response is dropped: the frame is the one copy held while a slow
+            // client takes it.
+            let (resp, fd) = reply;
+            let frame = encode_or_error(&resp, MAX_RESPONSE_FRAME)?;
+            drop(resp);
+            let sent = self
+                .write_encoded(&frame, fd.as_ref().map(|f| f.as_fd()))
+                .await;
+            drop(frame);
+            self.reply_budget = None;
+            sent?;
         }
     }
 
-    /// Reads one frame's payload. Waiting for the first byte is unbounded (an idle client is
-    /// fine); once a frame has started it must complete within [`FRAME_TIMEOUT`].
-    async fn read_frame(&mut self) -> Result<BytesMut, ConnError> {
+    /// Reads one frame's payload. Waiting for the first byte is bounded by `idle` (None: not
+    /// at all, as for the hello, which has its own bound); once a frame has started it must
+    /// complete within [`FRAME_TIMEOUT`].
+    async fn read_frame(&mut self, idle: Option<Duration>) -> Result<BytesMut, ConnError> {
         let max = MAX_REQUEST_FRAME;
         loop {
             if let Some(p) = codec::split_frame(&mut self.buf, max)? {
@@ -431,12 +601,14 @@ impl Connection {
                     }
                 }
             };
-            let n = if started {
-                tokio::time::timeout(FRAME_TIMEOUT, read)
+            let n = match (started, idle) {
+                (true, _) => tokio::time::timeout(FRAME_TIMEOUT, read)
                     .await
-                    .map_err(|_| ConnError::Timeout)?
-            } else {
-                read.await
+                    .map_err(|_| ConnError::Timeout)?,
+                (false, Some(idle)) => tokio::time::timeout(idle, read)
+                    .await
+                    .map_err(|_| ConnError::Idle(idle))?,
+                (false, None) => read.await,
             }
             .map_err(ProtocolError::from)?;
             if n == 0 {
@@ -459,17 +631,17 @@ impl Connection {
         max: usize,
         fd: Option<BorrowedFd<'_>>,
     ) -> Result<(), ConnError> {
-        let frame = match codec::encode_frame(resp, max) {
-            Ok(f) => f,
-            Err(e) => {
-                tracing::error!(cause = %e, "cannot encode a response");
-                codec::encode_frame(
-                    &Response::Error(WireError::new(ErrorCode::Internal, e.to_string())),
-                    MAX_RESPONSE_FRAME,
-                )?
-            }
-        };
-        tokio::time::timeout(WRITE_TIMEOUT, write_frame(&self.stream, &frame, fd))
+        let frame = encode_or_error(resp, max)?;
+        self.write_encoded(&frame, fd).await
+    }
+
+    /// Writes an encoded frame, within [`WRITE_TIMEOUT`].
+    async fn write_encoded(
+        &mut self,
+        frame: &[u8],
+        fd: Option<BorrowedFd<'_>>,
+    ) -> Result<(), ConnError> {
+        tokio::time::timeout(WRITE_TIMEOUT, write_frame(&self.stream, frame, fd))
             .await
             .map_err(|_| ConnError::Timeout)?
             .map_err(|e| ConnError::Protocol(e.into()))
@@ -563,7 +735,10 @@ impl Connection {
             AdminRequest::SetLogLevel { filter } => {
                 return match crate::logging::set_filter(filter) {
                     Ok(()) => AdminResponse::Done,
-                    Err(e) => AdminResponse::Error(WireError::new(ErrorCode::InvalidArgument, e)),
+                    Err(e) => AdminResponse::Error(WireError::new(
+                        ErrorCode::InvalidArgument,
+                        e.to_string(),
+                    )),
                 };
             }
             AdminRequest::Kick { subscriber } | AdminRequest::Grant { subscriber } => {
@@ -659,6 +834,8 @@ impl Connection {
                     ));
                 }
                 let path = self.checked_path(&path, false).await?;
+                // Reserved before the read, held until the reply is written (`requests`).
+                let mut budget = self.shared.replies.reserve(max_len).await?;
                 let r = registry::call(
                     reg,
                     registry::Read {
@@ -670,6 +847,9 @@ impl Connection {
                 .await
                 .map_err(mailbox)?
                 .map_err(|e| e.to_wire())?;
+                // Only what was read stays reserved.
+                drop(budget.split(budget.num_permits().saturating_sub(r.data.len())));
+                self.reply_budget = Some(budget);
                 Ok((
                     Response::LogData {
                         data: r.data,
@@ -827,6 +1007,20 @@ impl Connection {
             .map_err(|_| WireError::new(ErrorCode::Internal, "path check panicked"))?
             .map_err(path_error)?;
         Ok(path)
+    }
+}
+
+/// Encodes a response; one that cannot be encoded becomes an `Internal` error frame.
+fn encode_or_error<T: serde::Serialize>(resp: &T, max: usize) -> Result<Vec<u8>, ConnError> {
+    match codec::encode_frame(resp, max) {
+        Ok(f) => Ok(f),
+        Err(e) => {
+            tracing::error!(cause = %e, "cannot encode a response");
+            Ok(codec::encode_frame(
+                &Response::Error(WireError::new(ErrorCode::Internal, e.to_string())),
+                MAX_RESPONSE_FRAME,
+            )?)
+        }
     }
 }
 

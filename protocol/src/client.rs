@@ -25,6 +25,23 @@ pub enum ClientError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// The socket is served by a process of a uid this client does not trust: nothing was sent.
+    #[error(
+        "refusing to talk to {path}: it is served by uid {uid} (pid {pid}), not by root or uid \
+         {client_uid}; nothing was sent (a logd run by a dedicated user must be trusted by name, \
+         e.g. logdctl --server-uid {uid})"
+    )]
+    UntrustedServer {
+        path: PathBuf,
+        uid: u32,
+        pid: i32,
+        client_uid: u32,
+    },
+    #[error("cannot check who serves {path} (SO_PEERCRED): {source}")]
+    PeerCred {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("protocol error talking to logd: {0}")]
     Protocol(#[from] ProtocolError),
     /// The daemon refused the request; the message says why.
@@ -55,16 +72,26 @@ pub struct Client {
 }
 
 impl Client {
-    /// Connects to the socket at `path` and does the handshake.
+    /// Connects to the socket at `path`, checks who serves it (see [`Client::connect_trusting`])
+    /// and does the handshake.
     pub fn connect(path: &Path) -> Result<Self, ClientError> {
+        Self::connect_trusting(path, None)
+    }
+
+    /// Connects to the socket at `path` and does the handshake, but first checks the server's
+    /// credentials (`SO_PEERCRED`): it must run as root, as this process's uid, or as
+    /// `server_uid`. Anyone who can create the socket's path (a directory in `/tmp` made by
+    /// another user) could otherwise receive this client's requests, and the pipes it fills.
+    pub fn connect_trusting(path: &Path, server_uid: Option<u32>) -> Result<Self, ClientError> {
         let sock = UnixStream::connect(path).map_err(|source| ClientError::Connect {
             path: path.to_owned(),
             source,
         })?;
+        check_server(&sock, path, server_uid)?;
         Self::handshake(sock)
     }
 
-    /// Does the handshake on an already connected socket.
+    /// Does the handshake on an already connected socket (whose peer the caller trusts).
     pub fn handshake(sock: UnixStream) -> Result<Self, ClientError> {
         let mut c = Client {
             sock,
@@ -279,10 +306,16 @@ pub struct AdminClient {
 }
 
 impl AdminClient {
-    /// Connects to the admin socket at `path` and does the handshake.
+    /// Connects to the admin socket at `path`, checks who serves it and does the handshake (see
+    /// [`Client::connect_trusting`]).
     pub fn connect(path: &Path) -> Result<Self, ClientError> {
+        Self::connect_trusting(path, None)
+    }
+
+    /// As [`AdminClient::connect`], also trusting a daemon run by `server_uid`.
+    pub fn connect_trusting(path: &Path, server_uid: Option<u32>) -> Result<Self, ClientError> {
         Ok(AdminClient {
-            inner: Client::connect(path)?,
+            inner: Client::connect_trusting(path, server_uid)?,
         })
     }
 
@@ -368,6 +401,30 @@ impl AdminClient {
             }),
         }
     }
+}
+
+/// Checks that the peer of `sock` runs as root, as this process's uid, or as `server_uid`.
+fn check_server(
+    sock: &UnixStream,
+    path: &Path,
+    server_uid: Option<u32>,
+) -> Result<(), ClientError> {
+    use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
+    let cred = getsockopt(sock, PeerCredentials).map_err(|e| ClientError::PeerCred {
+        path: path.to_owned(),
+        source: e.into(),
+    })?;
+    let client_uid = nix::unistd::geteuid().as_raw();
+    let uid = cred.uid();
+    if uid == 0 || uid == client_uid || Some(uid) == server_uid {
+        return Ok(());
+    }
+    Err(ClientError::UntrustedServer {
+        path: path.to_owned(),
+        uid,
+        pid: cred.pid(),
+        client_uid,
+    })
 }
 
 impl From<WireError> for ClientError {

@@ -383,6 +383,8 @@ pub enum ErrorCode {
     Internal = 12,
     /// A position that does not lie in the log.
     BadPosition = 13,
+    /// The connection sat idle past the daemon's `client_idle_timeout` and is closed.
+    TimedOut = 14,
 }
 
 #[cfg(test)]

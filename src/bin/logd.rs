@@ -47,7 +47,11 @@ fn main() -> ExitCode {
         1 => "debug",
         _ => "trace",
     };
-    logd::logging::init(level);
+    let carried = match &successor {
+        Some(Ok(s)) => s.log_filter.clone(),
+        _ => None,
+    };
+    logd::logging::init(level, carried.as_deref());
     let successor = match successor {
         None => None,
         Some(Ok(s)) => Some(s),

@@ -1,7 +1,6 @@
 //! `logdctl`: the command-line client of logd. See `docs/man/logdctl.1.md`.
 
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -30,6 +29,10 @@ struct Args {
     /// gets one started).
     #[arg(long, global = true, env = "LOGD_AUTOSTART")]
     autostart: bool,
+    /// Also trust a logd run by this uid. By default logdctl talks only to a daemon run by root
+    /// or by its own uid (checked with SO_PEERCRED before it sends anything).
+    #[arg(long, global = true, env = "LOGD_SERVER_UID", value_name = "UID")]
+    server_uid: Option<u32>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -278,7 +281,24 @@ fn main() -> ExitCode {
     }
 }
 
+/// `--server-uid`: a uid trusted to serve logd besides root and our own.
+static SERVER_UID: std::sync::OnceLock<Option<u32>> = std::sync::OnceLock::new();
+
+/// Connects to the admin socket, checking who serves it.
+fn admin_connect(socket: &Path) -> Result<logd_protocol::client::AdminClient, ClientError> {
+    logd_protocol::client::AdminClient::connect_trusting(
+        socket,
+        SERVER_UID.get().copied().flatten(),
+    )
+}
+
+/// Connects to the main socket, checking who serves it.
+fn client_connect(socket: &Path) -> Result<Client, ClientError> {
+    Client::connect_trusting(socket, SERVER_UID.get().copied().flatten())
+}
+
 fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let _ = SERVER_UID.set(args.server_uid);
     let explicit = args.socket.is_some();
     let socket = args.socket.clone().unwrap_or_else(config::default_socket);
     let autostart = args.autostart || (!explicit && !config::is_root());
@@ -288,11 +308,11 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         .unwrap_or_else(|| config::admin_socket_for(&socket));
     match &args.cmd {
         Cmd::Console(ConsoleCmd::Kick { subscriber }) => {
-            logd_protocol::client::AdminClient::connect(&admin_socket)?.kick(*subscriber)?;
+            admin_connect(&admin_socket)?.kick(*subscriber)?;
             return Ok(ExitCode::SUCCESS);
         }
         Cmd::Console(ConsoleCmd::Grant { subscriber }) => {
-            logd_protocol::client::AdminClient::connect(&admin_socket)?.grant(*subscriber)?;
+            admin_connect(&admin_socket)?.grant(*subscriber)?;
             return Ok(ExitCode::SUCCESS);
         }
         Cmd::Ps { json } => return admin::ps(&admin_socket, *json),
@@ -300,7 +320,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         Cmd::Top => return top::run(&admin_socket),
         Cmd::Reexec { binary, json } => return admin::reexec(&admin_socket, binary, *json),
         Cmd::LogLevel { level } => {
-            logd_protocol::client::AdminClient::connect(&admin_socket)?.set_log_level(level)?;
+            admin_connect(&admin_socket)?.set_log_level(level)?;
             return Ok(ExitCode::SUCCESS);
         }
         Cmd::Stats { domain, json } => return admin::stats(&admin_socket, domain, *json),
@@ -386,7 +406,6 @@ mod admin {
     use std::process::ExitCode;
 
     use logd_protocol::admin::{DomainSnapshot, GuestState, StreamKind, SubscriberSnapshot};
-    use logd_protocol::client::AdminClient;
 
     /// Bytes, short: 512, 1.5K, 20M, 3.1G.
     pub fn human(n: u64) -> String {
@@ -458,7 +477,7 @@ mod admin {
         "DOMAIN           STREAM         IN WRITTEN  ROT   DROP GUEST      RATE    PATH";
 
     pub fn ps(socket: &Path, json: bool) -> anyhow::Result<ExitCode> {
-        let snap = AdminClient::connect(socket)?.snapshot()?;
+        let snap = crate::admin_connect(socket)?.snapshot()?;
         if json {
             println!("{}", serde_json::to_string_pretty(&snap)?);
             return Ok(ExitCode::SUCCESS);
@@ -520,7 +539,7 @@ mod admin {
             ),
             None => None,
         };
-        let mut c = AdminClient::connect(socket)?;
+        let mut c = crate::admin_connect(socket)?;
         let r = c.reexec(binary)?;
         if json {
             println!("{}", serde_json::to_string_pretty(&r)?);
@@ -540,7 +559,7 @@ mod admin {
 
     pub fn events(socket: &Path, json: bool) -> anyhow::Result<ExitCode> {
         use std::io::Write;
-        let mut c = AdminClient::connect(socket)?;
+        let mut c = crate::admin_connect(socket)?;
         c.subscribe_events()?;
         let mut out = std::io::stdout().lock();
         loop {
@@ -580,7 +599,7 @@ mod admin {
     }
 
     pub fn stats(socket: &Path, domain: &str, json: bool) -> anyhow::Result<ExitCode> {
-        let d = AdminClient::connect(socket)?.domain(domain)?;
+        let d = crate::admin_connect(socket)?.domain(domain)?;
         if json {
             println!("{}", serde_json::to_string_pretty(&d)?);
             return Ok(ExitCode::SUCCESS);
@@ -813,7 +832,7 @@ mod top {
     }
 
     pub fn run(socket: &Path) -> anyhow::Result<ExitCode> {
-        let mut client = AdminClient::connect(socket)?;
+        let mut client = crate::admin_connect(socket)?;
         term::catch_signals()?;
         term::raw_mode(LEAVE)?;
         let mut stdout = std::io::stdout();
@@ -1122,7 +1141,7 @@ fn copy_out(
 
 /// Connects to logd, starting one first if allowed and none answers.
 fn connect(socket: &Path, autostart: bool) -> anyhow::Result<Client> {
-    match Client::connect(socket) {
+    match client_connect(socket) {
         Ok(c) => return Ok(c),
         Err(ClientError::Connect { source, .. })
             if autostart
@@ -1135,7 +1154,7 @@ fn connect(socket: &Path, autostart: bool) -> anyhow::Result<Client> {
     start_daemon(socket)?;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        match Client::connect(socket) {
+        match client_connect(socket) {
             Ok(c) => return Ok(c),
             Err(ClientError::Connect { .. }) if Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(20))
@@ -1153,18 +1172,11 @@ fn start_daemon(socket: &Path) -> anyhow::Result<()> {
         .filter(|p| p.is_file())
         .unwrap_or_else(|| PathBuf::from("logd"));
     let dir = socket.parent().unwrap_or(Path::new("/"));
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .with_context(|| format!("cannot create {}", dir.display()))?;
+    // Checked before anything is opened or started there: `/tmp/logd-$UID` may have been
+    // made by another user, with a `logd.log` symlink planted in it.
+    logd::sockdir::ensure(dir, logd::sockdir::Rule::for_socket(socket))?;
     let log_path = dir.join("logd.log");
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(&log_path)
-        .with_context(|| format!("cannot open {}", log_path.display()))?;
+    let log = logd::sockdir::open_nofollow(&log_path, true)?;
     let mut cmd = std::process::Command::new(&exe);
     cmd.arg("--socket")
         .arg(socket)
