@@ -985,8 +985,8 @@ fn tail_follow_crosses_rotations() {
     );
 }
 
-/// Section 5: a full disk drops (and counts) bytes but never closes the guest's pipe; writing
-/// resumes once there is room again.
+/// Section 5: a full disk never closes the guest's pipe, and costs the log its oldest bytes,
+/// not its newest.
 #[test]
 fn a_full_disk_never_closes_the_guest_pipe() {
     if !nix::unistd::geteuid().is_root() {
@@ -1036,24 +1036,15 @@ fn a_full_disk_never_closes_the_guest_pipe() {
         w.write_all(chunk).unwrap();
     }
     c.position(path_s).unwrap();
-    let on_disk = std::fs::metadata(&path).unwrap().len();
-    assert!(on_disk <= 256 * KIB as u64, "{on_disk}");
-    assert!(
-        d.stderr().contains("cannot write log file"),
-        "{}",
-        d.stderr()
-    );
-    // Make room: rotate the file away by hand (as an operator would), then write again.
-    std::fs::remove_file(&path).unwrap();
-    std::thread::sleep(Duration::from_millis(1100)); // the retry interval
-    w.write_all(b"after the disk was freed\n").unwrap();
-    let tail = wait_for(Duration::from_secs(10), "writes to resume", || {
-        c.position(path_s).ok()?;
-        let b = std::fs::read(&path).ok()?;
-        b.ends_with(b"after the disk was freed\n").then_some(b)
-    });
-    assert!(tail.len() < 1024);
-    assert!(d.stderr().contains("writable again"), "{}", d.stderr());
+    // The log gave up its own oldest bytes for room (issue 12): what is on disk is the newest
+    // bytes, within the file system, and the writer was never refused. (faults.rs has the disk
+    // filled by others, where bytes are dropped and counted.)
+    let kept = read_rotated(&path, 1);
+    assert!(kept.len() <= 256 * KIB, "{}", kept.len());
+    assert!(!kept.is_empty() && data.ends_with(&kept));
+    w.write_all(b"still writable\n").unwrap();
+    c.position(path_s).unwrap();
+    assert!(std::fs::read(&path).unwrap().ends_with(b"still writable\n"));
 }
 
 /// `--idle-exit`: a session daemon stays while a log is open or a client is connected, and

@@ -427,3 +427,103 @@ fn sighup_reloads_the_config_and_keeps_it_when_the_file_is_bad() {
     d.assert_alive();
     assert_eq!(d.pid(), pid, "no re-exec");
 }
+
+/// `logdctl events --json`, collected by a thread; live once it has seen a probe append.
+fn event_stream(
+    d: &Daemon,
+) -> (
+    std::process::Child,
+    Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+) {
+    let mut ev = d
+        .ctl()
+        .args(["events", "--json"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = ev.stdout.take().unwrap();
+    let lines = Arc::new(std::sync::Mutex::new(Vec::<serde_json::Value>::new()));
+    let sink = lines.clone();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for l in std::io::BufReader::new(out).lines() {
+            let Ok(l) = l else { break };
+            sink.lock().unwrap().push(serde_json::from_str(&l).unwrap());
+        }
+    });
+    wait_for(T, "the event stream", || {
+        d.ctl_ok(&["append", "--domain", "probe", "--log", "probe.log", "p"]);
+        (!lines.lock().unwrap().is_empty()).then_some(())
+    });
+    (ev, lines)
+}
+
+/// Case 10d: every byte dropped for the disk is counted once, and the count agrees everywhere:
+/// the bytes missing from the file, `ps`, the metrics and the sum of `bytes_dropped` events.
+#[test]
+fn dropped_bytes_agree_in_ps_metrics_events_and_on_disk() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let d = Daemon::with_config(&format!("metrics_listen = \"127.0.0.1:{port}\"\n"));
+    let Some(_m) = Mount::new(&d.log("tiny"), &["-t", "tmpfs", "-o", "size=64k", "tmpfs"]) else {
+        return;
+    };
+    let (mut ev, events) = event_stream(&d);
+    let mut w = d.open_pipe("drops", "tiny/d.log");
+    let filler = d.log("tiny/filler");
+    let _ = std::fs::write(&filler, vec![0u8; 1 << 20]); // fills the disk
+    let mut sent = 0;
+    // Drops at the first failure, silent drops between retries, and at each retry.
+    for i in 0..50 {
+        let line = format!("line {i} has nowhere to go\n");
+        w.write_all(line.as_bytes()).unwrap();
+        sent += line.len();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::fs::remove_file(&filler).unwrap();
+    std::thread::sleep(Duration::from_millis(1100));
+    w.write_all(b"room again\n").unwrap();
+    sent += 11;
+    d.ctl_ok(&["position", "--log", "tiny/d.log"]);
+    let on_disk = std::fs::metadata(d.log("tiny/d.log")).unwrap().len() as usize;
+    let dropped = (sent - on_disk) as u64;
+    assert!(dropped > 0);
+
+    let ps: serde_json::Value = serde_json::from_slice(&d.ctl_ok(&["ps", "--json"])).unwrap();
+    let s = ps["domains"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|dom| dom["id"]["name"] == "drops")
+        .map(|dom| dom["streams"][0].clone())
+        .unwrap();
+    assert_eq!(s["dropped_disk"], dropped, "ps: {s}");
+    assert_eq!(s["bytes_in"], sent as u64, "ps: {s}");
+
+    let mut http = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(http, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut metrics = String::new();
+    http.read_to_string(&mut metrics).unwrap();
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with("logd_stream_dropped_bytes") && l.contains("d.log"))
+        .unwrap_or_else(|| panic!("no dropped-bytes metric for d.log:\n{metrics}"));
+    let value: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+    assert_eq!(value as u64, dropped, "metrics: {line}");
+
+    wait_for(T, "the events to add up", || {
+        let sum: u64 = events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| e["event"] == "bytes_dropped")
+            .map(|e| e["bytes"].as_u64().unwrap())
+            .sum();
+        (sum == dropped).then_some(())
+    });
+    let _ = ev.kill();
+    let _ = ev.wait();
+}

@@ -92,6 +92,17 @@ struct Activity {
     rate_out: RateMeter,
     /// The last error and when it happened (an error needs a write, so it lives here).
     last_error: Option<(String, std::time::SystemTime)>,
+    /// Bytes dropped since the last `bytes_dropped` event.
+    unreported_drops: u64,
+}
+
+impl Drop for LogSink {
+    /// A log that closes while its disk still fails reports its last drops.
+    fn drop(&mut self) {
+        if let Some(mut act) = self.activity.take() {
+            self.report_drops(&mut act);
+        }
+    }
 }
 
 impl LogSink {
@@ -217,14 +228,25 @@ impl LogSink {
         act.last_error = Some((message, std::time::SystemTime::now()));
     }
 
-    /// Counts bytes the file could not take, and says so (once per failed attempt, not per
-    /// chunk: drops between retries are only counted).
-    fn dropped(&mut self, n: usize, tell: bool) {
+    /// Counts bytes the file could not take. Events say so once per failed attempt, not per
+    /// chunk; each carries every byte dropped since the one before, so the events of a log add
+    /// up to its `dropped_disk` exactly (the last ones come when the file works again, or when
+    /// the sink closes).
+    fn dropped(&mut self, act: &mut Activity, n: usize, tell: bool) {
         self.stats.dropped_disk += n as u64;
+        act.unreported_drops += n as u64;
         if tell {
+            self.report_drops(act);
+        }
+    }
+
+    /// Emits the `bytes_dropped` event of the drops not reported yet.
+    fn report_drops(&self, act: &mut Activity) {
+        let bytes = std::mem::take(&mut act.unreported_drops);
+        if bytes > 0 {
             crate::events::emit(|| EventKind::BytesDropped {
                 path: self.path().display().to_string(),
-                bytes: n as u64,
+                bytes,
                 reason: "disk".into(),
             });
         }
@@ -253,12 +275,12 @@ impl LogSink {
         act.rate_in.add(data.len());
         if !self.file.is_healthy() {
             if act.retry_at.is_some_and(|t| Instant::now() < t) {
-                self.dropped(data.len(), false);
+                self.dropped(act, data.len(), false);
                 return;
             }
             if let Err(e) = self.file.reopen() {
                 act.retry_at = Some(Instant::now() + RETRY_INTERVAL);
-                self.dropped(data.len(), true);
+                self.dropped(act, data.len(), true);
                 self.record_error(act, &e);
                 tracing::debug!(path = %self.path().display(), cause = %e, "log file still unwritable");
                 return;
@@ -273,6 +295,7 @@ impl LogSink {
                 act.rate_out.add(data.len());
                 if failing {
                     act.retry_at = None;
+                    self.report_drops(act);
                     tracing::info!(path = %self.path().display(), dropped = self.stats.dropped_disk, "log file writable again");
                 }
             }
@@ -281,7 +304,7 @@ impl LogSink {
                 act.rate_out.add(f.written);
                 act.retry_at = Some(Instant::now() + RETRY_INTERVAL);
                 self.record_error(act, &f.error);
-                self.dropped(data.len() - f.written, true);
+                self.dropped(act, data.len() - f.written, true);
                 if failing {
                     tracing::debug!(path = %self.path().display(), cause = %f.error, dropped = data.len() - f.written, "log file still unwritable");
                 } else {
