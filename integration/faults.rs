@@ -527,3 +527,59 @@ fn dropped_bytes_agree_in_ps_metrics_events_and_on_disk() {
     let _ = ev.kill();
     let _ = ev.wait();
 }
+
+/// Whether `bytes` hold a control character other than newline and tab (a terminal would act
+/// on it: ESC sequences, BEL, carriage returns).
+fn has_control(bytes: &[u8]) -> bool {
+    String::from_utf8_lossy(bytes)
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+}
+
+/// Case 10b: control characters and ANSI escapes in a log path or a domain name reach neither
+/// the daemon's log nor a terminal running `logdctl`: they are shown escaped.
+#[test]
+fn control_characters_in_names_are_escaped() {
+    let d = Daemon::start();
+    let path = "esc\x1b[2J\x1b[31mred\x07\r.log";
+    // Domain names are refused outright.
+    let e = open_err(&d, "vm\x1b]0;owned\x07", "named.log", false).expect("refused");
+    assert_eq!(e.code, ErrorCode::InvalidArgument);
+    let name = "esc";
+    let mut w = d.open_pipe(name, path);
+    w.write_all(b"x\n").unwrap();
+    d.ctl_ok(&["position", "--log", path]);
+    for args in [&["ps"][..], &["stats", "esc"], &["console", "list"]] {
+        let out = d.ctl_ok(args);
+        assert!(
+            !has_control(&out),
+            "logdctl {args:?}: {:?}",
+            String::from_utf8_lossy(&out)
+        );
+    }
+    let ps = String::from_utf8(d.ctl_ok(&["ps"])).unwrap();
+    assert!(ps.contains(r"esc\x1b[2J\x1b[31mred\x07\x0d.log"), "{ps}");
+    // JSON output keeps the exact path (JSON escapes it itself).
+    let json: serde_json::Value = serde_json::from_slice(&d.ctl_ok(&["ps", "--json"])).unwrap();
+    let shown = json["domains"][0]["streams"][0]["path"].as_str().unwrap();
+    assert!(shown.ends_with(path), "{shown:?}");
+    // An error that names the path.
+    let out = d.ctl_run(&[
+        "append",
+        "--domain",
+        "other",
+        "--log",
+        &format!("{path}/x"),
+        "m",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        !has_control(&out.stderr),
+        "{:?}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    drop(w);
+    d.ctl_ok(&["append", "--domain", "probe", "--log", "probe.log", "p"]);
+    let log = d.stderr();
+    assert!(!has_control(log.as_bytes()), "the daemon's log: {log:?}");
+}

@@ -47,6 +47,7 @@ pub fn init(default_level: &str, carried: Option<&str>) {
     };
     let (layer, handle) = reload::Layer::new(filter);
     let fmt = tracing_subscriber::fmt::layer()
+        .fmt_fields(escaped_fields())
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     tracing_subscriber::registry().with(layer).with(fmt).init();
@@ -55,6 +56,22 @@ pub fn init(default_level: &str, carried: Option<&str>) {
         *SET.lock().unwrap_or_else(|e| e.into_inner()) = Some(spec);
         tracing::warn!(filter = %d, "log filter kept across the re-exec");
     }
+}
+
+/// Fields as the default format writes them (the message, then `name=value`), with control
+/// characters escaped: a path is a client's string and may hold ESC sequences or a carriage
+/// return, which would act on the terminal of whoever reads the log, or forge a log line.
+fn escaped_fields() -> impl for<'w> tracing_subscriber::fmt::FormatFields<'w> + 'static {
+    use tracing_subscriber::field::MakeExt;
+    tracing_subscriber::fmt::format::debug_fn(|w, field, value| {
+        let text = format!("{value:?}");
+        let text = crate::cli::escape_controls(&text);
+        match field.name() {
+            "message" => write!(w, "{text}"),
+            name => write!(w, "{name}={text}"),
+        }
+    })
+    .delimited(" ")
 }
 
 /// The filter set at run time, to be carried by a re-exec.

@@ -425,6 +425,30 @@ mod admin {
         }
     }
 
+    /// Escapes what the daemon's clients named (paths, console names, peers, error messages)
+    /// for a terminal: a log path may hold ESC sequences (`cli::escape_controls`).
+    pub fn for_terminal(d: &mut DomainSnapshot) {
+        let esc = |s: &mut String| {
+            if let std::borrow::Cow::Owned(e) = logd::cli::escape_controls(s) {
+                *s = e;
+            }
+        };
+        esc(&mut d.id.name);
+        esc(&mut d.id.driver);
+        for st in &mut d.streams {
+            esc(&mut st.path);
+            if let StreamKind::Console { name } = &mut st.kind {
+                esc(name);
+            }
+            if let Some(e) = &mut st.last_error {
+                esc(&mut e.message);
+            }
+            for sub in &mut st.subscribers {
+                esc(&mut sub.peer);
+            }
+        }
+    }
+
     /// One subscriber on one line, as `ps` and `stats` show it.
     fn subscriber(sub: &SubscriberSnapshot) -> String {
         format!(
@@ -477,13 +501,14 @@ mod admin {
         "DOMAIN           STREAM         IN WRITTEN  ROT   DROP GUEST      RATE    PATH";
 
     pub fn ps(socket: &Path, json: bool) -> anyhow::Result<ExitCode> {
-        let snap = crate::admin_connect(socket)?.snapshot()?;
+        let mut snap = crate::admin_connect(socket)?.snapshot()?;
         if json {
             println!("{}", serde_json::to_string_pretty(&snap)?);
             return Ok(ExitCode::SUCCESS);
         }
         let mut out = String::new();
-        for d in &snap.domains {
+        for d in &mut snap.domains {
+            for_terminal(d);
             rows(d, &mut out);
         }
         println!("{}", daemon_line(&snap));
@@ -583,7 +608,9 @@ mod admin {
                 let fields: Vec<String> = flat
                     .iter()
                     .map(|(k, v)| match v {
-                        serde_json::Value::String(s) => format!("{k}={s}"),
+                        serde_json::Value::String(s) => {
+                            format!("{k}={}", logd::cli::escape_controls(s))
+                        }
                         other => format!("{k}={other}"),
                     })
                     .collect();
@@ -599,11 +626,12 @@ mod admin {
     }
 
     pub fn stats(socket: &Path, domain: &str, json: bool) -> anyhow::Result<ExitCode> {
-        let d = crate::admin_connect(socket)?.domain(domain)?;
+        let mut d = crate::admin_connect(socket)?.domain(domain)?;
         if json {
             println!("{}", serde_json::to_string_pretty(&d)?);
             return Ok(ExitCode::SUCCESS);
         }
+        for_terminal(&mut d);
         println!("domain {} ({} {})", d.id.name, d.id.driver, d.id.uuid);
         println!("mailbox {}/{}", d.mailbox.depth, d.mailbox.capacity);
         for s in &d.streams {
@@ -761,7 +789,8 @@ mod top {
     }
 
     fn frame(client: &mut AdminClient) -> anyhow::Result<String> {
-        let snap = client.snapshot()?;
+        let mut snap = client.snapshot()?;
+        snap.domains.iter_mut().for_each(crate::admin::for_terminal);
         let (cols, rows) = size();
         let mut lines = Vec::new();
         for d in &snap.domains {
@@ -1072,14 +1101,15 @@ fn console(client: &mut Client, cmd: ConsoleCmd) -> anyhow::Result<ExitCode> {
                 "DOMAIN", "CONSOLE", "TCP", "GUEST", "SUBS"
             );
             for c in list {
+                let esc = logd::cli::escape_controls;
                 println!(
                     "{:<16} {:<10} {:<22} {:<7} {:>4}  {}",
-                    c.domain.name,
-                    c.name,
+                    esc(&c.domain.name),
+                    esc(&c.name),
                     c.tcp.as_deref().unwrap_or("-"),
                     if c.guest_connected { "up" } else { "down" },
                     c.subscribers,
-                    c.log
+                    esc(&c.log)
                 );
             }
             Ok(ExitCode::SUCCESS)
