@@ -415,6 +415,21 @@ fn sighup_reloads_the_config_and_keeps_it_when_the_file_is_bad() {
         "allowed_dirs applied"
     );
 
+    // The log level: `warn` silences the `log opened` lines.
+    std::fs::write(&config, "max_size = \"4 KiB\"\nlog_level = \"warn\"\n").unwrap();
+    d.signal(nix::sys::signal::Signal::SIGHUP);
+    wait_for(T, "the new level", || {
+        d.stderr().contains("log filter changed").then_some(())
+    });
+    let opened = count(d.stderr().as_bytes(), b"log opened");
+    fill(&d, "quiet");
+    assert_eq!(count(d.stderr().as_bytes(), b"log opened"), opened);
+    std::fs::write(&config, "log_level = \"warning\"\n").unwrap();
+    d.signal(nix::sys::signal::Signal::SIGHUP);
+    wait_for(T, "the refused level", || {
+        d.stderr().contains("`log_level`").then_some(())
+    });
+
     std::fs::write(&config, "max_size = \"lots\"\n").unwrap();
     d.signal(nix::sys::signal::Signal::SIGHUP);
     wait_for(T, "the refusal", || {

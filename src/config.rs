@@ -78,6 +78,9 @@ pub struct Config {
     pub idle_exit: Option<std::time::Duration>,
     /// The binary a re-exec runs; None: the path this one was started from.
     pub binary: Option<PathBuf>,
+    /// The daemon's log filter (a level or `target=level` directives); None: `info`, or what
+    /// `-v` or `RUST_LOG` say, which take precedence at start-up.
+    pub log_level: Option<String>,
     /// Where this configuration came from, so SIGHUP can read it again.
     pub origin: Origin,
 }
@@ -108,6 +111,7 @@ struct FileConfig {
     idle_exit: Option<u64>,
     metrics_listen: Option<String>,
     binary: Option<PathBuf>,
+    log_level: Option<String>,
 }
 
 /// A size written as a number of bytes or a string such as `"2 MiB"`.
@@ -342,6 +346,17 @@ impl Config {
                 .binary
                 .as_deref()
                 .map(|b| absolute("binary", b))
+                .transpose()?,
+            log_level: fc
+                .log_level
+                .map(|l| {
+                    crate::logging::directive(&l)
+                        .map(|_| l.trim().to_owned())
+                        .map_err(|e| ConfigError::Invalid {
+                            key: "log_level",
+                            reason: e.to_string(),
+                        })
+                })
                 .transpose()?,
             origin: Origin {
                 file: file.map(Path::to_owned),

@@ -679,7 +679,8 @@ impl Running {
     }
 
     /// SIGHUP: reads the configuration file again and applies what can change while serving:
-    /// the rotation settings of logs opened from now on, `allowed_dirs` and `binary`. Settings
+    /// the rotation settings of logs opened from now on, `allowed_dirs`, `binary` and
+    /// `log_level`. Settings
     /// that need sockets, threads or the connection limit rebuilt are named in a warning and
     /// apply at the next re-exec, which reads the file again. An invalid file changes nothing.
     async fn reload(&mut self) {
@@ -719,6 +720,15 @@ impl Running {
         if new.binary != old.binary {
             applied.push("binary");
         }
+        if new.log_level != old.log_level {
+            if let Some(level) = &new.log_level {
+                // Checked when the file was read, so this cannot be refused.
+                if let Err(e) = crate::logging::set_filter(level) {
+                    tracing::error!("SIGHUP: {e}");
+                }
+            }
+            applied.push("log_level");
+        }
         let later: Vec<&str> = [
             ("socket", new.socket != old.socket),
             ("admin_socket", new.admin_socket != old.admin_socket),
@@ -741,6 +751,7 @@ impl Running {
             rotate: new.rotate,
             allowed_dirs: new.allowed_dirs,
             binary: new.binary,
+            log_level: new.log_level,
             ..self.cfg.clone()
         };
         tracing::info!(

@@ -73,6 +73,7 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args, successor: Option<logd::reexec::Successor>) -> anyhow::Result<()> {
+    let verbose = args.verbose;
     let cfg = Config::load(
         args.config.as_deref(),
         &Overrides {
@@ -89,6 +90,16 @@ fn run(args: Args, successor: Option<logd::reexec::Successor>) -> anyhow::Result
         (Err(e), Some(s)) => s.refuse(&logd::cli::report(&e)),
         (Err(e), None) => return Err(e),
     };
+    // The file's log level, unless -v, RUST_LOG or a re-exec's carried filter said otherwise.
+    let carried = successor.as_ref().and_then(|s| s.log_filter.as_ref());
+    if let (Some(level), 0, None, None) = (
+        &cfg.log_level,
+        verbose,
+        std::env::var_os("RUST_LOG"),
+        carried,
+    ) {
+        logd::logging::set_filter(level).context("log_level")?;
+    }
     logd::identity::init(cfg.binary.clone());
     logd::daemon::run(cfg, successor).context("logd stopped")?;
     Ok(())
