@@ -598,3 +598,64 @@ fn control_characters_in_names_are_escaped() {
     let log = d.stderr();
     assert!(!has_control(log.as_bytes()), "the daemon's log: {log:?}");
 }
+
+/// Case 4: a log's rotation works in the directory the log was opened in, through a handle
+/// logd holds: a symlink swapped in for that directory is never followed (nothing is created
+/// or deleted where it points), and the log goes on in the directory it was moved to.
+#[test]
+fn rotation_never_follows_a_symlink_swapped_in_for_the_directory() {
+    let d = Daemon::with_config("max_size = \"4 KiB\"\nmax_backups = 3\n");
+    let victim = tempfile::tempdir().unwrap();
+    std::fs::write(victim.path().join("x.log.2"), b"the victim's file\n").unwrap();
+    let mut w = d.open_pipe("swap", "d/x.log");
+    let data = numbered_lines(40_000);
+    w.write_all(&data[..2_000]).unwrap();
+    d.ctl_ok(&["position", "--log", "d/x.log"]);
+    std::fs::rename(d.log("d"), d.log("d.moved")).unwrap();
+    std::os::unix::fs::symlink(victim.path(), d.log("d")).unwrap();
+    w.write_all(&data[2_000..]).unwrap();
+    // `position` would resolve the path through the symlink: wait on the moved file instead.
+    wait_for(T, "every byte in the moved directory", || {
+        let kept = read_rotated(&d.log("d.moved/x.log"), 3);
+        (kept.len() > 4096 && data.ends_with(&kept)).then_some(())
+    });
+    let mut names: Vec<_> = std::fs::read_dir(victim.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["x.log.2"],
+        "files appeared where the symlink points"
+    );
+    assert_eq!(
+        std::fs::read(victim.path().join("x.log.2")).unwrap(),
+        b"the victim's file\n"
+    );
+}
+
+/// Case 4: a directory removed while its log is open is made again (mode 0700) at the next
+/// rotation, and the log goes on there with the newest bytes.
+#[test]
+fn a_removed_directory_is_made_again_at_the_next_rotation() {
+    let d = Daemon::with_config("max_size = \"4 KiB\"\nmax_backups = 3\n");
+    let mut w = d.open_pipe("gone", "gone/y.log");
+    w.write_all(b"before\n").unwrap();
+    d.ctl_ok(&["position", "--log", "gone/y.log"]);
+    std::fs::remove_dir_all(d.log("gone")).unwrap();
+    let data = numbered_lines(40_000);
+    w.write_all(&data).unwrap();
+    d.ctl_ok(&["position", "--log", "gone/y.log"]);
+    let kept = read_rotated(&d.log("gone/y.log"), 3);
+    assert!(
+        kept.len() > 4096 && data.ends_with(&kept),
+        "{} bytes",
+        kept.len()
+    );
+    let mode = std::fs::metadata(d.log("gone")).unwrap().permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+        0o700
+    );
+}

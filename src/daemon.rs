@@ -352,6 +352,10 @@ impl Running {
         admin: Listener,
         metrics: Option<crate::metrics::MetricsListener>,
     ) -> Running {
+        crate::paths::install(PathPolicy::new(
+            cfg.log_root.clone(),
+            cfg.allowed_dirs.clone(),
+        ));
         let workers: Vec<Arbiter> = (0..cfg.workers).map(|_| Arbiter::new()).collect();
         let handles = workers.iter().map(Arbiter::handle).collect();
         let registry = Registry::start_global(cfg.rotate, handles);
@@ -360,10 +364,6 @@ impl Running {
         let shared_main = Arc::new(Shared {
             endpoint: Endpoint::Main,
             registry: registry.clone(),
-            policy: Arc::new(std::sync::RwLock::new(PathPolicy::new(
-                cfg.log_root.clone(),
-                cfg.allowed_dirs.clone(),
-            ))),
             limit: limit.clone(),
             peers: server::PeerSlots::new(cfg.max_clients_per_peer),
             idle_timeout: cfg.client_idle_timeout,
@@ -374,7 +374,6 @@ impl Running {
         let shared_admin = Arc::new(Shared {
             endpoint: Endpoint::Admin,
             registry: registry.clone(),
-            policy: shared_main.policy.clone(),
             limit: Arc::new(Semaphore::new(ADMIN_CLIENTS)),
             peers: server::PeerSlots::new(cfg.max_clients_per_peer.min(ADMIN_CLIENTS)),
             idle_timeout: cfg.client_idle_timeout,
@@ -709,12 +708,10 @@ impl Running {
             applied.push("max_size/max_backups");
         }
         if new.allowed_dirs != old.allowed_dirs {
-            *self
-                .shared_main
-                .policy
-                .write()
-                .unwrap_or_else(std::sync::PoisonError::into_inner) =
-                PathPolicy::new(old.log_root.clone(), new.allowed_dirs.clone());
+            crate::paths::install(PathPolicy::new(
+                old.log_root.clone(),
+                new.allowed_dirs.clone(),
+            ));
             applied.push("allowed_dirs");
         }
         if new.binary != old.binary {

@@ -17,6 +17,7 @@
 //! - [`poller`]: one epoll per worker thread telling the pumps which pipes have data;
 //! - [`rotate`]: the size-capped rotating file and reads across its backups;
 //! - [`paths`]: which log paths a client may name;
+//! - [`logdir`]: a log's directory, held open, where its rotation works by name;
 //! - [`sockdir`]: the directories of the sockets, trusted only when closed to other users;
 //! - [`config`]: defaults, the TOML file and overrides;
 //! - [`events`]: the bounded event bus behind `logdctl events`;
@@ -38,6 +39,7 @@ pub mod domain;
 pub mod events;
 pub mod fanin;
 pub mod identity;
+pub mod logdir;
 pub mod logging;
 pub mod metrics;
 pub mod paths;

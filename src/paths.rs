@@ -9,8 +9,13 @@
 //! ([`PathPolicy::check_fs`]) run where blocking is allowed.
 
 use std::io::ErrorKind;
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Component, Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use nix::fcntl::{openat, OFlag};
+use nix::sys::stat::Mode;
 
 use logd_protocol::MAX_PATH_LEN;
 
@@ -64,6 +69,20 @@ pub fn normalize(p: &Path) -> Option<PathBuf> {
         }
     }
     Some(out)
+}
+
+/// The policy in force: set at start-up and by SIGHUP, read by every path check and by a log
+/// that must find its directory again.
+static CURRENT: RwLock<Option<Arc<PathPolicy>>> = RwLock::new(None);
+
+/// Puts `policy` in force.
+pub fn install(policy: PathPolicy) {
+    *CURRENT.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(policy));
+}
+
+/// The policy in force (None before start-up installs one, as in unit tests).
+pub fn current() -> Option<Arc<PathPolicy>> {
+    CURRENT.read().unwrap_or_else(|e| e.into_inner()).clone()
 }
 
 /// The roots a log may live under.
@@ -126,6 +145,73 @@ impl PathPolicy {
             .map(PathBuf::as_path)
             .filter(|r| path.starts_with(r) && path != *r)
             .max_by_key(|r| r.components().count())
+    }
+
+    /// Opens directory `dir` (a root, or below one) from its root one component at a time,
+    /// never following a symlink (`O_NOFOLLOW` at each step), creating missing directories
+    /// (mode 0700). A rename or a symlink swapped in along the way cannot redirect it: each
+    /// step opens a name inside the directory the previous step holds.
+    pub fn open_dir(&self, dir: &Path) -> Result<OwnedFd, PathError> {
+        let base = std::iter::once(&self.root)
+            .chain(self.allowed.iter())
+            .map(PathBuf::as_path)
+            .filter(|r| dir.starts_with(r))
+            .max_by_key(|r| r.components().count())
+            .ok_or_else(|| PathError::Outside {
+                path: dir.to_owned(),
+                root: self.root.clone(),
+            })?;
+        let flags = OFlag::O_DIRECTORY | OFlag::O_CLOEXEC | OFlag::O_RDONLY;
+        let stat_error = |at: &Path, e: nix::Error| PathError::Stat {
+            path: dir.to_owned(),
+            at: at.to_owned(),
+            source: e.into(),
+        };
+        // The root itself is trusted as configured (it may be a symlink).
+        let mut fd =
+            nix::fcntl::open(base, flags, Mode::empty()).map_err(|e| stat_error(base, e))?;
+        let mut at = base.to_path_buf();
+        for c in dir
+            .strip_prefix(base)
+            .expect("base is a prefix")
+            .components()
+        {
+            at.push(c);
+            let name = c.as_os_str();
+            let step = |fd: &OwnedFd| openat(fd, name, flags | OFlag::O_NOFOLLOW, Mode::empty());
+            let next = match step(&fd) {
+                Err(nix::Error::ENOENT) => {
+                    match nix::sys::stat::mkdirat(&fd, name, Mode::from_bits_truncate(0o700)) {
+                        Ok(()) | Err(nix::Error::EEXIST) => step(&fd),
+                        Err(e) => {
+                            return Err(PathError::CreateDir {
+                                path: dir.to_owned(),
+                                at,
+                                source: e.into(),
+                            })
+                        }
+                    }
+                }
+                other => other,
+            };
+            fd = match next {
+                Ok(next) => next,
+                Err(nix::Error::ELOOP) => {
+                    return Err(PathError::Symlink {
+                        path: dir.to_owned(),
+                        at,
+                    })
+                }
+                Err(nix::Error::ENOTDIR) => {
+                    return Err(PathError::NotDirectory {
+                        path: dir.to_owned(),
+                        at,
+                    })
+                }
+                Err(e) => return Err(stat_error(&at, e)),
+            };
+        }
+        Ok(fd)
     }
 
     /// Checks every component below the root: no symlinks, directories where directories are

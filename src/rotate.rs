@@ -13,13 +13,18 @@
 //! Files are cut near `max_size`, preferably just after a newline found in the last
 //! [`NEWLINE_WINDOW`] bytes before the cap, so that lines are rarely split across two files.
 
+use std::ffi::{OsStr, OsString};
 use std::fs::{self, File, FileType, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use logd_protocol::{Position, ReadFrom};
-use nix::fcntl::{fcntl, FcntlArg, OFlag};
+use nix::fcntl::{fcntl, openat, renameat, AtFlags, FcntlArg, OFlag};
+use nix::sys::stat::{fstatat, Mode, SFlag};
+use nix::unistd::{unlinkat, UnlinkatFlags};
+
+use crate::logdir::LogDir;
 
 /// How far before `max_size` a newline may lie and still be chosen as the cut point.
 pub const NEWLINE_WINDOW: u64 = 80;
@@ -94,6 +99,11 @@ pub enum RotateError {
     },
     #[error("log {path} is closed after an earlier failure and must be reopened")]
     Closed { path: PathBuf },
+    #[error("log {path}: {source}")]
+    Dir {
+        path: PathBuf,
+        source: crate::logdir::DirError,
+    },
     #[error(
         "refusing {path}: its rotation needs the name {longest:?} ({len} bytes), longer than the \
          file system's limit of {limit} bytes"
@@ -120,6 +130,10 @@ impl RotateError {
             RotateError::NotRegular { .. }
                 | RotateError::NameTooLong { .. }
                 | RotateError::HardLinked { .. }
+                | RotateError::Dir {
+                    source: crate::logdir::DirError::Refused(_),
+                    ..
+                }
         )
     }
 }
@@ -151,6 +165,9 @@ impl std::error::Error for WriteFailure {
 pub struct RotatingFile {
     /// Shared with the registry's table of open paths (one copy per log).
     path: std::sync::Arc<Path>,
+    /// The directory every file of the log is created, renamed and removed in (by name, never
+    /// by path). None after a re-exec until the log first needs it.
+    dir: Option<std::sync::Arc<LogDir>>,
     /// `None` after a failure, until `reopen` succeeds.
     file: Option<File>,
     cfg: RotateConfig,
@@ -187,12 +204,9 @@ impl RotatingFile {
                 path: path.to_path_buf(),
             });
         }
-        check_derived_names(&path, cfg.max_backups)?;
-        if truncate {
-            remove_all(&path, cfg.max_backups)?;
-        }
         let mut this = Self {
             path,
+            dir: None,
             file: None,
             cfg,
             inode: 0,
@@ -201,8 +215,49 @@ impl RotatingFile {
             newline_end: 0,
             rotations: 0,
         };
+        let max_backups = cfg.max_backups;
+        this.in_dir(|dir, name| check_derived_names(dir, name, max_backups))?;
+        if truncate {
+            this.in_dir(|dir, name| remove_all_in(dir, name, max_backups))?;
+        }
         this.reopen()?;
         Ok(this)
+    }
+
+    /// Runs `op` on the log's directory and file name. A directory removed while the log was
+    /// open is made again (by the path policy's walk) and `op` tried once more there.
+    fn in_dir<T>(
+        &mut self,
+        op: impl Fn(&LogDir, &OsStr) -> Result<T, RotateError>,
+    ) -> Result<T, RotateError> {
+        let path = self.path.clone();
+        let name = path.file_name().ok_or_else(|| RotateError::Open {
+            path: path.to_path_buf(),
+            source: io::Error::new(io::ErrorKind::InvalidInput, "no file name"),
+        })?;
+        let dir = match &self.dir {
+            Some(dir) => dir.clone(),
+            None => self.open_dir()?,
+        };
+        match op(&dir, name) {
+            Err(e) if dir.is_removed() => {
+                tracing::warn!(dir = %dir.path().display(), cause = %e, "the log's directory was removed; making it again");
+                let dir = self.open_dir()?;
+                op(&dir, name)
+            }
+            res => res,
+        }
+    }
+
+    /// Opens (or makes) the log's directory and keeps it.
+    fn open_dir(&mut self) -> Result<std::sync::Arc<LogDir>, RotateError> {
+        let parent = self.path.parent().unwrap_or(Path::new("/"));
+        let dir = LogDir::open(parent).map_err(|source| RotateError::Dir {
+            path: self.path.to_path_buf(),
+            source,
+        })?;
+        self.dir = Some(dir.clone());
+        Ok(dir)
     }
 
     /// Describes the file for a re-exec (its handle marked to be carried).
@@ -233,6 +288,7 @@ impl RotatingFile {
     ) -> Self {
         Self {
             path,
+            dir: None,
             file,
             cfg: RotateConfig {
                 max_size: state.max_size.max(1),
@@ -272,7 +328,7 @@ impl RotatingFile {
     /// never truncating. The caller decides when to retry (backoff); this never retries by itself.
     pub fn reopen(&mut self) -> Result<(), RotateError> {
         self.file = None;
-        let (file, meta) = open_checked(&self.path, &writer_options())?;
+        let (file, meta) = self.in_dir(|dir, name| open_at(dir, name, false))?;
         let size = meta.len();
         let newline_end = tail_newline_end(&file, size).map_err(|source| RotateError::Read {
             path: self.path.to_path_buf(),
@@ -407,17 +463,23 @@ impl RotatingFile {
     /// So the files keep holding the newest bytes: a full disk costs the log its history from
     /// the old end, never its newest bytes, as long as the log holds any.
     fn make_room(&mut self) -> Result<bool, RotateError> {
-        let path = &*self.path;
-        for i in (0..self.cfg.max_backups).rev() {
-            if remove_if_exists(&backup_path(path, i))? {
-                tracing::info!(path = %path.display(), backup = i, "file system full: removed the oldest backup to make room");
-                return Ok(true);
+        let n = self.cfg.max_backups;
+        let removed = self.in_dir(|dir, name| {
+            for i in (0..n).rev() {
+                if remove_at(dir, &backup_name(name, i))? {
+                    return Ok(Some(i));
+                }
             }
+            Ok(None)
+        })?;
+        if let Some(i) = removed {
+            tracing::info!(path = %self.path.display(), backup = i, "file system full: removed the oldest backup to make room");
+            return Ok(true);
         }
         if self.size == 0 {
             return Ok(false);
         }
-        tracing::info!(path = %path.display(), size = self.size, "file system full: rotating early to make room");
+        tracing::info!(path = %self.path.display(), size = self.size, "file system full: rotating early to make room");
         self.rotate()?;
         Ok(true)
     }
@@ -431,13 +493,18 @@ impl RotatingFile {
     /// log never holds more than `max_size * (max_backups + 1)` bytes.
     fn rotate(&mut self) -> Result<(), RotateError> {
         self.file = None;
-        let fresh = fresh_path(&self.path);
-        let (file, meta) = create_fresh(&fresh)?;
-        if let Err(e) = self.shift_files(&fresh) {
-            // Best effort: the error that matters is `e`, and a stale file here is replaced next time.
-            let _ = fs::remove_file(&fresh);
-            return Err(e);
-        }
+        let n = self.cfg.max_backups;
+        let (file, meta) = self.in_dir(|dir, name| {
+            let fresh = fresh_name(name);
+            let created = open_at(dir, &fresh, true)?;
+            if let Err(e) = shift_files(dir, name, &fresh, n) {
+                // Best effort: the error that matters is `e`, and a stale file here is
+                // replaced next time.
+                let _ = remove_at(dir, &fresh);
+                return Err(e);
+            }
+            Ok(created)
+        })?;
         self.file = Some(file);
         self.inode = meta.ino();
         self.birth = birth_of(&meta);
@@ -446,25 +513,24 @@ impl RotatingFile {
         self.rotations += 1;
         Ok(())
     }
+}
 
-    fn shift_files(&self, fresh: &Path) -> Result<(), RotateError> {
-        let path = &*self.path;
-        let n = self.cfg.max_backups;
-        // The oldest backup, and any left from a bigger earlier config.
-        remove_backups_from(path, n.saturating_sub(1))?;
-        if n > 0 {
-            for i in (0..n - 1).rev() {
-                rename_if_exists(&backup_path(path, i), &backup_path(path, i + 1))?;
-            }
-            rename_if_exists(path, &backup_path(path, 0))?;
+/// The renames of a rotation, in `dir`: the oldest backup (and any stale ones past it) goes,
+/// the others move up one index, NAME becomes NAME.0 and `fresh` becomes NAME.
+fn shift_files(dir: &LogDir, name: &OsStr, fresh: &OsStr, n: u32) -> Result<(), RotateError> {
+    remove_backups_from(dir, name, n.saturating_sub(1))?;
+    if n > 0 {
+        for i in (0..n - 1).rev() {
+            rename_at(dir, &backup_name(name, i), &backup_name(name, i + 1))?;
         }
-        // With no backups this atomically replaces (and so removes) the full file.
-        fs::rename(fresh, path).map_err(|source| RotateError::Rename {
-            from: fresh.to_path_buf(),
-            to: path.to_path_buf(),
-            source,
-        })
+        rename_at(dir, name, &backup_name(name, 0))?;
     }
+    // With no backups this atomically replaces (and so removes) the full file.
+    renameat(dir.fd(), fresh, dir.fd(), name).map_err(|e| RotateError::Rename {
+        from: dir.path().join(fresh),
+        to: dir.path().join(name),
+        source: e.into(),
+    })
 }
 
 /// The longest file name Linux file systems take (`NAME_MAX`), used where the directory's own
@@ -473,20 +539,19 @@ const NAME_MAX: usize = 255;
 
 /// Refuses a log whose rotation would need a name longer than its directory takes: the
 /// temporary name (`NAME.rotating`) and the oldest backup (`NAME.N-1`).
-fn check_derived_names(path: &Path, max_backups: u32) -> Result<(), RotateError> {
-    let longest = std::iter::once(fresh_path(path))
-        .chain((max_backups > 0).then(|| backup_path(path, max_backups - 1)))
-        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+fn check_derived_names(dir: &LogDir, name: &OsStr, max_backups: u32) -> Result<(), RotateError> {
+    let longest = std::iter::once(fresh_name(name))
+        .chain((max_backups > 0).then(|| backup_name(name, max_backups - 1)))
+        .map(|n| n.to_string_lossy().into_owned())
         .max_by_key(String::len)
         .unwrap_or_default();
-    let limit = path
-        .parent()
-        .and_then(|dir| nix::unistd::pathconf(dir, nix::unistd::PathconfVar::NAME_MAX).ok())
+    let limit = nix::unistd::fpathconf(dir.fd(), nix::unistd::PathconfVar::NAME_MAX)
+        .ok()
         .flatten()
         .map_or(NAME_MAX, |n| n as usize);
     if longest.len() > limit {
         return Err(RotateError::NameTooLong {
-            path: path.to_path_buf(),
+            path: dir.path().join(name),
             len: longest.len(),
             longest,
             limit,
@@ -519,27 +584,45 @@ fn is_full(e: &io::Error) -> bool {
     )
 }
 
-/// `PATH.index`: the name of a backup (0 is the newest).
+/// `PATH.index`: the path of a backup (0 is the newest).
 pub fn backup_path(path: &Path, index: u32) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(format!(".{index}"));
     PathBuf::from(name)
 }
 
-/// Where a rotation prepares the next active file. Not a `PATH.N` name, so readers never see it.
-fn fresh_path(path: &Path) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(".rotating");
-    PathBuf::from(name)
+/// `NAME.index`: the name of a backup in the log's directory.
+fn backup_name(name: &OsStr, index: u32) -> OsString {
+    let mut n = name.to_owned();
+    n.push(format!(".{index}"));
+    n
+}
+
+/// Where a rotation prepares the next active file. Not a `NAME.N` name, so readers never see it.
+fn fresh_name(name: &OsStr) -> OsString {
+    let mut n = name.to_owned();
+    n.push(".rotating");
+    n
 }
 
 /// Removes PATH and PATH.0, PATH.1, … (every contiguous existing backup, and at least the indices
 /// below `max_backups`). Files already missing are fine.
 pub fn remove_all(path: &Path, max_backups: u32) -> Result<(), RotateError> {
-    remove_if_exists(path)?;
-    remove_if_exists(&fresh_path(path))?;
+    let dir = LogDir::open(path.parent().unwrap_or(Path::new("/"))).map_err(|source| {
+        RotateError::Dir {
+            path: path.to_owned(),
+            source,
+        }
+    })?;
+    remove_all_in(&dir, path.file_name().unwrap_or_default(), max_backups)
+}
+
+/// [`remove_all`] of the log `name` in `dir`.
+fn remove_all_in(dir: &LogDir, name: &OsStr, max_backups: u32) -> Result<(), RotateError> {
+    remove_at(dir, name)?;
+    remove_at(dir, &fresh_name(name))?;
     for i in 0..=u32::MAX {
-        let existed = remove_if_exists(&backup_path(path, i))?;
+        let existed = remove_at(dir, &backup_name(name, i))?;
         if !existed && i.saturating_add(1) >= max_backups {
             break;
         }
@@ -547,37 +630,37 @@ pub fn remove_all(path: &Path, max_backups: u32) -> Result<(), RotateError> {
     Ok(())
 }
 
-/// Removes PATH.from, PATH.from+1, … up to the first missing one.
-fn remove_backups_from(path: &Path, from: u32) -> Result<(), RotateError> {
+/// Removes NAME.from, NAME.from+1, … up to the first missing one.
+fn remove_backups_from(dir: &LogDir, name: &OsStr, from: u32) -> Result<(), RotateError> {
     for i in from..=u32::MAX {
-        if !remove_if_exists(&backup_path(path, i))? {
+        if !remove_at(dir, &backup_name(name, i))? {
             break;
         }
     }
     Ok(())
 }
 
-/// Returns whether the file existed.
-fn remove_if_exists(path: &Path) -> Result<bool, RotateError> {
-    match fs::remove_file(path) {
+/// Removes `name` from `dir`; returns whether it existed.
+fn remove_at(dir: &LogDir, name: &OsStr) -> Result<bool, RotateError> {
+    match unlinkat(dir.fd(), name, UnlinkatFlags::NoRemoveDir) {
         Ok(()) => Ok(true),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-        Err(source) => Err(RotateError::Remove {
-            path: path.to_path_buf(),
-            source,
+        Err(nix::Error::ENOENT) => Ok(false),
+        Err(e) => Err(RotateError::Remove {
+            path: dir.path().join(name),
+            source: e.into(),
         }),
     }
 }
 
-/// Backups may be missing (fewer rotations so far than `max_backups`): that is not an error.
-fn rename_if_exists(from: &Path, to: &Path) -> Result<(), RotateError> {
-    match fs::rename(from, to) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(source) => Err(RotateError::Rename {
-            from: from.to_path_buf(),
-            to: to.to_path_buf(),
-            source,
+/// Renames `from` to `to` in `dir`. Backups may be missing (fewer rotations so far than
+/// `max_backups`): that is not an error.
+fn rename_at(dir: &LogDir, from: &OsStr, to: &OsStr) -> Result<(), RotateError> {
+    match renameat(dir.fd(), from, dir.fd(), to) {
+        Ok(()) | Err(nix::Error::ENOENT) => Ok(()),
+        Err(e) => Err(RotateError::Rename {
+            from: dir.path().join(from),
+            to: dir.path().join(to),
+            source: e.into(),
         }),
     }
 }
@@ -588,31 +671,55 @@ fn open_flags() -> i32 {
     (OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC).bits()
 }
 
-/// Read access lets `open` look at the tail of an existing file through the same descriptor;
-/// O_APPEND keeps every write at the end whatever else writes to the file.
-fn writer_options() -> OpenOptions {
-    let mut opts = OpenOptions::new();
-    opts.read(true)
-        .append(true)
-        .create(true)
-        .mode(FILE_MODE)
-        .custom_flags(open_flags());
-    opts
+/// Opens (creating mode 0600) the log file `name` in `dir` for appending, with read access so
+/// that `open` can look at the tail of an existing file through the same descriptor. O_APPEND
+/// keeps every write at the end whatever else writes to the file. With `create_new`, a
+/// leftover of that name (from an interrupted rotation) is removed and the file is made anew.
+///
+/// Anything but a regular file with a single link is refused, and O_NONBLOCK is cleared.
+fn open_at(
+    dir: &LogDir,
+    name: &OsStr,
+    create_new: bool,
+) -> Result<(File, fs::Metadata), RotateError> {
+    let path = || dir.path().join(name);
+    let mut flags =
+        OFlag::from_bits_retain(open_flags()) | OFlag::O_RDWR | OFlag::O_APPEND | OFlag::O_CREAT;
+    if create_new {
+        remove_at(dir, name)?;
+        flags |= OFlag::O_EXCL;
+    }
+    let fd = match openat(dir.fd(), name, flags, Mode::from_bits_truncate(FILE_MODE)) {
+        Ok(fd) => fd,
+        Err(e) => {
+            // O_NOFOLLOW fails with ELOOP, a directory with EISDIR: name what is there instead.
+            if let Ok(st) = fstatat(dir.fd(), name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+                let kind = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT;
+                if kind != SFlag::S_IFREG {
+                    return Err(RotateError::NotRegular {
+                        path: path(),
+                        kind: kind_of_mode(kind),
+                    });
+                }
+            }
+            return Err(RotateError::Open {
+                path: path(),
+                source: e.into(),
+            });
+        }
+    };
+    let (file, meta) = check_opened(File::from(fd), &path())?;
+    if meta.nlink() > 1 {
+        return Err(RotateError::HardLinked {
+            path: path(),
+            links: meta.nlink(),
+        });
+    }
+    Ok((file, meta))
 }
 
-/// Creates the next active file. A leftover from an interrupted rotation is removed first.
-fn create_fresh(path: &Path) -> Result<(File, fs::Metadata), RotateError> {
-    remove_if_exists(path)?;
-    let mut opts = OpenOptions::new();
-    opts.read(true)
-        .append(true)
-        .create_new(true)
-        .mode(FILE_MODE)
-        .custom_flags(open_flags());
-    open_checked(path, &opts)
-}
-
-/// Opens `path` with `opts`, refuses anything but a regular file, and clears O_NONBLOCK.
+/// Opens `path` with `opts` (a reader's open), refuses anything but a regular file, and clears
+/// O_NONBLOCK.
 fn open_checked(path: &Path, opts: &OpenOptions) -> Result<(File, fs::Metadata), RotateError> {
     let file = match opts.open(path) {
         Ok(file) => file,
@@ -632,6 +739,12 @@ fn open_checked(path: &Path, opts: &OpenOptions) -> Result<(File, fs::Metadata),
             });
         }
     };
+    check_opened(file, path)
+}
+
+/// Refuses an opened file that is not a regular file, and clears O_NONBLOCK (set at open so a
+/// FIFO cannot hang it).
+fn check_opened(file: File, path: &Path) -> Result<(File, fs::Metadata), RotateError> {
     let meta = file.metadata().map_err(|source| RotateError::Stat {
         path: path.to_path_buf(),
         source,
@@ -642,12 +755,6 @@ fn open_checked(path: &Path, opts: &OpenOptions) -> Result<(File, fs::Metadata),
             kind: kind_name(meta.file_type()),
         });
     }
-    if meta.nlink() > 1 {
-        return Err(RotateError::HardLinked {
-            path: path.to_path_buf(),
-            links: meta.nlink(),
-        });
-    }
     let set_flags_error = |e: nix::Error| RotateError::SetFlags {
         path: path.to_path_buf(),
         source: e.into(),
@@ -656,6 +763,19 @@ fn open_checked(path: &Path, opts: &OpenOptions) -> Result<(File, fs::Metadata),
     let flags = OFlag::from_bits_retain(flags) - OFlag::O_NONBLOCK;
     fcntl(&file, FcntlArg::F_SETFL(flags)).map_err(set_flags_error)?;
     Ok((file, meta))
+}
+
+/// The name of a file type (`S_IFMT` bits) in an error.
+fn kind_of_mode(kind: SFlag) -> &'static str {
+    match kind {
+        SFlag::S_IFLNK => "symbolic link",
+        SFlag::S_IFDIR => "directory",
+        SFlag::S_IFIFO => "FIFO",
+        SFlag::S_IFSOCK => "socket",
+        SFlag::S_IFCHR => "character device",
+        SFlag::S_IFBLK => "block device",
+        _ => "special file",
+    }
 }
 
 fn kind_name(ft: FileType) -> &'static str {
@@ -892,17 +1012,21 @@ mod tests {
 
     #[test]
     fn derived_names_must_fit_name_max() {
-        let dir = tempfile::tempdir().unwrap();
-        let ok = dir.path().join("a".repeat(NAME_MAX - ".rotating".len()));
-        check_derived_names(&ok, 3).unwrap();
-        let long = dir
-            .path()
-            .join("a".repeat(NAME_MAX - ".rotating".len() + 1));
-        let e = check_derived_names(&long, 3).unwrap_err();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = LogDir::open(tmp.path()).unwrap();
+        let ok = OsString::from("a".repeat(NAME_MAX - ".rotating".len()));
+        check_derived_names(&dir, &ok, 3).unwrap();
+        let long = OsString::from("a".repeat(NAME_MAX - ".rotating".len() + 1));
+        let e = check_derived_names(&dir, &long, 3).unwrap_err();
         assert!(matches!(e, RotateError::NameTooLong { len, .. } if len == NAME_MAX + 1));
         // With 10^9 backups, the oldest backup's name is the longest.
-        let e = check_derived_names(&ok, 1_000_000_000).unwrap_err();
+        let e = check_derived_names(&dir, &ok, 1_000_000_000).unwrap_err();
         assert!(e.to_string().contains(".999999999"), "{e}");
+    }
+
+    /// The temporary name's path, as a rotation makes it.
+    fn fresh_path(path: &Path) -> PathBuf {
+        path.with_file_name(fresh_name(path.file_name().unwrap()))
     }
 
     fn cfg(max_size: u64, max_backups: u32) -> RotateConfig {

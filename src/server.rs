@@ -42,7 +42,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::console::{self, ConsoleConfig, GuestPlan};
-use crate::paths::{PathError, PathPolicy};
+use crate::paths::PathError;
 use crate::reexec::{Handoff, Phase};
 use crate::registry::{self, Registry};
 use crate::rotate::RotateConfig;
@@ -60,8 +60,6 @@ pub struct Shared {
     /// Which socket this is: the main one or the admin one.
     pub endpoint: Endpoint,
     pub registry: Addr<Registry>,
-    /// The path policy, shared by both sockets and replaced when SIGHUP reloads the config.
-    pub policy: Arc<std::sync::RwLock<PathPolicy>>,
     pub limit: Arc<Semaphore>,
     /// Connections per peer process.
     pub peers: Arc<PeerSlots>,
@@ -994,12 +992,7 @@ impl Connection {
 
     /// Resolves a client's path and checks it on disk (off the event loop).
     async fn checked_path(&self, raw: &str, create_dirs: bool) -> Result<PathBuf, WireError> {
-        let policy = self
-            .shared
-            .policy
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone();
+        let policy = crate::paths::current().expect("the daemon installs a path policy");
         let path = policy.resolve(raw).map_err(path_error)?;
         let p = path.clone();
         tokio::task::spawn_blocking(move || policy.check_fs(&p, create_dirs))
