@@ -13,8 +13,9 @@ use crate::rotate::RotateConfig;
 
 /// Smallest accepted `max_size`: below this a log would rotate on nearly every write.
 pub const MIN_MAX_SIZE: u64 = 4096;
-/// Largest accepted `max_backups`.
-pub const MAX_MAX_BACKUPS: u32 = 1000;
+/// Largest accepted `max_backups`, as virtlogd's. A rotation renames every backup, so its cost
+/// grows with their number; 32 keeps it to a few dozen renames (docs/DECISIONS.md).
+pub const MAX_MAX_BACKUPS: u32 = crate::rotate::MAX_BACKUPS;
 /// Default `max_clients_per_peer` (lowered to `max_clients` when that is smaller).
 pub const DEFAULT_CLIENTS_PER_PEER: usize = 64;
 /// Default `client_idle_timeout`, seconds.
@@ -411,6 +412,16 @@ mod tests {
                 idle_exit: None,
             },
         )
+    }
+
+    #[test]
+    fn max_backups_is_capped_at_32() {
+        assert_eq!(
+            load_text("max_backups = 32\n").unwrap().rotate.max_backups,
+            32
+        );
+        let e = load_text("max_backups = 1000\n").unwrap_err().to_string();
+        assert!(e.contains("max_backups") && e.contains("32"), "{e}");
     }
 
     #[test]

@@ -26,6 +26,9 @@ use nix::unistd::{unlinkat, UnlinkatFlags};
 
 use crate::logdir::LogDir;
 
+/// The most backups a log keeps. A rotation renames each of them, so this bounds its cost.
+pub const MAX_BACKUPS: u32 = 32;
+
 /// How far before `max_size` a newline may lie and still be chosen as the cut point.
 pub const NEWLINE_WINDOW: u64 = 80;
 
@@ -292,7 +295,9 @@ impl RotatingFile {
             file,
             cfg: RotateConfig {
                 max_size: state.max_size.max(1),
-                max_backups: state.max_backups,
+                // A log carried from a logd without the cap gets it here; its backups past the
+                // cap go at its next rotation.
+                max_backups: state.max_backups.min(MAX_BACKUPS),
             },
             inode: state.inode,
             birth: state.birth,
