@@ -293,23 +293,8 @@ fn log_level_changes_at_run_time() {
 #[test]
 fn events_stream_lifecycle_in_order() {
     let d = Daemon::with_config("max_size = \"4 KiB\"\n");
-    let mut ev = d
-        .ctl()
-        .args(["events", "--json"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let out = ev.stdout.take().unwrap();
-    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<serde_json::Value>::new()));
-    let sink = lines.clone();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for l in std::io::BufReader::new(out).lines() {
-            let Ok(l) = l else { break };
-            sink.lock().unwrap().push(serde_json::from_str(&l).unwrap());
-        }
-    });
-    let names = |lines: &std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>| -> Vec<String> {
+    let (mut ev, lines) = event_stream(&d);
+    let names = |lines: &Events| -> Vec<String> {
         lines
             .lock()
             .unwrap()
@@ -317,14 +302,6 @@ fn events_stream_lifecycle_in_order() {
             .map(|v| v["event"].as_str().unwrap().to_owned())
             .collect()
     };
-    // The stream is live once it reports a probe.
-    wait_for(Duration::from_secs(20), "the event stream", || {
-        d.ctl_ok(&["append", "--domain", "probe", "--log", "probe.log", "p"]);
-        names(&lines)
-            .iter()
-            .any(|n| n == "domain_opened")
-            .then_some(())
-    });
     let start = lines.lock().unwrap().len();
 
     let mut c = d.client();
@@ -435,25 +412,11 @@ fn top_shows_domains_and_restores_the_terminal() {
     );
 }
 
-/// The whole HTTP reply of the metrics endpoint on `port` to `GET path`.
-fn http_get(port: u16, path: &str) -> String {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-    let mut all = String::new();
-    s.read_to_string(&mut all).unwrap();
-    all
-}
-
 /// Acceptance 6: the metrics endpoint serves text a Prometheus parser accepts, and its counters
 /// match `ps --json`.
 #[test]
 fn metrics_match_ps_and_parse() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let d = Daemon::with_config(&format!(
         "metrics_listen = \"127.0.0.1:{port}\"\nmax_size = \"8 KiB\"\n"
     ));
@@ -518,11 +481,7 @@ fn metrics_match_ps_and_parse() {
 /// weak address, so nothing else keeps it alive, and nothing may keep it alive longer.
 #[test]
 fn domain_actors_stop_with_their_last_log() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let d = Daemon::with_config(&format!("metrics_listen = \"127.0.0.1:{port}\"\n"));
     let gauges = || -> (f64, f64) {
         let all = http_get(port, "/metrics");

@@ -443,45 +443,11 @@ fn sighup_reloads_the_config_and_keeps_it_when_the_file_is_bad() {
     assert_eq!(d.pid(), pid, "no re-exec");
 }
 
-/// `logdctl events --json`, collected by a thread; live once it has seen a probe append.
-fn event_stream(
-    d: &Daemon,
-) -> (
-    std::process::Child,
-    Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
-) {
-    let mut ev = d
-        .ctl()
-        .args(["events", "--json"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let out = ev.stdout.take().unwrap();
-    let lines = Arc::new(std::sync::Mutex::new(Vec::<serde_json::Value>::new()));
-    let sink = lines.clone();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for l in std::io::BufReader::new(out).lines() {
-            let Ok(l) = l else { break };
-            sink.lock().unwrap().push(serde_json::from_str(&l).unwrap());
-        }
-    });
-    wait_for(T, "the event stream", || {
-        d.ctl_ok(&["append", "--domain", "probe", "--log", "probe.log", "p"]);
-        (!lines.lock().unwrap().is_empty()).then_some(())
-    });
-    (ev, lines)
-}
-
 /// Case 10d: every byte dropped for the disk is counted once, and the count agrees everywhere:
 /// the bytes missing from the file, `ps`, the metrics and the sum of `bytes_dropped` events.
 #[test]
 fn dropped_bytes_agree_in_ps_metrics_events_and_on_disk() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let d = Daemon::with_config(&format!("metrics_listen = \"127.0.0.1:{port}\"\n"));
     let Some(_m) = Mount::new(&d.log("tiny"), &["-t", "tmpfs", "-o", "size=64k", "tmpfs"]) else {
         return;
@@ -518,10 +484,7 @@ fn dropped_bytes_agree_in_ps_metrics_events_and_on_disk() {
     assert_eq!(s["dropped_disk"], dropped, "ps: {s}");
     assert_eq!(s["bytes_in"], sent as u64, "ps: {s}");
 
-    let mut http = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(http, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-    let mut metrics = String::new();
-    http.read_to_string(&mut metrics).unwrap();
+    let metrics = http_get(port, "/metrics");
     let line = metrics
         .lines()
         .find(|l| l.starts_with("logd_stream_dropped_bytes") && l.contains("d.log"))

@@ -635,3 +635,54 @@ pub fn tcp_reader(port: u16) -> (TcpStream, Arc<Mutex<Vec<u8>>>) {
     });
     (s, got)
 }
+
+/// A TCP port on 127.0.0.1 that was free a moment ago (for a daemon's metrics listener).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The whole HTTP reply of the metrics endpoint on `port` to `GET path`.
+pub fn http_get(port: u16, path: &str) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut all = String::new();
+    s.read_to_string(&mut all).unwrap();
+    all
+}
+
+/// Events as `logdctl events --json` prints them, collected by a thread.
+pub type Events = Arc<Mutex<Vec<serde_json::Value>>>;
+
+/// `logdctl events --json` on `d`, live (it has seen the event of a probe append) when this
+/// returns. Kill the child to end it.
+pub fn event_stream(d: &Daemon) -> (Child, Events) {
+    let mut ev = d
+        .ctl()
+        .args(["events", "--json"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = ev.stdout.take().unwrap();
+    let lines: Events = Arc::new(Mutex::new(Vec::new()));
+    let sink = lines.clone();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for l in std::io::BufReader::new(out).lines() {
+            let Ok(l) = l else { break };
+            sink.lock().unwrap().push(serde_json::from_str(&l).unwrap());
+        }
+    });
+    wait_for(Duration::from_secs(20), "the event stream", || {
+        d.ctl_ok(&["append", "--domain", "probe", "--log", "probe.log", "p"]);
+        let seen = lines.lock().unwrap();
+        seen.iter()
+            .any(|e| e["event"] == "domain_opened")
+            .then_some(())
+    });
+    (ev, lines)
+}
