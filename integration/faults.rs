@@ -9,7 +9,7 @@ use std::os::unix::net::UnixStream;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use harness::*;
 use logd_protocol::client::ClientError;
@@ -620,5 +620,142 @@ fn a_removed_directory_is_made_again_at_the_next_rotation() {
     assert_eq!(
         std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
         0o700
+    );
+}
+
+/// A loop-mounted ext4 file system in `dir`, frozen and thawed with `fsfreeze`; thawed and
+/// unmounted when dropped.
+struct LoopFs {
+    mount: Option<Mount>,
+    at: std::path::PathBuf,
+}
+
+impl LoopFs {
+    fn new(image: &std::path::Path, at: &std::path::Path) -> Option<LoopFs> {
+        let f = std::fs::File::create(image).unwrap();
+        f.set_len(64 << 20).unwrap();
+        let mkfs = Command::new("mkfs.ext4")
+            .args(["-q", "-F"])
+            .arg(image)
+            .output();
+        match mkfs {
+            Ok(o) if o.status.success() => {}
+            other => {
+                assert!(!required(), "mkfs.ext4 failed: {other:?}");
+                eprintln!("skipped: mkfs.ext4 failed: {other:?}");
+                return None;
+            }
+        }
+        let mount = Mount::new(at, &["-o", "loop", image.to_str().unwrap()])?;
+        Some(LoopFs {
+            mount: Some(mount),
+            at: at.to_owned(),
+        })
+    }
+
+    fn freeze(&self, on: bool) {
+        let st = Command::new("fsfreeze")
+            .arg(if on { "-f" } else { "-u" })
+            .arg(&self.at)
+            .status()
+            .unwrap();
+        assert!(st.success() || !on, "fsfreeze -f failed");
+    }
+}
+
+impl Drop for LoopFs {
+    fn drop(&mut self) {
+        self.freeze(false);
+        self.mount.take();
+    }
+}
+
+/// Case 1: a frozen file system holds up only the guests that write to it, and those for no
+/// longer than the stall bound: with one worker thread, a guest on a healthy disk writes on,
+/// `ps` and `position` answer, and the frozen log drops and counts what it cannot write, then
+/// goes on when the file system thaws.
+#[test]
+fn a_frozen_file_system_stalls_only_its_own_guests() {
+    let d = Daemon::with_config("workers = 1\n");
+    let Some(fs) = LoopFs::new(&d.dir.path().join("fs.img"), &d.log("frozen")) else {
+        return;
+    };
+    let mut frozen_w = d.open_pipe("icy", "frozen/a.log");
+    let mut healthy_w = d.open_pipe("warm", "b.log");
+    frozen_w.write_all(b"before the freeze\n").unwrap();
+    d.ctl_ok(&["position", "--log", "frozen/a.log"]);
+    fs.freeze(true);
+
+    // The guest on the frozen disk: writes for 3 s, timing its longest write.
+    let flood = std::thread::spawn(move || {
+        let chunk = vec![b'f'; 64 * 1024];
+        let (start, mut longest, mut sent) = (Instant::now(), Duration::ZERO, 0u64);
+        while start.elapsed() < Duration::from_secs(3) {
+            let t = Instant::now();
+            frozen_w.write_all(&chunk).unwrap();
+            longest = longest.max(t.elapsed());
+            sent += chunk.len() as u64;
+        }
+        (frozen_w, longest, sent)
+    });
+    // Meanwhile the guest on the healthy disk, and the sockets, are served.
+    let mut expected = Vec::new();
+    let mut slowest = Duration::ZERO;
+    for i in 0..20 {
+        let line = format!("healthy line {i}\n");
+        let t = Instant::now();
+        healthy_w.write_all(line.as_bytes()).unwrap();
+        expected.extend_from_slice(line.as_bytes());
+        let out = run_bounded(
+            d.ctl().args(["position", "--log", "b.log"]),
+            Duration::from_secs(60),
+        );
+        assert!(out.status.success(), "position: {:?}", out);
+        let ps = run_bounded(d.ctl().arg("ps"), Duration::from_secs(60));
+        assert!(ps.status.success());
+        slowest = slowest.max(t.elapsed());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(std::fs::read(d.log("b.log")).unwrap(), expected);
+    assert!(
+        slowest < Duration::from_millis(900),
+        "the healthy guest and the sockets waited {slowest:?} for another's disk"
+    );
+    let (mut frozen_w, longest, sent) = flood.join().unwrap();
+    assert!(
+        longest < Duration::from_millis(2500),
+        "the frozen disk's guest was held up {longest:?}, past the 1 s bound"
+    );
+
+    fs.freeze(false);
+    std::thread::sleep(Duration::from_millis(200));
+    frozen_w.write_all(b"after the thaw\n").unwrap();
+    wait_for(T, "the frozen log to go on", || {
+        run_bounded(
+            d.ctl().args(["position", "--log", "frozen/a.log"]),
+            Duration::from_secs(60),
+        )
+        .status
+        .success()
+        .then_some(())
+    });
+    let data = std::fs::read(d.log("frozen/a.log")).unwrap();
+    assert!(data.starts_with(b"before the freeze\n"));
+    assert!(data.ends_with(b"after the thaw\n"));
+    let ps: serde_json::Value = serde_json::from_slice(&d.ctl_ok(&["ps", "--json"])).unwrap();
+    let s = ps["domains"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|dom| dom["id"]["name"] == "icy")
+        .map(|dom| dom["streams"][0].clone())
+        .unwrap();
+    let total = 18 + sent + 15;
+    assert_eq!(s["bytes_in"], total, "{s}");
+    assert!(s["dropped_disk"].as_u64().unwrap() > 0, "{s}");
+    assert_eq!(
+        s["bytes_in"].as_u64().unwrap(),
+        s["bytes_written"].as_u64().unwrap() + s["dropped_disk"].as_u64().unwrap(),
+        "{s}"
     );
 }

@@ -427,6 +427,10 @@ impl Console {
         &self.sink
     }
 
+    pub fn sink_mut(&mut self) -> &mut LogSink {
+        &mut self.sink
+    }
+
     pub fn position(&self) -> Position {
         self.sink.position()
     }
@@ -546,6 +550,8 @@ impl Console {
         let span = self.span.clone();
         let _e = span.enter();
         let yielding = self.yielding.poll(cx).is_pending();
+        // The log's writes that came back; the next ones go.
+        self.sink.poll(cx);
         self.poll_guest_connect(cx);
         let more = !yielding && self.poll_guest_output(cx);
         self.poll_accept(cx);
@@ -563,21 +569,52 @@ impl Console {
         Poll::Pending
     }
 
-    /// Reads what the guest has written so far, without waiting (GetPosition, ReadLog).
+    /// Reads what the guest has written so far, without waiting (GetPosition, ReadLog), as far
+    /// as the log has room. Returns true when the guest side is empty (or gone).
     ///
     /// This reads the socket directly, until EAGAIN: tokio's cached readiness may say "not
     /// ready" for data that has arrived since the last poll, and polling here would replace the
     /// pump's waker. Reading to EAGAIN leaves nothing behind that an edge-triggered wake-up could
     /// miss.
-    pub fn drain(&mut self) {
+    pub fn drain(&mut self) -> bool {
         let mut buf = vec![0u8; READ_CHUNK];
         while let Some(guest) = &self.guest {
-            match nix::unistd::read(guest, &mut buf) {
+            if self.sink.room() == 0 && !self.sink.is_stalled() {
+                return false;
+            }
+            let want = self.sink.room().clamp(1, READ_CHUNK);
+            match nix::unistd::read(guest, &mut buf[..want]) {
                 Ok(0) => self.guest_gone("EOF"),
                 Ok(n) => self.output(Bytes::copy_from_slice(&buf[..n])),
                 Err(nix::errno::Errno::EINTR) => {}
-                Err(_) => return, // EAGAIN: everything is in
+                Err(_) => return true, // EAGAIN: everything is in
             }
+        }
+        true
+    }
+
+    /// `Ready` once what the guest had written is in the log's file (or its file system has
+    /// stalled); the task is woken as the log's writes come back.
+    pub fn poll_settled(&mut self, cx: &mut Context<'_>) -> Poll<crate::stream::Settled> {
+        use crate::stream::Settled;
+        loop {
+            self.sink.poll(cx);
+            let empty = self.drain();
+            self.sink.poll(cx);
+            if self.sink.is_stalled() {
+                return Poll::Ready(Settled::Stalled);
+            }
+            if !empty {
+                if self.sink.room() > 0 {
+                    continue;
+                }
+                return Poll::Pending;
+            }
+            return if self.sink.is_flushed() {
+                Poll::Ready(Settled::Done)
+            } else {
+                Poll::Pending
+            };
         }
     }
 
@@ -652,6 +689,20 @@ impl Console {
     /// the budget ran out with data still coming.
     fn poll_guest_output(&mut self, cx: &mut Context<'_>) -> bool {
         for _ in 0..READS_PER_POLL {
+            if self.guest.is_none() {
+                return false;
+            }
+            // A log whose file system is slower than the guest holds the guest back (TCP
+            // backpressure on the chardev), up to the stall bound; then it drops and counts,
+            // and the subscribers still get every byte.
+            if self.sink.poll_room(cx).is_pending() {
+                return false;
+            }
+            // No more than the log has room for (all of a chunk when it drops anyway).
+            let want = match self.sink.room() {
+                0 => READ_CHUNK,
+                room => room.min(READ_CHUNK),
+            };
             let Some(guest) = &self.guest else {
                 return false;
             };
@@ -668,7 +719,7 @@ impl Console {
                     buf.reserve(4 * READ_CHUNK);
                 }
                 // One chunk at a time, so it reaches the subscribers before the next is read.
-                match guest.try_read_buf(&mut bytes::BufMut::limit(&mut *buf, READ_CHUNK)) {
+                match guest.try_read_buf(&mut bytes::BufMut::limit(&mut *buf, want)) {
                     Ok(0) => Ok(None),
                     Ok(_) => Ok(Some(buf.split().freeze())),
                     Err(e) => Err(e),

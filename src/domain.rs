@@ -9,6 +9,7 @@
 //! When a stream reaches EOF the domain closes it and tells the registry, which stops the
 //! domain once it has no streams and no requests in flight.
 
+use std::future::Future;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -25,7 +26,7 @@ use crate::fanin::Fanin;
 use crate::registry::{self, StreamClosed};
 use crate::rotate::{self, ReadOutcome, RotateConfig, RotateError, RotatingFile};
 use crate::sink::LogSink;
-use crate::stream::{LogStream, StreamError};
+use crate::stream::{LogStream, Settled, StreamError};
 use logd_protocol::admin::EventKind;
 
 /// Why a domain request failed.
@@ -41,6 +42,14 @@ pub enum DomainError {
     ConsoleExists { domain: String, name: String },
     #[error("domain {domain} has no console named {name:?}")]
     NoConsole { domain: String, name: String },
+    #[error(
+        "log {path}: its file system has not finished a write for {bound:?}; its bytes are \
+         dropped (and counted) until it does"
+    )]
+    Stalled {
+        path: PathBuf,
+        bound: std::time::Duration,
+    },
 }
 
 /// What a domain drives: a stdio pipe or a console, each with its log.
@@ -64,14 +73,91 @@ impl Stream {
         self.sink().path()
     }
 
-    /// Takes in what the source has written so far.
-    fn drain(&mut self) {
-        match self {
-            Stream::Pipe(p) => {
-                p.drain();
-            }
-            Stream::Console(c) => c.drain(),
+    /// `Ready` once what the source has written so far (with `drain`; else what logd has read
+    /// of it) is in the file, or the file system has stalled.
+    fn poll_settled(&mut self, cx: &mut std::task::Context<'_>, drain: bool) -> Poll<Settled> {
+        if !drain {
+            let sink = match self {
+                Stream::Pipe(p) => p.sink_mut(),
+                Stream::Console(c) => c.sink_mut(),
+            };
+            sink.poll(cx);
+            return if sink.is_flushed() {
+                Poll::Ready(Settled::Done)
+            } else if sink.is_stalled() {
+                Poll::Ready(Settled::Stalled)
+            } else {
+                Poll::Pending
+            };
         }
+        match self {
+            Stream::Pipe(p) => p.poll_settled(cx),
+            Stream::Console(c) => c.poll_settled(cx),
+        }
+    }
+}
+
+/// Waits until the streams of `path` (every stream, with None) have taken in what their
+/// sources wrote (with `drain`) and their files have it, for at most the stall bound. Fails
+/// naming a stream whose file system stalled.
+struct Settle {
+    path: Option<PathBuf>,
+    drain: bool,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Settle {
+    fn new(path: Option<PathBuf>) -> Settle {
+        Settle {
+            path,
+            drain: true,
+            deadline: Box::pin(tokio::time::sleep(crate::sink::STALL_BOUND)),
+        }
+    }
+
+    /// Only what logd has read already: the sources are not read (a re-exec's freeze leaves
+    /// their bytes in the kernel for whichever process reads next).
+    fn written(mut self) -> Settle {
+        self.drain = false;
+        self
+    }
+}
+
+impl ActorFuture<Domain> for Settle {
+    type Output = Result<(), DomainError>;
+
+    fn poll(
+        self: Pin<&mut Self>,
+        act: &mut Domain,
+        _ctx: &mut Context<Domain>,
+        task: &mut std::task::Context<'_>,
+    ) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let mut waiting = None;
+        for s in act.streams.iter_mut() {
+            if this.path.as_deref().is_some_and(|p| s.path() != p) {
+                continue;
+            }
+            match s.poll_settled(task, this.drain) {
+                Poll::Ready(Settled::Done) => {}
+                Poll::Ready(Settled::Stalled) => return Poll::Ready(Err(stalled(s.path()))),
+                Poll::Pending => waiting = Some(s.path().to_owned()),
+            }
+        }
+        match waiting {
+            None => Poll::Ready(Ok(())),
+            Some(p) if this.deadline.as_mut().poll(task).is_ready() => {
+                Poll::Ready(Err(stalled(&p)))
+            }
+            Some(_) => Poll::Pending,
+        }
+    }
+}
+
+fn stalled(path: &Path) -> DomainError {
+    DomainError::Stalled {
+        path: path.to_owned(),
+        bound: crate::sink::STALL_BOUND,
     }
 }
 
@@ -263,7 +349,8 @@ pub enum Reaped {
     /// A writer still holds the pipe: the log is busy.
     Live,
     /// No stream of this domain has the path (it closed a moment ago, and its notice is on the
-    /// way to the registry; or a request for it is in flight).
+    /// way to the registry; or a request for it is in flight), or its writers have gone and its
+    /// last bytes are on their way to the file: ask again in a moment.
     Absent,
 }
 
@@ -278,8 +365,11 @@ impl Handler<Reap> for Domain {
         let Stream::Pipe(p) = &mut self.streams[slot] else {
             return Ok(Reaped::Live); // a console's log: busy while the console exists
         };
-        if !p.drain() {
-            return Ok(Reaped::Live);
+        match p.closable() {
+            (false, _) => return Ok(Reaped::Live),
+            // Its last bytes are on their way to the file: the registry asks again.
+            (true, false) => return Ok(Reaped::Absent),
+            (true, true) => {}
         }
         Ok(self.close_slot(slot).map_or(Reaped::Absent, Reaped::Closed))
     }
@@ -351,27 +441,37 @@ pub struct RemoveConsole {
 }
 
 impl Handler<RemoveConsole> for Domain {
-    type Result = Result<PathBuf, DomainError>;
+    type Result = ResponseActFuture<Self, Result<PathBuf, DomainError>>;
 
     fn handle(&mut self, msg: RemoveConsole, _: &mut Context<Self>) -> Self::Result {
-        let _e = self.span().entered();
-        let slot = self
-            .console_slot(&msg.name)
-            .ok_or_else(|| DomainError::NoConsole {
+        let Some(slot) = self.console_slot(&msg.name) else {
+            return Box::pin(fut::ready(Err(DomainError::NoConsole {
                 domain: self.name.to_string(),
                 name: msg.name.clone(),
-            })?;
-        let Stream::Console(mut c) = self.streams.remove(slot) else {
-            unreachable!("console_slot found a console");
+            })));
         };
-        c.drain();
-        c.close();
-        tracing::info!(console = %msg.name, "console removed");
-        events::emit(|| EventKind::ConsoleRemoved {
-            domain: self.name.to_string(),
-            console: msg.name.clone(),
-        });
-        Ok(c.path().to_owned())
+        // What the guest wrote so far goes to the log first (a stalled file system has its
+        // bytes counted as dropped).
+        let path = self.streams[slot].path().to_owned();
+        Box::pin(Settle::new(Some(path)).map(move |_, act: &mut Domain, _| {
+            let _e = act.span().entered();
+            let slot = act
+                .console_slot(&msg.name)
+                .ok_or_else(|| DomainError::NoConsole {
+                    domain: act.name.to_string(),
+                    name: msg.name.clone(),
+                })?;
+            let Stream::Console(mut c) = act.streams.remove(slot) else {
+                unreachable!("console_slot found a console");
+            };
+            c.close();
+            tracing::info!(console = %msg.name, "console removed");
+            events::emit(|| EventKind::ConsoleRemoved {
+                domain: act.name.to_string(),
+                console: msg.name.clone(),
+            });
+            Ok(c.path().to_owned())
+        }))
     }
 }
 
@@ -448,16 +548,24 @@ pub struct GetPosition {
 }
 
 impl Handler<GetPosition> for Domain {
-    type Result = Result<Position, DomainError>;
+    type Result = ResponseActFuture<Self, Result<Position, DomainError>>;
 
     fn handle(&mut self, msg: GetPosition, _: &mut Context<Self>) -> Self::Result {
-        match self.find(&msg.path) {
-            Some(s) => {
-                s.drain();
-                Ok(s.sink().position())
-            }
-            None => Ok(rotate::end_position(&msg.path)?),
+        if self.find(&msg.path).is_none() {
+            return Box::pin(fut::ready(
+                rotate::end_position(&msg.path).map_err(DomainError::from),
+            ));
         }
+        let path = msg.path.clone();
+        Box::pin(
+            Settle::new(Some(msg.path)).map(move |settled, act: &mut Domain, _| {
+                settled?;
+                match act.find(&path) {
+                    Some(s) => Ok(s.sink().position()),
+                    None => Ok(rotate::end_position(&path)?),
+                }
+            }),
+        )
     }
 }
 
@@ -471,13 +579,17 @@ pub struct ReadLog {
 }
 
 impl Handler<ReadLog> for Domain {
-    type Result = Result<ReadOutcome, DomainError>;
+    type Result = ResponseActFuture<Self, Result<ReadOutcome, DomainError>>;
 
     fn handle(&mut self, msg: ReadLog, _: &mut Context<Self>) -> Self::Result {
-        if let Some(s) = self.find(&msg.path) {
-            s.drain();
-        }
-        Ok(rotate::read_log(&msg.path, msg.from, msg.max_len)?)
+        // The read runs here once the file has every byte and is home: no rotation can run
+        // meanwhile (the file goes to its writer only from this thread).
+        Box::pin(
+            Settle::new(Some(msg.path.clone())).map(move |settled, _act: &mut Domain, _| {
+                settled?;
+                Ok(rotate::read_log(&msg.path, msg.from, msg.max_len)?)
+            }),
+        )
     }
 }
 
@@ -491,23 +603,35 @@ pub struct AppendLog {
 }
 
 impl Handler<AppendLog> for Domain {
-    type Result = Result<Position, DomainError>;
+    type Result = ResponseActFuture<Self, Result<Position, DomainError>>;
 
     fn handle(&mut self, msg: AppendLog, _: &mut Context<Self>) -> Self::Result {
         match self.find(&msg.path) {
-            Some(Stream::Pipe(p)) => {
-                p.append(&msg.message);
-                return Ok(p.position());
+            Some(Stream::Pipe(p)) => p.append(&msg.message),
+            Some(Stream::Console(c)) => c.append(&msg.message),
+            None => {
+                // A log that is not open: written here, once. (An append to a stalled file
+                // system would block this domain's worker; the registry holds the path.)
+                let res = RotatingFile::open(&msg.path, msg.rotate, false)
+                    .and_then(|mut f| {
+                        f.write(&msg.message).map_err(|f| f.error)?;
+                        Ok(f.position())
+                    })
+                    .map_err(DomainError::from);
+                return Box::pin(fut::ready(res));
             }
-            Some(Stream::Console(c)) => {
-                c.append(&msg.message);
-                return Ok(c.position());
-            }
-            None => {}
         }
-        let mut f = RotatingFile::open(&msg.path, msg.rotate, false)?;
-        f.write(&msg.message).map_err(|f| f.error)?;
-        Ok(f.position())
+        let path = msg.path.clone();
+        Box::pin(
+            Settle::new(Some(msg.path)).map(move |settled, act: &mut Domain, _| {
+                settled?;
+                // The log may have closed meanwhile (its writers gone): its end is on disk.
+                match act.find(&path) {
+                    Some(s) => Ok(s.sink().position()),
+                    None => Ok(rotate::end_position(&path)?),
+                }
+            }),
+        )
     }
 }
 
@@ -517,12 +641,15 @@ impl Handler<AppendLog> for Domain {
 pub struct Drain;
 
 impl Handler<Drain> for Domain {
-    type Result = ();
+    type Result = ResponseActFuture<Self, ()>;
 
-    fn handle(&mut self, _: Drain, _: &mut Context<Self>) {
-        for s in self.streams.iter_mut() {
-            s.drain();
-        }
+    fn handle(&mut self, _: Drain, _: &mut Context<Self>) -> Self::Result {
+        Box::pin(Settle::new(None).map(|settled, act: &mut Domain, _| {
+            if let Err(e) = settled {
+                let _e = act.span().entered();
+                tracing::warn!(cause = %e, "stopping with bytes not written");
+            }
+        }))
     }
 }
 
@@ -554,12 +681,24 @@ pub struct Freeze {
 impl Handler<Freeze> for Domain {
     type Result = ();
 
-    fn handle(&mut self, msg: Freeze, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: Freeze, ctx: &mut Context<Self>) {
         let Freeze { mut state, out } = msg;
-        out.push(self.freeze().map(|streams| {
-            state.streams = streams;
-            state
-        }));
+        // The pump stops now; what was read already must reach the files before the fds go.
+        self.frozen = true;
+        ctx.wait(
+            Settle::new(None)
+                .written()
+                .map(move |settled, act: &mut Domain, _| {
+                    let res = match settled {
+                        Ok(()) => act.freeze(),
+                        Err(e) => Err(format!("domain {}: {e}", act.name)),
+                    };
+                    out.push(res.map(|streams| {
+                        state.streams = streams;
+                        state
+                    }));
+                }),
+        );
     }
 }
 
@@ -570,9 +709,8 @@ impl Domain {
         let mut carrier = Carrier::out();
         let mut out = Vec::with_capacity(self.streams.len());
         for s in &mut self.streams {
-            // No drain: a chunk logd has read is already in its file (writes are synchronous),
-            // and what the source wrote since stays in the kernel, for whichever process reads
-            // next. Reading 10,000 pipes here would only lengthen the blackout.
+            // Every chunk logd has read is in its file (the caller waited), and what the
+            // source wrote since stays in the kernel, for whichever process reads next.
             match s {
                 Stream::Pipe(p) => out.push(StreamState::Pipe(p.export(&mut carrier))),
                 Stream::Console(c) => {

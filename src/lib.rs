@@ -11,7 +11,8 @@
 //! - [`subscriber`]: one TCP or UNIX connection watching a console;
 //! - [`telnet`]: the sans-IO telnet codec for console subscribers in telnet mode;
 //! - [`stream`]: one pipe feeding one log sink, the hot byte path;
-//! - [`sink`]: a rotating file that survives disk errors;
+//! - [`sink`]: a rotating file that survives disk errors and never blocks its caller;
+//! - [`disk`]: the writer threads, one per file system, that do every write of a log;
 //! - [`budget`]: how a busy stream gives its worker's other streams their turn;
 //! - [`pipe`]: pipe creation and adaptive capacity;
 //! - [`poller`]: one epoll per worker thread telling the pumps which pipes have data;
@@ -35,6 +36,7 @@ pub mod cli;
 pub mod config;
 pub mod console;
 pub mod daemon;
+pub mod disk;
 pub mod domain;
 pub mod events;
 pub mod fanin;

@@ -379,6 +379,15 @@ impl RotatingFile {
         &self.path
     }
 
+    /// The device of the log's file system: which disk writer thread serves it.
+    pub fn device(&self) -> u64 {
+        self.file
+            .as_ref()
+            .and_then(|f| f.metadata().ok())
+            .or_else(|| self.path.parent().and_then(|p| fs::metadata(p).ok()))
+            .map_or(0, |m| m.dev())
+    }
+
     pub fn config(&self) -> RotateConfig {
         self.cfg
     }

@@ -163,6 +163,28 @@ pub struct LogStream {
     sink: LogSink,
     stats: StreamStats,
     yielding: Yield,
+    /// Every writer has closed the pipe: the stream closes once its sink is flushed.
+    eof: bool,
+}
+
+/// How far [`LogStream::poll_settled`] got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settled {
+    /// The pipe is empty (or at EOF) and the file has every byte.
+    Done,
+    /// The file system has not finished a write for the stall bound.
+    Stalled,
+}
+
+/// What a drain found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Drained {
+    /// The pipe is empty for now.
+    Empty,
+    /// Every writer has gone.
+    Eof,
+    /// The sink has no room for more yet.
+    Full,
 }
 
 impl LogStream {
@@ -188,6 +210,7 @@ impl LogStream {
                 sink,
                 stats: StreamStats::default(),
                 yielding: Yield::default(),
+                eof: false,
             },
             w,
         ))
@@ -229,6 +252,7 @@ impl LogStream {
                     .unwrap_or(u16::MAX),
             },
             yielding: Yield::default(),
+            eof: false,
         })
     }
 
@@ -255,21 +279,39 @@ impl LogStream {
         self.sink.position()
     }
 
-    /// Moves bytes from the pipe to the file until the pipe is empty or every writer is gone.
-    /// Returns `Ready(())` at EOF, when the stream should be closed.
+    /// Moves bytes from the pipe to the sink while it has room, until the pipe is empty or
+    /// every writer is gone. Returns `Ready(())` once the stream should be closed: at EOF, when
+    /// its file has every byte (or its file system has stalled).
+    ///
+    /// While the sink has no room (its file system is slower than the guest) the pipe is not
+    /// read, so the guest waits as with any pipe; past the stall bound the sink drops and
+    /// counts what is read, so no guest waits longer than that for its disk.
     pub fn poll_pump(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         if self.yielding.poll(cx).is_pending() {
             return Poll::Pending;
         }
+        if self.eof {
+            self.sink.poll(cx);
+            return if self.sink.is_flushed() || self.sink.is_stalled() {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            };
+        }
         let mut reads = 0;
         while reads < READS_PER_POLL {
+            if self.sink.poll_room(cx).is_pending() {
+                return Poll::Pending;
+            }
             if self.pipe.poll_ready(cx).is_pending() {
                 return Poll::Pending;
             }
-            match with_read_buf(|buf| read(&self.pipe, buf)) {
-                Ok(0) => return Poll::Ready(()),
+            match self.read_once() {
+                Ok(0) => {
+                    self.eof = true;
+                    return self.poll_pump(cx);
+                }
                 Ok(n) => {
-                    with_read_data(n, |data| self.consume_from_pipe(data));
                     self.maybe_grow(n);
                     reads += 1;
                 }
@@ -277,7 +319,8 @@ impl LogStream {
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => {
                     tracing::warn!(path = %self.path().display(), cause = %e, "pipe read failed; closing the log");
-                    return Poll::Ready(());
+                    self.eof = true;
+                    return self.poll_pump(cx);
                 }
             }
         }
@@ -286,25 +329,81 @@ impl LogStream {
         Poll::Pending
     }
 
-    /// Empties the pipe into the file now, without waiting. Returns true if the pipe is at EOF.
-    pub fn drain(&mut self) -> bool {
+    /// One read of the pipe into the sink: straight into its pending buffer, up to its room;
+    /// when its file system has stalled, into this thread's buffer, to be dropped and counted.
+    fn read_once(&mut self) -> std::io::Result<usize> {
+        let room = self.sink.room();
+        if room == 0 {
+            let n = with_read_buf(|buf| read(&self.pipe, buf))?;
+            with_read_data(n, |data| self.sink.write(data));
+            return Ok(n);
+        }
+        let pipe = &self.pipe;
+        let max = room.min(READ_CHUNK);
+        self.sink.write_with(max, |buf| read_append(pipe, buf, max))
+    }
+
+    /// Reads what the pipe holds into the sink, without waiting, as far as the sink has room.
+    fn drain_now(&mut self) -> Drained {
+        if self.eof {
+            return Drained::Eof;
+        }
         loop {
-            match with_read_buf(|buf| read(&self.pipe, buf)) {
-                Ok(0) => return true,
-                Ok(n) => {
-                    with_read_data(n, |data| self.consume_from_pipe(data));
-                    self.maybe_grow(n);
+            if self.sink.room() == 0 && !self.sink.is_stalled() {
+                return Drained::Full;
+            }
+            match self.read_once() {
+                Ok(0) => {
+                    self.eof = true;
+                    return Drained::Eof;
                 }
+                Ok(n) => self.maybe_grow(n),
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(_) => return false, // EAGAIN: empty for now
+                Err(_) => return Drained::Empty, // EAGAIN: empty for now
             }
         }
     }
 
-    /// Appends a message (from `AppendLog`) after everything already in the pipe.
+    /// `Ready` once everything the pipe held when first asked is in the file (or the file
+    /// system has stalled). The task is woken as the sink's writes come back.
+    pub fn poll_settled(&mut self, cx: &mut Context<'_>) -> Poll<Settled> {
+        loop {
+            self.sink.poll(cx);
+            let drained = self.drain_now();
+            self.sink.poll(cx);
+            if self.sink.is_stalled() {
+                return Poll::Ready(Settled::Stalled);
+            }
+            match drained {
+                Drained::Full if self.sink.room() > 0 => continue,
+                Drained::Full => return Poll::Pending,
+                _ if self.sink.is_flushed() => return Poll::Ready(Settled::Done),
+                _ => return Poll::Pending,
+            }
+        }
+    }
+
+    /// Whether every writer has gone (reading the pipe first), and whether the file has every
+    /// byte yet: `(eof, flushed)`. Registers no wake-up: the pump stays the one woken.
+    pub fn closable(&mut self) -> (bool, bool) {
+        self.sink.collect();
+        let drained = self.drain_now();
+        self.sink.collect();
+        (
+            drained == Drained::Eof,
+            self.sink.is_flushed() || self.sink.is_stalled(),
+        )
+    }
+
+    /// Appends a message (from `AppendLog`) after everything already in the pipe (as far as
+    /// the sink has room; the caller waits for [`poll_settled`](Self::poll_settled)).
     pub fn append(&mut self, message: &[u8]) {
-        self.drain();
-        self.consume_from_pipe(message);
+        self.drain_now();
+        self.sink.write(message);
+    }
+
+    pub fn sink_mut(&mut self) -> &mut LogSink {
+        &mut self.sink
     }
 
     /// After a read of `n` bytes: the pipe's first data gives it the default size, and a read
@@ -328,10 +427,6 @@ impl LogStream {
                 self.stats.pipe_grow_refused = self.stats.pipe_grow_refused.saturating_add(1);
             }
         }
-    }
-
-    fn consume_from_pipe(&mut self, data: &[u8]) {
-        self.sink.write(data);
     }
 }
 
@@ -360,4 +455,21 @@ pub enum RestoreError {
 /// One `read(2)` into `buf`.
 fn read(fd: impl AsFd, buf: &mut [u8]) -> std::io::Result<usize> {
     nix::unistd::read(fd, buf).map_err(std::io::Error::from)
+}
+
+/// One `read(2)` of at most `max` bytes into the spare capacity of `buf`, which grows by what
+/// was read: no zeroing, no copy.
+fn read_append(fd: impl AsFd, buf: &mut bytes::BytesMut, max: usize) -> std::io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    let spare = buf.spare_capacity_mut();
+    let len = spare.len().min(max);
+    // SAFETY: read(2) writes at most `len` bytes at the start of the spare capacity, which is
+    // valid for `len` bytes and owned by `buf` for the call.
+    let n = unsafe { nix::libc::read(fd.as_fd().as_raw_fd(), spare.as_mut_ptr().cast(), len) };
+    if n < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: the first `n` bytes of the spare capacity were just written by read(2).
+    unsafe { buf.set_len(buf.len() + n as usize) };
+    Ok(n as usize)
 }
