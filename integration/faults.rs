@@ -698,6 +698,17 @@ fn a_frozen_file_system_stalls_only_its_own_guests() {
         }
         (frozen_w, longest, sent)
     });
+    // A new log on the frozen disk waits for it (its own client only).
+    let socket = d.socket.clone();
+    let opener = std::thread::spawn(move || {
+        let mut c = logd_protocol::client::Client::connect(&socket).unwrap();
+        c.open_log(
+            DomainId::from_name("qemu", "late"),
+            "frozen/late.log",
+            OpenFlags::default(),
+        )
+        .map(|(_, fd)| fd)
+    });
     // Meanwhile the guest on the healthy disk, and the sockets, are served.
     let mut expected = Vec::new();
     let mut slowest = Duration::ZERO;
@@ -728,6 +739,10 @@ fn a_frozen_file_system_stalls_only_its_own_guests() {
     );
 
     fs.freeze(false);
+    opener
+        .join()
+        .unwrap()
+        .expect("the open on the frozen disk went through after the thaw");
     std::thread::sleep(Duration::from_millis(200));
     frozen_w.write_all(b"after the thaw\n").unwrap();
     wait_for(T, "the frozen log to go on", || {

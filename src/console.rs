@@ -557,6 +557,8 @@ impl Console {
         self.poll_accept(cx);
         let writer_more = self.poll_subscribers(cx);
         self.poll_guest_input(cx);
+        // The log's batch goes to its writer (a small one after a moment).
+        self.sink.poll_linger(cx);
         if writer_more && self.input.len() < INPUT_LIMIT {
             // The guest took input, so there is room for what a writer still has. (While the
             // buffer stays full, the guest's write readiness wakes us.)

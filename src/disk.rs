@@ -11,7 +11,7 @@
 //! time), so it is bounded by the number of logs on that file system.
 
 use std::collections::HashMap;
-use std::sync::{mpsc, Arc, Mutex, Weak};
+use std::sync::{mpsc, Arc, Mutex};
 
 use bytes::BytesMut;
 use tokio::sync::oneshot;
@@ -39,66 +39,92 @@ pub struct Done {
     pub reopen_failed: bool,
 }
 
-/// The writer thread of one file system.
+/// One writer thread of a file system. Once started it stays (there are a few: file systems
+/// times cores), so opening a log never waits for a thread to start.
 pub struct Disk {
-    tx: Mutex<mpsc::Sender<Job>>,
-    dev: u64,
+    tx: Mutex<mpsc::Sender<Task>>,
 }
 
-type Writers = HashMap<u64, Weak<Disk>>;
+/// What a writer runs.
+type Task = Box<dyn FnOnce() + Send>;
+
+type Writers = HashMap<(u64, usize), Arc<Disk>>;
+
+/// Writer threads per file system: as many as cores, so that the logs of one file system are
+/// written in parallel as they were read. A log keeps the one it was given.
+fn writers_per_device() -> usize {
+    static N: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *N.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+/// Spreads logs over the writers of their file system.
+static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 /// The writers running, by device: a writer lives while a log on its file system does.
 static WRITERS: Mutex<Option<Writers>> = Mutex::new(None);
 
 impl Disk {
-    /// The writer of device `dev`, started if none runs.
+    /// A writer of device `dev` for a new log (the writers of a device take its logs in
+    /// turn), started if it does not run.
     pub fn of(dev: u64) -> Arc<Disk> {
+        let slot = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % writers_per_device();
+        let key = (dev, slot);
         let mut writers = WRITERS.lock().unwrap_or_else(|e| e.into_inner());
         let table = writers.get_or_insert_with(HashMap::new);
-        if let Some(d) = table.get(&dev).and_then(Weak::upgrade) {
-            return d;
+        if let Some(d) = table.get(&key) {
+            return d.clone();
         }
-        let (tx, rx) = mpsc::channel::<Job>();
+        let (tx, rx) = mpsc::channel::<Task>();
         let spawned = std::thread::Builder::new()
-            .name(format!("logd-disk-{dev:x}"))
+            .name(format!("logd-disk-{slot}"))
             .spawn(move || run(rx));
         if let Err(e) = spawned {
             // Without a thread the jobs are done by the caller (see `submit`).
             tracing::error!(dev, cause = %e, "cannot start a disk writer thread");
         }
-        let d = Arc::new(Disk {
-            tx: Mutex::new(tx),
-            dev,
-        });
-        table.insert(dev, Arc::downgrade(&d));
+        let d = Arc::new(Disk { tx: Mutex::new(tx) });
+        table.insert(key, d.clone());
         d
     }
 
-    /// Hands `job` to the writer. If the writer is gone (it could not be started), the job is
-    /// done here and now.
+    /// Hands `job` to the writer.
     pub fn submit(&self, job: Job) {
-        let sent = self.tx.lock().unwrap_or_else(|e| e.into_inner()).send(job);
-        if let Err(mpsc::SendError(job)) = sent {
-            work(job);
+        self.send(Box::new(move || work(job)));
+    }
+
+    /// Runs `f` on the writer (an open or an append, which may block on the file system too);
+    /// its result comes back through the receiver.
+    pub fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> oneshot::Receiver<T> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Box::new(move || {
+            let _ = tx.send(f());
+        }));
+        rx
+    }
+
+    /// If the writer is gone (it could not be started), the task runs here and now.
+    fn send(&self, task: Task) {
+        let sent = self.tx.lock().unwrap_or_else(|e| e.into_inner()).send(task);
+        if let Err(mpsc::SendError(task)) = sent {
+            task();
         }
     }
 }
 
-impl Drop for Disk {
-    fn drop(&mut self) {
-        let mut writers = WRITERS.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(table) = writers.as_mut() {
-            if table.get(&self.dev).is_some_and(|w| w.strong_count() == 0) {
-                table.remove(&self.dev);
-            }
-        }
-        // Dropping the sender ends the thread once its queue is done.
-    }
+/// The device of the file system `path` is (or will be) on: its directory's.
+pub fn device_of(path: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    path.parent()
+        .and_then(|p| std::fs::metadata(p).ok())
+        .map_or(0, |m| m.dev())
 }
 
-/// A writer thread: jobs in order until every sender is gone.
-fn run(rx: mpsc::Receiver<Job>) {
-    while let Ok(job) = rx.recv() {
-        work(job);
+/// A writer thread: tasks in order, for the life of the process.
+fn run(rx: mpsc::Receiver<Task>) {
+    while let Ok(task) = rx.recv() {
+        task();
     }
 }
 

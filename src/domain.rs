@@ -21,6 +21,7 @@ use actix::prelude::*;
 use logd_protocol::{ConsoleInfo, Position, ReadFrom};
 
 use crate::console::{Console, ConsoleConfig, ConsoleError};
+use crate::disk::Disk;
 use crate::events;
 use crate::fanin::Fanin;
 use crate::registry::{self, StreamClosed};
@@ -386,20 +387,44 @@ pub struct OpenStream {
 }
 
 impl Handler<OpenStream> for Domain {
-    type Result = Result<(Position, OwnedFd), DomainError>;
+    type Result = ResponseActFuture<Self, Result<(Position, OwnedFd), DomainError>>;
 
-    fn handle(&mut self, msg: OpenStream, ctx: &mut Context<Self>) -> Self::Result {
-        let _e = self.span().entered();
-        let (stream, w) = LogStream::open(msg.path.clone(), msg.rotate, msg.truncate)?;
-        let position = stream.position();
-        self.add(Stream::Pipe(stream), ctx);
-        tracing::info!(path = %msg.path.display(), %position, truncate = msg.truncate, "log opened");
-        events::emit(|| EventKind::LogOpened {
-            domain: self.name.to_string(),
-            path: msg.path.display().to_string(),
-        });
-        Ok((position, w))
+    fn handle(&mut self, msg: OpenStream, _: &mut Context<Self>) -> Self::Result {
+        // The file is opened (created, perhaps rotated) by a writer of its file system: that
+        // can block as long as the file system likes. The pipe is made here, on the thread
+        // that reads it.
+        let OpenStream {
+            path,
+            rotate,
+            truncate,
+        } = msg;
+        let disk = Disk::of(crate::disk::device_of(&path));
+        let p = path.clone();
+        let opened = disk.run(move || RotatingFile::open_shared(p, rotate, truncate));
+        Box::pin(
+            fut::wrap_future(opened).map(move |res, act: &mut Domain, ctx| {
+                let file = res.map_err(|_| writer_lost(&path))??;
+                let _e = act.span().entered();
+                let (stream, w) = LogStream::with_sink(LogSink::from_file(file))?;
+                let position = stream.position();
+                act.add(Stream::Pipe(stream), ctx);
+                tracing::info!(path = %path.display(), %position, truncate, "log opened");
+                events::emit(|| EventKind::LogOpened {
+                    domain: act.name.to_string(),
+                    path: path.display().to_string(),
+                });
+                Ok((position, w))
+            }),
+        )
     }
+}
+
+/// A disk writer that dropped a task (it panicked).
+fn writer_lost(path: &Path) -> DomainError {
+    DomainError::File(RotateError::Open {
+        path: path.to_owned(),
+        source: std::io::Error::other("the disk writer thread failed"),
+    })
 }
 
 /// Add a console. Returns the console's bound TCP address, its log position, and with a
@@ -610,15 +635,25 @@ impl Handler<AppendLog> for Domain {
             Some(Stream::Pipe(p)) => p.append(&msg.message),
             Some(Stream::Console(c)) => c.append(&msg.message),
             None => {
-                // A log that is not open: written here, once. (An append to a stalled file
-                // system would block this domain's worker; the registry holds the path.)
-                let res = RotatingFile::open(&msg.path, msg.rotate, false)
-                    .and_then(|mut f| {
-                        f.write(&msg.message).map_err(|f| f.error)?;
-                        Ok(f.position())
-                    })
-                    .map_err(DomainError::from);
-                return Box::pin(fut::ready(res));
+                // A log that is not open: written once, by a writer of its file system (the
+                // registry holds the path meanwhile).
+                let disk = Disk::of(crate::disk::device_of(&msg.path));
+                let AppendLog {
+                    path,
+                    rotate,
+                    message,
+                } = msg;
+                let p = path.clone();
+                let done = disk.run(move || {
+                    let mut f = RotatingFile::open(&p, rotate, false)?;
+                    f.write(&message).map_err(|f| f.error)?;
+                    Ok::<_, RotateError>(f.position())
+                });
+                return Box::pin(
+                    fut::wrap_future(done).map(move |res, _act: &mut Domain, _| {
+                        Ok(res.map_err(|_| writer_lost(&path))??)
+                    }),
+                );
             }
         }
         let path = msg.path.clone();

@@ -83,10 +83,15 @@ impl RateMeter {
     }
 }
 
-/// Bytes a log may hold that its file system has not taken yet: what is being written plus
-/// what waits for that write. Beyond it the log's source is not read (the guest waits, as with
-/// any pipe), until [`STALL_BOUND`].
-pub const PENDING_LIMIT: usize = 1024 * 1024;
+/// Bytes of one batch: a log holds at most one batch being written and one filling. Beyond
+/// that its source is not read (the guest waits, as with any pipe), until [`STALL_BOUND`].
+pub const PENDING_LIMIT: usize = 256 * 1024;
+
+/// A batch smaller than this, with nothing being written, waits up to [`LINGER`] for more:
+/// a guest writing in small pieces costs one hand-over to its writer per millisecond, not one
+/// per piece.
+const LINGER_BATCH: usize = 64 * 1024;
+const LINGER: Duration = Duration::from_millis(1);
 
 /// Bytes all logs together may hold that their file systems have not taken yet.
 pub const PENDING_BUDGET: usize = 64 * 1024 * 1024;
@@ -132,6 +137,8 @@ struct Activity {
     away: Option<Away>,
     /// Woken at the stall bound while the source waits for room.
     stall_timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Woken when a small batch has waited long enough for more.
+    linger: Option<Pin<Box<tokio::time::Sleep>>>,
     /// Bytes are being dropped because the file system has not answered for `STALL_BOUND`.
     stalled: bool,
 }
@@ -178,6 +185,16 @@ impl LogSink {
             stats: SinkStats::default(),
             activity: None,
         })
+    }
+
+    /// A sink for a file opened already (by a disk writer).
+    pub fn from_file(file: RotatingFile) -> LogSink {
+        LogSink {
+            path: file.shared_path().clone(),
+            file: Some(file),
+            stats: SinkStats::default(),
+            activity: None,
+        }
     }
 
     /// Describes the sink for a re-exec (its file marked to be carried). The sink must be
@@ -317,21 +334,28 @@ impl LogSink {
             .is_some_and(|a| a.since.elapsed() >= STALL_BOUND)
     }
 
-    /// Bytes the sink takes now without dropping any.
+    /// Bytes the sink takes now without dropping any: a batch fills while the one before is
+    /// being written.
     pub fn room(&self) -> usize {
-        let pending = self.activity.as_ref().map_or(0, |a| a.pending.len());
-        let global = PENDING_BUDGET.saturating_sub(HELD.load(Ordering::Relaxed));
-        PENDING_LIMIT
-            .saturating_sub(pending + self.away().map_or(0, |a| a.len))
-            .min(global)
+        match &self.activity {
+            Some(act) => self.room_with(act),
+            None => PENDING_LIMIT.min(PENDING_BUDGET.saturating_sub(HELD.load(Ordering::Relaxed))),
+        }
     }
 
     /// `Ready` when the source may be read: the sink has room, or its file system has stalled
     /// (what is read then is dropped and counted). Otherwise the task is woken when a write
     /// comes back or the stall bound passes.
     pub fn poll_room(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        self.poll(cx);
+        // Writes that came back make room; the batch waits (the caller sends it with `poll`
+        // when it stops reading), unless it is full.
+        while self.take_back(Some(cx)) {}
         if self.room() > 0 || self.is_stalled() {
+            return Poll::Ready(());
+        }
+        // Full: the batch goes now, which makes room for the next one if the file was here.
+        self.poll(cx);
+        if self.room() > 0 {
             return Poll::Ready(());
         }
         let Some(act) = self.activity.as_mut() else {
@@ -360,15 +384,38 @@ impl LogSink {
     /// Takes the file back if its write is done (the task is woken when it is), and hands it
     /// the bytes that came meanwhile.
     pub fn poll(&mut self, cx: &mut Context<'_>) {
-        // A write that came back sends the next batch: poll that one too, so that its return
-        // wakes the task as well.
+        loop {
+            while self.take_back(Some(cx)) {}
+            // The batch read since goes now; its return must wake the task too.
+            if !self.ship() {
+                return;
+            }
+        }
+    }
+
+    /// [`poll`](Self::poll) for a source that has nothing more for now: a small batch, with no
+    /// write in flight, waits up to [`LINGER`] for more before it goes.
+    pub fn poll_linger(&mut self, cx: &mut Context<'_>) {
         while self.take_back(Some(cx)) {}
+        if let Some(act) = self.activity.as_mut() {
+            if act.away.is_none() && !act.pending.is_empty() && act.pending.len() < LINGER_BATCH {
+                let t = act
+                    .linger
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(LINGER)));
+                if t.as_mut().poll(cx).is_pending() {
+                    return;
+                }
+            }
+            act.linger = None;
+        }
+        self.poll(cx);
     }
 
     /// [`poll`](Self::poll) without registering a wake-up, for a caller that is not the
-    /// domain's task (whichever task polled last stays the one woken).
+    /// domain's task: the domain's next poll registers it.
     pub fn collect(&mut self) {
         while self.take_back(None) {}
+        self.ship();
     }
 
     /// Takes the file back if its write is done; returns whether it did (and so may have sent
@@ -403,12 +450,12 @@ impl LogSink {
             }
         }
         self.activity = Some(act);
-        self.ship();
         true
     }
 
     /// Accounts for a write that came back with its file.
     fn came_back(&mut self, act: &mut Activity, away: Away, done: Done) {
+        give_buffer(done.data);
         let file = self.file.insert(done.file);
         let rotations = file.rotations();
         if rotations != away.rotations {
@@ -448,14 +495,14 @@ impl LogSink {
         }
     }
 
-    /// Hands the pending bytes to the writer, if the file is here. A file that failed and is
-    /// not due for a retry drops them instead.
-    fn ship(&mut self) {
+    /// Hands the pending bytes to the writer, if the file is here; returns whether it did. A
+    /// file that failed and is not due for a retry drops them instead.
+    fn ship(&mut self) -> bool {
         let Some(act) = self.activity.as_mut() else {
-            return;
+            return false;
         };
         if act.pending.is_empty() || self.file.is_none() {
-            return;
+            return false;
         }
         let mut act = self.activity.take().expect("checked above");
         let file = self.file.as_mut().expect("checked above");
@@ -467,14 +514,15 @@ impl LogSink {
             HELD.fetch_sub(n, Ordering::Relaxed);
             self.dropped(&mut act, n, false);
             self.activity = Some(act);
-            return;
+            return false;
         }
         let disk = act
             .disk
             .get_or_insert_with(|| Disk::of(file.device()))
             .clone();
         let file = self.file.take().expect("checked above");
-        let data = act.pending.split();
+        let data = std::mem::take(&mut act.pending);
+        act.linger = None;
         let (tx, rx) = oneshot::channel();
         act.away = Some(Away {
             done: rx,
@@ -490,6 +538,7 @@ impl LogSink {
             reopen,
             done: tx,
         });
+        true
     }
 
     fn record_error(&self, act: &mut Activity, e: &dyn std::fmt::Display) {
@@ -553,6 +602,9 @@ impl LogSink {
             self.activity = Some(act);
             return r;
         }
+        if act.pending.capacity() == 0 {
+            act.pending = take_buffer();
+        }
         act.pending.reserve(max.min(room));
         let r = fill(&mut act.pending);
         let mut n = act.pending.len() - before;
@@ -567,20 +619,73 @@ impl LogSink {
         }
         HELD.fetch_add(n, Ordering::Relaxed);
         self.activity = Some(act);
-        self.ship();
         r
     }
 
     fn room_with(&self, act: &Activity) -> usize {
         let global = PENDING_BUDGET.saturating_sub(HELD.load(Ordering::Relaxed));
-        PENDING_LIMIT
-            .saturating_sub(act.pending.len() + act.away.as_ref().map_or(0, |a| a.len))
-            .min(global)
+        PENDING_LIMIT.saturating_sub(act.pending.len()).min(global)
     }
 
     fn account_in(&mut self, act: &mut Activity, n: usize) {
         self.stats.bytes_in += n as u64;
         act.rate_in.add(n);
+    }
+}
+
+thread_local! {
+    /// Batch buffers of this thread's logs, kept for the next batch: a fresh megabyte per batch
+    /// would cost its page faults every time. Given back after [`BUFFERS_IDLE`] unused.
+    static BUFFERS: std::cell::RefCell<Vec<BytesMut>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// When a batch buffer was last taken or given.
+    static BUFFERS_USED: std::cell::Cell<Option<Instant>> = const { std::cell::Cell::new(None) };
+    /// The task that gives idle buffers back runs.
+    static BUFFERS_TIMER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Batch buffers a thread keeps (a busy log uses two: one being written, one filling).
+const BUFFERS_KEPT: usize = 2;
+/// How long a thread keeps batch buffers nobody uses.
+const BUFFERS_IDLE: Duration = Duration::from_secs(2);
+
+/// A batch buffer of `PENDING_LIMIT` bytes: a kept one, or a new one.
+fn take_buffer() -> BytesMut {
+    BUFFERS_USED.set(Some(Instant::now()));
+    BUFFERS
+        .with_borrow_mut(Vec::pop)
+        .unwrap_or_else(|| BytesMut::with_capacity(PENDING_LIMIT))
+}
+
+/// Keeps a batch buffer that came back for the next batch (up to [`BUFFERS_KEPT`]).
+fn give_buffer(mut buf: BytesMut) {
+    buf.clear();
+    if buf.capacity() < PENDING_LIMIT {
+        return;
+    }
+    BUFFERS.with_borrow_mut(|b| {
+        if b.len() < BUFFERS_KEPT {
+            b.push(buf);
+        }
+    });
+    BUFFERS_USED.set(Some(Instant::now()));
+    if !BUFFERS_TIMER.get() && tokio::runtime::Handle::try_current().is_ok() {
+        BUFFERS_TIMER.set(true);
+        // Ends with the buffers: an idle thread has no timer running.
+        tokio::task::spawn_local(async {
+            loop {
+                let due = BUFFERS_USED.get().map(|t| t + BUFFERS_IDLE);
+                match due {
+                    Some(due) if due > Instant::now() => {
+                        tokio::time::sleep_until(due.into()).await;
+                    }
+                    _ => {
+                        BUFFERS.with_borrow_mut(Vec::clear);
+                        BUFFERS_TIMER.set(false);
+                        return;
+                    }
+                }
+            }
+        });
     }
 }
 
@@ -614,7 +719,8 @@ mod tests {
             .enable_time()
             .build()
             .unwrap();
-        rt.block_on(async {
+        // A LocalSet, as an actix arbiter is: kept batch buffers are given back by a local task.
+        tokio::task::LocalSet::new().block_on(&rt, async {
             let dir = tempfile::tempdir().unwrap();
             let path: Arc<Path> = dir.path().join("s.log").into();
             let cfg = RotateConfig {

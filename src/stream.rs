@@ -196,7 +196,12 @@ impl LogStream {
         cfg: RotateConfig,
         truncate: bool,
     ) -> Result<(LogStream, OwnedFd), StreamError> {
-        let sink = LogSink::open(path, cfg, truncate)?;
+        Self::with_sink(LogSink::open(path, cfg, truncate)?)
+    }
+
+    /// [`open`](Self::open) for a sink whose file is open already (by a disk writer: an open
+    /// can block on its file system too).
+    pub fn with_sink(sink: LogSink) -> Result<(LogStream, OwnedFd), StreamError> {
         let path = sink.path();
         let (r, w, size) = pipe::create().map_err(|source| StreamError::Pipe {
             path: path.to_owned(),
@@ -304,6 +309,8 @@ impl LogStream {
                 return Poll::Pending;
             }
             if self.pipe.poll_ready(cx).is_pending() {
+                // What was read goes to the file as one batch (a small one after a moment).
+                self.sink.poll_linger(cx);
                 return Poll::Pending;
             }
             match self.read_once() {
@@ -324,7 +331,9 @@ impl LogStream {
                 }
             }
         }
-        // Budget spent with data still flowing: let the thread's other streams run, then resume.
+        // Budget spent with data still flowing: send the batch, let the thread's other streams
+        // run, then resume.
+        self.sink.poll(cx);
         self.yielding.start(cx);
         Poll::Pending
     }
