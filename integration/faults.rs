@@ -728,8 +728,10 @@ fn a_frozen_file_system_stalls_only_its_own_guests() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(std::fs::read(d.log("b.log")).unwrap(), expected);
+    // Held up by the frozen disk, these would wait for the thaw (3 s); 2 s leaves room for a
+    // loaded machine.
     assert!(
-        slowest < Duration::from_millis(900),
+        slowest < Duration::from_secs(2),
         "the healthy guest and the sockets waited {slowest:?} for another's disk"
     );
     let (mut frozen_w, longest, sent) = flood.join().unwrap();
