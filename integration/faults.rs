@@ -190,6 +190,18 @@ fn a_name_too_long_for_its_backups_is_refused_at_open() {
     });
 }
 
+/// The first stream of domain `name` in `ps --json`.
+fn first_stream(d: &Daemon, name: &str) -> serde_json::Value {
+    let ps: serde_json::Value = serde_json::from_slice(&d.ctl_ok(&["ps", "--json"])).unwrap();
+    ps["domains"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|dom| dom["id"]["name"] == name)
+        .map(|dom| dom["streams"][0].clone())
+        .unwrap_or_else(|| panic!("no domain {name} in {ps}"))
+}
+
 /// Whether tests that need root's powers (mounts, other uids) must run: under CI they fail
 /// instead of saying "skipped".
 fn required() -> bool {
@@ -473,14 +485,7 @@ fn dropped_bytes_agree_in_ps_metrics_events_and_on_disk() {
     let dropped = (sent - on_disk) as u64;
     assert!(dropped > 0);
 
-    let ps: serde_json::Value = serde_json::from_slice(&d.ctl_ok(&["ps", "--json"])).unwrap();
-    let s = ps["domains"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|dom| dom["id"]["name"] == "drops")
-        .map(|dom| dom["streams"][0].clone())
-        .unwrap();
+    let s = first_stream(&d, "drops");
     assert_eq!(s["dropped_disk"], dropped, "ps: {s}");
     assert_eq!(s["bytes_in"], sent as u64, "ps: {s}");
 
@@ -759,14 +764,7 @@ fn a_frozen_file_system_stalls_only_its_own_guests() {
     let data = std::fs::read(d.log("frozen/a.log")).unwrap();
     assert!(data.starts_with(b"before the freeze\n"));
     assert!(data.ends_with(b"after the thaw\n"));
-    let ps: serde_json::Value = serde_json::from_slice(&d.ctl_ok(&["ps", "--json"])).unwrap();
-    let s = ps["domains"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|dom| dom["id"]["name"] == "icy")
-        .map(|dom| dom["streams"][0].clone())
-        .unwrap();
+    let s = first_stream(&d, "icy");
     let total = 18 + sent + 15;
     assert_eq!(s["bytes_in"], total, "{s}");
     assert!(s["dropped_disk"].as_u64().unwrap() > 0, "{s}");

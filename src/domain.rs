@@ -155,6 +155,20 @@ impl ActorFuture<Domain> for Settle {
     }
 }
 
+/// The end of the log at `path` once its file has every byte its source wrote. The log may
+/// have closed meanwhile (its writers gone): its end is then on disk.
+fn settled_position(path: PathBuf) -> ResponseActFuture<Domain, Result<Position, DomainError>> {
+    Box::pin(
+        Settle::new(Some(path.clone())).map(move |settled, act: &mut Domain, _| {
+            settled?;
+            match act.find(&path) {
+                Some(s) => Ok(s.sink().position()),
+                None => Ok(rotate::end_position(&path)?),
+            }
+        }),
+    )
+}
+
 fn stalled(path: &Path) -> DomainError {
     DomainError::Stalled {
         path: path.to_owned(),
@@ -581,16 +595,7 @@ impl Handler<GetPosition> for Domain {
                 rotate::end_position(&msg.path).map_err(DomainError::from),
             ));
         }
-        let path = msg.path.clone();
-        Box::pin(
-            Settle::new(Some(msg.path)).map(move |settled, act: &mut Domain, _| {
-                settled?;
-                match act.find(&path) {
-                    Some(s) => Ok(s.sink().position()),
-                    None => Ok(rotate::end_position(&path)?),
-                }
-            }),
-        )
+        settled_position(msg.path)
     }
 }
 
@@ -656,17 +661,7 @@ impl Handler<AppendLog> for Domain {
                 );
             }
         }
-        let path = msg.path.clone();
-        Box::pin(
-            Settle::new(Some(msg.path)).map(move |settled, act: &mut Domain, _| {
-                settled?;
-                // The log may have closed meanwhile (its writers gone): its end is on disk.
-                match act.find(&path) {
-                    Some(s) => Ok(s.sink().position()),
-                    None => Ok(rotate::end_position(&path)?),
-                }
-            }),
-        )
+        settled_position(msg.path)
     }
 }
 
