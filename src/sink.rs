@@ -672,20 +672,24 @@ fn give_buffer(mut buf: BytesMut) {
         BUFFERS_TIMER.set(true);
         // Ends with the buffers: an idle thread has no timer running.
         tokio::task::spawn_local(async {
-            loop {
-                let due = BUFFERS_USED.get().map(|t| t + BUFFERS_IDLE);
-                match due {
-                    Some(due) if due > Instant::now() => {
-                        tokio::time::sleep_until(due.into()).await;
-                    }
-                    _ => {
-                        BUFFERS.with_borrow_mut(Vec::clear);
-                        BUFFERS_TIMER.set(false);
-                        return;
-                    }
-                }
-            }
+            until_idle(&BUFFERS_USED, BUFFERS_IDLE).await;
+            BUFFERS.with_borrow_mut(Vec::clear);
+            BUFFERS_TIMER.set(false);
         });
+    }
+}
+
+/// Waits until `idle` has passed since the instant in `last_used` (which later uses move on),
+/// or at once when it holds none: how a thread's buffers are given back once nothing uses them.
+pub(crate) async fn until_idle(
+    last_used: &'static std::thread::LocalKey<std::cell::Cell<Option<Instant>>>,
+    idle: Duration,
+) {
+    while let Some(due) = last_used.get().map(|t| t + idle) {
+        if due <= Instant::now() {
+            return;
+        }
+        tokio::time::sleep_until(due.into()).await;
     }
 }
 

@@ -113,20 +113,10 @@ impl Drop for MappedBuf {
 /// buffer: an idle daemon has no timer running.
 fn give_back_when_idle() {
     actix_rt::spawn(async {
-        loop {
-            let due = LAST_READ.get().map(|t| t + BUFFER_IDLE);
-            match due {
-                Some(due) if due > Instant::now() => {
-                    tokio::time::sleep_until(due.into()).await;
-                }
-                _ => {
-                    tracing::debug!("read buffer idle; given back");
-                    READ_BUF.with_borrow_mut(|b| *b = None);
-                    LAST_READ.set(None);
-                    return;
-                }
-            }
-        }
+        crate::sink::until_idle(&LAST_READ, BUFFER_IDLE).await;
+        tracing::debug!("read buffer idle; given back");
+        READ_BUF.with_borrow_mut(|b| *b = None);
+        LAST_READ.set(None);
     });
 }
 
