@@ -573,3 +573,93 @@ fn the_virtlogd_socket_its_connections_and_its_logs_survive_a_reexec() {
     assert_eq!(std::fs::read(&path).unwrap(), b"before\nafter\n");
     d.assert_alive();
 }
+
+/// systemd hands the socket over by its unit's name, `virtlogd.socket` (what libvirt's own
+/// `virtlogd.socket` unit passes): logd serves virtlogd's RPC on it with no option, leaves the
+/// file alone (it is systemd's), and carries it across a re-exec.
+#[test]
+fn the_virtlogd_socket_comes_from_systemd_by_its_unit_name() {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().unwrap();
+    let main_path = dir.path().join("logd.sock");
+    let vl_path = dir.path().join("virtlogd-sock");
+    let vl_admin_path = dir.path().join("virtlogd-admin-sock");
+    let listeners = [&main_path, &vl_path, &vl_admin_path]
+        .map(|p| std::os::unix::net::UnixListener::bind(p).unwrap());
+    let vl_ino = std::fs::metadata(&vl_path).unwrap().ino();
+    let raw: Vec<i32> = listeners.iter().map(|l| l.as_raw_fd()).collect();
+    let logs = dir.path().join("logs");
+    let stderr_path = dir.path().join("stderr");
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(format!(
+            "LISTEN_PID=$$ LISTEN_FDS=3 LISTEN_FDNAMES=main:virtlogd.socket:virtlogd-admin.socket \
+             exec {LOGD} --socket {} --log-root {}",
+            main_path.display(),
+            logs.display()
+        ))
+        .stderr(std::fs::File::create(&stderr_path).unwrap());
+    // SAFETY: between fork and exec only fcntl and dup2 run (async-signal-safe); the listeners
+    // stay open in the parent until the child has exec'd.
+    unsafe {
+        cmd.pre_exec(move || {
+            // Out of the way first: one may already sit at 3, 4 or 5.
+            let high: Vec<i32> = raw
+                .iter()
+                .map(|&fd| nix::libc::fcntl(fd, nix::libc::F_DUPFD, 10))
+                .collect();
+            for (i, &from) in high.iter().enumerate() {
+                if from < 0 || nix::libc::dup2(from, 3 + i as i32) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    drop(listeners);
+    let stderr = || std::fs::read_to_string(&stderr_path).unwrap_or_default();
+    let mut c = wait_for(Duration::from_secs(20), "logd on systemd's sockets", || {
+        if let Ok(Some(st)) = child.try_wait() {
+            panic!("logd exited ({st}): {}", stderr());
+        }
+        UnixStream::connect(&vl_path).ok().map(|s| {
+            s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+            Client { s, serial: 0 }
+        })
+    });
+    let path = logs.join("sd.log").display().to_string();
+    let opened = c.call(OPEN, &open_args(&path, "sd", 0));
+    let mut pipe = std::fs::File::from(opened.fd.expect("the pipe"));
+    pipe.write_all(b"through systemd's socket\n").unwrap();
+    assert!(
+        stderr().contains("ignoring virtlogd-admin.socket"),
+        "{}",
+        stderr()
+    );
+    // A re-exec carries it.
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGUSR1).unwrap();
+    assert!(child.wait().unwrap().success(), "the old process exits 0");
+    let mut c2 = Client::connect(&vl_path);
+    let (_, end) = c2.call(GET_POSITION, &position_args(&path)).position();
+    assert_eq!(end, 25);
+    // The file is systemd's: logd never replaced it, and leaves it at exit.
+    assert_eq!(std::fs::metadata(&vl_path).unwrap().ino(), vl_ino);
+    let new_pid: i32 = std::fs::read_to_string(dir.path().join("logd.sock.lock"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    drop(pipe);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(new_pid),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    wait_for(Duration::from_secs(20), "logd to stop", || {
+        (!process_alive(new_pid)).then_some(())
+    });
+    assert!(vl_path.exists(), "systemd's socket file stays");
+}
