@@ -598,14 +598,8 @@ fn metrics_on_a_unix_socket() {
     // Another uid is refused even past the file mode (CAP_DAC_OVERRIDE).
     if require_tool("setpriv").is_some() && require_tool("python3").is_some() {
         let out = run_bounded(
-            Command::new("setpriv")
+            past_file_modes_as(65534, "python3")
                 .args([
-                    "--reuid=65534",
-                    "--regid=65534",
-                    "--clear-groups",
-                    "--inh-caps=+dac_override",
-                    "--ambient-caps=+dac_override",
-                    "python3",
                     "-c",
                     "import socket,sys\ns=socket.socket(socket.AF_UNIX)\ns.connect(sys.argv[1])\n\
                      s.sendall(b'GET /metrics HTTP/1.0\\r\\n\\r\\n')\nd=b''\nwhile True:\n  b=s.recv(65536)\n  \

@@ -499,17 +499,8 @@ s.sendall(struct.pack('>I',4+len(hdr)+len(body))+hdr+body)\n\
 d=b''\nwhile True:\n  b=s.recv(65536)\n  if not b: break\n  d+=b\n\
 sys.stdout.write(d.hex())\n";
     let out = run_bounded(
-        Command::new("setpriv")
-            .args([
-                "--reuid=65534",
-                "--regid=65534",
-                "--clear-groups",
-                "--inh-caps=+dac_override",
-                "--ambient-caps=+dac_override",
-                "python3",
-                "-c",
-                script,
-            ])
+        past_file_modes_as(65534, "python3")
+            .args(["-c", script])
             .arg(&sock)
             .arg(&path),
         Duration::from_secs(30),

@@ -78,7 +78,7 @@ pub struct Shared {
 /// limit would be `max_clients` again. A pid is what one runaway or hostile program has; it can
 /// fork to get more, but then each child is a process the operator can see and kill.
 pub struct PeerSlots {
-    pub(crate) limit: usize,
+    limit: usize,
     held: Mutex<HashMap<i32, usize>>,
 }
 
@@ -98,7 +98,7 @@ impl PeerSlots {
 
     /// Takes a slot for `pid`, unless it holds `limit` already (or always, with `force`: a
     /// connection carried over a re-exec was accepted already).
-    pub(crate) fn take(self: &Arc<Self>, pid: i32, force: bool) -> Option<PeerSlot> {
+    fn take(self: &Arc<Self>, pid: i32, force: bool) -> Option<PeerSlot> {
         let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
         let n = held.entry(pid).or_insert(0);
         if *n >= self.limit && !force {
@@ -246,30 +246,12 @@ pub async fn serve(
                     .await;
                     return;
                 }
-                let peer = pid.unwrap_or(-1);
-                let Some(_slot) = shared.peers.take(peer, false) else {
-                    tracing::warn!("refused a client: max_clients_per_peer reached");
-                    refuse(
-                        &stream,
-                        ErrorCode::TooManyClients,
-                        format!(
-                            "too many clients: pid {peer} already holds {} connections \
-                             (max_clients_per_peer)",
-                            shared.peers.limit
-                        ),
-                    )
-                    .await;
-                    return;
-                };
-                let Ok(_permit) = shared.limit.clone().try_acquire_owned() else {
-                    tracing::warn!("refused a client: max_clients reached");
-                    refuse(
-                        &stream,
-                        ErrorCode::TooManyClients,
-                        "too many clients: logd is serving max_clients connections already",
-                    )
-                    .await;
-                    return;
+                let _admitted = match shared.admit(pid) {
+                    Ok(a) => a,
+                    Err(e) => {
+                        refuse(&stream, e.code, e.message).await;
+                        return;
+                    }
                 };
                 tracing::debug!("client connected");
                 Connection::new(stream, shared)
@@ -316,10 +298,7 @@ pub fn resume(conn: &ConnState, fd: OwnedFd, shared: Arc<Shared>, report: Option
     let events = (mode == ConnMode::Events).then(crate::events::subscribe);
     actix_rt::spawn(
         async move {
-            // Over the limits or not, a carried client is served: it was accepted already.
-            let _permit = shared.limit.clone().try_acquire_owned().ok();
-            let pid = cred.and_then(|c| c.pid()).unwrap_or(-1);
-            let _slot = shared.peers.take(pid, true);
+            let _admitted = shared.readmit(cred.and_then(|c| c.pid()));
             let mut c = Connection::new(stream, shared);
             c.buf = pending;
             c.events = events;
@@ -959,6 +938,52 @@ impl Connection {
 
     async fn checked_path(&self, raw: &str, create_dirs: bool) -> Result<PathBuf, WireError> {
         checked_path(raw, create_dirs).await
+    }
+}
+
+/// What a connection being served holds: its place among its process's connections and its
+/// `max_clients` permit, given back when it ends.
+pub(crate) struct Admitted {
+    _slot: Option<PeerSlot>,
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Shared {
+    /// Admits a new connection from process `pid` (`SO_PEERCRED`), unless it would exceed
+    /// `max_clients_per_peer` or `max_clients`: then the error to tell it (logged here).
+    pub(crate) fn admit(&self, pid: Option<i32>) -> Result<Admitted, WireError> {
+        let peer = pid.unwrap_or(-1);
+        let Some(slot) = self.peers.take(peer, false) else {
+            tracing::warn!("refused a client: max_clients_per_peer reached");
+            return Err(WireError::new(
+                ErrorCode::TooManyClients,
+                format!(
+                    "too many clients: pid {peer} already holds {} connections \
+                     (max_clients_per_peer)",
+                    self.peers.limit
+                ),
+            ));
+        };
+        let Ok(permit) = self.limit.clone().try_acquire_owned() else {
+            tracing::warn!("refused a client: max_clients reached");
+            return Err(WireError::new(
+                ErrorCode::TooManyClients,
+                "too many clients: logd is serving max_clients connections already",
+            ));
+        };
+        Ok(Admitted {
+            _slot: Some(slot),
+            _permit: Some(permit),
+        })
+    }
+
+    /// Admits a connection a previous process carried over: it was accepted already, so it is
+    /// served over the limits or not (and counted while there is room).
+    pub(crate) fn readmit(&self, pid: Option<i32>) -> Admitted {
+        Admitted {
+            _slot: self.peers.take(pid.unwrap_or(-1), true),
+            _permit: self.limit.clone().try_acquire_owned().ok(),
+        }
     }
 }
 

@@ -63,30 +63,13 @@ pub(crate) async fn accepted(
         .await;
         return;
     }
-    let peer = pid.unwrap_or(-1);
-    let Some(_slot) = shared.peers.take(peer, false) else {
-        tracing::warn!("refused a virtlogd client: max_clients_per_peer reached");
-        conn.refuse(VirError::new(
-            wire::ERR_OPERATION_FAILED,
-            wire::FROM_RPC,
-            format!(
-                "too many clients: pid {peer} already holds {} connections to logd \
-                 (max_clients_per_peer)",
-                shared.peers.limit
-            ),
-        ))
-        .await;
-        return;
-    };
-    let Ok(_permit) = shared.limit.clone().try_acquire_owned() else {
-        tracing::warn!("refused a virtlogd client: max_clients reached");
-        conn.refuse(VirError::new(
-            wire::ERR_OPERATION_FAILED,
-            wire::FROM_RPC,
-            "too many clients: logd is serving max_clients connections already",
-        ))
-        .await;
-        return;
+    let _admitted = match shared.admit(pid) {
+        Ok(a) => a,
+        Err(e) => {
+            let e = VirError::new(wire::ERR_OPERATION_FAILED, wire::FROM_RPC, e.message);
+            conn.refuse(e).await;
+            return;
+        }
     };
     tracing::debug!("virtlogd client connected");
     conn.run().await;
@@ -95,10 +78,7 @@ pub(crate) async fn accepted(
 /// Serves a virtlogd connection a previous process carried over, with what it had received of
 /// its next call.
 pub(crate) async fn resume(stream: UnixStream, shared: Arc<Shared>, pending: BytesMut) {
-    // Accepted already: served over the limits or not.
-    let _permit = shared.limit.clone().try_acquire_owned().ok();
-    let pid = stream.peer_cred().ok().and_then(|c| c.pid()).unwrap_or(-1);
-    let _slot = shared.peers.take(pid, true);
+    let _admitted = shared.readmit(stream.peer_cred().ok().and_then(|c| c.pid()));
     tracing::debug!("virtlogd connection carried over");
     Conn::new(stream, shared, pending).run().await;
 }
