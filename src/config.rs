@@ -55,6 +55,8 @@ pub struct Config {
     pub socket: PathBuf,
     /// The admin socket (introspection and actions), beside the main one by default.
     pub admin_socket: PathBuf,
+    /// The virtlogd socket (libvirt's RPC, for libvirtd); None: not served.
+    pub virtlogd_socket: Option<PathBuf>,
     /// Relative log paths resolve under this directory; absolute ones must lie under it or
     /// under one of `allowed_dirs`.
     pub log_root: PathBuf,
@@ -99,6 +101,7 @@ pub struct Origin {
 struct FileConfig {
     socket: Option<PathBuf>,
     admin_socket: Option<PathBuf>,
+    virtlogd_socket: Option<VirtlogdSocket>,
     log_root: Option<PathBuf>,
     allowed_dirs: Option<Vec<PathBuf>>,
     max_size: Option<SizeValue>,
@@ -115,6 +118,14 @@ struct FileConfig {
     log_level: Option<String>,
 }
 
+/// `virtlogd_socket`: a path, or `true` for the default path ([`default_virtlogd_socket`]).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum VirtlogdSocket {
+    On(bool),
+    Path(PathBuf),
+}
+
 /// A size written as a number of bytes or a string such as `"2 MiB"`.
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
@@ -128,6 +139,8 @@ enum SizeValue {
 pub struct Overrides {
     pub socket: Option<PathBuf>,
     pub admin_socket: Option<PathBuf>,
+    /// Serve the virtlogd socket here.
+    pub virtlogd_socket: Option<PathBuf>,
     pub log_root: Option<PathBuf>,
     /// Seconds; 0 turns idle exit off.
     pub idle_exit: Option<u64>,
@@ -154,6 +167,22 @@ pub fn runtime_dir() -> PathBuf {
         _ => PathBuf::from(format!("/tmp/logd-{}", nix::unistd::geteuid())),
     }
 }
+
+/// Where libvirtd looks for virtlogd: `/run/libvirt/virtlogd-sock` as root (libvirtd hard-codes
+/// it), else `$XDG_RUNTIME_DIR/libvirt/virtlogd-sock`, as a session libvirtd does.
+pub fn default_virtlogd_socket() -> PathBuf {
+    if is_root() {
+        return PathBuf::from("/run/libvirt/virtlogd-sock");
+    }
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(d) if !d.is_empty() => PathBuf::from(d).join("libvirt/virtlogd-sock"),
+        _ => runtime_dir().join("virtlogd-sock"),
+    }
+}
+
+/// Where libvirt's QEMU driver (and its other drivers) put domain logs. A root logd that serves
+/// the virtlogd socket accepts log paths under it with no `allowed_dirs` entry.
+pub const LIBVIRT_LOG_DIR: &str = "/var/log/libvirt";
 
 /// The admin socket beside a main socket: `logd.sock` gives `logd-admin.sock`; another name
 /// gets `-admin` appended.
@@ -322,9 +351,17 @@ impl Config {
             Some(a) => a,
             None => admin_socket_for(&socket),
         };
+        let virtlogd_socket = match (over.virtlogd_socket.clone(), fc.virtlogd_socket) {
+            (Some(p), _) | (None, Some(VirtlogdSocket::Path(p))) => Some(p),
+            (None, Some(VirtlogdSocket::On(true))) => Some(default_virtlogd_socket()),
+            (None, Some(VirtlogdSocket::On(false)) | None) => None,
+        }
+        .map(|p| absolute("virtlogd_socket", &p))
+        .transpose()?;
         Ok(Config {
             socket: absolute("socket", &socket)?,
             admin_socket: absolute("admin_socket", &admin_socket)?,
+            virtlogd_socket,
             log_root,
             allowed_dirs,
             rotate: RotateConfig {
@@ -364,6 +401,17 @@ impl Config {
                 overrides: over.clone(),
             },
         })
+    }
+
+    /// The directories absolute log paths may lie under: `allowed_dirs`, and libvirt's log
+    /// directory for a root logd that serves the virtlogd socket.
+    pub fn path_dirs(&self) -> Vec<PathBuf> {
+        let mut dirs = self.allowed_dirs.clone();
+        let libvirt = PathBuf::from(LIBVIRT_LOG_DIR);
+        if self.virtlogd_socket.is_some() && is_root() && !dirs.contains(&libvirt) {
+            dirs.push(libvirt);
+        }
+        dirs
     }
 
     /// Reads the configuration again from where it came from (SIGHUP).
@@ -407,11 +455,39 @@ mod tests {
             Some(&f),
             &Overrides {
                 socket: Some(dir.path().join("s")),
-                admin_socket: None,
                 log_root: Some(dir.path().join("logs")),
-                idle_exit: None,
+                ..Overrides::default()
             },
         )
+    }
+
+    #[test]
+    fn the_virtlogd_socket_is_off_unless_asked_for_and_opens_libvirts_log_directory() {
+        let off = load_text("").unwrap();
+        assert_eq!(off.virtlogd_socket, None);
+        assert!(!off.path_dirs().contains(&PathBuf::from(LIBVIRT_LOG_DIR)));
+        assert_eq!(
+            load_text("virtlogd_socket = false\n")
+                .unwrap()
+                .virtlogd_socket,
+            None
+        );
+        let on = load_text("virtlogd_socket = true\n").unwrap();
+        assert_eq!(on.virtlogd_socket, Some(default_virtlogd_socket()));
+        if is_root() {
+            assert_eq!(
+                default_virtlogd_socket(),
+                PathBuf::from("/run/libvirt/virtlogd-sock")
+            );
+            assert!(on.path_dirs().contains(&PathBuf::from(LIBVIRT_LOG_DIR)));
+        }
+        let at =
+            load_text("virtlogd_socket = \"/run/x/vl.sock\"\nallowed_dirs = [\"/srv/logs\"]\n")
+                .unwrap();
+        assert_eq!(at.virtlogd_socket, Some(PathBuf::from("/run/x/vl.sock")));
+        assert!(at.path_dirs().contains(&PathBuf::from("/srv/logs")));
+        let e = load_text("virtlogd_socket = 3\n").unwrap_err().to_string();
+        assert!(e.contains("virtlogd_socket"), "{e}");
     }
 
     #[test]

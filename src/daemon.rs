@@ -80,14 +80,25 @@ pub fn run(cfg: Config, successor: Option<Successor>) -> Result<(), DaemonError>
     // Before any thread starts: this reads and clears LISTEN_* from the environment. A
     // successor's sockets come with its state instead.
     let activated = match successor {
-        None => crate::systemd::take_listeners(&cfg.socket, &cfg.admin_socket),
+        None => crate::systemd::take_listeners(
+            &cfg.socket,
+            &cfg.admin_socket,
+            cfg.virtlogd_socket.as_deref(),
+        ),
         Some(_) => Default::default(),
     };
     let nofile = raise_fd_limit();
     tracing::debug!(nofile, "open-file limit");
     create_dir(&cfg.log_root)?;
     // Nothing is opened in a socket's directory before it is checked (`sockdir`).
-    for socket in [&cfg.socket, &cfg.admin_socket] {
+    for socket in [
+        Some(&cfg.socket),
+        Some(&cfg.admin_socket),
+        cfg.virtlogd_socket.as_ref(),
+    ]
+    .into_iter()
+    .flatten()
+    {
         if let Some(dir) = socket.parent() {
             crate::sockdir::ensure(dir, crate::sockdir::Rule::for_socket(socket))?;
         }
@@ -321,6 +332,7 @@ struct Accepting {
     stop: CancellationToken,
     main: tokio::task::JoinHandle<UnixListener>,
     admin: tokio::task::JoinHandle<UnixListener>,
+    virtlogd: Option<tokio::task::JoinHandle<UnixListener>>,
     metrics: Option<tokio::task::JoinHandle<crate::metrics::MetricsListener>>,
 }
 
@@ -330,11 +342,14 @@ struct Running {
     lock: LockFile,
     main: Listener,
     admin: Listener,
+    /// The virtlogd socket, if served.
+    virtlogd: Option<Listener>,
     metrics: Option<crate::metrics::MetricsListener>,
     workers: Vec<Arbiter>,
     registry: actix::Addr<Registry>,
     shared_main: Arc<Shared>,
     shared_admin: Arc<Shared>,
+    shared_virtlogd: Arc<Shared>,
     limit: Arc<Semaphore>,
     handoff: Arc<Handoff>,
     triggers: mpsc::Receiver<Trigger>,
@@ -350,12 +365,10 @@ impl Running {
         lock: LockFile,
         main: Listener,
         admin: Listener,
+        virtlogd: Option<Listener>,
         metrics: Option<crate::metrics::MetricsListener>,
     ) -> Running {
-        crate::paths::install(PathPolicy::new(
-            cfg.log_root.clone(),
-            cfg.allowed_dirs.clone(),
-        ));
+        crate::paths::install(PathPolicy::new(cfg.log_root.clone(), cfg.path_dirs()));
         let workers: Vec<Arbiter> = (0..cfg.workers).map(|_| Arbiter::new()).collect();
         let handles = workers.iter().map(Arbiter::handle).collect();
         let registry = Registry::start_global(cfg.rotate, handles);
@@ -381,16 +394,29 @@ impl Running {
             daemon_uid: shared_main.daemon_uid,
             handoff: handoff.clone(),
         });
+        // libvirtd's connections count against the main socket's max_clients.
+        let shared_virtlogd = Arc::new(Shared {
+            endpoint: Endpoint::Virtlogd,
+            registry: registry.clone(),
+            limit: limit.clone(),
+            peers: server::PeerSlots::new(cfg.max_clients_per_peer),
+            idle_timeout: cfg.client_idle_timeout,
+            replies: shared_main.replies.clone(),
+            daemon_uid: shared_main.daemon_uid,
+            handoff: handoff.clone(),
+        });
         Running {
             cfg,
             lock,
             main,
             admin,
+            virtlogd,
             metrics,
             workers,
             registry,
             shared_main,
             shared_admin,
+            shared_virtlogd,
             limit,
             handoff,
             triggers,
@@ -400,13 +426,34 @@ impl Running {
     }
 
     async fn start(
-        cfg: Config,
+        mut cfg: Config,
         activated: crate::systemd::Activated,
     ) -> Result<Running, DaemonError> {
         crate::identity::set_lineage(None);
         let lock = LockFile::Fresh(lock(&cfg.socket)?);
         let (listener, own_main) = take_or_bind(activated.main, &cfg.socket)?;
         let (admin_listener, own_admin) = take_or_bind(activated.admin, &cfg.admin_socket)?;
+        // A virtlogd socket from systemd is served even if the config names none: handing it
+        // over is the operator's choice.
+        if let (Some(l), None) = (&activated.virtlogd, &cfg.virtlogd_socket) {
+            cfg.virtlogd_socket = Some(
+                l.local_addr()
+                    .ok()
+                    .and_then(|a| a.as_pathname().map(Path::to_owned))
+                    .unwrap_or_else(crate::config::default_virtlogd_socket),
+            );
+        }
+        let virtlogd = match &cfg.virtlogd_socket {
+            Some(path) => {
+                let (l, owned) = take_or_bind(activated.virtlogd, path)?;
+                Some(Listener {
+                    path: path.clone(),
+                    owned,
+                    listener: Some(l),
+                })
+            }
+            None => None,
+        };
         let metrics = cfg
             .metrics_listen
             .as_deref()
@@ -422,13 +469,14 @@ impl Running {
             owned: own_admin,
             listener: Some(admin_listener),
         };
-        let mut d = Running::assemble(cfg, lock, main, admin, metrics);
+        let mut d = Running::assemble(cfg, lock, main, admin, virtlogd, metrics);
         d.lock.write_pid();
         d.start_accepting();
         let cfg = &d.cfg;
         tracing::info!(
             socket = %cfg.socket.display(),
             admin_socket = %cfg.admin_socket.display(),
+            virtlogd_socket = ?cfg.virtlogd_socket,
             log_root = %cfg.log_root.display(),
             max_size = { cfg.rotate.max_size },
             max_backups = { cfg.rotate.max_backups },
@@ -485,6 +533,39 @@ impl Running {
             owned: state.admin.owned,
             listener: Some(unix(take(&state.admin.fd))),
         };
+        let virtlogd = match (&state.virtlogd, &cfg.virtlogd_socket) {
+            (Some(v), _) => {
+                if cfg.virtlogd_socket.as_ref() != Some(&v.path) {
+                    tracing::warn!(
+                        virtlogd_socket = %v.path.display(),
+                        "virtlogd_socket changed; the socket carried over is kept until the next restart"
+                    );
+                }
+                Some(Listener {
+                    path: v.path.clone(),
+                    owned: v.owned,
+                    listener: Some(unix(take(&v.fd))),
+                })
+            }
+            // Newly configured (or a predecessor without it): bound now, before Ready, so a
+            // socket that cannot be bound fails the take-over and the old process goes on.
+            (None, Some(path)) => {
+                let dir_ok = path.parent().map_or(Ok(()), |dir| {
+                    crate::sockdir::ensure(dir, crate::sockdir::Rule::for_socket(path))
+                        .map_err(|e| e.to_string())
+                });
+                let bound = dir_ok.and_then(|()| bind(path).map_err(|e| e.to_string()));
+                match bound {
+                    Ok(l) => Some(Listener {
+                        path: path.clone(),
+                        owned: true,
+                        listener: Some(l),
+                    }),
+                    Err(e) => succ.refuse(&format!("cannot serve the virtlogd socket: {e}")),
+                }
+            }
+            (None, None) => None,
+        };
         if state.metrics.is_some() != cfg.metrics_listen.is_some() {
             tracing::warn!(
                 carried = state.metrics.is_some(),
@@ -503,7 +584,7 @@ impl Running {
             .collect();
         crate::console::resume_subscriber_ids(state.next_subscriber_id);
         since("daemon fds adopted");
-        let mut d = Running::assemble(cfg, lock, main, admin, metrics);
+        let mut d = Running::assemble(cfg, lock, main, admin, virtlogd, metrics);
         let domains = state.domains.len() as u32;
         let adopted = d
             .registry
@@ -545,6 +626,7 @@ impl Running {
             let shared = match c.endpoint {
                 ConnEndpoint::Main => d.shared_main.clone(),
                 ConnEndpoint::Admin => d.shared_admin.clone(),
+                ConnEndpoint::Virtlogd => d.shared_virtlogd.clone(),
             };
             let reply = (c.mode == ConnMode::AwaitingReexec)
                 .then(|| AdminResponse::Reexeced(report.clone()));
@@ -596,8 +678,13 @@ impl Running {
                 stop.clone(),
             ))
         });
+        let virtlogd = self.virtlogd.as_mut().map(|v| {
+            let l = v.listener.take().expect("the virtlogd listener is home");
+            actix_rt::spawn(server::serve(l, self.shared_virtlogd.clone(), stop.clone()))
+        });
         self.accepting = Some(Accepting {
             main: actix_rt::spawn(server::serve(main, self.shared_main.clone(), stop.clone())),
+            virtlogd,
             admin: actix_rt::spawn(server::serve(
                 admin,
                 self.shared_admin.clone(),
@@ -620,6 +707,11 @@ impl Running {
         }
         if let Ok(l) = a.admin.await {
             self.admin.listener = Some(l);
+        }
+        if let (Some(v), Some(task)) = (self.virtlogd.as_mut(), a.virtlogd) {
+            if let Ok(l) = task.await {
+                v.listener = Some(l);
+            }
         }
         if let Some(m) = a.metrics {
             if let Ok(l) = m.await {
@@ -665,6 +757,9 @@ impl Running {
         if self.admin.owned {
             let _ = std::fs::remove_file(&self.admin.path);
         }
+        if let Some(v) = self.virtlogd.as_ref().filter(|v| v.owned) {
+            let _ = std::fs::remove_file(&v.path);
+        }
         if let Some(m) = &self.metrics {
             m.remove_socket_file();
         }
@@ -708,10 +803,12 @@ impl Running {
             applied.push("max_size/max_backups");
         }
         if new.allowed_dirs != old.allowed_dirs {
-            crate::paths::install(PathPolicy::new(
-                old.log_root.clone(),
-                new.allowed_dirs.clone(),
-            ));
+            let dirs = Config {
+                virtlogd_socket: old.virtlogd_socket.clone(),
+                ..new.clone()
+            }
+            .path_dirs();
+            crate::paths::install(PathPolicy::new(old.log_root.clone(), dirs));
             applied.push("allowed_dirs");
         }
         if new.binary != old.binary {
@@ -729,6 +826,10 @@ impl Running {
         let later: Vec<&str> = [
             ("socket", new.socket != old.socket),
             ("admin_socket", new.admin_socket != old.admin_socket),
+            (
+                "virtlogd_socket",
+                new.virtlogd_socket != old.virtlogd_socket,
+            ),
             ("log_root", new.log_root != old.log_root),
             ("workers", new.workers != old.workers),
             ("max_clients", new.max_clients != old.max_clients),
@@ -831,6 +932,7 @@ impl Running {
         };
         let main = listener(&self.main, &mut carrier);
         let admin = listener(&self.admin, &mut carrier);
+        let virtlogd = self.virtlogd.as_ref().map(|v| listener(v, &mut carrier));
         let metrics = self.metrics.as_ref().map(|l| carrier.fd(l));
         if let Err(e) = carrier.finish() {
             return Err(self
@@ -852,6 +954,7 @@ impl Running {
             next_subscriber_id: crate::console::next_subscriber_id(),
             domains,
             connections,
+            virtlogd,
         };
         let spawned = match reexec::spawn(exe, &state) {
             Ok(s) => s,
@@ -928,7 +1031,10 @@ impl Running {
     async fn undo(&mut self, carried: bool, why: String) -> String {
         let mut back = Carrier::back();
         back.fd(self.lock.file());
-        for l in [&self.main, &self.admin] {
+        for l in [Some(&self.main), Some(&self.admin), self.virtlogd.as_ref()]
+            .into_iter()
+            .flatten()
+        {
             if let Some(l) = &l.listener {
                 back.fd(l);
             }

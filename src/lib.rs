@@ -3,6 +3,7 @@
 //! The modules map the design (docs/ARCHITECTURE.md tells the whole story):
 //! - [`daemon`]: start-up, threads, signals and shutdown;
 //! - [`server`]: the main socket, its clients and their requests;
+//! - [`virtlogd`]: the virtlogd socket, libvirt's RPC served from the same requests;
 //! - [`reexec`]: handing everything to a new process (SIGUSR1, `logdctl reexec`);
 //! - [`registry`]: the actor holding the table of domains and open paths;
 //! - [`table`]: the registry's compact map (a slab of entries and a hash index of their ids);
@@ -59,3 +60,4 @@ pub mod subscriber;
 pub mod systemd;
 pub mod table;
 pub mod telnet;
+pub mod virtlogd;

@@ -31,9 +31,9 @@ use bytes::BytesMut;
 use logd_protocol::admin::{AdminRequest, AdminResponse};
 use logd_protocol::codec::{self, ProtocolError, MAX_ADMIN_FRAME};
 use logd_protocol::{
-    fdpass, ConsoleSpec, DomainId, ErrorCode, GuestSide, Hello, OpenFlags, Request, Response,
-    Welcome, WireError, MAGIC, MAX_APPEND_LEN, MAX_NAME_LEN, MAX_READ_LEN, MAX_REQUEST_FRAME,
-    MAX_RESPONSE_FRAME, PROTOCOL_VERSION,
+    fdpass, ConsoleSpec, DomainId, ErrorCode, GuestSide, Hello, OpenFlags, ReadFrom, Request,
+    Response, Welcome, WireError, MAGIC, MAX_APPEND_LEN, MAX_NAME_LEN, MAX_READ_LEN,
+    MAX_REQUEST_FRAME, MAX_RESPONSE_FRAME, PROTOCOL_VERSION,
 };
 use tokio::io::Interest;
 use tokio::net::{UnixListener, UnixStream};
@@ -78,7 +78,7 @@ pub struct Shared {
 /// limit would be `max_clients` again. A pid is what one runaway or hostile program has; it can
 /// fork to get more, but then each child is a process the operator can see and kill.
 pub struct PeerSlots {
-    limit: usize,
+    pub(crate) limit: usize,
     held: Mutex<HashMap<i32, usize>>,
 }
 
@@ -98,7 +98,7 @@ impl PeerSlots {
 
     /// Takes a slot for `pid`, unless it holds `limit` already (or always, with `force`: a
     /// connection carried over a re-exec was accepted already).
-    fn take(self: &Arc<Self>, pid: i32, force: bool) -> Option<PeerSlot> {
+    pub(crate) fn take(self: &Arc<Self>, pid: i32, force: bool) -> Option<PeerSlot> {
         let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
         let n = held.entry(pid).or_insert(0);
         if *n >= self.limit && !force {
@@ -171,13 +171,16 @@ impl ReplyBudget {
     }
 }
 
-/// The two sockets: they share framing, handshake and access checks, not requests.
+/// The sockets. Main and admin share framing, handshake and access checks, not requests; the
+/// virtlogd socket shares only the requests, the limits and the re-exec.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
     /// Logs and consoles ([`Request`]).
     Main,
     /// Introspection and actions ([`AdminRequest`]); the main socket cannot decode these.
     Admin,
+    /// libvirt's virtlogd RPC ([`crate::virtlogd`]): its own framing and access rule.
+    Virtlogd,
 }
 
 /// Why a connection ended early.
@@ -194,7 +197,7 @@ enum ConnError {
 }
 
 /// Numbers connections for their tracing spans.
-static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+pub(crate) static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 /// Accepts connections until `stop` is cancelled; then hands the listener back (open: a
 /// re-exec carries it, and connections arriving meanwhile wait in its backlog).
@@ -223,6 +226,10 @@ pub async fn serve(
         let pid = cred.and_then(|c| c.pid());
         let span = tracing::info_span!("conn", id, uid, pid);
         let shared = shared.clone();
+        if shared.endpoint == Endpoint::Virtlogd {
+            actix_rt::spawn(crate::virtlogd::accepted(stream, shared, uid, pid).instrument(span));
+            continue;
+        }
         actix_rt::spawn(
             async move {
                 if uid != Some(0) && uid != Some(shared.daemon_uid) {
@@ -286,6 +293,18 @@ pub fn resume(conn: &ConnState, fd: OwnedFd, shared: Arc<Shared>, report: Option
     };
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
     let cred = stream.peer_cred().ok();
+    if shared.endpoint == Endpoint::Virtlogd {
+        let span = tracing::info_span!(
+            "conn",
+            id,
+            uid = cred.map(|c| c.uid()),
+            pid = cred.and_then(|c| c.pid()),
+            virtlogd = true
+        );
+        let pending = BytesMut::from(&conn.pending[..]);
+        actix_rt::spawn(crate::virtlogd::resume(stream, shared, pending).instrument(span));
+        return;
+    }
     let span = tracing::info_span!(
         "conn",
         id,
@@ -321,7 +340,7 @@ async fn refuse(stream: &UnixStream, code: ErrorCode, message: impl Into<String>
 }
 
 /// Writes a whole frame, with `fd` attached to its first byte.
-async fn write_frame(
+pub(crate) async fn write_frame(
     stream: &UnixStream,
     frame: &[u8],
     fd: Option<BorrowedFd<'_>>,
@@ -342,6 +361,42 @@ async fn write_frame(
         sent += n;
     }
     Ok(())
+}
+
+/// Parks a connection of any socket for a re-exec: its fd is marked to be carried, with the
+/// bytes it has received of its next message. Returns if the re-exec is abandoned (the
+/// connection goes on here); never returns once it is handed over.
+pub(crate) async fn park(shared: &Shared, stream: &UnixStream, buf: &BytesMut, mode: ConnMode) {
+    let endpoint = match shared.endpoint {
+        Endpoint::Main => ConnEndpoint::Main,
+        Endpoint::Admin => ConnEndpoint::Admin,
+        Endpoint::Virtlogd => ConnEndpoint::Virtlogd,
+    };
+    let marked = shared
+        .handoff
+        .clone()
+        .park(|| {
+            let mut carrier = Carrier::out();
+            let fd = carrier.fd(stream);
+            match carrier.finish() {
+                Ok(_) => Some(ConnState {
+                    fd,
+                    endpoint,
+                    mode,
+                    pending: buf.to_vec(),
+                }),
+                Err(e) => {
+                    tracing::warn!(cause = %e, "this connection cannot be carried; it closes with this process");
+                    None
+                }
+            }
+        })
+        .await;
+    if marked {
+        let mut back = Carrier::back();
+        back.fd(stream);
+        let _ = back.finish();
+    }
 }
 
 struct Connection {
@@ -420,37 +475,7 @@ impl Connection {
 
     /// Parks the connection for a re-exec; returns if the re-exec is abandoned.
     async fn park(&mut self, mode: ConnMode) {
-        let endpoint = match self.shared.endpoint {
-            Endpoint::Main => ConnEndpoint::Main,
-            Endpoint::Admin => ConnEndpoint::Admin,
-        };
-        let (stream, buf) = (&self.stream, &self.buf);
-        let marked = self
-            .shared
-            .handoff
-            .clone()
-            .park(|| {
-                let mut carrier = Carrier::out();
-                let fd = carrier.fd(stream);
-                match carrier.finish() {
-                    Ok(_) => Some(ConnState {
-                        fd,
-                        endpoint,
-                        mode,
-                        pending: buf.to_vec(),
-                    }),
-                    Err(e) => {
-                        tracing::warn!(cause = %e, "this connection cannot be carried; it closes with this process");
-                        None
-                    }
-                }
-            })
-            .await;
-        if marked {
-            let mut back = Carrier::back();
-            back.fd(&self.stream);
-            let _ = back.finish();
-        }
+        park(&self.shared, &self.stream, &self.buf, mode).await
     }
 
     /// The handshake. Ok(false): refused (told why).
@@ -797,27 +822,11 @@ impl Connection {
                 path,
                 flags: OpenFlags { truncate },
             } => {
-                check_domain(&domain)?;
-                let path = self.checked_path(&path, true).await?;
-                let (position, fd) = registry::call(
-                    reg,
-                    registry::Open {
-                        domain,
-                        path,
-                        truncate,
-                    },
-                )
-                .await
-                .map_err(mailbox)?
-                .map_err(|e| e.to_wire())?;
+                let (position, fd) = self.shared.open_log(domain, &path, truncate).await?;
                 Ok((Response::LogOpened { position }, Some(fd)))
             }
             Request::GetPosition { path } => {
-                let path = self.checked_path(&path, false).await?;
-                let p = registry::call(reg, registry::GetPosition { path })
-                    .await
-                    .map_err(mailbox)?
-                    .map_err(|e| e.to_wire())?;
+                let p = self.shared.get_position(&path).await?;
                 Ok((Response::Position(p), None))
             }
             Request::ReadLog {
@@ -825,28 +834,7 @@ impl Connection {
                 from,
                 max_len,
             } => {
-                if max_len > MAX_READ_LEN {
-                    return Err(WireError::new(
-                        ErrorCode::InvalidArgument,
-                        format!("max_len {max_len} exceeds the limit of {MAX_READ_LEN} bytes"),
-                    ));
-                }
-                let path = self.checked_path(&path, false).await?;
-                // Reserved before the read, held until the reply is written (`requests`).
-                let mut budget = self.shared.replies.reserve(max_len).await?;
-                let r = registry::call(
-                    reg,
-                    registry::Read {
-                        path,
-                        from,
-                        max_len: max_len as usize,
-                    },
-                )
-                .await
-                .map_err(mailbox)?
-                .map_err(|e| e.to_wire())?;
-                // Only what was read stays reserved.
-                drop(budget.split(budget.num_permits().saturating_sub(r.data.len())));
+                let (r, budget) = self.shared.read_log(&path, from, max_len).await?;
                 self.reply_budget = Some(budget);
                 Ok((
                     Response::LogData {
@@ -898,28 +886,7 @@ impl Connection {
                 path,
                 message,
             } => {
-                check_domain(&domain)?;
-                if message.len() > MAX_APPEND_LEN {
-                    return Err(WireError::new(
-                        ErrorCode::InvalidArgument,
-                        format!(
-                            "message of {} bytes exceeds the limit of {MAX_APPEND_LEN}",
-                            message.len()
-                        ),
-                    ));
-                }
-                let path = self.checked_path(&path, true).await?;
-                let p = registry::call(
-                    reg,
-                    registry::Append {
-                        domain,
-                        path,
-                        message,
-                    },
-                )
-                .await
-                .map_err(mailbox)?
-                .map_err(|e| e.to_wire())?;
+                let p = self.shared.append_log(domain, &path, message).await?;
                 Ok((Response::Position(p), None))
             }
         }
@@ -990,17 +957,127 @@ impl Connection {
         })
     }
 
-    /// Resolves a client's path and checks it on disk (off the event loop).
     async fn checked_path(&self, raw: &str, create_dirs: bool) -> Result<PathBuf, WireError> {
-        let policy = crate::paths::current().expect("the daemon installs a path policy");
-        let path = policy.resolve(raw).map_err(path_error)?;
-        let p = path.clone();
-        tokio::task::spawn_blocking(move || policy.check_fs(&p, create_dirs))
-            .await
-            .map_err(|_| WireError::new(ErrorCode::Internal, "path check panicked"))?
-            .map_err(path_error)?;
-        Ok(path)
+        checked_path(raw, create_dirs).await
     }
+}
+
+/// The log requests, whichever socket they come in on (logd's own protocol or virtlogd's).
+impl Shared {
+    /// Opens a log: the position of its end and the write end of its pipe.
+    pub(crate) async fn open_log(
+        &self,
+        domain: DomainId,
+        path: &str,
+        truncate: bool,
+    ) -> Result<(logd_protocol::Position, OwnedFd), WireError> {
+        check_domain(&domain)?;
+        let path = checked_path(path, true).await?;
+        registry::call(
+            &self.registry,
+            registry::Open {
+                domain,
+                path,
+                truncate,
+            },
+        )
+        .await
+        .map_err(gone)?
+        .map_err(|e| e.to_wire())
+    }
+
+    /// The end of a log, once every byte already in its pipe is on disk.
+    pub(crate) async fn get_position(
+        &self,
+        path: &str,
+    ) -> Result<logd_protocol::Position, WireError> {
+        let path = checked_path(path, false).await?;
+        registry::call(&self.registry, registry::GetPosition { path })
+            .await
+            .map_err(gone)?
+            .map_err(|e| e.to_wire())
+    }
+
+    /// Reads a log across its rotated files. The permit holds the reply's share of the
+    /// [`ReplyBudget`] until the reply is written.
+    pub(crate) async fn read_log(
+        &self,
+        path: &str,
+        from: ReadFrom,
+        max_len: u64,
+    ) -> Result<(crate::rotate::ReadOutcome, OwnedSemaphorePermit), WireError> {
+        if max_len > MAX_READ_LEN {
+            return Err(WireError::new(
+                ErrorCode::InvalidArgument,
+                format!("max_len {max_len} exceeds the limit of {MAX_READ_LEN} bytes"),
+            ));
+        }
+        let path = checked_path(path, false).await?;
+        // Reserved before the read, held until the reply is written.
+        let mut budget = self.replies.reserve(max_len).await?;
+        let r = registry::call(
+            &self.registry,
+            registry::Read {
+                path,
+                from,
+                max_len: max_len as usize,
+            },
+        )
+        .await
+        .map_err(gone)?
+        .map_err(|e| e.to_wire())?;
+        // Only what was read stays reserved.
+        drop(budget.split(budget.num_permits().saturating_sub(r.data.len())));
+        Ok((r, budget))
+    }
+
+    /// Appends a message to a log, open or not; lands after every byte already in its pipe.
+    pub(crate) async fn append_log(
+        &self,
+        domain: DomainId,
+        path: &str,
+        message: Vec<u8>,
+    ) -> Result<logd_protocol::Position, WireError> {
+        check_domain(&domain)?;
+        if message.len() > MAX_APPEND_LEN {
+            return Err(WireError::new(
+                ErrorCode::InvalidArgument,
+                format!(
+                    "message of {} bytes exceeds the limit of {MAX_APPEND_LEN}",
+                    message.len()
+                ),
+            ));
+        }
+        let path = checked_path(path, true).await?;
+        registry::call(
+            &self.registry,
+            registry::Append {
+                domain,
+                path,
+                message,
+            },
+        )
+        .await
+        .map_err(gone)?
+        .map_err(|e| e.to_wire())
+    }
+}
+
+/// The error for a registry that no longer answers.
+fn gone(_: actix::MailboxError) -> WireError {
+    WireError::new(ErrorCode::Internal, "the registry is gone")
+}
+
+/// Resolves a client's path and checks it on disk (off the event loop).
+async fn checked_path(raw: &str, create_dirs: bool) -> Result<PathBuf, WireError> {
+    let policy = crate::paths::current().expect("the daemon installs a path policy");
+    let path = policy.resolve(raw).map_err(path_error)?;
+    let p = path.clone();
+    tokio::task::spawn_blocking(move || policy.check_fs(&p, create_dirs))
+        .await
+        .map_err(|_| WireError::new(ErrorCode::Internal, "path check panicked"))?
+        .map_err(path_error)?;
+    Ok(path)
 }
 
 /// Encodes a response; one that cannot be encoded becomes an `Internal` error frame.

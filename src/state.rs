@@ -12,8 +12,8 @@
 //!
 //! Versions: [`VERSION`] is written; every version from [`OLDEST_READABLE`] up is read (a
 //! newer binary must restore from the previous release). A body change bumps [`VERSION`] and
-//! keeps the old body type with a conversion. `integration/fixtures/state-v1.bin` pins the bytes of version
-//! 1; its test fails if version 1's encoding drifts.
+//! keeps the old body type with a conversion ([`StateV1`]). `integration/fixtures/state-vN.bin` pins
+//! the bytes of each version; its test fails if that version's encoding drifts.
 #![allow(unsafe_code)] // one block: adopting the fds inherited from the previous process
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
@@ -29,8 +29,8 @@ use crate::telnet;
 
 /// The first bytes of every state.
 pub const MAGIC: [u8; 8] = *b"LOGDSTAT";
-/// The format version this binary writes.
-pub const VERSION: u32 = 1;
+/// The format version this binary writes. Version 2 added the virtlogd listener.
+pub const VERSION: u32 = 2;
 /// The oldest format version this binary reads.
 pub const OLDEST_READABLE: u32 = 1;
 
@@ -79,7 +79,7 @@ pub struct Fd {
     pub ino: u64,
 }
 
-/// The whole daemon (format version 1).
+/// The whole daemon (format version 2).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct State {
     /// When the re-exec was asked for and when the actors froze (CLOCK_MONOTONIC, ns: the same
@@ -102,6 +102,53 @@ pub struct State {
     pub next_subscriber_id: u64,
     pub domains: Vec<DomainState>,
     pub connections: Vec<ConnState>,
+    /// The virtlogd socket, if served (version 2).
+    pub virtlogd: Option<ListenerState>,
+}
+
+/// Format version 1's body: version 2 without the virtlogd listener.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StateV1 {
+    /// When the re-exec was asked for and when the actors froze (CLOCK_MONOTONIC, ns: the same
+    /// clock in both processes), for the blackout figures.
+    pub asked_mono_ns: u64,
+    pub frozen_mono_ns: u64,
+    /// When the first process of this line of re-execs started (ms since the Unix epoch).
+    pub started_ms: u64,
+    /// The daemon's uptime at the freeze.
+    pub uptime_ms: u64,
+    /// Re-execs completed before this one.
+    pub reexecs: u32,
+    /// `<socket>.lock`, flocked.
+    pub lock: Fd,
+    pub main: ListenerState,
+    pub admin: ListenerState,
+    /// The Prometheus listener, if configured.
+    pub metrics: Option<Fd>,
+    /// The next console subscriber id (ids stay unique across re-execs).
+    pub next_subscriber_id: u64,
+    pub domains: Vec<DomainState>,
+    pub connections: Vec<ConnState>,
+}
+
+impl From<StateV1> for State {
+    fn from(v: StateV1) -> State {
+        State {
+            asked_mono_ns: v.asked_mono_ns,
+            frozen_mono_ns: v.frozen_mono_ns,
+            started_ms: v.started_ms,
+            uptime_ms: v.uptime_ms,
+            reexecs: v.reexecs,
+            lock: v.lock,
+            main: v.main,
+            admin: v.admin,
+            metrics: v.metrics,
+            next_subscriber_id: v.next_subscriber_id,
+            domains: v.domains,
+            connections: v.connections,
+            virtlogd: None,
+        }
+    }
 }
 
 impl State {
@@ -110,6 +157,9 @@ impl State {
         f(&self.lock);
         f(&self.main.fd);
         f(&self.admin.fd);
+        if let Some(v) = &self.virtlogd {
+            f(&v.fd);
+        }
         if let Some(m) = &self.metrics {
             f(m);
         }
@@ -267,6 +317,8 @@ pub struct SubscriberState {
 pub enum ConnEndpoint {
     Main,
     Admin,
+    /// The virtlogd socket (always parked between calls: [`ConnMode::Requests`]).
+    Virtlogd,
 }
 
 /// Where a client connection was when it was parked.
@@ -327,7 +379,12 @@ pub fn decode(bytes: &[u8], parent: u32, token: [u8; 16]) -> Result<State, State
         return Err(StateError::BadToken);
     }
     let body = &bytes[used..];
-    let (state, used): (State, usize) = codec::decode_large(body).map_err(StateError::Decode)?;
+    let (state, used): (State, usize) = match header.version {
+        1 => codec::decode_large::<StateV1>(body)
+            .map(|(s, used)| (State::from(s), used))
+            .map_err(StateError::Decode)?,
+        _ => codec::decode_large(body).map_err(StateError::Decode)?,
+    };
     if used != body.len() {
         return Err(StateError::Decode(ProtocolError::TrailingBytes(
             body.len() - used,
@@ -622,6 +679,11 @@ mod tests {
                 mode: ConnMode::AwaitingReexec,
                 pending: vec![0, 0],
             }],
+            virtlogd: Some(ListenerState {
+                fd: fd(16),
+                path: "/run/libvirt/virtlogd-sock".into(),
+                owned: false,
+            }),
         }
     }
 
@@ -677,23 +739,70 @@ mod tests {
         assert!(e.to_string().contains("reads versions 1 to"), "{e}");
     }
 
-    /// The bytes of format version 1 are pinned: a change to a version-1 type that would make
-    /// this binary misread a state written by the previous release fails here. (Regenerate with
-    /// LOGD_BLESS=1 only together with a version bump and a conversion from the old body.)
-    #[test]
-    fn version_1_fixture_still_reads() {
+    /// Version 1's body: the sample without what version 2 added.
+    fn sample_v1() -> StateV1 {
+        let s = sample();
+        StateV1 {
+            asked_mono_ns: s.asked_mono_ns,
+            frozen_mono_ns: s.frozen_mono_ns,
+            started_ms: s.started_ms,
+            uptime_ms: s.uptime_ms,
+            reexecs: s.reexecs,
+            lock: s.lock,
+            main: s.main,
+            admin: s.admin,
+            metrics: s.metrics,
+            next_subscriber_id: s.next_subscriber_id,
+            domains: s.domains,
+            connections: s.connections,
+        }
+    }
+
+    /// Checks (or, with LOGD_BLESS=1, writes) the pinned bytes of one format version.
+    fn pinned(version: u32, body: &[u8]) -> Vec<u8> {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("integration/fixtures/state-v1.bin");
-        let body = codec::encode_large(&sample()).unwrap();
+            .join(format!("integration/fixtures/state-v{version}.bin"));
         if std::env::var_os("LOGD_BLESS").is_some() {
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(&path, &body).unwrap();
+            std::fs::write(&path, body).unwrap();
         }
-        let fixture = std::fs::read(&path).expect("integration/fixtures/state-v1.bin");
-        let (old, used): (State, usize) = codec::decode_large(&fixture).unwrap();
+        let fixture = std::fs::read(&path).expect("a pinned state fixture");
+        assert_eq!(
+            fixture, body,
+            "version {version}'s encoding changed: bump VERSION and keep a conversion"
+        );
+        fixture
+    }
+
+    /// The bytes of each format version are pinned: a change to a type that would make this
+    /// binary misread a state written by an earlier release fails here. (Bless a version's
+    /// fixture with LOGD_BLESS=1 only when that version is new.)
+    #[test]
+    fn version_1_fixture_still_reads() {
+        let fixture = pinned(1, &codec::encode_large(&sample_v1()).unwrap());
+        let (old, used): (StateV1, usize) = codec::decode_large(&fixture).unwrap();
         assert_eq!(used, fixture.len());
-        assert_eq!(old, sample());
-        assert_eq!(fixture, body, "version 1's encoding changed: bump VERSION");
+        let mut want = sample();
+        want.virtlogd = None;
+        assert_eq!(State::from(old), want);
+        // And through `decode`, as a successor reads it.
+        let header = Header {
+            magic: MAGIC,
+            version: 1,
+            pid: std::process::id(),
+            token: TOKEN,
+        };
+        let mut bytes = codec::encode_large(&header).unwrap();
+        bytes.extend_from_slice(&fixture);
+        assert_eq!(decode(&bytes, std::process::id(), TOKEN).unwrap(), want);
+    }
+
+    #[test]
+    fn version_2_fixture_still_reads() {
+        let fixture = pinned(2, &codec::encode_large(&sample()).unwrap());
+        let (state, used): (State, usize) = codec::decode_large(&fixture).unwrap();
+        assert_eq!(used, fixture.len());
+        assert_eq!(state, sample());
     }
 
     #[test]

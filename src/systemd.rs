@@ -4,8 +4,9 @@
 //! - Notify: when `NOTIFY_SOCKET` is set, logd sends `READY=1` once it serves, and
 //!   `STOPPING=1` when it shuts down (for `Type=notify` units).
 //! - Activation: when `LISTEN_PID` is this process and `LISTEN_FDS` > 0, the listening sockets
-//!   come from systemd as fds 3, 4, …, named by `LISTEN_FDNAMES` (`main`, `admin`). An unnamed
-//!   fd is matched by the path it is bound to. logd then creates no socket of its own.
+//!   come from systemd as fds 3, 4, …, named by `LISTEN_FDNAMES` (`main`, `admin`, and
+//!   `virtlogd.socket`, the name of virtlogd's own socket unit, for the virtlogd socket). An
+//!   unnamed fd is matched by the path it is bound to. logd then creates no socket of its own.
 #![allow(unsafe_code)] // one block: taking ownership of the fds systemd passed
 
 use std::collections::HashMap;
@@ -93,11 +94,16 @@ pub fn notify_and_wait(state: &str, timeout: std::time::Duration) -> bool {
 pub struct Activated {
     pub main: Option<UnixListener>,
     pub admin: Option<UnixListener>,
+    pub virtlogd: Option<UnixListener>,
 }
 
 /// Takes the sockets systemd passed, if it passed any to this process, and clears the
 /// variables so children do not see them.
-pub fn take_listeners(main_path: &Path, admin_path: &Path) -> Activated {
+pub fn take_listeners(
+    main_path: &Path,
+    admin_path: &Path,
+    virtlogd_path: Option<&Path>,
+) -> Activated {
     let pid_ok = std::env::var("LISTEN_PID")
         .ok()
         .and_then(|p| p.parse::<u32>().ok())
@@ -117,11 +123,14 @@ pub fn take_listeners(main_path: &Path, admin_path: &Path) -> Activated {
     if !pid_ok || count <= 0 {
         return out;
     }
-    let by_path: HashMap<PathBuf, &str> = [
+    let mut by_path: HashMap<PathBuf, &str> = [
         (main_path.to_owned(), "main"),
         (admin_path.to_owned(), "admin"),
     ]
     .into();
+    if let Some(p) = virtlogd_path {
+        by_path.insert(p.to_owned(), "virtlogd");
+    }
     for i in 0..count {
         let fd = LISTEN_FDS_START + i;
         // SAFETY: systemd passed this fd to this process (LISTEN_PID is ours) and nothing else
@@ -143,6 +152,12 @@ pub fn take_listeners(main_path: &Path, admin_path: &Path) -> Activated {
         let role = match names.get(i as usize).map(String::as_str) {
             Some("main") => "main",
             Some("admin") => "admin",
+            Some("virtlogd.socket" | "virtlogd") => "virtlogd",
+            // virtlogd's admin socket: logd has no use for it (its admin socket is its own).
+            Some("virtlogd-admin.socket") => {
+                tracing::info!(fd, "ignoring virtlogd-admin.socket from systemd");
+                continue;
+            }
             _ => bound
                 .as_ref()
                 .and_then(|p| by_path.get(p).copied())
@@ -151,6 +166,7 @@ pub fn take_listeners(main_path: &Path, admin_path: &Path) -> Activated {
         tracing::info!(fd, role, path = ?bound, "socket from systemd");
         match role {
             "main" => out.main = Some(l),
+            "virtlogd" => out.virtlogd = Some(l),
             _ => out.admin = Some(l),
         }
     }

@@ -8,7 +8,8 @@
 //!   and the only two functions that know the payload encoding ([`codec::encode`], [`codec::decode`]);
 //! - [`fdpass`]: sending and receiving file descriptors with SCM_RIGHTS, with a cap per message;
 //! - [`admin`]: the admin socket's requests and the snapshot of every live actor;
-//! - [`client`]: a small blocking client that does the handshake and one request at a time.
+//! - [`client`]: a small blocking client that does the handshake and one request at a time;
+//! - [`virtlogd`]: libvirt's virtlogd RPC (virNet framing, XDR), which logd also serves.
 //!
 //! `docs/protocol.md` in the repository describes the bytes. Nothing here depends on actix or on an
 //! async runtime: the daemon drives these functions from tokio, the client from blocking sockets.
@@ -18,6 +19,7 @@ pub mod client;
 pub mod codec;
 pub mod fdpass;
 pub mod message;
+pub mod virtlogd;
 
 pub use codec::{
     ProtocolError, MAX_FDS_PER_FRAME, MAX_READ_LEN, MAX_REQUEST_FRAME, MAX_RESPONSE_FRAME,

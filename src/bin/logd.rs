@@ -25,6 +25,12 @@ struct Args {
     /// Serve the admin socket here [default: beside the main socket, logd-admin.sock].
     #[arg(long, value_name = "PATH")]
     admin_socket: Option<PathBuf>,
+    /// Also serve libvirt's virtlogd RPC on this socket, so that libvirtd uses logd in place of
+    /// virtlogd. Without PATH: /run/libvirt/virtlogd-sock as root (where libvirtd looks), else
+    /// $XDG_RUNTIME_DIR/libvirt/virtlogd-sock. A root logd serving it accepts log paths under
+    /// /var/log/libvirt. Off by default; see docs/LIBVIRT.md.
+    #[arg(long, value_name = "PATH", num_args = 0..=1, default_missing_value = "")]
+    virtlogd_socket: Option<PathBuf>,
     /// Keep logs under this directory instead of the default.
     #[arg(long, value_name = "DIR")]
     log_root: Option<PathBuf>,
@@ -79,6 +85,13 @@ fn run(args: Args, successor: Option<logd::reexec::Successor>) -> anyhow::Result
         &Overrides {
             socket: args.socket,
             admin_socket: args.admin_socket,
+            virtlogd_socket: args.virtlogd_socket.map(|p| {
+                if p.as_os_str().is_empty() {
+                    logd::config::default_virtlogd_socket()
+                } else {
+                    p
+                }
+            }),
             log_root: args.log_root,
             idle_exit: args.idle_exit,
         },
