@@ -170,8 +170,16 @@ fn tcp_serial_stdio_and_restart_through_the_log_daemon() {
     assert!(log.contains("starting up libvirt version"), "{log}");
     assert!(log.contains("LC_ALL=C"), "{log}");
     assert!(log.contains(&format!("-name guest={name}")), "{log}");
-    // logd knows the domain by its name.
+    // logd knows the domain by its name, and is the only log daemon.
     if h.daemon == LogDaemon::Logd {
+        let comms: Vec<String> = h
+            .processes()
+            .iter()
+            .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/comm")).ok())
+            .map(|c| c.trim().to_owned())
+            .collect();
+        assert!(!comms.iter().any(|c| c == "virtlogd"), "{comms:?}");
+        assert!(comms.iter().any(|c| c == "logd"), "{comms:?}");
         let ps = h.ctl_ok(&["ps"]);
         assert!(
             ps.lines().any(|l| l.starts_with(name)),

@@ -441,7 +441,7 @@ impl LibvirtHost {
 
 impl Drop for LibvirtHost {
     fn drop(&mut self) {
-        if std::thread::panicking() {
+        if std::thread::panicking() || std::env::var_os("LOGD_LIBVIRT_VERBOSE").is_some() {
             eprintln!("{}", self.diagnostics());
         }
         let kill = |pid: i32| {
