@@ -459,3 +459,46 @@ fn a_libvirt_unix_serial_reaches_a_logd_console() {
     assert_stdio_pipe_held_by_log_daemon(&h, name);
     h.virsh_ok(&["destroy", name]);
 }
+
+/// libvirtd's domains go on logging while libvirtd itself is stopped and started: QEMU holds
+/// the pipes' write ends and logd the read ends, so libvirtd is needed only to open and append.
+#[test]
+fn domains_keep_logging_while_libvirtd_is_stopped_and_started() {
+    let Some(mut h) = host() else { return };
+    let name = "restartvm";
+    let port = free_port();
+    h.create_ok(name, &domain_xml(name, &h.img, &tcp_serials(name, port)));
+    let serial0 = h.qemu_log(&format!("{name}-serial0.log"));
+    let stdio = h.qemu_log(&format!("{name}.log"));
+    wait_file(&serial0, BANNER, 1);
+    echo_round_trip(port, "before the stop\r\n");
+    let qemu = h.qemu_pid(name);
+
+    h.stop_libvirtd();
+    // No libvirtd: the guest's serial output still reaches its log, and QEMU's stdio pipe is
+    // still the log daemon's.
+    echo_round_trip(port, "while libvirtd is away\r\n");
+    wait_file(&serial0, b"WHILE LIBVIRTD IS AWAY\r\n", 1);
+    assert!(process_alive(qemu), "the guest runs on");
+    if h.daemon == LogDaemon::Logd {
+        let ps = h.ctl_ok(&["ps"]);
+        assert!(ps.contains(&serial0_inside(name)), "{ps}");
+    }
+
+    h.restart_libvirtd();
+    // libvirtd finds its domain again, and its next append goes through the log daemon.
+    let list = h.virsh_ok(&["list", "--name"]);
+    assert!(list.lines().any(|l| l.trim() == name), "{list}");
+    assert_stdio_pipe_held_by_log_daemon(&h, name);
+    echo_round_trip(port, "after the restart\r\n");
+    h.virsh_ok(&["destroy", name]);
+    wait_file(&stdio, b"shutting down, reason=destroyed", 1);
+    let all = String::from_utf8_lossy(&std::fs::read(&serial0).unwrap()).into_owned();
+    for line in [
+        "BEFORE THE STOP",
+        "WHILE LIBVIRTD IS AWAY",
+        "AFTER THE RESTART",
+    ] {
+        assert_eq!(all.matches(line).count(), 1, "{line} once in {all:?}");
+    }
+}

@@ -275,6 +275,23 @@ impl LibvirtHost {
         self.virsh_ok(&["list", "--all"]);
     }
 
+    /// Stops libvirtd (SIGTERM: its running domains go on) and waits until it has exited.
+    pub fn stop_libvirtd(&mut self) {
+        let mut c = self.libvirtd.take().expect("libvirtd runs");
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(c.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        wait_for(STEP, "libvirtd to exit", || c.try_wait().unwrap());
+    }
+
+    /// Starts libvirtd again (after `stop_libvirtd`), and waits until it answers.
+    pub fn restart_libvirtd(&mut self) {
+        assert!(self.libvirtd.is_none(), "libvirtd was stopped first");
+        self.start_libvirtd();
+    }
+
     /// What the daemons said, for a failure message.
     pub fn diagnostics(&self) -> String {
         let mut s = String::new();
