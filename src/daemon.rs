@@ -91,16 +91,15 @@ pub fn run(cfg: Config, successor: Option<Successor>) -> Result<(), DaemonError>
     tracing::debug!(nofile, "open-file limit");
     create_dir(&cfg.log_root)?;
     // Nothing is opened in a socket's directory before it is checked (`sockdir`).
-    for socket in [
-        Some(&cfg.socket),
-        Some(&cfg.admin_socket),
-        cfg.virtlogd_socket.as_ref(),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        if let Some(dir) = socket.parent() {
-            crate::sockdir::ensure(dir, crate::sockdir::Rule::for_socket(socket))?;
+    let sockets = [
+        (Some(&cfg.socket), 0o700),
+        (Some(&cfg.admin_socket), 0o700),
+        (cfg.virtlogd_socket.as_ref(), 0o755),
+    ];
+    for (socket, mode) in sockets {
+        if let Some((socket, dir)) = socket.and_then(|s| Some((s, s.parent()?))) {
+            let rule = crate::sockdir::Rule::for_socket(socket);
+            crate::sockdir::ensure_mode(dir, rule, mode)?;
         }
     }
     let sys = System::new();
@@ -551,8 +550,8 @@ impl Running {
             // socket that cannot be bound fails the take-over and the old process goes on.
             (None, Some(path)) => {
                 let dir_ok = path.parent().map_or(Ok(()), |dir| {
-                    crate::sockdir::ensure(dir, crate::sockdir::Rule::for_socket(path))
-                        .map_err(|e| e.to_string())
+                    let rule = crate::sockdir::Rule::for_socket(path);
+                    crate::sockdir::ensure_mode(dir, rule, 0o755).map_err(|e| e.to_string())
                 });
                 let bound = dir_ok.and_then(|()| bind(path).map_err(|e| e.to_string()));
                 match bound {

@@ -109,11 +109,18 @@ impl Rule {
 /// `rule`. The check runs after the creation, so a directory someone else made in between is
 /// refused too.
 pub fn ensure(dir: &Path, rule: Rule) -> Result<(), SockDirError> {
+    ensure_mode(dir, rule, 0o700)
+}
+
+/// [`ensure`], creating a missing directory with `mode` instead (before the umask). The virtlogd
+/// socket's directory is libvirt's (`/run/libvirt`), where libvirtd puts more and its QEMUs
+/// look: it is created 0755, as libvirt creates it.
+pub fn ensure_mode(dir: &Path, rule: Rule, mode: u32) -> Result<(), SockDirError> {
     match std::fs::symlink_metadata(dir) {
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::DirBuilder::new()
             .recursive(true)
-            .mode(0o700)
+            .mode(mode)
             .create(dir)
             .map_err(|source| SockDirError::Create {
                 path: dir.to_owned(),
@@ -265,6 +272,11 @@ mod tests {
         ensure(&d, Rule::Private).unwrap();
         let m = std::fs::metadata(&d).unwrap();
         assert_eq!(m.mode() & 0o777, 0o700);
+        // The virtlogd socket's directory, libvirt's, is made as libvirt makes it.
+        let lv = t.path().join("run/libvirt");
+        ensure_mode(&lv, Rule::Shared, 0o755).unwrap();
+        let m = std::fs::metadata(&lv).unwrap();
+        assert_eq!(m.mode() & 0o777, 0o755);
     }
 
     #[test]
