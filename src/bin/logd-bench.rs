@@ -18,9 +18,11 @@
 //! (1/CLK_TCK s each, so a 1 GiB transfer at 2 GB/s is read to about ±2%). The ratios
 //! (`*_vs_baseline*` in %, `*_cpu_vs_*` in x, `idle5000_vs_alone`, `idle10000_vs_alone`,
 //! `open_rate_10000_vs_10`, `console_fanout_64_vs_one_stream_64k`,
-//! `host_per_idle_domain_10000_vs_virtlogd`) come last. Each scenario run
-//! starts a fresh `logd` (max_size 2 MiB, 3 backups, default workers, `RUST_LOG` unset) in its
-//! own directory, and kills it after.
+//! `host_per_idle_domain_10000_vs_virtlogd`, and logd through its virtlogd socket against
+//! virtlogd: `logd_virtlogd_open_rate_at_10_vs_virtlogd`, `_at_10000_vs_virtlogd` in %,
+//! `logd_virtlogd_one_stream_64k_vs_virtlogd` in %, `_cpu_vs_virtlogd` in x) come last. Each
+//! scenario run starts a fresh `logd` (max_size 2 MiB, 3 backups, default workers, `RUST_LOG`
+//! unset) in its own directory, and kills it after.
 //!
 //! The scenarios (their names prefix their figures):
 //! - `baseline_64k`, `baseline_100b`: the limit logd is compared to, with no daemon: in this
@@ -59,6 +61,17 @@
 //!   `virtlogd_rss_per_idle_domain_10000`, `virtlogd_kernel_per_idle_domain_10000`,
 //!   `virtlogd_host_per_idle_domain_10000`, `virtlogd_open_rate_at_10` and `_at_10000` (opens/s
 //!   over the first and the last 100 opens). A line written through one pipe must reach its log.
+//! - `logd_virtlogd_idle_10000`: the same test, by the same client, on a logd started with
+//!   `--virtlogd-socket` in its directory: every domain is opened through that socket
+//!   (`logd_virtlogd_rss_per_idle_domain_10000`, …, `logd_virtlogd_open_rate_at_10` and
+//!   `_at_10000`).
+//! - `virtlogd_one_stream_64k`, `logd_virtlogd_one_stream_64k`: the `one_stream_64k` transfer
+//!   through virtlogd (skipped as above without it), and through logd's virtlogd socket, by the
+//!   same client and with the same rotation settings: a fresh daemon per run, one log opened
+//!   with DOMAIN_OPEN_LOG_FILE, the bytes written into the pipe it hands out, then
+//!   DOMAIN_GET_LOG_FILE_POSITION, which both daemons answer only once they have drained the pipe
+//!   into the file; the time runs from the first write to that answer. The answer must name the
+//!   log's file and its end.
 //! - `console_fanout_1`, `_8`, `_64`: a console (`GuestSide::Fd`, log on, raw, no replay) whose
 //!   fake guest (this process, writing into its end of the socketpair) writes 512 MiB (quick:
 //!   64 MiB) in 64 KiB writes, with 1, 8 or 64 TCP subscribers, each reading on its own thread
@@ -121,6 +134,8 @@ use nix::unistd::{sysconf, SysconfVar};
 #[path = "bench/virtlogd.rs"]
 mod virtlogd;
 
+use virtlogd::Server;
+
 const KIB: u64 = 1024;
 const MIB: u64 = 1024 * KIB;
 const GIB: u64 = 1024 * MIB;
@@ -164,7 +179,7 @@ const IDLE_CPU_WINDOW: Duration = Duration::from_secs(5);
 const IDLE_CPU_WINDOW_QUICK: Duration = Duration::from_secs(2);
 
 /// Every scenario, in the order they run; `--only` picks among these names.
-const SCENARIOS: [&str; 21] = [
+const SCENARIOS: [&str; 24] = [
     "baseline_64k",
     "baseline_64k_pipe1m",
     "one_stream_64k",
@@ -177,6 +192,9 @@ const SCENARIOS: [&str; 21] = [
     "rss_per_idle_domain_1000",
     "rss_per_idle_domain_10000",
     "virtlogd_idle_10000",
+    "logd_virtlogd_idle_10000",
+    "virtlogd_one_stream_64k",
+    "logd_virtlogd_one_stream_64k",
     "console_fanout_1",
     "console_fanout_8",
     "console_fanout_64",
@@ -279,8 +297,15 @@ fn run(args: Args) -> Result<()> {
     if b.selected("rss_per_idle_domain_10000") {
         rss_per_idle_domain(&mut b, 10_000)?;
     }
-    if b.selected("virtlogd_idle_10000") {
-        virtlogd::idle_domains(&mut b, 10_000)?;
+    for server in [Server::Virtlogd, Server::Logd] {
+        if b.selected(&format!("{}_idle_10000", server.prefix())) {
+            virtlogd::idle_domains(&mut b, server, 10_000)?;
+        }
+    }
+    for server in [Server::Virtlogd, Server::Logd] {
+        if b.selected(&format!("{}_one_stream_64k", server.prefix())) {
+            virtlogd::one_stream(&mut b, server, 64 * 1024, size_64k)?;
+        }
     }
     if b.scenarios.iter().any(|s| s.starts_with("console_"))
         && b.console_queue_limit != DEFAULT_QUEUE_LIMIT as u64
@@ -888,6 +913,8 @@ fn comparisons(b: &mut Bench) {
         ("idle5000", "idle5000_one_stream_64k", "one_stream_64k", "vs_alone"),
         ("idle10000", "idle10000_one_stream_64k", "one_stream_64k", "vs_alone"),
         ("streams_16", "streams_16", "baseline_16_streams", "vs_baseline"),
+        // Issue 13: logd through its virtlogd socket, and virtlogd, on the same test.
+        ("logd_virtlogd_one_stream_64k", "logd_virtlogd_one_stream_64k", "virtlogd_one_stream_64k", "vs_virtlogd"),
     ];
     for (prefix, num, den, suffix) in pairs {
         compare(b, prefix, num, den, suffix);
@@ -896,6 +923,19 @@ fn comparisons(b: &mut Bench) {
     if let (Some(late), Some(early)) = (b.get("open_rate_at_10000"), b.get("open_rate_at_10")) {
         if early > 0.0 {
             b.figure("open_rate_10000_vs_10", late / early * 100.0, "%");
+        }
+    }
+    // Issue 13: opens/s through logd's virtlogd socket as a percentage of virtlogd's.
+    for at in ["10", "10000"] {
+        let (ours, theirs) = (
+            format!("logd_virtlogd_open_rate_at_{at}"),
+            format!("virtlogd_open_rate_at_{at}"),
+        );
+        let name = format!("{ours}_vs_virtlogd");
+        match (b.get(&ours), b.get(&theirs)) {
+            (Some(n), Some(d)) if d > 0.0 => b.figure(&name, n / d * 100.0, "%"),
+            (Some(_), _) => note(format!("{name}: not computed ({theirs} is not measured)")),
+            _ => {}
         }
     }
     // Issue 6, target 4b: host memory (user plus kernel) per idle domain no more than virtlogd's.
@@ -2421,18 +2461,26 @@ impl BackToBack {
 struct Daemon {
     child: Child,
     socket: PathBuf,
+    /// The virtlogd socket, when it serves one.
+    virtlogd_socket: Option<PathBuf>,
     dir: TempDir,
 }
 
 impl Daemon {
-    fn spawn(logd: &Path, dir: TempDir) -> Result<Daemon> {
+    /// Starts logd in `dir`; `with_virtlogd` also serves the virtlogd socket there.
+    fn spawn(logd: &Path, dir: TempDir, with_virtlogd: bool) -> Result<Daemon> {
         let config = dir.path().join("logd.toml");
         fs::write(&config, DAEMON_CONFIG).context("writing logd's config")?;
         let socket = dir.path().join("logd.sock");
         let log_root = dir.path().join("logs");
+        let virtlogd_socket = with_virtlogd.then(|| dir.path().join("virtlogd-sock"));
         let stderr =
             File::create(dir.path().join("logd.stderr")).context("creating logd's stderr file")?;
-        let child = Command::new(logd)
+        let mut cmd = Command::new(logd);
+        if let Some(path) = &virtlogd_socket {
+            cmd.arg("--virtlogd-socket").arg(path);
+        }
+        let child = cmd
             .arg("--config")
             .arg(&config)
             .arg("--socket")
@@ -2448,7 +2496,12 @@ impl Daemon {
             .stderr(stderr)
             .spawn()
             .with_context(|| format!("starting {}", logd.display()))?;
-        let mut d = Daemon { child, socket, dir };
+        let mut d = Daemon {
+            child,
+            socket,
+            virtlogd_socket,
+            dir,
+        };
         d.wait_ready()?;
         Ok(d)
     }
@@ -2633,7 +2686,12 @@ impl Bench {
     }
 
     fn daemon(&self, tag: &str) -> Result<Daemon> {
-        Daemon::spawn(&self.logd, TempDir::new(&self.dir, tag)?)
+        Daemon::spawn(&self.logd, TempDir::new(&self.dir, tag)?, false)
+    }
+
+    /// A fresh logd that also serves the virtlogd socket, in its temporary directory.
+    fn daemon_serving_virtlogd(&self, tag: &str) -> Result<Daemon> {
+        Daemon::spawn(&self.logd, TempDir::new(&self.dir, tag)?, true)
     }
 
     /// How many of `wanted` domains fit in the fd limit, with a note when that is fewer.
@@ -2696,11 +2754,22 @@ impl Bench {
         daemon: Option<&Daemon>,
         name: &str,
         run: u32,
+        transfer: impl FnMut() -> Result<Transfer>,
+    ) -> Result<Transfer> {
+        self.measure_pid(daemon.map(Daemon::pid), name, run, transfer)
+    }
+
+    /// [`Bench::measure`] for a daemon known by its pid.
+    fn measure_pid(
+        &self,
+        daemon: Option<u32>,
+        name: &str,
+        run: u32,
         mut transfer: impl FnMut() -> Result<Transfer>,
     ) -> Result<Transfer> {
         let mut tries = 0;
         loop {
-            self.wait_for_quiet(daemon)?;
+            self.wait_for_quiet_pid(daemon)?;
             let t = transfer()?;
             self.progress(name, run, &t);
             if t.others_busy <= SKEWED || tries == SKEWED_RETRIES {

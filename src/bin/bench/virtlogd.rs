@@ -1,5 +1,16 @@
-//! `virtlogd_idle_N`: libvirt's virtlogd, the daemon logd replaces, on the test of
-//! `rss_per_idle_domain_10000`, through a client of its RPC protocol written here.
+//! The scenarios driven through virtlogd's RPC: libvirt's virtlogd, the daemon logd replaces, and
+//! logd itself through its virtlogd socket (`logd --virtlogd-socket`), both by the one client
+//! written here ([`RpcClient`]), so that the two do exactly the same calls.
+//!
+//! - `virtlogd_idle_N`, `logd_virtlogd_idle_N`: the test of `rss_per_idle_domain_10000`
+//!   (memory per idle domain, with the open rates over the first and the last 100 opens).
+//! - `virtlogd_one_stream_64k`, `logd_virtlogd_one_stream_64k`: the `one_stream_64k` transfer
+//!   into a pipe that DOMAIN_OPEN_LOG_FILE handed out, ended by DOMAIN_GET_LOG_FILE_POSITION
+//!   (both daemons drain the pipe into the file before they answer it).
+//!
+//! The client encodes and decodes the wire itself rather than with `logd_protocol::virtlogd`:
+//! it is checked against the real virtlogd in every run, so driving logd with it checks logd's
+//! server against the bytes virtlogd speaks, not against logd's own reading of them.
 //!
 //! The wire, as libvirt's `src/rpc/virnetprotocol.x` and `src/logging/log_protocol.x` define it
 //! (XDR: big-endian 32-bit words, strings and opaques padded to 4 bytes):
@@ -12,7 +23,7 @@
 //!   domain, an optional message, and more that the bench does not read.
 //! - Program 0x87539319 version 1: DOMAIN_OPEN_LOG_FILE (1) takes a driver name, a domain (a
 //!   16-byte uuid and a name), the log's path and flags, and returns the log's position (inode
-//!   and offset, 64 bits each) and the write end of a pipe whose read end virtlogd keeps.
+//!   and offset, 64 bits each) and the write end of a pipe whose read end the daemon keeps.
 //!   DOMAIN_GET_LOG_FILE_POSITION (2) takes a path and flags and returns the position.
 //!
 //! Running as root, virtlogd listens on `/run/libvirt/virtlogd-sock` and
@@ -22,7 +33,8 @@
 //! both sockets in its own temporary directory and passes them that way: a virtlogd of the
 //! system, if any, is left alone. The pid file goes to the temporary directory too (`-p`).
 //! virtlogd still creates `/run/libvirt` and a token in `/run/libvirt/common` at start; the
-//! bench removes them afterwards if `/run/libvirt` was not there before.
+//! bench removes them afterwards if `/run/libvirt` was not there before. logd is started as in
+//! every other scenario, with `--virtlogd-socket` in its temporary directory.
 
 use std::fmt;
 use std::fs::{self, File};
@@ -40,7 +52,8 @@ use anyhow::{anyhow, bail, ensure, Context, Result};
 use logd_protocol::fdpass::recv_with_fds;
 
 use super::{
-    fd_count, median, note, settle, status_kib, Bench, IdleDomains, KernelMemory, TempDir,
+    fd_count, median, note, others_cpu_seconds_pid, pipe_capacity, settle, stat_cpu_seconds,
+    status_kib, write_chunks, Bench, Daemon, IdleDomains, KernelMemory, TempDir, Transfer,
     CALL_TIMEOUT, ROTATE,
 };
 
@@ -60,12 +73,12 @@ const RUN_DIR_MADE: [&str; 3] = [
 const RESTART_STATE: &str = "/run/virtlogd-restart-exec.json";
 /// The socket names virtlogd looks for in `LISTEN_FDNAMES`, in the order of fds 3 and 4.
 const ACTIVATION_NAMES: &str = "virtlogd.socket:virtlogd-admin.socket";
-/// How long virtlogd may take to answer its first call.
+/// How long a daemon may take to answer its first call.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long the line written through a pipe may take to reach its log.
 const WRITE_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 /// The line the bench writes through one pipe to check that the client works end to end.
-const CHECK_LINE: &[u8] = b"logd-bench: one line through virtlogd\n";
+const CHECK_LINE: &[u8] = b"logd-bench: one line through the virtlogd protocol\n";
 
 // The RPC protocol's numbers.
 const PROGRAM: u32 = 0x8753_9319;
@@ -86,58 +99,178 @@ const NUM_FDS_MAX: u32 = 32;
 /// The longest string the log protocol allows (`VIR_LOG_MANAGER_PROTOCOL_STRING_MAX`).
 const STRING_MAX: usize = 4 * 1024 * 1024;
 
-/// `virtlogd_idle_N`: a fresh virtlogd per run, with the bench's rotation settings and fd limit;
-/// `count` idle domains opened through it (fewer if the fd limit says so: virtlogd holds two fds
-/// per domain, like logd), their pipes' write ends kept open and nothing written. Measured as
-/// `rss_per_idle_domain_10000` measures logd: the daemon's VmRSS, its fds and the kernel's slab
-/// before and after the opens, and the open rate over the first and the last 100 opens. Then one
-/// line written through the first domain's pipe must reach its log. Without virtlogd installed,
-/// the scenario says so and gives no figure.
-pub(super) fn idle_domains(b: &mut Bench, count: usize) -> Result<()> {
-    let name = format!("virtlogd_idle_{count}");
-    if !Path::new(VIRTLOGD).is_file() {
-        note(format!(
-            "{name}: skipped: {VIRTLOGD} is not installed (Debian's libvirt-daemon package has it)"
-        ));
+/// The daemon a scenario drives through virtlogd's RPC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Server {
+    /// libvirt's virtlogd, `/usr/sbin/virtlogd`.
+    Virtlogd,
+    /// logd, through its virtlogd socket.
+    Logd,
+}
+
+impl Server {
+    /// What its scenarios' and figures' names start with.
+    pub(super) fn prefix(self) -> &'static str {
+        match self {
+            Server::Virtlogd => "virtlogd",
+            Server::Logd => "logd_virtlogd",
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Server::Virtlogd => "virtlogd",
+            Server::Logd => "logd",
+        }
+    }
+
+    /// Whether it can run here; when it cannot, a note says why and `scenario` gives no figure.
+    fn available(self, scenario: &str) -> bool {
+        if self == Server::Logd {
+            return true;
+        }
+        if !Path::new(VIRTLOGD).is_file() {
+            note(format!(
+                "{scenario}: skipped: {VIRTLOGD} is not installed (Debian's libvirt-daemon \
+                 package has it)"
+            ));
+            return false;
+        }
+        if Path::new(RESTART_STATE).exists() {
+            note(format!(
+                "{scenario}: skipped: {RESTART_STATE} exists (a virtlogd is re-executing itself) \
+                 and a new root virtlogd would take it"
+            ));
+            return false;
+        }
+        note(format!("{scenario}: {}", virtlogd_version()));
+        true
+    }
+
+    /// A fresh daemon in its own temporary directory, with the bench's rotation and fd limit.
+    fn start(self, b: &Bench, tag: &str) -> Result<Running> {
+        Ok(match self {
+            Server::Virtlogd => Running::Virtlogd(Virtlogd::spawn(&b.dir, tag)?),
+            Server::Logd => Running::Logd(b.daemon_serving_virtlogd(tag)?),
+        })
+    }
+}
+
+/// A daemon that serves virtlogd's RPC, killed (its directory removed) when dropped.
+enum Running {
+    Virtlogd(Virtlogd),
+    Logd(Daemon),
+}
+
+impl Running {
+    fn name(&self) -> &'static str {
+        match self {
+            Running::Virtlogd(_) => Server::Virtlogd.name(),
+            Running::Logd(_) => Server::Logd.name(),
+        }
+    }
+
+    /// A client on its virtlogd socket, once it answers.
+    fn client(&mut self) -> Result<RpcClient> {
+        match self {
+            Running::Virtlogd(v) => v.client(),
+            Running::Logd(d) => {
+                let socket = d
+                    .virtlogd_socket
+                    .as_deref()
+                    .context("logd was started without a virtlogd socket")?;
+                let mut client = RpcClient::connect(socket, "logd", START_TIMEOUT)?;
+                client.ping().with_context(|| {
+                    d.failed("waiting for logd's first answer on its virtlogd socket")
+                })?;
+                client.set_timeout(CALL_TIMEOUT)?;
+                Ok(client)
+            }
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        match self {
+            Running::Virtlogd(v) => v.pid(),
+            Running::Logd(d) => d.pid(),
+        }
+    }
+
+    /// The directory the logs go to: virtlogd's, or logd's log root.
+    fn logs(&self) -> PathBuf {
+        match self {
+            Running::Virtlogd(v) => v.logs(),
+            Running::Logd(d) => d.dir.path().join("logs"),
+        }
+    }
+
+    /// A context line for a failed step: the step, and what the daemon said last.
+    fn failed(&self, what: &str) -> String {
+        match self {
+            Running::Virtlogd(v) => v.failed(what),
+            Running::Logd(d) => d.failed(what),
+        }
+    }
+}
+
+/// `virtlogd_idle_N`, `logd_virtlogd_idle_N`: a fresh daemon per run, with the bench's rotation
+/// settings and fd limit; `count` idle domains opened through its virtlogd socket (fewer if the
+/// fd limit says so: both daemons hold two fds per domain), their pipes' write ends kept open and
+/// nothing written. Measured as `rss_per_idle_domain_10000` measures logd: the daemon's VmRSS,
+/// its fds and the kernel's slab before and after the opens, and the open rate over the first
+/// and the last 100 opens. Then one line written through the first domain's pipe must reach its
+/// log. Without virtlogd installed, its scenario says so and gives no figure.
+pub(super) fn idle_domains(b: &mut Bench, server: Server, count: usize) -> Result<()> {
+    let prefix = server.prefix();
+    let name = format!("{prefix}_idle_{count}");
+    if !server.available(&name) {
         return Ok(());
     }
-    if Path::new(RESTART_STATE).exists() {
-        note(format!(
-            "{name}: skipped: {RESTART_STATE} exists (a virtlogd is re-executing itself) and a \
-             new root virtlogd would take it"
-        ));
-        return Ok(());
-    }
-    note(format!("{name}: {}", virtlogd_version()));
     let n = b.domains_that_fit(count, &name);
     let (mut rss, mut kernel, mut first_100, mut last_100) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for run in 1..=b.runs {
-        let mut virtlogd = Virtlogd::spawn(&b.dir, &name)?;
-        let mut client = virtlogd.client()?;
-        let pid = virtlogd.pid();
+        let mut daemon = server.start(b, &name)?;
+        let mut client = daemon.client()?;
+        let (pid, who) = (daemon.pid(), daemon.name());
         b.wait_for_quiet_pid(Some(pid))?;
         settle();
         // The kernel first: listing /proc/PID/fd makes an inode and a dentry per fd.
         let kernel0 = KernelMemory::read()?;
         let (rss0, fds0) = (status_kib(pid, "VmRSS:")?, fd_count(pid)?);
-        let logs = virtlogd.logs();
+        let logs = daemon.logs();
+        let others0 = others_cpu_seconds_pid(Some(pid))?;
         let domains = IdleDomains::open_each(n, |i| {
             let (_, fd) =
                 client.open_log_file("qemu", &uuid(i), &domain_name(i), &log(&logs, i), 0)?;
             Ok(fd)
         })
-        .with_context(|| virtlogd.failed(&name))?;
+        .with_context(|| daemon.failed(&name))?;
+        let others_busy =
+            (others_cpu_seconds_pid(Some(pid))? - others0) / domains.elapsed().as_secs_f64();
         settle();
         let kernel1 = KernelMemory::read()?;
         let (rss1, fds1) = (status_kib(pid, "VmRSS:")?, fd_count(pid)?);
         let kib = (rss1 as f64 - rss0 as f64) / n as f64;
         note(format!(
             "{name} run {run}/{}: VmRSS {rss0} -> {rss1} KiB over {n} domains ({kib:.2} KiB \
-             each); virtlogd holds {fds0} -> {fds1} fds ({:.2} per domain); opens took {:.1} s",
+             each); {who} holds {fds0} -> {fds1} fds ({:.2} per domain); opens took {:.1} s",
             b.runs,
             (fds1 as f64 - fds0 as f64) / n as f64,
             domains.elapsed().as_secs_f64()
+        ));
+        // A rate over 100 opens takes in any preemption among them: the median single open
+        // says whether the opens themselves got slower.
+        let last = (n.saturating_sub(99).max(1), n);
+        let us = |from, to| domains.median_open(from, to).as_secs_f64() * 1e6;
+        note(format!(
+            "{name} run {run}/{}: the median open took {:.0} µs among opens 1–20 and {:.0} µs \
+             among opens {}–{}; other work kept {others_busy:.2} CPUs busy during the opens",
+            b.runs,
+            us(1, 20.min(n)),
+            us(last.0, last.1),
+            last.0,
+            last.1
         ));
         note(format!(
             "{name} run {run}/{}: {}",
@@ -147,37 +280,116 @@ pub(super) fn idle_domains(b: &mut Bench, count: usize) -> Result<()> {
         rss.push(kib);
         kernel.push(kernel1.per_domain_kib(&kernel0, n));
         first_100.push(domains.open_rate(1, 100.min(n)));
-        last_100.push(domains.open_rate(n.saturating_sub(99).max(1), n));
+        last_100.push(domains.open_rate(last.0, last.1));
         let took = check_write(&mut client, domains.pipe(1), &log(&logs, 1))
-            .with_context(|| virtlogd.failed(&format!("{name}: the write check")))?;
+            .with_context(|| daemon.failed(&format!("{name}: the write check")))?;
         note(format!(
             "{name} run {run}/{}: a line written into domain 1's pipe was in its log after \
-             {:.1} ms, at the position virtlogd reports",
+             {:.1} ms, at the position {who} reports",
             b.runs,
             took.as_secs_f64() * 1000.0
         ));
         drop(domains);
-        virtlogd.stop();
     }
     let (rss, kernel) = (median(&rss), median(&kernel));
-    b.figure(&format!("virtlogd_rss_per_idle_domain_{count}"), rss, "KiB");
+    b.figure(&format!("{prefix}_rss_per_idle_domain_{count}"), rss, "KiB");
     b.figure(
-        &format!("virtlogd_kernel_per_idle_domain_{count}"),
+        &format!("{prefix}_kernel_per_idle_domain_{count}"),
         kernel,
         "KiB",
     );
     b.figure(
-        &format!("virtlogd_host_per_idle_domain_{count}"),
+        &format!("{prefix}_host_per_idle_domain_{count}"),
         rss + kernel,
         "KiB",
     );
-    b.figure("virtlogd_open_rate_at_10", median(&first_100), "opens/s");
     b.figure(
-        &format!("virtlogd_open_rate_at_{count}"),
+        &format!("{prefix}_open_rate_at_10"),
+        median(&first_100),
+        "opens/s",
+    );
+    b.figure(
+        &format!("{prefix}_open_rate_at_{count}"),
         median(&last_100),
         "opens/s",
     );
     Ok(())
+}
+
+/// `virtlogd_one_stream_64k`, `logd_virtlogd_one_stream_64k`: the `one_stream_64k` transfer
+/// through a pipe the daemon handed out on its virtlogd socket. Each run starts a fresh daemon,
+/// opens a log with DOMAIN_OPEN_LOG_FILE, writes `total` bytes into its pipe in `chunk`-byte
+/// writes and calls DOMAIN_GET_LOG_FILE_POSITION, which both daemons answer only once they have
+/// drained the pipe into the file. The time runs from the first write to that answer; CPU is the
+/// daemon's over it.
+pub(super) fn one_stream(b: &mut Bench, server: Server, chunk: usize, total: u64) -> Result<()> {
+    let name = format!("{}_one_stream_64k", server.prefix());
+    if !server.available(&name) {
+        return Ok(());
+    }
+    let mut runs = Vec::new();
+    for run in 1..=b.runs {
+        let mut daemon = server.start(b, &name)?;
+        let mut client = daemon.client()?;
+        let (pid, logs) = (daemon.pid(), daemon.logs());
+        // A try measured again writes another log: the last one's may not be closed yet.
+        let mut tries = 0;
+        let t = b.measure_pid(Some(pid), &name, run, || {
+            tries += 1;
+            let path = logs.join(format!("stream-{tries}.log"));
+            rpc_transfer(pid, &mut client, &path, chunk, total)
+                .with_context(|| daemon.failed(&name))
+        })?;
+        runs.push(t);
+    }
+    b.transfer_figures(&name, &runs);
+    Ok(())
+}
+
+/// Opens the log at `path` through `client`, writes `total` bytes into its pipe in `chunk`-byte
+/// writes, and asks for its position, which the daemon (`pid`) answers once it has drained the
+/// pipe into the file. The answer must name the file at `path` and its end.
+fn rpc_transfer(
+    pid: u32,
+    client: &mut RpcClient,
+    path: &Path,
+    chunk: usize,
+    total: u64,
+) -> Result<Transfer> {
+    let (_, fd) = client
+        .open_log_file("qemu", &uuid(0), "bench-stream", path, 0)
+        .context("opening the stream's log")?;
+    let mut pipe = File::from(fd);
+    let stat = format!("/proc/{pid}/stat");
+    let cpu0 = stat_cpu_seconds(&stat)?;
+    let others0 = others_cpu_seconds_pid(Some(pid))?;
+    let start = Instant::now();
+    write_chunks(&mut pipe, chunk, total).context("writing into the log pipe")?;
+    let end = client
+        .log_file_position(path)
+        .context("asking for the position")?;
+    let seconds = start.elapsed().as_secs_f64();
+    let cpu_seconds = stat_cpu_seconds(&stat)? - cpu0;
+    let others_busy = (others_cpu_seconds_pid(Some(pid))? - others0) / seconds;
+    let pipe_size = pipe_capacity(&pipe)?;
+    let meta = fs::metadata(path)
+        .with_context(|| format!("reading the metadata of {}", path.display()))?;
+    ensure!(
+        end.offset > 0 && end.inode == meta.ino() && end.offset == meta.len(),
+        "after the transfer, the daemon places its log at inode {} offset {}; the file is inode \
+         {} with {} bytes",
+        end.inode,
+        end.offset,
+        meta.ino(),
+        meta.len()
+    );
+    Ok(Transfer {
+        bytes: total,
+        seconds,
+        cpu_seconds,
+        others_busy,
+        pipe_size: Some(pipe_size),
+    })
 }
 
 /// Domain `i`'s uuid: distinct for each `i`.
@@ -204,9 +416,9 @@ fn virtlogd_version() -> String {
 }
 
 /// Writes [`CHECK_LINE`] into `pipe` and waits until the log at `path` holds it, then asks
-/// virtlogd where the log is: the same file and just past the line. Returns how long the line
+/// the daemon where the log is: the same file and just past the line. Returns how long the line
 /// took to reach the file.
-fn check_write(client: &mut VirtlogdClient, pipe: &OwnedFd, path: &Path) -> Result<Duration> {
+fn check_write(client: &mut RpcClient, pipe: &OwnedFd, path: &Path) -> Result<Duration> {
     let start = Instant::now();
     let written = nix::unistd::write(pipe, CHECK_LINE).context("writing into the pipe")?;
     ensure!(
@@ -214,7 +426,10 @@ fn check_write(client: &mut VirtlogdClient, pipe: &OwnedFd, path: &Path) -> Resu
         "a short write ({written} bytes)"
     );
     loop {
-        let got = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let got = match fs::read(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            got => got.with_context(|| format!("reading {}", path.display()))?,
+        };
         if got == CHECK_LINE {
             break;
         }
@@ -242,7 +457,8 @@ fn check_write(client: &mut VirtlogdClient, pipe: &OwnedFd, path: &Path) -> Resu
         .ino();
     ensure!(
         pos.inode == inode && pos.offset == CHECK_LINE.len() as u64,
-        "virtlogd places its log at inode {} offset {}; the file is inode {inode} with {} bytes",
+        "the daemon places its log at inode {} offset {}; the file is inode {inode} with {} \
+         bytes",
         pos.inode,
         pos.offset,
         CHECK_LINE.len()
@@ -337,8 +553,8 @@ impl Virtlogd {
 
     /// A client on the daemon's socket, once the daemon answers. The socket listens from the
     /// start (this process bound it), so only an answer says that virtlogd runs.
-    fn client(&mut self) -> Result<VirtlogdClient> {
-        let mut client = VirtlogdClient::connect(&self.socket, START_TIMEOUT)?;
+    fn client(&mut self) -> Result<RpcClient> {
+        let mut client = RpcClient::connect(&self.socket, "virtlogd", START_TIMEOUT)?;
         if let Err(e) = client.ping() {
             if let Ok(Some(st)) = self.child.try_wait() {
                 bail!("virtlogd exited at start ({st}): {}", self.stderr_tail());
@@ -375,11 +591,6 @@ impl Virtlogd {
     /// A context line for a failed step: the step, and what virtlogd said last.
     fn failed(&self, what: &str) -> String {
         format!("{what} (virtlogd's last words: {:?})", self.stderr_tail())
-    }
-
-    /// Kills virtlogd and waits for it; the temporary directory goes with `self`.
-    fn stop(mut self) {
-        self.kill();
     }
 
     fn kill(&mut self) {
@@ -425,13 +636,16 @@ fn config_text() -> String {
 // ---------------------------------------------------------------------------------------------
 // The client
 
-/// One connection to virtlogd, one call at a time.
-struct VirtlogdClient {
+/// One connection to a server of virtlogd's RPC (virtlogd, or logd's virtlogd socket), one
+/// call at a time.
+struct RpcClient {
     sock: UnixStream,
+    /// The daemon, for messages.
+    peer: &'static str,
     serial: u32,
 }
 
-/// Where virtlogd is in a log: the file's inode and the offset of its end.
+/// Where the daemon is in a log: the file's inode and the offset of its end.
 #[derive(Debug)]
 struct LogFilePosition {
     inode: u64,
@@ -447,6 +661,8 @@ struct Reply {
 /// The error a failed call reports.
 #[derive(Debug)]
 struct RemoteError {
+    /// The daemon that reported it.
+    peer: &'static str,
     code: i32,
     domain: i32,
     message: Option<String>,
@@ -456,7 +672,8 @@ impl fmt::Display for RemoteError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "virtlogd: {} (error code {}, domain {})",
+            "{}: {} (error code {}, domain {})",
+            self.peer,
             self.message.as_deref().unwrap_or("no message"),
             self.code,
             self.domain
@@ -466,11 +683,15 @@ impl fmt::Display for RemoteError {
 
 impl std::error::Error for RemoteError {}
 
-impl VirtlogdClient {
-    fn connect(path: &Path, timeout: Duration) -> Result<VirtlogdClient> {
+impl RpcClient {
+    fn connect(path: &Path, peer: &'static str, timeout: Duration) -> Result<RpcClient> {
         let sock = UnixStream::connect(path)
-            .with_context(|| format!("connecting to virtlogd at {}", path.display()))?;
-        let client = VirtlogdClient { sock, serial: 0 };
+            .with_context(|| format!("connecting to {peer} at {}", path.display()))?;
+        let client = RpcClient {
+            sock,
+            peer,
+            serial: 0,
+        };
         client.set_timeout(timeout)?;
         Ok(client)
     }
@@ -479,7 +700,7 @@ impl VirtlogdClient {
         self.sock
             .set_read_timeout(Some(timeout))
             .and_then(|()| self.sock.set_write_timeout(Some(timeout)))
-            .context("setting the virtlogd client's timeouts")
+            .context("setting the RPC client's timeouts")
     }
 
     /// DOMAIN_OPEN_LOG_FILE: the log at `path` for the domain, and its pipe's write end.
@@ -527,7 +748,7 @@ impl VirtlogdClient {
     }
 
     /// One round trip that needs no open log: the position of a log that is not open, which
-    /// virtlogd answers with an error.
+    /// the daemon answers with an error.
     fn ping(&mut self) -> Result<()> {
         match self.log_file_position(Path::new("/nonexistent/logd-bench.log")) {
             Ok(_) => Ok(()),
@@ -556,23 +777,24 @@ impl VirtlogdClient {
         msg.0.extend_from_slice(args);
         self.sock
             .write_all(&msg.0)
-            .context("sending a call to virtlogd")?;
+            .with_context(|| format!("sending a call to {}", self.peer))?;
 
         // Exactly the reply's bytes: a read past them would take the byte that carries the
         // first fd, and the kernel would drop the fd.
         let mut word = [0; 4];
         self.sock
             .read_exact(&mut word)
-            .context("reading the length of virtlogd's reply")?;
+            .with_context(|| format!("reading the length of {}'s reply", self.peer))?;
         let len = u32::from_be_bytes(word) as usize;
         ensure!(
             (4 + HEADER_LEN..=4 + MESSAGE_MAX).contains(&len),
-            "virtlogd's reply claims {len} bytes"
+            "{}'s reply claims {len} bytes",
+            self.peer
         );
         let mut body = vec![0; len - 4];
         self.sock
             .read_exact(&mut body)
-            .context("reading virtlogd's reply")?;
+            .with_context(|| format!("reading {}'s reply", self.peer))?;
         let mut r = XdrReader(&body);
         let [prog, vers, proc_, kind, serial, status] = [(); 6].map(|()| r.u32());
         let (prog, vers, proc_, kind, serial, status) =
@@ -586,9 +808,9 @@ impl VirtlogdClient {
         let nfds = match kind {
             TYPE_REPLY => 0,
             TYPE_REPLY_WITH_FDS => r.u32()?,
-            other => bail!("virtlogd sent a message of type {other}, not a reply"),
+            other => bail!("{} sent a message of type {other}, not a reply", self.peer),
         };
-        ensure!(nfds <= NUM_FDS_MAX, "virtlogd announces {nfds} fds");
+        ensure!(nfds <= NUM_FDS_MAX, "{} announces {nfds} fds", self.peer);
         let fds = (0..nfds)
             .map(|_| self.recv_fd())
             .collect::<Result<Vec<_>>>()?;
@@ -597,8 +819,12 @@ impl VirtlogdClient {
                 payload: r.0.to_vec(),
                 fds,
             }),
-            STATUS_ERROR => Err(r.remote_error()?.into()),
-            other => bail!("virtlogd's reply has status {other}"),
+            STATUS_ERROR => Err(RemoteError {
+                peer: self.peer,
+                ..r.remote_error()?
+            }
+            .into()),
+            other => bail!("{}'s reply has status {other}", self.peer),
         }
     }
 
@@ -606,10 +832,11 @@ impl VirtlogdClient {
     fn recv_fd(&mut self) -> Result<OwnedFd> {
         let (mut byte, mut fds) = ([0; 1], Vec::new());
         let n = recv_with_fds(self.sock.as_fd(), &mut byte, &mut fds)
-            .context("receiving an fd from virtlogd")?;
+            .with_context(|| format!("receiving an fd from {}", self.peer))?;
         ensure!(
             n == 1 && fds.len() == 1,
-            "expected one fd on one byte from virtlogd, got {} fds on {n} bytes",
+            "expected one fd on one byte from {}, got {} fds on {n} bytes",
+            self.peer,
             fds.len()
         );
         fds.pop().context("no fd")
@@ -645,7 +872,7 @@ impl<'a> XdrReader<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8]> {
         ensure!(
             n <= self.0.len(),
-            "virtlogd's reply ends early ({} bytes left, {n} wanted)",
+            "the reply ends early ({} bytes left, {n} wanted)",
             self.0.len()
         );
         let (head, rest) = self.0.split_at(n);
@@ -691,6 +918,7 @@ impl<'a> XdrReader<'a> {
     /// The start of a `virNetMessageError`: code, domain, message (the rest is not read).
     fn remote_error(&mut self) -> Result<RemoteError> {
         Ok(RemoteError {
+            peer: "the server",
             code: self.i32()?,
             domain: self.i32()?,
             message: self.optional_string()?,
@@ -700,7 +928,7 @@ impl<'a> XdrReader<'a> {
     fn end(&self) -> Result<()> {
         ensure!(
             self.0.is_empty(),
-            "{} bytes more than expected in virtlogd's reply",
+            "{} bytes more than expected in the reply",
             self.0.len()
         );
         Ok(())
@@ -797,8 +1025,9 @@ mod tests {
             ret.0,
             Some(write_end),
         );
-        let mut c = VirtlogdClient {
+        let mut c = RpcClient {
             sock: client,
+            peer: "virtlogd",
             serial: 0,
         };
         let (pos, fd) = c
@@ -836,8 +1065,9 @@ mod tests {
             err.0,
             None,
         );
-        let mut c = VirtlogdClient {
+        let mut c = RpcClient {
             sock: client,
+            peer: "virtlogd",
             serial: 0,
         };
         let e = c.log_file_position(Path::new("/x")).unwrap_err();
