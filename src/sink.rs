@@ -583,6 +583,7 @@ impl LogSink {
     /// Takes up to `max` bytes that `fill` appends to the sink's pending buffer (a read from
     /// the source straight into it). Returns what `fill` returned.
     pub fn write_with<R>(&mut self, max: usize, fill: impl FnOnce(&mut BytesMut) -> R) -> R {
+        let idle = self.activity.is_none();
         let mut act = self.activity.take().unwrap_or_default();
         let before = act.pending.len();
         let room = self.room_with(&act);
@@ -608,6 +609,15 @@ impl LogSink {
         act.pending.reserve(max.min(room));
         let r = fill(&mut act.pending);
         let mut n = act.pending.len() - before;
+        if act.pending.is_empty() {
+            // Nothing came (an idle pipe: EAGAIN, or EOF): the buffer goes back to the thread,
+            // and an idle log stays as it was, holding none.
+            give_buffer(std::mem::take(&mut act.pending));
+            if !idle {
+                self.activity = Some(act);
+            }
+            return r;
+        }
         if n > room {
             // More than the room: the excess goes.
             act.pending.truncate(before + room);
@@ -760,6 +770,29 @@ mod tests {
                 std::fs::metadata(&path).unwrap().len()
             );
         });
+    }
+
+    /// A read that finds nothing (an idle pipe: EAGAIN) leaves the log holding no batch buffer
+    /// and no activity: 10,000 idle domains must not hold 10,000 buffers of 256 KiB (each one
+    /// costs a touched page and 256 KiB of address space).
+    #[test]
+    fn a_read_that_finds_nothing_leaves_the_log_holding_no_buffer() {
+        let dir = tempfile::tempdir().unwrap();
+        let path: Arc<Path> = dir.path().join("idle.log").into();
+        let mut sink = LogSink::open(path, RotateConfig::default(), false).unwrap();
+        let r = sink.write_with(64 * 1024, |_buf| -> std::io::Result<usize> {
+            Err(std::io::ErrorKind::WouldBlock.into())
+        });
+        assert!(r.is_err());
+        assert!(sink.activity.is_none(), "an idle log allocated its activity");
+        // One that did get bytes keeps them in its batch until they are written.
+        let n = sink.write_with(64 * 1024, |buf| {
+            buf.extend_from_slice(b"twelve bytes");
+            12
+        });
+        assert_eq!(n, 12);
+        let act = sink.activity.as_ref().expect("bytes pending");
+        assert_eq!(&act.pending[..], b"twelve bytes");
     }
 
     #[test]
