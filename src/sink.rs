@@ -784,7 +784,10 @@ mod tests {
             Err(std::io::ErrorKind::WouldBlock.into())
         });
         assert!(r.is_err());
-        assert!(sink.activity.is_none(), "an idle log allocated its activity");
+        assert!(
+            sink.activity.is_none(),
+            "an idle log allocated its activity"
+        );
         // One that did get bytes keeps them in its batch until they are written.
         let n = sink.write_with(64 * 1024, |buf| {
             buf.extend_from_slice(b"twelve bytes");
