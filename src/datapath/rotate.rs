@@ -24,7 +24,7 @@ use nix::fcntl::{fcntl, openat, renameat, AtFlags, FcntlArg, OFlag};
 use nix::sys::stat::{fstatat, Mode, SFlag};
 use nix::unistd::{unlinkat, UnlinkatFlags};
 
-use crate::logdir::LogDir;
+use crate::datapath::logdir::LogDir;
 
 /// The most backups a log keeps. A rotation renames each of them, so this bounds its cost.
 pub const MAX_BACKUPS: u32 = 32;
@@ -105,7 +105,7 @@ pub enum RotateError {
     #[error("log {path}: {source}")]
     Dir {
         path: PathBuf,
-        source: crate::logdir::DirError,
+        source: crate::datapath::logdir::DirError,
     },
     #[error(
         "refusing {path}: its rotation needs the name {longest:?} ({len} bytes), longer than the \
@@ -134,7 +134,7 @@ impl RotateError {
                 | RotateError::NameTooLong { .. }
                 | RotateError::HardLinked { .. }
                 | RotateError::Dir {
-                    source: crate::logdir::DirError::Refused(_),
+                    source: crate::datapath::logdir::DirError::Refused(_),
                     ..
                 }
         )
@@ -264,8 +264,11 @@ impl RotatingFile {
     }
 
     /// Describes the file for a re-exec (its handle marked to be carried).
-    pub fn export(&self, carrier: &mut crate::state::Carrier) -> crate::state::SinkState {
-        crate::state::SinkState {
+    pub fn export(
+        &self,
+        carrier: &mut crate::handover::state::Carrier,
+    ) -> crate::handover::state::SinkState {
+        crate::handover::state::SinkState {
             path: self.path.to_path_buf(),
             file: self.file.as_ref().map(|f| carrier.fd(f)),
             max_size: self.cfg.max_size,
@@ -285,7 +288,7 @@ impl RotatingFile {
     /// The file as a previous process left it, with its inherited handle (None: it was
     /// unwritable, and the next write retries it). Nothing is opened or read.
     pub fn restore(
-        state: &crate::state::SinkState,
+        state: &crate::handover::state::SinkState,
         path: std::sync::Arc<Path>,
         file: Option<File>,
     ) -> Self {

@@ -9,13 +9,13 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::rotate::RotateConfig;
+use crate::datapath::rotate::RotateConfig;
 
 /// Smallest accepted `max_size`: below this a log would rotate on nearly every write.
 pub const MIN_MAX_SIZE: u64 = 4096;
 /// Largest accepted `max_backups`, as virtlogd's. A rotation renames every backup, so its cost
 /// grows with their number; 32 keeps it to a few dozen renames (docs/DECISIONS.md).
-pub const MAX_MAX_BACKUPS: u32 = crate::rotate::MAX_BACKUPS;
+pub const MAX_MAX_BACKUPS: u32 = crate::datapath::rotate::MAX_BACKUPS;
 /// Default `max_clients_per_peer` (lowered to `max_clients` when that is smaller).
 pub const DEFAULT_CLIENTS_PER_PEER: usize = 64;
 /// Default `client_idle_timeout`, seconds.
@@ -388,7 +388,7 @@ impl Config {
             log_level: fc
                 .log_level
                 .map(|l| {
-                    crate::logging::directive(&l)
+                    crate::host::logging::directive(&l)
                         .map(|_| l.trim().to_owned())
                         .map_err(|e| ConfigError::Invalid {
                             key: "log_level",
@@ -426,7 +426,7 @@ fn absolute(key: &'static str, p: &Path) -> Result<PathBuf, ConfigError> {
         key,
         reason: format!("{}: {e}", p.display()),
     })?;
-    crate::paths::normalize(&p).ok_or_else(|| ConfigError::Invalid {
+    crate::host::paths::normalize(&p).ok_or_else(|| ConfigError::Invalid {
         key,
         reason: format!("{} escapes the root with `..`", p.display()),
     })

@@ -16,7 +16,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use bytes::BytesMut;
 use tokio::sync::oneshot;
 
-use crate::rotate::{RotateError, RotatingFile};
+use crate::datapath::rotate::{RotateError, RotatingFile};
 
 /// What a writer does with a log's file.
 pub struct Job {

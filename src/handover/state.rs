@@ -1,6 +1,6 @@
 //! The re-exec state: everything one logd process hands to its successor, in a versioned format.
 //!
-//! At a re-exec (see [`crate::reexec`]) the old process freezes every actor and writes a
+//! At a re-exec (see [`crate::handover::reexec`]) the old process freezes every actor and writes a
 //! [`State`] into a memfd that the new process inherits, with every fd the state names. The
 //! bytes are a [`Header`] (magic, format version, the writer's pid and a random token), then the
 //! body of that version, both encoded with the protocol crate's codec.
@@ -25,7 +25,7 @@ use logd_protocol::{ConsoleProtocol, DomainId, Uuid, WritePolicy};
 use nix::fcntl::{fcntl, FcntlArg, FdFlag};
 use serde::{Deserialize, Serialize};
 
-use crate::telnet;
+use crate::console::telnet;
 
 /// The first bytes of every state.
 pub const MAGIC: [u8; 8] = *b"LOGDSTAT";

@@ -6,7 +6,7 @@
 //! log simply goes on in the directory it was opened in, wherever that now is.
 //!
 //! The handle is found by walking from the log's root one component at a time without
-//! following symlinks ([`PathPolicy::open_dir`](crate::paths::PathPolicy::open_dir)), and is
+//! following symlinks ([`PathPolicy::open_dir`](crate::host::paths::PathPolicy::open_dir)), and is
 //! shared by every log of one directory (interned by device and inode), so a host whose logs
 //! share directories holds one descriptor per directory, not per log.
 //!
@@ -25,7 +25,7 @@ use nix::sys::stat::{fstat, Mode};
 #[derive(Debug, thiserror::Error)]
 pub enum DirError {
     #[error(transparent)]
-    Refused(#[from] crate::paths::PathError),
+    Refused(#[from] crate::host::paths::PathError),
     #[error("cannot open directory {path}: {source}")]
     Open {
         path: PathBuf,
@@ -50,7 +50,7 @@ impl LogDir {
     /// missing directories made 0700), or directly where none is installed (unit tests and
     /// tools). An already open handle to the same directory is shared.
     pub fn open(path: &Path) -> Result<Arc<LogDir>, DirError> {
-        let fd = match crate::paths::current() {
+        let fd = match crate::host::paths::current() {
             Some(policy) => policy.open_dir(path)?,
             None => nix::fcntl::open(
                 path,

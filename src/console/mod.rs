@@ -15,6 +15,9 @@
 //! The guest side comes and goes (QEMU exits, reboots, restarts). The console stays, and so do
 //! its subscribers and its log.
 
+pub mod subscriber;
+pub mod telnet;
+
 use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
@@ -30,12 +33,11 @@ use logd_protocol::{ConsoleInfo, ConsoleProtocol, DomainId, GuestSide, Position,
 use tokio::net::{TcpListener, UnixListener, UnixStream};
 use tokio::time::Sleep;
 
-use crate::budget::Yield;
-use crate::events;
-use crate::rotate::{RotateConfig, RotateError};
-use crate::sink::{unix_ms, LogSink};
-use crate::subscriber::{Input, Leave, Socket, Subscriber};
-use crate::telnet;
+use crate::console::subscriber::{Input, Leave, Socket, Subscriber};
+use crate::datapath::budget::Yield;
+use crate::datapath::rotate::{RotateConfig, RotateError};
+use crate::datapath::sink::{unix_ms, LogSink};
+use crate::serve::events;
 use logd_protocol::admin::EventKind;
 
 /// Default bytes of recent output replayed to a new subscriber.
@@ -263,8 +265,11 @@ impl Console {
     /// Describes the console for a re-exec (every socket and the file marked to be carried).
     /// Call [`Console::drain`] first: what the guest writes after is the next process's to read.
     /// Subscribers already leaving are left behind (they close with this process).
-    pub fn export(&self, carrier: &mut crate::state::Carrier) -> crate::state::ConsoleState {
-        use crate::state::GuestState as G;
+    pub fn export(
+        &self,
+        carrier: &mut crate::handover::state::Carrier,
+    ) -> crate::handover::state::ConsoleState {
+        use crate::handover::state::GuestState as G;
         let guest = match &self.mode {
             GuestMode::Listen { listener, path } => G::Listen {
                 path: path.clone(),
@@ -277,7 +282,7 @@ impl Console {
         for c in &self.replay.chunks {
             replay.extend_from_slice(c);
         }
-        crate::state::ConsoleState {
+        crate::handover::state::ConsoleState {
             name: self.cfg.name.clone(),
             domain: self.cfg.domain.clone(),
             guest,
@@ -313,19 +318,19 @@ impl Console {
     /// The console as a previous process left it, on its inherited sockets. Must run on the
     /// thread that will drive it.
     pub fn restore(
-        st: &crate::state::ConsoleState,
+        st: &crate::handover::state::ConsoleState,
         path: std::sync::Arc<Path>,
-        inherited: &crate::state::Inherited,
-    ) -> Result<Console, crate::stream::RestoreError> {
-        use crate::state::GuestState as G;
-        use crate::stream::RestoreError;
+        inherited: &crate::handover::state::Inherited,
+    ) -> Result<Console, crate::datapath::stream::RestoreError> {
+        use crate::datapath::stream::RestoreError;
+        use crate::handover::state::GuestState as G;
         let what = |w: &str| format!("console {} ({w})", st.name);
         let reg = |w: &str| {
             let what = what(w);
             move |source| RestoreError::Register { what, source }
         };
         let sink = LogSink::restore(&st.sink, path, inherited)?;
-        use crate::state::sockets;
+        use crate::handover::state::sockets;
         let (plan, mode) = match &st.guest {
             G::Listen { path, listener } => {
                 let l = sockets::unix_listener(inherited.take(listener)?)
@@ -597,8 +602,8 @@ impl Console {
 
     /// `Ready` once what the guest had written is in the log's file (or its file system has
     /// stalled); the task is woken as the log's writes come back.
-    pub fn poll_settled(&mut self, cx: &mut Context<'_>) -> Poll<crate::stream::Settled> {
-        use crate::stream::Settled;
+    pub fn poll_settled(&mut self, cx: &mut Context<'_>) -> Poll<crate::datapath::stream::Settled> {
+        use crate::datapath::stream::Settled;
         loop {
             self.sink.poll(cx);
             let empty = self.drain();

@@ -34,9 +34,9 @@ use tokio::io::Interest;
 use tokio::net::UnixStream;
 use tracing::Instrument;
 
-use crate::reexec::Phase;
-use crate::server::{self, Shared, FRAME_TIMEOUT, WRITE_TIMEOUT};
-use crate::state::ConnMode;
+use crate::handover::reexec::Phase;
+use crate::handover::state::ConnMode;
+use crate::serve::server::{self, Shared, FRAME_TIMEOUT, WRITE_TIMEOUT};
 
 /// How long a refused peer has to send the call its refusal answers.
 const REFUSAL_WAIT: Duration = Duration::from_secs(1);

@@ -1,7 +1,7 @@
 //! The daemon's own log: tracing to stderr, with a filter that can be changed while running
 //! (`logdctl log-level`).
 //!
-//! A filter set at run time outlives a re-exec: [`crate::reexec::spawn`] passes it to the new
+//! A filter set at run time outlives a re-exec: [`crate::handover::reexec::spawn`] passes it to the new
 //! process in [`CARRY_ENV`], whose [`init`] starts with it instead of `-v` or `RUST_LOG`.
 
 use std::sync::{Mutex, OnceLock};
@@ -89,7 +89,7 @@ fn is_level(s: &str) -> bool {
 /// Checks a user's filter and returns the `EnvFilter` directives it stands for. `spec` is a
 /// level (`debug`: for logd's own modules) or a list of `target=level` directives
 /// (`logd=debug,logd::console=trace`), each possibly a bare level (the default for every
-/// target). A bare target (`warning`, `logd::server`), which `EnvFilter` would take as "this
+/// target). A bare target (`warning`, `logd::serve`), which `EnvFilter` would take as "this
 /// target only" and so silence everything else, is refused, as is an unknown level.
 pub fn directive(spec: &str) -> Result<String, LevelError> {
     let spec = spec.trim();

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 
-use crate::table::{self, Table};
+use crate::control::table::{self, Table};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,8 +17,8 @@ use std::sync::OnceLock;
 use actix::prelude::*;
 use logd_protocol::{DomainId, ErrorCode, Position, ReadFrom, Uuid, WireError};
 
-use crate::domain::{self, Domain, DomainError};
-use crate::rotate::{self, ReadOutcome, RotateConfig};
+use crate::control::domain::{self, Domain, DomainError};
+use crate::datapath::rotate::{self, ReadOutcome, RotateConfig};
 use logd_protocol::admin::EventKind;
 
 static REGISTRY: OnceLock<Addr<Registry>> = OnceLock::new();
@@ -93,8 +93,8 @@ pub enum RegistryError {
 impl RegistryError {
     /// The protocol error a client is told.
     pub fn to_wire(&self) -> WireError {
-        use crate::rotate::RotateError as R;
-        use crate::stream::StreamError as S;
+        use crate::datapath::rotate::RotateError as R;
+        use crate::datapath::stream::StreamError as S;
         let code = match self {
             RegistryError::Busy { .. } | RegistryError::FamilyBusy { .. } => ErrorCode::Busy,
             RegistryError::NameMismatch { .. } => ErrorCode::InvalidArgument,
@@ -299,7 +299,7 @@ impl Registry {
                 let shared = name.clone();
                 let addr = Domain::start_in_arbiter(worker, move |_| Domain::new(shared));
                 tracing::info!(domain = %id.name, driver = %id.driver, uuid = %id.uuid, "domain created");
-                crate::events::emit(|| EventKind::DomainOpened {
+                crate::serve::events::emit(|| EventKind::DomainOpened {
                     domain: id.name.clone(),
                 });
                 self.domains.insert(
@@ -308,7 +308,7 @@ impl Registry {
                         name,
                         addr: DomainAddr::new(&addr),
                         claims: 0,
-                        since_ms: crate::sink::unix_ms(std::time::SystemTime::now()),
+                        since_ms: crate::datapath::sink::unix_ms(std::time::SystemTime::now()),
                         consoles: None,
                     },
                 )
@@ -401,7 +401,7 @@ impl Registry {
         if entry.claims == 0 {
             let entry = self.domains.remove(key).expect("entry exists");
             tracing::info!(domain = %entry.name, "domain has no logs left; removed");
-            crate::events::emit(|| EventKind::DomainClosed {
+            crate::serve::events::emit(|| EventKind::DomainClosed {
                 domain: entry.name.to_string(),
             });
             entry.addr.do_send(domain::Stop);
@@ -880,7 +880,7 @@ impl Handler<Snapshot> for Registry {
                 (snap, e.addr.clone())
             })
             .collect();
-        let uptime_ms = crate::identity::uptime_ms();
+        let uptime_ms = crate::handover::identity::uptime_ms();
         Box::pin(async move {
             let mut domains = Vec::with_capacity(reqs.len());
             let mut reqs = reqs.into_iter().peekable();
@@ -899,8 +899,8 @@ impl Handler<Snapshot> for Registry {
             }
             domains.sort_by(|a, b| a.id.name.cmp(&b.id.name));
             let (fds, rss_kib) = process_usage();
-            let id = crate::identity::get();
-            let lineage = crate::identity::lineage();
+            let id = crate::handover::identity::get();
+            let lineage = crate::handover::identity::lineage();
             DaemonSnapshot {
                 version: format!("logd {}", env!("CARGO_PKG_VERSION")),
                 pid: std::process::id(),
@@ -917,7 +917,7 @@ impl Handler<Snapshot> for Registry {
                 exe_mtime_ms: id.exe_mtime_ms,
                 started_ms: lineage.started_ms,
                 reexecs: lineage.reexecs,
-                last_reexec: crate::identity::last_reexec(),
+                last_reexec: crate::handover::identity::last_reexec(),
             }
         })
     }
@@ -1019,20 +1019,20 @@ where
 /// Freeze every domain for a re-exec and collect the state of each (see [`domain::Freeze`]).
 /// On an error some domains may be frozen: the caller sends [`Thaw`].
 #[derive(Message)]
-#[rtype(result = "Result<Vec<crate::state::DomainState>, String>")]
+#[rtype(result = "Result<Vec<crate::handover::state::DomainState>, String>")]
 pub struct Freeze;
 
 impl Handler<Freeze> for Registry {
-    type Result = ResponseFuture<Result<Vec<crate::state::DomainState>, String>>;
+    type Result = ResponseFuture<Result<Vec<crate::handover::state::DomainState>, String>>;
 
     fn handle(&mut self, _: Freeze, _: &mut Context<Self>) -> Self::Result {
         self.frozen = true;
         // Every domain is asked at once: they freeze in parallel on their workers, and the
         // answers come back together (one wake-up, not one per domain).
-        let (out, all) = crate::fanin::fanin(self.domains.len());
+        let (out, all) = crate::control::fanin::fanin(self.domains.len());
         for (k, e) in self.domains.iter() {
             e.addr.do_send(domain::Freeze {
-                state: crate::state::DomainState {
+                state: crate::handover::state::DomainState {
                     driver: k.driver.to_string(),
                     uuid: k.uuid,
                     name: e.name.to_string(),
@@ -1070,7 +1070,7 @@ impl Handler<Thaw> for Registry {
 
     fn handle(&mut self, msg: Thaw, _: &mut Context<Self>) -> Self::Result {
         self.frozen = false;
-        let (done, all) = crate::fanin::fanin(0);
+        let (done, all) = crate::control::fanin::fanin(0);
         for e in self.domains.values() {
             e.addr.do_send(domain::Thaw {
                 carried: msg.carried,
@@ -1090,23 +1090,23 @@ impl Handler<Thaw> for Registry {
 #[derive(Message)]
 #[rtype(result = "Result<(), String>")]
 pub struct Adopt {
-    pub domains: Vec<crate::state::DomainState>,
-    pub inherited: std::sync::Arc<crate::state::Inherited>,
+    pub domains: Vec<crate::handover::state::DomainState>,
+    pub inherited: std::sync::Arc<crate::handover::state::Inherited>,
 }
 
 impl Handler<Adopt> for Registry {
     type Result = ResponseFuture<Result<(), String>>;
 
     fn handle(&mut self, msg: Adopt, _: &mut Context<Self>) -> Self::Result {
-        use crate::state::StreamState;
+        use crate::handover::state::StreamState;
         let t0 = std::time::Instant::now();
-        let (out, all) = crate::fanin::fanin(msg.domains.len());
+        let (out, all) = crate::control::fanin::fanin(msg.domains.len());
         // The domains of each worker are started by one closure sent to it, not one each:
         // 10,000 cross-thread wake-ups would cost more than the rebuilding itself.
         type Batch = Vec<(
             actix::dev::channel::AddressReceiver<Domain>,
             Arc<str>,
-            crate::state::DomainState,
+            crate::handover::state::DomainState,
             Vec<Arc<Path>>,
         )>;
         let mut batches: Vec<Batch> = (0..self.workers.len()).map(|_| Vec::new()).collect();

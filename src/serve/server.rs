@@ -42,11 +42,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::console::{self, ConsoleConfig, GuestPlan};
-use crate::paths::PathError;
-use crate::reexec::{Handoff, Phase};
-use crate::registry::{self, Registry};
-use crate::rotate::RotateConfig;
-use crate::state::{Carrier, ConnEndpoint, ConnMode, ConnState};
+use crate::control::registry::{self, Registry};
+use crate::datapath::rotate::RotateConfig;
+use crate::handover::reexec::{Handoff, Phase};
+use crate::handover::state::{Carrier, ConnEndpoint, ConnMode, ConnState};
+use crate::host::paths::PathError;
 
 /// How long a new connection has to send its hello.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -179,7 +179,7 @@ pub enum Endpoint {
     Main,
     /// Introspection and actions ([`AdminRequest`]); the main socket cannot decode these.
     Admin,
-    /// libvirt's virtlogd RPC ([`crate::virtlogd`]): its own framing and access rule.
+    /// libvirt's virtlogd RPC ([`crate::serve::virtlogd`]): its own framing and access rule.
     Virtlogd,
 }
 
@@ -227,7 +227,9 @@ pub async fn serve(
         let span = tracing::info_span!("conn", id, uid, pid);
         let shared = shared.clone();
         if shared.endpoint == Endpoint::Virtlogd {
-            actix_rt::spawn(crate::virtlogd::accepted(stream, shared, uid, pid).instrument(span));
+            actix_rt::spawn(
+                crate::serve::virtlogd::accepted(stream, shared, uid, pid).instrument(span),
+            );
             continue;
         }
         actix_rt::spawn(
@@ -266,7 +268,7 @@ pub async fn serve(
 /// Serves a client connection a previous process carried over, from where it was parked.
 /// `report` answers a connection that was waiting for its `Reexec` request.
 pub fn resume(conn: &ConnState, fd: OwnedFd, shared: Arc<Shared>, report: Option<AdminResponse>) {
-    let stream = match crate::state::sockets::unix_stream(fd) {
+    let stream = match crate::handover::state::sockets::unix_stream(fd) {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(cause = %e, "cannot resume a carried client connection");
@@ -284,7 +286,7 @@ pub fn resume(conn: &ConnState, fd: OwnedFd, shared: Arc<Shared>, report: Option
             virtlogd = true
         );
         let pending = BytesMut::from(&conn.pending[..]);
-        actix_rt::spawn(crate::virtlogd::resume(stream, shared, pending).instrument(span));
+        actix_rt::spawn(crate::serve::virtlogd::resume(stream, shared, pending).instrument(span));
         return;
     }
     let span = tracing::info_span!(
@@ -295,7 +297,7 @@ pub fn resume(conn: &ConnState, fd: OwnedFd, shared: Arc<Shared>, report: Option
     );
     let mode = conn.mode;
     let pending = BytesMut::from(&conn.pending[..]);
-    let events = (mode == ConnMode::Events).then(crate::events::subscribe);
+    let events = (mode == ConnMode::Events).then(crate::serve::events::subscribe);
     actix_rt::spawn(
         async move {
             let _admitted = shared.readmit(cred.and_then(|c| c.pid()));
@@ -659,7 +661,10 @@ impl Connection {
     async fn stream_events(&mut self) -> Result<(), ConnError> {
         use logd_protocol::admin::{Event, EventKind};
         use tokio::sync::broadcast::error::RecvError;
-        let mut rx = self.events.take().unwrap_or_else(crate::events::subscribe);
+        let mut rx = self
+            .events
+            .take()
+            .unwrap_or_else(crate::serve::events::subscribe);
         tracing::debug!("event stream started");
         let mut probe = [0u8; 64];
         loop {
@@ -668,7 +673,7 @@ impl Connection {
                 r = rx.recv() => match r {
                     Ok(ev) => ev,
                     Err(RecvError::Lagged(count)) => Event {
-                        at_ms: crate::sink::unix_ms(std::time::SystemTime::now()),
+                        at_ms: crate::datapath::sink::unix_ms(std::time::SystemTime::now()),
                         kind: EventKind::Lost { count },
                     },
                     Err(RecvError::Closed) => return Ok(()),
@@ -735,7 +740,7 @@ impl Connection {
             AdminRequest::Snapshot => None,
             AdminRequest::DomainSnapshot { name } => Some(name.clone()),
             AdminRequest::SetLogLevel { filter } => {
-                return match crate::logging::set_filter(filter) {
+                return match crate::host::logging::set_filter(filter) {
                     Ok(()) => AdminResponse::Done,
                     Err(e) => AdminResponse::Error(WireError::new(
                         ErrorCode::InvalidArgument,
@@ -1030,7 +1035,7 @@ impl Shared {
         path: &str,
         from: ReadFrom,
         max_len: u64,
-    ) -> Result<(crate::rotate::ReadOutcome, OwnedSemaphorePermit), WireError> {
+    ) -> Result<(crate::datapath::rotate::ReadOutcome, OwnedSemaphorePermit), WireError> {
         if max_len > MAX_READ_LEN {
             return Err(WireError::new(
                 ErrorCode::InvalidArgument,
@@ -1095,7 +1100,7 @@ fn gone(_: actix::MailboxError) -> WireError {
 
 /// Resolves a client's path and checks it on disk (off the event loop).
 async fn checked_path(raw: &str, create_dirs: bool) -> Result<PathBuf, WireError> {
-    let policy = crate::paths::current().expect("the daemon installs a path policy");
+    let policy = crate::host::paths::current().expect("the daemon installs a path policy");
     let path = policy.resolve(raw).map_err(path_error)?;
     let p = path.clone();
     tokio::task::spawn_blocking(move || policy.check_fs(&p, create_dirs))

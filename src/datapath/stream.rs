@@ -6,7 +6,7 @@
 //! stream), so an idle stream holds no buffer at all.
 //!
 //! The stream never closes the pipe because of the disk: it writes through a
-//! [`LogSink`](crate::sink::LogSink), which drops and counts what the file cannot take, and the
+//! [`LogSink`](crate::datapath::sink::LogSink), which drops and counts what the file cannot take, and the
 //! stream keeps draining the pipe.
 #![allow(unsafe_code)] // the read buffer's mapping
 
@@ -20,12 +20,12 @@ use std::time::{Duration, Instant};
 use logd_protocol::Position;
 use std::os::fd::AsFd;
 
-use crate::poller::WatchedPipe;
+use crate::datapath::poller::WatchedPipe;
 
-use crate::budget::Yield;
-use crate::pipe::{self, PipeError, MAX_PIPE_SIZE};
-use crate::rotate::{RotateConfig, RotateError};
-use crate::sink::LogSink;
+use crate::datapath::budget::Yield;
+use crate::datapath::pipe::{self, PipeError, MAX_PIPE_SIZE};
+use crate::datapath::rotate::{RotateConfig, RotateError};
+use crate::datapath::sink::LogSink;
 
 /// Bytes read from a pipe at once: the largest pipe, so one read empties a full one.
 pub const READ_CHUNK: usize = MAX_PIPE_SIZE;
@@ -113,7 +113,7 @@ impl Drop for MappedBuf {
 /// buffer: an idle daemon has no timer running.
 fn give_back_when_idle() {
     actix_rt::spawn(async {
-        crate::sink::until_idle(&LAST_READ, BUFFER_IDLE).await;
+        crate::datapath::sink::until_idle(&LAST_READ, BUFFER_IDLE).await;
         tracing::debug!("read buffer idle; given back");
         READ_BUF.with_borrow_mut(|b| *b = None);
         LAST_READ.set(None);
@@ -213,8 +213,11 @@ impl LogStream {
 
     /// Describes the stream for a re-exec (pipe and file marked to be carried). Call
     /// [`LogStream::drain`] first: what is still in the pipe is the next process's to read.
-    pub fn export(&self, carrier: &mut crate::state::Carrier) -> crate::state::PipeState {
-        crate::state::PipeState {
+    pub fn export(
+        &self,
+        carrier: &mut crate::handover::state::Carrier,
+    ) -> crate::handover::state::PipeState {
+        crate::handover::state::PipeState {
             fd: carrier.fd(&self.pipe),
             pipe_size: self.pipe_size,
             grow_refused: self.stats.pipe_grow_refused > 0,
@@ -227,11 +230,11 @@ impl LogStream {
     /// The stream as a previous process left it, with its inherited pipe and file. Must run on
     /// the thread that will drive it.
     pub fn restore(
-        state: &crate::state::PipeState,
+        state: &crate::handover::state::PipeState,
         path: std::sync::Arc<Path>,
-        inherited: &crate::state::Inherited,
+        inherited: &crate::handover::state::Inherited,
     ) -> Result<LogStream, RestoreError> {
-        let sink = crate::sink::LogSink::restore(&state.sink, path, inherited)?;
+        let sink = crate::datapath::sink::LogSink::restore(&state.sink, path, inherited)?;
         let fd = inherited.take(&state.fd)?;
         Ok(LogStream {
             pipe: register(fd, &state.sink.path)?,
@@ -441,7 +444,7 @@ fn register(fd: OwnedFd, path: &Path) -> Result<WatchedPipe, StreamError> {
 #[derive(Debug, thiserror::Error)]
 pub enum RestoreError {
     #[error(transparent)]
-    State(#[from] crate::state::StateError),
+    State(#[from] crate::handover::state::StateError),
     #[error(transparent)]
     Stream(#[from] StreamError),
     #[error("cannot register an inherited socket of {what}: {source}")]

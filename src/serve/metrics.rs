@@ -30,7 +30,7 @@ use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::registry::{self, Registry};
+use crate::control::registry::{self, Registry};
 
 /// Scrapes served at once; more wait for the TCP backlog.
 const MAX_SCRAPERS: usize = 8;
@@ -171,7 +171,7 @@ pub fn encode(snap: &DaemonSnapshot) -> String {
         &mut m,
         "domain_actors",
         "Domain actors running (as many as the domains, once every stop has been handled)",
-        crate::domain::running() as u64,
+        crate::control::domain::running() as u64,
     );
     plain(
         &mut m,
@@ -221,7 +221,7 @@ impl MetricsListener {
         use nix::sys::socket::{getsockname, AddressFamily, SockaddrLike, SockaddrStorage};
         let addr: SockaddrStorage = getsockname(std::os::fd::AsRawFd::as_raw_fd(&fd))?;
         if addr.family() == Some(AddressFamily::Unix) {
-            let listener = crate::state::sockets::unix_listener(fd)?;
+            let listener = crate::handover::state::sockets::unix_listener(fd)?;
             let path = listener
                 .local_addr()?
                 .as_pathname()
@@ -229,7 +229,7 @@ impl MetricsListener {
                 .unwrap_or_default();
             Ok(MetricsListener::Unix { listener, path })
         } else {
-            crate::state::sockets::tcp_listener(fd).map(MetricsListener::Tcp)
+            crate::handover::state::sockets::tcp_listener(fd).map(MetricsListener::Tcp)
         }
     }
 
@@ -268,11 +268,12 @@ pub fn bind(addr: &str) -> Result<MetricsListener, MetricsError> {
                 "the socket path must be absolute (unix:/run/logd/metrics.sock)",
             )));
         }
-        let io = |e: crate::sockdir::SockDirError| err(std::io::Error::other(e.to_string()));
+        let io = |e: crate::host::sockdir::SockDirError| err(std::io::Error::other(e.to_string()));
         if let Some(dir) = path.parent() {
-            crate::sockdir::ensure(dir, crate::sockdir::Rule::for_socket(path)).map_err(io)?;
+            crate::host::sockdir::ensure(dir, crate::host::sockdir::Rule::for_socket(path))
+                .map_err(io)?;
         }
-        let l = crate::sockdir::bind(path).map_err(io)?;
+        let l = crate::host::sockdir::bind(path).map_err(io)?;
         l.set_nonblocking(true).map_err(err)?;
         return Ok(MetricsListener::Unix {
             listener: UnixListener::from_std(l).map_err(err)?,

@@ -21,13 +21,13 @@ use actix::prelude::*;
 use logd_protocol::{ConsoleInfo, Position, ReadFrom};
 
 use crate::console::{Console, ConsoleConfig, ConsoleError};
-use crate::disk::Disk;
-use crate::events;
-use crate::fanin::Fanin;
-use crate::registry::{self, StreamClosed};
-use crate::rotate::{self, ReadOutcome, RotateConfig, RotateError, RotatingFile};
-use crate::sink::LogSink;
-use crate::stream::{LogStream, Settled, StreamError};
+use crate::control::fanin::Fanin;
+use crate::control::registry::{self, StreamClosed};
+use crate::datapath::disk::Disk;
+use crate::datapath::rotate::{self, ReadOutcome, RotateConfig, RotateError, RotatingFile};
+use crate::datapath::sink::LogSink;
+use crate::datapath::stream::{LogStream, Settled, StreamError};
+use crate::serve::events;
 use logd_protocol::admin::EventKind;
 
 /// Why a domain request failed.
@@ -112,7 +112,7 @@ impl Settle {
         Settle {
             path,
             drain: true,
-            deadline: Box::pin(tokio::time::sleep(crate::sink::STALL_BOUND)),
+            deadline: Box::pin(tokio::time::sleep(crate::datapath::sink::STALL_BOUND)),
         }
     }
 
@@ -172,7 +172,7 @@ fn settled_position(path: PathBuf) -> ResponseActFuture<Domain, Result<Position,
 fn stalled(path: &Path) -> DomainError {
     DomainError::Stalled {
         path: path.to_owned(),
-        bound: crate::sink::STALL_BOUND,
+        bound: crate::datapath::sink::STALL_BOUND,
     }
 }
 
@@ -412,7 +412,7 @@ impl Handler<OpenStream> for Domain {
             rotate,
             truncate,
         } = msg;
-        let disk = Disk::of(crate::disk::device_of(&path));
+        let disk = Disk::of(crate::datapath::disk::device_of(&path));
         let p = path.clone();
         let opened = disk.run(move || RotatingFile::open_shared(p, rotate, truncate));
         Box::pin(
@@ -642,7 +642,7 @@ impl Handler<AppendLog> for Domain {
             None => {
                 // A log that is not open: written once, by a writer of its file system (the
                 // registry holds the path meanwhile).
-                let disk = Disk::of(crate::disk::device_of(&msg.path));
+                let disk = Disk::of(crate::datapath::disk::device_of(&msg.path));
                 let AppendLog {
                     path,
                     rotate,
@@ -704,8 +704,8 @@ impl Handler<Stop> for Domain {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Freeze {
-    pub state: crate::state::DomainState,
-    pub out: Arc<Fanin<Result<crate::state::DomainState, String>>>,
+    pub state: crate::handover::state::DomainState,
+    pub out: Arc<Fanin<Result<crate::handover::state::DomainState, String>>>,
 }
 
 impl Handler<Freeze> for Domain {
@@ -733,8 +733,8 @@ impl Handler<Freeze> for Domain {
 }
 
 impl Domain {
-    fn freeze(&mut self) -> Result<Vec<crate::state::StreamState>, String> {
-        use crate::state::{Carrier, StreamState};
+    fn freeze(&mut self) -> Result<Vec<crate::handover::state::StreamState>, String> {
+        use crate::handover::state::{Carrier, StreamState};
         self.frozen = true;
         let mut carrier = Carrier::out();
         let mut out = Vec::with_capacity(self.streams.len());
@@ -759,11 +759,11 @@ impl Domain {
     /// it.
     pub fn restore(
         &mut self,
-        streams: &[crate::state::StreamState],
+        streams: &[crate::handover::state::StreamState],
         paths: Vec<Arc<Path>>,
-        inherited: &crate::state::Inherited,
+        inherited: &crate::handover::state::Inherited,
     ) -> Result<(), String> {
-        use crate::state::StreamState;
+        use crate::handover::state::StreamState;
         for (st, path) in streams.iter().zip(paths) {
             let stream = match st {
                 StreamState::Pipe(p) => LogStream::restore(p, path, inherited)
@@ -796,7 +796,7 @@ impl Handler<Thaw> for Domain {
             return;
         }
         if msg.carried {
-            let mut back = crate::state::Carrier::back();
+            let mut back = crate::handover::state::Carrier::back();
             for s in self.streams.iter() {
                 match s {
                     Stream::Pipe(p) => drop(p.export(&mut back)),

@@ -3,7 +3,7 @@
 //! On SIGUSR1 or `logdctl reexec` the serving process (the *old* one):
 //! 1. stops accepting and parks every client connection between two requests ([`Handoff`]);
 //! 2. freezes every domain: each takes in what its sources wrote so far, flushes it to its
-//!    files, stops reading, and describes its streams ([`crate::state`]);
+//!    files, stops reading, and describes its streams ([`crate::handover::state`]);
 //! 3. writes the state to a memfd, clears close-on-exec on exactly the fds the state names,
 //!    and spawns the binary at the path resolved at start-up, with the same arguments;
 //! 4. waits for the new process to say `Ready` (it has read the state, checked it came from
@@ -36,7 +36,7 @@ use logd_protocol::codec;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::state::{Carrier, ConnState, State};
+use crate::handover::state::{Carrier, ConnState, State};
 
 /// The environment variable that tells a new process it is a re-exec's successor:
 /// `STATE_FD:HANDSHAKE_FD:TOKEN`.
@@ -265,7 +265,7 @@ pub struct Spawned {
 #[derive(Debug, thiserror::Error)]
 pub enum SpawnError {
     #[error("cannot write the state: {0}")]
-    State(#[from] crate::state::StateError),
+    State(#[from] crate::handover::state::StateError),
     #[error("cannot create the state memfd or the handshake socket: {0}")]
     Setup(std::io::Error),
     #[error("cannot run {exe}: {source}")]
@@ -282,7 +282,7 @@ pub fn spawn(exe: &std::path::Path, state: &State) -> Result<Spawned, SpawnError
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut token))
         .map_err(SpawnError::Setup)?;
-    let bytes = crate::state::encode(state, token)?;
+    let bytes = crate::handover::state::encode(state, token)?;
     let memfd =
         nix::sys::memfd::memfd_create(c"logd-state", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)
             .map_err(|e| SpawnError::Setup(e.into()))?;
@@ -299,9 +299,9 @@ pub fn spawn(exe: &std::path::Path, state: &State) -> Result<Spawned, SpawnError
     cmd.args(&args)
         .env(ENV, format!("{}:{}:{token_hex}", state_fd.raw, hs_fd.raw));
     // A log filter set at run time (`logdctl log-level`) outlives the re-exec.
-    match crate::logging::carried() {
-        Some(f) => cmd.env(crate::logging::CARRY_ENV, f),
-        None => cmd.env_remove(crate::logging::CARRY_ENV),
+    match crate::host::logging::carried() {
+        Some(f) => cmd.env(crate::host::logging::CARRY_ENV, f),
+        None => cmd.env_remove(crate::host::logging::CARRY_ENV),
     };
     let child = cmd.spawn().map_err(|source| SpawnError::Exec {
         exe: exe.to_owned(),
@@ -322,7 +322,7 @@ pub struct Successor {
     pub handshake: std::os::unix::net::UnixStream,
     token: [u8; 16],
     pub parent: u32,
-    /// The log filter the old process had set at run time ([`crate::logging::CARRY_ENV`]).
+    /// The log filter the old process had set at run time ([`crate::host::logging::CARRY_ENV`]).
     pub log_filter: Option<String>,
 }
 
@@ -330,9 +330,9 @@ impl Successor {
     /// Reads and clears [`ENV`]; None when this process is not a re-exec's successor. Call
     /// before any thread starts.
     pub fn from_env() -> Option<Result<Successor, String>> {
-        let filter = std::env::var(crate::logging::CARRY_ENV).ok();
+        let filter = std::env::var(crate::host::logging::CARRY_ENV).ok();
         // Called before any other thread exists, so this races with nothing.
-        std::env::remove_var(crate::logging::CARRY_ENV);
+        std::env::remove_var(crate::host::logging::CARRY_ENV);
         let v = std::env::var(ENV).ok()?;
         std::env::remove_var(ENV);
         Some(
@@ -390,7 +390,7 @@ impl Successor {
             .rewind()
             .and_then(|()| self.state.read_to_end(&mut bytes))
             .map_err(|e| format!("cannot read the state: {e}"))?;
-        crate::state::decode(&bytes, self.parent, self.token).map_err(|e| e.to_string())
+        crate::handover::state::decode(&bytes, self.parent, self.token).map_err(|e| e.to_string())
     }
 
     /// Tells the parent this process cannot take over, and exits at once: nothing it inherited
@@ -419,7 +419,7 @@ impl Successor {
         let sock = self
             .handshake
             .try_clone()
-            .and_then(|s| crate::state::sockets::unix_stream(s.into()))
+            .and_then(|s| crate::handover::state::sockets::unix_stream(s.into()))
             .map_err(|e| format!("handshake socket: {e}"))?;
         let word = tokio::time::timeout(GO_TIMEOUT, recv(&sock)).await;
         let parent_alive = || nix::unistd::getppid().as_raw() as u32 == self.parent;

@@ -93,10 +93,10 @@ pub enum Rule {
 
 impl Rule {
     /// The rule for the directory of `socket`: private for the directory logd picks by itself
-    /// for a non-root user ([`crate::config::runtime_dir`]), shared for any other.
+    /// for a non-root user ([`crate::host::config::runtime_dir`]), shared for any other.
     pub fn for_socket(socket: &Path) -> Rule {
-        let private = !crate::config::is_root()
-            && socket.parent() == Some(crate::config::runtime_dir().as_path());
+        let private = !crate::host::config::is_root()
+            && socket.parent() == Some(crate::host::config::runtime_dir().as_path());
         if private {
             Rule::Private
         } else {

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use logd_protocol::ConsoleProtocol;
 use tokio::net::{TcpStream, UnixStream};
 
-use crate::telnet;
+use crate::console::telnet;
 
 /// Most buffers written at once with `writev`.
 const MAX_IOV: usize = 32;
@@ -139,7 +139,10 @@ impl Subscriber {
 
     /// Describes the subscriber for a re-exec (its socket marked to be carried): what it was
     /// sent, what it still has to be sent, and where its telnet negotiation stands.
-    pub fn export(&self, carrier: &mut crate::state::Carrier) -> crate::state::SubscriberState {
+    pub fn export(
+        &self,
+        carrier: &mut crate::handover::state::Carrier,
+    ) -> crate::handover::state::SubscriberState {
         let mut unsent = Vec::with_capacity(self.queued);
         for (i, b) in self.queue.iter().enumerate() {
             unsent.extend_from_slice(if i == 0 { &b[self.front_done..] } else { b });
@@ -148,10 +151,10 @@ impl Subscriber {
             Socket::Tcp(s) => (true, carrier.fd(s)),
             Socket::Unix(s) => (false, carrier.fd(s)),
         };
-        crate::state::SubscriberState {
+        crate::handover::state::SubscriberState {
             id: self.id,
             peer: self.peer.clone(),
-            since_ms: crate::sink::unix_ms(self.since_wall),
+            since_ms: crate::datapath::sink::unix_ms(self.since_wall),
             tcp,
             fd,
             protocol: self.protocol,
@@ -165,18 +168,18 @@ impl Subscriber {
     /// The subscriber as a previous process left it, on its inherited connection. Must run on
     /// the thread that will drive it. No greeting: it had it.
     pub fn restore(
-        st: &crate::state::SubscriberState,
-        inherited: &crate::state::Inherited,
+        st: &crate::handover::state::SubscriberState,
+        inherited: &crate::handover::state::Inherited,
         limit: usize,
-    ) -> Result<Subscriber, crate::stream::RestoreError> {
+    ) -> Result<Subscriber, crate::datapath::stream::RestoreError> {
         let fd = inherited.take(&st.fd)?;
         let what = || format!("subscriber {} ({})", st.id, st.peer);
         let sock = if st.tcp {
-            crate::state::sockets::tcp_stream(fd).map(Socket::Tcp)
+            crate::handover::state::sockets::tcp_stream(fd).map(Socket::Tcp)
         } else {
-            crate::state::sockets::unix_stream(fd).map(Socket::Unix)
+            crate::handover::state::sockets::unix_stream(fd).map(Socket::Unix)
         }
-        .map_err(|source| crate::stream::RestoreError::Register {
+        .map_err(|source| crate::datapath::stream::RestoreError::Register {
             what: what(),
             source,
         })?;

@@ -21,12 +21,16 @@ use std::os::fd::OwnedFd;
 use logd_protocol::admin::{AdminResponse, EventKind, ReexecReport};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::config::Config;
-use crate::paths::PathPolicy;
-use crate::reexec::{self, Handoff, Handshake, Successor, Trigger, PARK_TIMEOUT, READY_TIMEOUT};
-use crate::registry::{self, Registry};
-use crate::server::{self, Endpoint, Shared};
-use crate::state::{Carrier, ConnEndpoint, ConnMode, ConnState, Inherited, ListenerState, State};
+use crate::control::registry::{self, Registry};
+use crate::handover::reexec::{
+    self, Handoff, Handshake, Successor, Trigger, PARK_TIMEOUT, READY_TIMEOUT,
+};
+use crate::handover::state::{
+    Carrier, ConnEndpoint, ConnMode, ConnState, Inherited, ListenerState, State,
+};
+use crate::host::config::Config;
+use crate::host::paths::PathPolicy;
+use crate::serve::server::{self, Endpoint, Shared};
 
 /// Connections served at once on the admin socket.
 const ADMIN_CLIENTS: usize = 64;
@@ -51,9 +55,9 @@ pub enum DaemonError {
     #[error("cannot start the runtime: {0}")]
     Runtime(std::io::Error),
     #[error(transparent)]
-    Metrics(#[from] crate::metrics::MetricsError),
+    Metrics(#[from] crate::serve::metrics::MetricsError),
     #[error(transparent)]
-    SockDir(#[from] crate::sockdir::SockDirError),
+    SockDir(#[from] crate::host::sockdir::SockDirError),
 }
 
 /// Raises the soft limit on open files to the hard limit: every open log costs the daemon two
@@ -80,7 +84,7 @@ pub fn run(cfg: Config, successor: Option<Successor>) -> Result<(), DaemonError>
     // Before any thread starts: this reads and clears LISTEN_* from the environment. A
     // successor's sockets come with its state instead.
     let activated = match successor {
-        None => crate::systemd::take_listeners(
+        None => crate::host::systemd::take_listeners(
             &cfg.socket,
             &cfg.admin_socket,
             cfg.virtlogd_socket.as_deref(),
@@ -98,8 +102,8 @@ pub fn run(cfg: Config, successor: Option<Successor>) -> Result<(), DaemonError>
     ];
     for (socket, mode) in sockets {
         if let Some((socket, dir)) = socket.and_then(|s| Some((s, s.parent()?))) {
-            let rule = crate::sockdir::Rule::for_socket(socket);
-            crate::sockdir::ensure_mode(dir, rule, mode)?;
+            let rule = crate::host::sockdir::Rule::for_socket(socket);
+            crate::host::sockdir::ensure_mode(dir, rule, mode)?;
         }
     }
     let sys = System::new();
@@ -246,7 +250,7 @@ fn lock(socket: &Path) -> Result<Flock<std::fs::File>, DaemonError> {
     name.push(".lock");
     let path = PathBuf::from(name);
     // Never through a symlink: a planted one would have logd write its pid into its target.
-    let f = crate::sockdir::open_nofollow(&path, false)?;
+    let f = crate::host::sockdir::open_nofollow(&path, false)?;
     Flock::lock(f, FlockArg::LockExclusiveNonblock)
         .map_err(|_| DaemonError::AlreadyRunning(socket.to_owned()))
 }
@@ -254,8 +258,8 @@ fn lock(socket: &Path) -> Result<Flock<std::fs::File>, DaemonError> {
 /// Binds the main socket with mode 0600, replacing a stale socket file but never a live one.
 /// A symlink in its place is refused, never followed (not even to probe for a live daemon).
 fn bind(path: &Path) -> Result<UnixListener, DaemonError> {
-    let l = crate::sockdir::bind(path).map_err(|e| match e {
-        crate::sockdir::SockDirError::InUse { path } => DaemonError::AlreadyRunning(path),
+    let l = crate::host::sockdir::bind(path).map_err(|e| match e {
+        crate::host::sockdir::SockDirError::InUse { path } => DaemonError::AlreadyRunning(path),
         e => e.into(),
     })?;
     l.set_nonblocking(true)
@@ -332,7 +336,7 @@ struct Accepting {
     main: tokio::task::JoinHandle<UnixListener>,
     admin: tokio::task::JoinHandle<UnixListener>,
     virtlogd: Option<tokio::task::JoinHandle<UnixListener>>,
-    metrics: Option<tokio::task::JoinHandle<crate::metrics::MetricsListener>>,
+    metrics: Option<tokio::task::JoinHandle<crate::serve::metrics::MetricsListener>>,
 }
 
 /// The serving daemon.
@@ -343,7 +347,7 @@ struct Running {
     admin: Listener,
     /// The virtlogd socket, if served.
     virtlogd: Option<Listener>,
-    metrics: Option<crate::metrics::MetricsListener>,
+    metrics: Option<crate::serve::metrics::MetricsListener>,
     workers: Vec<Arbiter>,
     registry: actix::Addr<Registry>,
     shared_main: Arc<Shared>,
@@ -365,9 +369,9 @@ impl Running {
         main: Listener,
         admin: Listener,
         virtlogd: Option<Listener>,
-        metrics: Option<crate::metrics::MetricsListener>,
+        metrics: Option<crate::serve::metrics::MetricsListener>,
     ) -> Running {
-        crate::paths::install(PathPolicy::new(cfg.log_root.clone(), cfg.path_dirs()));
+        crate::host::paths::install(PathPolicy::new(cfg.log_root.clone(), cfg.path_dirs()));
         let workers: Vec<Arbiter> = (0..cfg.workers).map(|_| Arbiter::new()).collect();
         let handles = workers.iter().map(Arbiter::handle).collect();
         let registry = Registry::start_global(cfg.rotate, handles);
@@ -426,9 +430,9 @@ impl Running {
 
     async fn start(
         mut cfg: Config,
-        activated: crate::systemd::Activated,
+        activated: crate::host::systemd::Activated,
     ) -> Result<Running, DaemonError> {
-        crate::identity::set_lineage(None);
+        crate::handover::identity::set_lineage(None);
         let lock = LockFile::Fresh(lock(&cfg.socket)?);
         let (listener, own_main) = take_or_bind(activated.main, &cfg.socket)?;
         let (admin_listener, own_admin) = take_or_bind(activated.admin, &cfg.admin_socket)?;
@@ -439,7 +443,7 @@ impl Running {
                 l.local_addr()
                     .ok()
                     .and_then(|a| a.as_pathname().map(Path::to_owned))
-                    .unwrap_or_else(crate::config::default_virtlogd_socket),
+                    .unwrap_or_else(crate::host::config::default_virtlogd_socket),
             );
         }
         let virtlogd = match &cfg.virtlogd_socket {
@@ -456,7 +460,7 @@ impl Running {
         let metrics = cfg
             .metrics_listen
             .as_deref()
-            .map(crate::metrics::bind)
+            .map(crate::serve::metrics::bind)
             .transpose()?;
         let main = Listener {
             path: cfg.socket.clone(),
@@ -480,11 +484,11 @@ impl Running {
             max_size = { cfg.rotate.max_size },
             max_backups = { cfg.rotate.max_backups },
             workers = cfg.workers,
-            build_id = %crate::identity::get().build_id,
+            build_id = %crate::handover::identity::get().build_id,
             "logd {} ready",
             env!("CARGO_PKG_VERSION")
         );
-        crate::systemd::notify(&format!(
+        crate::host::systemd::notify(&format!(
             "READY=1\nMAINPID={}\nSTATUS=serving",
             std::process::id()
         ));
@@ -498,20 +502,20 @@ impl Running {
         let state = succ.read_state().unwrap_or_else(|e| succ.refuse(&e));
         let since = |what: &str| {
             tracing::debug!(
-                us = crate::state::mono_ns().saturating_sub(state.asked_mono_ns) / 1000,
+                us = crate::handover::state::mono_ns().saturating_sub(state.asked_mono_ns) / 1000,
                 "take-over: {what}"
             )
         };
         since("state read");
         let parent = succ.parent;
         let inherited = Arc::new(Inherited::for_state(&state));
-        let take = |fd: &crate::state::Fd| {
+        let take = |fd: &crate::handover::state::Fd| {
             inherited
                 .take(fd)
                 .unwrap_or_else(|e| succ.refuse(&e.to_string()))
         };
         let unix = |fd: OwnedFd| {
-            crate::state::sockets::unix_listener(fd)
+            crate::handover::state::sockets::unix_listener(fd)
                 .unwrap_or_else(|e| succ.refuse(&format!("cannot use an inherited listener: {e}")))
         };
         let lock = LockFile::Carried(std::fs::File::from(take(&state.lock)));
@@ -550,8 +554,8 @@ impl Running {
             // socket that cannot be bound fails the take-over and the old process goes on.
             (None, Some(path)) => {
                 let dir_ok = path.parent().map_or(Ok(()), |dir| {
-                    let rule = crate::sockdir::Rule::for_socket(path);
-                    crate::sockdir::ensure_mode(dir, rule, 0o755).map_err(|e| e.to_string())
+                    let rule = crate::host::sockdir::Rule::for_socket(path);
+                    crate::host::sockdir::ensure_mode(dir, rule, 0o755).map_err(|e| e.to_string())
                 });
                 let bound = dir_ok.and_then(|()| bind(path).map_err(|e| e.to_string()));
                 match bound {
@@ -573,7 +577,7 @@ impl Running {
             );
         }
         let metrics = state.metrics.as_ref().map(|fd| {
-            crate::metrics::MetricsListener::carried(take(fd))
+            crate::serve::metrics::MetricsListener::carried(take(fd))
                 .unwrap_or_else(|e| succ.refuse(&format!("cannot use the metrics listener: {e}")))
         });
         let conns: Vec<(ConnState, OwnedFd)> = state
@@ -598,16 +602,20 @@ impl Running {
             Err(_) => succ.refuse("the registry stopped"),
         }
         since("domains rebuilt");
-        crate::identity::set_lineage(Some((state.started_ms, state.uptime_ms, state.reexecs + 1)));
+        crate::handover::identity::set_lineage(Some((
+            state.started_ms,
+            state.uptime_ms,
+            state.reexecs + 1,
+        )));
         if let Err(e) = succ.ready().await {
             succ.refuse(&e);
         }
         // Go: from here on this process is logd.
         since("go");
         let _ = d.registry.send(registry::Thaw { carried: false }).await;
-        let resumed = crate::state::mono_ns();
+        let resumed = crate::handover::state::mono_ns();
         let fds = inherited.count() as u32;
-        let now_ms = crate::sink::unix_ms(std::time::SystemTime::now());
+        let now_ms = crate::datapath::sink::unix_ms(std::time::SystemTime::now());
         let report = ReexecReport {
             at_ms: now_ms.saturating_sub(resumed.saturating_sub(state.asked_mono_ns) / 1_000_000),
             from_pid: parent,
@@ -618,7 +626,7 @@ impl Running {
             domains,
             fds,
         };
-        crate::identity::set_last_reexec(report.clone());
+        crate::handover::identity::set_last_reexec(report.clone());
         d.lock.write_pid();
         d.start_accepting();
         for (c, fd) in conns {
@@ -637,16 +645,16 @@ impl Running {
             fds,
             blackout_us = report.blackout_us,
             total_us = report.total_us,
-            build_id = %crate::identity::get().build_id,
+            build_id = %crate::handover::identity::get().build_id,
             "logd {} took over (re-exec {})",
             env!("CARGO_PKG_VERSION"),
             state.reexecs + 1
         );
-        crate::events::emit(|| EventKind::Reexeced {
+        crate::serve::events::emit(|| EventKind::Reexeced {
             from_pid: parent,
             to_pid: std::process::id(),
         });
-        crate::systemd::notify(&format!(
+        crate::host::systemd::notify(&format!(
             "READY=1\nMAINPID={}\nSTATUS=serving (re-exec {})",
             std::process::id(),
             state.reexecs + 1
@@ -671,7 +679,7 @@ impl Running {
             .expect("the admin listener is home");
         let metrics = self.metrics.take().map(|l| {
             tracing::info!(addr = %l.describe(), "serving Prometheus metrics at /metrics");
-            actix_rt::spawn(crate::metrics::serve(
+            actix_rt::spawn(crate::serve::metrics::serve(
                 l,
                 self.registry.clone(),
                 stop.clone(),
@@ -747,7 +755,7 @@ impl Running {
             }
         };
         tracing::info!(reason = which, "shutting down");
-        crate::systemd::notify("STOPPING=1");
+        crate::host::systemd::notify("STOPPING=1");
         self.stop_accepting().await;
         // Sockets from systemd belong to systemd; it keeps them for the next start.
         if self.main.owned {
@@ -782,7 +790,7 @@ impl Running {
             Err(e) => {
                 let why = e.to_string();
                 tracing::error!("SIGHUP: configuration not reloaded; the running one stays: {why}");
-                crate::events::emit(|| EventKind::Error {
+                crate::serve::events::emit(|| EventKind::Error {
                     path: self
                         .cfg
                         .origin
@@ -807,7 +815,7 @@ impl Running {
                 ..new.clone()
             }
             .path_dirs();
-            crate::paths::install(PathPolicy::new(old.log_root.clone(), dirs));
+            crate::host::paths::install(PathPolicy::new(old.log_root.clone(), dirs));
             applied.push("allowed_dirs");
         }
         if new.binary != old.binary {
@@ -816,7 +824,7 @@ impl Running {
         if new.log_level != old.log_level {
             if let Some(level) = &new.log_level {
                 // Checked when the file was read, so this cannot be refused.
-                if let Err(e) = crate::logging::set_filter(level) {
+                if let Err(e) = crate::host::logging::set_filter(level) {
                     tracing::error!("SIGHUP: {e}");
                 }
             }
@@ -867,38 +875,38 @@ impl Running {
         binary: Option<PathBuf>,
         reply: Option<oneshot::Sender<String>>,
     ) {
-        let asked = crate::state::mono_ns();
-        let asked_ms = crate::sink::unix_ms(std::time::SystemTime::now());
+        let asked = crate::handover::state::mono_ns();
+        let asked_ms = crate::datapath::sink::unix_ms(std::time::SystemTime::now());
         let exe = binary
             .or_else(|| self.cfg.binary.clone())
-            .unwrap_or_else(|| crate::identity::get().exe.clone());
+            .unwrap_or_else(|| crate::handover::identity::get().exe.clone());
         tracing::info!(exe = %exe.display(), "re-exec: handing over to a new process");
-        crate::systemd::notify(&format!(
+        crate::host::systemd::notify(&format!(
             "RELOADING=1\nMONOTONIC_USEC={}\nSTATUS=re-executing",
             asked / 1000
         ));
         let Err(why) = self.hand_over(&exe, asked, sig).await;
         tracing::error!("re-exec failed; this process goes on serving: {why}");
-        crate::identity::set_last_reexec(ReexecReport {
+        crate::handover::identity::set_last_reexec(ReexecReport {
             at_ms: asked_ms,
             from_pid: std::process::id(),
             to_pid: std::process::id(),
             error: Some(why.clone()),
             blackout_us: 0,
-            total_us: (crate::state::mono_ns().saturating_sub(asked)) / 1000,
+            total_us: (crate::handover::state::mono_ns().saturating_sub(asked)) / 1000,
             domains: 0,
             fds: 0,
         });
-        crate::events::emit(|| EventKind::ReexecFailed {
+        crate::serve::events::emit(|| EventKind::ReexecFailed {
             reason: why.clone(),
         });
         if let Some(r) = reply {
             let _ = r.send(why);
         }
-        crate::systemd::notify("READY=1\nSTATUS=serving (the last re-exec failed)");
+        crate::host::systemd::notify("READY=1\nSTATUS=serving (the last re-exec failed)");
     }
 
-    /// The old process's side of a re-exec (see [`crate::reexec`]).
+    /// The old process's side of a re-exec (see [`crate::handover::reexec`]).
     async fn hand_over(
         &mut self,
         exe: &Path,
@@ -907,14 +915,14 @@ impl Running {
     ) -> Result<std::convert::Infallible, String> {
         let since = |what: &str| {
             tracing::debug!(
-                us = crate::state::mono_ns().saturating_sub(asked) / 1000,
+                us = crate::handover::state::mono_ns().saturating_sub(asked) / 1000,
                 "re-exec: {what}"
             )
         };
         self.stop_accepting().await;
         let connections = self.handoff.park_all(PARK_TIMEOUT).await;
         since("connections parked");
-        let frozen = crate::state::mono_ns();
+        let frozen = crate::handover::state::mono_ns();
         let domains = match self.registry.send(registry::Freeze).await {
             Ok(Ok(d)) => d,
             // Some domains may have frozen and marked their fds: thaw puts them back.
@@ -938,13 +946,13 @@ impl Running {
                 .undo(true, format!("cannot mark a listener to be carried: {e}"))
                 .await);
         }
-        let lineage = crate::identity::lineage();
+        let lineage = crate::handover::identity::lineage();
         let n_domains = domains.len();
         let state = State {
             asked_mono_ns: asked,
             frozen_mono_ns: frozen,
             started_ms: lineage.started_ms,
-            uptime_ms: crate::identity::uptime_ms(),
+            uptime_ms: crate::handover::identity::uptime_ms(),
             reexecs: lineage.reexecs,
             lock,
             main,
@@ -964,7 +972,7 @@ impl Running {
         let hs = spawned
             .handshake
             .try_clone()
-            .and_then(|s| crate::state::sockets::unix_stream(s.into()))
+            .and_then(|s| crate::handover::state::sockets::unix_stream(s.into()))
             .map_err(|e| e.to_string());
         let answer = match &hs {
             Ok(hs) => tokio::time::timeout(READY_TIMEOUT, reexec::recv(hs)).await,
@@ -986,7 +994,7 @@ impl Running {
             }
             Ok(Ok(Handshake::Ready { pid: ready })) if ready == pid => {
                 // systemd must know the new main process before this one exits.
-                crate::systemd::notify_and_wait(
+                crate::host::systemd::notify_and_wait(
                     &format!("MAINPID={pid}"),
                     std::time::Duration::from_secs(1),
                 );

@@ -18,8 +18,8 @@ use logd_protocol::admin::{EventKind, GuestState, LastError, StreamKind, StreamS
 use logd_protocol::Position;
 use tokio::sync::oneshot;
 
-use crate::disk::{Disk, Done, Job};
-use crate::rotate::{RotateConfig, RotateError, RotatingFile};
+use crate::datapath::disk::{Disk, Done, Job};
+use crate::datapath::rotate::{RotateConfig, RotateError, RotatingFile};
 
 /// How long a sink waits after a failed write before trying the file again.
 pub const RETRY_INTERVAL: Duration = Duration::from_secs(1);
@@ -105,7 +105,7 @@ static HELD: AtomicUsize = AtomicUsize::new(0);
 
 /// A rotating file, its retry timer and its counters.
 ///
-/// The file is written by the writer thread of its file system ([`crate::disk`]), never by the
+/// The file is written by the writer thread of its file system ([`crate::datapath::disk`]), never by the
 /// caller: [`LogSink::write`] queues the bytes and returns at once, and [`LogSink::poll`] takes
 /// the file back when its write is done and hands it the next bytes.
 pub struct LogSink {
@@ -199,7 +199,10 @@ impl LogSink {
 
     /// Describes the sink for a re-exec (its file marked to be carried). The sink must be
     /// flushed ([`is_flushed`](Self::is_flushed)): the domain waits for that first.
-    pub fn export(&self, carrier: &mut crate::state::Carrier) -> crate::state::SinkState {
+    pub fn export(
+        &self,
+        carrier: &mut crate::handover::state::Carrier,
+    ) -> crate::handover::state::SinkState {
         let file = self
             .file
             .as_ref()
@@ -214,10 +217,10 @@ impl LogSink {
 
     /// The sink as a previous process left it; its counters go on from there.
     pub fn restore(
-        state: &crate::state::SinkState,
+        state: &crate::handover::state::SinkState,
         path: Arc<Path>,
-        inherited: &crate::state::Inherited,
-    ) -> Result<LogSink, crate::state::StateError> {
+        inherited: &crate::handover::state::Inherited,
+    ) -> Result<LogSink, crate::handover::state::StateError> {
         let file = state
             .file
             .as_ref()
@@ -459,7 +462,7 @@ impl LogSink {
         let file = self.file.insert(done.file);
         let rotations = file.rotations();
         if rotations != away.rotations {
-            crate::events::emit(|| EventKind::Rotated {
+            crate::serve::events::emit(|| EventKind::Rotated {
                 path: self.path.display().to_string(),
                 rotations,
             });
@@ -543,7 +546,7 @@ impl LogSink {
 
     fn record_error(&self, act: &mut Activity, e: &dyn std::fmt::Display) {
         let message = e.to_string();
-        crate::events::emit(|| EventKind::Error {
+        crate::serve::events::emit(|| EventKind::Error {
             path: self.path().display().to_string(),
             message: message.clone(),
         });
@@ -566,7 +569,7 @@ impl LogSink {
     fn report_drops(&self, act: &mut Activity) {
         let bytes = std::mem::take(&mut act.unreported_drops);
         if bytes > 0 {
-            crate::events::emit(|| EventKind::BytesDropped {
+            crate::serve::events::emit(|| EventKind::BytesDropped {
                 path: self.path().display().to_string(),
                 bytes,
                 reason: "disk".into(),
@@ -759,7 +762,7 @@ mod tests {
             assert_eq!(st.dropped_disk, 0);
             let mut on_disk = Vec::new();
             for i in (0..8).rev() {
-                if let Ok(b) = std::fs::read(crate::rotate::backup_path(&path, i)) {
+                if let Ok(b) = std::fs::read(crate::datapath::rotate::backup_path(&path, i)) {
                     on_disk.extend(b);
                 }
             }

@@ -1,0 +1,10 @@
+//! Control: who owns which log (docs/ARCHITECTURE.md, "Who owns what"):
+//! - [`registry`]: the actor holding the table of domains and open paths;
+//! - [`table`]: the registry's compact map (a slab of entries and a hash index of their ids);
+//! - [`domain`]: the actor of one guest, owning its log streams and consoles;
+//! - [`fanin`]: one answer from each of many actors, with a single wake-up.
+
+pub mod domain;
+pub mod fanin;
+pub mod registry;
+pub mod table;

@@ -1,0 +1,12 @@
+//! What logd takes from the host it runs on:
+//! - [`config`]: defaults, the TOML file and overrides;
+//! - [`paths`]: which log paths a client may name;
+//! - [`sockdir`]: the directories of the sockets, trusted only when closed to other users;
+//! - [`systemd`]: readiness notification and socket activation;
+//! - [`logging`]: the daemon's own tracing, with a filter changeable at run time.
+
+pub mod config;
+pub mod logging;
+pub mod paths;
+pub mod sockdir;
+pub mod systemd;
