@@ -8,10 +8,12 @@
 //! - [`serve`]: the sockets (main, admin, virtlogd), their requests, events and metrics;
 //! - [`handover`]: the re-exec that hands everything to a new process;
 //! - [`host`]: configuration, paths, socket directories, systemd and logging;
+//! - [`clock`]: the daemon's clocks;
 //! - [`cli`]: what the binaries share in reporting to a person.
 #![deny(unsafe_code)]
 
 pub mod cli;
+pub mod clock;
 pub mod console;
 pub mod control;
 pub mod daemon;

@@ -33,10 +33,11 @@ use logd_protocol::{ConsoleInfo, ConsoleProtocol, DomainId, GuestSide, Position,
 use tokio::net::{TcpListener, UnixListener, UnixStream};
 use tokio::time::Sleep;
 
+use crate::clock::unix_ms;
 use crate::console::subscriber::{Input, Leave, Socket, Subscriber};
 use crate::datapath::budget::Yield;
 use crate::datapath::rotate::{RotateConfig, RotateError};
-use crate::datapath::sink::{unix_ms, LogSink};
+use crate::datapath::sink::LogSink;
 use crate::serve::events;
 use logd_protocol::admin::EventKind;
 

@@ -154,7 +154,7 @@ impl Subscriber {
         crate::handover::state::SubscriberState {
             id: self.id,
             peer: self.peer.clone(),
-            since_ms: crate::datapath::sink::unix_ms(self.since_wall),
+            since_ms: crate::clock::unix_ms(self.since_wall),
             tcp,
             fd,
             protocol: self.protocol,
@@ -183,7 +183,7 @@ impl Subscriber {
             what: what(),
             source,
         })?;
-        let since_wall = std::time::UNIX_EPOCH + std::time::Duration::from_millis(st.since_ms);
+        let since_wall = crate::clock::from_unix_ms(st.since_ms);
         let age = std::time::SystemTime::now()
             .duration_since(since_wall)
             .unwrap_or_default();

@@ -22,7 +22,6 @@ use logd_protocol::{ConsoleInfo, Position, ReadFrom};
 
 use crate::console::{Console, ConsoleConfig, ConsoleError};
 use crate::control::fanin::Fanin;
-use crate::control::registry::{self, StreamClosed};
 use crate::datapath::disk::Disk;
 use crate::datapath::rotate::{self, ReadOutcome, RotateConfig, RotateError, RotatingFile};
 use crate::datapath::sink::LogSink;
@@ -310,7 +309,7 @@ impl ActorFuture<Domain> for Pump {
             if closed {
                 // The next stream moves into this slot.
                 if let Some(path) = act.close_slot(slot) {
-                    registry::notify(StreamClosed { path });
+                    announce(StreamClosed { path });
                 }
             } else {
                 slot += 1;
@@ -430,6 +429,37 @@ impl Handler<OpenStream> for Domain {
                 Ok((position, w))
             }),
         )
+    }
+}
+
+/// A stream reached EOF and was closed: what a domain announces, to whoever listens
+/// ([`on_stream_closed`]; the registry, which releases the path).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StreamClosed {
+    /// The path as the registry shared it when the stream opened: a notice about a stream
+    /// closed earlier never releases a newer claim on the same path.
+    pub path: Arc<Path>,
+}
+
+/// Who hears of closed streams: set once, by the registry when it starts. (A hook rather than an
+/// address per domain: the domain does not depend on the registry, and an idle domain holds
+/// nothing for it.)
+static CLOSED: std::sync::OnceLock<actix::Recipient<StreamClosed>> = std::sync::OnceLock::new();
+
+/// Makes `to` hear of every stream a domain closes.
+pub fn on_stream_closed(to: actix::Recipient<StreamClosed>) {
+    let _ = CLOSED.set(to);
+}
+
+/// Tells the listener, without blocking the domain and without dropping the notice on a full
+/// mailbox.
+fn announce(msg: StreamClosed) {
+    if let Some(to) = CLOSED.get() {
+        let to = to.clone();
+        actix::spawn(async move {
+            let _ = to.send(msg).await;
+        });
     }
 }
 

@@ -12,16 +12,13 @@ use crate::control::table::{self, Table};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::OnceLock;
 
 use actix::prelude::*;
 use logd_protocol::{DomainId, ErrorCode, Position, ReadFrom, Uuid, WireError};
 
-use crate::control::domain::{self, Domain, DomainError};
+use crate::control::domain::{self, Domain, DomainError, StreamClosed};
 use crate::datapath::rotate::{self, ReadOutcome, RotateConfig};
 use logd_protocol::admin::EventKind;
-
-static REGISTRY: OnceLock<Addr<Registry>> = OnceLock::new();
 
 /// Requests sent to the registry and not yet answered (its mailbox depth, as the admin snapshot
 /// reports it: actix does not expose the length of a mailbox).
@@ -44,17 +41,6 @@ where
     PENDING.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let _pending = Pending;
     addr.send(msg).await
-}
-
-/// Sends a notice to the process's registry (domains use it; they hold no address of their own).
-pub fn notify(msg: StreamClosed) {
-    if let Some(addr) = REGISTRY.get() {
-        // A full mailbox must not drop the notice, and a domain must not block on it.
-        let addr = addr.clone();
-        actix::spawn(async move {
-            let _ = addr.send(msg).await;
-        });
-    }
 }
 
 /// Why a registry request failed.
@@ -235,7 +221,7 @@ impl Registry {
             frozen: false,
         }
         .start();
-        let _ = REGISTRY.set(addr.clone());
+        domain::on_stream_closed(addr.clone().recipient());
         addr
     }
 
@@ -308,7 +294,7 @@ impl Registry {
                         name,
                         addr: DomainAddr::new(&addr),
                         claims: 0,
-                        since_ms: crate::datapath::sink::unix_ms(std::time::SystemTime::now()),
+                        since_ms: crate::clock::now_unix_ms(),
                         consoles: None,
                     },
                 )
@@ -937,15 +923,6 @@ fn process_usage() -> (u64, u64) {
         })
         .unwrap_or(0);
     (fds, rss)
-}
-
-/// A domain's stream reached EOF and was closed.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct StreamClosed {
-    /// The path as the registry shared it when the stream opened: a notice about a stream
-    /// closed earlier never releases a newer claim on the same path.
-    pub path: Arc<Path>,
 }
 
 impl Handler<StreamClosed> for Registry {

@@ -502,7 +502,7 @@ impl Running {
         let state = succ.read_state().unwrap_or_else(|e| succ.refuse(&e));
         let since = |what: &str| {
             tracing::debug!(
-                us = crate::handover::state::mono_ns().saturating_sub(state.asked_mono_ns) / 1000,
+                us = crate::clock::mono_ns().saturating_sub(state.asked_mono_ns) / 1000,
                 "take-over: {what}"
             )
         };
@@ -613,9 +613,9 @@ impl Running {
         // Go: from here on this process is logd.
         since("go");
         let _ = d.registry.send(registry::Thaw { carried: false }).await;
-        let resumed = crate::handover::state::mono_ns();
+        let resumed = crate::clock::mono_ns();
         let fds = inherited.count() as u32;
-        let now_ms = crate::datapath::sink::unix_ms(std::time::SystemTime::now());
+        let now_ms = crate::clock::now_unix_ms();
         let report = ReexecReport {
             at_ms: now_ms.saturating_sub(resumed.saturating_sub(state.asked_mono_ns) / 1_000_000),
             from_pid: parent,
@@ -875,8 +875,8 @@ impl Running {
         binary: Option<PathBuf>,
         reply: Option<oneshot::Sender<String>>,
     ) {
-        let asked = crate::handover::state::mono_ns();
-        let asked_ms = crate::datapath::sink::unix_ms(std::time::SystemTime::now());
+        let asked = crate::clock::mono_ns();
+        let asked_ms = crate::clock::now_unix_ms();
         let exe = binary
             .or_else(|| self.cfg.binary.clone())
             .unwrap_or_else(|| crate::handover::identity::get().exe.clone());
@@ -893,7 +893,7 @@ impl Running {
             to_pid: std::process::id(),
             error: Some(why.clone()),
             blackout_us: 0,
-            total_us: (crate::handover::state::mono_ns().saturating_sub(asked)) / 1000,
+            total_us: (crate::clock::mono_ns().saturating_sub(asked)) / 1000,
             domains: 0,
             fds: 0,
         });
@@ -915,14 +915,14 @@ impl Running {
     ) -> Result<std::convert::Infallible, String> {
         let since = |what: &str| {
             tracing::debug!(
-                us = crate::handover::state::mono_ns().saturating_sub(asked) / 1000,
+                us = crate::clock::mono_ns().saturating_sub(asked) / 1000,
                 "re-exec: {what}"
             )
         };
         self.stop_accepting().await;
         let connections = self.handoff.park_all(PARK_TIMEOUT).await;
         since("connections parked");
-        let frozen = crate::handover::state::mono_ns();
+        let frozen = crate::clock::mono_ns();
         let domains = match self.registry.send(registry::Freeze).await {
             Ok(Ok(d)) => d,
             // Some domains may have frozen and marked their fds: thaw puts them back.

@@ -25,7 +25,7 @@ use std::cell::RefCell;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use tokio::io::unix::AsyncFd;
@@ -125,17 +125,6 @@ struct Poller {
     sweeping: bool,
 }
 
-/// A coarse clock for the slots: milliseconds since the first call, wrapping every 49 days
-/// (compared with `wrapping_sub`).
-fn now_ms() -> u32 {
-    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-    START.get_or_init(Instant::now).elapsed().as_millis() as u32
-}
-
-fn since_ms(then: u32) -> Duration {
-    Duration::from_millis(u64::from(now_ms().wrapping_sub(then)))
-}
-
 thread_local! {
     static POLLER: RefCell<Option<Poller>> = const { RefCell::new(None) };
 }
@@ -206,7 +195,7 @@ impl Poller {
         slot.ready = true;
         slot.busy = false;
         slot.waker = None;
-        slot.last_ready_ms = now_ms();
+        slot.last_ready_ms = crate::clock::coarse_ms();
         Ok(key)
     }
 
@@ -272,7 +261,7 @@ impl Poller {
             tracing::error!(cause = %e, "cannot watch a quiet pipe again; its log stalls");
         }
         slot.ready = true; // whatever came meanwhile is read at once
-        slot.last_ready_ms = now_ms();
+        slot.last_ready_ms = crate::clock::coarse_ms();
         if let Some(w) = slot.waker.take() {
             w.wake();
         }
@@ -285,10 +274,10 @@ impl Poller {
             let (key, generation) = (data as u32, (data >> 32) as u32);
             if let Some(slot) = self.slots.get_mut(key as usize) {
                 if slot.in_use && slot.generation == generation && slot.fast.is_none() {
-                    if since_ms(slot.last_ready_ms) < BUSY_WITHIN {
+                    if crate::clock::since_coarse_ms(slot.last_ready_ms) < BUSY_WITHIN {
                         slot.busy = true;
                     }
-                    slot.last_ready_ms = now_ms();
+                    slot.last_ready_ms = crate::clock::coarse_ms();
                     slot.ready = true;
                     wake.extend(slot.waker.take());
                 }
@@ -355,7 +344,10 @@ async fn sweep() {
             };
             for key in 0..p.slots.len() {
                 let s = &p.slots[key];
-                if s.in_use && s.fast.is_some() && since_ms(s.last_ready_ms) >= QUIET_FOR {
+                if s.in_use
+                    && s.fast.is_some()
+                    && crate::clock::since_coarse_ms(s.last_ready_ms) >= QUIET_FOR
+                {
                     p.demote(key as u32);
                 }
             }
@@ -399,7 +391,7 @@ impl WatchedPipe {
                 return match fast.poll_read_ready(cx) {
                     Poll::Ready(Ok(mut guard)) => {
                         guard.retain_ready();
-                        slot.last_ready_ms = now_ms();
+                        slot.last_ready_ms = crate::clock::coarse_ms();
                         Poll::Ready(())
                     }
                     Poll::Ready(Err(_)) => Poll::Ready(()), // let the read tell

@@ -18,6 +18,7 @@ use logd_protocol::admin::{EventKind, GuestState, LastError, StreamKind, StreamS
 use logd_protocol::Position;
 use tokio::sync::oneshot;
 
+use crate::clock::unix_ms;
 use crate::datapath::disk::{Disk, Done, Job};
 use crate::datapath::rotate::{RotateConfig, RotateError, RotatingFile};
 
@@ -229,7 +230,7 @@ impl LogSink {
         let last_error = state
             .last_error
             .as_ref()
-            .map(|(m, t)| (m.clone(), std::time::UNIX_EPOCH + Duration::from_millis(*t)));
+            .map(|(m, t)| (m.clone(), crate::clock::from_unix_ms(*t)));
         Ok(LogSink {
             file: Some(RotatingFile::restore(state, path.clone(), file)),
             path,
@@ -704,13 +705,6 @@ pub(crate) async fn until_idle(
         }
         tokio::time::sleep_until(due.into()).await;
     }
-}
-
-/// Milliseconds since the Unix epoch.
-pub fn unix_ms(t: std::time::SystemTime) -> u64 {
-    t.duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -32,7 +32,7 @@ pub fn init(exe: Option<PathBuf>) -> &'static Identity {
             .unwrap_or_default();
         let exe_mtime_ms = std::fs::metadata(running)
             .and_then(|m| m.modified())
-            .map(crate::datapath::sink::unix_ms)
+            .map(crate::clock::unix_ms)
             .unwrap_or(0);
         Identity {
             exe,
@@ -76,7 +76,7 @@ static LAST_REEXEC: Mutex<Option<ReexecReport>> = Mutex::new(None);
 
 /// Sets the lineage: a fresh start (None) or one carried over by a re-exec.
 pub fn set_lineage(carried: Option<(u64, u64, u32)>) {
-    let now_ms = crate::datapath::sink::unix_ms(std::time::SystemTime::now());
+    let now_ms = crate::clock::now_unix_ms();
     let (started_ms, uptime_base_ms, reexecs) = carried.unwrap_or((now_ms, 0, 0));
     let _ = LINEAGE.set(Lineage {
         started_ms,
@@ -88,7 +88,7 @@ pub fn set_lineage(carried: Option<(u64, u64, u32)>) {
 
 pub fn lineage() -> Lineage {
     *LINEAGE.get_or_init(|| Lineage {
-        started_ms: crate::datapath::sink::unix_ms(std::time::SystemTime::now()),
+        started_ms: crate::clock::now_unix_ms(),
         uptime_base_ms: 0,
         since: std::time::Instant::now(),
         reexecs: 0,

@@ -563,13 +563,6 @@ pub mod sockets {
     }
 }
 
-/// CLOCK_MONOTONIC now, in ns (the same clock in every process of the machine).
-pub fn mono_ns() -> u64 {
-    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
-        .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
-        .unwrap_or(0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -27,7 +27,7 @@ pub fn wanted() -> bool {
 pub fn emit(f: impl FnOnce() -> EventKind) {
     if wanted() {
         let _ = bus().send(Event {
-            at_ms: crate::datapath::sink::unix_ms(std::time::SystemTime::now()),
+            at_ms: crate::clock::now_unix_ms(),
             kind: f(),
         });
     }

@@ -673,7 +673,7 @@ impl Connection {
                 r = rx.recv() => match r {
                     Ok(ev) => ev,
                     Err(RecvError::Lagged(count)) => Event {
-                        at_ms: crate::datapath::sink::unix_ms(std::time::SystemTime::now()),
+                        at_ms: crate::clock::now_unix_ms(),
                         kind: EventKind::Lost { count },
                     },
                     Err(RecvError::Closed) => return Ok(()),
