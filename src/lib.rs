@@ -13,16 +13,16 @@
 #![deny(unsafe_code)]
 
 pub mod cli;
-pub mod clock;
+pub(crate) mod clock;
 pub mod console;
-pub mod control;
+pub(crate) mod control;
 pub mod daemon;
-pub mod datapath;
-pub mod handover;
-pub mod host;
-pub mod serve;
+pub(crate) mod datapath;
+pub(crate) mod handover;
+pub(crate) mod host;
+pub(crate) mod serve;
 
-// The binaries' view of the library.
+// The library's public surface: what the binaries use.
 pub use console::telnet;
 pub use datapath::rotate;
 pub use handover::{identity, reexec};

@@ -815,6 +815,8 @@ impl Domain {
 #[rtype(result = "()")]
 pub struct Thaw {
     pub carried: bool,
+    /// Held, never read: dropping it tells the fan-in that this domain has thawed.
+    #[allow(dead_code)]
     pub done: Arc<Fanin<()>>,
 }
 

@@ -56,10 +56,6 @@ impl<K: Hash + Eq, V> Table<K, V> {
         self.index.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.index.is_empty()
-    }
-
     fn key_at(chunks: &[Vec<Slot<K, V>>], i: u32) -> &K {
         let (c, j) = locate(i);
         &chunks[c][j]

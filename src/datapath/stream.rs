@@ -24,7 +24,7 @@ use crate::datapath::poller::WatchedPipe;
 
 use crate::datapath::budget::Yield;
 use crate::datapath::pipe::{self, PipeError, MAX_PIPE_SIZE};
-use crate::datapath::rotate::{RotateConfig, RotateError};
+use crate::datapath::rotate::RotateError;
 use crate::datapath::sink::LogSink;
 
 /// Bytes read from a pipe at once: the largest pipe, so one read empties a full one.
@@ -178,19 +178,10 @@ enum Drained {
 }
 
 impl LogStream {
-    /// Opens the file and creates the pipe. Must run on the thread that will drive the stream
-    /// (the pipe registers with that thread's event loop). Returns the stream and the pipe's
-    /// write end, for the client.
-    pub fn open(
-        path: std::sync::Arc<Path>,
-        cfg: RotateConfig,
-        truncate: bool,
-    ) -> Result<(LogStream, OwnedFd), StreamError> {
-        Self::with_sink(LogSink::open(path, cfg, truncate)?)
-    }
-
-    /// [`open`](Self::open) for a sink whose file is open already (by a disk writer: an open
-    /// can block on its file system too).
+    /// A stream for a sink whose file is open already (by a disk writer: an open can block on
+    /// its file system), and its pipe. Must run on the thread that will drive the stream (the
+    /// pipe registers with that thread's event loop). Returns the stream and the pipe's write
+    /// end, for the client.
     pub fn with_sink(sink: LogSink) -> Result<(LogStream, OwnedFd), StreamError> {
         let path = sink.path();
         let (r, w, size) = pipe::create().map_err(|source| StreamError::Pipe {
@@ -256,10 +247,6 @@ impl LogStream {
 
     pub fn path(&self) -> &Path {
         self.sink.path()
-    }
-
-    pub fn stats(&self) -> StreamStats {
-        self.stats
     }
 
     pub fn sink(&self) -> &LogSink {

@@ -98,10 +98,6 @@ impl PathPolicy {
         PathPolicy { root, allowed }
     }
 
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
     /// Maps a client's path to an absolute file path, without touching the file system.
     pub fn resolve(&self, raw: &str) -> Result<PathBuf, PathError> {
         if raw.is_empty() {
