@@ -19,7 +19,7 @@
 //! Everything here is per thread: a pipe is registered, polled and dropped on the thread of the
 //! domain that owns it (actors do not move between threads). Events carry a slot's generation,
 //! so a stale event for a reused slot is ignored.
-#![allow(unsafe_code)] // registering the epoll with tokio
+#![allow(unsafe_code)] // three blocks: registering the epoll and a busy pipe with tokio, and borrowing a slot's fd
 
 use std::cell::RefCell;
 use std::io;

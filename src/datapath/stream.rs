@@ -8,7 +8,7 @@
 //! The stream never closes the pipe because of the disk: it writes through a
 //! [`LogSink`](crate::datapath::sink::LogSink), which drops and counts what the file cannot take, and the
 //! stream keeps draining the pipe.
-#![allow(unsafe_code)] // the read buffer's mapping
+#![allow(unsafe_code)] // six blocks: the read buffer's mapping (map, two views, unmap) and reading straight into a batch (read, set_len)
 
 use std::cell::{Cell, RefCell};
 use std::io::ErrorKind;

@@ -21,7 +21,7 @@
 //! A new process, not the same one: `exec` in place would leave nothing to fall back on when
 //! the new binary is broken. So the pid changes at each re-exec; `<socket>.lock` holds the
 //! current pid, and systemd is told `MAINPID` (docs/LIFECYCLE.md).
-#![allow(unsafe_code)] // one block: adopting the two fds named in LOGD_REEXEC
+#![allow(unsafe_code)] // one block: adopting the two fds named in LOGD_REEXEC, once they are known open
 
 use std::ffi::OsString;
 use std::io::{Read, Seek, Write};
@@ -357,13 +357,8 @@ impl Successor {
         for (i, b) in token.iter_mut().enumerate() {
             *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
         }
-        for fd in [state, hs] {
-            nix::fcntl::fcntl(
-                // SAFETY (of the borrow): F_GETFD on a number only asks whether it is open.
-                unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) },
-                nix::fcntl::FcntlArg::F_GETFD,
-            )
-            .ok()?;
+        if !crate::handover::state::fd_is_open(state) || !crate::handover::state::fd_is_open(hs) {
+            return None;
         }
         // SAFETY: both fds are open (checked above) and were passed by the parent for this use
         // only (LOGD_REEXEC names them and is removed above, so nothing adopts them twice).

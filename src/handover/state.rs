@@ -14,9 +14,9 @@
 //! newer binary must restore from the previous release). A body change bumps [`VERSION`] and
 //! keeps the old body type with a conversion ([`StateV1`]). `integration/fixtures/state-vN.bin` pins
 //! the bytes of each version; its test fails if that version's encoding drifts.
-#![allow(unsafe_code)] // one block: adopting the fds inherited from the previous process
+#![allow(unsafe_code)] // four blocks: adopting an inherited fd; fcntl and fstat on bare fd numbers, and reading what fstat filled
 
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
@@ -505,30 +505,43 @@ impl Inherited {
             return Err(StateError::FdTwice { raw });
         }
         self.count.fetch_add(1, Ordering::Relaxed);
-        // Only fds that are open may be wrapped: ask the kernel first, on the number alone.
-        if nix::fcntl::fcntl(
-            // SAFETY (of the borrow below): F_GETFD on any number is harmless; the borrow lives
-            // for this one call, and an fd that is not open only makes it fail with EBADF.
-            unsafe { BorrowedFd::borrow_raw(raw) },
-            FcntlArg::F_GETFD,
-        )
-        .is_err()
-        {
-            return Err(StateError::FdClosed { raw });
+        // Only the right file may be wrapped: ask the kernel first, on the number alone.
+        match fd_identity(raw) {
+            None => return Err(StateError::FdClosed { raw }),
+            Some((dev, ino)) if (dev, ino) != (fd.dev, fd.ino) => {
+                return Err(StateError::FdMismatch { raw })
+            }
+            Some(_) => {}
         }
-        // SAFETY: the fd is open (checked just above), it was inherited from the previous
-        // process for exactly this use, and its flag in `taken` guarantees no other OwnedFd is
-        // made from it, so it is owned and closed exactly once.
+        // SAFETY: the fd is open and is the file the state describes (checked just above), it
+        // was inherited from the previous process for exactly this use, and its flag in `taken`
+        // guarantees no other OwnedFd is made from it, so it is owned and closed exactly once.
         let owned = unsafe { OwnedFd::from_raw_fd(raw) };
-        let st = nix::sys::stat::fstat(&owned).map_err(|_| StateError::FdClosed { raw })?;
-        if st.st_dev != fd.dev || st.st_ino != fd.ino {
-            // Not ours after all: let go of it without closing it.
-            let _ = std::os::fd::IntoRawFd::into_raw_fd(owned);
-            return Err(StateError::FdMismatch { raw });
-        }
         let _ = fcntl(&owned, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC));
         Ok(owned)
     }
+}
+
+/// Whether `raw` is an open fd of this process, asked on the bare number: no `BorrowedFd` is
+/// made, since one must name an open fd.
+pub(crate) fn fd_is_open(raw: RawFd) -> bool {
+    // SAFETY: fcntl(F_GETFD) takes any integer and touches no memory; for a number that is not
+    // an open fd it fails with EBADF.
+    unsafe { nix::libc::fcntl(raw, nix::libc::F_GETFD) >= 0 }
+}
+
+/// The device and inode of the open fd `raw` (None if it is not open), asked on the bare
+/// number.
+fn fd_identity(raw: RawFd) -> Option<(u64, u64)> {
+    let mut st = std::mem::MaybeUninit::<nix::libc::stat>::uninit();
+    // SAFETY: fstat writes one whole `struct stat` through the pointer, which points to one of
+    // ours; for a number that is not an open fd it fails with EBADF and writes nothing.
+    if unsafe { nix::libc::fstat(raw, st.as_mut_ptr()) } != 0 {
+        return None;
+    }
+    // SAFETY: fstat succeeded, so it filled `st`.
+    let st = unsafe { st.assume_init() };
+    Some((st.st_dev, st.st_ino))
 }
 
 /// An inherited socket, registered with this thread's event loop (non-blocking, as tokio needs).

@@ -16,6 +16,9 @@ use std::path::{Path, PathBuf};
 
 /// The first fd systemd passes.
 const LISTEN_FDS_START: RawFd = 3;
+/// The most passed sockets logd takes: its three, and the admin socket of virtlogd's units,
+/// with room. More is a unit's mistake, and no fd number past these is ever adopted.
+const MAX_LISTEN_FDS: i32 = 8;
 
 /// Sends a state string to systemd's notify socket, if there is one. Errors are only logged:
 /// a daemon must run the same without systemd.
@@ -131,10 +134,22 @@ pub fn take_listeners(
     if let Some(p) = virtlogd_path {
         by_path.insert(p.to_owned(), "virtlogd");
     }
-    for i in 0..count {
+    if count > MAX_LISTEN_FDS {
+        tracing::warn!(
+            count,
+            max = MAX_LISTEN_FDS,
+            "systemd passed more sockets than logd uses; only the first are taken"
+        );
+    }
+    for i in 0..count.min(MAX_LISTEN_FDS) {
         let fd = LISTEN_FDS_START + i;
-        // SAFETY: systemd passed this fd to this process (LISTEN_PID is ours) and nothing else
-        // in the process has taken it; wrapping it makes it owned and closed exactly once.
+        if !crate::handover::state::fd_is_open(fd) {
+            tracing::warn!(fd, "LISTEN_FDS names an fd that is not open; skipped");
+            continue;
+        }
+        // SAFETY: the fd is open (checked just above), systemd passed it to this process
+        // (LISTEN_PID is ours, and the variables are cleared above, so nothing else takes it),
+        // and this loop visits each number once: it is owned and closed exactly once.
         let owned = unsafe { OwnedFd::from_raw_fd(fd) };
         let _ = nix::fcntl::fcntl(
             &owned,
