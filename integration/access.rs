@@ -4,9 +4,6 @@
 //! The tests of case 7 use the real non-root default directory, `/tmp/logd-$UID`, for uids
 //! that no other test uses (54321, 54322), and remove it when they end.
 
-#[path = "harness.rs"]
-mod harness;
-
 use std::io::{Read, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixStream;
@@ -14,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use harness::*;
+use crate::harness::*;
 use logd_protocol::admin::EventKind;
 use logd_protocol::client::{AdminClient, ClientError};
 use logd_protocol::codec::{decode, encode_frame, MAX_REQUEST_FRAME};
@@ -167,15 +164,6 @@ fn read_response(s: &mut UnixStream) -> Option<Response> {
     let mut payload = vec![0u8; u32::from_be_bytes(len) as usize];
     s.read_exact(&mut payload).unwrap();
     Some(decode(&payload).unwrap())
-}
-
-fn rss_kib(pid: i32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
 }
 
 fn stderr_of(out: &std::process::Output) -> String {
@@ -454,7 +442,7 @@ fn unread_read_replies_are_bounded() {
     }
     d.ctl_ok(&["position", "--log", "big.log"]);
     let pid = d.pid();
-    let before = rss_kib(pid);
+    let before = status_kib(pid, "VmRSS:").unwrap();
     const CLIENTS: usize = 24;
     let read = encode_frame(
         &Request::ReadLog {
@@ -479,7 +467,7 @@ fn unread_read_replies_are_bounded() {
         Duration::from_secs(120),
         "the reads to be held or refused",
         || {
-            let grown = rss_kib(pid).saturating_sub(before);
+            let grown = status_kib(pid, "VmRSS:").unwrap().saturating_sub(before);
             assert!(
                 grown < bound_kib,
                 "logd grew by {} MiB for {CLIENTS} unread replies",
@@ -492,7 +480,7 @@ fn unread_read_replies_are_bounded() {
                 .then_some(())
         },
     );
-    let grown = rss_kib(pid).saturating_sub(before);
+    let grown = status_kib(pid, "VmRSS:").unwrap().saturating_sub(before);
     eprintln!("logd grew by {grown} KiB for {CLIENTS} unread 4 MiB reads");
     assert!(grown < bound_kib, "logd grew by {} MiB", grown / 1024);
     // A new client's read is refused with a clear error while the budget is held.

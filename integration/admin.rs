@@ -1,13 +1,10 @@
 //! End-to-end tests of the admin socket (issue #4): `logdctl ps` and `stats` on the real daemon.
 
-#[path = "harness.rs"]
-mod harness;
-
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
-use harness::*;
+use crate::harness::*;
 use logd_protocol::admin::AdminRequest;
 use logd_protocol::codec::{encode_frame, MAX_REQUEST_FRAME};
 use logd_protocol::{DomainId, Hello, OpenFlags, Request};

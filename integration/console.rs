@@ -1,9 +1,6 @@
 //! End-to-end tests of consoles (issue #3): the real logd, real QEMU booting the test guest, real
 //! `nc` and `telnet` subscribers, and raw TCP clients where a test must see the bytes on the wire.
 
-#[path = "harness.rs"]
-mod harness;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -11,7 +8,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use harness::*;
+use crate::harness::*;
 
 const BANNER: &str = "LOGD-GUEST READY\r\n";
 

@@ -1,16 +1,13 @@
 //! End-to-end tests of issue #2: the real `logd` and `logdctl` binaries, real pipes, real files,
 //! real signals, and a real QEMU guest.
 
-#[path = "harness.rs"]
-mod harness;
-
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use harness::*;
+use crate::harness::*;
 use logd_protocol::client::ClientError;
 use logd_protocol::codec::{encode, encode_frame, MAX_REQUEST_FRAME};
 use logd_protocol::{

@@ -1,9 +1,6 @@
 //! End-to-end tests of faults (issue 12): each test reproduces one way logd lost bytes, stalled
 //! a guest or let someone in, on the real `logd` binary, with real files, sockets and signals.
 
-#[path = "harness.rs"]
-mod harness;
-
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::process::{Command, Stdio};
@@ -11,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use harness::*;
+use crate::harness::*;
 use logd_protocol::client::ClientError;
 use logd_protocol::{ConsoleSpec, DomainId, ErrorCode, GuestSide, OpenFlags, WireError};
 
@@ -314,15 +311,6 @@ fn a_disk_full_of_other_files_is_reported_once_and_recovers() {
     assert_eq!(count(log.as_bytes(), b"writable again"), 1, "{log}");
 }
 
-/// The state letter of a process (`R`, `S`, `T` for stopped, …).
-fn proc_state(pid: i32) -> char {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    stat.rsplit(')')
-        .next()
-        .and_then(|s| s.trim().chars().next())
-        .unwrap_or('?')
-}
-
 /// Case 6: a signal a daemon may be sent by habit (or by accident) neither kills nor stops
 /// logd: each is handled or ignored, and the stream goes on byte for byte.
 #[test]
@@ -334,7 +322,7 @@ fn stray_signals_neither_kill_nor_stop_logd() {
     let mut check = |d: &mut Daemon, what: &str| {
         std::thread::sleep(Duration::from_millis(100));
         d.assert_alive();
-        assert_ne!(proc_state(d.pid()), 'T', "logd was stopped by {what}");
+        assert_ne!(proc_state(d.pid()), Some('T'), "logd was stopped by {what}");
         let line = format!("after {what}\n");
         w.write_all(line.as_bytes())
             .unwrap_or_else(|e| panic!("the pipe broke after {what}: {e}"));

@@ -1,14 +1,9 @@
 //! End-to-end tests of logd as libvirt's log daemon (issue #13): a real libvirtd, started by
-//! hand in a private mount namespace (see libvirt_host.rs), starts real QEMU guests whose stdio
-//! and serial logs go through logd's virtlogd server, with no virtlogd anywhere.
+//! hand in a private mount namespace (see harness/libvirt_host.rs), starts real QEMU guests
+//! whose stdio and serial logs go through logd's virtlogd server, with no virtlogd anywhere.
 //!
 //! `LOGD_LIBVIRT_LOG_DAEMON=virtlogd` runs the same tests against the real virtlogd instead
 //! (the checks that need logd are then skipped): it proves the environment, not logd.
-
-#[path = "harness.rs"]
-mod harness;
-#[path = "libvirt_host.rs"]
-mod libvirt_host;
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
@@ -17,8 +12,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use harness::*;
-use libvirt_host::*;
+use crate::harness::libvirt_host::*;
+use crate::harness::*;
 
 const BANNER: &[u8] = b"LOGD-GUEST READY\r\n";
 

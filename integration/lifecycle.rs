@@ -2,9 +2,6 @@
 //! notification and socket activation, with a fake notify socket and LISTEN_FDS set by the test
 //! (systemd itself does not run here).
 
-#[path = "harness.rs"]
-mod harness;
-
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::{UnixDatagram, UnixListener};
@@ -12,7 +9,7 @@ use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use harness::*;
+use crate::harness::*;
 
 fn recv_state(sock: &UnixDatagram) -> String {
     let mut buf = [0u8; 4096];

@@ -2,9 +2,6 @@
 //! console, subscriber and client connection to a new process. Real binaries, real QEMU, the
 //! real `telnet`, real signals; writers push at full speed while it happens.
 
-#[path = "harness.rs"]
-mod harness;
-
 use std::fs::File;
 use std::io::Write;
 use std::os::fd::OwnedFd;
@@ -15,7 +12,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use harness::*;
+use crate::harness::*;
 use logd_protocol::{DomainId, OpenFlags};
 use nix::sys::signal::Signal;
 

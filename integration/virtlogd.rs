@@ -4,9 +4,6 @@
 //!
 //! The end-to-end test with the real libvirtd and QEMU is `integration/libvirt.rs`.
 
-#[path = "harness.rs"]
-mod harness;
-
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
@@ -15,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use harness::*;
+use crate::harness::*;
 
 const PROGRAM: u32 = 0x8753_9319;
 const OPEN: u32 = 1;

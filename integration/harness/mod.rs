@@ -1,316 +1,51 @@
-//! The end-to-end harness: a real `logd` in a temporary directory, the real `logdctl`, and
-//! helpers to build the test guest and find QEMU.
-//!
-//! Every daemon gets its own directory (socket, log root, config, its stderr in `logd.stderr`),
-//! and is killed when the test's [`Daemon`] is dropped, so tests run in parallel.
+//! The integration tests' kit: the shared `logd-kit` crate (a real `logd` in a temporary
+//! directory, the real `logdctl`, bounded waits, /proc readings), aimed at the binaries this
+//! package builds, and what only the tests use: the test guest and QEMU, subscribers, a real
+//! terminal, the event stream, and a libvirt host ([`libvirt_host`]).
 
-#![allow(dead_code)]
+pub mod libvirt_host;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+pub use logd_kit::*;
 
 pub const LOGD: &str = env!("CARGO_BIN_EXE_logd");
 pub const LOGDCTL: &str = env!("CARGO_BIN_EXE_logdctl");
 
-/// A running daemon in its own temporary directory.
-pub struct Daemon {
-    pub dir: tempfile::TempDir,
-    pub socket: PathBuf,
-    pub log_root: PathBuf,
-    pub child: Option<Child>,
-    /// The uid the daemon runs as, when not this process's (`Opts::as_uid`).
-    pub server_uid: Option<u32>,
+/// The binaries under test: the ones this package builds.
+pub fn bins() -> Bins {
+    Bins {
+        logd: LOGD.into(),
+        logdctl: LOGDCTL.into(),
+    }
 }
 
-/// How to start a daemon.
-#[derive(Default)]
-pub struct Opts {
-    /// Extra lines for the config file.
-    pub config: String,
-    /// Run the daemon under `setpriv` as this uid/gid.
-    pub as_uid: Option<u32>,
-    /// Extra environment for the daemon (e.g. RUST_LOG).
-    pub env: Vec<(String, String)>,
-    /// Run this binary instead of the built `logd` (a copy, for re-exec tests).
-    pub binary: Option<PathBuf>,
+/// The tests' ways to start a [`Daemon`] on [`bins`], failing the test if it does not start.
+pub trait Start {
+    fn start() -> Daemon;
+    fn with_config(config: &str) -> Daemon;
+    fn start_with(opts: Opts) -> Daemon;
 }
 
-impl Daemon {
-    pub fn start() -> Daemon {
+impl Start for Daemon {
+    fn start() -> Daemon {
         Self::start_with(Opts::default())
     }
 
-    pub fn with_config(config: &str) -> Daemon {
+    fn with_config(config: &str) -> Daemon {
         Self::start_with(Opts {
             config: config.to_owned(),
             ..Opts::default()
         })
     }
 
-    pub fn start_with(opts: Opts) -> Daemon {
-        let dir = tempfile::Builder::new()
-            .prefix("logd-e2e-")
-            .tempdir()
-            .unwrap();
-        let socket = dir.path().join("logd.sock");
-        let log_root = dir.path().join("logs");
-        std::fs::create_dir(&log_root).unwrap();
-        let config = dir.path().join("logd.toml");
-        std::fs::write(&config, &opts.config).unwrap();
-        if let Some(uid) = opts.as_uid {
-            chown_r(dir.path(), uid);
-        }
-        let mut d = Daemon {
-            dir,
-            socket,
-            log_root,
-            child: None,
-            server_uid: opts.as_uid,
-        };
-        d.spawn(&opts, &config);
-        d
-    }
-
-    fn spawn(&mut self, opts: &Opts, config: &Path) {
-        let (as_uid, env) = (opts.as_uid, &opts.env);
-        let logd = opts.binary.clone().unwrap_or_else(|| PathBuf::from(LOGD));
-        let stderr = std::fs::File::create(self.dir.path().join("logd.stderr")).unwrap();
-        let mut cmd = match as_uid {
-            Some(uid) => {
-                let mut c = Command::new("setpriv");
-                c.args([
-                    format!("--reuid={uid}"),
-                    format!("--regid={uid}"),
-                    "--clear-groups".into(),
-                    logd.display().to_string(),
-                ]);
-                c
-            }
-            None => Command::new(&logd),
-        };
-        cmd.arg("--config")
-            .arg(config)
-            .arg("--socket")
-            .arg(&self.socket)
-            .arg("--log-root")
-            .arg(&self.log_root)
-            .arg("-v")
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr);
-        self.child = Some(cmd.spawn().expect("spawn logd"));
-        self.wait_ready();
-    }
-
-    fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while UnixStream::connect(&self.socket).is_err() {
-            if let Some(st) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("logd exited at start ({st}): {}", self.stderr());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "logd did not start: {}",
-                self.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    /// What the daemon logged so far.
-    pub fn stderr(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("logd.stderr")).unwrap_or_default()
-    }
-
-    /// The serving process: the pid in `<socket>.lock` (it changes at each re-exec), or the
-    /// process this harness started.
-    pub fn pid(&self) -> i32 {
-        let lock = PathBuf::from(format!("{}.lock", self.socket.display()));
-        std::fs::read_to_string(lock)
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-            .unwrap_or_else(|| self.child.as_ref().map_or(0, |c| c.id() as i32))
-    }
-
-    /// Sends a signal to the serving process.
-    pub fn signal(&self, sig: nix::sys::signal::Signal) {
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), sig).unwrap();
-    }
-
-    /// A `logdctl` command aimed at this daemon.
-    pub fn ctl(&self) -> Command {
-        let mut c = Command::new(LOGDCTL);
-        c.arg("--socket").arg(&self.socket);
-        c.env_remove("LOGD_SOCKET").env_remove("LOGD_AUTOSTART");
-        c
-    }
-
-    /// Runs `logdctl ARGS` and returns its output, bounded in time.
-    pub fn ctl_run(&self, args: &[&str]) -> Output {
-        run_bounded(self.ctl().args(args), Duration::from_secs(60))
-    }
-
-    /// Runs `logdctl ARGS`, asserting success; returns stdout.
-    pub fn ctl_ok(&self, args: &[&str]) -> Vec<u8> {
-        let out = self.ctl_run(args);
-        assert!(
-            out.status.success(),
-            "logdctl {args:?} failed ({}): {}\n--- logd:\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr),
-            self.stderr()
-        );
-        out.stdout
-    }
-
-    /// A protocol client connected to this daemon.
-    pub fn client(&self) -> logd_protocol::client::Client {
-        let c = logd_protocol::client::Client::connect_trusting(&self.socket, self.server_uid)
-            .expect("connect");
-        c.set_timeout(Some(Duration::from_secs(30))).unwrap();
-        c
-    }
-
-    /// Opens a log through the protocol; returns the write end of its pipe.
-    pub fn open_pipe(&self, domain: &str, log: &str) -> std::fs::File {
-        let (_, fd) = self
-            .client()
-            .open_log(
-                logd_protocol::DomainId::from_name("qemu", domain),
-                log,
-                logd_protocol::OpenFlags::default(),
-            )
-            .expect("open the log");
-        std::fs::File::from(fd)
-    }
-
-    /// Path of a log under the root.
-    pub fn log(&self, rel: &str) -> PathBuf {
-        self.log_root.join(rel)
-    }
-
-    /// Sends a signal and waits (bounded) for the daemon to exit; returns its exit code.
-    pub fn signal_and_wait(&mut self, sig: nix::sys::signal::Signal) -> Option<i32> {
-        let pid = self.pid();
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig).unwrap();
-        if self.child.as_ref().map(|c| c.id() as i32) != Some(pid) {
-            // A process of a re-exec: not our child, so no exit code; wait for it to go.
-            wait_for(Duration::from_secs(30), "logd to exit", || {
-                (!process_alive(pid)).then_some(())
-            });
-            return None;
-        }
-        let child = self.child.as_mut().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(st) = child.try_wait().unwrap() {
-                self.child = None;
-                return st.code();
-            }
-            assert!(Instant::now() < deadline, "logd did not exit after {sig}");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    /// Checks the daemon is still running.
-    pub fn assert_alive(&mut self) {
-        let pid = self.pid();
-        if self.child.as_ref().map(|c| c.id() as i32) != Some(pid) {
-            assert!(
-                process_alive(pid),
-                "logd (pid {pid}) died:\n{}",
-                self.stderr()
-            );
-            return;
-        }
-        let st = self.child.as_mut().unwrap().try_wait().unwrap();
-        assert!(st.is_none(), "logd died: {:?}\n{}", st, self.stderr());
-    }
-}
-
-/// Whether a process runs (a zombie does not).
-pub fn process_alive(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        // The state follows the command name in parentheses.
-        Ok(s) => s
-            .rsplit_once(") ")
-            .is_some_and(|(_, rest)| !rest.starts_with('Z') && !rest.starts_with('X')),
-        Err(_) => false,
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        // After a re-exec the serving process is not our child.
-        let pid = self.pid();
-        if pid > 0 && self.child.as_ref().map(|c| c.id() as i32) != Some(pid) {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        if std::thread::panicking() {
-            eprintln!("--- logd stderr:\n{}", self.stderr());
-        }
-    }
-}
-
-fn chown_r(dir: &Path, uid: u32) {
-    let st = Command::new("chown")
-        .arg("-R")
-        .arg(format!("{uid}:{uid}"))
-        .arg(dir)
-        .status()
-        .unwrap();
-    assert!(st.success());
-}
-
-/// Runs a command with a deadline; kills it if it overruns (and fails the test).
-pub fn run_bounded(cmd: &mut Command, limit: Duration) -> Output {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let t_out = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        out.read_to_end(&mut v).ok();
-        v
-    });
-    let t_err = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        err.read_to_end(&mut v).ok();
-        v
-    });
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("command {cmd:?} ran over {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    Output {
-        status,
-        stdout: t_out.join().unwrap(),
-        stderr: t_err.join().unwrap(),
+    fn start_with(opts: Opts) -> Daemon {
+        Daemon::spawn(&bins(), opts).unwrap_or_else(|e| panic!("{e:#}"))
     }
 }
 
@@ -322,31 +57,12 @@ pub fn port_of(output: &[u8]) -> u16 {
         .unwrap_or_else(|_| panic!("no port at the end of {text:?}"))
 }
 
-/// A deterministic, non-repeating byte stream (numbered lines), so any suffix can be checked.
-pub fn numbered_lines(total: usize) -> Vec<u8> {
-    let mut v = Vec::with_capacity(total + 64);
-    let mut i = 0u64;
-    while v.len() < total {
-        v.extend_from_slice(
-            format!("{i:010} the quick brown fox jumps over the lazy dog\n").as_bytes(),
-        );
-        i += 1;
-    }
-    v.truncate(total);
-    v
-}
-
 /// The bytes of a log: backups oldest first, then the active file.
 pub fn read_rotated(path: &Path, max_backups: u32) -> Vec<u8> {
-    let mut all = Vec::new();
-    for i in (0..max_backups).rev() {
-        let p = PathBuf::from(format!("{}.{i}", path.display()));
-        if let Ok(b) = std::fs::read(&p) {
-            all.extend(b);
-        }
-    }
-    all.extend(std::fs::read(path).unwrap_or_default());
-    all
+    rotated_files(path, max_backups)
+        .iter()
+        .flat_map(|p| std::fs::read(p).unwrap_or_default())
+        .collect()
 }
 
 /// Whether a tool needed by a test is here. When it is absent, the test prints
@@ -418,18 +134,6 @@ pub fn qemu_args(img: &Path, serial: Option<&str>) -> Vec<String> {
         ]),
     }
     args
-}
-
-/// Polls `f` every 20 ms until it returns Some, or panics after `limit`.
-pub fn wait_for<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// A real terminal for programs that put it in raw mode: a detached 80×24 tmux session running

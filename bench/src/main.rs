@@ -57,7 +57,7 @@
 //!   MemAvailable (noise: other processes and the page cache move it).
 //! - `virtlogd_idle_10000`: the same test on libvirt's virtlogd (`/usr/sbin/virtlogd`; skipped
 //!   with a note when it is not installed), started fresh in each run with the same rotation
-//!   settings and fd limit and driven by a client of its RPC protocol (`bench/virtlogd.rs`):
+//!   settings and fd limit and driven by a client of its RPC protocol (`virtlogd.rs`):
 //!   `virtlogd_rss_per_idle_domain_10000`, `virtlogd_kernel_per_idle_domain_10000`,
 //!   `virtlogd_host_per_idle_domain_10000`, `virtlogd_open_rate_at_10` and `_at_10000` (opens/s
 //!   over the first and the last 100 opens). A line written through one pipe must reach its log.
@@ -115,8 +115,8 @@ use std::net::{SocketAddrV4, TcpStream};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Barrier};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -125,13 +125,14 @@ use anyhow::{anyhow, bail, ensure, Context, Result};
 use clap::Parser;
 use logd::console::DEFAULT_QUEUE_LIMIT;
 use logd::rotate::{RotateConfig, RotatingFile};
+use logd_kit::{
+    clock_ticks, kib_field, rotated_files, stat_cpu_seconds, temp_dir, Bins, Daemon, Opts,
+};
 use logd_protocol::admin::DaemonSnapshot;
 use logd_protocol::client::{AdminClient, Client};
 use logd_protocol::{ConsoleInfo, ConsoleSpec, DomainId, GuestSide, OpenFlags, WritePolicy};
 use nix::fcntl::{fcntl, FcntlArg};
-use nix::unistd::{sysconf, SysconfVar};
 
-#[path = "bench/virtlogd.rs"]
 mod virtlogd;
 
 use virtlogd::Server;
@@ -366,7 +367,7 @@ fn baseline(
 ) -> Result<()> {
     let mut runs = Vec::new();
     for run in 1..=b.runs {
-        let dir = TempDir::new(&b.dir, name)?;
+        let dir = temp_dir(&b.dir, &format!("logd-bench-{name}-"))?;
         let t = b.measure(None, name, run, || {
             baseline_transfer(dir.path(), chunk, total, pipe_size).context(name.to_owned())
         })?;
@@ -381,7 +382,7 @@ fn one_stream(b: &mut Bench, name: &str, chunk: usize, total: u64) -> Result<()>
     let mut runs = Vec::new();
     for run in 1..=b.runs {
         let daemon = b.daemon(name)?;
-        let mut client = daemon.client()?;
+        let mut client = daemon.try_client(CALL_TIMEOUT)?;
         let t = b.measure(Some(&daemon), name, run, || {
             logd_transfer(&daemon, &mut client, chunk, total).with_context(|| daemon.failed(name))
         })?;
@@ -409,7 +410,7 @@ fn idle_then_stream(
     let (mut first_100, mut last_100, mut idle_busy) = (Vec::new(), Vec::new(), Vec::new());
     for run in 1..=b.runs {
         let daemon = b.daemon(&name)?;
-        let mut client = daemon.client()?;
+        let mut client = daemon.try_client(CALL_TIMEOUT)?;
         b.wait_for_quiet(Some(&daemon))?;
         let domains = IdleDomains::open(&mut client, idle).with_context(|| daemon.failed(&name))?;
         let last = (idle.saturating_sub(99).max(1), idle);
@@ -466,7 +467,7 @@ fn idle_then_stream(
 fn baseline_streams(b: &mut Bench, name: &str, total: u64) -> Result<()> {
     let mut runs = Vec::new();
     for run in 1..=b.runs {
-        let dir = TempDir::new(&b.dir, name)?;
+        let dir = temp_dir(&b.dir, &format!("logd-bench-{name}-"))?;
         b.wait_for_quiet(None)?;
         let (t, pipes) =
             baseline_streams_transfer(dir.path(), 64 * 1024, total).context(name.to_owned())?;
@@ -493,7 +494,7 @@ fn streams_flood(b: &mut Bench, name: &str, total: u64) -> Result<()> {
     let (mut before, mut peak, mut after) = (Vec::new(), Vec::new(), Vec::new());
     for run in 1..=b.runs {
         let daemon = b.daemon(name)?;
-        let mut client = daemon.client()?;
+        let mut client = daemon.try_client(CALL_TIMEOUT)?;
         let r = flood_run(b, &daemon, &mut client, total).with_context(|| daemon.failed(name))?;
         b.progress(name, run, &r.transfer);
         note(format!(
@@ -687,7 +688,7 @@ fn rss_per_idle_domain(b: &mut Bench, count: usize) -> Result<()> {
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for run in 1..=b.runs {
         let daemon = b.daemon(&name)?;
-        let mut client = daemon.client()?;
+        let mut client = daemon.try_client(CALL_TIMEOUT)?;
         if with_kernel {
             // The slab figure is machine-wide: no other work may be allocating meanwhile.
             b.wait_for_quiet(Some(&daemon))?;
@@ -767,7 +768,7 @@ fn reexec_blackout(b: &mut Bench, count: usize) -> Result<()> {
     let (mut blackout, mut total, mut stall) = (Vec::new(), Vec::new(), Vec::new());
     for run in 1..=b.runs {
         let daemon = b.daemon(&name)?;
-        let mut client = daemon.client()?;
+        let mut client = daemon.try_client(CALL_TIMEOUT)?;
         let _idle = IdleDomains::open(&mut client, n.saturating_sub(1))
             .with_context(|| daemon.failed(&name))?;
         let (_, fd) = client
@@ -838,13 +839,10 @@ fn reexec_blackout(b: &mut Bench, count: usize) -> Result<()> {
 
 /// Bytes in a log and its backups.
 fn read_all_rotated(path: &Path) -> Result<u64> {
-    let mut total = fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-    for i in 0..ROTATE.max_backups {
-        total += fs::metadata(format!("{}.{i}", path.display()))
-            .map(|m| m.len())
-            .unwrap_or(0);
-    }
-    Ok(total)
+    Ok(rotated_files(path, ROTATE.max_backups)
+        .iter()
+        .map(|p| fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+        .sum())
 }
 
 /// A writer thread putting a record into a pipe every [`STEADY_PERIOD`], timing each write.
@@ -987,7 +985,7 @@ fn size_100b(b: &Bench) -> Result<u64> {
     }
     let trial = 16 * MIB;
     let daemon = b.daemon("calibrate_100b")?;
-    let mut client = daemon.client()?;
+    let mut client = daemon.try_client(CALL_TIMEOUT)?;
     let t = logd_transfer(&daemon, &mut client, 100, trial)
         .with_context(|| daemon.failed("calibrating the 100-byte size"))?;
     let projected = t.seconds * (GIB / trial) as f64;
@@ -1359,7 +1357,7 @@ fn console_fanout(b: &mut Bench, subscribers: usize, total: u64) -> Result<()> {
     let mut runs = Vec::new();
     for run in 1..=b.runs {
         let daemon = b.daemon(&name)?;
-        let mut client = daemon.client()?;
+        let mut client = daemon.try_client(CALL_TIMEOUT)?;
         let (t, ok) = fanout_run(b, &daemon, &mut client, subscribers, total)
             .with_context(|| daemon.failed(&name))?;
         if ok {
@@ -1423,7 +1421,7 @@ fn console_latency(b: &mut Bench, probes: u32) -> Result<()> {
     let mut runs = Vec::new();
     for run in 1..=b.runs {
         let daemon = b.daemon(name)?;
-        let mut client = daemon.client()?;
+        let mut client = daemon.try_client(CALL_TIMEOUT)?;
         let r = latency_run(b, &daemon, &mut client, probes, workers)
             .with_context(|| daemon.failed(name))?;
         let show = |what: &str, l: &Latencies, bulk: Option<&BulkOutcome>| {
@@ -1749,7 +1747,7 @@ fn console_stalled(b: &mut Bench, total: u64) -> Result<()> {
     let (mut none, mut one) = (Vec::new(), Vec::new());
     for run in 1..=b.runs {
         let daemon = b.daemon(name)?;
-        let mut client = daemon.client()?;
+        let mut client = daemon.try_client(CALL_TIMEOUT)?;
         match stalled_run(b, &daemon, &mut client, total, run)
             .with_context(|| daemon.failed(name))?
         {
@@ -2218,7 +2216,7 @@ fn snapshot_run(
     run: u32,
 ) -> Result<SnapshotRun> {
     let name = "snapshot_10000";
-    let mut client = daemon.client()?;
+    let mut client = daemon.try_client(CALL_TIMEOUT)?;
     let domains = IdleDomains::open(&mut client, idle)?;
     let stream = DomainId::from_name("qemu", SNAPSHOT_STREAM_DOMAIN);
     let mut open = |path: &str| -> Result<File> {
@@ -2457,173 +2455,33 @@ impl BackToBack {
 // ---------------------------------------------------------------------------------------------
 // The daemon under test
 
-/// A `logd` in its own temporary directory; killed (and the directory removed) when dropped.
-struct Daemon {
-    child: Child,
-    socket: PathBuf,
-    /// The virtlogd socket, when it serves one.
-    virtlogd_socket: Option<PathBuf>,
-    dir: TempDir,
-}
-
-impl Daemon {
-    /// Starts logd in `dir`; `with_virtlogd` also serves the virtlogd socket there.
-    fn spawn(logd: &Path, dir: TempDir, with_virtlogd: bool) -> Result<Daemon> {
-        let config = dir.path().join("logd.toml");
-        fs::write(&config, DAEMON_CONFIG).context("writing logd's config")?;
-        let socket = dir.path().join("logd.sock");
-        let log_root = dir.path().join("logs");
-        let virtlogd_socket = with_virtlogd.then(|| dir.path().join("virtlogd-sock"));
-        let stderr =
-            File::create(dir.path().join("logd.stderr")).context("creating logd's stderr file")?;
-        let mut cmd = Command::new(logd);
-        if let Some(path) = &virtlogd_socket {
-            cmd.arg("--virtlogd-socket").arg(path);
-        }
-        let child = cmd
-            .arg("--config")
-            .arg(&config)
-            .arg("--socket")
-            .arg(&socket)
-            .arg("--log-root")
-            .arg(&log_root)
-            .env_remove("RUST_LOG")
+/// Starts a `logd` (the bench's config, `RUST_LOG` unset) in a new directory under `parent`;
+/// `with_virtlogd` also serves the virtlogd socket there. It is killed, and the directory
+/// removed, when the [`Daemon`] is dropped.
+fn spawn_daemon(bins: &Bins, parent: &Path, tag: &str, with_virtlogd: bool) -> Result<Daemon> {
+    Daemon::spawn(
+        bins,
+        Opts {
+            config: DAEMON_CONFIG.to_owned(),
+            quiet: true,
+            env_remove: vec!["RUST_LOG".to_owned()],
             // For profiling: LOGD_BENCH_RUST_LOG becomes the daemon's RUST_LOG (the re-exec
             // scenarios then print its timeline).
-            .envs(std::env::var("LOGD_BENCH_RUST_LOG").map(|v| ("RUST_LOG", v)))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .with_context(|| format!("starting {}", logd.display()))?;
-        let mut d = Daemon {
-            child,
-            socket,
-            virtlogd_socket,
-            dir,
-        };
-        d.wait_ready()?;
-        Ok(d)
-    }
-
-    fn wait_ready(&mut self) -> Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while UnixStream::connect(&self.socket).is_err() {
-            if let Some(st) = self.child.try_wait().context("waiting for logd")? {
-                bail!("logd exited at start ({st}): {}", self.stderr_tail());
-            }
-            if Instant::now() > deadline {
-                bail!("logd did not listen within 20 s: {}", self.stderr_tail());
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        Ok(())
-    }
-
-    /// The serving process: the pid in `<socket>.lock` (a re-exec changes it), else the child.
-    fn pid(&self) -> u32 {
-        fs::read_to_string(format!("{}.lock", self.socket.display()))
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-            .unwrap_or_else(|| self.child.id())
-    }
-
-    fn client(&self) -> Result<Client> {
-        let c = Client::connect(&self.socket).context("connecting to logd")?;
-        c.set_timeout(Some(CALL_TIMEOUT))
-            .context("setting the client's timeout")?;
-        Ok(c)
-    }
-
-    /// User plus system CPU time of every thread of the daemon so far.
-    fn cpu_seconds(&self) -> Result<f64> {
-        stat_cpu_seconds(&format!("/proc/{}/stat", self.pid()))
-    }
-
-    fn rss_kib(&self) -> Result<u64> {
-        self.status_kib("VmRSS:")
-    }
-
-    /// The peak VmRSS since the daemon started.
-    fn peak_rss_kib(&self) -> Result<u64> {
-        self.status_kib("VmHWM:")
-    }
-
-    fn status_kib(&self, key: &str) -> Result<u64> {
-        status_kib(self.pid(), key)
-    }
-
-    /// Context switches of every thread of the daemon so far (voluntary and not): a daemon
-    /// that sleeps has no CPU to show, but a timer that wakes it shows here. Threads that end
-    /// while they are counted are left out.
-    fn context_switches(&self) -> Result<u64> {
-        let dir = format!("/proc/{}/task", self.pid());
-        let tasks = fs::read_dir(&dir).with_context(|| format!("listing {dir}"))?;
-        Ok(tasks
-            .flatten()
-            .filter_map(|t| fs::read_to_string(t.path().join("status")).ok())
-            .map(|status| {
-                ["voluntary_ctxt_switches:", "nonvoluntary_ctxt_switches:"]
-                    .iter()
-                    .filter_map(|key| kib_field(&status, key))
-                    .sum::<u64>()
-            })
-            .sum())
-    }
-
-    fn fd_count(&self) -> Result<usize> {
-        fd_count(self.pid())
-    }
-
-    /// The last lines logd wrote to stderr, to explain a failure.
-    fn stderr_tail(&self) -> String {
-        let all = fs::read_to_string(self.dir.path().join("logd.stderr")).unwrap_or_default();
-        let lines: Vec<&str> = all.lines().collect();
-        lines[lines.len().saturating_sub(5)..].join("\n")
-    }
-
-    /// A context line for a failed step: the step, and what logd said last.
-    fn failed(&self, what: &str) -> String {
-        format!("{what} (logd's last words: {:?})", self.stderr_tail())
-    }
+            env: std::env::var("LOGD_BENCH_RUST_LOG")
+                .map(|v| ("RUST_LOG".to_owned(), v))
+                .into_iter()
+                .collect(),
+            virtlogd_socket: with_virtlogd,
+            parent: Some(parent.to_owned()),
+            prefix: Some(format!("logd-bench-{tag}-")),
+            ..Opts::default()
+        },
+    )
 }
 
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let pid = self.pid();
-        if pid != self.child.id() {
-            // After a re-exec the serving process is not our child.
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid as i32),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A directory that is removed with everything in it when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(parent: &Path, tag: &str) -> Result<TempDir> {
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let path = parent.join(format!("logd-bench-{}-{n}-{tag}", std::process::id()));
-        fs::create_dir(&path).with_context(|| format!("creating {}", path.display()))?;
-        Ok(TempDir(path))
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
+/// The pid of the process serving `daemon`.
+fn pid_of(daemon: &Daemon) -> u32 {
+    daemon.pid() as u32
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -2633,7 +2491,8 @@ impl Drop for TempDir {
 struct Bench {
     quick: bool,
     runs: u32,
-    logd: PathBuf,
+    /// The `logd` under test (and the `logdctl` beside it, unused).
+    bins: Bins,
     dir: PathBuf,
     /// The scenarios to run.
     scenarios: Vec<&'static str>,
@@ -2646,15 +2505,14 @@ struct Bench {
 impl Bench {
     fn new(args: Args) -> Result<Bench> {
         let scenarios = pick_scenarios(args.only.as_deref())?;
-        let logd = match args.logd {
-            Some(p) => p,
-            None => std::env::current_exe()
-                .context("finding this executable")?
-                .with_file_name("logd"),
-        };
+        let mut bins = Bins::beside(&std::env::current_exe().context("finding this executable")?);
+        if let Some(p) = args.logd {
+            bins.logd = p;
+        }
+        let logd = &bins.logd;
         ensure!(
             logd.is_file(),
-            "no logd at {} (build it, or pass --logd PATH)",
+            "no logd at {} (build it: `cargo build --release --bins`, or pass --logd PATH)",
             logd.display()
         );
         let dir = args.dir.unwrap_or_else(std::env::temp_dir);
@@ -2671,7 +2529,7 @@ impl Bench {
         Ok(Bench {
             quick: args.quick,
             runs,
-            logd,
+            bins,
             dir,
             scenarios,
             fd_limit,
@@ -2686,12 +2544,12 @@ impl Bench {
     }
 
     fn daemon(&self, tag: &str) -> Result<Daemon> {
-        Daemon::spawn(&self.logd, TempDir::new(&self.dir, tag)?, false)
+        spawn_daemon(&self.bins, &self.dir, tag, false)
     }
 
     /// A fresh logd that also serves the virtlogd socket, in its temporary directory.
     fn daemon_serving_virtlogd(&self, tag: &str) -> Result<Daemon> {
-        Daemon::spawn(&self.logd, TempDir::new(&self.dir, tag)?, true)
+        spawn_daemon(&self.bins, &self.dir, tag, true)
     }
 
     /// How many of `wanted` domains fit in the fd limit, with a note when that is fewer.
@@ -2711,7 +2569,7 @@ impl Bench {
     /// Waits until other work keeps fewer than [`QUIET_CPUS`] busy for half a second (at most
     /// 20 s, 5 s with --quick), so that another job's burst does not land in a measurement.
     fn wait_for_quiet(&self, daemon: Option<&Daemon>) -> Result<()> {
-        self.wait_for_quiet_pid(daemon.map(Daemon::pid))
+        self.wait_for_quiet_pid(daemon.map(pid_of))
     }
 
     /// [`Bench::wait_for_quiet`] for a daemon known by its pid.
@@ -2756,7 +2614,7 @@ impl Bench {
         run: u32,
         transfer: impl FnMut() -> Result<Transfer>,
     ) -> Result<Transfer> {
-        self.measure_pid(daemon.map(Daemon::pid), name, run, transfer)
+        self.measure_pid(daemon.map(pid_of), name, run, transfer)
     }
 
     /// [`Bench::measure`] for a daemon known by its pid.
@@ -2897,30 +2755,10 @@ fn settle() {
 // ---------------------------------------------------------------------------------------------
 // /proc and limits
 
-/// User plus system CPU seconds from a `/proc/.../stat` file.
-fn stat_cpu_seconds(path: &str) -> Result<f64> {
-    let stat = fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
-    // Fields after the parenthesised command name start at field 3 (state); utime and stime
-    // are fields 14 and 15.
-    let rest = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest)
-        .with_context(|| format!("unexpected format of {path}"))?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| -> Result<u64> {
-        fields
-            .get(i)
-            .and_then(|f| f.parse().ok())
-            .with_context(|| format!("unexpected format of {path}"))
-    };
-    let total = ticks(11)? + ticks(12)?;
-    Ok(total as f64 / clock_ticks()?)
-}
-
 /// CPU seconds the machine spent on anything but this process and `daemon`: busy time from
 /// /proc/stat (steal included), less theirs.
 fn others_cpu_seconds(daemon: Option<&Daemon>) -> Result<f64> {
-    others_cpu_seconds_pid(daemon.map(Daemon::pid))
+    others_cpu_seconds_pid(daemon.map(pid_of))
 }
 
 /// [`others_cpu_seconds`] for a daemon known by its pid.
@@ -2958,28 +2796,6 @@ fn thread_cpu_seconds_exact() -> Result<f64> {
     let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID)
         .context("clock_gettime(CLOCK_THREAD_CPUTIME_ID)")?;
     Ok(Duration::from(t).as_secs_f64())
-}
-
-fn clock_ticks() -> Result<f64> {
-    match sysconf(SysconfVar::CLK_TCK).context("sysconf(CLK_TCK)")? {
-        Some(t) if t > 0 => Ok(t as f64),
-        _ => bail!("sysconf(CLK_TCK) gave no value"),
-    }
-}
-
-/// A `Key:   123 kB` line of `/proc/PID/status`.
-fn status_kib(pid: u32, key: &str) -> Result<u64> {
-    let path = format!("/proc/{pid}/status");
-    let status = fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-    kib_field(&status, key).with_context(|| format!("no {key} in {path}"))
-}
-
-/// The fds process `pid` holds.
-fn fd_count(pid: u32) -> Result<usize> {
-    let path = format!("/proc/{pid}/fd");
-    Ok(fs::read_dir(&path)
-        .with_context(|| format!("listing {path}"))?
-        .count())
 }
 
 fn mem_available_kib() -> Result<u64> {
@@ -3189,14 +3005,6 @@ fn load_average() -> String {
     fs::read_to_string("/proc/loadavg")
         .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_else(|e| format!("unknown ({e})"))
-}
-
-/// The number of a `Key:   123 kB` line.
-fn kib_field(text: &str, key: &str) -> Option<u64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(key))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
 }
 
 /// Raises this process's open-file limit to its hard limit (the daemon it starts inherits it,

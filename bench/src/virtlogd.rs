@@ -51,10 +51,11 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use logd_protocol::fdpass::recv_with_fds;
 
+use logd_kit::{fd_count, last_lines, stat_cpu_seconds, status_kib, temp_dir, Daemon, TempDir};
+
 use super::{
-    fd_count, median, note, others_cpu_seconds_pid, pipe_capacity, settle, stat_cpu_seconds,
-    status_kib, write_chunks, Bench, Daemon, IdleDomains, KernelMemory, TempDir, Transfer,
-    CALL_TIMEOUT, ROTATE,
+    median, note, others_cpu_seconds_pid, pipe_capacity, settle, write_chunks, Bench, IdleDomains,
+    KernelMemory, Transfer, CALL_TIMEOUT, ROTATE,
 };
 
 /// Where Debian's `libvirt-daemon` package installs virtlogd.
@@ -192,7 +193,7 @@ impl Running {
     fn pid(&self) -> u32 {
         match self {
             Running::Virtlogd(v) => v.pid(),
-            Running::Logd(d) => d.pid(),
+            Running::Logd(d) => d.pid() as u32,
         }
     }
 
@@ -481,7 +482,7 @@ struct Virtlogd {
 
 impl Virtlogd {
     fn spawn(parent: &Path, tag: &str) -> Result<Virtlogd> {
-        let dir = TempDir::new(parent, tag)?;
+        let dir = temp_dir(parent, &format!("logd-bench-{tag}-"))?;
         let config = dir.path().join("virtlogd.conf");
         fs::write(&config, config_text()).context("writing virtlogd's config")?;
         fs::create_dir(dir.path().join("logs")).context("creating the logs' directory")?;
@@ -583,9 +584,7 @@ impl Virtlogd {
 
     /// The last lines virtlogd wrote to stderr, to explain a failure.
     fn stderr_tail(&self) -> String {
-        let all = fs::read_to_string(self.dir.path().join("virtlogd.stderr")).unwrap_or_default();
-        let lines: Vec<&str> = all.lines().collect();
-        lines[lines.len().saturating_sub(5)..].join("\n")
+        last_lines(&self.dir.path().join("virtlogd.stderr"), 5)
     }
 
     /// A context line for a failed step: the step, and what virtlogd said last.

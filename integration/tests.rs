@@ -1,0 +1,17 @@
+//! Every integration test of logd, in one binary (as ripgrep does): the real `logd` and
+//! `logdctl`, driven through the kit in `harness/` (which wraps the `logd-kit` crate the bench
+//! shares). The tests run in parallel threads of this one process, so none may change what the
+//! process shares: its environment, working directory, umask, rlimits or signal dispositions.
+//! A test that needs any of those changed sets it on the child it spawns.
+
+mod harness;
+
+mod access;
+mod admin;
+mod console;
+mod e2e;
+mod faults;
+mod libvirt;
+mod lifecycle;
+mod reexec;
+mod virtlogd;
