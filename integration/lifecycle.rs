@@ -5,7 +5,6 @@
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::{UnixDatagram, UnixListener};
-use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -84,24 +83,7 @@ fn uses_the_sockets_systemd_passes() {
             dir.path().join("logs").display()
         ))
         .stderr(std::fs::File::create(dir.path().join("stderr")).unwrap());
-    // SAFETY: between fork and exec only dup2 runs (async-signal-safe); m and a stay open in the
-    // parent until the child has exec'd.
-    unsafe {
-        cmd.pre_exec(move || {
-            // Move both out of the way first: one may already sit at 3 or 4, and dup2 onto
-            // itself would keep its close-on-exec flag.
-            let high: Vec<i32> = [m, a]
-                .iter()
-                .map(|&fd| nix::libc::fcntl(fd, nix::libc::F_DUPFD, 10))
-                .collect();
-            for (from, to) in [(high[0], 3), (high[1], 4)] {
-                if from < 0 || nix::libc::dup2(from, to) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            }
-            Ok(())
-        });
-    }
+    pass_fds_from_3(&mut cmd, [m, a]);
     let mut child = cmd.spawn().unwrap();
     drop((main, admin)); // only logd holds them now
     let stderr_path = dir.path().join("stderr");

@@ -568,7 +568,6 @@ fn the_virtlogd_socket_its_connections_and_its_logs_survive_a_reexec() {
 #[test]
 fn the_virtlogd_socket_comes_from_systemd_by_its_unit_name() {
     use std::os::fd::AsRawFd;
-    use std::os::unix::process::CommandExt;
     let dir = tempfile::tempdir().unwrap();
     let main_path = dir.path().join("logd.sock");
     let vl_path = dir.path().join("virtlogd-sock");
@@ -576,7 +575,7 @@ fn the_virtlogd_socket_comes_from_systemd_by_its_unit_name() {
     let listeners = [&main_path, &vl_path, &vl_admin_path]
         .map(|p| std::os::unix::net::UnixListener::bind(p).unwrap());
     let vl_ino = std::fs::metadata(&vl_path).unwrap().ino();
-    let raw: Vec<i32> = listeners.iter().map(|l| l.as_raw_fd()).collect();
+    let raw = listeners.each_ref().map(|l| l.as_raw_fd());
     let logs = dir.path().join("logs");
     let stderr_path = dir.path().join("stderr");
     let mut cmd = Command::new("sh");
@@ -588,23 +587,7 @@ fn the_virtlogd_socket_comes_from_systemd_by_its_unit_name() {
             logs.display()
         ))
         .stderr(std::fs::File::create(&stderr_path).unwrap());
-    // SAFETY: between fork and exec only fcntl and dup2 run (async-signal-safe); the listeners
-    // stay open in the parent until the child has exec'd.
-    unsafe {
-        cmd.pre_exec(move || {
-            // Out of the way first: one may already sit at 3, 4 or 5.
-            let high: Vec<i32> = raw
-                .iter()
-                .map(|&fd| nix::libc::fcntl(fd, nix::libc::F_DUPFD, 10))
-                .collect();
-            for (i, &from) in high.iter().enumerate() {
-                if from < 0 || nix::libc::dup2(from, 3 + i as i32) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            }
-            Ok(())
-        });
-    }
+    pass_fds_from_3(&mut cmd, raw);
     let mut child = cmd.spawn().unwrap();
     drop(listeners);
     let stderr = || std::fs::read_to_string(&stderr_path).unwrap_or_default();

@@ -481,6 +481,7 @@ struct Virtlogd {
 }
 
 impl Virtlogd {
+    #[allow(unsafe_code)] // one block: the fork hook that puts the sockets at fds 3 and 4
     fn spawn(parent: &Path, tag: &str) -> Result<Virtlogd> {
         let dir = temp_dir(parent, &format!("logd-bench-{tag}-"))?;
         let config = dir.path().join("virtlogd.conf");

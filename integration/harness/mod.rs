@@ -405,3 +405,33 @@ pub fn past_file_modes_as(uid: u32, program: &str) -> Command {
     ]);
     c
 }
+
+/// Makes `fds` the spawned child's fds 3, 4, … (as systemd passes sockets). The caller keeps
+/// them open until `spawn` returns. Nothing is allocated between fork and exec.
+#[allow(unsafe_code)]
+pub fn pass_fds_from_3<const N: usize>(cmd: &mut Command, fds: [std::os::fd::RawFd; N]) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the child between fork and exec. It calls only fcntl and
+    // dup2, which are async-signal-safe, keeps its copies in a fixed array on its stack, and an
+    // error from the OS is built without allocating. The fds are open in the parent, and so in
+    // the child, until the caller's spawn returns.
+    unsafe {
+        cmd.pre_exec(move || {
+            // Out of the way first: one may already sit at 3, 4, …, and dup2 onto itself would
+            // keep its close-on-exec flag.
+            let mut high = [0; N];
+            for (h, fd) in high.iter_mut().zip(fds) {
+                *h = nix::libc::fcntl(fd, nix::libc::F_DUPFD, 10);
+                if *h < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            for (to, from) in (3..).zip(high) {
+                if nix::libc::dup2(from, to) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+}

@@ -40,6 +40,7 @@ pub fn send_with_fds(
 /// Returns the number of bytes read; 0 means the peer closed the connection.
 ///
 /// More than [`MAX_FDS_PER_FRAME`] fds in one message is an error; the ones received are closed.
+#[allow(unsafe_code)] // one block: owning the fds the kernel installed
 pub fn recv_with_fds(
     sock: BorrowedFd<'_>,
     buf: &mut [u8],

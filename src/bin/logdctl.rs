@@ -260,6 +260,7 @@ fn parse_size(s: &str) -> Result<u64, String> {
     config::parse_size(s)
 }
 
+#[allow(unsafe_code)] // one block: SIGPIPE back to its default before any thread exists
 fn main() -> ExitCode {
     // A closed stdout (`logdctl ps --json | head`) ends logdctl quietly, as it does any Unix
     // filter, instead of a panic in println!.
@@ -1118,6 +1119,7 @@ fn console(client: &mut Client, cmd: ConsoleCmd) -> anyhow::Result<ExitCode> {
 }
 
 /// Execs `command` with `fd` as its fd 3 (dup2 in the child clears close-on-exec on it).
+#[allow(unsafe_code)] // one block: the fork hook that makes the guest's end fd 3
 fn exec_with_fd3(fd: std::os::fd::OwnedFd, command: &[String]) -> anyhow::Result<()> {
     let mut cmd = std::process::Command::new(&command[0]);
     cmd.args(&command[1..]);
