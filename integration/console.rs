@@ -375,6 +375,7 @@ fn wait_count(got: &Arc<Mutex<Vec<u8>>>, what: &[u8], n: usize, limit: Duration)
 /// and the stalled one is disconnected and counted.
 #[test]
 fn bursts_rotate_exactly_and_a_stalled_subscriber_costs_the_guest_nothing() {
+    let _heavy = cpu_heavy();
     let Some(s) = setup("max_size = \"256 KiB\"\nmax_backups = 3\n") else {
         return;
     };

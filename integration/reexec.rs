@@ -139,6 +139,7 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 /// lock stays put and still types into the guest, and the counters carry over.
 #[test]
 fn five_reexecs_under_full_load_lose_nothing_and_drop_nobody() {
+    let _heavy = cpu_heavy();
     for tool in ["qemu-system-x86_64", "telnet"] {
         if require_tool(tool).is_none() {
             return;

@@ -435,3 +435,11 @@ pub fn pass_fds_from_3<const N: usize>(cmd: &mut Command, fds: [std::os::fd::Raw
         });
     }
 }
+
+/// Taken by the tests that keep both cores busy for a minute or more, so that two of them never
+/// run at once in this one test process: together each takes twice as long, and the suite's
+/// wall time grows with the overlap.
+pub fn cpu_heavy() -> std::sync::MutexGuard<'static, ()> {
+    static HEAVY: Mutex<()> = Mutex::new(());
+    HEAVY.lock().unwrap_or_else(|e| e.into_inner())
+}
