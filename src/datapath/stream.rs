@@ -45,21 +45,36 @@ thread_local! {
 /// How long a thread's read buffer outlives the thread's last read.
 const BUFFER_IDLE: Duration = Duration::from_secs(2);
 
-/// Runs `f` with this thread's read buffer (allocating it if it was given back).
-fn with_read_buf<R>(f: impl FnOnce(&mut [u8]) -> R) -> R {
-    READ_BUF.with_borrow_mut(|b| {
-        let buf = b.get_or_insert_with(|| {
-            give_back_when_idle();
-            MappedBuf::new(READ_CHUNK)
-        });
-        LAST_READ.set(Some(Instant::now()));
-        f(buf.as_mut_slice())
-    })
-}
+/// Bytes read at once when the thread's read buffer cannot be mapped: a stalled log then drains
+/// its pipe in smaller reads, and is never left unread.
+const FALLBACK_CHUNK: usize = 16 * 1024;
 
-/// The first `n` bytes of this thread's read buffer (what the last read put there).
-fn with_read_data<R>(n: usize, f: impl FnOnce(&[u8]) -> R) -> R {
-    READ_BUF.with_borrow(|b| f(&b.as_ref().expect("a read just filled it").as_slice()[..n]))
+/// Reads `pipe` into this thread's read buffer (mapping it if it was given back) and hands
+/// what came to `take`. Returns what read(2) returned. Without memory for the buffer, the read
+/// goes into a small one on the stack instead: a guest's pipe is never closed for want of it.
+fn read_into_thread_buf(pipe: &impl AsFd, take: impl FnOnce(&[u8])) -> std::io::Result<usize> {
+    READ_BUF.with_borrow_mut(|b| {
+        if b.is_none() {
+            match MappedBuf::new(READ_CHUNK) {
+                Ok(buf) => {
+                    give_back_when_idle();
+                    *b = Some(buf);
+                }
+                Err(e) => {
+                    tracing::warn!(cause = %e, bytes = READ_CHUNK, "cannot map a read buffer; reading in {FALLBACK_CHUNK}-byte pieces");
+                    let mut small = [0u8; FALLBACK_CHUNK];
+                    let n = read(pipe, &mut small)?;
+                    take(&small[..n]);
+                    return Ok(n);
+                }
+            }
+        }
+        let buf = b.as_mut().expect("mapped just above");
+        LAST_READ.set(Some(Instant::now()));
+        let n = read(pipe, buf.as_mut_slice())?;
+        take(&buf.as_slice()[..n]);
+        Ok(n)
+    })
 }
 
 /// A read buffer mapped straight from the kernel, so that freeing it gives its pages back
@@ -70,8 +85,12 @@ struct MappedBuf {
 }
 
 impl MappedBuf {
-    fn new(len: usize) -> MappedBuf {
+    fn new(len: usize) -> Result<MappedBuf, nix::Error> {
         use nix::sys::mman::{mmap_anonymous, MapFlags, ProtFlags};
+        #[cfg(test)]
+        if NO_MAPPING.get() {
+            return Err(nix::Error::ENOMEM);
+        }
         let size = std::num::NonZeroUsize::new(len).expect("a read buffer is not empty");
         // SAFETY: a fresh private anonymous mapping at an address of the kernel's choosing
         // aliases nothing; it is unmapped exactly once, in Drop.
@@ -83,10 +102,7 @@ impl MappedBuf {
                 MapFlags::MAP_PRIVATE,
             )
         };
-        match mapped {
-            Ok(p) => MappedBuf { ptr: p.cast(), len },
-            Err(e) => panic!("cannot map a {len}-byte read buffer: {e}"),
-        }
+        mapped.map(|p| MappedBuf { ptr: p.cast(), len })
     }
 
     fn as_mut_slice(&mut self) -> &mut [u8] {
@@ -323,8 +339,8 @@ impl LogStream {
     fn read_once(&mut self) -> std::io::Result<usize> {
         let room = self.sink.room();
         if room == 0 {
-            let n = with_read_buf(|buf| read(&self.pipe, buf))?;
-            with_read_data(n, |data| self.sink.write(data));
+            let sink = &mut self.sink;
+            let n = read_into_thread_buf(&self.pipe, |data| sink.write(data))?;
             return Ok(n);
         }
         let pipe = &self.pipe;
@@ -461,4 +477,33 @@ fn read_append(fd: impl AsFd, buf: &mut bytes::BytesMut, max: usize) -> std::io:
     // SAFETY: the first `n` bytes of the spare capacity were just written by read(2).
     unsafe { buf.set_len(buf.len() + n as usize) };
     Ok(n as usize)
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Makes this thread's read buffer fail to map, as it would without memory.
+    static NO_MAPPING: Cell<bool> = const { Cell::new(false) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Without memory for the 1 MiB read buffer, a stalled log's pipe is still drained (in
+    /// smaller reads): the thread does not panic, and the guest's pipe is not closed.
+    #[test]
+    fn a_read_buffer_that_cannot_be_mapped_still_drains_the_pipe() {
+        NO_MAPPING.set(true);
+        let (r, w) = nix::unistd::pipe().unwrap();
+        let data: Vec<u8> = (0..40_000u32).map(|i| (i % 253) as u8).collect();
+        assert_eq!(nix::unistd::write(&w, &data).unwrap(), data.len());
+        let mut got = Vec::new();
+        while got.len() < data.len() {
+            let n = read_into_thread_buf(&r, |d| got.extend_from_slice(d)).unwrap();
+            assert!(n > 0 && n <= FALLBACK_CHUNK, "{n}");
+        }
+        assert_eq!(got, data);
+        assert!(READ_BUF.with_borrow(Option::is_none), "nothing was mapped");
+        NO_MAPPING.set(false);
+    }
 }
