@@ -551,22 +551,16 @@ impl Running {
                 })
             }
             // Newly configured (or a predecessor without it): bound now, before Ready, so a
-            // socket that cannot be bound fails the take-over and the old process goes on.
-            (None, Some(path)) => {
-                let dir_ok = path.parent().map_or(Ok(()), |dir| {
-                    let rule = crate::host::sockdir::Rule::for_socket(path);
-                    crate::host::sockdir::ensure_mode(dir, rule, 0o755).map_err(|e| e.to_string())
-                });
-                let bound = dir_ok.and_then(|()| bind(path).map_err(|e| e.to_string()));
-                match bound {
-                    Ok(l) => Some(Listener {
-                        path: path.clone(),
-                        owned: true,
-                        listener: Some(l),
-                    }),
-                    Err(e) => succ.refuse(&format!("cannot serve the virtlogd socket: {e}")),
-                }
-            }
+            // socket that cannot be bound fails the take-over and the old process goes on. (Its
+            // directory was checked in `run`, as every socket's is.)
+            (None, Some(path)) => match bind(path) {
+                Ok(l) => Some(Listener {
+                    path: path.clone(),
+                    owned: true,
+                    listener: Some(l),
+                }),
+                Err(e) => succ.refuse(&format!("cannot serve the virtlogd socket: {e}")),
+            },
             (None, None) => None,
         };
         if state.metrics.is_some() != cfg.metrics_listen.is_some() {
