@@ -37,10 +37,16 @@ fn stream(snap: &serde_json::Value, path: &Path) -> Option<serde_json::Value> {
 fn reexec_by_signal(d: &Daemon) -> i32 {
     let old = d.pid();
     d.signal(Signal::SIGUSR1);
-    wait_for(T, "a new process to take over", || {
+    let new = wait_for(T, "a new process to take over", || {
         let new = d.pid();
         (new != old && process_alive(new)).then_some(new)
-    })
+    });
+    // The lock file names the successor before it is told to go: wait until it serves (its
+    // own snapshot), so that the next signal reaches a process that handles it.
+    wait_for(T, "the new process to serve", || {
+        (ps(d)["pid"] == new).then_some(())
+    });
+    new
 }
 
 /// Line `i` of a writer's stream: 13 bytes.
