@@ -25,7 +25,7 @@ use crate::control::fanin::Fanin;
 use crate::datapath::disk::Disk;
 use crate::datapath::rotate::{self, ReadOutcome, RotateConfig, RotateError, RotatingFile};
 use crate::datapath::sink::LogSink;
-use crate::datapath::stream::{LogStream, Settled, StreamError};
+use crate::datapath::stream::{LogStream, RestoreError, Settled, StreamError};
 use crate::serve::events;
 use logd_protocol::admin::EventKind;
 
@@ -50,6 +50,38 @@ pub enum DomainError {
         path: PathBuf,
         bound: std::time::Duration,
     },
+}
+
+/// Why a domain could not freeze for a re-exec (which is then abandoned).
+#[derive(Debug, thiserror::Error)]
+pub enum FreezeError {
+    #[error("domain {domain}: {source}")]
+    Flush { domain: String, source: DomainError },
+    #[error("domain {domain}: cannot mark an fd to be carried: {source}")]
+    Mark {
+        domain: String,
+        source: std::io::Error,
+    },
+}
+
+/// Why a domain carried over by a re-exec could not be rebuilt (the new process then refuses
+/// to take over, and the old one goes on).
+#[derive(Debug, thiserror::Error)]
+pub enum AdoptError {
+    #[error("domain {domain}: log {path}: {source}")]
+    Log {
+        domain: String,
+        path: PathBuf,
+        source: Box<RestoreError>,
+    },
+    #[error("domain {domain}: console {name}: {source}")]
+    Console {
+        domain: String,
+        name: String,
+        source: Box<RestoreError>,
+    },
+    #[error("the domains' answers were lost")]
+    Lost,
 }
 
 /// What a domain drives: a stdio pipe or a console, each with its log.
@@ -224,8 +256,9 @@ impl Domain {
             .position(|s| matches!(s, Stream::Console(c) if c.name() == name))
     }
 
-    /// Adds a stream and makes sure the pump runs (unless frozen: thawing starts it). A pump already spawned polls the new stream when the handler returns: actix
-    /// polls every future of a context after each message.
+    /// Adds a stream and makes sure the pump runs (unless frozen: thawing starts it). A pump
+    /// already spawned polls the new stream when the handler returns: actix polls every future
+    /// of a context after each message.
     fn add(&mut self, stream: Stream, ctx: &mut Context<Self>) {
         self.insert(stream);
         self.pump(ctx);
@@ -735,7 +768,7 @@ impl Handler<Stop> for Domain {
 #[rtype(result = "()")]
 pub struct Freeze {
     pub state: crate::handover::state::DomainState,
-    pub out: Arc<Fanin<Result<crate::handover::state::DomainState, String>>>,
+    pub out: Arc<Fanin<Result<crate::handover::state::DomainState, FreezeError>>>,
 }
 
 impl Handler<Freeze> for Domain {
@@ -751,7 +784,10 @@ impl Handler<Freeze> for Domain {
                 .map(move |settled, act: &mut Domain, _| {
                     let res = match settled {
                         Ok(()) => act.freeze(),
-                        Err(e) => Err(format!("domain {}: {e}", act.name)),
+                        Err(source) => Err(FreezeError::Flush {
+                            domain: act.name.to_string(),
+                            source,
+                        }),
                     };
                     out.push(res.map(|streams| {
                         state.streams = streams;
@@ -763,7 +799,7 @@ impl Handler<Freeze> for Domain {
 }
 
 impl Domain {
-    fn freeze(&mut self) -> Result<Vec<crate::handover::state::StreamState>, String> {
+    fn freeze(&mut self) -> Result<Vec<crate::handover::state::StreamState>, FreezeError> {
         use crate::handover::state::{Carrier, StreamState};
         self.frozen = true;
         let mut carrier = Carrier::out();
@@ -778,9 +814,10 @@ impl Domain {
                 }
             }
         }
-        carrier
-            .finish()
-            .map_err(|e| format!("domain {}: cannot mark an fd to be carried: {e}", self.name))?;
+        carrier.finish().map_err(|source| FreezeError::Mark {
+            domain: self.name.to_string(),
+            source,
+        })?;
         Ok(out)
     }
 
@@ -792,16 +829,24 @@ impl Domain {
         streams: &[crate::handover::state::StreamState],
         paths: Vec<Arc<Path>>,
         inherited: &crate::handover::state::Inherited,
-    ) -> Result<(), String> {
+    ) -> Result<(), AdoptError> {
         use crate::handover::state::StreamState;
         for (st, path) in streams.iter().zip(paths) {
             let stream = match st {
                 StreamState::Pipe(p) => LogStream::restore(p, path, inherited)
                     .map(Stream::Pipe)
-                    .map_err(|e| format!("log {}: {e}", p.sink.path.display()))?,
+                    .map_err(|source| AdoptError::Log {
+                        domain: self.name.to_string(),
+                        path: p.sink.path.clone(),
+                        source: Box::new(source),
+                    })?,
                 StreamState::Console(c) => Console::restore(c, path, inherited)
                     .map(|c| Stream::Console(Box::new(c)))
-                    .map_err(|e| format!("console {}: {e}", c.name))?,
+                    .map_err(|source| AdoptError::Console {
+                        domain: self.name.to_string(),
+                        name: c.name.clone(),
+                        source: Box::new(source),
+                    })?,
             };
             self.insert(stream);
         }
@@ -809,12 +854,21 @@ impl Domain {
     }
 }
 
-/// Go on after a freeze: the re-exec was abandoned (`carried`: the fds get close-on-exec
-/// again), or this is the new process taking over. `done` is dropped once handled.
+/// Why frozen domains go on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ThawCause {
+    /// The re-exec was abandoned: this process keeps the fds, which get close-on-exec again.
+    Abandoned,
+    /// This is the new process, which took the fds over and now starts reading them.
+    TakenOver,
+}
+
+/// Go on after a freeze (or, in a new process, after [`Domain::restore`]). `done` is dropped
+/// once handled.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Thaw {
-    pub carried: bool,
+    pub cause: ThawCause,
     /// Held, never read: dropping it tells the fan-in that this domain has thawed.
     #[allow(dead_code)]
     pub done: Arc<Fanin<()>>,
@@ -827,7 +881,7 @@ impl Handler<Thaw> for Domain {
         if !self.frozen() {
             return;
         }
-        if msg.carried {
+        if msg.cause == ThawCause::Abandoned {
             let mut back = crate::handover::state::Carrier::back();
             for s in self.streams.iter() {
                 match s {

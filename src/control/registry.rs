@@ -16,7 +16,8 @@ use std::sync::Arc;
 use actix::prelude::*;
 use logd_protocol::{DomainId, ErrorCode, Position, ReadFrom, Uuid, WireError};
 
-use crate::control::domain::{self, Domain, DomainError, StreamClosed};
+pub(crate) use crate::control::domain::ThawCause;
+use crate::control::domain::{self, AdoptError, Domain, DomainError, FreezeError, StreamClosed};
 use crate::datapath::rotate::{self, ReadOutcome, RotateConfig};
 use logd_protocol::admin::EventKind;
 
@@ -996,11 +997,11 @@ where
 /// Freeze every domain for a re-exec and collect the state of each (see [`domain::Freeze`]).
 /// On an error some domains may be frozen: the caller sends [`Thaw`].
 #[derive(Message)]
-#[rtype(result = "Result<Vec<crate::handover::state::DomainState>, String>")]
+#[rtype(result = "Result<Vec<crate::handover::state::DomainState>, FreezeError>")]
 pub struct Freeze;
 
 impl Handler<Freeze> for Registry {
-    type Result = ResponseFuture<Result<Vec<crate::handover::state::DomainState>, String>>;
+    type Result = ResponseFuture<Result<Vec<crate::handover::state::DomainState>, FreezeError>>;
 
     fn handle(&mut self, _: Freeze, _: &mut Context<Self>) -> Self::Result {
         self.frozen = true;
@@ -1034,12 +1035,12 @@ impl Handler<Freeze> for Registry {
     }
 }
 
-/// Let every domain go on after a [`Freeze`] (`carried`: the re-exec was abandoned and the
-/// fds get close-on-exec again), or start the domains a re-exec carried over.
+/// Let every domain go on after a [`Freeze`] (the re-exec was abandoned), or start the domains
+/// a re-exec carried over ([`ThawCause`]).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Thaw {
-    pub carried: bool,
+    pub cause: ThawCause,
 }
 
 impl Handler<Thaw> for Registry {
@@ -1050,7 +1051,7 @@ impl Handler<Thaw> for Registry {
         let (done, all) = crate::control::fanin::fanin(0);
         for e in self.domains.values() {
             e.addr.do_send(domain::Thaw {
-                carried: msg.carried,
+                cause: msg.cause,
                 done: done.clone(),
             });
         }
@@ -1065,14 +1066,14 @@ impl Handler<Thaw> for Registry {
 /// rebuilds its streams from their inherited fds there. Answers once every domain is rebuilt,
 /// or with the first failure.
 #[derive(Message)]
-#[rtype(result = "Result<(), String>")]
+#[rtype(result = "Result<(), AdoptError>")]
 pub struct Adopt {
     pub domains: Vec<crate::handover::state::DomainState>,
     pub inherited: std::sync::Arc<crate::handover::state::Inherited>,
 }
 
 impl Handler<Adopt> for Registry {
-    type Result = ResponseFuture<Result<(), String>>;
+    type Result = ResponseFuture<Result<(), AdoptError>>;
 
     fn handle(&mut self, msg: Adopt, _: &mut Context<Self>) -> Self::Result {
         use crate::handover::state::StreamState;
@@ -1127,11 +1128,7 @@ impl Handler<Adopt> for Registry {
             worker.spawn_fn(move || {
                 for (rx, name, d, paths) in batch {
                     let mut domain = Domain::restored(name);
-                    out.push(
-                        domain
-                            .restore(&d.streams, paths, &inherited)
-                            .map_err(|e| format!("domain {}: {e}", d.name)),
-                    );
+                    out.push(domain.restore(&d.streams, paths, &inherited));
                     Context::with_receiver(rx).run(domain);
                 }
             });
@@ -1144,7 +1141,7 @@ impl Handler<Adopt> for Registry {
         Box::pin(async move {
             match all.await {
                 Ok(results) => results.into_iter().collect(),
-                Err(_) => Err("the domains' answers were lost".into()),
+                Err(_) => Err(AdoptError::Lost),
             }
         })
     }

@@ -1,26 +1,7 @@
-//! Re-exec: handing every pipe, socket and subscriber to a new process without losing a byte.
-//!
-//! On SIGUSR1 or `logdctl reexec` the serving process (the *old* one):
-//! 1. stops accepting and parks every client connection between two requests ([`Handoff`]);
-//! 2. freezes every domain: each takes in what its sources wrote so far, flushes it to its
-//!    files, stops reading, and describes its streams ([`crate::handover::state`]);
-//! 3. writes the state to a memfd, clears close-on-exec on exactly the fds the state names,
-//!    and spawns the binary at the path resolved at start-up, with the same arguments;
-//! 4. waits for the new process to say `Ready` (it has read the state, checked it came from
-//!    its parent, and rebuilt every actor, still frozen), then answers `Go` and exits.
-//!
-//! If the binary cannot be run, exits, says `Failed`, or is not ready within
-//! [`READY_TIMEOUT`], the old process answers `Abort` (or kills it), sets close-on-exec again,
-//! thaws its actors and goes on serving: nothing was closed, so nothing is lost. A new process
-//! told `Abort` exits without touching a single fd.
-//!
-//! While both processes hold the fds only one ever reads or writes them: the old one is frozen
-//! from step 2 on, the new one starts only at `Go`. Bytes written meanwhile wait in the kernel
-//! (pipe buffers, socket buffers, listen backlogs) and are read once, by the new process.
-//!
-//! A new process, not the same one: `exec` in place would leave nothing to fall back on when
-//! the new binary is broken. So the pid changes at each re-exec; `<socket>.lock` holds the
-//! current pid, and systemd is told `MAINPID` (docs/LIFECYCLE.md).
+//! The re-exec's parts: parking client connections ([`Handoff`]), spawning the new process with
+//! the state ([`spawn`]), the handshake between the two ([`Handshake`]), the new process's
+//! inheritance ([`Successor`]), and why a re-exec fails ([`HandoverError`]). The procedure that
+//! puts them together, step by step, is in [`crate::handover`].
 #![allow(unsafe_code)] // one block: adopting the two fds named in LOGD_REEXEC, once they are known open
 
 use std::ffi::OsString;
@@ -40,11 +21,11 @@ use crate::handover::state::{Carrier, ConnState, State};
 
 /// The environment variable that tells a new process it is a re-exec's successor:
 /// `STATE_FD:HANDSHAKE_FD:TOKEN`.
-pub const ENV: &str = "LOGD_REEXEC";
+pub(crate) const ENV: &str = "LOGD_REEXEC";
 /// How long the old process waits for the new one to be ready.
-pub const READY_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const READY_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the old process waits for client connections to finish the request in hand.
-pub const PARK_TIMEOUT: Duration = Duration::from_secs(1);
+pub(crate) const PARK_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long a new process waits for `Go` after `Ready`.
 const GO_TIMEOUT: Duration = Duration::from_secs(15);
 /// The largest handshake message.
@@ -60,7 +41,7 @@ pub fn remember_args() {
 
 /// Where client connections are: serving, parking for a re-exec, or handed over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
+pub(crate) enum Phase {
     Running,
     Freezing,
     /// The new process has them; this one is about to exit.
@@ -68,14 +49,14 @@ pub enum Phase {
 }
 
 /// A request to re-exec; `reply` hears why it failed (success is answered by the new process).
-pub struct Trigger {
+pub(crate) struct Trigger {
     /// Run this binary instead of the configured one.
-    pub binary: Option<PathBuf>,
-    pub reply: Option<oneshot::Sender<String>>,
+    pub(crate) binary: Option<PathBuf>,
+    pub(crate) reply: Option<oneshot::Sender<HandoverError>>,
 }
 
 /// What the client connections and the re-exec share.
-pub struct Handoff {
+pub(crate) struct Handoff {
     phase: watch::Sender<Phase>,
     /// The parked connections; None once the state has taken them (a connection parking
     /// later is not carried, so it must not be marked either).
@@ -85,7 +66,7 @@ pub struct Handoff {
 }
 
 /// Counts a live client connection (see [`Handoff::live`]).
-pub struct Live(Arc<Handoff>);
+pub(crate) struct Live(Arc<Handoff>);
 
 impl Drop for Live {
     fn drop(&mut self) {
@@ -95,7 +76,7 @@ impl Drop for Live {
 
 impl Handoff {
     /// The handoff and the receiving end of re-exec requests (the daemon's main loop).
-    pub fn new() -> (Arc<Handoff>, mpsc::Receiver<Trigger>) {
+    pub(crate) fn new() -> (Arc<Handoff>, mpsc::Receiver<Trigger>) {
         let (tx, rx) = mpsc::channel(4);
         let h = Handoff {
             phase: watch::Sender::new(Phase::Running),
@@ -106,18 +87,18 @@ impl Handoff {
         (Arc::new(h), rx)
     }
 
-    pub fn phase(&self) -> Phase {
+    pub(crate) fn phase(&self) -> Phase {
         *self.phase.borrow()
     }
 
     /// Resolves when connections must park.
-    pub async fn freezing(&self) {
+    pub(crate) async fn freezing(&self) {
         let mut rx = self.phase.subscribe();
         let _ = rx.wait_for(|p| *p == Phase::Freezing).await;
     }
 
     /// Counts a connection as live until the guard drops.
-    pub fn live(self: &Arc<Self>) -> Live {
+    pub(crate) fn live(self: &Arc<Self>) -> Live {
         self.live.fetch_add(1, Ordering::SeqCst);
         Live(self.clone())
     }
@@ -127,7 +108,7 @@ impl Handoff {
     /// here (true if it had been marked); never returns once it is handed over. A connection
     /// that comes too late (the state has been written) is neither marked nor carried: it
     /// waits, and closes with this process.
-    pub async fn park(&self, describe: impl FnOnce() -> Option<ConnState>) -> bool {
+    pub(crate) async fn park(&self, describe: impl FnOnce() -> Option<ConnState>) -> bool {
         let marked = {
             let mut parked = self.parked.lock().unwrap_or_else(|e| e.into_inner());
             match (parked.as_mut(), self.phase() == Phase::Freezing) {
@@ -150,7 +131,7 @@ impl Handoff {
     }
 
     /// Asks for a re-exec. None if too many are queued already.
-    pub fn ask(&self, binary: Option<PathBuf>) -> Option<oneshot::Receiver<String>> {
+    pub(crate) fn ask(&self, binary: Option<PathBuf>) -> Option<oneshot::Receiver<HandoverError>> {
         let (tx, rx) = oneshot::channel();
         self.trigger
             .try_send(Trigger {
@@ -163,7 +144,7 @@ impl Handoff {
 
     /// Has every connection park, waiting at most `timeout` for those busy with a request.
     /// Returns the parked ones; the others are left behind (they close with this process).
-    pub async fn park_all(&self, timeout: Duration) -> Vec<ConnState> {
+    pub(crate) async fn park_all(&self, timeout: Duration) -> Vec<ConnState> {
         self.phase.send_replace(Phase::Freezing);
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
@@ -195,20 +176,20 @@ impl Handoff {
     }
 
     /// The re-exec was abandoned: parked connections go on here.
-    pub fn resume(&self) {
+    pub(crate) fn resume(&self) {
         *self.parked.lock().unwrap_or_else(|e| e.into_inner()) = Some(Vec::new());
         self.phase.send_replace(Phase::Running);
     }
 
     /// The new process has everything: connections here stay parked until exit.
-    pub fn commit(&self) {
+    pub(crate) fn commit(&self) {
         self.phase.send_replace(Phase::Committed);
     }
 }
 
 /// The handshake between the old process and the new one, over a socketpair.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Handshake {
+pub(crate) enum Handshake {
     /// New → old: every actor is rebuilt, frozen; waiting for `Go`.
     Ready { pid: u32 },
     /// New → old: the state could not be restored (the new process exits).
@@ -221,7 +202,7 @@ pub enum Handshake {
 
 /// Why a handshake message could not be exchanged.
 #[derive(Debug, thiserror::Error)]
-pub enum HandshakeError {
+pub(crate) enum HandshakeError {
     #[error("the other process closed the handshake")]
     Closed,
     #[error("handshake: {0}")]
@@ -230,15 +211,57 @@ pub enum HandshakeError {
     Io(#[from] std::io::Error),
 }
 
+/// Why a re-exec failed. The old process goes on serving with everything it had: nothing was
+/// closed on the way.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum HandoverError {
+    #[error("the registry stopped")]
+    RegistryStopped,
+    #[error(transparent)]
+    Freeze(#[from] crate::control::domain::FreezeError),
+    #[error("cannot mark a listener to be carried: {0}")]
+    MarkListener(#[source] std::io::Error),
+    #[error(transparent)]
+    Spawn(#[from] SpawnError),
+    /// The new process ran but did not take over; `status` says how it ended.
+    #[error("{failure} ({status})")]
+    Successor {
+        failure: SuccessorFailure,
+        status: String,
+    },
+}
+
+/// What the new process did instead of taking over.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SuccessorFailure {
+    #[error("a stop signal came during the re-exec; stopping instead (pid {pid} told to exit)")]
+    StopInstead { pid: u32 },
+    #[error("the new process (pid {pid}) went away before go: {source}")]
+    GoneBeforeGo { pid: u32, source: HandshakeError },
+    #[error("the new process (pid {pid}) could not take over: {reason}")]
+    Refused { pid: u32, reason: String },
+    #[error("the new process (pid {pid}) said {said:?}")]
+    Unexpected { pid: u32, said: Handshake },
+    #[error("the new process (pid {pid}) exited before it was ready")]
+    ExitedEarly { pid: u32 },
+    #[error("the new process (pid {pid}): {source}")]
+    Handshake { pid: u32, source: HandshakeError },
+    #[error("the new process (pid {pid}) was not ready within {} s", READY_TIMEOUT.as_secs())]
+    NotReady { pid: u32 },
+}
+
 /// Sends one handshake message (blocking: the socket buffer always has room for one).
-pub fn send(sock: &std::os::unix::net::UnixStream, msg: &Handshake) -> Result<(), HandshakeError> {
+pub(crate) fn send(
+    sock: &std::os::unix::net::UnixStream,
+    msg: &Handshake,
+) -> Result<(), HandshakeError> {
     let frame = codec::encode_frame(msg, MAX_HANDSHAKE)?;
     (&*sock).write_all(&frame)?;
     Ok(())
 }
 
 /// Receives one handshake message.
-pub async fn recv(sock: &tokio::net::UnixStream) -> Result<Handshake, HandshakeError> {
+pub(crate) async fn recv(sock: &tokio::net::UnixStream) -> Result<Handshake, HandshakeError> {
     let mut buf = BytesMut::with_capacity(256);
     loop {
         if let Some(m) = codec::decode_frame(&mut buf, MAX_HANDSHAKE)? {
@@ -255,15 +278,15 @@ pub async fn recv(sock: &tokio::net::UnixStream) -> Result<Handshake, HandshakeE
 }
 
 /// What the old process hands to the new one at spawn time.
-pub struct Spawned {
-    pub child: std::process::Child,
+pub(crate) struct Spawned {
+    pub(crate) child: std::process::Child,
     /// The old process's end of the handshake.
-    pub handshake: std::os::unix::net::UnixStream,
+    pub(crate) handshake: std::os::unix::net::UnixStream,
 }
 
 /// Why the new process could not be started.
 #[derive(Debug, thiserror::Error)]
-pub enum SpawnError {
+pub(crate) enum SpawnError {
     #[error("cannot write the state: {0}")]
     State(#[from] crate::handover::state::StateError),
     #[error("cannot create the state memfd or the handshake socket: {0}")]
@@ -277,7 +300,7 @@ pub enum SpawnError {
 
 /// Writes the state to a memfd and spawns `exe` with the daemon's arguments, the memfd and its
 /// end of a handshake socketpair (the carried fds must already be marked).
-pub fn spawn(exe: &std::path::Path, state: &State) -> Result<Spawned, SpawnError> {
+pub(crate) fn spawn(exe: &std::path::Path, state: &State) -> Result<Spawned, SpawnError> {
     let mut token = [0u8; 16];
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut token))
@@ -316,12 +339,26 @@ pub fn spawn(exe: &std::path::Path, state: &State) -> Result<Spawned, SpawnError
     })
 }
 
+/// [`ENV`] is set but does not name two inherited fds and a token.
+#[derive(Debug, thiserror::Error)]
+#[error("malformed {ENV}={0:?}")]
+pub struct MalformedEnv(String);
+
+/// Why the new process could not read the state it was handed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ReadStateError {
+    #[error("cannot read the state: {0}")]
+    Read(#[source] std::io::Error),
+    #[error(transparent)]
+    State(#[from] crate::handover::state::StateError),
+}
+
 /// A new process's inheritance, found in [`ENV`].
 pub struct Successor {
     state: std::fs::File,
-    pub handshake: std::os::unix::net::UnixStream,
+    pub(crate) handshake: std::os::unix::net::UnixStream,
     token: [u8; 16],
-    pub parent: u32,
+    pub(crate) parent: u32,
     /// The log filter the old process had set at run time ([`crate::host::logging::CARRY_ENV`]).
     pub log_filter: Option<String>,
 }
@@ -329,7 +366,7 @@ pub struct Successor {
 impl Successor {
     /// Reads and clears [`ENV`]; None when this process is not a re-exec's successor. Call
     /// before any thread starts.
-    pub fn from_env() -> Option<Result<Successor, String>> {
+    pub fn from_env() -> Option<Result<Successor, MalformedEnv>> {
         let filter = std::env::var(crate::host::logging::CARRY_ENV).ok();
         // Called before any other thread exists, so this races with nothing.
         std::env::remove_var(crate::host::logging::CARRY_ENV);
@@ -341,7 +378,7 @@ impl Successor {
                     log_filter: filter,
                     ..s
                 })
-                .ok_or_else(|| format!("malformed {ENV}={v:?}")),
+                .ok_or(MalformedEnv(v)),
         )
     }
 
@@ -379,13 +416,17 @@ impl Successor {
     }
 
     /// Reads the state and checks it came from this process's parent.
-    pub fn read_state(&mut self) -> Result<State, String> {
+    pub(crate) fn read_state(&mut self) -> Result<State, ReadStateError> {
         let mut bytes = Vec::new();
         self.state
             .rewind()
             .and_then(|()| self.state.read_to_end(&mut bytes))
-            .map_err(|e| format!("cannot read the state: {e}"))?;
-        crate::handover::state::decode(&bytes, self.parent, self.token).map_err(|e| e.to_string())
+            .map_err(ReadStateError::Read)?;
+        Ok(crate::handover::state::decode(
+            &bytes,
+            self.parent,
+            self.token,
+        )?)
     }
 
     /// Tells the parent this process cannot take over, and exits at once: nothing it inherited
@@ -403,19 +444,17 @@ impl Successor {
 
     /// Says `Ready` and waits for the parent's word. Returns when this process must take over
     /// (`Go`, or the parent died without a word); exits at once on `Abort`.
-    pub async fn ready(&self) -> Result<(), String> {
+    pub(crate) async fn ready(&self) -> Result<(), HandshakeError> {
         send(
             &self.handshake,
             &Handshake::Ready {
                 pid: std::process::id(),
             },
-        )
-        .map_err(|e| e.to_string())?;
+        )?;
         let sock = self
             .handshake
             .try_clone()
-            .and_then(|s| crate::handover::state::sockets::unix_stream(s.into()))
-            .map_err(|e| format!("handshake socket: {e}"))?;
+            .and_then(|s| crate::handover::state::sockets::unix_stream(s.into()))?;
         let word = tokio::time::timeout(GO_TIMEOUT, recv(&sock)).await;
         let parent_alive = || nix::unistd::getppid().as_raw() as u32 == self.parent;
         match word {
@@ -432,5 +471,75 @@ impl Successor {
                 std::process::exit(1);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::{AsFd, AsRawFd, IntoRawFd};
+
+    const TOKEN: &str = "00112233445566778899aabbccddeeff";
+
+    /// Two open fds the test gives up (the successor owns them once parsed).
+    fn two_fds() -> (RawFd, RawFd) {
+        let (r, w) = nix::unistd::pipe().unwrap();
+        (r.into_raw_fd(), w.into_raw_fd())
+    }
+
+    #[test]
+    fn a_well_formed_value_adopts_both_fds_and_reads_the_token() {
+        let (a, b) = two_fds();
+        let s = Successor::parse(&format!("{a}:{b}:{TOKEN}")).expect("well formed");
+        assert_eq!(
+            s.token,
+            [
+                0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd,
+                0xee, 0xff
+            ]
+        );
+        assert_eq!(s.state.as_raw_fd(), a);
+        assert_eq!(s.handshake.as_raw_fd(), b);
+        assert_eq!(s.parent, nix::unistd::getppid().as_raw() as u32);
+        // Adopted fds go no further than this process: close-on-exec again.
+        for fd in [s.state.as_fd(), s.handshake.as_fd()] {
+            let flags = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFD).unwrap();
+            assert_ne!(flags & nix::libc::FD_CLOEXEC, 0);
+        }
+    }
+
+    #[test]
+    fn malformed_values_adopt_nothing() {
+        let (a, b) = two_fds();
+        let bad = [
+            String::new(),
+            format!("{a}"),
+            format!("{a}:{b}"),
+            format!("{a}:{b}:"),
+            // A token of the wrong length, or not hex.
+            format!("{a}:{b}:{}", &TOKEN[..30]),
+            format!("{a}:{b}:{TOKEN}00"),
+            format!("{a}:{b}:{}zz", &TOKEN[..30]),
+            // Something after the token.
+            format!("{a}:{b}:{TOKEN}:1"),
+            // The same fd twice, a standard stream, a negative or non-numeric fd.
+            format!("{a}:{a}:{TOKEN}"),
+            format!("2:{b}:{TOKEN}"),
+            format!("{a}:-1:{TOKEN}"),
+            format!("x:{b}:{TOKEN}"),
+            format!(" {a}:{b}:{TOKEN}"),
+            // An fd that is not open.
+            format!("{a}:1000000:{TOKEN}"),
+        ];
+        for v in &bad {
+            assert!(Successor::parse(v).is_none(), "{v:?} was accepted");
+        }
+        // Nothing was adopted (an adopted fd would have been closed with the refused value).
+        for fd in [a, b] {
+            assert!(crate::handover::state::fd_is_open(fd), "fd {fd} was closed");
+        }
+        // The test owns them again, to close them.
+        let s = Successor::parse(&format!("{a}:{b}:{TOKEN}"));
+        assert!(s.is_some());
     }
 }
