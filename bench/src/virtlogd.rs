@@ -53,10 +53,13 @@ use logd_protocol::fdpass::recv_with_fds;
 
 use logd_kit::{fd_count, last_lines, stat_cpu_seconds, status_kib, temp_dir, Daemon, TempDir};
 
-use super::{
-    median, note, others_cpu_seconds_pid, pipe_capacity, settle, write_chunks, Bench, IdleDomains,
-    KernelMemory, Transfer, CALL_TIMEOUT, ROTATE,
-};
+use crate::bench::{settle, Bench};
+use crate::host::others_cpu_seconds_pid;
+use crate::idle::IdleDomains;
+use crate::report::{median, note};
+use crate::slab::KernelMemory;
+use crate::transfer::{pipe_capacity, write_chunks, Transfer};
+use crate::{CALL_TIMEOUT, ROTATE};
 
 /// Where Debian's `libvirt-daemon` package installs virtlogd.
 const VIRTLOGD: &str = "/usr/sbin/virtlogd";
