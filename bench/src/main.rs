@@ -52,7 +52,7 @@
 //!   (quick: 2 s): `idle_cpu_10000`, in CPU-s per s (a note gives its context switches too).
 //! - `rss_per_idle_domain_1000`, `rss_per_idle_domain_10000`: the daemon's VmRSS before opening
 //!   any domain and after opening that many idle ones. For the 10,000 case also, once the machine
-//!   is quiet, the kernel's slab memory ([`kernel_slab_bytes`](slab::kernel_slab_bytes): `kernel_per_idle_domain_10000`,
+//!   is quiet, the kernel's slab memory ([`kernel_slab_bytes`](crate::slab::kernel_slab_bytes): `kernel_per_idle_domain_10000`,
 //!   with a note naming the caches that grew most), their sum `host_per_idle_domain_10000`, and
 //!   MemAvailable (noise: other processes and the page cache move it).
 //! - `virtlogd_idle_10000`: the same test on libvirt's virtlogd (`/usr/sbin/virtlogd`; skipped

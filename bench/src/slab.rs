@@ -42,7 +42,7 @@ use crate::{KIB, MIB};
 /// prints both with every reading so that this stays checked. Also left out: allocations too
 /// large for a slab cache (the fd tables, which grow by doubling, in both processes: about 8
 /// bytes per fd).
-fn kernel_slab_bytes() -> Result<u64> {
+pub(crate) fn kernel_slab_bytes() -> Result<u64> {
     Ok(slab_caches()?.values().map(SlabCache::bytes).sum())
 }
 
