@@ -81,7 +81,7 @@ pub(crate) fn reexec_blackout(b: &mut Bench, count: usize) -> Result<()> {
         }
         let written = writer.stop()?;
         if std::env::var_os("LOGD_BENCH_RUST_LOG").is_some() {
-            let log = fs::read_to_string(daemon.dir.path().join("logd.stderr")).unwrap_or_default();
+            let log = daemon.stderr();
             for l in log
                 .lines()
                 .filter(|l| l.contains("re-exec:") || l.contains("take-over:"))
