@@ -1,0 +1,88 @@
+//! Reaching logd: the main and admin sockets, each checked for who serves it (root, our own uid,
+//! or `--server-uid`), and a daemon started in the background when none answers (`--autostart`).
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use logd_protocol::client::{Client, ClientError};
+
+/// `--server-uid`: a uid trusted to serve logd besides root and our own.
+pub(crate) static SERVER_UID: std::sync::OnceLock<Option<u32>> = std::sync::OnceLock::new();
+
+/// Connects to the admin socket, checking who serves it.
+pub(crate) fn admin_connect(
+    socket: &Path,
+) -> Result<logd_protocol::client::AdminClient, ClientError> {
+    logd_protocol::client::AdminClient::connect_trusting(
+        socket,
+        SERVER_UID.get().copied().flatten(),
+    )
+}
+
+/// Connects to the main socket, checking who serves it.
+fn client_connect(socket: &Path) -> Result<Client, ClientError> {
+    Client::connect_trusting(socket, SERVER_UID.get().copied().flatten())
+}
+
+/// Connects to logd, starting one first if allowed and none answers.
+pub(crate) fn connect(socket: &Path, autostart: bool) -> anyhow::Result<Client> {
+    match client_connect(socket) {
+        Ok(c) => return Ok(c),
+        Err(ClientError::Connect { source, .. })
+            if autostart
+                && matches!(
+                    source.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+                ) => {}
+        Err(e) => return Err(e.into()),
+    }
+    start_daemon(socket)?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match client_connect(socket) {
+            Ok(c) => return Ok(c),
+            Err(ClientError::Connect { .. }) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            Err(e) => return Err(e).context("the logd that logdctl started does not answer"),
+        }
+    }
+}
+
+/// Starts `logd` in the background, in its own session, logging to `logd.log` beside the socket.
+fn start_daemon(socket: &Path) -> anyhow::Result<()> {
+    let exe = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join("logd")))
+        .filter(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from("logd"));
+    let dir = socket.parent().unwrap_or(Path::new("/"));
+    // Checked before anything is opened or started there: `/tmp/logd-$UID` may have been
+    // made by another user, with a `logd.log` symlink planted in it.
+    logd::sockdir::ensure(dir, logd::sockdir::Rule::for_socket(socket))?;
+    let log_path = dir.join("logd.log");
+    let log = logd::sockdir::open_nofollow(&log_path, true)?;
+    let mut cmd = std::process::Command::new(&exe);
+    cmd.arg("--socket")
+        .arg(socket)
+        .args(["--idle-exit", "30"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .process_group(0);
+    let child = cmd
+        .spawn()
+        .with_context(|| format!("cannot start {}", exe.display()))?;
+    eprintln!(
+        "logdctl: started logd (pid {}) on {}; its own log is {}",
+        child.id(),
+        socket.display(),
+        log_path.display()
+    );
+    if child.id() == 0 {
+        bail!("logd did not start");
+    }
+    Ok(())
+}

@@ -1,0 +1,178 @@
+//! `logdctl`: the command-line client of logd. See `docs/man/logdctl.1.md`.
+//!
+//! The commands and their options are in `args`. This file dispatches them, and serves the
+//! commands on a log (`run`, `append`, `position`, `read`, `tail`). The admin socket's commands
+//! are in `admin` and `top`, the console commands in `console` and `attach`, the terminal's raw
+//! mode in `term`, and reaching (or starting) a daemon in `connect`.
+
+use std::io::Write;
+use std::os::unix::process::CommandExt;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use logd::config;
+use logd_protocol::client::Client;
+use logd_protocol::{OpenFlags, Position, ReadFrom, MAX_READ_LEN};
+
+mod admin;
+mod args;
+mod attach;
+mod connect;
+mod console;
+mod term;
+mod top;
+
+use args::{Args, Cmd, ConsoleCmd};
+use connect::{admin_connect, connect, SERVER_UID};
+
+#[allow(unsafe_code)] // one block: SIGPIPE back to its default before any thread exists
+fn main() -> ExitCode {
+    // A closed stdout (`logdctl ps --json | head`) ends logdctl quietly, as it does any Unix
+    // filter, instead of a panic in println!.
+    // SAFETY: setting a signal's disposition to SIG_DFL installs no handler code, and no other
+    // thread exists yet.
+    unsafe {
+        let _ = nix::sys::signal::signal(
+            nix::sys::signal::Signal::SIGPIPE,
+            nix::sys::signal::SigHandler::SigDfl,
+        );
+    }
+    let args = Args::parse();
+    match run(args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("logdctl: {}", logd::cli::report(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let _ = SERVER_UID.set(args.server_uid);
+    let explicit = args.socket.is_some();
+    let socket = args.socket.clone().unwrap_or_else(config::default_socket);
+    let autostart = args.autostart || (!explicit && !config::is_root());
+    let admin_socket = args
+        .admin_socket
+        .clone()
+        .unwrap_or_else(|| config::admin_socket_for(&socket));
+    match &args.cmd {
+        Cmd::Console(ConsoleCmd::Kick { subscriber }) => {
+            admin_connect(&admin_socket)?.kick(*subscriber)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Cmd::Console(ConsoleCmd::Grant { subscriber }) => {
+            admin_connect(&admin_socket)?.grant(*subscriber)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Cmd::Ps { json } => return admin::ps(&admin_socket, *json),
+        Cmd::Events { json } => return admin::events(&admin_socket, *json),
+        Cmd::Top => return top::run(&admin_socket),
+        Cmd::Reexec { binary, json } => return admin::reexec(&admin_socket, binary, *json),
+        Cmd::LogLevel { level } => {
+            admin_connect(&admin_socket)?.set_log_level(level)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Cmd::Stats { domain, json } => return admin::stats(&admin_socket, domain, *json),
+        _ => {}
+    }
+    let mut client = connect(&socket, autostart)?;
+    match args.cmd {
+        Cmd::Run {
+            domain,
+            log,
+            truncate,
+            command,
+        } => {
+            let (_, fd) = client.open_log(domain.id()?, &log, OpenFlags { truncate })?;
+            drop(client);
+            // Keep a way to report an exec failure once stderr is the pipe.
+            let err = nix::unistd::dup(std::io::stderr()).context("dup stderr")?;
+            nix::unistd::dup2_stdout(&fd).context("redirect stdout")?;
+            nix::unistd::dup2_stderr(&fd).context("redirect stderr")?;
+            drop(fd);
+            let e = std::process::Command::new(&command[0])
+                .args(&command[1..])
+                .exec();
+            let mut err = std::fs::File::from(err);
+            let _ = writeln!(err, "logdctl: cannot run {:?}: {e}", command[0]);
+            let code = if e.kind() == std::io::ErrorKind::NotFound {
+                127
+            } else {
+                126
+            };
+            Ok(ExitCode::from(code))
+        }
+        Cmd::Console(c) => console::run(&mut client, c),
+        Cmd::Attach { domain, name } => attach::run(&mut client, &domain, &name),
+        Cmd::Ps { .. }
+        | Cmd::Stats { .. }
+        | Cmd::LogLevel { .. }
+        | Cmd::Events { .. }
+        | Cmd::Reexec { .. }
+        | Cmd::Top => {
+            unreachable!("handled above")
+        }
+        Cmd::Append {
+            domain,
+            log,
+            no_newline,
+            message,
+        } => {
+            let mut m = message.into_bytes();
+            if !no_newline && !m.ends_with(b"\n") {
+                m.push(b'\n');
+            }
+            client.append_log(domain.id()?, &log, &m)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Position { log, exact } => {
+            let p = client.position(&log)?;
+            println!("{}", if exact { p.exact() } else { p.to_string() });
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Read { log, from, max } => {
+            let from = from.map(ReadFrom::Position).unwrap_or(ReadFrom::Start);
+            copy_out(&mut client, &log, from, max.unwrap_or(u64::MAX))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Tail { log, bytes, follow } => {
+            let mut next = copy_out(&mut client, &log, ReadFrom::Last(bytes), bytes)?;
+            if follow {
+                loop {
+                    std::thread::sleep(Duration::from_millis(200));
+                    next = copy_out(&mut client, &log, ReadFrom::Position(next), u64::MAX)?;
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Copies up to `limit` bytes of a log to stdout, from `from` until no more data comes.
+/// Returns the position after the last byte.
+fn copy_out(
+    client: &mut Client,
+    log: &str,
+    mut from: ReadFrom,
+    limit: u64,
+) -> anyhow::Result<Position> {
+    let mut out = std::io::stdout().lock();
+    let mut left = limit;
+    loop {
+        let want = left.min(MAX_READ_LEN);
+        let (data, next, gap) = client.read_log(log, from, want)?;
+        if gap {
+            eprintln!("logdctl: some of {log} was rotated away before it could be read");
+        }
+        out.write_all(&data).context("writing to stdout")?;
+        left -= data.len() as u64;
+        if data.is_empty() || left == 0 {
+            out.flush().context("writing to stdout")?;
+            return Ok(next);
+        }
+        from = ReadFrom::Position(next);
+    }
+}
