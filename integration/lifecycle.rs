@@ -198,3 +198,85 @@ fn a_reexec_tells_systemd_reloading_then_the_new_main_pid() {
     .unwrap();
     assert!(recv_state(&sock).contains("STOPPING=1"));
 }
+
+/// systemd may pass more fds than logd takes (a unit's mistake). logd closes every one it does
+/// not use, past its limit too: left open, they would stay open for its life and pass, unnamed,
+/// to every re-exec's new process. Here the extras are pipes' write ends, so the test sees each
+/// one closed as an end of file on its read end.
+#[test]
+fn fds_from_systemd_that_logd_does_not_use_are_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let main_path = dir.path().join("logd.sock");
+    let admin_path = dir.path().join("logd-admin.sock");
+    let main = UnixListener::bind(&main_path).unwrap();
+    let admin = UnixListener::bind(&admin_path).unwrap();
+    // Eight extras, so that two are past the eight fds logd looks at.
+    let pipes: Vec<_> = (0..8)
+        .map(|_| nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap())
+        .collect();
+    let mut fds = [main.as_raw_fd(), admin.as_raw_fd(), 0, 0, 0, 0, 0, 0, 0, 0];
+    for (slot, (_, w)) in fds[2..].iter_mut().zip(&pipes) {
+        *slot = w.as_raw_fd();
+    }
+    // The first six extras carry a name logd ignores; the last two are past its limit.
+    let names = ["main", "admin"]
+        .into_iter()
+        .chain(std::iter::repeat_n("virtlogd-admin.socket", 8))
+        .collect::<Vec<_>>()
+        .join(":");
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(format!(
+            "LISTEN_PID=$$ LISTEN_FDS=10 LISTEN_FDNAMES={names} exec {LOGD} --socket {} --log-root {}",
+            main_path.display(),
+            dir.path().join("logs").display()
+        ))
+        .stderr(std::fs::File::create(dir.path().join("stderr")).unwrap());
+    pass_fds_from_3(&mut cmd, fds);
+    let mut child = KillOnDrop(cmd.spawn().unwrap());
+    let readers: Vec<_> = pipes.into_iter().map(|(r, _w)| r).collect(); // logd's are the only writers
+    drop((main, admin));
+    let stderr_path = dir.path().join("stderr");
+    wait_for(Duration::from_secs(20), "logd on the passed socket", || {
+        if let Ok(Some(st)) = child.0.try_wait() {
+            panic!(
+                "logd exited ({st}): {}",
+                std::fs::read_to_string(&stderr_path).unwrap_or_default()
+            );
+        }
+        logd_protocol::client::Client::connect(&main_path).ok()
+    });
+    for (i, r) in readers.iter().enumerate() {
+        nix::fcntl::fcntl(
+            r,
+            nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+        )
+        .unwrap();
+        // logd is serving, so it is past the adoption: an extra still open now stays open.
+        let mut buf = [0u8; 1];
+        match nix::unistd::read(r, &mut buf) {
+            Ok(0) => {}
+            other => panic!(
+                "extra fd {} (the {}th passed) is still open in logd: read gave {other:?}",
+                i + 5,
+                i + 3
+            ),
+        }
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.0.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert!(child.0.wait().unwrap().success());
+}
+
+/// Kills the process if the test fails before it has stopped it.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -421,7 +421,7 @@ pub fn pass_fds_from_3<const N: usize>(cmd: &mut Command, fds: [std::os::fd::Raw
             // keep its close-on-exec flag.
             let mut high = [0; N];
             for (h, fd) in high.iter_mut().zip(fds) {
-                *h = nix::libc::fcntl(fd, nix::libc::F_DUPFD, 10);
+                *h = nix::libc::fcntl(fd, nix::libc::F_DUPFD_CLOEXEC, 10);
                 if *h < 0 {
                     return Err(std::io::Error::last_os_error());
                 }

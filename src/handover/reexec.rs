@@ -355,7 +355,8 @@ pub(crate) enum ReadStateError {
 
 /// A new process's inheritance, found in [`ENV`].
 pub struct Successor {
-    state: std::fs::File,
+    /// The memfd, until [`Successor::read_state`] has read it (it holds the whole state).
+    state: Option<std::fs::File>,
     pub(crate) handshake: std::os::unix::net::UnixStream,
     token: [u8; 16],
     pub(crate) parent: u32,
@@ -407,7 +408,7 @@ impl Successor {
             );
         }
         Some(Successor {
-            state: std::fs::File::from(state),
+            state: Some(std::fs::File::from(state)),
             handshake: std::os::unix::net::UnixStream::from(hs),
             token,
             parent: nix::unistd::getppid().as_raw() as u32,
@@ -415,13 +416,17 @@ impl Successor {
         })
     }
 
-    /// Reads the state and checks it came from this process's parent.
+    /// Reads the state and checks it came from this process's parent. The memfd is closed
+    /// then, so its memory is not held while the take-over goes on (a second call fails).
     pub(crate) fn read_state(&mut self) -> Result<State, ReadStateError> {
         let mut bytes = Vec::new();
-        self.state
-            .rewind()
-            .and_then(|()| self.state.read_to_end(&mut bytes))
+        let mut file = self.state.take().ok_or_else(|| {
+            ReadStateError::Read(std::io::Error::other("the state was read already"))
+        })?;
+        file.rewind()
+            .and_then(|()| file.read_to_end(&mut bytes))
             .map_err(ReadStateError::Read)?;
+        drop(file);
         Ok(crate::handover::state::decode(
             &bytes,
             self.parent,
@@ -498,11 +503,11 @@ mod tests {
                 0xee, 0xff
             ]
         );
-        assert_eq!(s.state.as_raw_fd(), a);
+        assert_eq!(s.state.as_ref().unwrap().as_raw_fd(), a);
         assert_eq!(s.handshake.as_raw_fd(), b);
         assert_eq!(s.parent, nix::unistd::getppid().as_raw() as u32);
         // Adopted fds go no further than this process: close-on-exec again.
-        for fd in [s.state.as_fd(), s.handshake.as_fd()] {
+        for fd in [s.state.as_ref().unwrap().as_fd(), s.handshake.as_fd()] {
             let flags = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFD).unwrap();
             assert_ne!(flags & nix::libc::FD_CLOEXEC, 0);
         }

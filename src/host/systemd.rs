@@ -7,7 +7,7 @@
 //!   come from systemd as fds 3, 4, …, named by `LISTEN_FDNAMES` (`main`, `admin`, and
 //!   `virtlogd.socket`, the name of virtlogd's own socket unit, for the virtlogd socket). An
 //!   unnamed fd is matched by the path it is bound to. logd then creates no socket of its own.
-#![allow(unsafe_code)] // one block: taking ownership of the fds systemd passed
+#![allow(unsafe_code)] // one block: taking ownership of an fd systemd passed
 
 use std::collections::HashMap;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
@@ -138,23 +138,19 @@ pub fn take_listeners(
         tracing::warn!(
             count,
             max = MAX_LISTEN_FDS,
-            "systemd passed more sockets than logd uses; only the first are taken"
+            "systemd passed more sockets than logd uses; only the first are taken, the others closed"
+        );
+        close_passed(
+            LISTEN_FDS_START + MAX_LISTEN_FDS,
+            LISTEN_FDS_START.saturating_add(count),
         );
     }
     for i in 0..count.min(MAX_LISTEN_FDS) {
         let fd = LISTEN_FDS_START + i;
-        if !crate::handover::state::fd_is_open(fd) {
+        let Some(owned) = adopt(fd) else {
             tracing::warn!(fd, "LISTEN_FDS names an fd that is not open; skipped");
             continue;
-        }
-        // SAFETY: the fd is open (checked just above), systemd passed it to this process
-        // (LISTEN_PID is ours, and the variables are cleared above, so nothing else takes it),
-        // and this loop visits each number once: it is owned and closed exactly once.
-        let owned = unsafe { OwnedFd::from_raw_fd(fd) };
-        let _ = nix::fcntl::fcntl(
-            &owned,
-            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
-        );
+        };
         let l = UnixListener::from(owned);
         if let Err(e) = l.set_nonblocking(true) {
             tracing::warn!(fd, cause = %e, "ignoring an fd from systemd that is not a usable socket");
@@ -186,4 +182,39 @@ pub fn take_listeners(
         }
     }
     out
+}
+
+/// Owns an fd systemd passed to this process (None if it is not open), close-on-exec from now
+/// on. Call once per number, before any other thread exists.
+fn adopt(fd: RawFd) -> Option<OwnedFd> {
+    if !crate::handover::state::fd_is_open(fd) {
+        return None;
+    }
+    // SAFETY: the fd is open (checked just above) and systemd passed it to this process
+    // (LISTEN_PID is ours, and the variables are cleared before any adoption, so nothing else
+    // takes it). The callers visit each number once, so it is owned and closed exactly once.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    let _ = nix::fcntl::fcntl(
+        &owned,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    );
+    Some(owned)
+}
+
+/// Closes the passed fds numbered `from..to` that logd does not use: left open, they would
+/// stay open for the daemon's life and pass, unnamed, to every re-exec's new process. Only the
+/// numbers open now are visited (so a huge `LISTEN_FDS` costs nothing).
+fn close_passed(from: RawFd, to: RawFd) {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        tracing::warn!("cannot list /proc/self/fd; the extra fds from systemd stay open");
+        return;
+    };
+    // Collected first: the directory's own fd is closed before any number is adopted.
+    let open: Vec<RawFd> = dir
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|fd| (from..to).contains(fd))
+        .collect();
+    for fd in open {
+        drop(adopt(fd));
+    }
 }
