@@ -8,7 +8,6 @@
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::task::{Context, Poll};
-use std::time::Instant;
 
 use bytes::Bytes;
 use logd_protocol::ConsoleProtocol;
@@ -89,8 +88,8 @@ pub enum Leave {
 pub struct Subscriber {
     pub id: u64,
     pub peer: String,
-    pub since: Instant,
-    /// The same moment on the wall clock, for the admin socket.
+    /// When it connected (on the wall clock: the admin socket shows it, and a re-exec carries
+    /// it).
     pub since_wall: std::time::SystemTime,
     sock: Socket,
     protocol: ConsoleProtocol,
@@ -118,7 +117,6 @@ impl Subscriber {
         let mut s = Subscriber {
             id,
             peer,
-            since: Instant::now(),
             since_wall: std::time::SystemTime::now(),
             sock,
             protocol,
@@ -184,10 +182,6 @@ impl Subscriber {
             source,
         })?;
         let since_wall = crate::clock::from_unix_ms(st.since_ms);
-        let age = std::time::SystemTime::now()
-            .duration_since(since_wall)
-            .unwrap_or_default();
-        let now = Instant::now();
         let mut queue = VecDeque::new();
         if !st.unsent.is_empty() {
             queue.push_back(Bytes::from(st.unsent.clone()));
@@ -195,7 +189,6 @@ impl Subscriber {
         Ok(Subscriber {
             id: st.id,
             peer: st.peer.clone(),
-            since: now.checked_sub(age).unwrap_or(now),
             since_wall,
             sock,
             protocol: st.protocol,
