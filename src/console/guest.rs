@@ -25,7 +25,7 @@ thread_local! {
 
 /// The guest side, with paths resolved.
 #[derive(Debug, Clone)]
-pub enum GuestPlan {
+pub(crate) enum GuestPlan {
     Listen(PathBuf),
     Connect(PathBuf),
     Fd,

@@ -18,7 +18,7 @@ impl Console {
     /// Describes the console for a re-exec (every socket and the file marked to be carried).
     /// Call [`Console::drain`] first: what the guest writes after is the next process's to read.
     /// Subscribers already leaving are left behind (they close with this process).
-    pub fn export(
+    pub(crate) fn export(
         &self,
         carrier: &mut crate::handover::state::Carrier,
     ) -> crate::handover::state::ConsoleState {
@@ -67,7 +67,7 @@ impl Console {
 
     /// The console as a previous process left it, on its inherited sockets. Must run on the
     /// thread that will drive it.
-    pub fn restore(
+    pub(crate) fn restore(
         st: &crate::handover::state::ConsoleState,
         path: std::sync::Arc<Path>,
         inherited: &crate::handover::state::Inherited,

@@ -20,16 +20,16 @@
 //!   out, its input written;
 //! - `replay`: the ring of recent output a new subscriber is given first;
 //! - `handover`: a console's state across a re-exec (export, restore);
-//! - [`subscriber`]: one watching connection and its bounded queue;
+//! - `subscriber`: one watching connection and its bounded queue;
 //! - [`telnet`]: the sans-IO telnet codec.
 
 mod guest;
 mod handover;
 mod replay;
-pub mod subscriber;
+mod subscriber;
 pub mod telnet;
 
-pub use guest::GuestPlan;
+pub(crate) use guest::GuestPlan;
 
 use std::io;
 use std::os::fd::OwnedFd;
@@ -53,15 +53,15 @@ use crate::serve::events;
 use logd_protocol::admin::EventKind;
 
 /// Default bytes of recent output replayed to a new subscriber.
-pub const DEFAULT_REPLAY: usize = 16 * 1024;
+pub(crate) const DEFAULT_REPLAY: usize = 16 * 1024;
 /// Default most subscribers at once.
-pub const DEFAULT_MAX_SUBSCRIBERS: usize = 32;
+pub(crate) const DEFAULT_MAX_SUBSCRIBERS: usize = 32;
 /// Default output queue limit of one subscriber.
 pub const DEFAULT_QUEUE_LIMIT: usize = 1024 * 1024;
 /// Input accepted from subscribers and not yet taken by the guest.
-pub const INPUT_LIMIT: usize = 64 * 1024;
+const INPUT_LIMIT: usize = 64 * 1024;
 /// How often logd tries to reach a guest it connects to.
-pub const CONNECT_RETRY: Duration = Duration::from_millis(200);
+const CONNECT_RETRY: Duration = Duration::from_millis(200);
 /// Reads from the guest per wake-up before yielding to the thread's other work.
 const READS_PER_POLL: usize = 16;
 /// Room kept in the read buffer: one read takes at most this much.
@@ -72,18 +72,18 @@ const READ_CHUNK: usize = 64 * 1024;
 static NEXT_SUBSCRIBER_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// The id the next subscriber will get (for a re-exec's state).
-pub fn next_subscriber_id() -> u64 {
+pub(crate) fn next_subscriber_id() -> u64 {
     NEXT_SUBSCRIBER_ID.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// Goes on numbering subscribers from where a previous process stopped.
-pub fn resume_subscriber_ids(next: u64) {
+pub(crate) fn resume_subscriber_ids(next: u64) {
     NEXT_SUBSCRIBER_ID.fetch_max(next, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// Why a console could not be set up.
 #[derive(Debug, thiserror::Error)]
-pub enum ConsoleError {
+pub(crate) enum ConsoleError {
     #[error(transparent)]
     Log(#[from] RotateError),
     #[error("cannot listen for the guest on {path}: {source}")]
@@ -98,32 +98,32 @@ pub enum ConsoleError {
 
 /// A console's settings, defaults applied.
 #[derive(Debug, Clone)]
-pub struct ConsoleConfig {
-    pub name: String,
-    pub domain: DomainId,
-    pub log: PathBuf,
-    pub truncate: bool,
-    pub rotate: RotateConfig,
-    pub guest: GuestPlan,
-    pub tcp: Option<String>,
-    pub unix: Option<PathBuf>,
-    pub protocol: ConsoleProtocol,
-    pub write: WritePolicy,
-    pub replay: usize,
-    pub max_subscribers: usize,
-    pub queue_limit: usize,
+pub(crate) struct ConsoleConfig {
+    pub(crate) name: String,
+    pub(crate) domain: DomainId,
+    pub(crate) log: PathBuf,
+    pub(crate) truncate: bool,
+    pub(crate) rotate: RotateConfig,
+    pub(crate) guest: GuestPlan,
+    pub(crate) tcp: Option<String>,
+    pub(crate) unix: Option<PathBuf>,
+    pub(crate) protocol: ConsoleProtocol,
+    pub(crate) write: WritePolicy,
+    pub(crate) replay: usize,
+    pub(crate) max_subscribers: usize,
+    pub(crate) queue_limit: usize,
 }
 
 /// Counters of a console beyond its sink's.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct ConsoleStats {
-    pub slow_disconnects: u64,
-    pub refused: u64,
-    pub guest_connects: u64,
+pub(crate) struct ConsoleStats {
+    pub(crate) slow_disconnects: u64,
+    pub(crate) refused: u64,
+    pub(crate) guest_connects: u64,
 }
 
 /// One console.
-pub struct Console {
+pub(crate) struct Console {
     cfg: ConsoleConfig,
     sink: LogSink,
     mode: GuestMode,
@@ -142,7 +142,7 @@ pub struct Console {
 impl Console {
     /// Sets the console up: log, guest side, listeners. Must run on the thread that will drive
     /// it. With [`GuestPlan::Fd`] returns the guest's end of the socketpair.
-    pub fn open(cfg: ConsoleConfig) -> Result<(Console, Option<OwnedFd>), ConsoleError> {
+    pub(crate) fn open(cfg: ConsoleConfig) -> Result<(Console, Option<OwnedFd>), ConsoleError> {
         let sink = LogSink::open(cfg.log.as_path().into(), cfg.rotate, cfg.truncate)?;
         let mut guest = None;
         let mut guest_fd = None;
@@ -210,35 +210,35 @@ impl Console {
         Ok((c, guest_fd))
     }
 
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         &self.cfg.name
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.sink.path()
     }
 
-    pub fn sink(&self) -> &LogSink {
+    pub(crate) fn sink(&self) -> &LogSink {
         &self.sink
     }
 
-    pub fn sink_mut(&mut self) -> &mut LogSink {
+    pub(crate) fn sink_mut(&mut self) -> &mut LogSink {
         &mut self.sink
     }
 
-    pub fn position(&self) -> Position {
+    pub(crate) fn position(&self) -> Position {
         self.sink.position()
     }
 
     /// The TCP address subscribers connect to.
-    pub fn tcp_addr(&self) -> Option<String> {
+    pub(crate) fn tcp_addr(&self) -> Option<String> {
         self.tcp
             .as_ref()
             .and_then(|l| l.local_addr().ok())
             .map(|a| a.to_string())
     }
 
-    pub fn info(&self) -> ConsoleInfo {
+    pub(crate) fn info(&self) -> ConsoleInfo {
         ConsoleInfo {
             domain: self.cfg.domain.clone(),
             name: self.cfg.name.clone(),
@@ -264,7 +264,7 @@ impl Console {
     }
 
     /// Whether this console has the subscriber.
-    pub fn has_subscriber(&self, id: u64) -> bool {
+    pub(crate) fn has_subscriber(&self, id: u64) -> bool {
         self.subs.iter().any(|s| s.id == id)
     }
 
@@ -272,7 +272,7 @@ impl Console {
     ///
     /// It is marked and its goodbye written now; the console's next poll (which actix runs
     /// right after the message that called this) drops it and passes the lock on.
-    pub fn kick(&mut self, id: u64) -> bool {
+    pub(crate) fn kick(&mut self, id: u64) -> bool {
         let Some(s) = self.subs.iter_mut().find(|s| s.id == id) else {
             return false;
         };
@@ -283,7 +283,7 @@ impl Console {
 
     /// Gives the write lock to a subscriber (exclusive mode): it moves to the head of the line,
     /// and the others keep their order. Returns false if it is not here.
-    pub fn grant(&mut self, id: u64) -> Result<bool, &'static str> {
+    pub(crate) fn grant(&mut self, id: u64) -> Result<bool, &'static str> {
         if self.cfg.write != WritePolicy::Exclusive {
             return Err("the console's write policy is not exclusive: there is no lock to move");
         }
@@ -309,7 +309,7 @@ impl Console {
     }
 
     /// The console as the admin socket shows it.
-    pub fn snapshot(&mut self) -> StreamSnapshot {
+    pub(crate) fn snapshot(&mut self) -> StreamSnapshot {
         let guest = match (&self.guest, &self.mode) {
             (Some(_), _) => GuestState::Connected,
             (None, GuestMode::Fd) => GuestState::Eof,
@@ -341,7 +341,7 @@ impl Console {
     }
 
     /// Drives everything; never finishes (the console lives until it is removed).
-    pub fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+    pub(crate) fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let span = self.span.clone();
         let _e = span.enter();
         let yielding = self.yielding.poll(cx).is_pending();
@@ -373,7 +373,7 @@ impl Console {
     /// ready" for data that has arrived since the last poll, and polling here would replace the
     /// pump's waker. Reading to EAGAIN leaves nothing behind that an edge-triggered wake-up could
     /// miss.
-    pub fn drain(&mut self) -> bool {
+    pub(crate) fn drain(&mut self) -> bool {
         let mut buf = vec![0u8; READ_CHUNK];
         while let Some(guest) = &self.guest {
             if self.sink.room() == 0 && !self.sink.is_stalled() {
@@ -392,7 +392,10 @@ impl Console {
 
     /// `Ready` once what the guest had written is in the log's file (or its file system has
     /// stalled); the task is woken as the log's writes come back.
-    pub fn poll_settled(&mut self, cx: &mut Context<'_>) -> Poll<crate::datapath::stream::Settled> {
+    pub(crate) fn poll_settled(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<crate::datapath::stream::Settled> {
         use crate::datapath::stream::Settled;
         loop {
             self.sink.poll(cx);
@@ -566,13 +569,13 @@ impl Console {
 
     /// Appends a message (from `AppendLog`) to the console's log only, after the guest output
     /// already received. Subscribers do not see it: it is not console output.
-    pub fn append(&mut self, message: &[u8]) {
+    pub(crate) fn append(&mut self, message: &[u8]) {
         self.drain();
         self.sink.write(message);
     }
 
     /// Tells subscribers the console is going away (it is dropped right after).
-    pub fn close(&mut self) {
+    pub(crate) fn close(&mut self) {
         for s in &self.subs {
             s.say_goodbye(&format!("console {} removed", self.cfg.name));
         }

@@ -21,7 +21,7 @@ const MAX_IOV: usize = 32;
 const READ_CHUNK: usize = 4096;
 
 /// The connection: TCP or UNIX.
-pub enum Socket {
+pub(crate) enum Socket {
     Tcp(TcpStream),
     Unix(UnixStream),
 }
@@ -56,7 +56,7 @@ impl Socket {
     }
 
     /// Writes what fits now, without waiting (notices to a peer about to be dropped).
-    pub fn try_write_now(&self, data: &[u8]) {
+    pub(crate) fn try_write_now(&self, data: &[u8]) {
         let _ = match self {
             Socket::Tcp(s) => s.try_write(data),
             Socket::Unix(s) => s.try_write(data),
@@ -66,7 +66,7 @@ impl Socket {
 
 /// Where [`Subscriber::poll_input`] stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Input {
+pub(crate) enum Input {
     /// The socket is drained (its waker is registered) or the subscriber is leaving.
     Waiting,
     /// The room ran out with input perhaps still there, and no waker registered.
@@ -75,7 +75,7 @@ pub enum Input {
 
 /// Why a subscriber is leaving.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Leave {
+pub(crate) enum Leave {
     /// It closed the connection (or the connection failed).
     Closed,
     /// Its queue passed the limit.
@@ -85,12 +85,12 @@ pub enum Leave {
 }
 
 /// One subscriber.
-pub struct Subscriber {
-    pub id: u64,
-    pub peer: String,
+pub(crate) struct Subscriber {
+    pub(crate) id: u64,
+    pub(crate) peer: String,
     /// When it connected (on the wall clock: the admin socket shows it, and a re-exec carries
     /// it).
-    pub since_wall: std::time::SystemTime,
+    pub(crate) since_wall: std::time::SystemTime,
     sock: Socket,
     protocol: ConsoleProtocol,
     decoder: telnet::Decoder,
@@ -100,14 +100,14 @@ pub struct Subscriber {
     /// How much of the front buffer has been written.
     front_done: usize,
     limit: usize,
-    pub bytes_sent: u64,
+    pub(crate) bytes_sent: u64,
     /// Told once that its input is discarded.
-    pub told_read_only: bool,
-    pub leaving: Option<Leave>,
+    pub(crate) told_read_only: bool,
+    pub(crate) leaving: Option<Leave>,
 }
 
 impl Subscriber {
-    pub fn new(
+    pub(crate) fn new(
         id: u64,
         peer: String,
         sock: Socket,
@@ -137,7 +137,7 @@ impl Subscriber {
 
     /// Describes the subscriber for a re-exec (its socket marked to be carried): what it was
     /// sent, what it still has to be sent, and where its telnet negotiation stands.
-    pub fn export(
+    pub(crate) fn export(
         &self,
         carrier: &mut crate::handover::state::Carrier,
     ) -> crate::handover::state::SubscriberState {
@@ -165,7 +165,7 @@ impl Subscriber {
 
     /// The subscriber as a previous process left it, on its inherited connection. Must run on
     /// the thread that will drive it. No greeting: it had it.
-    pub fn restore(
+    pub(crate) fn restore(
         st: &crate::handover::state::SubscriberState,
         inherited: &crate::handover::state::Inherited,
         limit: usize,
@@ -203,17 +203,17 @@ impl Subscriber {
         })
     }
 
-    pub fn protocol(&self) -> ConsoleProtocol {
+    pub(crate) fn protocol(&self) -> ConsoleProtocol {
         self.protocol
     }
 
-    pub fn queued(&self) -> usize {
+    pub(crate) fn queued(&self) -> usize {
         self.queued
     }
 
     /// Queues console output (already escaped for telnet by the caller). A subscriber that
     /// passes its limit is marked slow; the caller disconnects it.
-    pub fn push(&mut self, data: Bytes) {
+    pub(crate) fn push(&mut self, data: Bytes) {
         if self.leaving.is_some() || data.is_empty() {
             return;
         }
@@ -226,13 +226,13 @@ impl Subscriber {
     }
 
     /// A line from logd itself (notices), in the subscriber's protocol.
-    pub fn notice(&mut self, text: &str) {
+    pub(crate) fn notice(&mut self, text: &str) {
         let line = Bytes::from(format!("\r\n[logd: {text}]\r\n"));
         self.push(line);
     }
 
     /// Writes as much of the queue as the socket takes.
-    pub fn poll_flush(&mut self, cx: &mut Context<'_>) {
+    pub(crate) fn poll_flush(&mut self, cx: &mut Context<'_>) {
         while self.leaving.is_none() && !self.queue.is_empty() {
             match self.sock.poll_write_ready(cx) {
                 Poll::Pending => return,
@@ -282,7 +282,12 @@ impl Subscriber {
     ///
     /// Returns [`Input::More`] when it stopped at `room` without seeing the socket empty: no
     /// waker is registered then, so the caller must poll again once it has room.
-    pub fn poll_input(&mut self, cx: &mut Context<'_>, room: usize, out: &mut Vec<u8>) -> Input {
+    pub(crate) fn poll_input(
+        &mut self,
+        cx: &mut Context<'_>,
+        room: usize,
+        out: &mut Vec<u8>,
+    ) -> Input {
         let mut buf = [0u8; READ_CHUNK];
         let mut budget = room;
         while self.leaving.is_none() {
@@ -322,7 +327,7 @@ impl Subscriber {
     }
 
     /// Best-effort last words before the connection is dropped.
-    pub fn say_goodbye(&self, text: &str) {
+    pub(crate) fn say_goodbye(&self, text: &str) {
         self.sock
             .try_write_now(format!("\r\n[logd: {text}]\r\n").as_bytes());
     }
