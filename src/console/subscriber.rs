@@ -141,10 +141,6 @@ impl Subscriber {
         &self,
         carrier: &mut crate::handover::state::Carrier,
     ) -> crate::handover::state::SubscriberState {
-        let mut unsent = Vec::with_capacity(self.queued);
-        for (i, b) in self.queue.iter().enumerate() {
-            unsent.extend_from_slice(if i == 0 { &b[self.front_done..] } else { b });
-        }
         let (tcp, fd) = match &self.sock {
             Socket::Tcp(s) => (true, carrier.fd(s)),
             Socket::Unix(s) => (false, carrier.fd(s)),
@@ -157,7 +153,7 @@ impl Subscriber {
             fd,
             protocol: self.protocol,
             decoder: self.decoder.clone(),
-            unsent,
+            unsent: self.unsent(),
             bytes_sent: self.bytes_sent,
             told_read_only: self.told_read_only,
         }
@@ -231,6 +227,15 @@ impl Subscriber {
         self.push(line);
     }
 
+    /// The queued bytes not yet written, in one buffer (for a re-exec's state).
+    fn unsent(&self) -> Vec<u8> {
+        let mut unsent = Vec::with_capacity(self.queued);
+        for (i, b) in self.queue.iter().enumerate() {
+            unsent.extend_from_slice(if i == 0 { &b[self.front_done..] } else { b });
+        }
+        unsent
+    }
+
     /// Writes as much of the queue as the socket takes.
     pub(crate) fn poll_flush(&mut self, cx: &mut Context<'_>) {
         while self.leaving.is_none() && !self.queue.is_empty() {
@@ -257,6 +262,8 @@ impl Subscriber {
         }
     }
 
+    /// `n` bytes from the front of the queue were written: they count as sent, and leave the
+    /// queue (whole buffers popped, the front one perhaps partly written).
     fn advance(&mut self, mut n: usize) {
         self.bytes_sent += n as u64;
         self.queued -= n;
@@ -330,5 +337,203 @@ impl Subscriber {
     pub(crate) fn say_goodbye(&self, text: &str) {
         self.sock
             .try_write_now(format!("\r\n[logd: {text}]\r\n").as_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::future::poll_fn;
+    use std::io::Read;
+
+    /// Runs `f` with a subscriber on one end of a UNIX socketpair, in a current-thread runtime
+    /// (as a worker's), and the other end, blocking, as its peer.
+    fn with_subscriber(
+        protocol: ConsoleProtocol,
+        limit: usize,
+        f: impl AsyncFnOnce(Subscriber, std::os::unix::net::UnixStream),
+    ) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (ours, peer) = std::os::unix::net::UnixStream::pair().unwrap();
+            ours.set_nonblocking(true).unwrap();
+            let sock = Socket::Unix(UnixStream::from_std(ours).unwrap());
+            let s = Subscriber::new(7, "test".to_owned(), sock, protocol, limit);
+            peer.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+                .unwrap();
+            f(s, peer).await;
+        });
+    }
+
+    fn raw(limit: usize, f: impl AsyncFnOnce(Subscriber, std::os::unix::net::UnixStream)) {
+        with_subscriber(ConsoleProtocol::Raw, limit, f)
+    }
+
+    fn queue_lens(s: &Subscriber) -> Vec<usize> {
+        s.queue.iter().map(Bytes::len).collect()
+    }
+
+    #[test]
+    fn queued_goes_up_by_each_chunk_and_ignores_empty_ones() {
+        raw(100, async |mut s, _peer| {
+            assert_eq!(s.queued(), 0);
+            s.push(Bytes::from_static(b"abc"));
+            assert_eq!(s.queued(), 3);
+            s.push(Bytes::new());
+            assert_eq!(s.queued(), 3);
+            s.push(Bytes::from_static(b"defgh"));
+            assert_eq!(s.queued(), 8);
+            assert_eq!(queue_lens(&s), [3, 5]);
+            assert_eq!(s.unsent(), b"abcdefgh");
+            assert_eq!(s.bytes_sent, 0);
+            assert_eq!(s.leaving, None);
+        });
+    }
+
+    #[test]
+    fn a_telnet_subscriber_starts_with_the_greeting_queued() {
+        with_subscriber(ConsoleProtocol::Telnet, 100, async |s, _peer| {
+            assert_eq!(s.queued(), 12);
+            assert_eq!(s.unsent(), telnet::greeting());
+        });
+    }
+
+    #[test]
+    fn a_notice_is_one_line_framed_by_crlf() {
+        raw(100, async |mut s, _peer| {
+            s.notice("hi");
+            assert_eq!(s.unsent(), b"\r\n[logd: hi]\r\n");
+            assert_eq!(s.queued(), 14);
+        });
+    }
+
+    #[test]
+    fn the_limit_itself_is_kept_and_one_byte_more_is_slow() {
+        raw(10, async |mut s, _peer| {
+            s.push(Bytes::from_static(b"0123"));
+            s.push(Bytes::from_static(b"456789"));
+            assert_eq!(s.queued(), 10);
+            assert_eq!(s.leaving, None, "exactly the limit is allowed");
+            s.push(Bytes::from_static(b"x"));
+            assert_eq!(s.leaving, Some(Leave::Slow));
+            // The chunk that passed the limit is not queued, and nothing is after it.
+            assert_eq!(s.queued(), 10);
+            s.push(Bytes::from_static(b"y"));
+            s.notice("late");
+            assert_eq!(s.queued(), 10);
+            assert_eq!(queue_lens(&s), [4, 6]);
+            assert_eq!(s.unsent(), b"0123456789");
+        });
+    }
+
+    #[test]
+    fn a_first_chunk_larger_than_the_limit_is_slow_at_once() {
+        raw(10, async |mut s, _peer| {
+            s.push(Bytes::from_static(b"0123456789a"));
+            assert_eq!(s.leaving, Some(Leave::Slow));
+            assert_eq!(s.queued(), 0);
+            assert!(s.queue.is_empty());
+        });
+    }
+
+    #[test]
+    fn written_bytes_leave_the_queue_and_count_as_sent() {
+        raw(100, async |mut s, _peer| {
+            for c in [&b"abc"[..], b"defg", b"hi"] {
+                s.push(Bytes::copy_from_slice(c));
+            }
+            s.advance(2);
+            assert_eq!((s.queued(), s.bytes_sent, s.front_done), (7, 2, 2));
+            assert_eq!(queue_lens(&s), [3, 4, 2]);
+            assert_eq!(s.unsent(), b"cdefghi");
+            // The rest of the front buffer: it is popped.
+            s.advance(1);
+            assert_eq!((s.queued(), s.bytes_sent, s.front_done), (6, 3, 0));
+            assert_eq!(queue_lens(&s), [4, 2]);
+            // Across a buffer boundary.
+            s.advance(5);
+            assert_eq!((s.queued(), s.bytes_sent, s.front_done), (1, 8, 1));
+            assert_eq!(queue_lens(&s), [2]);
+            assert_eq!(s.unsent(), b"i");
+            s.advance(1);
+            assert_eq!((s.queued(), s.bytes_sent, s.front_done), (0, 9, 0));
+            assert!(s.queue.is_empty());
+            assert_eq!(s.unsent(), b"");
+        });
+    }
+
+    #[test]
+    fn room_freed_by_a_write_can_be_queued_again_up_to_the_limit() {
+        raw(10, async |mut s, _peer| {
+            s.push(Bytes::from_static(b"0123456789"));
+            s.advance(4);
+            assert_eq!(s.queued(), 6);
+            s.push(Bytes::from_static(b"abcd"));
+            assert_eq!(s.queued(), 10);
+            assert_eq!(s.leaving, None);
+            s.push(Bytes::from_static(b"e"));
+            assert_eq!(s.leaving, Some(Leave::Slow));
+            assert_eq!(s.queued(), 10);
+            assert_eq!(s.bytes_sent, 4);
+        });
+    }
+
+    /// Polls `poll_flush` until the queue is empty (the peer reads nothing meanwhile, so all of
+    /// it must fit the socket's buffer).
+    async fn flush(s: &mut Subscriber) {
+        let flushed = poll_fn(|cx| {
+            s.poll_flush(cx);
+            if s.queued() == 0 {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        });
+        tokio::time::timeout(std::time::Duration::from_secs(5), flushed)
+            .await
+            .expect("the queue was written");
+    }
+
+    #[test]
+    fn poll_flush_writes_the_queue_in_order_and_empties_it() {
+        raw(100, async |mut s, mut peer| {
+            s.push(Bytes::from_static(b"hello "));
+            s.push(Bytes::from_static(b"world"));
+            s.notice("n");
+            flush(&mut s).await;
+            let expected = b"hello world\r\n[logd: n]\r\n";
+            assert_eq!(s.bytes_sent, expected.len() as u64);
+            assert!(s.queue.is_empty());
+            assert_eq!(s.front_done, 0);
+            let mut got = vec![0u8; expected.len()];
+            peer.read_exact(&mut got).unwrap();
+            assert_eq!(got, expected);
+            // Room again for a whole limit's worth.
+            s.push(Bytes::from(vec![b'z'; 100]));
+            assert_eq!(s.queued(), 100);
+            assert_eq!(s.leaving, None);
+        });
+    }
+
+    #[test]
+    fn a_slow_subscriber_is_sent_nothing_more() {
+        raw(5, async |mut s, peer| {
+            s.push(Bytes::from_static(b"abcde"));
+            s.push(Bytes::from_static(b"f"));
+            assert_eq!(s.leaving, Some(Leave::Slow));
+            poll_fn(|cx| {
+                s.poll_flush(cx);
+                Poll::Ready(())
+            })
+            .await;
+            // Its queue stays as it was, for the console to drop it with: nothing was written.
+            assert_eq!((s.queued(), s.bytes_sent), (5, 0));
+            peer.set_nonblocking(true).unwrap();
+            let e = (&peer).read(&mut [0u8; 16]).unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+        });
     }
 }
