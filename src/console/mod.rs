@@ -29,6 +29,9 @@ mod replay;
 mod subscriber;
 pub mod telnet;
 
+#[cfg(test)]
+mod tests;
+
 pub(crate) use guest::GuestPlan;
 
 use std::io;
