@@ -17,12 +17,14 @@
 //! that raises a new edge. A new registration starts ready, so bytes written before it are read.
 //!
 //! Everything here is per thread: a pipe is registered, polled and dropped on the thread of the
-//! domain that owns it (actors do not move between threads). Events carry a slot's generation,
-//! so a stale event for a reused slot is ignored.
+//! domain that owns it (actors do not move between threads, and [`WatchedPipe`] is neither `Send`
+//! nor `Sync`, so the compiler keeps it there). Events carry a slot's generation, so a stale event
+//! for a reused slot is ignored.
 #![allow(unsafe_code)] // three blocks: registering the epoll and a busy pipe with tokio, and borrowing a slot's fd
 
 use std::cell::RefCell;
 use std::io;
+use std::marker::PhantomData;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -363,18 +365,27 @@ async fn sweep() {
 }
 
 /// A pipe's read end, watched by this thread's poller: 8 bytes.
+///
+/// Its slot is in the table of the thread that made it, so it must be polled and dropped on that
+/// thread: it is neither `Send` nor `Sync`, and the `// SAFETY:` comments here rely on that.
 #[derive(Debug)]
 pub struct WatchedPipe {
     fd: OwnedFd,
     key: u32,
+    /// Keeps the pipe on its thread (a raw pointer is neither `Send` nor `Sync`).
+    on_its_thread: PhantomData<*const ()>,
 }
 
 impl WatchedPipe {
-    /// Watches `fd` from the current thread (which must run a tokio runtime, and must be the
-    /// thread that polls and drops the pipe).
+    /// Watches `fd` from the current thread, which must run a tokio runtime, and which polls
+    /// and drops the pipe (the type cannot leave it).
     pub fn new(fd: OwnedFd) -> io::Result<WatchedPipe> {
         let key = Poller::with(|p| p.add(fd.as_fd()))?;
-        Ok(WatchedPipe { fd, key })
+        Ok(WatchedPipe {
+            fd,
+            key,
+            on_its_thread: PhantomData,
+        })
     }
 
     /// `Ready` if the pipe may have data (or EOF); otherwise the task is woken when it does.
