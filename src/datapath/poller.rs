@@ -149,8 +149,10 @@ impl Poller {
 
     fn start() -> io::Result<Poller> {
         let epoll = std::rc::Rc::new(Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?);
-        // SAFETY: the AsyncFd owns an `Rc` of the epoll, so the fd stays open, and means this
-        // epoll, for as long as it is registered (it deregisters on drop, before the Rc goes).
+        // SAFETY: the fd stays open, and this epoll, for the AsyncFd's whole life: the AsyncFd
+        // owns an `Rc` of the `Epoll`, which closes its fd only when the last `Rc` goes, and it
+        // deregisters on drop before it drops that `Rc`. `EpollFd::as_raw_fd` always returns
+        // this fd, and nothing replaces the `EpollFd` (`get_mut` is never called).
         let watched = unsafe {
             AsyncFd::register_with_interest(EpollFd(epoll.clone()), tokio::io::Interest::READABLE)
         }
@@ -222,8 +224,14 @@ impl Poller {
     fn promote(&mut self, key: u32, fd: BorrowedFd<'_>) {
         let slot = &mut self.slots[key as usize];
         slot.busy = false;
-        // SAFETY: the `WatchedPipe` owning this fd outlives the registration: the slot's
-        // AsyncFd is dropped (deregistered) by `remove` or `demote`, both before the fd closes.
+        // SAFETY: `fd` belongs to the live `WatchedPipe` of slot `key`, on this thread (the type
+        // is neither Send nor Sync); nothing closes it but that pipe's drop, and nothing changes
+        // `RawPipe`'s fd. The AsyncFd is dropped, and so deregistered, before that drop closes
+        // the fd: here if the epoll will not let the pipe go; in `demote` when the pipe is
+        // quiet; in `remove`, which the pipe's `Drop` runs before its `OwnedFd` field is
+        // dropped; or with the table, when the thread's poller goes first (the pipe is still
+        // alive then). The pipe's `Drop` skips `remove` in exactly two cases, listed there: in
+        // the first this AsyncFd is already gone with the table, and the second cannot happen.
         let fast = match unsafe {
             AsyncFd::register_with_interest(RawPipe(fd.as_raw_fd()), tokio::io::Interest::READABLE)
         } {
@@ -253,7 +261,11 @@ impl Poller {
         let raw = fast.get_ref().0;
         drop(fast);
         self.promoted -= 1;
-        // SAFETY: the slot is in use, so its `WatchedPipe`, which owns the fd, is alive.
+        // SAFETY: the slot is in use (the sweep demotes only slots in use), so its `WatchedPipe`,
+        // which owns the fd and lives on this thread, has not been dropped: a drop takes the slot
+        // out of use, except in the two cases listed at `Drop for WatchedPipe`, and neither
+        // leaves a table in which this runs (in the first the table is gone; the second cannot
+        // happen). So the fd is open for this call.
         let fd = unsafe { BorrowedFd::borrow_raw(raw) };
         let event = EpollEvent::new(
             EpollFlags::EPOLLIN | EpollFlags::EPOLLET,
@@ -457,6 +469,27 @@ impl AsFd for WatchedPipe {
     }
 }
 
+/// Takes the pipe's slot out of the table, before the fd closes: out of the thread's epoll or,
+/// when the pipe is promoted, out of tokio (its AsyncFd dropped), as `promote`'s `// SAFETY:`
+/// requires.
+///
+/// It skips that, and the slot stays in use, in exactly two cases:
+/// 1. This thread's poller is gone or going (`try_with` fails): the thread is exiting and its
+///    thread-locals are being destroyed. The table was dropped before this pipe, and with it
+///    every slot's AsyncFd, deregistered while this pipe's fd was still open, so nothing is
+///    left to undo (the epoll forgets the pipe when either of them closes). A drop from inside
+///    the table's own destruction would not be covered (its slot might not be dropped yet), but
+///    it could only come from a slot's `Waker`, which never drops a pipe (see 2).
+/// 2. The table is borrowed (`try_borrow_mut` fails): this drop comes from inside a `Poller`
+///    method, `drive`, `sweep`, `poll_ready` or `clear_ready`, on this thread. None of them
+///    owns a pipe, and the only foreign code they run is tracing, tokio's I/O registration, and
+///    a task `Waker`'s drop, clone or wake. tokio's wakers (logd's only ones: actix runs on
+///    tokio) never drop a task's future: its scheduler does, when the task ends or is shut
+///    down, outside any of these borrows. So this case does not happen. If it did, the slot
+///    would leak and, were the pipe promoted, its AsyncFd would stay registered for a closed
+///    fd, which `promote`'s `// SAFETY:` rules out.
+///
+/// A pipe dropped on another thread would find another table, but the type keeps it on its own.
 impl Drop for WatchedPipe {
     fn drop(&mut self) {
         let fd = self.fd.as_fd();
