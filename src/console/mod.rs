@@ -14,26 +14,40 @@
 //!
 //! The guest side comes and goes (QEMU exits, reboots, restarts). The console stays, and so do
 //! its subscribers and its log.
+//!
+//! The parts:
+//! - `guest`: the guest side: how it is reached ([`GuestPlan`]), its output read and fanned
+//!   out, its input written;
+//! - `replay`: the ring of recent output a new subscriber is given first;
+//! - `handover`: a console's state across a re-exec (export, restore);
+//! - `subscriber`: one watching connection and its bounded queue;
+//! - [`telnet`]: the sans-IO telnet codec.
 
-pub mod subscriber;
+mod guest;
+mod handover;
+mod replay;
+mod subscriber;
 pub mod telnet;
 
-use std::collections::VecDeque;
-use std::future::Future;
+#[cfg(test)]
+mod tests;
+
+pub(crate) use guest::GuestPlan;
+
 use std::io;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use logd_protocol::admin::{GuestState, StreamKind, StreamSnapshot, SubscriberSnapshot};
 use logd_protocol::{ConsoleInfo, ConsoleProtocol, DomainId, GuestSide, Position, WritePolicy};
 use tokio::net::{TcpListener, UnixListener, UnixStream};
-use tokio::time::Sleep;
 
 use crate::clock::unix_ms;
+use crate::console::guest::GuestMode;
+use crate::console::replay::Replay;
 use crate::console::subscriber::{Input, Leave, Socket, Subscriber};
 use crate::datapath::budget::Yield;
 use crate::datapath::rotate::{RotateConfig, RotateError};
@@ -42,15 +56,15 @@ use crate::serve::events;
 use logd_protocol::admin::EventKind;
 
 /// Default bytes of recent output replayed to a new subscriber.
-pub const DEFAULT_REPLAY: usize = 16 * 1024;
+pub(crate) const DEFAULT_REPLAY: usize = 16 * 1024;
 /// Default most subscribers at once.
-pub const DEFAULT_MAX_SUBSCRIBERS: usize = 32;
+pub(crate) const DEFAULT_MAX_SUBSCRIBERS: usize = 32;
 /// Default output queue limit of one subscriber.
 pub const DEFAULT_QUEUE_LIMIT: usize = 1024 * 1024;
 /// Input accepted from subscribers and not yet taken by the guest.
-pub const INPUT_LIMIT: usize = 64 * 1024;
+const INPUT_LIMIT: usize = 64 * 1024;
 /// How often logd tries to reach a guest it connects to.
-pub const CONNECT_RETRY: Duration = Duration::from_millis(200);
+const CONNECT_RETRY: Duration = Duration::from_millis(200);
 /// Reads from the guest per wake-up before yielding to the thread's other work.
 const READS_PER_POLL: usize = 16;
 /// Room kept in the read buffer: one read takes at most this much.
@@ -61,24 +75,18 @@ const READ_CHUNK: usize = 64 * 1024;
 static NEXT_SUBSCRIBER_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// The id the next subscriber will get (for a re-exec's state).
-pub fn next_subscriber_id() -> u64 {
+pub(crate) fn next_subscriber_id() -> u64 {
     NEXT_SUBSCRIBER_ID.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// Goes on numbering subscribers from where a previous process stopped.
-pub fn resume_subscriber_ids(next: u64) {
+pub(crate) fn resume_subscriber_ids(next: u64) {
     NEXT_SUBSCRIBER_ID.fetch_max(next, std::sync::atomic::Ordering::Relaxed);
-}
-
-thread_local! {
-    /// The read buffer of this thread's consoles. Each read is split off and frozen into a
-    /// `Bytes` that the log, the replay ring and the subscribers share.
-    static READ_BUF: std::cell::RefCell<BytesMut> = std::cell::RefCell::new(BytesMut::new());
 }
 
 /// Why a console could not be set up.
 #[derive(Debug, thiserror::Error)]
-pub enum ConsoleError {
+pub(crate) enum ConsoleError {
     #[error(transparent)]
     Log(#[from] RotateError),
     #[error("cannot listen for the guest on {path}: {source}")]
@@ -93,86 +101,32 @@ pub enum ConsoleError {
 
 /// A console's settings, defaults applied.
 #[derive(Debug, Clone)]
-pub struct ConsoleConfig {
-    pub name: String,
-    pub domain: DomainId,
-    pub log: PathBuf,
-    pub truncate: bool,
-    pub rotate: RotateConfig,
-    pub guest: GuestPlan,
-    pub tcp: Option<String>,
-    pub unix: Option<PathBuf>,
-    pub protocol: ConsoleProtocol,
-    pub write: WritePolicy,
-    pub replay: usize,
-    pub max_subscribers: usize,
-    pub queue_limit: usize,
-}
-
-/// The guest side, with paths resolved.
-#[derive(Debug, Clone)]
-pub enum GuestPlan {
-    Listen(PathBuf),
-    Connect(PathBuf),
-    Fd,
-}
-
-/// How the guest is reached, and the live connection if any.
-enum GuestMode {
-    Listen {
-        listener: UnixListener,
-        path: PathBuf,
-    },
-    Connect {
-        path: PathBuf,
-        retry: Pin<Box<Sleep>>,
-    },
-    Fd,
-}
-
-/// Recent output, for new subscribers.
-struct Replay {
-    chunks: VecDeque<Bytes>,
-    len: usize,
-    limit: usize,
-}
-
-impl Replay {
-    fn push(&mut self, chunk: &Bytes) {
-        if self.limit == 0 {
-            return;
-        }
-        let chunk = if chunk.len() > self.limit {
-            chunk.slice(chunk.len() - self.limit..)
-        } else {
-            chunk.clone()
-        };
-        self.len += chunk.len();
-        self.chunks.push_back(chunk);
-        while self.len > self.limit {
-            let over = self.len - self.limit;
-            let front = self.chunks.front_mut().expect("len > 0");
-            if front.len() <= over {
-                self.len -= front.len();
-                self.chunks.pop_front();
-            } else {
-                front.advance(over);
-                self.len -= over;
-            }
-        }
-    }
+pub(crate) struct ConsoleConfig {
+    pub(crate) name: String,
+    pub(crate) domain: DomainId,
+    pub(crate) log: PathBuf,
+    pub(crate) truncate: bool,
+    pub(crate) rotate: RotateConfig,
+    pub(crate) guest: GuestPlan,
+    pub(crate) tcp: Option<String>,
+    pub(crate) unix: Option<PathBuf>,
+    pub(crate) protocol: ConsoleProtocol,
+    pub(crate) write: WritePolicy,
+    pub(crate) replay: usize,
+    pub(crate) max_subscribers: usize,
+    pub(crate) queue_limit: usize,
 }
 
 /// Counters of a console beyond its sink's.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct ConsoleStats {
-    pub slow_disconnects: u64,
-    pub refused: u64,
-    pub guest_connects: u64,
+pub(crate) struct ConsoleStats {
+    pub(crate) slow_disconnects: u64,
+    pub(crate) refused: u64,
+    pub(crate) guest_connects: u64,
 }
 
 /// One console.
-pub struct Console {
+pub(crate) struct Console {
     cfg: ConsoleConfig,
     sink: LogSink,
     mode: GuestMode,
@@ -191,7 +145,7 @@ pub struct Console {
 impl Console {
     /// Sets the console up: log, guest side, listeners. Must run on the thread that will drive
     /// it. With [`GuestPlan::Fd`] returns the guest's end of the socketpair.
-    pub fn open(cfg: ConsoleConfig) -> Result<(Console, Option<OwnedFd>), ConsoleError> {
+    pub(crate) fn open(cfg: ConsoleConfig) -> Result<(Console, Option<OwnedFd>), ConsoleError> {
         let sink = LogSink::open(cfg.log.as_path().into(), cfg.rotate, cfg.truncate)?;
         let mut guest = None;
         let mut guest_fd = None;
@@ -237,11 +191,7 @@ impl Console {
             })?),
             None => None,
         };
-        let replay = Replay {
-            chunks: VecDeque::new(),
-            len: 0,
-            limit: cfg.replay,
-        };
+        let replay = Replay::new(cfg.replay);
         let span = tracing::info_span!("console", domain = %cfg.domain.name, console = %cfg.name);
         let mut c = Console {
             span,
@@ -263,193 +213,35 @@ impl Console {
         Ok((c, guest_fd))
     }
 
-    /// Describes the console for a re-exec (every socket and the file marked to be carried).
-    /// Call [`Console::drain`] first: what the guest writes after is the next process's to read.
-    /// Subscribers already leaving are left behind (they close with this process).
-    pub fn export(
-        &self,
-        carrier: &mut crate::handover::state::Carrier,
-    ) -> crate::handover::state::ConsoleState {
-        use crate::handover::state::GuestState as G;
-        let guest = match &self.mode {
-            GuestMode::Listen { listener, path } => G::Listen {
-                path: path.clone(),
-                listener: carrier.fd(listener),
-            },
-            GuestMode::Connect { path, .. } => G::Connect { path: path.clone() },
-            GuestMode::Fd => G::Fd,
-        };
-        let mut replay = Vec::with_capacity(self.replay.len);
-        for c in &self.replay.chunks {
-            replay.extend_from_slice(c);
-        }
-        crate::handover::state::ConsoleState {
-            name: self.cfg.name.clone(),
-            domain: self.cfg.domain.clone(),
-            guest,
-            guest_conn: self.guest.as_ref().map(|g| carrier.fd(g)),
-            tcp: self
-                .tcp
-                .as_ref()
-                .map(|l| (self.cfg.tcp.clone().unwrap_or_default(), carrier.fd(l))),
-            unix: self
-                .unix
-                .as_ref()
-                .map(|l| (self.cfg.unix.clone().unwrap_or_default(), carrier.fd(l))),
-            protocol: self.cfg.protocol,
-            write: self.cfg.write,
-            replay_limit: self.cfg.replay,
-            max_subscribers: self.cfg.max_subscribers,
-            queue_limit: self.cfg.queue_limit,
-            sink: self.sink.export(carrier),
-            input: self.input.to_vec(),
-            replay,
-            subscribers: self
-                .subs
-                .iter()
-                .filter(|s| s.leaving.is_none())
-                .map(|s| s.export(carrier))
-                .collect(),
-            slow_disconnects: self.stats.slow_disconnects,
-            refused: self.stats.refused,
-            guest_connects: self.stats.guest_connects,
-        }
-    }
-
-    /// The console as a previous process left it, on its inherited sockets. Must run on the
-    /// thread that will drive it.
-    pub fn restore(
-        st: &crate::handover::state::ConsoleState,
-        path: std::sync::Arc<Path>,
-        inherited: &crate::handover::state::Inherited,
-    ) -> Result<Console, crate::datapath::stream::RestoreError> {
-        use crate::datapath::stream::RestoreError;
-        use crate::handover::state::GuestState as G;
-        let what = |w: &str| format!("console {} ({w})", st.name);
-        let reg = |w: &str| {
-            let what = what(w);
-            move |source| RestoreError::Register { what, source }
-        };
-        let sink = LogSink::restore(&st.sink, path, inherited)?;
-        use crate::handover::state::sockets;
-        let (plan, mode) = match &st.guest {
-            G::Listen { path, listener } => {
-                let l = sockets::unix_listener(inherited.take(listener)?)
-                    .map_err(reg("guest listener"))?;
-                (
-                    GuestPlan::Listen(path.clone()),
-                    GuestMode::Listen {
-                        listener: l,
-                        path: path.clone(),
-                    },
-                )
-            }
-            G::Connect { path } => (
-                GuestPlan::Connect(path.clone()),
-                GuestMode::Connect {
-                    path: path.clone(),
-                    retry: Box::pin(tokio::time::sleep(Duration::ZERO)),
-                },
-            ),
-            G::Fd => (GuestPlan::Fd, GuestMode::Fd),
-        };
-        let guest = match &st.guest_conn {
-            Some(fd) => Some(sockets::unix_stream(inherited.take(fd)?).map_err(reg("guest"))?),
-            None => None,
-        };
-        let tcp = match &st.tcp {
-            Some((_, fd)) => {
-                Some(sockets::tcp_listener(inherited.take(fd)?).map_err(reg("TCP listener"))?)
-            }
-            None => None,
-        };
-        let unix = match &st.unix {
-            Some((_, fd)) => {
-                Some(sockets::unix_listener(inherited.take(fd)?).map_err(reg("UNIX listener"))?)
-            }
-            None => None,
-        };
-        let subs = st
-            .subscribers
-            .iter()
-            .map(|s| Subscriber::restore(s, inherited, st.queue_limit))
-            .collect::<Result<Vec<_>, _>>()?;
-        let cfg = ConsoleConfig {
-            name: st.name.clone(),
-            domain: st.domain.clone(),
-            log: st.sink.path.clone(),
-            truncate: false,
-            rotate: RotateConfig {
-                max_size: st.sink.max_size,
-                max_backups: st.sink.max_backups,
-            },
-            guest: plan,
-            tcp: st.tcp.as_ref().map(|(a, _)| a.clone()),
-            unix: st.unix.as_ref().map(|(p, _)| p.clone()),
-            protocol: st.protocol,
-            write: st.write,
-            replay: st.replay_limit,
-            max_subscribers: st.max_subscribers,
-            queue_limit: st.queue_limit,
-        };
-        let mut replay = Replay {
-            chunks: VecDeque::new(),
-            len: 0,
-            limit: cfg.replay,
-        };
-        if !st.replay.is_empty() {
-            replay.push(&Bytes::from(st.replay.clone()));
-        }
-        let span = tracing::info_span!("console", domain = %cfg.domain.name, console = %cfg.name);
-        Ok(Console {
-            span,
-            yielding: Yield::default(),
-            cfg,
-            sink,
-            mode,
-            guest,
-            input: BytesMut::from(&st.input[..]),
-            replay,
-            tcp,
-            unix,
-            subs,
-            stats: ConsoleStats {
-                slow_disconnects: st.slow_disconnects,
-                refused: st.refused,
-                guest_connects: st.guest_connects,
-            },
-        })
-    }
-
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         &self.cfg.name
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.sink.path()
     }
 
-    pub fn sink(&self) -> &LogSink {
+    pub(crate) fn sink(&self) -> &LogSink {
         &self.sink
     }
 
-    pub fn sink_mut(&mut self) -> &mut LogSink {
+    pub(crate) fn sink_mut(&mut self) -> &mut LogSink {
         &mut self.sink
     }
 
-    pub fn position(&self) -> Position {
+    pub(crate) fn position(&self) -> Position {
         self.sink.position()
     }
 
     /// The TCP address subscribers connect to.
-    pub fn tcp_addr(&self) -> Option<String> {
+    pub(crate) fn tcp_addr(&self) -> Option<String> {
         self.tcp
             .as_ref()
             .and_then(|l| l.local_addr().ok())
             .map(|a| a.to_string())
     }
 
-    pub fn info(&self) -> ConsoleInfo {
+    pub(crate) fn info(&self) -> ConsoleInfo {
         ConsoleInfo {
             domain: self.cfg.domain.clone(),
             name: self.cfg.name.clone(),
@@ -475,7 +267,7 @@ impl Console {
     }
 
     /// Whether this console has the subscriber.
-    pub fn has_subscriber(&self, id: u64) -> bool {
+    pub(crate) fn has_subscriber(&self, id: u64) -> bool {
         self.subs.iter().any(|s| s.id == id)
     }
 
@@ -483,7 +275,7 @@ impl Console {
     ///
     /// It is marked and its goodbye written now; the console's next poll (which actix runs
     /// right after the message that called this) drops it and passes the lock on.
-    pub fn kick(&mut self, id: u64) -> bool {
+    pub(crate) fn kick(&mut self, id: u64) -> bool {
         let Some(s) = self.subs.iter_mut().find(|s| s.id == id) else {
             return false;
         };
@@ -494,7 +286,7 @@ impl Console {
 
     /// Gives the write lock to a subscriber (exclusive mode): it moves to the head of the line,
     /// and the others keep their order. Returns false if it is not here.
-    pub fn grant(&mut self, id: u64) -> Result<bool, &'static str> {
+    pub(crate) fn grant(&mut self, id: u64) -> Result<bool, &'static str> {
         if self.cfg.write != WritePolicy::Exclusive {
             return Err("the console's write policy is not exclusive: there is no lock to move");
         }
@@ -520,7 +312,7 @@ impl Console {
     }
 
     /// The console as the admin socket shows it.
-    pub fn snapshot(&mut self) -> StreamSnapshot {
+    pub(crate) fn snapshot(&mut self) -> StreamSnapshot {
         let guest = match (&self.guest, &self.mode) {
             (Some(_), _) => GuestState::Connected,
             (None, GuestMode::Fd) => GuestState::Eof,
@@ -552,7 +344,7 @@ impl Console {
     }
 
     /// Drives everything; never finishes (the console lives until it is removed).
-    pub fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+    pub(crate) fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let span = self.span.clone();
         let _e = span.enter();
         let yielding = self.yielding.poll(cx).is_pending();
@@ -584,7 +376,7 @@ impl Console {
     /// ready" for data that has arrived since the last poll, and polling here would replace the
     /// pump's waker. Reading to EAGAIN leaves nothing behind that an edge-triggered wake-up could
     /// miss.
-    pub fn drain(&mut self) -> bool {
+    pub(crate) fn drain(&mut self) -> bool {
         let mut buf = vec![0u8; READ_CHUNK];
         while let Some(guest) = &self.guest {
             if self.sink.room() == 0 && !self.sink.is_stalled() {
@@ -603,7 +395,10 @@ impl Console {
 
     /// `Ready` once what the guest had written is in the log's file (or its file system has
     /// stalled); the task is woken as the log's writes come back.
-    pub fn poll_settled(&mut self, cx: &mut Context<'_>) -> Poll<crate::datapath::stream::Settled> {
+    pub(crate) fn poll_settled(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<crate::datapath::stream::Settled> {
         use crate::datapath::stream::Settled;
         loop {
             self.sink.poll(cx);
@@ -624,138 +419,6 @@ impl Console {
                 Poll::Pending
             };
         }
-    }
-
-    fn poll_guest_connect(&mut self, cx: &mut Context<'_>) {
-        if self.guest.is_some() {
-            // Listen mode: a second guest connection while one is live is refused.
-            if let GuestMode::Listen { listener, path } = &self.mode {
-                while let Poll::Ready(Ok((s, _))) = listener.poll_accept(cx) {
-                    tracing::warn!(path = %path.display(), "refused a second guest connection");
-                    drop(s);
-                }
-            }
-            return;
-        }
-        match &mut self.mode {
-            GuestMode::Listen { listener, path } => match listener.poll_accept(cx) {
-                Poll::Ready(Ok((s, _))) => {
-                    tracing::info!(path = %path.display(), "guest connected");
-                    self.guest = Some(s);
-                }
-                Poll::Ready(Err(e)) => {
-                    tracing::warn!(cause = %e, "accepting the guest failed")
-                }
-                Poll::Pending => return,
-            },
-            GuestMode::Connect { path, retry } => {
-                if retry.as_mut().poll(cx).is_pending() {
-                    return;
-                }
-                match connect_unix(path) {
-                    Ok(s) => {
-                        tracing::info!(path = %path.display(), "connected to the guest");
-                        self.guest = Some(s);
-                    }
-                    Err(e) => {
-                        tracing::trace!(cause = %e, "guest not there yet");
-                        retry
-                            .as_mut()
-                            .reset(tokio::time::Instant::now() + CONNECT_RETRY);
-                        let _ = retry.as_mut().poll(cx);
-                        return;
-                    }
-                }
-            }
-            GuestMode::Fd => return,
-        }
-        self.stats.guest_connects += 1;
-        events::emit(|| EventKind::GuestConnected {
-            domain: self.cfg.domain.name.clone(),
-            console: self.cfg.name.clone(),
-        });
-        // The new connection may already have data.
-        cx.waker().wake_by_ref();
-    }
-
-    fn guest_gone(&mut self, why: &str) {
-        self.guest = None;
-        events::emit(|| EventKind::GuestDisconnected {
-            domain: self.cfg.domain.name.clone(),
-            console: self.cfg.name.clone(),
-            reason: why.to_owned(),
-        });
-        tracing::info!(reason = why, "guest side closed; the console waits for it");
-        if let GuestMode::Connect { retry, .. } = &mut self.mode {
-            retry
-                .as_mut()
-                .reset(tokio::time::Instant::now() + CONNECT_RETRY);
-        }
-    }
-
-    /// Moves guest output to the log, the replay ring and the subscribers. Returns true when
-    /// the budget ran out with data still coming.
-    fn poll_guest_output(&mut self, cx: &mut Context<'_>) -> bool {
-        for _ in 0..READS_PER_POLL {
-            if self.guest.is_none() {
-                return false;
-            }
-            // A log whose file system is slower than the guest holds the guest back (TCP
-            // backpressure on the chardev), up to the stall bound; then it drops and counts,
-            // and the subscribers still get every byte.
-            if self.sink.poll_room(cx).is_pending() {
-                return false;
-            }
-            // No more than the log has room for (all of a chunk when it drops anyway).
-            let want = match self.sink.room() {
-                0 => READ_CHUNK,
-                room => room.min(READ_CHUNK),
-            };
-            let Some(guest) = &self.guest else {
-                return false;
-            };
-            match guest.poll_read_ready(cx) {
-                Poll::Pending => return false,
-                Poll::Ready(Err(_)) => {
-                    self.guest_gone("poll error");
-                    return false;
-                }
-                Poll::Ready(Ok(())) => {}
-            }
-            let res = READ_BUF.with_borrow_mut(|buf| {
-                if buf.capacity() - buf.len() < READ_CHUNK {
-                    buf.reserve(4 * READ_CHUNK);
-                }
-                // One chunk at a time, so it reaches the subscribers before the next is read.
-                match guest.try_read_buf(&mut bytes::BufMut::limit(&mut *buf, want)) {
-                    Ok(0) => Ok(None),
-                    Ok(_) => Ok(Some(buf.split().freeze())),
-                    Err(e) => Err(e),
-                }
-            });
-            match res {
-                Ok(Some(chunk)) => {
-                    self.output(chunk);
-                    // Hand it to the subscribers now: their queues hold only what their
-                    // sockets cannot take yet, not a whole poll's worth of reads.
-                    for s in &mut self.subs {
-                        s.poll_flush(cx);
-                    }
-                }
-                Ok(None) => {
-                    self.guest_gone("EOF");
-                    return false;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    tracing::info!(cause = %e, "guest read failed");
-                    self.guest_gone("read error");
-                    return false;
-                }
-            }
-        }
-        true
     }
 
     /// One chunk of guest output, to everyone.
@@ -810,7 +473,7 @@ impl Console {
         let id = NEXT_SUBSCRIBER_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut s = Subscriber::new(id, peer, sock, self.cfg.protocol, self.cfg.queue_limit);
         // Replay, then live: both are pushed from this thread, so nothing falls in between.
-        for c in &self.replay.chunks {
+        for c in self.replay.chunks() {
             match self.cfg.protocol {
                 ConsoleProtocol::Raw => s.push(c.clone()),
                 ConsoleProtocol::Telnet => s.push(telnet::escape(c)),
@@ -907,38 +570,15 @@ impl Console {
         writer_more
     }
 
-    fn poll_guest_input(&mut self, cx: &mut Context<'_>) {
-        while !self.input.is_empty() {
-            let Some(guest) = &self.guest else { return };
-            match guest.poll_write_ready(cx) {
-                Poll::Pending => return,
-                Poll::Ready(Err(_)) => {
-                    self.guest_gone("write poll error");
-                    return;
-                }
-                Poll::Ready(Ok(())) => {}
-            }
-            match guest.try_write(&self.input) {
-                Ok(n) => self.input.advance(n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => {
-                    self.guest_gone("write error");
-                    return;
-                }
-            }
-        }
-    }
-
     /// Appends a message (from `AppendLog`) to the console's log only, after the guest output
     /// already received. Subscribers do not see it: it is not console output.
-    pub fn append(&mut self, message: &[u8]) {
+    pub(crate) fn append(&mut self, message: &[u8]) {
         self.drain();
         self.sink.write(message);
     }
 
     /// Tells subscribers the console is going away (it is dropped right after).
-    pub fn close(&mut self) {
+    pub(crate) fn close(&mut self) {
         for s in &self.subs {
             s.say_goodbye(&format!("console {} removed", self.cfg.name));
         }
@@ -972,10 +612,4 @@ fn bind_unix(path: &Path) -> io::Result<UnixListener> {
     let l = UnixListener::bind(path)?;
     std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
     Ok(l)
-}
-
-fn connect_unix(path: &Path) -> io::Result<UnixStream> {
-    let s = std::os::unix::net::UnixStream::connect(path)?;
-    s.set_nonblocking(true)?;
-    UnixStream::from_std(s)
 }

@@ -8,7 +8,6 @@
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::task::{Context, Poll};
-use std::time::Instant;
 
 use bytes::Bytes;
 use logd_protocol::ConsoleProtocol;
@@ -22,7 +21,7 @@ const MAX_IOV: usize = 32;
 const READ_CHUNK: usize = 4096;
 
 /// The connection: TCP or UNIX.
-pub enum Socket {
+pub(crate) enum Socket {
     Tcp(TcpStream),
     Unix(UnixStream),
 }
@@ -57,7 +56,7 @@ impl Socket {
     }
 
     /// Writes what fits now, without waiting (notices to a peer about to be dropped).
-    pub fn try_write_now(&self, data: &[u8]) {
+    pub(crate) fn try_write_now(&self, data: &[u8]) {
         let _ = match self {
             Socket::Tcp(s) => s.try_write(data),
             Socket::Unix(s) => s.try_write(data),
@@ -67,7 +66,7 @@ impl Socket {
 
 /// Where [`Subscriber::poll_input`] stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Input {
+pub(crate) enum Input {
     /// The socket is drained (its waker is registered) or the subscriber is leaving.
     Waiting,
     /// The room ran out with input perhaps still there, and no waker registered.
@@ -76,7 +75,7 @@ pub enum Input {
 
 /// Why a subscriber is leaving.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Leave {
+pub(crate) enum Leave {
     /// It closed the connection (or the connection failed).
     Closed,
     /// Its queue passed the limit.
@@ -86,12 +85,12 @@ pub enum Leave {
 }
 
 /// One subscriber.
-pub struct Subscriber {
-    pub id: u64,
-    pub peer: String,
-    pub since: Instant,
-    /// The same moment on the wall clock, for the admin socket.
-    pub since_wall: std::time::SystemTime,
+pub(crate) struct Subscriber {
+    pub(crate) id: u64,
+    pub(crate) peer: String,
+    /// When it connected (on the wall clock: the admin socket shows it, and a re-exec carries
+    /// it).
+    pub(crate) since_wall: std::time::SystemTime,
     sock: Socket,
     protocol: ConsoleProtocol,
     decoder: telnet::Decoder,
@@ -101,14 +100,14 @@ pub struct Subscriber {
     /// How much of the front buffer has been written.
     front_done: usize,
     limit: usize,
-    pub bytes_sent: u64,
+    pub(crate) bytes_sent: u64,
     /// Told once that its input is discarded.
-    pub told_read_only: bool,
-    pub leaving: Option<Leave>,
+    pub(crate) told_read_only: bool,
+    pub(crate) leaving: Option<Leave>,
 }
 
 impl Subscriber {
-    pub fn new(
+    pub(crate) fn new(
         id: u64,
         peer: String,
         sock: Socket,
@@ -118,7 +117,6 @@ impl Subscriber {
         let mut s = Subscriber {
             id,
             peer,
-            since: Instant::now(),
             since_wall: std::time::SystemTime::now(),
             sock,
             protocol,
@@ -139,14 +137,10 @@ impl Subscriber {
 
     /// Describes the subscriber for a re-exec (its socket marked to be carried): what it was
     /// sent, what it still has to be sent, and where its telnet negotiation stands.
-    pub fn export(
+    pub(crate) fn export(
         &self,
         carrier: &mut crate::handover::state::Carrier,
     ) -> crate::handover::state::SubscriberState {
-        let mut unsent = Vec::with_capacity(self.queued);
-        for (i, b) in self.queue.iter().enumerate() {
-            unsent.extend_from_slice(if i == 0 { &b[self.front_done..] } else { b });
-        }
         let (tcp, fd) = match &self.sock {
             Socket::Tcp(s) => (true, carrier.fd(s)),
             Socket::Unix(s) => (false, carrier.fd(s)),
@@ -159,7 +153,7 @@ impl Subscriber {
             fd,
             protocol: self.protocol,
             decoder: self.decoder.clone(),
-            unsent,
+            unsent: self.unsent(),
             bytes_sent: self.bytes_sent,
             told_read_only: self.told_read_only,
         }
@@ -167,7 +161,7 @@ impl Subscriber {
 
     /// The subscriber as a previous process left it, on its inherited connection. Must run on
     /// the thread that will drive it. No greeting: it had it.
-    pub fn restore(
+    pub(crate) fn restore(
         st: &crate::handover::state::SubscriberState,
         inherited: &crate::handover::state::Inherited,
         limit: usize,
@@ -184,10 +178,6 @@ impl Subscriber {
             source,
         })?;
         let since_wall = crate::clock::from_unix_ms(st.since_ms);
-        let age = std::time::SystemTime::now()
-            .duration_since(since_wall)
-            .unwrap_or_default();
-        let now = Instant::now();
         let mut queue = VecDeque::new();
         if !st.unsent.is_empty() {
             queue.push_back(Bytes::from(st.unsent.clone()));
@@ -195,7 +185,6 @@ impl Subscriber {
         Ok(Subscriber {
             id: st.id,
             peer: st.peer.clone(),
-            since: now.checked_sub(age).unwrap_or(now),
             since_wall,
             sock,
             protocol: st.protocol,
@@ -210,17 +199,17 @@ impl Subscriber {
         })
     }
 
-    pub fn protocol(&self) -> ConsoleProtocol {
+    pub(crate) fn protocol(&self) -> ConsoleProtocol {
         self.protocol
     }
 
-    pub fn queued(&self) -> usize {
+    pub(crate) fn queued(&self) -> usize {
         self.queued
     }
 
     /// Queues console output (already escaped for telnet by the caller). A subscriber that
     /// passes its limit is marked slow; the caller disconnects it.
-    pub fn push(&mut self, data: Bytes) {
+    pub(crate) fn push(&mut self, data: Bytes) {
         if self.leaving.is_some() || data.is_empty() {
             return;
         }
@@ -233,13 +222,22 @@ impl Subscriber {
     }
 
     /// A line from logd itself (notices), in the subscriber's protocol.
-    pub fn notice(&mut self, text: &str) {
+    pub(crate) fn notice(&mut self, text: &str) {
         let line = Bytes::from(format!("\r\n[logd: {text}]\r\n"));
         self.push(line);
     }
 
+    /// The queued bytes not yet written, in one buffer (for a re-exec's state).
+    fn unsent(&self) -> Vec<u8> {
+        let mut unsent = Vec::with_capacity(self.queued);
+        for (i, b) in self.queue.iter().enumerate() {
+            unsent.extend_from_slice(if i == 0 { &b[self.front_done..] } else { b });
+        }
+        unsent
+    }
+
     /// Writes as much of the queue as the socket takes.
-    pub fn poll_flush(&mut self, cx: &mut Context<'_>) {
+    pub(crate) fn poll_flush(&mut self, cx: &mut Context<'_>) {
         while self.leaving.is_none() && !self.queue.is_empty() {
             match self.sock.poll_write_ready(cx) {
                 Poll::Pending => return,
@@ -264,6 +262,8 @@ impl Subscriber {
         }
     }
 
+    /// `n` bytes from the front of the queue were written: they count as sent, and leave the
+    /// queue (whole buffers popped, the front one perhaps partly written).
     fn advance(&mut self, mut n: usize) {
         self.bytes_sent += n as u64;
         self.queued -= n;
@@ -289,7 +289,12 @@ impl Subscriber {
     ///
     /// Returns [`Input::More`] when it stopped at `room` without seeing the socket empty: no
     /// waker is registered then, so the caller must poll again once it has room.
-    pub fn poll_input(&mut self, cx: &mut Context<'_>, room: usize, out: &mut Vec<u8>) -> Input {
+    pub(crate) fn poll_input(
+        &mut self,
+        cx: &mut Context<'_>,
+        room: usize,
+        out: &mut Vec<u8>,
+    ) -> Input {
         let mut buf = [0u8; READ_CHUNK];
         let mut budget = room;
         while self.leaving.is_none() {
@@ -329,8 +334,206 @@ impl Subscriber {
     }
 
     /// Best-effort last words before the connection is dropped.
-    pub fn say_goodbye(&self, text: &str) {
+    pub(crate) fn say_goodbye(&self, text: &str) {
         self.sock
             .try_write_now(format!("\r\n[logd: {text}]\r\n").as_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::future::poll_fn;
+    use std::io::Read;
+
+    /// Runs `f` with a subscriber on one end of a UNIX socketpair, in a current-thread runtime
+    /// (as a worker's), and the other end, blocking, as its peer.
+    fn with_subscriber(
+        protocol: ConsoleProtocol,
+        limit: usize,
+        f: impl AsyncFnOnce(Subscriber, std::os::unix::net::UnixStream),
+    ) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (ours, peer) = std::os::unix::net::UnixStream::pair().unwrap();
+            ours.set_nonblocking(true).unwrap();
+            let sock = Socket::Unix(UnixStream::from_std(ours).unwrap());
+            let s = Subscriber::new(7, "test".to_owned(), sock, protocol, limit);
+            peer.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+                .unwrap();
+            f(s, peer).await;
+        });
+    }
+
+    fn raw(limit: usize, f: impl AsyncFnOnce(Subscriber, std::os::unix::net::UnixStream)) {
+        with_subscriber(ConsoleProtocol::Raw, limit, f)
+    }
+
+    fn queue_lens(s: &Subscriber) -> Vec<usize> {
+        s.queue.iter().map(Bytes::len).collect()
+    }
+
+    #[test]
+    fn queued_goes_up_by_each_chunk_and_ignores_empty_ones() {
+        raw(100, async |mut s, _peer| {
+            assert_eq!(s.queued(), 0);
+            s.push(Bytes::from_static(b"abc"));
+            assert_eq!(s.queued(), 3);
+            s.push(Bytes::new());
+            assert_eq!(s.queued(), 3);
+            s.push(Bytes::from_static(b"defgh"));
+            assert_eq!(s.queued(), 8);
+            assert_eq!(queue_lens(&s), [3, 5]);
+            assert_eq!(s.unsent(), b"abcdefgh");
+            assert_eq!(s.bytes_sent, 0);
+            assert_eq!(s.leaving, None);
+        });
+    }
+
+    #[test]
+    fn a_telnet_subscriber_starts_with_the_greeting_queued() {
+        with_subscriber(ConsoleProtocol::Telnet, 100, async |s, _peer| {
+            assert_eq!(s.queued(), 12);
+            assert_eq!(s.unsent(), telnet::greeting());
+        });
+    }
+
+    #[test]
+    fn a_notice_is_one_line_framed_by_crlf() {
+        raw(100, async |mut s, _peer| {
+            s.notice("hi");
+            assert_eq!(s.unsent(), b"\r\n[logd: hi]\r\n");
+            assert_eq!(s.queued(), 14);
+        });
+    }
+
+    #[test]
+    fn the_limit_itself_is_kept_and_one_byte_more_is_slow() {
+        raw(10, async |mut s, _peer| {
+            s.push(Bytes::from_static(b"0123"));
+            s.push(Bytes::from_static(b"456789"));
+            assert_eq!(s.queued(), 10);
+            assert_eq!(s.leaving, None, "exactly the limit is allowed");
+            s.push(Bytes::from_static(b"x"));
+            assert_eq!(s.leaving, Some(Leave::Slow));
+            // The chunk that passed the limit is not queued, and nothing is after it.
+            assert_eq!(s.queued(), 10);
+            s.push(Bytes::from_static(b"y"));
+            s.notice("late");
+            assert_eq!(s.queued(), 10);
+            assert_eq!(queue_lens(&s), [4, 6]);
+            assert_eq!(s.unsent(), b"0123456789");
+        });
+    }
+
+    #[test]
+    fn a_first_chunk_larger_than_the_limit_is_slow_at_once() {
+        raw(10, async |mut s, _peer| {
+            s.push(Bytes::from_static(b"0123456789a"));
+            assert_eq!(s.leaving, Some(Leave::Slow));
+            assert_eq!(s.queued(), 0);
+            assert!(s.queue.is_empty());
+        });
+    }
+
+    #[test]
+    fn written_bytes_leave_the_queue_and_count_as_sent() {
+        raw(100, async |mut s, _peer| {
+            for c in [&b"abc"[..], b"defg", b"hi"] {
+                s.push(Bytes::copy_from_slice(c));
+            }
+            s.advance(2);
+            assert_eq!((s.queued(), s.bytes_sent, s.front_done), (7, 2, 2));
+            assert_eq!(queue_lens(&s), [3, 4, 2]);
+            assert_eq!(s.unsent(), b"cdefghi");
+            // The rest of the front buffer: it is popped.
+            s.advance(1);
+            assert_eq!((s.queued(), s.bytes_sent, s.front_done), (6, 3, 0));
+            assert_eq!(queue_lens(&s), [4, 2]);
+            // Across a buffer boundary.
+            s.advance(5);
+            assert_eq!((s.queued(), s.bytes_sent, s.front_done), (1, 8, 1));
+            assert_eq!(queue_lens(&s), [2]);
+            assert_eq!(s.unsent(), b"i");
+            s.advance(1);
+            assert_eq!((s.queued(), s.bytes_sent, s.front_done), (0, 9, 0));
+            assert!(s.queue.is_empty());
+            assert_eq!(s.unsent(), b"");
+        });
+    }
+
+    #[test]
+    fn room_freed_by_a_write_can_be_queued_again_up_to_the_limit() {
+        raw(10, async |mut s, _peer| {
+            s.push(Bytes::from_static(b"0123456789"));
+            s.advance(4);
+            assert_eq!(s.queued(), 6);
+            s.push(Bytes::from_static(b"abcd"));
+            assert_eq!(s.queued(), 10);
+            assert_eq!(s.leaving, None);
+            s.push(Bytes::from_static(b"e"));
+            assert_eq!(s.leaving, Some(Leave::Slow));
+            assert_eq!(s.queued(), 10);
+            assert_eq!(s.bytes_sent, 4);
+        });
+    }
+
+    /// Polls `poll_flush` until the queue is empty (the peer reads nothing meanwhile, so all of
+    /// it must fit the socket's buffer).
+    async fn flush(s: &mut Subscriber) {
+        let flushed = poll_fn(|cx| {
+            s.poll_flush(cx);
+            if s.queued() == 0 {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        });
+        tokio::time::timeout(std::time::Duration::from_secs(5), flushed)
+            .await
+            .expect("the queue was written");
+    }
+
+    #[test]
+    fn poll_flush_writes_the_queue_in_order_and_empties_it() {
+        raw(100, async |mut s, mut peer| {
+            s.push(Bytes::from_static(b"hello "));
+            s.push(Bytes::from_static(b"world"));
+            s.notice("n");
+            flush(&mut s).await;
+            let expected = b"hello world\r\n[logd: n]\r\n";
+            assert_eq!(s.bytes_sent, expected.len() as u64);
+            assert!(s.queue.is_empty());
+            assert_eq!(s.front_done, 0);
+            let mut got = vec![0u8; expected.len()];
+            peer.read_exact(&mut got).unwrap();
+            assert_eq!(got, expected);
+            // Room again for a whole limit's worth.
+            s.push(Bytes::from(vec![b'z'; 100]));
+            assert_eq!(s.queued(), 100);
+            assert_eq!(s.leaving, None);
+        });
+    }
+
+    #[test]
+    fn a_slow_subscriber_is_sent_nothing_more() {
+        raw(5, async |mut s, peer| {
+            s.push(Bytes::from_static(b"abcde"));
+            s.push(Bytes::from_static(b"f"));
+            assert_eq!(s.leaving, Some(Leave::Slow));
+            poll_fn(|cx| {
+                s.poll_flush(cx);
+                Poll::Ready(())
+            })
+            .await;
+            // Its queue stays as it was, for the console to drop it with: nothing was written.
+            assert_eq!((s.queued(), s.bytes_sent), (5, 0));
+            peer.set_nonblocking(true).unwrap();
+            let e = (&peer).read(&mut [0u8; 16]).unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+        });
     }
 }

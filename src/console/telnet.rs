@@ -31,25 +31,25 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 /// Interpret As Command: starts every telnet command.
-pub const IAC: u8 = 255;
+pub(crate) const IAC: u8 = 255;
 /// Demands that the other side stop using an option.
-pub const DONT: u8 = 254;
+pub(crate) const DONT: u8 = 254;
 /// Asks the other side to use an option.
-pub const DO: u8 = 253;
+pub(crate) const DO: u8 = 253;
 /// Refuses to use an option, or stops using it.
-pub const WONT: u8 = 252;
+pub(crate) const WONT: u8 = 252;
 /// Offers to use an option, or agrees to.
-pub const WILL: u8 = 251;
+pub(crate) const WILL: u8 = 251;
 /// Starts a subnegotiation.
-pub const SB: u8 = 250;
+pub(crate) const SB: u8 = 250;
 /// Ends a subnegotiation.
-pub const SE: u8 = 240;
+pub(crate) const SE: u8 = 240;
 /// RFC 856: 8-bit data with no CR/NUL rules.
-pub const OPT_BINARY: u8 = 0;
+pub(crate) const OPT_BINARY: u8 = 0;
 /// RFC 857: the server echoes what the client types.
-pub const OPT_ECHO: u8 = 1;
+pub(crate) const OPT_ECHO: u8 = 1;
 /// RFC 858: no go-ahead after each transmission.
-pub const OPT_SGA: u8 = 3;
+pub(crate) const OPT_SGA: u8 = 3;
 
 /// "Are you there?", the one command logd answers.
 const AYT: u8 = 246;
@@ -67,7 +67,7 @@ const GREETING: [u8; 12] = [
 ///
 /// They put a client in character mode with binary data both ways; the client's answers are
 /// acknowledgements that [`Decoder`] expects and does not reply to.
-pub fn greeting() -> &'static [u8] {
+pub(crate) fn greeting() -> &'static [u8] {
     &GREETING
 }
 

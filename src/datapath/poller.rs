@@ -17,12 +17,14 @@
 //! that raises a new edge. A new registration starts ready, so bytes written before it are read.
 //!
 //! Everything here is per thread: a pipe is registered, polled and dropped on the thread of the
-//! domain that owns it (actors do not move between threads). Events carry a slot's generation,
-//! so a stale event for a reused slot is ignored.
+//! domain that owns it (actors do not move between threads, and [`WatchedPipe`] is neither `Send`
+//! nor `Sync`, so the compiler keeps it there). Events carry a slot's generation, so a stale event
+//! for a reused slot is ignored.
 #![allow(unsafe_code)] // three blocks: registering the epoll and a busy pipe with tokio, and borrowing a slot's fd
 
 use std::cell::RefCell;
 use std::io;
+use std::marker::PhantomData;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -147,8 +149,10 @@ impl Poller {
 
     fn start() -> io::Result<Poller> {
         let epoll = std::rc::Rc::new(Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?);
-        // SAFETY: the AsyncFd owns an `Rc` of the epoll, so the fd stays open, and means this
-        // epoll, for as long as it is registered (it deregisters on drop, before the Rc goes).
+        // SAFETY: the fd stays open, and this epoll, for the AsyncFd's whole life: the AsyncFd
+        // owns an `Rc` of the `Epoll`, which closes its fd only when the last `Rc` goes, and it
+        // deregisters on drop before it drops that `Rc`. `EpollFd::as_raw_fd` always returns
+        // this fd, and nothing replaces the `EpollFd` (`get_mut` is never called).
         let watched = unsafe {
             AsyncFd::register_with_interest(EpollFd(epoll.clone()), tokio::io::Interest::READABLE)
         }
@@ -220,8 +224,14 @@ impl Poller {
     fn promote(&mut self, key: u32, fd: BorrowedFd<'_>) {
         let slot = &mut self.slots[key as usize];
         slot.busy = false;
-        // SAFETY: the `WatchedPipe` owning this fd outlives the registration: the slot's
-        // AsyncFd is dropped (deregistered) by `remove` or `demote`, both before the fd closes.
+        // SAFETY: `fd` belongs to the live `WatchedPipe` of slot `key`, on this thread (the type
+        // is neither Send nor Sync); nothing closes it but that pipe's drop, and nothing changes
+        // `RawPipe`'s fd. The AsyncFd is dropped, and so deregistered, before that drop closes
+        // the fd: here if the epoll will not let the pipe go; in `demote` when the pipe is
+        // quiet; in `remove`, which the pipe's `Drop` runs before its `OwnedFd` field is
+        // dropped; or with the table, when the thread's poller goes first (the pipe is still
+        // alive then). The pipe's `Drop` skips `remove` in exactly two cases, listed there: in
+        // the first this AsyncFd is already gone with the table, and the second cannot happen.
         let fast = match unsafe {
             AsyncFd::register_with_interest(RawPipe(fd.as_raw_fd()), tokio::io::Interest::READABLE)
         } {
@@ -251,7 +261,11 @@ impl Poller {
         let raw = fast.get_ref().0;
         drop(fast);
         self.promoted -= 1;
-        // SAFETY: the slot is in use, so its `WatchedPipe`, which owns the fd, is alive.
+        // SAFETY: the slot is in use (the sweep demotes only slots in use), so its `WatchedPipe`,
+        // which owns the fd and lives on this thread, has not been dropped: a drop takes the slot
+        // out of use, except in the two cases listed at `Drop for WatchedPipe`, and neither
+        // leaves a table in which this runs (in the first the table is gone; the second cannot
+        // happen). So the fd is open for this call.
         let fd = unsafe { BorrowedFd::borrow_raw(raw) };
         let event = EpollEvent::new(
             EpollFlags::EPOLLIN | EpollFlags::EPOLLET,
@@ -363,18 +377,27 @@ async fn sweep() {
 }
 
 /// A pipe's read end, watched by this thread's poller: 8 bytes.
+///
+/// Its slot is in the table of the thread that made it, so it must be polled and dropped on that
+/// thread: it is neither `Send` nor `Sync`, and the `// SAFETY:` comments here rely on that.
 #[derive(Debug)]
 pub struct WatchedPipe {
     fd: OwnedFd,
     key: u32,
+    /// Keeps the pipe on its thread (a raw pointer is neither `Send` nor `Sync`).
+    on_its_thread: PhantomData<*const ()>,
 }
 
 impl WatchedPipe {
-    /// Watches `fd` from the current thread (which must run a tokio runtime, and must be the
-    /// thread that polls and drops the pipe).
+    /// Watches `fd` from the current thread, which must run a tokio runtime, and which polls
+    /// and drops the pipe (the type cannot leave it).
     pub fn new(fd: OwnedFd) -> io::Result<WatchedPipe> {
         let key = Poller::with(|p| p.add(fd.as_fd()))?;
-        Ok(WatchedPipe { fd, key })
+        Ok(WatchedPipe {
+            fd,
+            key,
+            on_its_thread: PhantomData,
+        })
     }
 
     /// `Ready` if the pipe may have data (or EOF); otherwise the task is woken when it does.
@@ -446,6 +469,27 @@ impl AsFd for WatchedPipe {
     }
 }
 
+/// Takes the pipe's slot out of the table, before the fd closes: out of the thread's epoll or,
+/// when the pipe is promoted, out of tokio (its AsyncFd dropped), as `promote`'s `// SAFETY:`
+/// requires.
+///
+/// It skips that, and the slot stays in use, in exactly two cases:
+/// 1. This thread's poller is gone or going (`try_with` fails): the thread is exiting and its
+///    thread-locals are being destroyed. The table was dropped before this pipe, and with it
+///    every slot's AsyncFd, deregistered while this pipe's fd was still open, so nothing is
+///    left to undo (the epoll forgets the pipe when either of them closes). A drop from inside
+///    the table's own destruction would not be covered (its slot might not be dropped yet), but
+///    it could only come from a slot's `Waker`, which never drops a pipe (see 2).
+/// 2. The table is borrowed (`try_borrow_mut` fails): this drop comes from inside a `Poller`
+///    method, `drive`, `sweep`, `poll_ready` or `clear_ready`, on this thread. None of them
+///    owns a pipe, and the only foreign code they run is tracing, tokio's I/O registration, and
+///    a task `Waker`'s drop, clone or wake. tokio's wakers (logd's only ones: actix runs on
+///    tokio) never drop a task's future: its scheduler does, when the task ends or is shut
+///    down, outside any of these borrows. So this case does not happen. If it did, the slot
+///    would leak and, were the pipe promoted, its AsyncFd would stay registered for a closed
+///    fd, which `promote`'s `// SAFETY:` rules out.
+///
+/// A pipe dropped on another thread would find another table, but the type keeps it on its own.
 impl Drop for WatchedPipe {
     fn drop(&mut self) {
         let fd = self.fd.as_fd();

@@ -1,0 +1,208 @@
+//! The guest side of a console: how logd reaches the guest's chardev (listen, connect, or a
+//! socketpair handed to the caller), reading its output into one shared chunk at a time and
+//! fanning it out, and writing the console's input buffer to it. The guest comes and goes; the
+//! console waits for it.
+
+use std::future::Future;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::{Buf, BytesMut};
+use logd_protocol::admin::EventKind;
+use tokio::net::{UnixListener, UnixStream};
+use tokio::time::Sleep;
+
+use super::{Console, CONNECT_RETRY, READS_PER_POLL, READ_CHUNK};
+use crate::serve::events;
+
+thread_local! {
+    /// The read buffer of this thread's consoles. Each read is split off and frozen into a
+    /// `Bytes` that the log, the replay ring and the subscribers share.
+    static READ_BUF: std::cell::RefCell<BytesMut> = std::cell::RefCell::new(BytesMut::new());
+}
+
+/// The guest side, with paths resolved.
+#[derive(Debug, Clone)]
+pub(crate) enum GuestPlan {
+    Listen(PathBuf),
+    Connect(PathBuf),
+    Fd,
+}
+
+/// How the guest is reached, and the live connection if any.
+pub(super) enum GuestMode {
+    Listen {
+        listener: UnixListener,
+        path: PathBuf,
+    },
+    Connect {
+        path: PathBuf,
+        retry: Pin<Box<Sleep>>,
+    },
+    Fd,
+}
+
+impl Console {
+    pub(super) fn poll_guest_connect(&mut self, cx: &mut Context<'_>) {
+        if self.guest.is_some() {
+            // Listen mode: a second guest connection while one is live is refused.
+            if let GuestMode::Listen { listener, path } = &self.mode {
+                while let Poll::Ready(Ok((s, _))) = listener.poll_accept(cx) {
+                    tracing::warn!(path = %path.display(), "refused a second guest connection");
+                    drop(s);
+                }
+            }
+            return;
+        }
+        match &mut self.mode {
+            GuestMode::Listen { listener, path } => match listener.poll_accept(cx) {
+                Poll::Ready(Ok((s, _))) => {
+                    tracing::info!(path = %path.display(), "guest connected");
+                    self.guest = Some(s);
+                }
+                Poll::Ready(Err(e)) => {
+                    tracing::warn!(cause = %e, "accepting the guest failed")
+                }
+                Poll::Pending => return,
+            },
+            GuestMode::Connect { path, retry } => {
+                if retry.as_mut().poll(cx).is_pending() {
+                    return;
+                }
+                match connect_unix(path) {
+                    Ok(s) => {
+                        tracing::info!(path = %path.display(), "connected to the guest");
+                        self.guest = Some(s);
+                    }
+                    Err(e) => {
+                        tracing::trace!(cause = %e, "guest not there yet");
+                        retry
+                            .as_mut()
+                            .reset(tokio::time::Instant::now() + CONNECT_RETRY);
+                        let _ = retry.as_mut().poll(cx);
+                        return;
+                    }
+                }
+            }
+            GuestMode::Fd => return,
+        }
+        self.stats.guest_connects += 1;
+        events::emit(|| EventKind::GuestConnected {
+            domain: self.cfg.domain.name.clone(),
+            console: self.cfg.name.clone(),
+        });
+        // The new connection may already have data.
+        cx.waker().wake_by_ref();
+    }
+
+    pub(super) fn guest_gone(&mut self, why: &str) {
+        self.guest = None;
+        events::emit(|| EventKind::GuestDisconnected {
+            domain: self.cfg.domain.name.clone(),
+            console: self.cfg.name.clone(),
+            reason: why.to_owned(),
+        });
+        tracing::info!(reason = why, "guest side closed; the console waits for it");
+        if let GuestMode::Connect { retry, .. } = &mut self.mode {
+            retry
+                .as_mut()
+                .reset(tokio::time::Instant::now() + CONNECT_RETRY);
+        }
+    }
+
+    /// Moves guest output to the log, the replay ring and the subscribers. Returns true when
+    /// the budget ran out with data still coming.
+    pub(super) fn poll_guest_output(&mut self, cx: &mut Context<'_>) -> bool {
+        for _ in 0..READS_PER_POLL {
+            if self.guest.is_none() {
+                return false;
+            }
+            // A log whose file system is slower than the guest holds the guest back (TCP
+            // backpressure on the chardev), up to the stall bound; then it drops and counts,
+            // and the subscribers still get every byte.
+            if self.sink.poll_room(cx).is_pending() {
+                return false;
+            }
+            // No more than the log has room for (all of a chunk when it drops anyway).
+            let want = match self.sink.room() {
+                0 => READ_CHUNK,
+                room => room.min(READ_CHUNK),
+            };
+            let Some(guest) = &self.guest else {
+                return false;
+            };
+            match guest.poll_read_ready(cx) {
+                Poll::Pending => return false,
+                Poll::Ready(Err(_)) => {
+                    self.guest_gone("poll error");
+                    return false;
+                }
+                Poll::Ready(Ok(())) => {}
+            }
+            let res = READ_BUF.with_borrow_mut(|buf| {
+                if buf.capacity() - buf.len() < READ_CHUNK {
+                    buf.reserve(4 * READ_CHUNK);
+                }
+                // One chunk at a time, so it reaches the subscribers before the next is read.
+                match guest.try_read_buf(&mut bytes::BufMut::limit(&mut *buf, want)) {
+                    Ok(0) => Ok(None),
+                    Ok(_) => Ok(Some(buf.split().freeze())),
+                    Err(e) => Err(e),
+                }
+            });
+            match res {
+                Ok(Some(chunk)) => {
+                    self.output(chunk);
+                    // Hand it to the subscribers now: their queues hold only what their
+                    // sockets cannot take yet, not a whole poll's worth of reads.
+                    for s in &mut self.subs {
+                        s.poll_flush(cx);
+                    }
+                }
+                Ok(None) => {
+                    self.guest_gone("EOF");
+                    return false;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    tracing::info!(cause = %e, "guest read failed");
+                    self.guest_gone("read error");
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    pub(super) fn poll_guest_input(&mut self, cx: &mut Context<'_>) {
+        while !self.input.is_empty() {
+            let Some(guest) = &self.guest else { return };
+            match guest.poll_write_ready(cx) {
+                Poll::Pending => return,
+                Poll::Ready(Err(_)) => {
+                    self.guest_gone("write poll error");
+                    return;
+                }
+                Poll::Ready(Ok(())) => {}
+            }
+            match guest.try_write(&self.input) {
+                Ok(n) => self.input.advance(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    self.guest_gone("write error");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn connect_unix(path: &Path) -> io::Result<UnixStream> {
+    let s = std::os::unix::net::UnixStream::connect(path)?;
+    s.set_nonblocking(true)?;
+    UnixStream::from_std(s)
+}

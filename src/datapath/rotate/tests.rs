@@ -1,0 +1,782 @@
+//! The rotating file's unit tests: names, rotation, cuts, refusals, reads, and a property test
+//! that the files always hold the exact suffix of what was written.
+
+use std::ffi::OsString;
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use logd_protocol::{Position, ReadFrom};
+
+use proptest::prelude::*;
+
+use super::files::birth_of;
+use super::names::{check_derived_names, fresh_name, NAME_MAX};
+use super::*;
+use crate::datapath::logdir::LogDir;
+
+#[test]
+fn family_base_strips_one_backup_or_temporary_suffix() {
+    let base = |p: &str| family_base(Path::new(p)).map(|b| b.to_str().unwrap().to_owned());
+    assert_eq!(base("/l/x.log.0").as_deref(), Some("/l/x.log"));
+    assert_eq!(base("/l/x.log.123").as_deref(), Some("/l/x.log"));
+    assert_eq!(base("/l/x.log.rotating").as_deref(), Some("/l/x.log"));
+    assert_eq!(base("/l/x.log.0.1").as_deref(), Some("/l/x.log.0"));
+    for not_derived in ["/l/x.log", "/l/x.log.0x", "/l/x.log.", "/l/.0", "/l/x", "/"] {
+        assert_eq!(base(not_derived), None, "{not_derived}");
+    }
+}
+
+#[test]
+fn derived_names_must_fit_name_max() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = LogDir::open(tmp.path()).unwrap();
+    let ok = OsString::from("a".repeat(NAME_MAX - ".rotating".len()));
+    check_derived_names(&dir, &ok, 3).unwrap();
+    let long = OsString::from("a".repeat(NAME_MAX - ".rotating".len() + 1));
+    let e = check_derived_names(&dir, &long, 3).unwrap_err();
+    assert!(matches!(e, RotateError::NameTooLong { len, .. } if len == NAME_MAX + 1));
+    // With 10^9 backups, the oldest backup's name is the longest.
+    let e = check_derived_names(&dir, &ok, 1_000_000_000).unwrap_err();
+    assert!(e.to_string().contains(".999999999"), "{e}");
+}
+
+/// The temporary name's path, as a rotation makes it.
+fn fresh_path(path: &Path) -> PathBuf {
+    path.with_file_name(fresh_name(path.file_name().unwrap()))
+}
+
+fn cfg(max_size: u64, max_backups: u32) -> RotateConfig {
+    RotateConfig {
+        max_size,
+        max_backups,
+    }
+}
+
+fn log_path(dir: &tempfile::TempDir) -> PathBuf {
+    dir.path().join("a.log")
+}
+
+fn read_all(path: &Path) -> Vec<u8> {
+    read_log(path, ReadFrom::Start, usize::MAX).unwrap().data
+}
+
+fn contents(path: &Path) -> Vec<u8> {
+    fs::read(path).unwrap()
+}
+
+fn exists(path: &Path) -> bool {
+    fs::symlink_metadata(path).is_ok()
+}
+
+fn inode(path: &Path) -> u64 {
+    fs::metadata(path).unwrap().ino()
+}
+
+fn birth(path: &Path) -> u64 {
+    birth_of(&fs::metadata(path).unwrap())
+}
+
+/// Distinct, easily recognised bytes without newlines.
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| b'a' + ((i + seed as usize) % 26) as u8)
+        .collect()
+}
+
+#[test]
+fn default_config_is_2mib_and_3_backups() {
+    assert_eq!(RotateConfig::default(), cfg(2 * 1024 * 1024, 3));
+}
+
+#[test]
+fn rotating_file_stays_small() {
+    assert!(std::mem::size_of::<RotatingFile>() <= 80);
+}
+
+#[test]
+fn new_file_is_created_with_mode_0600() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = log_path(&dir);
+    let f = RotatingFile::open(&path, cfg(100, 2), false).unwrap();
+    let meta = fs::metadata(&path).unwrap();
+    assert!(meta.is_file());
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    assert_eq!(meta.len(), 0);
+    assert!(f.is_healthy());
+    assert_eq!(f.size(), 0);
+    assert_eq!(f.rotations(), 0);
+    assert_eq!(f.path(), path);
+    assert_eq!(f.config(), cfg(100, 2));
+    assert_eq!(
+        f.position(),
+        Position {
+            inode: meta.ino(),
+            offset: 0,
+            birth: birth_of(&meta)
+        }
+    );
+}
+
+#[test]
+fn zero_max_size_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = log_path(&dir);
+    let err = RotatingFile::open(&path, cfg(0, 2), false).err().unwrap();
+    assert!(matches!(err, RotateError::ZeroMaxSize { .. }), "{err}");
+    assert!(err.to_string().contains("a.log"));
+    assert!(!exists(&path));
+}
+
+#[test]
+fn append_keeps_existing_content() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = log_path(&dir);
+    fs::write(&path, b"old\n").unwrap();
+    let mut f = RotatingFile::open(&path, cfg(100, 2), false).unwrap();
+    assert_eq!(f.size(), 4);
+    f.write(b"new").unwrap();
+    f.write(b"").unwrap();
+    f.write(b" more\n").unwrap();
+    assert_eq!(contents(&path), b"old\nnew more\n");
+    assert_eq!(f.size(), 13);
+    assert_eq!(
+        f.position(),
+        Position {
+            inode: inode(&path),
+            offset: 13,
+            birth: birth(&path)
+        }
+    );
+    assert_eq!(f.rotations(), 0);
+    assert!(!exists(&backup_path(&path, 0)));
+}
+
+#[test]
+fn truncate_removes_file_and_backups() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = log_path(&dir);
+    fs::write(&path, b"active").unwrap();
+    for i in 0..5 {
+        fs::write(backup_path(&path, i), b"backup").unwrap();
+    }
+    let other = dir.path().join("b.log");
+    fs::write(&other, b"keep").unwrap();
+    let mut f = RotatingFile::open(&path, cfg(100, 2), true).unwrap();
+    assert_eq!(f.size(), 0);
+    assert_eq!(contents(&path), b"");
+    for i in 0..6 {
+        assert!(!exists(&backup_path(&path, i)), "backup {i} survived");
+    }
+    assert_eq!(contents(&other), b"keep");
+    f.write(b"x").unwrap();
+    assert_eq!(read_all(&path), b"x");
+}
+
+#[test]
+fn remove_all_tolerates_missing_files_and_reaches_max_backups() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = log_path(&dir);
+    remove_all(&path, 3).unwrap();
+    // A hole at index 1 does not stop removal below max_backups.
+    fs::write(backup_path(&path, 0), b"0").unwrap();
+    fs::write(backup_path(&path, 2), b"2").unwrap();
+    remove_all(&path, 3).unwrap();
+    assert!(!exists(&backup_path(&path, 0)));
+    assert!(!exists(&backup_path(&path, 2)));
+}
+
+#[test]
+fn zero_backups_keeps_only_the_active_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = log_path(&dir);
+    let mut f = RotatingFile::open(&path, cfg(10, 0), false).unwrap();
+    f.write(b"0123456789").unwrap();
+    assert_eq!(f.rotations(), 0);
+    f.write(b"abc").unwrap();
+    assert_eq!(f.rotations(), 1);
+    assert_eq!(contents(&path), b"abc");
+    assert!(!exists(&backup_path(&path, 0)));
+    assert!(!exists(&fresh_path(&path)));
+    assert_eq!(read_all(&path), b"abc");
+}
+
+#[test]
+fn one_rotation_moves_active_to_backup_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = log_path(&dir);
+    let mut f = RotatingFile::open(&path, cfg(10, 2), false).unwrap();
+    let first_inode = f.position().inode;
+    f.write(b"0123456").unwrap();
+    f.write(b"789ABCD").unwrap();
+    assert_eq!(f.rotations(), 1);
+    assert_eq!(contents(&backup_path(&path, 0)), b"0123456789");
+    assert_eq!(contents(&path), b"ABCD");
+    assert_eq!(inode(&backup_path(&path, 0)), first_inode);
+    assert_ne!(f.position().inode, first_inode);
+    assert_eq!(
+        f.position(),
+        Position {
+            inode: inode(&path),
+            offset: 4,
+            birth: birth(&path)
+        }
+    );
+    assert!(!exists(&backup_path(&path, 1)));
+}
+
+#[test]
+fn exactly_full_file_rotates_on_the_next_write_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = log_path(&dir);
+    let mut f = RotatingFile::open(&path, cfg(10, 1), false).unwrap();
+    f.write(b"0123456789").unwrap();
+    assert_eq!(f.rotations(), 0);
+    assert_eq!(f.size(), 10);
+    f.write(b"").unwrap();
+    assert_eq!(f.rotations(), 0);
+    f.write(b"x").unwrap();
+    assert_eq!(f.rotations(), 1);
+    assert_eq!(contents(&backup_path(&path, 0)), b"0123456789");
+    assert_eq!(contents(&path), b"x");
+}
+
+#[test]
+fn rotation_when_appending_to_prefilled_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = log_path(&dir);
+    fs::write(&path, b"0123456").unwrap();
+    let mut f = RotatingFile::open(&path, cfg(10, 2), false).unwrap();
+    assert_eq!(f.size(), 7);
+    assert_eq!(f.rotations(), 0);
+    f.write(b"789abc").unwrap();
+    assert_eq!(f.rotations(), 1);
+    assert_eq!(contents(&backup_path(&path, 0)), b"0123456789");
+    assert_eq!(contents(&path), b"abc");
+}
+
+#[test]
+fn many_rotations_keep_max_backups_full_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = log_path(&dir);
+    let mut f = RotatingFile::open(&path, cfg(100, 3), false).unwrap();
+    let data = pattern(1050, 0);
+    for chunk in data.chunks(33) {
+        f.write(chunk).unwrap();
+    }
+    assert_eq!(f.rotations(), 10);
+    for i in 0..3 {
+        assert_eq!(fs::metadata(backup_path(&path, i)).unwrap().len(), 100);
+    }
+    assert!(!exists(&backup_path(&path, 3)));
+    assert_eq!(contents(&path).len(), 50);
+    assert_eq!(read_all(&path), &data[data.len() - 350..]);
+    assert_eq!(contents(&backup_path(&path, 2)), &data[700..800]);
+    assert_eq!(contents(&backup_path(&path, 0)), &data[900..1000]);
+}
+
+#[test]
+fn single_chunk_larger_than_everything_keeps_its_suffix() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = log_path(&dir);
+    let mut f = RotatingFile::open(&path, cfg(10, 2), false).unwrap();
+    let data = pattern(95, 3);
+    f.write(&data).unwrap();
+    assert_eq!(f.rotations(), 9);
+    assert_eq!(contents(&path), &data[90..]);
+    assert_eq!(contents(&backup_path(&path, 0)), &data[80..90]);
+    assert_eq!(contents(&backup_path(&path, 1)), &data[70..80]);
+    assert!(!exists(&backup_path(&path, 2)));
+}
+
+#[test]
+fn stale_backups_from_a_bigger_config_go_at_the_next_rotation() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = log_path(&dir);
+    for i in 0..5 {
+        fs::write(backup_path(&path, i), b"old").unwrap();
+    }
+    let mut f = RotatingFile::open(&path, cfg(4, 2), false).unwrap();
+    f.write(b"abcdef").unwrap();
+    assert_eq!(contents(&backup_path(&path, 0)), b"abcd");
+    assert_eq!(contents(&backup_path(&path, 1)), b"old");
+    for i in 2..6 {
+        assert!(!exists(&backup_path(&path, i)), "stale backup {i} survived");
+    }
+}
+
+#[test]
+fn newline_cut_ends_the_file_after_the_last_newline_in_the_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = log_path(&dir);
+    let mut f = RotatingFile::open(&path, cfg(200, 2), false).unwrap();
+    // Offsets 0..150, then a newline at 150 (inside [120, 200)) and one at 170 (the last).
+    let mut first = pattern(150, 0);
+    first.push(b'\n');
+    first.extend(pattern(19, 1));
+    first.push(b'\n');
+    first.extend(pattern(29, 2)); // up to offset 199: 200 bytes, exactly full
+    assert_eq!(first.len(), 200);
+    let mut data = first.clone();
+    data.extend(pattern(30, 3));
+    f.write(&data).unwrap();
+    assert_eq!(f.rotations(), 1);
+    assert_eq!(contents(&backup_path(&path, 0)), &data[..171]);
+    assert_eq!(contents(&path), &data[171..]);
+    assert_eq!(read_all(&path), data);
+}
+
+#[test]
+fn newline_before_the_window_is_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = log_path(&dir);
+    let mut f = RotatingFile::open(&path, cfg(200, 2), false).unwrap();
+    let mut data = pattern(119, 0);
+    data.push(b'\n'); // offset 119: just before the window [120, 200)
+    data.extend(pattern(100, 1));
+    f.write(&data).unwrap();
+    assert_eq!(contents(&backup_path(&path, 0)), &data[..200]);
+    assert_eq!(contents(&path), &data[200..]);
+}
+
+#[test]
+fn newline_already_in_the_file_cuts_before_the_chunk() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = log_path(&dir);
+    let mut f = RotatingFile::open(&path, cfg(200, 2), false).unwrap();
+    let mut line = pattern(179, 0);
+    line.push(b'\n'); // ends at 180, inside the window
+    f.write(&line).unwrap();
+    let next = pattern(50, 1);
+    f.write(&next).unwrap();
+    assert_eq!(f.rotations(), 1);
+    assert_eq!(contents(&backup_path(&path, 0)), line);
+    assert_eq!(contents(&path), next);
+}
+
+#[test]
+fn newline_found_in_the_tail_of_an_existing_file_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = log_path(&dir);
+    let mut line = pattern(179, 0);
+    line.push(b'\n');
+    fs::write(&path, &line).unwrap();
+    let mut f = RotatingFile::open(&path, cfg(200, 2), false).unwrap();
+    f.write(&pattern(50, 1)).unwrap();
+    assert_eq!(contents(&backup_path(&path, 0)), line);
+    assert_eq!(contents(&path), pattern(50, 1));
+}
+
+#[test]
+fn file_already_too_large_is_rotated_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = log_path(&dir);
+    let big = pattern(150, 0);
+    fs::write(&path, &big).unwrap();
+    let mut f = RotatingFile::open(&path, cfg(100, 2), false).unwrap();
+    assert_eq!(f.rotations(), 1);
+    assert_eq!(f.size(), 0);
+    assert_eq!(contents(&backup_path(&path, 0)), big);
+    assert_eq!(contents(&path), b"");
+    f.write(b"new").unwrap();
+    let mut all = big.clone();
+    all.extend_from_slice(b"new");
+    assert_eq!(read_all(&path), all);
+}
+
+#[test]
+fn symlink_at_path_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = log_path(&dir);
+    let target = dir.path().join("target");
+    fs::write(&target, b"precious").unwrap();
+    std::os::unix::fs::symlink(&target, &path).unwrap();
+    let err = RotatingFile::open(&path, cfg(100, 2), false).err().unwrap();
+    assert!(matches!(err, RotateError::NotRegular { .. }), "{err}");
+    assert!(err.to_string().contains(&*path.to_string_lossy()), "{err}");
+    assert_eq!(contents(&target), b"precious");
+
+    // A dangling one must not create its target either.
+    fs::remove_file(&path).unwrap();
+    let nowhere = dir.path().join("nowhere");
+    std::os::unix::fs::symlink(&nowhere, &path).unwrap();
+    let err = RotatingFile::open(&path, cfg(100, 2), false).err().unwrap();
+    assert!(matches!(err, RotateError::NotRegular { .. }), "{err}");
+    assert!(!exists(&nowhere));
+
+    let err = read_log(&path, ReadFrom::Start, 10).unwrap_err();
+    assert!(matches!(err, RotateError::NotRegular { .. }), "{err}");
+}
+
+#[test]
+fn directory_at_path_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = log_path(&dir);
+    fs::create_dir(&path).unwrap();
+    let err = RotatingFile::open(&path, cfg(100, 2), false).err().unwrap();
+    assert!(
+        matches!(
+            err,
+            RotateError::NotRegular {
+                kind: "directory",
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn fifo_at_path_is_refused_without_hanging() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = log_path(&dir);
+    nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let (tx, rx) = mpsc::channel();
+    let p = path.clone();
+    std::thread::spawn(move || {
+        let writer = RotatingFile::open(&p, cfg(100, 2), false).err();
+        let reader = read_log(&p, ReadFrom::Start, 10).err();
+        let _ = tx.send((writer, reader));
+    });
+    let (writer, reader) = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("open hung on a FIFO");
+    let writer = writer.expect("a FIFO was accepted");
+    assert!(
+        matches!(writer, RotateError::NotRegular { kind: "FIFO", .. }),
+        "{writer}"
+    );
+    assert!(writer.to_string().contains("a.log"));
+    let reader = reader.expect("a FIFO was read");
+    assert!(
+        matches!(reader, RotateError::NotRegular { kind: "FIFO", .. }),
+        "{reader}"
+    );
+}
+
+#[test]
+fn failed_rotation_marks_unhealthy_counts_written_and_reopen_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = log_path(&dir);
+    let mut f = RotatingFile::open(&path, cfg(10, 1), false).unwrap();
+    // A directory where the rotation creates the fresh file makes the rotation fail.
+    fs::create_dir(fresh_path(&path)).unwrap();
+    let failure = f.write(b"0123456789abc").unwrap_err();
+    assert_eq!(failure.written, 10);
+    assert!(
+        matches!(failure.error, RotateError::Remove { .. }),
+        "{failure}"
+    );
+    assert!(failure.to_string().contains("a.log.rotating"), "{failure}");
+    assert!(!f.is_healthy());
+    let closed = f.write(b"x").unwrap_err();
+    assert_eq!(closed.written, 0);
+    assert!(matches!(closed.error, RotateError::Closed { .. }));
+
+    fs::remove_dir(fresh_path(&path)).unwrap();
+    f.reopen().unwrap();
+    assert!(f.is_healthy());
+    assert_eq!(f.size(), 10);
+    f.write(b"abc").unwrap();
+    assert_eq!(read_all(&path), b"0123456789abc");
+}
+
+#[test]
+fn read_missing_log_is_not_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = log_path(&dir);
+    let err = read_log(&path, ReadFrom::Start, 10).unwrap_err();
+    assert!(matches!(err, RotateError::NotFound { .. }), "{err}");
+    assert!(err.to_string().contains("a.log"));
+}
+
+#[test]
+fn read_one_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = log_path(&dir);
+    let mut f = RotatingFile::open(&path, cfg(100, 2), false).unwrap();
+    f.write(b"hello\nworld\n").unwrap();
+    let out = read_log(&path, ReadFrom::Start, 1000).unwrap();
+    assert_eq!(out.data, b"hello\nworld\n");
+    assert_eq!(out.next, f.position());
+    assert!(!out.gap);
+    let out = read_log(
+        &path,
+        ReadFrom::Position(Position {
+            offset: 6,
+            ..f.position()
+        }),
+        1000,
+    )
+    .unwrap();
+    assert_eq!(out.data, b"world\n");
+    // Nothing new: empty, and `next` stays put.
+    let out = read_log(&path, ReadFrom::Position(f.position()), 1000).unwrap();
+    assert!(out.data.is_empty());
+    assert_eq!(out.next, f.position());
+    let out = read_log(&path, ReadFrom::Start, 0).unwrap();
+    assert!(out.data.is_empty());
+    assert_eq!(
+        out.next,
+        Position {
+            offset: 0,
+            ..f.position()
+        }
+    );
+}
+
+#[test]
+fn end_position_is_the_size_of_the_active_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = log_path(&dir);
+    assert!(matches!(
+        end_position(&path),
+        Err(RotateError::NotFound { .. })
+    ));
+    let mut f = RotatingFile::open(&path, cfg(10, 1), false).unwrap();
+    f.write(b"0123456789abc").unwrap();
+    assert_eq!(end_position(&path).unwrap(), f.position());
+    drop(f);
+    let out = read_log(&path, ReadFrom::Position(end_position(&path).unwrap()), 100).unwrap();
+    assert!(out.data.is_empty());
+}
+
+#[test]
+fn read_position_beyond_end_is_bad_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = log_path(&dir);
+    let mut f = RotatingFile::open(&path, cfg(100, 2), false).unwrap();
+    f.write(b"abc").unwrap();
+    let p = Position {
+        offset: 4,
+        ..f.position()
+    };
+    let err = read_log(&path, ReadFrom::Position(p), 10).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            RotateError::BadPosition {
+                offset: 4,
+                len: 3,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("a.log"));
+}
+
+#[test]
+fn read_across_all_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = log_path(&dir);
+    let mut f = RotatingFile::open(&path, cfg(10, 3), false).unwrap();
+    let data = pattern(35, 0);
+    f.write(&data).unwrap();
+    assert!(exists(&backup_path(&path, 2)));
+    let out = read_log(&path, ReadFrom::Start, usize::MAX).unwrap();
+    assert_eq!(out.data, data);
+    assert!(!out.gap);
+    assert_eq!(out.next, f.position());
+}
+
+#[test]
+fn read_with_byte_limit_continues_from_next_without_gap_or_duplicate() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = log_path(&dir);
+    let mut f = RotatingFile::open(&path, cfg(10, 3), false).unwrap();
+    let data = pattern(35, 0);
+    f.write(&data).unwrap();
+    let first = read_log(&path, ReadFrom::Start, 7).unwrap();
+    assert_eq!(first.data, &data[..7]);
+    assert_eq!(
+        first.next,
+        Position {
+            inode: inode(&backup_path(&path, 2)),
+            offset: 7,
+            birth: birth(&backup_path(&path, 2)),
+        }
+    );
+    let mut got = first.data;
+    let mut next = first.next;
+    loop {
+        let out = read_log(&path, ReadFrom::Position(next), 4).unwrap();
+        assert!(!out.gap);
+        if out.data.is_empty() {
+            break;
+        }
+        got.extend(out.data);
+        next = out.next;
+    }
+    assert_eq!(got, data);
+    assert_eq!(next, f.position());
+    // A read ending exactly at the end of a file moves on to the next one.
+    let out = read_log(&path, ReadFrom::Start, 10).unwrap();
+    assert_eq!(
+        out.next,
+        Position {
+            inode: inode(&backup_path(&path, 1)),
+            offset: 0,
+            birth: birth(&backup_path(&path, 1)),
+        }
+    );
+}
+
+#[test]
+fn a_position_on_a_deleted_file_is_a_gap_even_if_its_inode_is_reused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = log_path(&dir);
+    let mut f = RotatingFile::open(&path, cfg(10, 1), false).unwrap();
+    let start = f.position();
+    // Many rotations: the first file is deleted early, and file systems such as ext4 and
+    // tmpfs readily give its inode number to one of the files created after it.
+    for i in 0..20u8 {
+        f.write(&pattern(10, i)).unwrap();
+    }
+    let out = read_log(&path, ReadFrom::Position(start), 100).unwrap();
+    assert!(out.gap, "a position on a deleted file must report a gap");
+    assert_eq!(out.data.len(), 20);
+    // The short form (birth unknown) falls back to the inode alone, as virtlogd does.
+    let short = Position { birth: 0, ..start };
+    assert!(read_log(&path, ReadFrom::Position(short), 100).is_ok());
+}
+
+#[test]
+fn read_from_a_position_inside_a_backup() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = log_path(&dir);
+    let mut f = RotatingFile::open(&path, cfg(10, 3), false).unwrap();
+    f.write(&pattern(4, 0)).unwrap();
+    let p = f.position();
+    let data = pattern(20, 1);
+    f.write(&data).unwrap();
+    assert_eq!(inode(&backup_path(&path, 1)), p.inode);
+    let out = read_log(&path, ReadFrom::Position(p), usize::MAX).unwrap();
+    assert_eq!(out.data, data);
+    assert!(!out.gap);
+    assert_eq!(out.next, f.position());
+}
+
+#[test]
+fn read_from_a_position_rotated_away_reports_a_gap() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = log_path(&dir);
+    let mut f = RotatingFile::open(&path, cfg(10, 1), false).unwrap();
+    f.write(b"0123").unwrap();
+    let p = f.position();
+    let data = pattern(25, 0);
+    f.write(&data).unwrap();
+    let out = read_log(&path, ReadFrom::Position(p), usize::MAX).unwrap();
+    assert!(out.gap);
+    // 29 bytes written, the last 19 kept (a full PATH.0 and 9 in PATH).
+    assert_eq!(out.data, &data[6..]);
+    assert_eq!(out.next, f.position());
+
+    // The same with no backups at all: the fresh file never reuses the old inode.
+    let path = dir.path().join("b.log");
+    let mut f = RotatingFile::open(&path, cfg(10, 0), false).unwrap();
+    f.write(b"0123456789").unwrap();
+    let p = f.position();
+    f.write(b"ab").unwrap();
+    let out = read_log(&path, ReadFrom::Position(p), usize::MAX).unwrap();
+    assert!(out.gap);
+    assert_eq!(out.data, b"ab");
+}
+
+#[test]
+fn read_last_n_across_rotations() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = log_path(&dir);
+    let mut f = RotatingFile::open(&path, cfg(10, 3), false).unwrap();
+    let data = pattern(45, 0);
+    f.write(&data).unwrap();
+    let kept = &data[data.len() - 35..];
+    for n in [0u64, 1, 5, 10, 15, 34, 35, 36, 1000] {
+        let out = read_log(&path, ReadFrom::Last(n), usize::MAX).unwrap();
+        let n = n.min(35) as usize;
+        assert_eq!(out.data, &kept[35 - n..], "Last({n})");
+        assert!(!out.gap);
+        assert_eq!(out.next, f.position());
+    }
+    let out = read_log(&path, ReadFrom::Last(12), 4).unwrap();
+    assert_eq!(out.data, &kept[23..27]);
+    let rest = read_log(&path, ReadFrom::Position(out.next), usize::MAX).unwrap();
+    assert_eq!(rest.data, &kept[27..]);
+}
+
+/// One write of the property test: bytes biased towards newlines, or none at all.
+fn write_strategy() -> impl Strategy<Value = Vec<u8>> {
+    (
+        prop::collection::vec(prop_oneof![1 => Just(b'\n'), 6 => any::<u8>()], 0..700),
+        any::<bool>(),
+    )
+        .prop_map(|(mut bytes, no_newlines)| {
+            if no_newlines {
+                bytes
+                    .iter_mut()
+                    .filter(|b| **b == b'\n')
+                    .for_each(|b| *b = b'x');
+            }
+            bytes
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    #[test]
+    fn rotated_files_are_always_the_exact_suffix_of_the_input(
+        max_size in 1u64..300,
+        max_backups in 0u32..4,
+        writes in prop::collection::vec(write_strategy(), 0..60),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = log_path(&dir);
+        let mut f = RotatingFile::open(&path, cfg(max_size, max_backups), false).unwrap();
+        let mut all = Vec::new();
+        let window_start = max_size.saturating_sub(NEWLINE_WINDOW);
+        for w in &writes {
+            f.write(w).unwrap();
+            all.extend_from_slice(w);
+
+            let active = fs::metadata(&path).unwrap().len();
+            prop_assert!(active <= max_size);
+            prop_assert_eq!(f.position(), Position { inode: inode(&path), offset: active, birth: birth(&path) });
+            let mut total = active;
+            let backups = f.rotations().min(u64::from(max_backups)) as u32;
+            for i in 0..backups {
+                let len = fs::metadata(backup_path(&path, i)).unwrap().len();
+                // Every cut lies beyond the newline window.
+                prop_assert!(len > window_start && len <= max_size, "backup {} has {} bytes", i, len);
+                total += len;
+            }
+            for i in backups..max_backups + 3 {
+                prop_assert!(!exists(&backup_path(&path, i)), "unexpected backup {}", i);
+            }
+            prop_assert!(!exists(&fresh_path(&path)));
+            prop_assert!(total <= max_size * (u64::from(max_backups) + 1));
+
+            let read = read_all(&path);
+            prop_assert_eq!(read.len() as u64, total);
+            prop_assert!(all.ends_with(&read));
+            prop_assert_eq!(read.is_empty(), all.is_empty());
+        }
+
+        // Reading in small steps from `next` gives the same bytes.
+        let whole = read_all(&path);
+        let mut got = Vec::new();
+        let mut from = ReadFrom::Start;
+        loop {
+            let out = read_log(&path, from, 37).unwrap();
+            prop_assert!(!out.gap);
+            if out.data.is_empty() {
+                break;
+            }
+            got.extend(out.data);
+            from = ReadFrom::Position(out.next);
+        }
+        prop_assert_eq!(got, whole);
+    }
+}

@@ -1,0 +1,417 @@
+//! [`RotatingFile`]: the active file of one log, written on the hot path. A write that passes
+//! `max_size` is cut (near a newline when one is close), and the rotation step shifts the backups
+//! and puts a fresh file in place (docs/ARCHITECTURE.md, "Rotation").
+
+use std::ffi::OsStr;
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::Path;
+
+use logd_protocol::Position;
+
+use super::files::{birth_of, open_at, remove_all_in, remove_at, shift_files};
+use super::names::{backup_name, check_derived_names, fresh_name};
+use super::{RotateConfig, RotateError, WriteFailure, MAX_BACKUPS, NEWLINE_WINDOW};
+use crate::datapath::logdir::LogDir;
+
+/// The active file of one log, with what is needed to rotate it.
+///
+/// Kept small on purpose: the daemon holds one per stream, and most streams are idle.
+/// No buffer: every write goes to the kernel at once.
+pub struct RotatingFile {
+    /// Shared with the registry's table of open paths (one copy per log).
+    path: std::sync::Arc<Path>,
+    /// The directory every file of the log is created, renamed and removed in (by name, never
+    /// by path). None after a re-exec until the log first needs it.
+    dir: Option<std::sync::Arc<LogDir>>,
+    /// `None` after a failure, until `reopen` succeeds.
+    file: Option<File>,
+    cfg: RotateConfig,
+    inode: u64,
+    /// Creation time of the active file (ns), to tell it from an older file with the same inode.
+    birth: u64,
+    size: u64,
+    /// Offset just after the last newline among the last `NEWLINE_WINDOW` bytes of the active file,
+    /// or 0 when there is none (an older newline may be kept: it lies outside any cut window).
+    newline_end: u64,
+    rotations: u64,
+}
+
+impl RotatingFile {
+    /// Opens (creating mode 0600) PATH append-only, O_CLOEXEC, O_NOFOLLOW (never through a symlink),
+    /// O_NONBLOCK at open time so a FIFO at PATH cannot hang us, then fstat: anything but a regular
+    /// file is refused (the error names the path).
+    ///
+    /// `truncate` removes PATH and its backups first (see [`remove_all`](super::remove_all)). A
+    /// file found already larger than `max_size` is rotated right away, before the first write.
+    /// The last bytes of an existing file are read to know where its last newline is, so a cut
+    /// can honour it.
+    pub fn open(path: &Path, cfg: RotateConfig, truncate: bool) -> Result<Self, RotateError> {
+        Self::open_shared(path.into(), cfg, truncate)
+    }
+
+    /// [`open`](Self::open), keeping `path` (shared with whoever else holds it) instead of a copy.
+    pub fn open_shared(
+        path: std::sync::Arc<Path>,
+        cfg: RotateConfig,
+        truncate: bool,
+    ) -> Result<Self, RotateError> {
+        if cfg.max_size == 0 {
+            return Err(RotateError::ZeroMaxSize {
+                path: path.to_path_buf(),
+            });
+        }
+        let mut this = Self {
+            path,
+            dir: None,
+            file: None,
+            cfg,
+            inode: 0,
+            birth: 0,
+            size: 0,
+            newline_end: 0,
+            rotations: 0,
+        };
+        let max_backups = cfg.max_backups;
+        this.in_dir(|dir, name| check_derived_names(dir, name, max_backups))?;
+        if truncate {
+            this.in_dir(|dir, name| remove_all_in(dir, name, max_backups))?;
+        }
+        this.reopen()?;
+        Ok(this)
+    }
+
+    /// Runs `op` on the log's directory and file name. A directory removed while the log was
+    /// open is made again (by the path policy's walk) and `op` tried once more there.
+    fn in_dir<T>(
+        &mut self,
+        op: impl Fn(&LogDir, &OsStr) -> Result<T, RotateError>,
+    ) -> Result<T, RotateError> {
+        let path = self.path.clone();
+        let name = path.file_name().ok_or_else(|| RotateError::Open {
+            path: path.to_path_buf(),
+            source: io::Error::new(io::ErrorKind::InvalidInput, "no file name"),
+        })?;
+        let dir = match &self.dir {
+            Some(dir) => dir.clone(),
+            None => self.open_dir()?,
+        };
+        match op(&dir, name) {
+            Err(e) if dir.is_removed() => {
+                tracing::warn!(dir = %dir.path().display(), cause = %e, "the log's directory was removed; making it again");
+                let dir = self.open_dir()?;
+                op(&dir, name)
+            }
+            res => res,
+        }
+    }
+
+    /// Opens (or makes) the log's directory and keeps it.
+    fn open_dir(&mut self) -> Result<std::sync::Arc<LogDir>, RotateError> {
+        let parent = self.path.parent().unwrap_or(Path::new("/"));
+        let dir = LogDir::open(parent).map_err(|source| RotateError::Dir {
+            path: self.path.to_path_buf(),
+            source,
+        })?;
+        self.dir = Some(dir.clone());
+        Ok(dir)
+    }
+
+    /// Describes the file for a re-exec (its handle marked to be carried).
+    pub fn export(
+        &self,
+        carrier: &mut crate::handover::state::Carrier,
+    ) -> crate::handover::state::SinkState {
+        crate::handover::state::SinkState {
+            path: self.path.to_path_buf(),
+            file: self.file.as_ref().map(|f| carrier.fd(f)),
+            max_size: self.cfg.max_size,
+            max_backups: self.cfg.max_backups,
+            inode: self.inode,
+            birth: self.birth,
+            size: self.size,
+            newline_end: self.newline_end,
+            rotations: self.rotations,
+            bytes_in: 0,
+            bytes_written: 0,
+            dropped_disk: 0,
+            last_error: None,
+        }
+    }
+
+    /// The file as a previous process left it, with its inherited handle (None: it was
+    /// unwritable, and the next write retries it). Nothing is opened or read.
+    pub fn restore(
+        state: &crate::handover::state::SinkState,
+        path: std::sync::Arc<Path>,
+        file: Option<File>,
+    ) -> Self {
+        Self {
+            path,
+            dir: None,
+            file,
+            cfg: RotateConfig {
+                max_size: state.max_size.max(1),
+                // A log carried from a logd without the cap gets it here; its backups past the
+                // cap go at its next rotation.
+                max_backups: state.max_backups.min(MAX_BACKUPS),
+            },
+            inode: state.inode,
+            birth: state.birth,
+            size: state.size,
+            newline_end: state.newline_end,
+            rotations: state.rotations,
+        }
+    }
+
+    /// Appends all of `data`, rotating as many times as needed.
+    ///
+    /// A write that would pass `max_size` fills the file to exactly `max_size`, or only up to just
+    /// after the last newline at offsets `[max_size - NEWLINE_WINDOW, max_size)` (bytes already in
+    /// the file count, so the cut may take nothing of `data`); the rest goes to the next file.
+    /// A file exactly full is rotated before more data goes in.
+    ///
+    /// On failure the handle is closed (see [`is_healthy`](Self::is_healthy)) and
+    /// `WriteFailure::written` says how much of `data` reached a file.
+    pub fn write(&mut self, data: &[u8]) -> Result<(), WriteFailure> {
+        let mut written = 0;
+        self.write_rotating(data, &mut written).map_err(|error| {
+            self.file = None;
+            WriteFailure { written, error }
+        })
+    }
+
+    /// False after a failed write or rotation, until [`reopen`](Self::reopen) succeeds.
+    pub fn is_healthy(&self) -> bool {
+        self.file.is_some()
+    }
+
+    /// Reopens the active file after a failure, with the same rules as [`open`](Self::open) but
+    /// never truncating. The caller decides when to retry (backoff); this never retries by itself.
+    pub fn reopen(&mut self) -> Result<(), RotateError> {
+        self.file = None;
+        let (file, meta) = self.in_dir(|dir, name| open_at(dir, name, false))?;
+        let size = meta.len();
+        let newline_end = tail_newline_end(&file, size).map_err(|source| RotateError::Read {
+            path: self.path.to_path_buf(),
+            source,
+        })?;
+        self.file = Some(file);
+        self.inode = meta.ino();
+        self.birth = birth_of(&meta);
+        self.size = size;
+        self.newline_end = newline_end;
+        if size > self.cfg.max_size {
+            self.rotate()?;
+        }
+        Ok(())
+    }
+
+    /// Where the next byte will go: the active file's inode and its size. Every byte written so far
+    /// lies before it, so a reader that starts here sees only new data.
+    pub fn position(&self) -> Position {
+        Position {
+            inode: self.inode,
+            offset: self.size,
+            birth: self.birth,
+        }
+    }
+
+    /// Size of the active file.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Rotations done by this `RotatingFile` since it was opened.
+    pub fn rotations(&self) -> u64 {
+        self.rotations
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The path, shared.
+    pub fn shared_path(&self) -> &std::sync::Arc<Path> {
+        &self.path
+    }
+
+    /// The device of the log's file system: which disk writer thread serves it.
+    pub fn device(&self) -> u64 {
+        self.file
+            .as_ref()
+            .and_then(|f| f.metadata().ok())
+            .or_else(|| self.path.parent().and_then(|p| fs::metadata(p).ok()))
+            .map_or(0, |m| m.dev())
+    }
+
+    pub fn config(&self) -> RotateConfig {
+        self.cfg
+    }
+
+    fn write_rotating(&mut self, mut rest: &[u8], written: &mut usize) -> Result<(), RotateError> {
+        if !rest.is_empty() && self.file.is_none() {
+            return Err(RotateError::Closed {
+                path: self.path.to_path_buf(),
+            });
+        }
+        let max = self.cfg.max_size;
+        while !rest.is_empty() {
+            if self.size >= max {
+                self.rotate()?;
+            }
+            let room = max - self.size;
+            if rest.len() as u64 <= room {
+                return self.append(rest, written);
+            }
+            // `room < rest.len()`, so it fits in a usize.
+            let take = self.cut_len(rest, room as usize);
+            self.append(&rest[..take], written)?;
+            rest = &rest[take..];
+            self.rotate()?;
+        }
+        Ok(())
+    }
+
+    /// How many bytes of `chunk` go into the active file before it is rotated, given that `chunk`
+    /// does not fit in the `room` left. 0 when a newline already in the file is the best cut; after
+    /// a rotation the file is empty, so the next call always takes at least one byte.
+    fn cut_len(&self, chunk: &[u8], room: usize) -> usize {
+        let window_start = self.cfg.max_size.saturating_sub(NEWLINE_WINDOW);
+        let lo = window_start.saturating_sub(self.size).min(room as u64) as usize;
+        if let Some(i) = chunk[lo..room].iter().rposition(|&b| b == b'\n') {
+            return lo + i + 1;
+        }
+        if self.newline_end > window_start {
+            0
+        } else {
+            room
+        }
+    }
+
+    /// Writes all of `buf` to the active file, counting each byte that reaches it. When the
+    /// file system is full, the log's own oldest bytes make room first (see
+    /// [`make_room`](Self::make_room)). `buf` never exceeds the room left in the active file,
+    /// and a rotation made for room leaves an empty one, so it still fits.
+    fn append(&mut self, mut buf: &[u8], written: &mut usize) -> Result<(), RotateError> {
+        while !buf.is_empty() {
+            let Some(file) = self.file.as_mut() else {
+                return Err(RotateError::Closed {
+                    path: self.path.to_path_buf(),
+                });
+            };
+            match file.write(buf) {
+                Ok(0) => {
+                    return Err(RotateError::Write {
+                        path: self.path.to_path_buf(),
+                        source: io::ErrorKind::WriteZero.into(),
+                    })
+                }
+                Ok(n) => {
+                    self.newline_end = newline_end_after(self.newline_end, self.size, &buf[..n]);
+                    self.size += n as u64;
+                    *written += n;
+                    buf = &buf[n..];
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if is_full(&e) && self.make_room()? => {}
+                Err(source) => {
+                    return Err(RotateError::Write {
+                        path: self.path.to_path_buf(),
+                        source,
+                    })
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Frees the log's own oldest bytes for a write that found the file system full: the
+    /// oldest backup goes; with no backup left, the active file is rotated (to `PATH.0`, to go
+    /// at the next call, or straight away with no backups). Returns false when the log has
+    /// nothing left to give, and the write must fail.
+    ///
+    /// So the files keep holding the newest bytes: a full disk costs the log its history from
+    /// the old end, never its newest bytes, as long as the log holds any.
+    fn make_room(&mut self) -> Result<bool, RotateError> {
+        let n = self.cfg.max_backups;
+        let removed = self.in_dir(|dir, name| {
+            for i in (0..n).rev() {
+                if remove_at(dir, &backup_name(name, i))? {
+                    return Ok(Some(i));
+                }
+            }
+            Ok(None)
+        })?;
+        if let Some(i) = removed {
+            tracing::info!(path = %self.path.display(), backup = i, "file system full: removed the oldest backup to make room");
+            return Ok(true);
+        }
+        if self.size == 0 {
+            return Ok(false);
+        }
+        tracing::info!(path = %self.path.display(), size = self.size, "file system full: rotating early to make room");
+        self.rotate()?;
+        Ok(true)
+    }
+
+    /// Shifts the backups and puts a fresh empty file at PATH.
+    ///
+    /// The fresh file is created first, under a temporary name: its inode is then distinct from every
+    /// file of the log, so a reader's `Position` in a file just deleted can never match it (ext4
+    /// readily hands a freed inode number to the next new file). Then the oldest backup goes, the
+    /// others move up one index, and PATH becomes PATH.0: only removals precede the renames, so the
+    /// log never holds more than `max_size * (max_backups + 1)` bytes.
+    fn rotate(&mut self) -> Result<(), RotateError> {
+        self.file = None;
+        let n = self.cfg.max_backups;
+        let (file, meta) = self.in_dir(|dir, name| {
+            let fresh = fresh_name(name);
+            let created = open_at(dir, &fresh, true)?;
+            if let Err(e) = shift_files(dir, name, &fresh, n) {
+                // Best effort: the error that matters is `e`, and a stale file here is
+                // replaced next time.
+                let _ = remove_at(dir, &fresh);
+                return Err(e);
+            }
+            Ok(created)
+        })?;
+        self.file = Some(file);
+        self.inode = meta.ino();
+        self.birth = birth_of(&meta);
+        self.size = 0;
+        self.newline_end = 0;
+        self.rotations += 1;
+        Ok(())
+    }
+}
+
+/// A write refused for want of space (the file system's or the user's quota).
+fn is_full(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc_errno) if libc_errno == nix::errno::Errno::ENOSPC as i32
+            || libc_errno == nix::errno::Errno::EDQUOT as i32
+    )
+}
+
+/// `newline_end` of a file of `size` bytes, from its last `NEWLINE_WINDOW` bytes.
+fn tail_newline_end(file: &File, size: u64) -> io::Result<u64> {
+    let mut buf = [0u8; NEWLINE_WINDOW as usize];
+    let n = size.min(NEWLINE_WINDOW) as usize;
+    let start = size - n as u64;
+    file.read_exact_at(&mut buf[..n], start)?;
+    Ok(newline_end_after(0, start, &buf[..n]))
+}
+
+/// `newline_end` after `bytes` were appended at `offset`. Only their last `NEWLINE_WINDOW` bytes are
+/// scanned: a newline before those lies before any cut window, as the file never exceeds `max_size`.
+fn newline_end_after(previous: u64, offset: u64, bytes: &[u8]) -> u64 {
+    let tail_start = bytes.len().saturating_sub(NEWLINE_WINDOW as usize);
+    match bytes[tail_start..].iter().rposition(|&b| b == b'\n') {
+        Some(i) => offset + (tail_start + i) as u64 + 1,
+        None if tail_start > 0 => 0,
+        None => previous,
+    }
+}
