@@ -5,21 +5,34 @@
 //! round-robin over the worker arbiters. A path is *claimed* by one domain while it is open or
 //! while a request for it is in flight, which is how "busy" is decided and when an empty domain
 //! may be stopped: a domain with no claims left is stopped and forgotten.
+//!
+//! This module holds the table and its claims; the requests are in its children:
+//! - [`logs`]: `Open`, `GetPosition`, `Read`, `Append`;
+//! - [`consoles`]: `AddConsole`, `RemoveConsole`, `ListConsoles`, `Subscriber`;
+//! - [`snapshot`]: `Snapshot`, for the admin socket and the metrics;
+//! - [`handover`]: `Freeze`, `Adopt` and `Thaw`, the registry's part in a re-exec.
 
-use std::collections::HashMap;
+mod consoles;
+mod handover;
+mod logs;
+mod snapshot;
 
-use crate::control::table::{self, Table};
-use std::os::fd::OwnedFd;
+pub(crate) use consoles::{AddConsole, ListConsoles, RemoveConsole, Subscriber};
+pub(crate) use handover::{Adopt, Freeze, Thaw};
+pub(crate) use logs::{Append, GetPosition, Open, Read};
+pub(crate) use snapshot::Snapshot;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use actix::prelude::*;
-use logd_protocol::{DomainId, ErrorCode, Position, ReadFrom, Uuid, WireError};
+use logd_protocol::admin::EventKind;
+use logd_protocol::{DomainId, ErrorCode, Uuid, WireError};
 
 pub(crate) use crate::control::domain::ThawCause;
-use crate::control::domain::{self, AdoptError, Domain, DomainError, FreezeError, StreamClosed};
-use crate::datapath::rotate::{self, ReadOutcome, RotateConfig};
-use logd_protocol::admin::EventKind;
+use crate::control::domain::{self, Domain, DomainError, StreamClosed};
+use crate::control::table::{self, Table};
+use crate::datapath::rotate::{self, RotateConfig};
 
 /// Requests sent to the registry and not yet answered (its mailbox depth, as the admin snapshot
 /// reports it: actix does not expose the length of a mailbox).
@@ -27,7 +40,7 @@ static PENDING: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new
 
 /// Sends a request to the registry and waits for the answer, counted in [`PENDING`] meanwhile
 /// (also if the caller gives up: the count is a guard's).
-pub async fn call<M>(addr: &Addr<Registry>, msg: M) -> Result<M::Result, MailboxError>
+pub(crate) async fn call<M>(addr: &Addr<Registry>, msg: M) -> Result<M::Result, MailboxError>
 where
     M: Message + Send + 'static,
     M::Result: Send,
@@ -46,7 +59,7 @@ where
 
 /// Why a registry request failed.
 #[derive(Debug, thiserror::Error)]
-pub enum RegistryError {
+pub(crate) enum RegistryError {
     #[error("log {path} is already open (domain {owner})")]
     Busy { path: PathBuf, owner: String },
     #[error(
@@ -79,7 +92,7 @@ pub enum RegistryError {
 
 impl RegistryError {
     /// The protocol error a client is told.
-    pub fn to_wire(&self) -> WireError {
+    pub(crate) fn to_wire(&self) -> WireError {
         use crate::datapath::rotate::RotateError as R;
         use crate::datapath::stream::StreamError as S;
         let code = match self {
@@ -181,7 +194,7 @@ impl DomainAddr {
 }
 
 /// The domain table.
-pub struct Registry {
+pub(crate) struct Registry {
     rotate: RotateConfig,
     workers: Vec<ArbiterHandle>,
     next_worker: usize,
@@ -202,14 +215,15 @@ pub struct Registry {
 
 /// The mailbox bound of a domain actor (actix's default).
 const DOMAIN_MAILBOX: u32 = 16;
-/// Domains asked for their snapshot at once.
-const SNAPSHOT_BATCH: usize = 256;
 /// The registry's mailbox bound.
 const REGISTRY_MAILBOX: usize = 256;
 
 impl Registry {
     /// Starts the registry on the current arbiter and makes it the process's registry.
-    pub fn start_global(rotate: RotateConfig, workers: Vec<ArbiterHandle>) -> Addr<Registry> {
+    pub(crate) fn start_global(
+        rotate: RotateConfig,
+        workers: Vec<ArbiterHandle>,
+    ) -> Addr<Registry> {
         let addr = Registry {
             rotate,
             workers,
@@ -448,7 +462,7 @@ impl Actor for Registry {
 /// SIGHUP: the rotation settings of logs opened from now on (open logs keep theirs).
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct SetRotate(pub RotateConfig);
+pub(crate) struct SetRotate(pub(crate) RotateConfig);
 
 impl Handler<SetRotate> for Registry {
     type Result = ();
@@ -456,474 +470,6 @@ impl Handler<SetRotate> for Registry {
     fn handle(&mut self, msg: SetRotate, _: &mut Context<Self>) {
         self.rotate = msg.0;
     }
-}
-
-/// `OpenLog`, with the path already resolved and checked.
-#[derive(Message)]
-#[rtype(result = "Result<(Position, OwnedFd), RegistryError>")]
-pub struct Open {
-    pub domain: DomainId,
-    pub path: PathBuf,
-    pub truncate: bool,
-}
-
-impl Handler<Open> for Registry {
-    type Result = ResponseActFuture<Self, Result<(Position, OwnedFd), RegistryError>>;
-
-    fn handle(&mut self, msg: Open, _: &mut Context<Self>) -> Self::Result {
-        self.open(msg, REAP_TRIES)
-    }
-}
-
-/// How often an open of a busy path asks its holder whether the log's writers are gone, and
-/// waits between asks when the holder has just closed it (its notice still on the way).
-const REAP_TRIES: u32 = 20;
-const REAP_WAIT: std::time::Duration = std::time::Duration::from_millis(5);
-
-impl Registry {
-    /// Claims the path and opens the stream. A busy path's holder is asked first whether the
-    /// log's writers are all gone (a guest restarting at once reopens its log a moment after
-    /// its old pipe closed, perhaps before logd saw the EOF): if so, the old log is closed and
-    /// the open goes on.
-    fn open(
-        &mut self,
-        msg: Open,
-        tries: u32,
-    ) -> ResponseActFuture<Self, Result<(Position, OwnedFd), RegistryError>> {
-        let busy = match self.claim(&msg.domain, &msg.path) {
-            Ok(c) => return self.open_claimed(c, msg),
-            Err(busy @ RegistryError::Busy { .. }) if tries > 0 => busy,
-            Err(e) => return Box::pin(fut::ready(Err(e))),
-        };
-        let Some((key, owner)) = self.hold_owner(&msg.path) else {
-            return Box::pin(fut::ready(Err(busy)));
-        };
-        let req = ask(
-            owner.send(domain::Reap {
-                path: msg.path.clone(),
-            }),
-            msg.path.clone(),
-        );
-        Box::pin(
-            fut::wrap_future(req).then(move |res, act: &mut Registry, _| {
-                act.unhold(&key);
-                let fut: ResponseActFuture<Self, _> = match res {
-                    Ok(domain::Reaped::Closed(path)) => {
-                        act.release_if_same(&path);
-                        act.open(msg, 0)
-                    }
-                    Ok(domain::Reaped::Absent) => Box::pin(
-                        fut::wrap_future(tokio::time::sleep(REAP_WAIT))
-                            .then(move |(), act: &mut Registry, _| act.open(msg, tries - 1)),
-                    ),
-                    Ok(domain::Reaped::Live) | Err(_) => Box::pin(fut::ready(Err(busy))),
-                };
-                fut
-            }),
-        )
-    }
-}
-
-impl Registry {
-    /// Opens the stream of an `Open` whose path is claimed.
-    fn open_claimed(
-        &mut self,
-        (_, addr, shared): (DomainKey, Addr<Domain>, Arc<Path>),
-        msg: Open,
-    ) -> ResponseActFuture<Self, Result<(Position, OwnedFd), RegistryError>> {
-        let path = msg.path.clone();
-        let req = ask(
-            addr.send(domain::OpenStream {
-                path: shared,
-                rotate: self.rotate,
-                truncate: msg.truncate,
-            }),
-            msg.path,
-        );
-        Box::pin(
-            fut::wrap_future(req).map(move |res, act: &mut Registry, _| {
-                if res.is_err() {
-                    act.release(&path);
-                }
-                res
-            }),
-        )
-    }
-}
-
-/// `GetPosition`.
-#[derive(Message)]
-#[rtype(result = "Result<Position, RegistryError>")]
-pub struct GetPosition {
-    pub path: PathBuf,
-}
-
-impl Handler<GetPosition> for Registry {
-    type Result = ResponseActFuture<Self, Result<Position, RegistryError>>;
-
-    fn handle(&mut self, msg: GetPosition, _: &mut Context<Self>) -> Self::Result {
-        let path = msg.path.clone();
-        self.forward(
-            msg.path.clone(),
-            domain::GetPosition { path: msg.path },
-            move || rotate::end_position(&path),
-        )
-    }
-}
-
-/// `ReadLog`.
-#[derive(Message)]
-#[rtype(result = "Result<ReadOutcome, RegistryError>")]
-pub struct Read {
-    pub path: PathBuf,
-    pub from: ReadFrom,
-    pub max_len: usize,
-}
-
-impl Handler<Read> for Registry {
-    type Result = ResponseActFuture<Self, Result<ReadOutcome, RegistryError>>;
-
-    fn handle(&mut self, msg: Read, _: &mut Context<Self>) -> Self::Result {
-        let Read {
-            path,
-            from,
-            max_len,
-        } = msg;
-        let req = domain::ReadLog {
-            path: path.clone(),
-            from,
-            max_len,
-        };
-        let p = path.clone();
-        self.forward(path, req, move || rotate::read_log(&p, from, max_len))
-    }
-}
-
-/// `AppendLog`, with the path already resolved and checked.
-#[derive(Message)]
-#[rtype(result = "Result<Position, RegistryError>")]
-pub struct Append {
-    pub domain: DomainId,
-    pub path: PathBuf,
-    pub message: Vec<u8>,
-}
-
-impl Handler<Append> for Registry {
-    type Result = ResponseActFuture<Self, Result<Position, RegistryError>>;
-
-    fn handle(&mut self, msg: Append, _: &mut Context<Self>) -> Self::Result {
-        let req = domain::AppendLog {
-            path: msg.path.clone(),
-            rotate: self.rotate,
-            message: msg.message,
-        };
-        if self.frozen {
-            return Box::pin(fut::ready(Err(RegistryError::Reexec)));
-        }
-        // An open log is appended through its own domain, whoever asks; otherwise the named
-        // domain claims the path for the duration of the write.
-        if let Some((key, addr)) = self.hold_owner(&msg.path) {
-            let req = ask(addr.send(req), msg.path);
-            return Box::pin(
-                fut::wrap_future(req).map(move |res, act: &mut Registry, _| {
-                    act.unhold(&key);
-                    res
-                }),
-            );
-        }
-        let addr = match self.claim(&msg.domain, &msg.path) {
-            Ok((_, a, _)) => a,
-            Err(e) => return Box::pin(fut::ready(Err(e))),
-        };
-        let path = msg.path;
-        Box::pin(fut::wrap_future(ask(addr.send(req), path.clone())).map(
-            move |res, act: &mut Registry, _| {
-                act.release(&path);
-                res
-            },
-        ))
-    }
-}
-
-/// `AddConsole`, with its paths resolved and checked.
-#[derive(Message)]
-#[rtype(result = "Result<(Option<String>, Position, Option<OwnedFd>), RegistryError>")]
-pub struct AddConsole {
-    pub config: crate::console::ConsoleConfig,
-}
-
-impl Handler<AddConsole> for Registry {
-    type Result =
-        ResponseActFuture<Self, Result<(Option<String>, Position, Option<OwnedFd>), RegistryError>>;
-
-    fn handle(&mut self, msg: AddConsole, _: &mut Context<Self>) -> Self::Result {
-        let mut config = msg.config;
-        config.rotate = self.rotate;
-        let key = self.key(&config.domain.driver, config.domain.uuid);
-        if let Some(e) = self.domains.get(&key) {
-            if e.consoles().iter().any(|n| **n == *config.name) {
-                return Box::pin(fut::ready(Err(RegistryError::Domain(
-                    DomainError::ConsoleExists {
-                        domain: e.name.to_string(),
-                        name: config.name,
-                    },
-                ))));
-            }
-        }
-        let name: Box<str> = config.name.as_str().into();
-        let (key, addr, _) = match self.claim(&config.domain, &config.log) {
-            Ok(c) => c,
-            Err(e) => return Box::pin(fut::ready(Err(e))),
-        };
-        let path = config.log.clone();
-        let req = ask(addr.send(domain::AddConsole(config)), path.clone());
-        Box::pin(
-            fut::wrap_future(req).map(move |res, act: &mut Registry, _| {
-                match &res {
-                    Ok(_) => {
-                        if let Some(e) = act.domains.get_mut(&key) {
-                            let mut names = e.consoles().to_vec();
-                            names.push(name);
-                            e.consoles = Some(names.into_boxed_slice());
-                        }
-                    }
-                    Err(_) => act.release(&path),
-                }
-                res
-            }),
-        )
-    }
-}
-
-/// `RemoveConsole`.
-#[derive(Message)]
-#[rtype(result = "Result<(), RegistryError>")]
-pub struct RemoveConsole {
-    pub domain: DomainId,
-    pub name: String,
-}
-
-impl Handler<RemoveConsole> for Registry {
-    type Result = ResponseActFuture<Self, Result<(), RegistryError>>;
-
-    fn handle(&mut self, msg: RemoveConsole, _: &mut Context<Self>) -> Self::Result {
-        if self.frozen {
-            return Box::pin(fut::ready(Err(RegistryError::Reexec)));
-        }
-        let key = self.key(&msg.domain.driver, msg.domain.uuid);
-        let Some(entry) = self
-            .domains
-            .get_mut(&key)
-            .filter(|e| e.consoles().iter().any(|n| **n == *msg.name))
-        else {
-            return Box::pin(fut::ready(Err(RegistryError::Domain(
-                DomainError::NoConsole {
-                    domain: msg.domain.name,
-                    name: msg.name,
-                },
-            ))));
-        };
-        entry.claims += 1;
-        let console: Box<str> = msg.name.as_str().into();
-        let req = entry.addr.send(domain::RemoveConsole { name: msg.name });
-        let name = msg.domain.name;
-        Box::pin(
-            fut::wrap_future(req).map(move |res, act: &mut Registry, _| {
-                let res = match res {
-                    Ok(Ok(path)) => {
-                        if let Some(e) = act.domains.get_mut(&key) {
-                            let names: Vec<_> = e
-                                .consoles()
-                                .iter()
-                                .filter(|n| **n != console)
-                                .cloned()
-                                .collect();
-                            e.consoles = (!names.is_empty()).then(|| names.into_boxed_slice());
-                        }
-                        act.release(&path);
-                        Ok(())
-                    }
-                    Ok(Err(e)) => Err(RegistryError::Domain(e)),
-                    Err(_) => Err(RegistryError::DomainGone(PathBuf::from(name))),
-                };
-                act.unhold(&key);
-                res
-            }),
-        )
-    }
-}
-
-/// `ListConsoles`.
-#[derive(Message)]
-#[rtype(result = "Vec<logd_protocol::ConsoleInfo>")]
-pub struct ListConsoles;
-
-impl Handler<ListConsoles> for Registry {
-    type Result = ResponseFuture<Vec<logd_protocol::ConsoleInfo>>;
-
-    fn handle(&mut self, _: ListConsoles, _: &mut Context<Self>) -> Self::Result {
-        let reqs: Vec<_> = self
-            .domains
-            .values()
-            .filter(|e| !e.consoles().is_empty())
-            .map(|e| e.addr.send(domain::ListConsoles))
-            .collect();
-        Box::pin(async move {
-            let mut all = Vec::new();
-            for r in reqs {
-                if let Ok(mut list) = r.await {
-                    all.append(&mut list);
-                }
-            }
-            all.sort_by(|a, b| (&a.domain.name, &a.name).cmp(&(&b.domain.name, &b.name)));
-            all
-        })
-    }
-}
-
-/// Kick or grant: asks every domain with consoles; the one that has the subscriber acts.
-#[derive(Message)]
-#[rtype(result = "Result<(), WireError>")]
-pub struct Subscriber {
-    pub kick: bool,
-    pub id: u64,
-}
-
-impl Handler<Subscriber> for Registry {
-    type Result = ResponseFuture<Result<(), WireError>>;
-
-    fn handle(&mut self, msg: Subscriber, _: &mut Context<Self>) -> Self::Result {
-        if self.frozen {
-            let e = RegistryError::Reexec.to_wire();
-            return Box::pin(async move { Err(e) });
-        }
-        let reqs: Vec<_> = self
-            .domains
-            .values()
-            .filter(|e| !e.consoles().is_empty())
-            .map(|e| {
-                e.addr.send(if msg.kick {
-                    domain::SubscriberAction::Kick(msg.id)
-                } else {
-                    domain::SubscriberAction::Grant(msg.id)
-                })
-            })
-            .collect();
-        Box::pin(async move {
-            for r in reqs {
-                match r.await {
-                    Ok(Ok(true)) => return Ok(()),
-                    Ok(Err(why)) => return Err(WireError::new(ErrorCode::InvalidArgument, why)),
-                    _ => {}
-                }
-            }
-            Err(WireError::new(
-                ErrorCode::NotFound,
-                format!("no console subscriber with id {}", msg.id),
-            ))
-        })
-    }
-}
-
-/// Every live actor, for the admin socket.
-#[derive(Message)]
-#[rtype(result = "logd_protocol::admin::DaemonSnapshot")]
-pub struct Snapshot {
-    /// Only the domain with this name (all when None).
-    pub only: Option<String>,
-}
-
-impl Handler<Snapshot> for Registry {
-    type Result = ResponseFuture<logd_protocol::admin::DaemonSnapshot>;
-
-    fn handle(&mut self, msg: Snapshot, _: &mut Context<Self>) -> Self::Result {
-        use logd_protocol::admin::{DaemonSnapshot, DomainSnapshot, MailboxSnapshot};
-        // Requests in flight per domain: its claims beyond the paths it holds.
-        let mut held: HashMap<table::Id, u32> = HashMap::new();
-        for id in self.paths.values() {
-            *held.entry(*id).or_default() += 1;
-        }
-        // Asked in batches: each batch is queued at once and answered in parallel, and the
-        // workers get back to their pumps between batches instead of serving 10,000 snapshot
-        // messages in one go. A domain that stops meanwhile is left out (it is gone).
-        let reqs: Vec<_> = self
-            .domains
-            .iter_with_ids()
-            .filter(|(_, _, e)| msg.only.as_deref().is_none_or(|n| *e.name == *n))
-            .map(|(id, k, e)| {
-                let snap = DomainSnapshot {
-                    id: DomainId {
-                        driver: k.driver.to_string(),
-                        uuid: k.uuid,
-                        name: e.name.to_string(),
-                    },
-                    since_ms: e.since_ms,
-                    mailbox: MailboxSnapshot {
-                        depth: e.claims.saturating_sub(held.get(&id).copied().unwrap_or(0)),
-                        capacity: DOMAIN_MAILBOX,
-                    },
-                    streams: Vec::new(),
-                };
-                (snap, e.addr.clone())
-            })
-            .collect();
-        let uptime_ms = crate::handover::identity::uptime_ms();
-        Box::pin(async move {
-            let mut domains = Vec::with_capacity(reqs.len());
-            let mut reqs = reqs.into_iter().peekable();
-            while reqs.peek().is_some() {
-                let batch: Vec<_> = reqs
-                    .by_ref()
-                    .take(SNAPSHOT_BATCH)
-                    .map(|(snap, addr)| (snap, addr.send(domain::Snapshot)))
-                    .collect();
-                for (mut snap, req) in batch {
-                    if let Ok(streams) = req.await {
-                        snap.streams = streams;
-                        domains.push(snap);
-                    }
-                }
-            }
-            domains.sort_by(|a, b| a.id.name.cmp(&b.id.name));
-            let (fds, rss_kib) = process_usage();
-            let id = crate::handover::identity::get();
-            let lineage = crate::handover::identity::lineage();
-            DaemonSnapshot {
-                version: format!("logd {}", env!("CARGO_PKG_VERSION")),
-                pid: std::process::id(),
-                uptime_ms,
-                fds,
-                rss_kib,
-                registry: MailboxSnapshot {
-                    depth: PENDING.load(std::sync::atomic::Ordering::Relaxed),
-                    capacity: REGISTRY_MAILBOX as u32,
-                },
-                domains,
-                build_id: id.build_id.clone(),
-                exe: id.exe.display().to_string(),
-                exe_mtime_ms: id.exe_mtime_ms,
-                started_ms: lineage.started_ms,
-                reexecs: lineage.reexecs,
-                last_reexec: crate::handover::identity::last_reexec(),
-            }
-        })
-    }
-}
-
-/// Open fds and resident KiB of this process, from /proc.
-fn process_usage() -> (u64, u64) {
-    let fds = std::fs::read_dir("/proc/self/fd")
-        .map(|d| d.count() as u64)
-        .unwrap_or(0);
-    let rss = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(0);
-    (fds, rss)
 }
 
 impl Handler<StreamClosed> for Registry {
@@ -937,7 +483,7 @@ impl Handler<StreamClosed> for Registry {
 /// How many domains are alive (for idle exit and, later, introspection).
 #[derive(Message)]
 #[rtype(result = "usize")]
-pub struct CountDomains;
+pub(crate) struct CountDomains;
 
 impl Handler<CountDomains> for Registry {
     type Result = usize;
@@ -950,7 +496,7 @@ impl Handler<CountDomains> for Registry {
 /// Refuse new work, then have every domain drain its pipes into its files.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Shutdown;
+pub(crate) struct Shutdown;
 
 impl Handler<Shutdown> for Registry {
     type Result = ResponseFuture<()>;
@@ -991,158 +537,5 @@ where
     match tokio::task::spawn_blocking(f).await {
         Ok(r) => r.map_err(|e| RegistryError::Domain(DomainError::File(e))),
         Err(_) => Err(RegistryError::Worker { path }),
-    }
-}
-
-/// Freeze every domain for a re-exec and collect the state of each (see [`domain::Freeze`]).
-/// On an error some domains may be frozen: the caller sends [`Thaw`].
-#[derive(Message)]
-#[rtype(result = "Result<Vec<crate::handover::state::DomainState>, FreezeError>")]
-pub struct Freeze;
-
-impl Handler<Freeze> for Registry {
-    type Result = ResponseFuture<Result<Vec<crate::handover::state::DomainState>, FreezeError>>;
-
-    fn handle(&mut self, _: Freeze, _: &mut Context<Self>) -> Self::Result {
-        self.frozen = true;
-        // Every domain is asked at once: they freeze in parallel on their workers, and the
-        // answers come back together (one wake-up, not one per domain).
-        let (out, all) = crate::control::fanin::fanin(self.domains.len());
-        for (k, e) in self.domains.iter() {
-            e.addr.do_send(domain::Freeze {
-                state: crate::handover::state::DomainState {
-                    driver: k.driver.to_string(),
-                    uuid: k.uuid,
-                    name: e.name.to_string(),
-                    since_ms: e.since_ms,
-                    streams: Vec::new(),
-                },
-                out: out.clone(),
-            });
-        }
-        drop(out);
-        Box::pin(async move {
-            let mut domains = Vec::new();
-            for r in all.await.unwrap_or_default() {
-                let d = r?;
-                // A domain whose last stream closed meanwhile is left behind.
-                if !d.streams.is_empty() {
-                    domains.push(d);
-                }
-            }
-            Ok(domains)
-        })
-    }
-}
-
-/// Let every domain go on after a [`Freeze`] (the re-exec was abandoned), or start the domains
-/// a re-exec carried over ([`ThawCause`]).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Thaw {
-    pub cause: ThawCause,
-}
-
-impl Handler<Thaw> for Registry {
-    type Result = ResponseFuture<()>;
-
-    fn handle(&mut self, msg: Thaw, _: &mut Context<Self>) -> Self::Result {
-        self.frozen = false;
-        let (done, all) = crate::control::fanin::fanin(0);
-        for e in self.domains.values() {
-            e.addr.do_send(domain::Thaw {
-                cause: msg.cause,
-                done: done.clone(),
-            });
-        }
-        drop(done);
-        Box::pin(async move {
-            let _ = all.await;
-        })
-    }
-}
-
-/// Take over the domains a previous process carried: start each (frozen) on a worker, which
-/// rebuilds its streams from their inherited fds there. Answers once every domain is rebuilt,
-/// or with the first failure.
-#[derive(Message)]
-#[rtype(result = "Result<(), AdoptError>")]
-pub struct Adopt {
-    pub domains: Vec<crate::handover::state::DomainState>,
-    pub inherited: std::sync::Arc<crate::handover::state::Inherited>,
-}
-
-impl Handler<Adopt> for Registry {
-    type Result = ResponseFuture<Result<(), AdoptError>>;
-
-    fn handle(&mut self, msg: Adopt, _: &mut Context<Self>) -> Self::Result {
-        use crate::handover::state::StreamState;
-        let t0 = std::time::Instant::now();
-        let (out, all) = crate::control::fanin::fanin(msg.domains.len());
-        // The domains of each worker are started by one closure sent to it, not one each:
-        // 10,000 cross-thread wake-ups would cost more than the rebuilding itself.
-        type Batch = Vec<(
-            actix::dev::channel::AddressReceiver<Domain>,
-            Arc<str>,
-            crate::handover::state::DomainState,
-            Vec<Arc<Path>>,
-        )>;
-        let mut batches: Vec<Batch> = (0..self.workers.len()).map(|_| Vec::new()).collect();
-        for d in msg.domains {
-            let key = self.key(&d.driver, d.uuid);
-            let mut consoles = Vec::new();
-            let mut paths = Vec::with_capacity(d.streams.len());
-            for s in &d.streams {
-                let path: Arc<Path> = match s {
-                    StreamState::Pipe(p) => p.sink.path.as_path().into(),
-                    StreamState::Console(c) => {
-                        consoles.push(c.name.as_str().into());
-                        c.sink.path.as_path().into()
-                    }
-                };
-                paths.push(path);
-            }
-            let worker = self.next_worker % self.workers.len();
-            self.next_worker = self.next_worker.wrapping_add(1);
-            let (tx, rx) = actix::dev::channel::channel(DOMAIN_MAILBOX as usize);
-            let name: Arc<str> = d.name.as_str().into();
-            let id = self.domains.insert(
-                key,
-                DomainEntry {
-                    name: name.clone(),
-                    addr: DomainAddr::new(&Addr::new(tx)),
-                    claims: d.streams.len() as u32,
-                    since_ms: d.since_ms,
-                    consoles: (!consoles.is_empty()).then(|| consoles.into_boxed_slice()),
-                },
-            );
-            for path in &paths {
-                if self.paths.id(&**path).is_none() {
-                    self.insert_path(path.clone(), id);
-                }
-            }
-            batches[worker].push((rx, name, d, paths));
-        }
-        for (worker, batch) in self.workers.iter().zip(batches) {
-            let (inherited, out) = (msg.inherited.clone(), out.clone());
-            worker.spawn_fn(move || {
-                for (rx, name, d, paths) in batch {
-                    let mut domain = Domain::restored(name);
-                    out.push(domain.restore(&d.streams, paths, &inherited));
-                    Context::with_receiver(rx).run(domain);
-                }
-            });
-        }
-        drop(out);
-        tracing::debug!(
-            us = t0.elapsed().as_micros() as u64,
-            "take-over: every domain started"
-        );
-        Box::pin(async move {
-            match all.await {
-                Ok(results) => results.into_iter().collect(),
-                Err(_) => Err(AdoptError::Lost),
-            }
-        })
     }
 }
