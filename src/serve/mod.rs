@@ -1,11 +1,21 @@
 //! The sockets and what they serve:
-//! - [`server`]: the main and admin sockets, their connections and requests, admission, and the
-//!   log requests every socket shares;
+//! - [`server`]: the accept loop of every socket, and the main and admin sockets' connections
+//!   and requests;
 //! - [`virtlogd`]: the virtlogd socket, libvirt's RPC served from the same requests;
+//! - [`shared`]: what every socket's connections share: their state, admission, the reply
+//!   budget, writing a frame, parking for a re-exec;
+//! - [`logs`]: the log requests, whichever socket they come in on;
+//! - [`checks`]: the checks a request's fields pass before the registry sees them;
 //! - [`events`]: the bounded event bus behind `logdctl events`;
 //! - [`metrics`]: the optional Prometheus endpoint.
+//!
+//! The modules are layered: `server` uses `virtlogd`, both use `logs` and `shared`, and none of
+//! these is used by the one it uses.
 
+pub(crate) mod checks;
 pub mod events;
+pub(crate) mod logs;
 pub mod metrics;
 pub mod server;
+pub(crate) mod shared;
 pub mod virtlogd;

@@ -36,7 +36,7 @@ use tracing::Instrument;
 
 use crate::handover::reexec::Phase;
 use crate::handover::state::ConnMode;
-use crate::serve::server::{self, Shared, FRAME_TIMEOUT, WRITE_TIMEOUT};
+use crate::serve::shared::{park, write_frame, Shared, FRAME_TIMEOUT, WRITE_TIMEOUT};
 
 /// How long a refused peer has to send the call its refusal answers.
 const REFUSAL_WAIT: Duration = Duration::from_secs(1);
@@ -274,7 +274,7 @@ impl Conn {
     async fn next_message(&mut self) -> Result<(Header, BytesMut), End> {
         loop {
             if self.shared.handoff.phase() == Phase::Freezing {
-                server::park(&self.shared, &self.stream, &self.buf, ConnMode::Requests).await;
+                park(&self.shared, &self.stream, &self.buf, ConnMode::Requests).await;
                 continue;
             }
             let handoff = self.shared.handoff.clone();
@@ -375,7 +375,7 @@ impl Conn {
     async fn send(&mut self, msg: &[u8], fd: Option<OwnedFd>) -> Result<(), End> {
         let stream = &self.stream;
         let write = async {
-            server::write_frame(stream, msg, None).await?;
+            write_frame(stream, msg, None).await?;
             if let Some(fd) = &fd {
                 stream
                     .async_io(Interest::WRITABLE, || {
