@@ -1,17 +1,20 @@
 //! The sockets and what they serve:
 //! - [`server`]: the accept loop of every socket, and the main and admin sockets' connections
 //!   and requests;
+//! - [`admin`]: the admin requests that one response answers;
 //! - [`virtlogd`]: the virtlogd socket, libvirt's RPC served from the same requests;
 //! - [`shared`]: what every socket's connections share: their state, admission, the reply
 //!   budget, writing a frame, parking for a re-exec;
 //! - [`logs`]: the log requests, whichever socket they come in on;
-//! - [`checks`]: the checks a request's fields pass before the registry sees them;
+//! - [`checks`]: the checks a request's fields pass before the registry sees them (logd's
+//!   protocol; virtlogd's own flags and lengths are `virtlogd`'s);
 //! - [`events`]: the bounded event bus behind `logdctl events`;
 //! - [`metrics`]: the optional Prometheus endpoint.
 //!
 //! The modules are layered: `server` uses `virtlogd`, both use `logs` and `shared`, and none of
 //! these is used by the one it uses.
 
+pub(crate) mod admin;
 pub(crate) mod checks;
 pub mod events;
 pub(crate) mod logs;

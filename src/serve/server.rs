@@ -33,20 +33,18 @@ use bytes::BytesMut;
 use logd_protocol::admin::{AdminRequest, AdminResponse};
 use logd_protocol::codec::{self, ProtocolError, MAX_ADMIN_FRAME};
 use logd_protocol::{
-    ConsoleSpec, ErrorCode, GuestSide, Hello, OpenFlags, Request, Response, Welcome, WireError,
-    MAGIC, MAX_NAME_LEN, MAX_REQUEST_FRAME, MAX_RESPONSE_FRAME, PROTOCOL_VERSION,
+    ErrorCode, Hello, OpenFlags, Request, Response, Welcome, WireError, MAGIC, MAX_REQUEST_FRAME,
+    MAX_RESPONSE_FRAME, PROTOCOL_VERSION,
 };
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::console::{self, ConsoleConfig, GuestPlan};
 use crate::control::registry;
-use crate::datapath::rotate::RotateConfig;
 use crate::handover::reexec::Phase;
 use crate::handover::state::{ConnMode, ConnState};
-use crate::serve::checks::{check_domain, checked_path};
+use crate::serve::checks::{check_domain, console_config};
 use crate::serve::shared::{park, write_frame, FRAME_TIMEOUT, WRITE_TIMEOUT};
 // The daemon builds each socket's `Shared` and serves it here.
 pub(crate) use crate::serve::shared::{Endpoint, PeerSlots, ReplyBudget, Shared};
@@ -358,7 +356,7 @@ impl Connection {
                 let reply = match codec::decode::<AdminRequest>(&payload) {
                     Ok(req) => {
                         tracing::debug!(request = req.kind(), "admin request");
-                        self.handle_admin(req).await
+                        crate::serve::admin::answer(&self.shared, req).await
                     }
                     Err(e) => {
                         tracing::info!(cause = %e, "malformed admin request");
@@ -547,65 +545,6 @@ impl Connection {
         }
     }
 
-    async fn handle_admin(&mut self, req: AdminRequest) -> AdminResponse {
-        let reg = &self.shared.registry;
-        let only = match &req {
-            AdminRequest::Events | AdminRequest::Reexec { .. } => {
-                unreachable!("handled by the caller")
-            }
-            AdminRequest::Snapshot => None,
-            AdminRequest::DomainSnapshot { name } => Some(name.clone()),
-            AdminRequest::SetLogLevel { filter } => {
-                return match crate::host::logging::set_filter(filter) {
-                    Ok(()) => AdminResponse::Done,
-                    Err(e) => AdminResponse::Error(WireError::new(
-                        ErrorCode::InvalidArgument,
-                        e.to_string(),
-                    )),
-                };
-            }
-            AdminRequest::Kick { subscriber } | AdminRequest::Grant { subscriber } => {
-                let kick = matches!(req, AdminRequest::Kick { .. });
-                tracing::info!(subscriber, kick, "operator action on a subscriber");
-                return match registry::call(
-                    reg,
-                    registry::Subscriber {
-                        kick,
-                        id: *subscriber,
-                    },
-                )
-                .await
-                {
-                    Ok(Ok(())) => AdminResponse::Done,
-                    Ok(Err(e)) => AdminResponse::Error(e),
-                    Err(_) => AdminResponse::Error(WireError::new(
-                        ErrorCode::Internal,
-                        "the registry is gone",
-                    )),
-                };
-            }
-        };
-        let snap = match registry::call(reg, registry::Snapshot { only: only.clone() }).await {
-            Ok(s) => s,
-            Err(_) => {
-                return AdminResponse::Error(WireError::new(
-                    ErrorCode::Internal,
-                    "the registry is gone",
-                ))
-            }
-        };
-        match only {
-            None => AdminResponse::Snapshot(snap),
-            Some(name) => match snap.domains.into_iter().next() {
-                Some(d) => AdminResponse::Domain(d),
-                None => AdminResponse::Error(WireError::new(
-                    ErrorCode::NotFound,
-                    format!("no domain named {name:?}"),
-                )),
-            },
-        }
-    }
-
     async fn handle(&mut self, req: Request) -> Reply {
         match self.dispatch(req).await {
             Ok(r) => r,
@@ -647,7 +586,7 @@ impl Connection {
             }
             Request::AddConsole(spec) => {
                 check_domain(&spec.domain)?;
-                let config = self.console_config(spec).await?;
+                let config = console_config(spec).await?;
                 let (tcp, position, fd) = registry::call(
                     reg,
                     registry::AddConsole {
@@ -691,75 +630,6 @@ impl Connection {
             }
         }
     }
-
-    /// Checks a console spec and resolves its paths; applies the defaults.
-    async fn console_config(&self, spec: ConsoleSpec) -> Result<ConsoleConfig, WireError> {
-        let invalid = |m: String| WireError::new(ErrorCode::InvalidArgument, m);
-        if spec.name.is_empty()
-            || spec.name.len() > MAX_NAME_LEN
-            || spec.name.contains('/')
-            || spec.name.chars().any(char::is_control)
-        {
-            return Err(invalid(format!(
-                "invalid console name {:?}: 1 to {MAX_NAME_LEN} bytes, no '/' or control characters",
-                spec.name
-            )));
-        }
-        let guest = match &spec.guest {
-            GuestSide::Listen { path } => GuestPlan::Listen(self.checked_path(path, true).await?),
-            GuestSide::Connect { path } => GuestPlan::Connect(self.checked_path(path, true).await?),
-            GuestSide::Fd => GuestPlan::Fd,
-        };
-        let unix = match &spec.unix {
-            Some(p) => Some(self.checked_path(p, true).await?),
-            None => None,
-        };
-        let tcp = spec.tcp.as_deref().map(tcp_addr).transpose()?;
-        if tcp.is_none() && unix.is_none() {
-            tracing::debug!(console = %spec.name, "console without subscriber listeners: log only");
-        }
-        let replay = spec.replay.unwrap_or(console::DEFAULT_REPLAY as u64);
-        if replay > MAX_REPLAY {
-            return Err(invalid(format!(
-                "replay of {replay} bytes exceeds the limit of {MAX_REPLAY}"
-            )));
-        }
-        let max_subscribers = spec
-            .max_subscribers
-            .unwrap_or(console::DEFAULT_MAX_SUBSCRIBERS as u32);
-        if !(1..=MAX_SUBSCRIBERS).contains(&max_subscribers) {
-            return Err(invalid(format!(
-                "max_subscribers must be between 1 and {MAX_SUBSCRIBERS}"
-            )));
-        }
-        let queue_limit = spec
-            .queue_limit
-            .unwrap_or(console::DEFAULT_QUEUE_LIMIT as u64);
-        if !(MIN_QUEUE_LIMIT..=MAX_QUEUE_LIMIT).contains(&queue_limit) {
-            return Err(invalid(format!(
-                "queue_limit must be between {MIN_QUEUE_LIMIT} and {MAX_QUEUE_LIMIT} bytes"
-            )));
-        }
-        Ok(ConsoleConfig {
-            name: spec.name,
-            log: self.checked_path(&spec.log, true).await?,
-            domain: spec.domain,
-            truncate: spec.truncate,
-            rotate: RotateConfig::default(), // the registry applies the daemon's
-            guest,
-            tcp,
-            unix,
-            protocol: spec.protocol,
-            write: spec.write,
-            replay: replay as usize,
-            max_subscribers: max_subscribers as usize,
-            queue_limit: queue_limit as usize,
-        })
-    }
-
-    async fn checked_path(&self, raw: &str, create_dirs: bool) -> Result<PathBuf, WireError> {
-        checked_path(raw, create_dirs).await
-    }
 }
 
 /// Encodes a response; one that cannot be encoded becomes an `Internal` error frame.
@@ -782,27 +652,4 @@ fn protocol_code(e: &ProtocolError) -> ErrorCode {
         ProtocolError::FrameTooLarge { .. } => ErrorCode::FrameTooLarge,
         _ => ErrorCode::Malformed,
     }
-}
-
-/// Largest replay buffer a console may ask for.
-const MAX_REPLAY: u64 = 16 * 1024 * 1024;
-/// Most subscribers a console may allow.
-const MAX_SUBSCRIBERS: u32 = 1024;
-/// Bounds of a subscriber's queue limit.
-const MIN_QUEUE_LIMIT: u64 = 4096;
-const MAX_QUEUE_LIMIT: u64 = 64 * 1024 * 1024;
-
-/// `ADDR:PORT`, `[V6]:PORT`, or a bare `PORT` (which binds 127.0.0.1, never every interface).
-fn tcp_addr(s: &str) -> Result<String, WireError> {
-    if let Ok(port) = s.parse::<u16>() {
-        return Ok(format!("127.0.0.1:{port}"));
-    }
-    s.parse::<std::net::SocketAddr>()
-        .map(|a| a.to_string())
-        .map_err(|_| {
-            WireError::new(
-                ErrorCode::InvalidArgument,
-                format!("invalid TCP address {s:?}: expected ADDR:PORT, [V6ADDR]:PORT or PORT"),
-            )
-        })
 }
