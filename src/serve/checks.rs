@@ -1,29 +1,45 @@
-//! The checks a request's fields pass before the registry sees them: a domain's identity, a
-//! client's path (resolved by the path policy, then checked on disk), and a console's spec.
+//! The checks a request's fields pass before the registry sees them: a domain's identity, the
+//! sizes of a read and an append, a client's path (resolved by the path policy, then checked on
+//! disk), and a console's spec.
 //!
 //! They answer a refusal as the `WireError` the client is told; the virtlogd socket translates
 //! it into libvirt's error.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use logd_protocol::{ConsoleSpec, DomainId, ErrorCode, GuestSide, WireError, MAX_NAME_LEN};
+use logd_protocol::{
+    ConsoleSpec, DomainId, ErrorCode, GuestSide, WireError, MAX_APPEND_LEN, MAX_NAME_LEN,
+    MAX_READ_LEN,
+};
 
 use crate::console::{self, ConsoleConfig, GuestPlan};
 use crate::datapath::rotate::RotateConfig;
-use crate::host::paths::PathError;
+use crate::host::paths::{PathError, PathPolicy};
 
 /// Resolves a client's path and checks it on disk (off the event loop).
 pub(crate) async fn checked_path(raw: &str, create_dirs: bool) -> Result<PathBuf, WireError> {
     let policy = crate::host::paths::current().expect("the daemon installs a path policy");
-    let path = policy.resolve(raw).map_err(path_error)?;
+    let path = resolve_path(&policy, raw)?;
     let p = path.clone();
-    tokio::task::spawn_blocking(move || policy.check_fs(&p, create_dirs))
+    tokio::task::spawn_blocking(move || check_on_disk(&policy, &p, create_dirs))
         .await
-        .map_err(|_| WireError::new(ErrorCode::Internal, "path check panicked"))?
-        .map_err(path_error)?;
+        .map_err(|_| WireError::new(ErrorCode::Internal, "path check panicked"))??;
     Ok(path)
 }
 
+/// The lexical half of [`checked_path`]: `raw` mapped under a root by `policy`, or refused.
+fn resolve_path(policy: &PathPolicy, raw: &str) -> Result<PathBuf, WireError> {
+    policy.resolve(raw).map_err(path_error)
+}
+
+/// The file-system half of [`checked_path`] (it may block): no symlink below the root,
+/// directories where directories belong; missing ones made with `create_dirs`.
+fn check_on_disk(policy: &PathPolicy, path: &Path, create_dirs: bool) -> Result<(), WireError> {
+    policy.check_fs(path, create_dirs).map_err(path_error)
+}
+
+/// A path refused by the policy is `PathRefused`; one the file system would not let logd
+/// inspect or create is `Io`.
 fn path_error(e: PathError) -> WireError {
     let code = match e {
         PathError::CreateDir { .. } | PathError::Stat { .. } => ErrorCode::Io,
@@ -32,6 +48,8 @@ fn path_error(e: PathError) -> WireError {
     WireError::new(code, e.to_string())
 }
 
+/// A domain's identity: a name and a driver of 1 to [`MAX_NAME_LEN`] bytes without control
+/// characters, and a UUID other than the nil one.
 pub(crate) fn check_domain(d: &DomainId) -> Result<(), WireError> {
     let bad = |m: String| Err(WireError::new(ErrorCode::InvalidArgument, m));
     if d.name.is_empty() {
@@ -57,19 +75,34 @@ pub(crate) fn check_domain(d: &DomainId) -> Result<(), WireError> {
     Ok(())
 }
 
+/// A `ReadLog`'s `max_len`: at most [`MAX_READ_LEN`] (the reply must fit in a frame).
+pub(crate) fn check_read_len(max_len: u64) -> Result<(), WireError> {
+    if max_len > MAX_READ_LEN {
+        return Err(WireError::new(
+            ErrorCode::InvalidArgument,
+            format!("max_len {max_len} exceeds the limit of {MAX_READ_LEN} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+/// An `AppendLog`'s message: at most [`MAX_APPEND_LEN`] bytes.
+pub(crate) fn check_append_len(message: &[u8]) -> Result<(), WireError> {
+    if message.len() > MAX_APPEND_LEN {
+        return Err(WireError::new(
+            ErrorCode::InvalidArgument,
+            format!(
+                "message of {} bytes exceeds the limit of {MAX_APPEND_LEN}",
+                message.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Checks a console spec and resolves its paths; applies the defaults.
 pub(crate) async fn console_config(spec: ConsoleSpec) -> Result<ConsoleConfig, WireError> {
-    let invalid = |m: String| WireError::new(ErrorCode::InvalidArgument, m);
-    if spec.name.is_empty()
-        || spec.name.len() > MAX_NAME_LEN
-        || spec.name.contains('/')
-        || spec.name.chars().any(char::is_control)
-    {
-        return Err(invalid(format!(
-            "invalid console name {:?}: 1 to {MAX_NAME_LEN} bytes, no '/' or control characters",
-            spec.name
-        )));
-    }
+    check_console_name(&spec.name)?;
     let guest = match &spec.guest {
         GuestSide::Listen { path } => GuestPlan::Listen(checked_path(path, true).await?),
         GuestSide::Connect { path } => GuestPlan::Connect(checked_path(path, true).await?),
@@ -83,6 +116,54 @@ pub(crate) async fn console_config(spec: ConsoleSpec) -> Result<ConsoleConfig, W
     if tcp.is_none() && unix.is_none() {
         tracing::debug!(console = %spec.name, "console without subscriber listeners: log only");
     }
+    let bounds = console_bounds(&spec)?;
+    Ok(ConsoleConfig {
+        name: spec.name,
+        log: checked_path(&spec.log, true).await?,
+        domain: spec.domain,
+        truncate: spec.truncate,
+        rotate: RotateConfig::default(), // the registry applies the daemon's
+        guest,
+        tcp,
+        unix,
+        protocol: spec.protocol,
+        write: spec.write,
+        replay: bounds.replay,
+        max_subscribers: bounds.max_subscribers,
+        queue_limit: bounds.queue_limit,
+    })
+}
+
+/// A console's name: 1 to [`MAX_NAME_LEN`] bytes, no `/` and no control characters.
+fn check_console_name(name: &str) -> Result<(), WireError> {
+    if name.is_empty()
+        || name.len() > MAX_NAME_LEN
+        || name.contains('/')
+        || name.chars().any(char::is_control)
+    {
+        return Err(WireError::new(
+            ErrorCode::InvalidArgument,
+            format!(
+                "invalid console name {name:?}: 1 to {MAX_NAME_LEN} bytes, no '/' or control \
+                 characters"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A console's sizes, with the defaults applied.
+#[derive(Debug, PartialEq, Eq)]
+struct ConsoleBounds {
+    replay: usize,
+    max_subscribers: usize,
+    queue_limit: usize,
+}
+
+/// A console's replay (at most [`MAX_REPLAY`]), subscriber limit (1 to [`MAX_SUBSCRIBERS`]) and
+/// queue limit ([`MIN_QUEUE_LIMIT`] to [`MAX_QUEUE_LIMIT`]); the defaults for those unset.
+fn console_bounds(spec: &ConsoleSpec) -> Result<ConsoleBounds, WireError> {
+    let invalid = |m: String| WireError::new(ErrorCode::InvalidArgument, m);
     let replay = spec.replay.unwrap_or(console::DEFAULT_REPLAY as u64);
     if replay > MAX_REPLAY {
         return Err(invalid(format!(
@@ -105,17 +186,7 @@ pub(crate) async fn console_config(spec: ConsoleSpec) -> Result<ConsoleConfig, W
             "queue_limit must be between {MIN_QUEUE_LIMIT} and {MAX_QUEUE_LIMIT} bytes"
         )));
     }
-    Ok(ConsoleConfig {
-        name: spec.name,
-        log: checked_path(&spec.log, true).await?,
-        domain: spec.domain,
-        truncate: spec.truncate,
-        rotate: RotateConfig::default(), // the registry applies the daemon's
-        guest,
-        tcp,
-        unix,
-        protocol: spec.protocol,
-        write: spec.write,
+    Ok(ConsoleBounds {
         replay: replay as usize,
         max_subscribers: max_subscribers as usize,
         queue_limit: queue_limit as usize,

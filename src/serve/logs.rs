@@ -7,11 +7,11 @@
 
 use std::os::fd::OwnedFd;
 
-use logd_protocol::{DomainId, ErrorCode, ReadFrom, WireError, MAX_APPEND_LEN, MAX_READ_LEN};
+use logd_protocol::{DomainId, ErrorCode, ReadFrom, WireError};
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::control::registry;
-use crate::serve::checks::{check_domain, checked_path};
+use crate::serve::checks::{check_append_len, check_domain, check_read_len, checked_path};
 use crate::serve::shared::Shared;
 
 /// The log requests, whichever socket they come in on (logd's own protocol or virtlogd's).
@@ -51,19 +51,14 @@ impl Shared {
     }
 
     /// Reads a log across its rotated files. The permit holds the reply's share of the
-    /// [`ReplyBudget`] until the reply is written.
+    /// [`crate::serve::shared::ReplyBudget`] until the reply is written.
     pub(crate) async fn read_log(
         &self,
         path: &str,
         from: ReadFrom,
         max_len: u64,
     ) -> Result<(crate::datapath::rotate::ReadOutcome, OwnedSemaphorePermit), WireError> {
-        if max_len > MAX_READ_LEN {
-            return Err(WireError::new(
-                ErrorCode::InvalidArgument,
-                format!("max_len {max_len} exceeds the limit of {MAX_READ_LEN} bytes"),
-            ));
-        }
+        check_read_len(max_len)?;
         let path = checked_path(path, false).await?;
         // Reserved before the read, held until the reply is written.
         let mut budget = self.replies.reserve(max_len).await?;
@@ -91,15 +86,7 @@ impl Shared {
         message: Vec<u8>,
     ) -> Result<logd_protocol::Position, WireError> {
         check_domain(&domain)?;
-        if message.len() > MAX_APPEND_LEN {
-            return Err(WireError::new(
-                ErrorCode::InvalidArgument,
-                format!(
-                    "message of {} bytes exceeds the limit of {MAX_APPEND_LEN}",
-                    message.len()
-                ),
-            ));
-        }
+        check_append_len(&message)?;
         let path = checked_path(path, true).await?;
         registry::call(
             &self.registry,

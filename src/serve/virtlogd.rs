@@ -225,17 +225,7 @@ impl Conn {
                 flags,
             } => {
                 check_flags(flags, 0)?;
-                if maxlen > wire::STRING_MAX as u64 {
-                    // virtlogd's words.
-                    return Err(VirError::new(
-                        wire::ERR_INTERNAL_ERROR,
-                        wire::FROM_LOGGING,
-                        format!(
-                            "internal error: Requested data len {maxlen} is larger than maximum {}",
-                            wire::STRING_MAX
-                        ),
-                    ));
-                }
+                check_maxlen(maxlen)?;
                 let from = ReadFrom::Position(Position {
                     inode: pos.inode,
                     offset: pos.offset,
@@ -403,6 +393,22 @@ fn check_flags(flags: u32, known: u32) -> Result<(), VirError> {
         wire::FROM_LOGGING,
         format!("unsupported flags ({:#x})", flags & !known),
     ))
+}
+
+/// A read's `maxlen`: at most [`wire::STRING_MAX`], refused in virtlogd's words. (logd's own
+/// bound, `MAX_READ_LEN`, is the same, so a read this lets through is never refused by it.)
+fn check_maxlen(maxlen: u64) -> Result<(), VirError> {
+    if maxlen > wire::STRING_MAX as u64 {
+        return Err(VirError::new(
+            wire::ERR_INTERNAL_ERROR,
+            wire::FROM_LOGGING,
+            format!(
+                "internal error: Requested data len {maxlen} is larger than maximum {}",
+                wire::STRING_MAX
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn domain_id(driver: String, dom: wire::Domain) -> DomainId {
