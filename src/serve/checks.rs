@@ -215,3 +215,343 @@ fn tcp_addr(s: &str) -> Result<String, WireError> {
             )
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use logd_protocol::Uuid;
+
+    use super::*;
+
+    fn domain(driver: &str, name: &str) -> DomainId {
+        DomainId {
+            driver: driver.into(),
+            uuid: Uuid::from_bytes([7; 16]),
+            name: name.into(),
+        }
+    }
+
+    /// The refusal's code, or a panic naming `what` if it was accepted.
+    #[track_caller]
+    fn refused<T: std::fmt::Debug>(r: Result<T, WireError>, what: &str) -> ErrorCode {
+        match r {
+            Ok(v) => panic!("{what} was accepted: {v:?}"),
+            Err(e) => e.code,
+        }
+    }
+
+    #[test]
+    fn a_domain_name_and_driver_of_1_to_max_name_len_bytes_pass() {
+        let max = "a".repeat(MAX_NAME_LEN);
+        check_domain(&domain("q", "v")).unwrap();
+        check_domain(&domain(&max, &max)).unwrap();
+        check_domain(&domain("qemu", "vm 1: é")).unwrap();
+    }
+
+    #[test]
+    fn a_domain_name_or_driver_one_byte_over_max_name_len_is_refused() {
+        let over = "a".repeat(MAX_NAME_LEN + 1);
+        let code = refused(check_domain(&domain("qemu", &over)), "a 257-byte name");
+        assert_eq!(code, ErrorCode::InvalidArgument);
+        let code = refused(check_domain(&domain(&over, "vm")), "a 257-byte driver");
+        assert_eq!(code, ErrorCode::InvalidArgument);
+    }
+
+    #[test]
+    fn a_domain_name_is_measured_in_bytes_not_characters() {
+        // 'é' is 2 bytes: 128 of them are the limit, 129 are 258 bytes in 129 characters.
+        check_domain(&domain("qemu", &"é".repeat(MAX_NAME_LEN / 2))).unwrap();
+        let long = "é".repeat(MAX_NAME_LEN / 2 + 1);
+        assert!(long.chars().count() < MAX_NAME_LEN);
+        let code = refused(check_domain(&domain("qemu", &long)), "258 bytes of 'é'");
+        assert_eq!(code, ErrorCode::InvalidArgument);
+    }
+
+    #[test]
+    fn an_empty_domain_name_or_driver_is_refused() {
+        let e = check_domain(&domain("qemu", "")).unwrap_err();
+        assert_eq!(
+            (e.code, e.message.as_str()),
+            (ErrorCode::InvalidArgument, "empty domain name")
+        );
+        let e = check_domain(&domain("", "vm")).unwrap_err();
+        assert_eq!(
+            (e.code, e.message.as_str()),
+            (ErrorCode::InvalidArgument, "empty driver name")
+        );
+    }
+
+    #[test]
+    fn control_characters_in_a_domain_name_or_driver_are_refused() {
+        for c in ['\0', '\t', '\n', '\r', '\u{1b}', '\u{7f}', '\u{85}'] {
+            let bad = format!("vm{c}1");
+            let code = refused(
+                check_domain(&domain("qemu", &bad)),
+                &format!("name {bad:?}"),
+            );
+            assert_eq!(code, ErrorCode::InvalidArgument);
+            let code = refused(
+                check_domain(&domain(&bad, "vm")),
+                &format!("driver {bad:?}"),
+            );
+            assert_eq!(code, ErrorCode::InvalidArgument);
+        }
+    }
+
+    #[test]
+    fn the_nil_uuid_is_refused() {
+        let d = DomainId {
+            uuid: Uuid::nil(),
+            ..domain("qemu", "vm")
+        };
+        let e = check_domain(&d).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidArgument);
+        assert!(e.message.contains("nil UUID"), "{}", e.message);
+        // One bit set is enough.
+        let mut bytes = [0; 16];
+        bytes[15] = 1;
+        check_domain(&DomainId {
+            uuid: Uuid::from_bytes(bytes),
+            ..domain("qemu", "vm")
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn a_read_of_up_to_max_read_len_passes_and_one_byte_more_is_refused() {
+        check_read_len(0).unwrap();
+        check_read_len(MAX_READ_LEN).unwrap();
+        for bad in [MAX_READ_LEN + 1, u64::MAX] {
+            let code = refused(check_read_len(bad), &format!("max_len {bad}"));
+            assert_eq!(code, ErrorCode::InvalidArgument);
+        }
+    }
+
+    #[test]
+    fn an_append_of_up_to_max_append_len_passes_and_one_byte_more_is_refused() {
+        check_append_len(b"").unwrap();
+        check_append_len(&vec![b'x'; MAX_APPEND_LEN]).unwrap();
+        let e = check_append_len(&vec![b'x'; MAX_APPEND_LEN + 1]).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidArgument);
+        assert!(
+            e.message.contains(&(MAX_APPEND_LEN + 1).to_string()),
+            "{}",
+            e.message
+        );
+    }
+
+    fn policy() -> PathPolicy {
+        PathPolicy::new("/logs".into(), vec!["/srv/vm".into()])
+    }
+
+    #[test]
+    fn paths_resolve_under_the_log_root_or_an_allowed_dir() {
+        for (raw, want) in [
+            ("vm1/console.log", "/logs/vm1/console.log"),
+            ("./a.log", "/logs/a.log"),
+            ("a/./b.log", "/logs/a/b.log"),
+            ("/logs/x.log", "/logs/x.log"),
+            ("/srv/vm/x.log", "/srv/vm/x.log"),
+        ] {
+            assert_eq!(
+                resolve_path(&policy(), raw).unwrap(),
+                Path::new(want),
+                "{raw}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_path_of_max_path_len_bytes_passes_and_one_byte_more_is_refused() {
+        use logd_protocol::MAX_PATH_LEN;
+        // Components of 1 byte: no file-name limit comes into it, only the length.
+        let max = format!("{}ab", "a/".repeat(MAX_PATH_LEN / 2 - 1));
+        assert_eq!(max.len(), MAX_PATH_LEN);
+        resolve_path(&policy(), &max).unwrap();
+        let over = format!("{max}c");
+        let code = refused(resolve_path(&policy(), &over), "a path of MAX_PATH_LEN + 1");
+        assert_eq!(code, ErrorCode::PathRefused);
+    }
+
+    #[test]
+    fn empty_dotdot_nul_directory_and_outside_paths_are_refused() {
+        for bad in [
+            "",
+            "..",
+            "../x.log",
+            // Inside the root once normalized, but any `..` is refused.
+            "a/../b.log",
+            "/logs/../logs/x.log",
+            "a\0b.log",
+            "dir/",
+            "/etc/passwd",
+            "/logs",
+            "/srv/vm",
+            "/logsx/a.log",
+        ] {
+            let code = refused(resolve_path(&policy(), bad), &format!("{bad:?}"));
+            assert_eq!(code, ErrorCode::PathRefused, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn on_disk_a_symlink_or_a_file_for_a_directory_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        std::fs::create_dir(&root).unwrap();
+        std::os::unix::fs::symlink(dir.path(), root.join("link")).unwrap();
+        std::fs::write(root.join("file"), b"").unwrap();
+        std::fs::create_dir(root.join("d")).unwrap();
+        let p = PathPolicy::new(root.clone(), vec![]);
+        for (bad, why) in [
+            ("link/x.log", "a symlinked directory"),
+            ("link", "a symlink as the log"),
+            ("file/x.log", "a file where a directory belongs"),
+            ("d", "a directory as the log"),
+        ] {
+            let code = refused(check_on_disk(&p, &root.join(bad), true), why);
+            assert_eq!(code, ErrorCode::PathRefused, "{why}");
+        }
+        check_on_disk(&p, &root.join("file"), true).unwrap();
+    }
+
+    #[test]
+    fn on_disk_missing_directories_are_made_only_when_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = PathPolicy::new(dir.path().to_owned(), vec![]);
+        check_on_disk(&p, &dir.path().join("a/b/x.log"), false).unwrap();
+        assert!(!dir.path().join("a").exists());
+        check_on_disk(&p, &dir.path().join("a/b/x.log"), true).unwrap();
+        assert!(dir.path().join("a/b").is_dir());
+        assert!(!dir.path().join("a/b/x.log").exists());
+    }
+
+    #[test]
+    fn on_disk_what_cannot_be_inspected_or_made_is_io_not_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = PathPolicy::new(dir.path().to_owned(), vec![]);
+        // A name over NAME_MAX (255): lstat fails with ENAMETOOLONG.
+        let long = dir.path().join("n".repeat(256)).join("x.log");
+        let code = refused(check_on_disk(&p, &long, true), "a 256-byte file name");
+        assert_eq!(code, ErrorCode::Io);
+        let create = PathError::CreateDir {
+            path: "/logs/a/x.log".into(),
+            at: "/logs/a".into(),
+            source: std::io::Error::from_raw_os_error(28),
+        };
+        assert_eq!(path_error(create).code, ErrorCode::Io);
+    }
+
+    fn spec() -> ConsoleSpec {
+        ConsoleSpec::new(domain("qemu", "vm"), "serial0", GuestSide::Fd, "c.log")
+    }
+
+    #[test]
+    fn a_console_name_of_1_to_max_name_len_bytes_without_slash_or_control_passes() {
+        for good in ["s", "serial0", "console.1 é", &"a".repeat(MAX_NAME_LEN)] {
+            check_console_name(good).unwrap();
+        }
+        let over = "a".repeat(MAX_NAME_LEN + 1);
+        for bad in ["", over.as_str(), "a/b", "/", "a\nb", "\0", "a\u{7f}"] {
+            let code = refused(check_console_name(bad), &format!("console name {bad:?}"));
+            assert_eq!(code, ErrorCode::InvalidArgument);
+        }
+    }
+
+    #[test]
+    fn console_bounds_default_to_the_consoles_defaults() {
+        assert_eq!(
+            console_bounds(&spec()).unwrap(),
+            ConsoleBounds {
+                replay: console::DEFAULT_REPLAY,
+                max_subscribers: console::DEFAULT_MAX_SUBSCRIBERS,
+                queue_limit: console::DEFAULT_QUEUE_LIMIT,
+            }
+        );
+    }
+
+    #[test]
+    fn a_replay_of_up_to_16_mib_passes_and_one_byte_more_is_refused() {
+        for ok in [0, MAX_REPLAY] {
+            let b = console_bounds(&ConsoleSpec {
+                replay: Some(ok),
+                ..spec()
+            })
+            .unwrap();
+            assert_eq!(b.replay as u64, ok);
+        }
+        let code = refused(
+            console_bounds(&ConsoleSpec {
+                replay: Some(16 * 1024 * 1024 + 1),
+                ..spec()
+            }),
+            "a replay of 16 MiB + 1",
+        );
+        assert_eq!(code, ErrorCode::InvalidArgument);
+    }
+
+    #[test]
+    fn max_subscribers_of_1_to_1024_pass_and_0_or_1025_are_refused() {
+        for ok in [1, 1024] {
+            let b = console_bounds(&ConsoleSpec {
+                max_subscribers: Some(ok),
+                ..spec()
+            })
+            .unwrap();
+            assert_eq!(b.max_subscribers, ok as usize);
+        }
+        for bad in [0, 1025] {
+            let s = ConsoleSpec {
+                max_subscribers: Some(bad),
+                ..spec()
+            };
+            let code = refused(console_bounds(&s), &format!("max_subscribers {bad}"));
+            assert_eq!(code, ErrorCode::InvalidArgument);
+        }
+    }
+
+    #[test]
+    fn a_queue_limit_of_4_kib_to_64_mib_passes_and_one_byte_outside_is_refused() {
+        for ok in [4096, 64 * 1024 * 1024] {
+            let b = console_bounds(&ConsoleSpec {
+                queue_limit: Some(ok),
+                ..spec()
+            })
+            .unwrap();
+            assert_eq!(b.queue_limit as u64, ok);
+        }
+        for bad in [0, 4095, 64 * 1024 * 1024 + 1] {
+            let s = ConsoleSpec {
+                queue_limit: Some(bad),
+                ..spec()
+            };
+            let code = refused(console_bounds(&s), &format!("queue_limit {bad}"));
+            assert_eq!(code, ErrorCode::InvalidArgument);
+        }
+    }
+
+    #[test]
+    fn a_bare_port_binds_loopback_and_an_address_must_be_numeric_with_a_port() {
+        for (raw, want) in [
+            ("0", "127.0.0.1:0"),
+            ("65535", "127.0.0.1:65535"),
+            ("127.0.0.1:4555", "127.0.0.1:4555"),
+            ("0.0.0.0:23", "0.0.0.0:23"),
+            ("[::1]:7000", "[::1]:7000"),
+        ] {
+            assert_eq!(tcp_addr(raw).unwrap(), want, "{raw}");
+        }
+        for bad in [
+            "",
+            "65536",
+            "-1",
+            "localhost:23",
+            "::1",
+            "127.0.0.1",
+            "127.0.0.1:65536",
+            ":23",
+        ] {
+            let code = refused(tcp_addr(bad), &format!("tcp {bad:?}"));
+            assert_eq!(code, ErrorCode::InvalidArgument);
+        }
+    }
+}

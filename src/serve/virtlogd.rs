@@ -459,3 +459,90 @@ fn vir_error(e: WireError, path: &str) -> VirError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::serve::checks;
+
+    #[test]
+    fn known_flags_pass_and_any_other_bit_is_refused_as_virtlogd_does() {
+        check_flags(0, 0).unwrap();
+        check_flags(0, wire::OPEN_TRUNCATE).unwrap();
+        check_flags(wire::OPEN_TRUNCATE, wire::OPEN_TRUNCATE).unwrap();
+        // Truncation is for an open only.
+        let e = check_flags(wire::OPEN_TRUNCATE, 0).unwrap_err();
+        assert_eq!(
+            (e.code, e.domain),
+            (wire::ERR_INVALID_ARG, wire::FROM_LOGGING)
+        );
+        assert_eq!(e.message, "unsupported flags (0x1)");
+        // Only the unknown bits are named.
+        let e = check_flags(wire::OPEN_TRUNCATE | 0x6, wire::OPEN_TRUNCATE).unwrap_err();
+        assert_eq!(e.message, "unsupported flags (0x6)");
+        let e = check_flags(0x8000_0000, 0).unwrap_err();
+        assert_eq!(e.message, "unsupported flags (0x80000000)");
+    }
+
+    #[test]
+    fn a_read_of_up_to_string_max_passes_and_one_byte_more_is_refused_in_virtlogds_words() {
+        check_maxlen(0).unwrap();
+        check_maxlen(4 * 1024 * 1024).unwrap();
+        let e = check_maxlen(4 * 1024 * 1024 + 1).unwrap_err();
+        assert_eq!(
+            (e.code, e.domain),
+            (wire::ERR_INTERNAL_ERROR, wire::FROM_LOGGING)
+        );
+        assert_eq!(
+            e.message,
+            "internal error: Requested data len 4194305 is larger than maximum 4194304"
+        );
+    }
+
+    #[test]
+    fn a_read_virtlogd_lets_through_is_one_logd_serves() {
+        // Else a read between the two bounds would get logd's error, not virtlogd's.
+        let most = wire::STRING_MAX as u64;
+        check_maxlen(most).unwrap();
+        checks::check_read_len(most).unwrap();
+        assert!(check_maxlen(most + 1).is_err());
+    }
+
+    #[test]
+    fn libvirts_domain_goes_through_logds_domain_check_and_is_answered_invalid_arg() {
+        let dom = |name: &str, uuid: [u8; 16]| wire::Domain {
+            uuid,
+            name: name.into(),
+        };
+        checks::check_domain(&domain_id("qemu".into(), dom("vm1", [1; 16]))).unwrap();
+        for (driver, d, why) in [
+            ("qemu", dom("", [1; 16]), "an empty name"),
+            ("qemu", dom("vm1", [0; 16]), "the nil uuid"),
+            ("", dom("vm1", [1; 16]), "an empty driver"),
+            ("qemu", dom("vm\n1", [1; 16]), "a control character"),
+            ("qemu", dom(&"v".repeat(257), [1; 16]), "a 257-byte name"),
+        ] {
+            let e = checks::check_domain(&domain_id(driver.into(), d)).expect_err(why);
+            let v = vir_error(e, "/logs/x.log");
+            assert_eq!(
+                (v.code, v.domain),
+                (wire::ERR_INVALID_ARG, wire::FROM_LOGGING),
+                "{why}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_refused_path_is_answered_access_denied() {
+        let e = WireError::new(
+            ErrorCode::PathRefused,
+            "path \"../x\" contains a `..` component",
+        );
+        let v = vir_error(e, "../x");
+        assert_eq!(
+            (v.code, v.domain),
+            (wire::ERR_ACCESS_DENIED, wire::FROM_LOGGING)
+        );
+        assert!(v.message.contains("`..`"), "{}", v.message);
+    }
+}
