@@ -11,14 +11,15 @@
 //! - [`events`]: the bounded event bus behind `logdctl events`;
 //! - [`metrics`]: the optional Prometheus endpoint.
 //!
-//! The modules are layered: `server` uses `virtlogd`, both use `logs` and `shared`, and none of
-//! these is used by the one it uses.
+//! The modules are layered, with no way back: `server` dispatches to `virtlogd` and `admin`;
+//! `server` and `virtlogd` serve the log requests of `logs` (methods of `Shared`); all three use
+//! `shared` (the state, admission, parking); `server` and `logs` use `checks`.
 
-pub(crate) mod admin;
-pub(crate) mod checks;
+mod admin;
+mod checks;
 pub mod events;
-pub(crate) mod logs;
+mod logs;
 pub mod metrics;
 pub mod server;
-pub(crate) mod shared;
+mod shared;
 pub mod virtlogd;
