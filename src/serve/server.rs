@@ -1,7 +1,8 @@
-//! The main socket: accepting clients and serving their requests.
+//! The accept loop of every socket, and the connections of the main and admin sockets.
 //!
 //! One task accepts; each connection gets a task of its own on the main thread (requests are
-//! control-plane only: the bytes of a log never pass through here). Every connection:
+//! control-plane only: the bytes of a log never pass through here). A connection accepted on
+//! the virtlogd socket is handed to [`crate::serve::virtlogd`]. Every other connection:
 //! 1. is checked (SO_PEERCRED: root or the daemon's own uid) and counted against
 //!    `max_clients_per_peer` (by the peer's pid, [`PeerSlots`]) and `max_clients`; a refused
 //!    peer is told why in an error frame, then closed;
@@ -18,170 +19,38 @@
 //! Memory held for replies is bounded: a connection takes its next request only once its reply
 //! is sent, a reply is held encoded once (the response is dropped before the write), and read
 //! replies, the large ones, share one budget ([`ReplyBudget`]).
+//!
+//! The log requests are [`crate::serve::logs`]'s, shared with the virtlogd socket; the state,
+//! admission and parking are [`crate::serve::shared`]'s.
 
-use std::collections::HashMap;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use actix::Addr;
 use bytes::BytesMut;
 use logd_protocol::admin::{AdminRequest, AdminResponse};
 use logd_protocol::codec::{self, ProtocolError, MAX_ADMIN_FRAME};
 use logd_protocol::{
-    fdpass, ConsoleSpec, DomainId, ErrorCode, GuestSide, Hello, OpenFlags, ReadFrom, Request,
-    Response, Welcome, WireError, MAGIC, MAX_APPEND_LEN, MAX_NAME_LEN, MAX_READ_LEN,
-    MAX_REQUEST_FRAME, MAX_RESPONSE_FRAME, PROTOCOL_VERSION,
+    ErrorCode, Hello, OpenFlags, Request, Response, Welcome, WireError, MAGIC, MAX_REQUEST_FRAME,
+    MAX_RESPONSE_FRAME, PROTOCOL_VERSION,
 };
-use tokio::io::Interest;
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::console::{self, ConsoleConfig, GuestPlan};
-use crate::control::registry::{self, Registry};
-use crate::datapath::rotate::RotateConfig;
-use crate::handover::reexec::{Handoff, Phase};
-use crate::handover::state::{Carrier, ConnEndpoint, ConnMode, ConnState};
-use crate::host::paths::PathError;
+use crate::control::registry;
+use crate::handover::reexec::Phase;
+use crate::handover::state::{ConnMode, ConnState};
+use crate::serve::checks::{check_domain, console_config};
+use crate::serve::shared::{park, write_frame, FRAME_TIMEOUT, WRITE_TIMEOUT};
+// The daemon builds each socket's `Shared` and serves it here.
+pub(crate) use crate::serve::shared::{Endpoint, PeerSlots, ReplyBudget, Shared};
 
 /// How long a new connection has to send its hello.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a frame, once started, may take to arrive.
-pub const FRAME_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long a peer may take to accept a response before it is dropped.
-pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// What the connections share.
-pub struct Shared {
-    /// Which socket this is: the main one or the admin one.
-    pub endpoint: Endpoint,
-    pub registry: Addr<Registry>,
-    pub limit: Arc<Semaphore>,
-    /// Connections per peer process.
-    pub peers: Arc<PeerSlots>,
-    /// How long a connection may sit with no request (`client_idle_timeout`).
-    pub idle_timeout: Duration,
-    /// The bytes of read replies held at once (shared by both sockets).
-    pub replies: Arc<ReplyBudget>,
-    pub daemon_uid: u32,
-    /// Parking for re-execs.
-    pub handoff: Arc<Handoff>,
-}
-
-/// Connections held by each peer process, keyed by the pid `SO_PEERCRED` gave at connect.
-///
-/// Per pid rather than per uid: only root and the daemon's uid are served at all, so a per-uid
-/// limit would be `max_clients` again. A pid is what one runaway or hostile program has; it can
-/// fork to get more, but then each child is a process the operator can see and kill.
-pub struct PeerSlots {
-    limit: usize,
-    held: Mutex<HashMap<i32, usize>>,
-}
-
-/// One connection's place in [`PeerSlots`]; given back when dropped.
-pub struct PeerSlot {
-    slots: Arc<PeerSlots>,
-    pid: i32,
-}
-
-impl PeerSlots {
-    pub fn new(limit: usize) -> Arc<PeerSlots> {
-        Arc::new(PeerSlots {
-            limit,
-            held: Mutex::new(HashMap::new()),
-        })
-    }
-
-    /// Takes a slot for `pid`, unless it holds `limit` already (or always, with `force`: a
-    /// connection carried over a re-exec was accepted already).
-    fn take(self: &Arc<Self>, pid: i32, force: bool) -> Option<PeerSlot> {
-        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
-        let n = held.entry(pid).or_insert(0);
-        if *n >= self.limit && !force {
-            return None;
-        }
-        *n += 1;
-        Some(PeerSlot {
-            slots: self.clone(),
-            pid,
-        })
-    }
-}
-
-impl Drop for PeerSlot {
-    fn drop(&mut self) {
-        let mut held = self.slots.held.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = held.get_mut(&self.pid) {
-            *n -= 1;
-            if *n == 0 {
-                held.remove(&self.pid);
-            }
-        }
-    }
-}
-
-/// The bytes of read replies logd holds at once, over every connection (`reply_budget`).
-///
-/// A `ReadLog` reserves its `max_len` before the read and holds it until its reply is written
-/// (the unused part is given back once the data is read). A client that asks for 4 MiB and
-/// never reads would otherwise hold the data and its encoded frame for [`WRITE_TIMEOUT`], and
-/// many such clients any amount of memory. A read that finds the budget taken waits for it up
-/// to `reply_wait` (in order of arrival), then is refused with `Busy`.
-pub struct ReplyBudget {
-    sem: Arc<Semaphore>,
-    total: u64,
-    wait: Duration,
-}
-
-impl ReplyBudget {
-    pub fn new(total: u64, wait: Duration) -> ReplyBudget {
-        let total = total.min(u32::MAX as u64);
-        ReplyBudget {
-            sem: Arc::new(Semaphore::new(total as usize)),
-            total,
-            wait,
-        }
-    }
-
-    /// Reserves `bytes` (at most the whole budget), waiting up to `reply_wait`.
-    async fn reserve(&self, bytes: u64) -> Result<OwnedSemaphorePermit, WireError> {
-        let n = bytes.min(self.total) as u32;
-        match tokio::time::timeout(self.wait, self.sem.clone().acquire_many_owned(n)).await {
-            Ok(Ok(p)) => Ok(p),
-            _ => {
-                tracing::debug!(
-                    bytes,
-                    budget = self.total,
-                    "refused a read: the reply budget is held by replies not yet taken"
-                );
-                Err(WireError::new(
-                    ErrorCode::Busy,
-                    format!(
-                        "logd holds its whole reply_budget ({} bytes) for read replies that \
-                         clients have not taken yet; try again later or ask for less",
-                        self.total
-                    ),
-                ))
-            }
-        }
-    }
-}
-
-/// The sockets. Main and admin share framing, handshake and access checks, not requests; the
-/// virtlogd socket shares only the requests, the limits and the re-exec.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Endpoint {
-    /// Logs and consoles ([`Request`]).
-    Main,
-    /// Introspection and actions ([`AdminRequest`]); the main socket cannot decode these.
-    Admin,
-    /// libvirt's virtlogd RPC ([`crate::serve::virtlogd`]): its own framing and access rule.
-    Virtlogd,
-}
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why a connection ended early.
 #[derive(Debug, thiserror::Error)]
@@ -197,11 +66,11 @@ enum ConnError {
 }
 
 /// Numbers connections for their tracing spans.
-pub(crate) static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 /// Accepts connections until `stop` is cancelled; then hands the listener back (open: a
 /// re-exec carries it, and connections arriving meanwhile wait in its backlog).
-pub async fn serve(
+pub(crate) async fn serve(
     listener: UnixListener,
     shared: Arc<Shared>,
     stop: CancellationToken,
@@ -267,7 +136,12 @@ pub async fn serve(
 
 /// Serves a client connection a previous process carried over, from where it was parked.
 /// `report` answers a connection that was waiting for its `Reexec` request.
-pub fn resume(conn: &ConnState, fd: OwnedFd, shared: Arc<Shared>, report: Option<AdminResponse>) {
+pub(crate) fn resume(
+    conn: &ConnState,
+    fd: OwnedFd,
+    shared: Arc<Shared>,
+    report: Option<AdminResponse>,
+) {
     let stream = match crate::handover::state::sockets::unix_stream(fd) {
         Ok(s) => s,
         Err(e) => {
@@ -317,66 +191,6 @@ async fn refuse(stream: &UnixStream, code: ErrorCode, message: impl Into<String>
     if let Ok(frame) = codec::encode_frame(&resp, MAX_RESPONSE_FRAME) {
         let _ =
             tokio::time::timeout(Duration::from_secs(1), write_frame(stream, &frame, None)).await;
-    }
-}
-
-/// Writes a whole frame, with `fd` attached to its first byte.
-pub(crate) async fn write_frame(
-    stream: &UnixStream,
-    frame: &[u8],
-    fd: Option<BorrowedFd<'_>>,
-) -> std::io::Result<()> {
-    let mut sent = 0;
-    while sent < frame.len() {
-        let fds: Vec<BorrowedFd> = if sent == 0 {
-            fd.into_iter().collect()
-        } else {
-            Vec::new()
-        };
-        let n = stream
-            .async_io(Interest::WRITABLE, || {
-                fdpass::send_with_fds(stream.as_fd(), &frame[sent..], &fds)
-                    .map_err(std::io::Error::from)
-            })
-            .await?;
-        sent += n;
-    }
-    Ok(())
-}
-
-/// Parks a connection of any socket for a re-exec: its fd is marked to be carried, with the
-/// bytes it has received of its next message. Returns if the re-exec is abandoned (the
-/// connection goes on here); never returns once it is handed over.
-pub(crate) async fn park(shared: &Shared, stream: &UnixStream, buf: &BytesMut, mode: ConnMode) {
-    let endpoint = match shared.endpoint {
-        Endpoint::Main => ConnEndpoint::Main,
-        Endpoint::Admin => ConnEndpoint::Admin,
-        Endpoint::Virtlogd => ConnEndpoint::Virtlogd,
-    };
-    let marked = shared
-        .handoff
-        .clone()
-        .park(|| {
-            let mut carrier = Carrier::out();
-            let fd = carrier.fd(stream);
-            match carrier.finish() {
-                Ok(_) => Some(ConnState {
-                    fd,
-                    endpoint,
-                    mode,
-                    pending: buf.to_vec(),
-                }),
-                Err(e) => {
-                    tracing::warn!(cause = %e, "this connection cannot be carried; it closes with this process");
-                    None
-                }
-            }
-        })
-        .await;
-    if marked {
-        let mut back = Carrier::back();
-        back.fd(stream);
-        let _ = back.finish();
     }
 }
 
@@ -542,7 +356,7 @@ impl Connection {
                 let reply = match codec::decode::<AdminRequest>(&payload) {
                     Ok(req) => {
                         tracing::debug!(request = req.kind(), "admin request");
-                        self.handle_admin(req).await
+                        crate::serve::admin::answer(&self.shared, req).await
                     }
                     Err(e) => {
                         tracing::info!(cause = %e, "malformed admin request");
@@ -731,65 +545,6 @@ impl Connection {
         }
     }
 
-    async fn handle_admin(&mut self, req: AdminRequest) -> AdminResponse {
-        let reg = &self.shared.registry;
-        let only = match &req {
-            AdminRequest::Events | AdminRequest::Reexec { .. } => {
-                unreachable!("handled by the caller")
-            }
-            AdminRequest::Snapshot => None,
-            AdminRequest::DomainSnapshot { name } => Some(name.clone()),
-            AdminRequest::SetLogLevel { filter } => {
-                return match crate::host::logging::set_filter(filter) {
-                    Ok(()) => AdminResponse::Done,
-                    Err(e) => AdminResponse::Error(WireError::new(
-                        ErrorCode::InvalidArgument,
-                        e.to_string(),
-                    )),
-                };
-            }
-            AdminRequest::Kick { subscriber } | AdminRequest::Grant { subscriber } => {
-                let kick = matches!(req, AdminRequest::Kick { .. });
-                tracing::info!(subscriber, kick, "operator action on a subscriber");
-                return match registry::call(
-                    reg,
-                    registry::Subscriber {
-                        kick,
-                        id: *subscriber,
-                    },
-                )
-                .await
-                {
-                    Ok(Ok(())) => AdminResponse::Done,
-                    Ok(Err(e)) => AdminResponse::Error(e),
-                    Err(_) => AdminResponse::Error(WireError::new(
-                        ErrorCode::Internal,
-                        "the registry is gone",
-                    )),
-                };
-            }
-        };
-        let snap = match registry::call(reg, registry::Snapshot { only: only.clone() }).await {
-            Ok(s) => s,
-            Err(_) => {
-                return AdminResponse::Error(WireError::new(
-                    ErrorCode::Internal,
-                    "the registry is gone",
-                ))
-            }
-        };
-        match only {
-            None => AdminResponse::Snapshot(snap),
-            Some(name) => match snap.domains.into_iter().next() {
-                Some(d) => AdminResponse::Domain(d),
-                None => AdminResponse::Error(WireError::new(
-                    ErrorCode::NotFound,
-                    format!("no domain named {name:?}"),
-                )),
-            },
-        }
-    }
-
     async fn handle(&mut self, req: Request) -> Reply {
         match self.dispatch(req).await {
             Ok(r) => r,
@@ -831,7 +586,7 @@ impl Connection {
             }
             Request::AddConsole(spec) => {
                 check_domain(&spec.domain)?;
-                let config = self.console_config(spec).await?;
+                let config = console_config(spec).await?;
                 let (tcp, position, fd) = registry::call(
                     reg,
                     registry::AddConsole {
@@ -875,239 +630,6 @@ impl Connection {
             }
         }
     }
-
-    /// Checks a console spec and resolves its paths; applies the defaults.
-    async fn console_config(&self, spec: ConsoleSpec) -> Result<ConsoleConfig, WireError> {
-        let invalid = |m: String| WireError::new(ErrorCode::InvalidArgument, m);
-        if spec.name.is_empty()
-            || spec.name.len() > MAX_NAME_LEN
-            || spec.name.contains('/')
-            || spec.name.chars().any(char::is_control)
-        {
-            return Err(invalid(format!(
-                "invalid console name {:?}: 1 to {MAX_NAME_LEN} bytes, no '/' or control characters",
-                spec.name
-            )));
-        }
-        let guest = match &spec.guest {
-            GuestSide::Listen { path } => GuestPlan::Listen(self.checked_path(path, true).await?),
-            GuestSide::Connect { path } => GuestPlan::Connect(self.checked_path(path, true).await?),
-            GuestSide::Fd => GuestPlan::Fd,
-        };
-        let unix = match &spec.unix {
-            Some(p) => Some(self.checked_path(p, true).await?),
-            None => None,
-        };
-        let tcp = spec.tcp.as_deref().map(tcp_addr).transpose()?;
-        if tcp.is_none() && unix.is_none() {
-            tracing::debug!(console = %spec.name, "console without subscriber listeners: log only");
-        }
-        let replay = spec.replay.unwrap_or(console::DEFAULT_REPLAY as u64);
-        if replay > MAX_REPLAY {
-            return Err(invalid(format!(
-                "replay of {replay} bytes exceeds the limit of {MAX_REPLAY}"
-            )));
-        }
-        let max_subscribers = spec
-            .max_subscribers
-            .unwrap_or(console::DEFAULT_MAX_SUBSCRIBERS as u32);
-        if !(1..=MAX_SUBSCRIBERS).contains(&max_subscribers) {
-            return Err(invalid(format!(
-                "max_subscribers must be between 1 and {MAX_SUBSCRIBERS}"
-            )));
-        }
-        let queue_limit = spec
-            .queue_limit
-            .unwrap_or(console::DEFAULT_QUEUE_LIMIT as u64);
-        if !(MIN_QUEUE_LIMIT..=MAX_QUEUE_LIMIT).contains(&queue_limit) {
-            return Err(invalid(format!(
-                "queue_limit must be between {MIN_QUEUE_LIMIT} and {MAX_QUEUE_LIMIT} bytes"
-            )));
-        }
-        Ok(ConsoleConfig {
-            name: spec.name,
-            log: self.checked_path(&spec.log, true).await?,
-            domain: spec.domain,
-            truncate: spec.truncate,
-            rotate: RotateConfig::default(), // the registry applies the daemon's
-            guest,
-            tcp,
-            unix,
-            protocol: spec.protocol,
-            write: spec.write,
-            replay: replay as usize,
-            max_subscribers: max_subscribers as usize,
-            queue_limit: queue_limit as usize,
-        })
-    }
-
-    async fn checked_path(&self, raw: &str, create_dirs: bool) -> Result<PathBuf, WireError> {
-        checked_path(raw, create_dirs).await
-    }
-}
-
-/// What a connection being served holds: its place among its process's connections and its
-/// `max_clients` permit, given back when it ends.
-pub(crate) struct Admitted {
-    _slot: Option<PeerSlot>,
-    _permit: Option<OwnedSemaphorePermit>,
-}
-
-impl Shared {
-    /// Admits a new connection from process `pid` (`SO_PEERCRED`), unless it would exceed
-    /// `max_clients_per_peer` or `max_clients`: then the error to tell it (logged here).
-    pub(crate) fn admit(&self, pid: Option<i32>) -> Result<Admitted, WireError> {
-        let peer = pid.unwrap_or(-1);
-        let Some(slot) = self.peers.take(peer, false) else {
-            tracing::warn!("refused a client: max_clients_per_peer reached");
-            return Err(WireError::new(
-                ErrorCode::TooManyClients,
-                format!(
-                    "too many clients: pid {peer} already holds {} connections \
-                     (max_clients_per_peer)",
-                    self.peers.limit
-                ),
-            ));
-        };
-        let Ok(permit) = self.limit.clone().try_acquire_owned() else {
-            tracing::warn!("refused a client: max_clients reached");
-            return Err(WireError::new(
-                ErrorCode::TooManyClients,
-                "too many clients: logd is serving max_clients connections already",
-            ));
-        };
-        Ok(Admitted {
-            _slot: Some(slot),
-            _permit: Some(permit),
-        })
-    }
-
-    /// Admits a connection a previous process carried over: it was accepted already, so it is
-    /// served over the limits or not (and counted while there is room).
-    pub(crate) fn readmit(&self, pid: Option<i32>) -> Admitted {
-        Admitted {
-            _slot: self.peers.take(pid.unwrap_or(-1), true),
-            _permit: self.limit.clone().try_acquire_owned().ok(),
-        }
-    }
-}
-
-/// The log requests, whichever socket they come in on (logd's own protocol or virtlogd's).
-impl Shared {
-    /// Opens a log: the position of its end and the write end of its pipe.
-    pub(crate) async fn open_log(
-        &self,
-        domain: DomainId,
-        path: &str,
-        truncate: bool,
-    ) -> Result<(logd_protocol::Position, OwnedFd), WireError> {
-        check_domain(&domain)?;
-        let path = checked_path(path, true).await?;
-        registry::call(
-            &self.registry,
-            registry::Open {
-                domain,
-                path,
-                truncate,
-            },
-        )
-        .await
-        .map_err(gone)?
-        .map_err(|e| e.to_wire())
-    }
-
-    /// The end of a log, once every byte already in its pipe is on disk.
-    pub(crate) async fn get_position(
-        &self,
-        path: &str,
-    ) -> Result<logd_protocol::Position, WireError> {
-        let path = checked_path(path, false).await?;
-        registry::call(&self.registry, registry::GetPosition { path })
-            .await
-            .map_err(gone)?
-            .map_err(|e| e.to_wire())
-    }
-
-    /// Reads a log across its rotated files. The permit holds the reply's share of the
-    /// [`ReplyBudget`] until the reply is written.
-    pub(crate) async fn read_log(
-        &self,
-        path: &str,
-        from: ReadFrom,
-        max_len: u64,
-    ) -> Result<(crate::datapath::rotate::ReadOutcome, OwnedSemaphorePermit), WireError> {
-        if max_len > MAX_READ_LEN {
-            return Err(WireError::new(
-                ErrorCode::InvalidArgument,
-                format!("max_len {max_len} exceeds the limit of {MAX_READ_LEN} bytes"),
-            ));
-        }
-        let path = checked_path(path, false).await?;
-        // Reserved before the read, held until the reply is written.
-        let mut budget = self.replies.reserve(max_len).await?;
-        let r = registry::call(
-            &self.registry,
-            registry::Read {
-                path,
-                from,
-                max_len: max_len as usize,
-            },
-        )
-        .await
-        .map_err(gone)?
-        .map_err(|e| e.to_wire())?;
-        // Only what was read stays reserved.
-        drop(budget.split(budget.num_permits().saturating_sub(r.data.len())));
-        Ok((r, budget))
-    }
-
-    /// Appends a message to a log, open or not; lands after every byte already in its pipe.
-    pub(crate) async fn append_log(
-        &self,
-        domain: DomainId,
-        path: &str,
-        message: Vec<u8>,
-    ) -> Result<logd_protocol::Position, WireError> {
-        check_domain(&domain)?;
-        if message.len() > MAX_APPEND_LEN {
-            return Err(WireError::new(
-                ErrorCode::InvalidArgument,
-                format!(
-                    "message of {} bytes exceeds the limit of {MAX_APPEND_LEN}",
-                    message.len()
-                ),
-            ));
-        }
-        let path = checked_path(path, true).await?;
-        registry::call(
-            &self.registry,
-            registry::Append {
-                domain,
-                path,
-                message,
-            },
-        )
-        .await
-        .map_err(gone)?
-        .map_err(|e| e.to_wire())
-    }
-}
-
-/// The error for a registry that no longer answers.
-fn gone(_: actix::MailboxError) -> WireError {
-    WireError::new(ErrorCode::Internal, "the registry is gone")
-}
-
-/// Resolves a client's path and checks it on disk (off the event loop).
-async fn checked_path(raw: &str, create_dirs: bool) -> Result<PathBuf, WireError> {
-    let policy = crate::host::paths::current().expect("the daemon installs a path policy");
-    let path = policy.resolve(raw).map_err(path_error)?;
-    let p = path.clone();
-    tokio::task::spawn_blocking(move || policy.check_fs(&p, create_dirs))
-        .await
-        .map_err(|_| WireError::new(ErrorCode::Internal, "path check panicked"))?
-        .map_err(path_error)?;
-    Ok(path)
 }
 
 /// Encodes a response; one that cannot be encoded becomes an `Internal` error frame.
@@ -1130,60 +652,4 @@ fn protocol_code(e: &ProtocolError) -> ErrorCode {
         ProtocolError::FrameTooLarge { .. } => ErrorCode::FrameTooLarge,
         _ => ErrorCode::Malformed,
     }
-}
-
-fn path_error(e: PathError) -> WireError {
-    let code = match e {
-        PathError::CreateDir { .. } | PathError::Stat { .. } => ErrorCode::Io,
-        _ => ErrorCode::PathRefused,
-    };
-    WireError::new(code, e.to_string())
-}
-
-/// Largest replay buffer a console may ask for.
-const MAX_REPLAY: u64 = 16 * 1024 * 1024;
-/// Most subscribers a console may allow.
-const MAX_SUBSCRIBERS: u32 = 1024;
-/// Bounds of a subscriber's queue limit.
-const MIN_QUEUE_LIMIT: u64 = 4096;
-const MAX_QUEUE_LIMIT: u64 = 64 * 1024 * 1024;
-
-/// `ADDR:PORT`, `[V6]:PORT`, or a bare `PORT` (which binds 127.0.0.1, never every interface).
-fn tcp_addr(s: &str) -> Result<String, WireError> {
-    if let Ok(port) = s.parse::<u16>() {
-        return Ok(format!("127.0.0.1:{port}"));
-    }
-    s.parse::<std::net::SocketAddr>()
-        .map(|a| a.to_string())
-        .map_err(|_| {
-            WireError::new(
-                ErrorCode::InvalidArgument,
-                format!("invalid TCP address {s:?}: expected ADDR:PORT, [V6ADDR]:PORT or PORT"),
-            )
-        })
-}
-
-fn check_domain(d: &DomainId) -> Result<(), WireError> {
-    let bad = |m: String| Err(WireError::new(ErrorCode::InvalidArgument, m));
-    if d.name.is_empty() {
-        return bad("empty domain name".into());
-    }
-    if d.name.len() > MAX_NAME_LEN || d.driver.len() > MAX_NAME_LEN {
-        return bad(format!(
-            "domain name or driver longer than {MAX_NAME_LEN} bytes"
-        ));
-    }
-    if d.driver.is_empty() {
-        return bad("empty driver name".into());
-    }
-    if d.name.chars().any(char::is_control) || d.driver.chars().any(char::is_control) {
-        return bad(format!(
-            "domain name {:?} contains control characters",
-            d.name
-        ));
-    }
-    if d.uuid.is_nil() {
-        return bad(format!("domain {:?} has the nil UUID", d.name));
-    }
-    Ok(())
 }

@@ -36,7 +36,7 @@ use tracing::Instrument;
 
 use crate::handover::reexec::Phase;
 use crate::handover::state::ConnMode;
-use crate::serve::server::{self, Shared, FRAME_TIMEOUT, WRITE_TIMEOUT};
+use crate::serve::shared::{park, write_frame, Shared, FRAME_TIMEOUT, WRITE_TIMEOUT};
 
 /// How long a refused peer has to send the call its refusal answers.
 const REFUSAL_WAIT: Duration = Duration::from_secs(1);
@@ -225,17 +225,7 @@ impl Conn {
                 flags,
             } => {
                 check_flags(flags, 0)?;
-                if maxlen > wire::STRING_MAX as u64 {
-                    // virtlogd's words.
-                    return Err(VirError::new(
-                        wire::ERR_INTERNAL_ERROR,
-                        wire::FROM_LOGGING,
-                        format!(
-                            "internal error: Requested data len {maxlen} is larger than maximum {}",
-                            wire::STRING_MAX
-                        ),
-                    ));
-                }
+                check_maxlen(maxlen)?;
                 let from = ReadFrom::Position(Position {
                     inode: pos.inode,
                     offset: pos.offset,
@@ -274,7 +264,7 @@ impl Conn {
     async fn next_message(&mut self) -> Result<(Header, BytesMut), End> {
         loop {
             if self.shared.handoff.phase() == Phase::Freezing {
-                server::park(&self.shared, &self.stream, &self.buf, ConnMode::Requests).await;
+                park(&self.shared, &self.stream, &self.buf, ConnMode::Requests).await;
                 continue;
             }
             let handoff = self.shared.handoff.clone();
@@ -375,7 +365,7 @@ impl Conn {
     async fn send(&mut self, msg: &[u8], fd: Option<OwnedFd>) -> Result<(), End> {
         let stream = &self.stream;
         let write = async {
-            server::write_frame(stream, msg, None).await?;
+            write_frame(stream, msg, None).await?;
             if let Some(fd) = &fd {
                 stream
                     .async_io(Interest::WRITABLE, || {
@@ -403,6 +393,22 @@ fn check_flags(flags: u32, known: u32) -> Result<(), VirError> {
         wire::FROM_LOGGING,
         format!("unsupported flags ({:#x})", flags & !known),
     ))
+}
+
+/// A read's `maxlen`: at most [`wire::STRING_MAX`], refused in virtlogd's words. (logd's own
+/// bound, `MAX_READ_LEN`, is the same, so a read this lets through is never refused by it.)
+fn check_maxlen(maxlen: u64) -> Result<(), VirError> {
+    if maxlen > wire::STRING_MAX as u64 {
+        return Err(VirError::new(
+            wire::ERR_INTERNAL_ERROR,
+            wire::FROM_LOGGING,
+            format!(
+                "internal error: Requested data len {maxlen} is larger than maximum {}",
+                wire::STRING_MAX
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn domain_id(driver: String, dom: wire::Domain) -> DomainId {
@@ -451,5 +457,92 @@ fn vir_error(e: WireError, path: &str) -> VirError {
         | ErrorCode::Internal => {
             VirError::new(wire::ERR_INTERNAL_ERROR, wire::FROM_LOGGING, e.message)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::serve::checks;
+
+    #[test]
+    fn known_flags_pass_and_any_other_bit_is_refused_as_virtlogd_does() {
+        check_flags(0, 0).unwrap();
+        check_flags(0, wire::OPEN_TRUNCATE).unwrap();
+        check_flags(wire::OPEN_TRUNCATE, wire::OPEN_TRUNCATE).unwrap();
+        // Truncation is for an open only.
+        let e = check_flags(wire::OPEN_TRUNCATE, 0).unwrap_err();
+        assert_eq!(
+            (e.code, e.domain),
+            (wire::ERR_INVALID_ARG, wire::FROM_LOGGING)
+        );
+        assert_eq!(e.message, "unsupported flags (0x1)");
+        // Only the unknown bits are named.
+        let e = check_flags(wire::OPEN_TRUNCATE | 0x6, wire::OPEN_TRUNCATE).unwrap_err();
+        assert_eq!(e.message, "unsupported flags (0x6)");
+        let e = check_flags(0x8000_0000, 0).unwrap_err();
+        assert_eq!(e.message, "unsupported flags (0x80000000)");
+    }
+
+    #[test]
+    fn a_read_of_up_to_string_max_passes_and_one_byte_more_is_refused_in_virtlogds_words() {
+        check_maxlen(0).unwrap();
+        check_maxlen(4 * 1024 * 1024).unwrap();
+        let e = check_maxlen(4 * 1024 * 1024 + 1).unwrap_err();
+        assert_eq!(
+            (e.code, e.domain),
+            (wire::ERR_INTERNAL_ERROR, wire::FROM_LOGGING)
+        );
+        assert_eq!(
+            e.message,
+            "internal error: Requested data len 4194305 is larger than maximum 4194304"
+        );
+    }
+
+    #[test]
+    fn a_read_virtlogd_lets_through_is_one_logd_serves() {
+        // Else a read between the two bounds would get logd's error, not virtlogd's.
+        let most = wire::STRING_MAX as u64;
+        check_maxlen(most).unwrap();
+        checks::check_read_len(most).unwrap();
+        assert!(check_maxlen(most + 1).is_err());
+    }
+
+    #[test]
+    fn libvirts_domain_goes_through_logds_domain_check_and_is_answered_invalid_arg() {
+        let dom = |name: &str, uuid: [u8; 16]| wire::Domain {
+            uuid,
+            name: name.into(),
+        };
+        checks::check_domain(&domain_id("qemu".into(), dom("vm1", [1; 16]))).unwrap();
+        for (driver, d, why) in [
+            ("qemu", dom("", [1; 16]), "an empty name"),
+            ("qemu", dom("vm1", [0; 16]), "the nil uuid"),
+            ("", dom("vm1", [1; 16]), "an empty driver"),
+            ("qemu", dom("vm\n1", [1; 16]), "a control character"),
+            ("qemu", dom(&"v".repeat(257), [1; 16]), "a 257-byte name"),
+        ] {
+            let e = checks::check_domain(&domain_id(driver.into(), d)).expect_err(why);
+            let v = vir_error(e, "/logs/x.log");
+            assert_eq!(
+                (v.code, v.domain),
+                (wire::ERR_INVALID_ARG, wire::FROM_LOGGING),
+                "{why}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_refused_path_is_answered_access_denied() {
+        let e = WireError::new(
+            ErrorCode::PathRefused,
+            "path \"../x\" contains a `..` component",
+        );
+        let v = vir_error(e, "../x");
+        assert_eq!(
+            (v.code, v.domain),
+            (wire::ERR_ACCESS_DENIED, wire::FROM_LOGGING)
+        );
+        assert!(v.message.contains("`..`"), "{}", v.message);
     }
 }

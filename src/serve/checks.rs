@@ -1,0 +1,557 @@
+//! The checks a request's fields pass before the registry sees them: a domain's identity, the
+//! sizes of a read and an append, a client's path (resolved by the path policy, then checked on
+//! disk), and a console's spec.
+//!
+//! They answer a refusal as the `WireError` the client is told; the virtlogd socket translates
+//! it into libvirt's error.
+
+use std::path::{Path, PathBuf};
+
+use logd_protocol::{
+    ConsoleSpec, DomainId, ErrorCode, GuestSide, WireError, MAX_APPEND_LEN, MAX_NAME_LEN,
+    MAX_READ_LEN,
+};
+
+use crate::console::{self, ConsoleConfig, GuestPlan};
+use crate::datapath::rotate::RotateConfig;
+use crate::host::paths::{PathError, PathPolicy};
+
+/// Resolves a client's path and checks it on disk (off the event loop).
+pub(crate) async fn checked_path(raw: &str, create_dirs: bool) -> Result<PathBuf, WireError> {
+    let policy = crate::host::paths::current().expect("the daemon installs a path policy");
+    let path = resolve_path(&policy, raw)?;
+    let p = path.clone();
+    tokio::task::spawn_blocking(move || check_on_disk(&policy, &p, create_dirs))
+        .await
+        .map_err(|_| WireError::new(ErrorCode::Internal, "path check panicked"))??;
+    Ok(path)
+}
+
+/// The lexical half of [`checked_path`]: `raw` mapped under a root by `policy`, or refused.
+fn resolve_path(policy: &PathPolicy, raw: &str) -> Result<PathBuf, WireError> {
+    policy.resolve(raw).map_err(path_error)
+}
+
+/// The file-system half of [`checked_path`] (it may block): no symlink below the root,
+/// directories where directories belong; missing ones made with `create_dirs`.
+fn check_on_disk(policy: &PathPolicy, path: &Path, create_dirs: bool) -> Result<(), WireError> {
+    policy.check_fs(path, create_dirs).map_err(path_error)
+}
+
+/// A path refused by the policy is `PathRefused`; one the file system would not let logd
+/// inspect or create is `Io`.
+fn path_error(e: PathError) -> WireError {
+    let code = match e {
+        PathError::CreateDir { .. } | PathError::Stat { .. } => ErrorCode::Io,
+        _ => ErrorCode::PathRefused,
+    };
+    WireError::new(code, e.to_string())
+}
+
+/// A domain's identity: a name and a driver of 1 to [`MAX_NAME_LEN`] bytes without control
+/// characters, and a UUID other than the nil one.
+pub(crate) fn check_domain(d: &DomainId) -> Result<(), WireError> {
+    let bad = |m: String| Err(WireError::new(ErrorCode::InvalidArgument, m));
+    if d.name.is_empty() {
+        return bad("empty domain name".into());
+    }
+    if d.name.len() > MAX_NAME_LEN || d.driver.len() > MAX_NAME_LEN {
+        return bad(format!(
+            "domain name or driver longer than {MAX_NAME_LEN} bytes"
+        ));
+    }
+    if d.driver.is_empty() {
+        return bad("empty driver name".into());
+    }
+    if d.name.chars().any(char::is_control) || d.driver.chars().any(char::is_control) {
+        return bad(format!(
+            "domain name {:?} contains control characters",
+            d.name
+        ));
+    }
+    if d.uuid.is_nil() {
+        return bad(format!("domain {:?} has the nil UUID", d.name));
+    }
+    Ok(())
+}
+
+/// A `ReadLog`'s `max_len`: at most [`MAX_READ_LEN`] (the reply must fit in a frame).
+pub(crate) fn check_read_len(max_len: u64) -> Result<(), WireError> {
+    if max_len > MAX_READ_LEN {
+        return Err(WireError::new(
+            ErrorCode::InvalidArgument,
+            format!("max_len {max_len} exceeds the limit of {MAX_READ_LEN} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+/// An `AppendLog`'s message: at most [`MAX_APPEND_LEN`] bytes.
+pub(crate) fn check_append_len(message: &[u8]) -> Result<(), WireError> {
+    if message.len() > MAX_APPEND_LEN {
+        return Err(WireError::new(
+            ErrorCode::InvalidArgument,
+            format!(
+                "message of {} bytes exceeds the limit of {MAX_APPEND_LEN}",
+                message.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a console spec and resolves its paths; applies the defaults.
+pub(crate) async fn console_config(spec: ConsoleSpec) -> Result<ConsoleConfig, WireError> {
+    check_console_name(&spec.name)?;
+    let guest = match &spec.guest {
+        GuestSide::Listen { path } => GuestPlan::Listen(checked_path(path, true).await?),
+        GuestSide::Connect { path } => GuestPlan::Connect(checked_path(path, true).await?),
+        GuestSide::Fd => GuestPlan::Fd,
+    };
+    let unix = match &spec.unix {
+        Some(p) => Some(checked_path(p, true).await?),
+        None => None,
+    };
+    let tcp = spec.tcp.as_deref().map(tcp_addr).transpose()?;
+    if tcp.is_none() && unix.is_none() {
+        tracing::debug!(console = %spec.name, "console without subscriber listeners: log only");
+    }
+    let bounds = console_bounds(&spec)?;
+    Ok(ConsoleConfig {
+        name: spec.name,
+        log: checked_path(&spec.log, true).await?,
+        domain: spec.domain,
+        truncate: spec.truncate,
+        rotate: RotateConfig::default(), // the registry applies the daemon's
+        guest,
+        tcp,
+        unix,
+        protocol: spec.protocol,
+        write: spec.write,
+        replay: bounds.replay,
+        max_subscribers: bounds.max_subscribers,
+        queue_limit: bounds.queue_limit,
+    })
+}
+
+/// A console's name: 1 to [`MAX_NAME_LEN`] bytes, no `/` and no control characters.
+fn check_console_name(name: &str) -> Result<(), WireError> {
+    if name.is_empty()
+        || name.len() > MAX_NAME_LEN
+        || name.contains('/')
+        || name.chars().any(char::is_control)
+    {
+        return Err(WireError::new(
+            ErrorCode::InvalidArgument,
+            format!(
+                "invalid console name {name:?}: 1 to {MAX_NAME_LEN} bytes, no '/' or control \
+                 characters"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A console's sizes, with the defaults applied.
+#[derive(Debug, PartialEq, Eq)]
+struct ConsoleBounds {
+    replay: usize,
+    max_subscribers: usize,
+    queue_limit: usize,
+}
+
+/// A console's replay (at most [`MAX_REPLAY`]), subscriber limit (1 to [`MAX_SUBSCRIBERS`]) and
+/// queue limit ([`MIN_QUEUE_LIMIT`] to [`MAX_QUEUE_LIMIT`]); the defaults for those unset.
+fn console_bounds(spec: &ConsoleSpec) -> Result<ConsoleBounds, WireError> {
+    let invalid = |m: String| WireError::new(ErrorCode::InvalidArgument, m);
+    let replay = spec.replay.unwrap_or(console::DEFAULT_REPLAY as u64);
+    if replay > MAX_REPLAY {
+        return Err(invalid(format!(
+            "replay of {replay} bytes exceeds the limit of {MAX_REPLAY}"
+        )));
+    }
+    let max_subscribers = spec
+        .max_subscribers
+        .unwrap_or(console::DEFAULT_MAX_SUBSCRIBERS as u32);
+    if !(1..=MAX_SUBSCRIBERS).contains(&max_subscribers) {
+        return Err(invalid(format!(
+            "max_subscribers must be between 1 and {MAX_SUBSCRIBERS}"
+        )));
+    }
+    let queue_limit = spec
+        .queue_limit
+        .unwrap_or(console::DEFAULT_QUEUE_LIMIT as u64);
+    if !(MIN_QUEUE_LIMIT..=MAX_QUEUE_LIMIT).contains(&queue_limit) {
+        return Err(invalid(format!(
+            "queue_limit must be between {MIN_QUEUE_LIMIT} and {MAX_QUEUE_LIMIT} bytes"
+        )));
+    }
+    Ok(ConsoleBounds {
+        replay: replay as usize,
+        max_subscribers: max_subscribers as usize,
+        queue_limit: queue_limit as usize,
+    })
+}
+
+/// Largest replay buffer a console may ask for.
+const MAX_REPLAY: u64 = 16 * 1024 * 1024;
+/// Most subscribers a console may allow.
+const MAX_SUBSCRIBERS: u32 = 1024;
+/// Bounds of a subscriber's queue limit.
+const MIN_QUEUE_LIMIT: u64 = 4096;
+const MAX_QUEUE_LIMIT: u64 = 64 * 1024 * 1024;
+
+/// `ADDR:PORT`, `[V6]:PORT`, or a bare `PORT` (which binds 127.0.0.1, never every interface).
+fn tcp_addr(s: &str) -> Result<String, WireError> {
+    if let Ok(port) = s.parse::<u16>() {
+        return Ok(format!("127.0.0.1:{port}"));
+    }
+    s.parse::<std::net::SocketAddr>()
+        .map(|a| a.to_string())
+        .map_err(|_| {
+            WireError::new(
+                ErrorCode::InvalidArgument,
+                format!("invalid TCP address {s:?}: expected ADDR:PORT, [V6ADDR]:PORT or PORT"),
+            )
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use logd_protocol::Uuid;
+
+    use super::*;
+
+    fn domain(driver: &str, name: &str) -> DomainId {
+        DomainId {
+            driver: driver.into(),
+            uuid: Uuid::from_bytes([7; 16]),
+            name: name.into(),
+        }
+    }
+
+    /// The refusal's code, or a panic naming `what` if it was accepted.
+    #[track_caller]
+    fn refused<T: std::fmt::Debug>(r: Result<T, WireError>, what: &str) -> ErrorCode {
+        match r {
+            Ok(v) => panic!("{what} was accepted: {v:?}"),
+            Err(e) => e.code,
+        }
+    }
+
+    #[test]
+    fn a_domain_name_and_driver_of_1_to_max_name_len_bytes_pass() {
+        let max = "a".repeat(MAX_NAME_LEN);
+        check_domain(&domain("q", "v")).unwrap();
+        check_domain(&domain(&max, &max)).unwrap();
+        check_domain(&domain("qemu", "vm 1: é")).unwrap();
+    }
+
+    #[test]
+    fn a_domain_name_or_driver_one_byte_over_max_name_len_is_refused() {
+        let over = "a".repeat(MAX_NAME_LEN + 1);
+        let code = refused(check_domain(&domain("qemu", &over)), "a 257-byte name");
+        assert_eq!(code, ErrorCode::InvalidArgument);
+        let code = refused(check_domain(&domain(&over, "vm")), "a 257-byte driver");
+        assert_eq!(code, ErrorCode::InvalidArgument);
+    }
+
+    #[test]
+    fn a_domain_name_is_measured_in_bytes_not_characters() {
+        // 'é' is 2 bytes: 128 of them are the limit, 129 are 258 bytes in 129 characters.
+        check_domain(&domain("qemu", &"é".repeat(MAX_NAME_LEN / 2))).unwrap();
+        let long = "é".repeat(MAX_NAME_LEN / 2 + 1);
+        assert!(long.chars().count() < MAX_NAME_LEN);
+        let code = refused(check_domain(&domain("qemu", &long)), "258 bytes of 'é'");
+        assert_eq!(code, ErrorCode::InvalidArgument);
+    }
+
+    #[test]
+    fn an_empty_domain_name_or_driver_is_refused() {
+        let e = check_domain(&domain("qemu", "")).unwrap_err();
+        assert_eq!(
+            (e.code, e.message.as_str()),
+            (ErrorCode::InvalidArgument, "empty domain name")
+        );
+        let e = check_domain(&domain("", "vm")).unwrap_err();
+        assert_eq!(
+            (e.code, e.message.as_str()),
+            (ErrorCode::InvalidArgument, "empty driver name")
+        );
+    }
+
+    #[test]
+    fn control_characters_in_a_domain_name_or_driver_are_refused() {
+        for c in ['\0', '\t', '\n', '\r', '\u{1b}', '\u{7f}', '\u{85}'] {
+            let bad = format!("vm{c}1");
+            let code = refused(
+                check_domain(&domain("qemu", &bad)),
+                &format!("name {bad:?}"),
+            );
+            assert_eq!(code, ErrorCode::InvalidArgument);
+            let code = refused(
+                check_domain(&domain(&bad, "vm")),
+                &format!("driver {bad:?}"),
+            );
+            assert_eq!(code, ErrorCode::InvalidArgument);
+        }
+    }
+
+    #[test]
+    fn the_nil_uuid_is_refused() {
+        let d = DomainId {
+            uuid: Uuid::nil(),
+            ..domain("qemu", "vm")
+        };
+        let e = check_domain(&d).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidArgument);
+        assert!(e.message.contains("nil UUID"), "{}", e.message);
+        // One bit set is enough.
+        let mut bytes = [0; 16];
+        bytes[15] = 1;
+        check_domain(&DomainId {
+            uuid: Uuid::from_bytes(bytes),
+            ..domain("qemu", "vm")
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn a_read_of_up_to_max_read_len_passes_and_one_byte_more_is_refused() {
+        check_read_len(0).unwrap();
+        check_read_len(MAX_READ_LEN).unwrap();
+        for bad in [MAX_READ_LEN + 1, u64::MAX] {
+            let code = refused(check_read_len(bad), &format!("max_len {bad}"));
+            assert_eq!(code, ErrorCode::InvalidArgument);
+        }
+    }
+
+    #[test]
+    fn an_append_of_up_to_max_append_len_passes_and_one_byte_more_is_refused() {
+        check_append_len(b"").unwrap();
+        check_append_len(&vec![b'x'; MAX_APPEND_LEN]).unwrap();
+        let e = check_append_len(&vec![b'x'; MAX_APPEND_LEN + 1]).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidArgument);
+        assert!(
+            e.message.contains(&(MAX_APPEND_LEN + 1).to_string()),
+            "{}",
+            e.message
+        );
+    }
+
+    fn policy() -> PathPolicy {
+        PathPolicy::new("/logs".into(), vec!["/srv/vm".into()])
+    }
+
+    #[test]
+    fn paths_resolve_under_the_log_root_or_an_allowed_dir() {
+        for (raw, want) in [
+            ("vm1/console.log", "/logs/vm1/console.log"),
+            ("./a.log", "/logs/a.log"),
+            ("a/./b.log", "/logs/a/b.log"),
+            ("/logs/x.log", "/logs/x.log"),
+            ("/srv/vm/x.log", "/srv/vm/x.log"),
+        ] {
+            assert_eq!(
+                resolve_path(&policy(), raw).unwrap(),
+                Path::new(want),
+                "{raw}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_path_of_max_path_len_bytes_passes_and_one_byte_more_is_refused() {
+        use logd_protocol::MAX_PATH_LEN;
+        // Components of 1 byte: no file-name limit comes into it, only the length.
+        let max = format!("{}ab", "a/".repeat(MAX_PATH_LEN / 2 - 1));
+        assert_eq!(max.len(), MAX_PATH_LEN);
+        resolve_path(&policy(), &max).unwrap();
+        let over = format!("{max}c");
+        let code = refused(resolve_path(&policy(), &over), "a path of MAX_PATH_LEN + 1");
+        assert_eq!(code, ErrorCode::PathRefused);
+    }
+
+    #[test]
+    fn empty_dotdot_nul_directory_and_outside_paths_are_refused() {
+        for bad in [
+            "",
+            "..",
+            "../x.log",
+            // Inside the root once normalized, but any `..` is refused.
+            "a/../b.log",
+            "/logs/../logs/x.log",
+            "a\0b.log",
+            "dir/",
+            "/etc/passwd",
+            "/logs",
+            "/srv/vm",
+            "/logsx/a.log",
+        ] {
+            let code = refused(resolve_path(&policy(), bad), &format!("{bad:?}"));
+            assert_eq!(code, ErrorCode::PathRefused, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn on_disk_a_symlink_or_a_file_for_a_directory_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        std::fs::create_dir(&root).unwrap();
+        std::os::unix::fs::symlink(dir.path(), root.join("link")).unwrap();
+        std::fs::write(root.join("file"), b"").unwrap();
+        std::fs::create_dir(root.join("d")).unwrap();
+        let p = PathPolicy::new(root.clone(), vec![]);
+        for (bad, why) in [
+            ("link/x.log", "a symlinked directory"),
+            ("link", "a symlink as the log"),
+            ("file/x.log", "a file where a directory belongs"),
+            ("d", "a directory as the log"),
+        ] {
+            let code = refused(check_on_disk(&p, &root.join(bad), true), why);
+            assert_eq!(code, ErrorCode::PathRefused, "{why}");
+        }
+        check_on_disk(&p, &root.join("file"), true).unwrap();
+    }
+
+    #[test]
+    fn on_disk_missing_directories_are_made_only_when_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = PathPolicy::new(dir.path().to_owned(), vec![]);
+        check_on_disk(&p, &dir.path().join("a/b/x.log"), false).unwrap();
+        assert!(!dir.path().join("a").exists());
+        check_on_disk(&p, &dir.path().join("a/b/x.log"), true).unwrap();
+        assert!(dir.path().join("a/b").is_dir());
+        assert!(!dir.path().join("a/b/x.log").exists());
+    }
+
+    #[test]
+    fn on_disk_what_cannot_be_inspected_or_made_is_io_not_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = PathPolicy::new(dir.path().to_owned(), vec![]);
+        // A name over NAME_MAX (255): lstat fails with ENAMETOOLONG.
+        let long = dir.path().join("n".repeat(256)).join("x.log");
+        let code = refused(check_on_disk(&p, &long, true), "a 256-byte file name");
+        assert_eq!(code, ErrorCode::Io);
+        let create = PathError::CreateDir {
+            path: "/logs/a/x.log".into(),
+            at: "/logs/a".into(),
+            source: std::io::Error::from_raw_os_error(28),
+        };
+        assert_eq!(path_error(create).code, ErrorCode::Io);
+    }
+
+    fn spec() -> ConsoleSpec {
+        ConsoleSpec::new(domain("qemu", "vm"), "serial0", GuestSide::Fd, "c.log")
+    }
+
+    #[test]
+    fn a_console_name_of_1_to_max_name_len_bytes_without_slash_or_control_passes() {
+        for good in ["s", "serial0", "console.1 é", &"a".repeat(MAX_NAME_LEN)] {
+            check_console_name(good).unwrap();
+        }
+        let over = "a".repeat(MAX_NAME_LEN + 1);
+        for bad in ["", over.as_str(), "a/b", "/", "a\nb", "\0", "a\u{7f}"] {
+            let code = refused(check_console_name(bad), &format!("console name {bad:?}"));
+            assert_eq!(code, ErrorCode::InvalidArgument);
+        }
+    }
+
+    #[test]
+    fn console_bounds_default_to_the_consoles_defaults() {
+        assert_eq!(
+            console_bounds(&spec()).unwrap(),
+            ConsoleBounds {
+                replay: console::DEFAULT_REPLAY,
+                max_subscribers: console::DEFAULT_MAX_SUBSCRIBERS,
+                queue_limit: console::DEFAULT_QUEUE_LIMIT,
+            }
+        );
+    }
+
+    #[test]
+    fn a_replay_of_up_to_16_mib_passes_and_one_byte_more_is_refused() {
+        for ok in [0, MAX_REPLAY] {
+            let b = console_bounds(&ConsoleSpec {
+                replay: Some(ok),
+                ..spec()
+            })
+            .unwrap();
+            assert_eq!(b.replay as u64, ok);
+        }
+        let code = refused(
+            console_bounds(&ConsoleSpec {
+                replay: Some(16 * 1024 * 1024 + 1),
+                ..spec()
+            }),
+            "a replay of 16 MiB + 1",
+        );
+        assert_eq!(code, ErrorCode::InvalidArgument);
+    }
+
+    #[test]
+    fn max_subscribers_of_1_to_1024_pass_and_0_or_1025_are_refused() {
+        for ok in [1, 1024] {
+            let b = console_bounds(&ConsoleSpec {
+                max_subscribers: Some(ok),
+                ..spec()
+            })
+            .unwrap();
+            assert_eq!(b.max_subscribers, ok as usize);
+        }
+        for bad in [0, 1025] {
+            let s = ConsoleSpec {
+                max_subscribers: Some(bad),
+                ..spec()
+            };
+            let code = refused(console_bounds(&s), &format!("max_subscribers {bad}"));
+            assert_eq!(code, ErrorCode::InvalidArgument);
+        }
+    }
+
+    #[test]
+    fn a_queue_limit_of_4_kib_to_64_mib_passes_and_one_byte_outside_is_refused() {
+        for ok in [4096, 64 * 1024 * 1024] {
+            let b = console_bounds(&ConsoleSpec {
+                queue_limit: Some(ok),
+                ..spec()
+            })
+            .unwrap();
+            assert_eq!(b.queue_limit as u64, ok);
+        }
+        for bad in [0, 4095, 64 * 1024 * 1024 + 1] {
+            let s = ConsoleSpec {
+                queue_limit: Some(bad),
+                ..spec()
+            };
+            let code = refused(console_bounds(&s), &format!("queue_limit {bad}"));
+            assert_eq!(code, ErrorCode::InvalidArgument);
+        }
+    }
+
+    #[test]
+    fn a_bare_port_binds_loopback_and_an_address_must_be_numeric_with_a_port() {
+        for (raw, want) in [
+            ("0", "127.0.0.1:0"),
+            ("65535", "127.0.0.1:65535"),
+            ("127.0.0.1:4555", "127.0.0.1:4555"),
+            ("0.0.0.0:23", "0.0.0.0:23"),
+            ("[::1]:7000", "[::1]:7000"),
+        ] {
+            assert_eq!(tcp_addr(raw).unwrap(), want, "{raw}");
+        }
+        for bad in [
+            "",
+            "65536",
+            "-1",
+            "localhost:23",
+            "::1",
+            "127.0.0.1",
+            "127.0.0.1:65536",
+            ":23",
+        ] {
+            let code = refused(tcp_addr(bad), &format!("tcp {bad:?}"));
+            assert_eq!(code, ErrorCode::InvalidArgument);
+        }
+    }
+}
