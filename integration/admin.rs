@@ -546,14 +546,24 @@ fn rust_log_filters_by_domain() {
         )
         .unwrap();
     drop((a, b));
-    wait_for(Duration::from_secs(10), "alpha's lines", || {
-        d.stderr().contains("alpha.log").then_some(())
+    // Each domain logs its lines (stderr is written at once) before it tells the registry that
+    // its log closed, and the registry forgets a domain only then: once `ps` shows neither
+    // domain, every line either could write is in the file.
+    wait_for(Duration::from_secs(10), "both domains to be gone", || {
+        ps(&d)["domains"]
+            .as_array()
+            .is_some_and(|v| v.is_empty())
+            .then_some(())
     });
-    std::thread::sleep(Duration::from_millis(300));
     let log = d.stderr();
     assert!(
         log.contains("log opened") && log.contains("domain=alpha"),
         "{log}"
+    );
+    assert!(
+        log.lines()
+            .any(|l| l.contains("log closed") && l.contains("alpha.log")),
+        "alpha's close is missing: {log}"
     );
     assert!(
         !log.contains("beta.log"),

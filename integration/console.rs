@@ -3,6 +3,7 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
@@ -154,10 +155,14 @@ fn listen_mode_fans_out_to_three_subscribers() {
 #[test]
 fn connect_mode_and_fd_mode_reach_the_guest() {
     let Some(s) = setup("") else { return };
+    // Each failed try to reach the guest is a trace line.
+    s.d.ctl_ok(&["log-level", "logd=debug,logd::console=trace"]);
     let sock = s.d.log("qemu-s0.sock");
     let port = s.add(&["--guest-connect", sock.to_str().unwrap(), "--log", "c.log"]);
-    // logd is already retrying; QEMU comes up later and waits for logd to connect.
-    std::thread::sleep(Duration::from_millis(500));
+    // QEMU comes up once logd has found no guest and tried again; it waits for logd.
+    wait_for(T, "logd to retry the guest's socket", || {
+        (count(s.d.stderr().as_bytes(), b"guest not there yet") >= 2).then_some(())
+    });
     let _q = qemu(
         &s.img,
         &format!("socket,id=s0,path={},server=on,wait=on", sock.display()),
@@ -529,14 +534,32 @@ fn shared_and_none_policies_replay_off_and_unix_subscribers() {
             "none",
         ],
     );
-    let _q2 = s.qemu_listen("ro.sock");
+    // The read-only console's guest is this test, on the guest socket: it sees what reaches
+    // the guest, rather than waiting for an echo that should not come.
+    let mut guest = UnixStream::connect(s.sock("ro.sock")).unwrap();
+    guest.write_all(BANNER.as_bytes()).unwrap();
     s.wait_log("ro.log", BANNER.as_bytes(), 1, T);
     let mut r = nc(port);
     r.wait_for(BANNER.as_bytes(), T);
     r.send(b"nobody writes\n");
+    // Said when the console read the line, and each turn of the console passes input on to the
+    // guest before it reads the guest's next output: once the guest's next line has reached
+    // the subscriber, the typed line has been passed on, or never will be.
     r.wait_for(b"read-only", T);
-    std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(s.log("ro.log"), BANNER.as_bytes());
+    guest.write_all(b"later\r\n").unwrap();
+    r.wait_for(b"later\r\n", T);
+    guest.set_nonblocking(true).unwrap();
+    let mut got = [0u8; 256];
+    match guest.read(&mut got) {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        Ok(0) => panic!("logd closed the guest's socket"),
+        Ok(n) => panic!(
+            "a read-only subscriber's input reached the guest: {:?}",
+            String::from_utf8_lossy(&got[..n])
+        ),
+        Err(e) => panic!("reading the guest's socket: {e}"),
+    }
+    assert_eq!(s.log("ro.log"), [BANNER.as_bytes(), b"later\r\n"].concat());
 }
 
 /// Bad console requests get a clear error naming the thing; nothing else is disturbed.

@@ -680,6 +680,8 @@ fn sigterm_mid_stream_keeps_every_byte_already_written() {
                     }
                     Err(_) => break, // EPIPE once the daemon is gone
                 }
+                // Pacing only, so that the stream is still going at SIGTERM; the checks hold
+                // for any amount written (at least `before`, at most `total`, a prefix).
                 std::thread::sleep(Duration::from_micros(50));
             }
         })
@@ -926,28 +928,33 @@ fn tail_follow_crosses_rotations() {
             }
         }
     });
-    // First the last 100 bytes, before anything more is written.
+    // Collects what the follower prints until it has printed `want` bytes in all.
     let mut got = Vec::new();
-    while got.len() < 100 {
-        got.extend(
-            rx.recv_timeout(Duration::from_secs(30))
-                .expect("tail printed nothing"),
-        );
-    }
-    // Then more, in pieces, slowly enough for the follower to see each rotation.
-    for chunk in data[1000..20 * KIB].chunks(2000) {
-        w.write_all(chunk).unwrap();
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let want = 100 + (20 * KIB - 1000);
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while got.len() < want && std::time::Instant::now() < deadline {
-        if let Ok(b) = rx.recv_timeout(Duration::from_millis(100)) {
-            got.extend(b);
+    let catch_up = |got: &mut Vec<u8>, want: usize| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while got.len() < want {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(b) => got.extend(b),
+                Err(_) => panic!(
+                    "tail -f printed {} bytes in 30 s, not {want}: {:?}",
+                    got.len(),
+                    String::from_utf8_lossy(&got[got.len().saturating_sub(200)..])
+                ),
+            }
         }
+    };
+    // First the last 100 bytes, before anything more is written.
+    catch_up(&mut got, 100);
+    // Then more, in pieces, each once the follower has printed the one before: its position is
+    // then in the file that the next piece's rotation (at 8 KiB and 16 KiB) renames away.
+    for (i, chunk) in data[1000..20 * KIB].chunks(2000).enumerate() {
+        w.write_all(chunk).unwrap();
+        catch_up(&mut got, 100 + 2000 * i + chunk.len());
     }
     let _ = tail.kill();
     let _ = tail.wait();
+    let want = 100 + (20 * KIB - 1000);
     assert!(
         got == data[900..20 * KIB],
         "tail -f output differs: got {} bytes, want {want}; first difference at {:?}; starts {:?}",
@@ -955,6 +962,8 @@ fn tail_follow_crosses_rotations() {
         got.iter().zip(&data[900..]).position(|(a, b)| a != b),
         String::from_utf8_lossy(&got[..got.len().min(200)])
     );
+    // Both rotations came while it followed.
+    assert!(d.log("f.log.1").exists(), "the log did not rotate twice");
     // `read --from` a position taken earlier continues exactly (or reports the gap).
     let pos = String::from_utf8(d.ctl_ok(&["position", "--log", "f.log"])).unwrap();
     w.write_all(b"tail end\n").unwrap();
@@ -1049,16 +1058,19 @@ fn a_full_disk_never_closes_the_guest_pipe() {
 #[test]
 fn idle_exit_waits_for_the_last_log_and_client() {
     let dir = tempfile::tempdir().unwrap();
+    let idle_logd = |name: &str| {
+        std::process::Command::new(LOGD)
+            .arg("--socket")
+            .arg(dir.path().join(name))
+            .arg("--log-root")
+            .arg(dir.path().join(format!("{name}-logs")))
+            .args(["--idle-exit", "1"])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
     let socket = dir.path().join("s");
-    let mut child = std::process::Command::new(LOGD)
-        .arg("--socket")
-        .arg(&socket)
-        .arg("--log-root")
-        .arg(dir.path().join("logs"))
-        .args(["--idle-exit", "1"])
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = idle_logd("s");
     let mut c = wait_for(Duration::from_secs(20), "logd to start", || {
         logd_protocol::client::Client::connect(&socket).ok()
     });
@@ -1066,8 +1078,20 @@ fn idle_exit_waits_for_the_last_log_and_client() {
         .open_log(domain("idle"), "idle.log", OpenFlags::default())
         .unwrap();
     drop(c);
-    // A log is open: well past the idle time, the daemon is still there.
-    std::thread::sleep(Duration::from_millis(2500));
+    // A log is open. Once logd is older than its idle time, a twin starts (the same daemon,
+    // with nothing open); when the twin has exited for being idle, a whole idle time has passed
+    // on the same clocks since logd's own idle check was due, and logd is still there.
+    let pid = child.id() as i32;
+    wait_for(
+        Duration::from_secs(20),
+        "logd to outlive its idle time",
+        || (process_age(pid).unwrap() > Duration::from_secs(1)).then_some(()),
+    );
+    let mut twin = idle_logd("twin");
+    let st = wait_for(Duration::from_secs(20), "the idle twin to exit", || {
+        twin.try_wait().unwrap()
+    });
+    assert_eq!(st.code(), Some(0), "the twin's exit");
     assert!(
         child.try_wait().unwrap().is_none(),
         "exited with a log open"

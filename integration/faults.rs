@@ -241,6 +241,54 @@ impl Drop for Mount {
     }
 }
 
+/// How long logd waits before it tries a failed log file again (`datapath::sink::RETRY_INTERVAL`).
+const RETRY_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Writes `line(0)`, `line(1)`, … into a log whose disk is full, until logd has tried the file
+/// again `retries` times after its first failure (each failed retry is a debug line, which the
+/// kit's `-v` shows); returns the bytes written.
+fn write_until_retried(
+    d: &Daemon,
+    w: &mut std::fs::File,
+    retries: usize,
+    line: impl Fn(usize) -> String,
+) -> usize {
+    let deadline = Instant::now() + T;
+    let mut sent = 0;
+    for i in 0.. {
+        let l = line(i);
+        w.write_all(l.as_bytes()).unwrap();
+        sent += l.len();
+        if count(d.stderr().as_bytes(), b"log file still unwritable") >= retries {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "logd did not retry the full disk {retries} times in {T:?}: {}",
+            d.stderr_tail()
+        );
+        // Pacing: a retry is made by the first write after it is due, so writes keep coming.
+        // How many fall between two retries does not matter to the checks.
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    sent
+}
+
+/// Waits until logd's next retry of domain `name`'s log is due: the retry interval after the
+/// last failure, by logd's own clock (the failure's time in `ps`). Drain the log first
+/// (`position`), so that no failure comes after the one read here.
+fn wait_retry_due(d: &Daemon, name: &str) {
+    let s = first_stream(d, name);
+    let at = s["last_error"]["at_ms"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no failure in {s}"));
+    // `at_ms` is cut to the millisecond: one more, and a little for two clocks.
+    let due = std::time::UNIX_EPOCH + Duration::from_millis(at + 1) + RETRY_INTERVAL;
+    wait_for(T, "logd's next retry to be due", || {
+        (std::time::SystemTime::now() > due + Duration::from_millis(20)).then_some(())
+    });
+}
+
 /// `seq 1 n`'s output.
 fn seq(n: u32) -> Vec<u8> {
     let mut v = Vec::new();
@@ -289,20 +337,16 @@ fn a_disk_full_of_other_files_is_reported_once_and_recovers() {
     let mut w = d.open_pipe("crowded", "tiny/c.log");
     let filler = d.log("tiny/filler");
     let _ = std::fs::write(&filler, vec![0u8; 1 << 20]); // ENOSPC once the disk is full
-    let line = b"a line that has nowhere to go\n";
-    let mut sent = 0;
-    for _ in 0..60 {
-        w.write_all(line).unwrap();
-        sent += line.len();
-        std::thread::sleep(Duration::from_millis(50));
-    }
+
+    // The first failure, then two retries that fail too: still one "cannot write".
+    let sent = write_until_retried(&d, &mut w, 2, |_| "a line that has nowhere to go\n".into());
     d.ctl_ok(&["position", "--log", "tiny/c.log"]);
     let ps: serde_json::Value = serde_json::from_slice(&d.ctl_ok(&["ps", "--json"])).unwrap();
     let s = &ps["domains"][0]["streams"][0];
     assert_eq!(s["dropped_disk"], sent as u64, "{s}");
     assert_eq!(s["bytes_written"], 0, "{s}");
     std::fs::remove_file(&filler).unwrap();
-    std::thread::sleep(Duration::from_millis(1100)); // past the retry interval
+    wait_retry_due(&d, "crowded");
     w.write_all(b"room again\n").unwrap();
     d.ctl_ok(&["position", "--log", "tiny/c.log"]);
     assert_eq!(std::fs::read(d.log("tiny/c.log")).unwrap(), b"room again\n");
@@ -319,8 +363,13 @@ fn stray_signals_neither_kill_nor_stop_logd() {
     let mut d = Daemon::start();
     let mut w = d.open_pipe("sig", "sig.log");
     let mut expected = Vec::new();
-    let mut check = |d: &mut Daemon, what: &str| {
-        std::thread::sleep(Duration::from_millis(100));
+    let mut check = |d: &mut Daemon, signo: i32, what: &str| {
+        // Taken by a thread of logd (or discarded, when ignored): whatever it does to logd, it
+        // has done or is doing.
+        wait_for(T, &format!("logd to take {what}"), || {
+            let pid = d.pid();
+            (!process_alive(pid) || signal_pending(pid, signo) == Some(false)).then_some(())
+        });
         d.assert_alive();
         assert_ne!(proc_state(d.pid()), Some('T'), "logd was stopped by {what}");
         let line = format!("after {what}\n");
@@ -339,7 +388,7 @@ fn stray_signals_neither_kill_nor_stop_logd() {
         SIGIO, SIGPWR, SIGSTKFLT, SIGWINCH, SIGURG, SIGCHLD, SIGPIPE,
     ] {
         d.signal(sig);
-        check(&mut d, sig.as_str());
+        check(&mut d, sig as i32, sig.as_str());
     }
     let max = String::from_utf8(Command::new("kill").arg("-l").output().unwrap().stdout).unwrap();
     for n in 0..=(if max.contains("RTMAX-") { 30 } else { 0 }) {
@@ -349,10 +398,13 @@ fn stray_signals_neither_kill_nor_stop_logd() {
             .status()
             .unwrap();
         assert!(st.success(), "kill -s {name}");
-        check(&mut d, &name);
+        check(&mut d, nix::libc::SIGRTMIN() + n, &name);
     }
-    let log = d.stderr();
-    assert!(log.contains("SIGUSR2") && log.contains("ignored"), "{log}");
+    // Said by the main loop once it has the signal, which a check above need not wait for.
+    wait_for(T, "logd to say it ignored SIGUSR2", || {
+        let log = d.stderr();
+        (log.contains("SIGUSR2") && log.contains("ignored")).then_some(())
+    });
 }
 
 /// Case 6: SIGQUIT stops logd as SIGTERM does, draining every pipe first (no core dump, no
@@ -456,16 +508,12 @@ fn dropped_bytes_agree_in_ps_metrics_events_and_on_disk() {
     let mut w = d.open_pipe("drops", "tiny/d.log");
     let filler = d.log("tiny/filler");
     let _ = std::fs::write(&filler, vec![0u8; 1 << 20]); // fills the disk
-    let mut sent = 0;
+
     // Drops at the first failure, silent drops between retries, and at each retry.
-    for i in 0..50 {
-        let line = format!("line {i} has nowhere to go\n");
-        w.write_all(line.as_bytes()).unwrap();
-        sent += line.len();
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let mut sent = write_until_retried(&d, &mut w, 2, |i| format!("line {i} has nowhere to go\n"));
+    d.ctl_ok(&["position", "--log", "tiny/d.log"]);
     std::fs::remove_file(&filler).unwrap();
-    std::thread::sleep(Duration::from_millis(1100));
+    wait_retry_due(&d, "drops");
     w.write_all(b"room again\n").unwrap();
     sent += 11;
     d.ctl_ok(&["position", "--log", "tiny/d.log"]);
@@ -702,10 +750,19 @@ fn a_frozen_file_system_stalls_only_its_own_guests() {
         )
         .map(|(_, fd)| fd)
     });
-    // Meanwhile the guest on the healthy disk, and the sockets, are served.
+    // Meanwhile the guest on the healthy disk, and the sockets, are served: probes until the
+    // flood has ended (3 s, past the stall bound), so they span every phase of the stall.
     let mut expected = Vec::new();
     let mut slowest = Duration::ZERO;
-    for i in 0..20 {
+    let probing = Instant::now();
+    for i in 0.. {
+        if i >= 20 && flood.is_finished() {
+            break;
+        }
+        assert!(
+            probing.elapsed() < T,
+            "the frozen disk's guest has been held up for {T:?}"
+        );
         let line = format!("healthy line {i}\n");
         let t = Instant::now();
         healthy_w.write_all(line.as_bytes()).unwrap();
@@ -718,6 +775,7 @@ fn a_frozen_file_system_stalls_only_its_own_guests() {
         let ps = run_bounded(d.ctl().arg("ps"), Duration::from_secs(60));
         assert!(ps.status.success());
         slowest = slowest.max(t.elapsed());
+        // Pacing: spreads the probes over the flood; each is checked on its own.
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(std::fs::read(d.log("b.log")).unwrap(), expected);
@@ -738,9 +796,9 @@ fn a_frozen_file_system_stalls_only_its_own_guests() {
         .join()
         .unwrap()
         .expect("the open on the frozen disk went through after the thaw");
-    std::thread::sleep(Duration::from_millis(200));
-    frozen_w.write_all(b"after the thaw\n").unwrap();
-    wait_for(T, "the frozen log to go on", || {
+    // The log has every byte it took (its held write came back): it is no longer stalled, and
+    // takes the next bytes instead of dropping them.
+    let settled = || {
         run_bounded(
             d.ctl().args(["position", "--log", "frozen/a.log"]),
             Duration::from_secs(60),
@@ -748,7 +806,10 @@ fn a_frozen_file_system_stalls_only_its_own_guests() {
         .status
         .success()
         .then_some(())
-    });
+    };
+    wait_for(T, "the frozen log's disk to answer", settled);
+    frozen_w.write_all(b"after the thaw\n").unwrap();
+    wait_for(T, "the frozen log to go on", settled);
     let data = std::fs::read(d.log("frozen/a.log")).unwrap();
     assert!(data.starts_with(b"before the freeze\n"));
     assert!(data.ends_with(b"after the thaw\n"));

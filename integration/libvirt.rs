@@ -304,6 +304,8 @@ fn a_logd_reexec_under_a_running_domain_loses_nothing() {
         while !stop2.load(Ordering::Relaxed) {
             w.write_all(format!("line {i:06}\r\n").as_bytes()).unwrap();
             i += 1;
+            // Pacing: a typist's speed, which the guest's serial input keeps up with. The checks
+            // wait for each echo they need, whenever it comes.
             std::thread::sleep(Duration::from_millis(2));
         }
         i

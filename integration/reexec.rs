@@ -232,9 +232,26 @@ fn five_reexecs_under_full_load_lose_nothing_and_drop_nobody() {
 
     let first = d.pid();
     let mut pids = vec![first];
+    let writer_logs: Vec<_> = (0..3).map(|w| d.log(&format!("w{w}.log"))).collect();
+    let bytes_in = || -> Vec<u64> {
+        let snap = ps(&d);
+        writer_logs
+            .iter()
+            .map(|p| {
+                stream(&snap, p)
+                    .and_then(|s| s["bytes_in"].as_u64())
+                    .unwrap_or(0)
+            })
+            .collect()
+    };
     for _ in 0..5 {
         pids.push(reexec_by_signal(&d));
-        std::thread::sleep(Duration::from_millis(200));
+        // Each re-exec under load: the new process reads from every writer before the next.
+        let carried = bytes_in();
+        wait_for(T, "the new process to read from every writer", || {
+            let now = bytes_in();
+            now.iter().zip(&carried).all(|(n, c)| n > c).then_some(())
+        });
     }
     eprintln!("served by pids {pids:?}");
     let snap = ps(&d);
@@ -475,12 +492,8 @@ fn logdctl_reexec_hands_over_and_keeps_client_connections() {
         .unwrap();
     let mut f = File::from(fd);
     f.write_all(b"before\n").unwrap();
-    let events = Proc::spawn("events", d.ctl().args(["events", "--json"]));
-    wait_for(T, "the events stream", || {
-        let s = ps(&d);
-        (s["fds"].as_u64()? > 0).then_some(())
-    });
-    std::thread::sleep(Duration::from_millis(300));
+    // Live once it has seen a probe's event; the probe's domain is gone when `append` returns.
+    let (mut events, seen) = event_stream(&d);
 
     let out = d.ctl_ok(&["reexec", "--json"]);
     let report: serde_json::Value = serde_json::from_slice(&out).unwrap();
@@ -494,10 +507,11 @@ fn logdctl_reexec_hands_over_and_keeps_client_connections() {
     // The same protocol connection, now served by the new process.
     let pos = c.position("ctl.log").unwrap();
     assert_eq!(pos.offset, 13);
-    events.wait_for(b"\"event\":\"reexeced\"", T);
-    assert!(
-        String::from_utf8_lossy(&events.output()).contains(&format!("\"to_pid\":{new}")),
-        "{}",
-        String::from_utf8_lossy(&events.output())
-    );
+    let reexeced = wait_for(T, "the reexeced event", || {
+        let seen = seen.lock().unwrap();
+        seen.iter().find(|e| e["event"] == "reexeced").cloned()
+    });
+    assert_eq!(reexeced["to_pid"], new, "{reexeced}");
+    let _ = events.kill();
+    let _ = events.wait();
 }

@@ -139,6 +139,8 @@ impl LibvirtHost {
 
         let r = root.display();
         let ready = root.join("holder/ready");
+        // The holder makes the mounts, says so (`ready`), then only sleeps: it keeps the
+        // namespace until it is killed, and no test waits on it.
         let script = format!(
             "set -e; \
              mount --bind {r}/run /run; \

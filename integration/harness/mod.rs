@@ -178,6 +178,8 @@ impl Terminal {
             status: dir.join(format!("{tag}.status")),
             after: dir.join(format!("{tag}.stty-after")),
         };
+        // The final `sleep` keeps the pane (and the session) open for `screen`; the test waits
+        // on the recorded files, never on it.
         let script = format!(
             "stty -a > {}; {command}; echo exit=$? > {}; stty -a > {}; sleep 30",
             rec.before.display(),

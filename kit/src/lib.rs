@@ -471,6 +471,43 @@ pub fn process_alive(pid: i32) -> bool {
     proc_state(pid).is_some_and(|s| s != 'Z' && s != 'X')
 }
 
+/// Whether signal `signo` is pending for process `pid` (sent, not yet taken by any of its
+/// threads: `ShdPnd` and `SigPnd` of `/proc/PID/status`); None if the process is gone. A signal
+/// the process ignores is never pending: the kernel discards it when it is sent.
+pub fn signal_pending(pid: i32, signo: i32) -> Option<bool> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let bit = 1u64.checked_shl(u32::try_from(signo - 1).ok()?)?;
+    let pending = ["ShdPnd:", "SigPnd:"].iter().any(|key| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+            .is_some_and(|mask| mask & bit != 0)
+    });
+    Some(pending)
+}
+
+/// How long process `pid` has existed, to the clock tick (`starttime` of `/proc/PID/stat`
+/// against `/proc/uptime`).
+pub fn process_age(pid: i32) -> Result<Duration> {
+    let path = format!("/proc/{pid}/stat");
+    let stat = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    // starttime is field 22; fields after the parenthesised command name start at field 3.
+    let start_ticks: u64 = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().nth(19))
+        .and_then(|f| f.parse().ok())
+        .with_context(|| format!("unexpected format of {path}"))?;
+    let uptime = std::fs::read_to_string("/proc/uptime").context("reading /proc/uptime")?;
+    let up: f64 = uptime
+        .split_whitespace()
+        .next()
+        .and_then(|f| f.parse().ok())
+        .context("unexpected format of /proc/uptime")?;
+    let age = up - start_ticks as f64 / clock_ticks()?;
+    Ok(Duration::from_secs_f64(age.max(0.0)))
+}
+
 /// User plus system CPU seconds from a `/proc/.../stat` file.
 pub fn stat_cpu_seconds(path: &str) -> Result<f64> {
     let stat = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
@@ -539,4 +576,36 @@ pub fn context_switches(pid: impl std::fmt::Display) -> Result<u64> {
                 .sum::<u64>()
         })
         .sum())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nix::sys::signal::{SigSet, Signal};
+
+    #[test]
+    fn a_blocked_signal_is_pending_until_taken() {
+        // Sent to this thread alone (raise), blocked, then taken with sigwait: nothing else of
+        // the test process sees it.
+        let tid = nix::unistd::gettid().as_raw();
+        let mut usr2 = SigSet::empty();
+        usr2.add(Signal::SIGUSR2);
+        usr2.thread_block().unwrap();
+        assert_eq!(signal_pending(tid, Signal::SIGUSR2 as i32), Some(false));
+        nix::sys::signal::raise(Signal::SIGUSR2).unwrap();
+        assert_eq!(signal_pending(tid, Signal::SIGUSR2 as i32), Some(true));
+        assert_eq!(signal_pending(tid, Signal::SIGUSR1 as i32), Some(false));
+        assert_eq!(usr2.wait().unwrap(), Signal::SIGUSR2);
+        assert_eq!(signal_pending(tid, Signal::SIGUSR2 as i32), Some(false));
+        usr2.thread_unblock().unwrap();
+    }
+
+    #[test]
+    fn a_process_is_as_old_as_it_has_run() {
+        let me = std::process::id() as i32;
+        let age = process_age(me).unwrap();
+        assert!(age < Duration::from_secs(3600), "{age:?}");
+        assert!(process_age(me).unwrap() >= age);
+        assert!(process_age(i32::MAX).is_err());
+    }
 }
