@@ -208,16 +208,6 @@ pub struct DomainState {
     pub streams: Vec<StreamState>,
 }
 
-impl DomainState {
-    pub fn id(&self) -> DomainId {
-        DomainId {
-            driver: self.driver.clone(),
-            uuid: self.uuid,
-            name: self.name.clone(),
-        }
-    }
-}
-
 /// One stream of a domain.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum StreamState {
