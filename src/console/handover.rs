@@ -16,7 +16,8 @@ use crate::datapath::sink::LogSink;
 
 impl Console {
     /// Describes the console for a re-exec (every socket and the file marked to be carried).
-    /// Call [`Console::drain`] first: what the guest writes after is the next process's to read.
+    /// The guest side is not drained first: the caller only waits until what logd has read is
+    /// in the file, and what the guest has written since is the next process's to read.
     /// Subscribers already leaving are left behind (they close with this process).
     pub(crate) fn export(
         &self,

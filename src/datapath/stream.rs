@@ -218,8 +218,9 @@ impl LogStream {
         ))
     }
 
-    /// Describes the stream for a re-exec (pipe and file marked to be carried). Call
-    /// [`LogStream::drain`] first: what is still in the pipe is the next process's to read.
+    /// Describes the stream for a re-exec (pipe and file marked to be carried). The pipe is
+    /// not drained first: the caller only waits until what logd has read is in the file, and
+    /// what is still in the pipe is the next process's to read.
     pub fn export(
         &self,
         carrier: &mut crate::handover::state::Carrier,
