@@ -398,8 +398,10 @@ impl Successor {
         if !crate::handover::state::fd_is_open(state) || !crate::handover::state::fd_is_open(hs) {
             return None;
         }
-        // SAFETY: both fds are open (checked above) and were passed by the parent for this use
-        // only (LOGD_REEXEC names them and is removed above, so nothing adopts them twice).
+        // SAFETY: both fds are open and distinct (checked above), and nothing else owns them:
+        // the parent passed them for this use only, and `from_env`, the one caller outside
+        // tests, removed LOGD_REEXEC before parsing it, so nothing adopts them twice (the
+        // tests pass fds they have given up with `into_raw_fd`).
         let (state, hs) = unsafe { (OwnedFd::from_raw_fd(state), OwnedFd::from_raw_fd(hs)) };
         for fd in [&state, &hs] {
             let _ = nix::fcntl::fcntl(
