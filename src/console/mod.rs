@@ -217,6 +217,11 @@ impl Console {
         &self.cfg.name
     }
 
+    /// Its settings (a restored console's as its first process had them).
+    pub(crate) fn config(&self) -> &ConsoleConfig {
+        &self.cfg
+    }
+
     pub(crate) fn path(&self) -> &Path {
         self.sink.path()
     }

@@ -642,6 +642,25 @@ impl Handler<ListConsoles> for Domain {
     }
 }
 
+/// This domain's consoles' settings (for the consoles declared in the config file).
+#[derive(Message)]
+#[rtype(result = "Vec<ConsoleConfig>")]
+pub(crate) struct ConsoleConfigs;
+
+impl Handler<ConsoleConfigs> for Domain {
+    type Result = Vec<ConsoleConfig>;
+
+    fn handle(&mut self, _: ConsoleConfigs, _: &mut Context<Self>) -> Vec<ConsoleConfig> {
+        self.streams
+            .iter()
+            .filter_map(|s| match s {
+                Stream::Console(c) => Some(c.config().clone()),
+                Stream::Pipe(_) => None,
+            })
+            .collect()
+    }
+}
+
 /// The end of a log, after draining its pipe.
 #[derive(Message)]
 #[rtype(result = "Result<Position, DomainError>")]

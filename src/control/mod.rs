@@ -2,8 +2,10 @@
 //! - [`registry`]: the actor holding the table of domains and open paths;
 //! - [`table`]: the registry's compact map (a slab of entries and a hash index of their ids);
 //! - [`domain`]: the actor of one guest, owning its log streams and consoles;
-//! - [`fanin`]: one answer from each of many actors, with a single wake-up.
+//! - [`fanin`]: one answer from each of many actors, with a single wake-up;
+//! - [`declared`]: the consoles of the config file, made to match it (start, re-exec, SIGHUP).
 
+pub(crate) mod declared;
 pub mod domain;
 pub mod fanin;
 pub mod registry;

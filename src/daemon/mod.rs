@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use logd_protocol::admin::EventKind;
 
+use crate::control::declared::{Declared, Occasion};
 use crate::control::registry::{self, Registry};
 use crate::handover::reexec::{Handoff, Successor, Trigger};
 use crate::host::config::Config;
@@ -108,7 +109,12 @@ pub fn run(cfg: Config, successor: Option<Successor>) -> Result<(), DaemonError>
         let signals = Signals::install()?;
         let d = match successor {
             None => Running::start(cfg, activated).await?,
-            Some(s) => Running::take_over(cfg, s).await,
+            Some(s) => {
+                Running::take_over(cfg, s)
+                    .await
+                    .with_declared(Occasion::TakeOver)
+                    .await
+            }
         };
         d.serve(signals).await
     })
@@ -143,6 +149,8 @@ pub(crate) struct Running {
     accepting: Option<Accepting>,
     /// A stop signal that arrived during a re-exec (which it cancelled).
     pub(crate) stop_requested: Option<&'static str>,
+    /// Which running consoles are the config file's (`[[console]]`).
+    declared: Declared,
 }
 
 impl Running {
@@ -209,6 +217,7 @@ impl Running {
             triggers,
             accepting: None,
             stop_requested: None,
+            declared: Declared::default(),
         }
     }
 
@@ -259,6 +268,9 @@ impl Running {
         let mut d = Running::assemble(cfg, lock, main, admin, virtlogd, metrics);
         d.lock.write_pid();
         d.start_accepting();
+        // Before READY=1: once logd says it is ready, the file's consoles exist (or their
+        // failures are logged). A console that cannot be created does not stop the start.
+        let d = d.with_declared(Occasion::Start).await;
         let cfg = &d.cfg;
         tracing::info!(
             socket = %cfg.socket.display(),
@@ -277,6 +289,15 @@ impl Running {
             std::process::id()
         ));
         Ok(d)
+    }
+
+    /// Makes the running consoles match the config file's `[[console]]` tables (see
+    /// [`crate::control::declared`]).
+    pub(crate) async fn with_declared(mut self, occasion: Occasion) -> Running {
+        self.declared
+            .apply(occasion, &self.registry, &self.cfg.consoles)
+            .await;
+        self
     }
 
     pub(crate) fn start_accepting(&mut self) {
@@ -474,6 +495,7 @@ impl Running {
             allowed_dirs: new.allowed_dirs,
             binary: new.binary,
             log_level: new.log_level,
+            consoles: new.consoles,
             ..self.cfg.clone()
         };
         tracing::info!(
@@ -482,6 +504,10 @@ impl Running {
             max_backups = { self.cfg.rotate.max_backups },
             "SIGHUP: configuration reloaded"
         );
+        // After the path policy above: the consoles are checked under the one now in force.
+        self.declared
+            .apply(Occasion::Reload, &self.registry, &self.cfg.consoles)
+            .await;
     }
 }
 

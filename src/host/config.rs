@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::datapath::rotate::RotateConfig;
+use crate::host::paths::PathPolicy;
 
 /// Smallest accepted `max_size`: below this a log would rotate on nearly every write.
 pub const MIN_MAX_SIZE: u64 = 4096;
@@ -44,6 +45,12 @@ pub enum ConfigError {
     },
     #[error("invalid value for `{key}`: {reason}")]
     Invalid { key: &'static str, reason: String },
+    /// A `[[console]]` table: which one, which key, why.
+    #[error("invalid config file {path}: {source}")]
+    Console {
+        path: PathBuf,
+        source: crate::host::consoles::EntryError,
+    },
     #[error("cannot find a home directory: set HOME or XDG_STATE_HOME, or pass --log-root")]
     NoHome,
 }
@@ -86,6 +93,8 @@ pub struct Config {
     pub log_level: Option<String>,
     /// Where this configuration came from, so SIGHUP can read it again.
     pub origin: Origin,
+    /// The consoles of the file's `[[console]]` tables, checked (see [`crate::host::consoles`]).
+    pub(crate) consoles: Vec<crate::host::consoles::DeclaredConsole>,
 }
 
 /// The file and command-line overrides a configuration was loaded from.
@@ -116,6 +125,8 @@ struct FileConfig {
     metrics_listen: Option<String>,
     binary: Option<PathBuf>,
     log_level: Option<String>,
+    /// `[[console]]` tables.
+    console: Option<Vec<crate::host::consoles::ConsoleEntry>>,
 }
 
 /// `virtlogd_socket`: a path, or `true` for the default path ([`default_virtlogd_socket`]).
@@ -129,9 +140,19 @@ enum VirtlogdSocket {
 /// A size written as a number of bytes or a string such as `"2 MiB"`.
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
-enum SizeValue {
+pub(crate) enum SizeValue {
     Bytes(u64),
     Text(String),
+}
+
+impl SizeValue {
+    /// The size in bytes, or why it is not one.
+    pub(crate) fn bytes(self) -> Result<u64, String> {
+        match self {
+            SizeValue::Bytes(n) => Ok(n),
+            SizeValue::Text(t) => parse_size(&t),
+        }
+    }
 }
 
 /// Overrides from the command line.
@@ -358,7 +379,7 @@ impl Config {
         }
         .map(|p| absolute("virtlogd_socket", &p))
         .transpose()?;
-        Ok(Config {
+        let mut config = Config {
             socket: absolute("socket", &socket)?,
             admin_socket: absolute("admin_socket", &admin_socket)?,
             virtlogd_socket,
@@ -400,7 +421,20 @@ impl Config {
                 file: file.map(Path::to_owned),
                 overrides: over.clone(),
             },
-        })
+            consoles: Vec::new(),
+        };
+        if let (Some(entries), Some(path)) = (fc.console, file) {
+            // Relative paths resolve as a request's would, under this file's log root.
+            let policy = PathPolicy::new(config.log_root.clone(), config.path_dirs());
+            config.consoles =
+                crate::host::consoles::check_all(entries, &policy).map_err(|source| {
+                    ConfigError::Console {
+                        path: path.to_owned(),
+                        source,
+                    }
+                })?;
+        }
+        Ok(config)
     }
 
     /// The directories absolute log paths may lie under: `allowed_dirs`, and libvirt's log

@@ -1,11 +1,13 @@
 //! What logd takes from the host it runs on:
 //! - [`config`]: defaults, the TOML file and overrides;
+//! - [`consoles`]: the consoles the file declares (`[[console]]`);
 //! - [`paths`]: which log paths a client may name;
 //! - [`sockdir`]: the directories of the sockets, trusted only when closed to other users;
 //! - [`systemd`]: readiness notification and socket activation;
 //! - [`logging`]: the daemon's own tracing, with a filter changeable at run time.
 
 pub mod config;
+pub mod consoles;
 pub mod logging;
 pub mod paths;
 pub mod sockdir;

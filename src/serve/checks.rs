@@ -28,7 +28,7 @@ pub(crate) async fn checked_path(raw: &str, create_dirs: bool) -> Result<PathBuf
 }
 
 /// The lexical half of [`checked_path`]: `raw` mapped under a root by `policy`, or refused.
-fn resolve_path(policy: &PathPolicy, raw: &str) -> Result<PathBuf, WireError> {
+pub(crate) fn resolve_path(policy: &PathPolicy, raw: &str) -> Result<PathBuf, WireError> {
     policy.resolve(raw).map_err(path_error)
 }
 
@@ -102,24 +102,50 @@ pub(crate) fn check_append_len(message: &[u8]) -> Result<(), WireError> {
 
 /// Checks a console spec and resolves its paths; applies the defaults.
 pub(crate) async fn console_config(spec: ConsoleSpec) -> Result<ConsoleConfig, WireError> {
+    let policy = crate::host::paths::current().expect("the daemon installs a path policy");
+    let config = console_lexical(&policy, spec)?;
+    if config.tcp.is_none() && config.unix.is_none() {
+        tracing::debug!(console = %config.name, "console without subscriber listeners: log only");
+    }
+    let c = config.clone();
+    tokio::task::spawn_blocking(move || {
+        let guest = match &c.guest {
+            GuestPlan::Listen(p) | GuestPlan::Connect(p) => Some(p),
+            GuestPlan::Fd => None,
+        };
+        for p in guest.into_iter().chain(&c.unix).chain([&c.log]) {
+            check_on_disk(&policy, p, true)?;
+        }
+        Ok::<(), WireError>(())
+    })
+    .await
+    .map_err(|_| WireError::new(ErrorCode::Internal, "path check panicked"))??;
+    Ok(config)
+}
+
+/// The half of [`console_config`] that needs no disk: the name, the sizes, the TCP address, and
+/// the paths resolved by `policy` (lexically). A console declared in the config file is checked
+/// with this at load, so the file and a request pass the same rules.
+pub(crate) fn console_lexical(
+    policy: &PathPolicy,
+    spec: ConsoleSpec,
+) -> Result<ConsoleConfig, WireError> {
     check_console_name(&spec.name)?;
     let guest = match &spec.guest {
-        GuestSide::Listen { path } => GuestPlan::Listen(checked_path(path, true).await?),
-        GuestSide::Connect { path } => GuestPlan::Connect(checked_path(path, true).await?),
+        GuestSide::Listen { path } => GuestPlan::Listen(resolve_path(policy, path)?),
+        GuestSide::Connect { path } => GuestPlan::Connect(resolve_path(policy, path)?),
         GuestSide::Fd => GuestPlan::Fd,
     };
-    let unix = match &spec.unix {
-        Some(p) => Some(checked_path(p, true).await?),
-        None => None,
-    };
+    let unix = spec
+        .unix
+        .as_deref()
+        .map(|p| resolve_path(policy, p))
+        .transpose()?;
     let tcp = spec.tcp.as_deref().map(tcp_addr).transpose()?;
-    if tcp.is_none() && unix.is_none() {
-        tracing::debug!(console = %spec.name, "console without subscriber listeners: log only");
-    }
     let bounds = console_bounds(&spec)?;
     Ok(ConsoleConfig {
         name: spec.name,
-        log: checked_path(&spec.log, true).await?,
+        log: resolve_path(policy, &spec.log)?,
         domain: spec.domain,
         truncate: spec.truncate,
         rotate: RotateConfig::default(), // the registry applies the daemon's

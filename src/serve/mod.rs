@@ -13,10 +13,11 @@
 //!
 //! The modules are layered, with no way back: `server` dispatches to `virtlogd` and `admin`;
 //! `server` and `virtlogd` serve the log requests of `logs` (methods of `Shared`); all three use
-//! `shared` (the state, admission, parking); `server` and `logs` use `checks`.
+//! `shared` (the state, admission, parking); `server` and `logs` use `checks`, and so does
+//! `host::consoles`, which checks the consoles of the config file by the same rules.
 
 mod admin;
-mod checks;
+pub(crate) mod checks;
 pub mod events;
 mod logs;
 pub mod metrics;

@@ -1,5 +1,6 @@
-//! The registry's console requests: `AddConsole`, `RemoveConsole`, `ListConsoles`, and an
-//! operator's kick or grant of a subscriber (`Subscriber`).
+//! The registry's console requests: `AddConsole`, `RemoveConsole`, `ListConsoles`, an
+//! operator's kick or grant of a subscriber (`Subscriber`), and `ConsoleConfigs` (every
+//! console's settings, for the consoles declared in the config file).
 //!
 //! The registry keeps the names of each domain's consoles, so that it asks only the domains
 //! that have some, and refuses a duplicate name before anything is claimed.
@@ -144,6 +145,34 @@ impl Handler<ListConsoles> for Registry {
                 }
             }
             all.sort_by(|a, b| (&a.domain.name, &a.name).cmp(&(&b.domain.name, &b.name)));
+            all
+        })
+    }
+}
+
+/// Every console's settings, as the daemon runs it (not a request: the consoles declared in
+/// the config file are compared with these).
+#[derive(Message)]
+#[rtype(result = "Vec<crate::console::ConsoleConfig>")]
+pub(crate) struct ConsoleConfigs;
+
+impl Handler<ConsoleConfigs> for Registry {
+    type Result = ResponseFuture<Vec<crate::console::ConsoleConfig>>;
+
+    fn handle(&mut self, _: ConsoleConfigs, _: &mut Context<Self>) -> Self::Result {
+        let reqs: Vec<_> = self
+            .domains
+            .values()
+            .filter(|e| !e.consoles().is_empty())
+            .map(|e| e.addr.send(domain::ConsoleConfigs))
+            .collect();
+        Box::pin(async move {
+            let mut all = Vec::new();
+            for r in reqs {
+                if let Ok(mut list) = r.await {
+                    all.append(&mut list);
+                }
+            }
             all
         })
     }

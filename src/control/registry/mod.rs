@@ -17,7 +17,7 @@ mod handover;
 mod logs;
 mod snapshot;
 
-pub(crate) use consoles::{AddConsole, ListConsoles, RemoveConsole, Subscriber};
+pub(crate) use consoles::{AddConsole, ConsoleConfigs, ListConsoles, RemoveConsole, Subscriber};
 pub(crate) use handover::{Adopt, Freeze, Thaw};
 pub(crate) use logs::{Append, GetPosition, Open, Read};
 pub(crate) use snapshot::Snapshot;

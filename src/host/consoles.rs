@@ -1,0 +1,596 @@
+//! The consoles declared in the config file: its `[[console]]` tables, read and checked with
+//! the rest of the file ([`crate::host::config`]), and created by the daemon at start, at a
+//! re-exec and at SIGHUP ([`crate::control::declared`]).
+//!
+//! Each key is the `logdctl console add` option of the same name (`--guest-listen` is
+//! `guest_listen`), so a console moves between the command line and the file unchanged. An
+//! entry passes the checks a request passes ([`crate::serve::checks::console_lexical`]), at
+//! load, and entries that would collide with each other (same console, TCP port, socket or log)
+//! are refused there too: a file that loads is one logd can apply in full, unless something
+//! outside it (a taken port) is in the way.
+
+use std::collections::HashMap;
+
+use logd_protocol::{ConsoleProtocol, ConsoleSpec, DomainId, GuestSide, Uuid, WritePolicy};
+use serde::Deserialize;
+
+use crate::console::{ConsoleConfig, GuestPlan};
+use crate::host::paths::PathPolicy;
+
+/// Most `[[console]]` tables in one file: each costs a few fds and a domain actor, and start-up
+/// creates them one by one.
+pub(crate) const MAX_DECLARED: usize = 1024;
+
+/// One `[[console]]` table as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ConsoleEntry {
+    domain: String,
+    driver: Option<String>,
+    uuid: Option<String>,
+    name: String,
+    guest_listen: Option<String>,
+    guest_connect: Option<String>,
+    /// Accepted only to be refused with a reason (see [`check`]).
+    guest_fd: Option<toml::Value>,
+    log: String,
+    #[serde(default)]
+    truncate: bool,
+    tcp: Option<TcpValue>,
+    unix: Option<String>,
+    #[serde(default)]
+    telnet: bool,
+    write: Option<String>,
+    replay: Option<super::config::SizeValue>,
+    max_subscribers: Option<u32>,
+    queue_limit: Option<super::config::SizeValue>,
+}
+
+/// `tcp`: `"ADDR:PORT"`, `"PORT"` or a bare number (a port on 127.0.0.1).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum TcpValue {
+    Port(u64),
+    Text(String),
+}
+
+/// A console of the file, checked.
+#[derive(Debug, Clone)]
+pub(crate) struct DeclaredConsole {
+    /// What is sent to the registry, as a `logdctl console add` would send it.
+    pub(crate) spec: ConsoleSpec,
+    /// The same, resolved under the log root of the file that declared it, defaults applied:
+    /// what the running console is compared with.
+    pub(crate) resolved: ConsoleConfig,
+}
+
+impl DeclaredConsole {
+    /// `vm1/serial0`: how logs, events and errors name a declared console.
+    pub(crate) fn label(&self) -> String {
+        format!("{}/{}", self.spec.domain.name, self.spec.name)
+    }
+}
+
+/// Whether two consoles are the same console with the same settings (`truncate` and the
+/// rotation aside).
+pub(crate) fn same_console(a: &ConsoleConfig, b: &ConsoleConfig) -> bool {
+    let guest = |g: &GuestPlan| match g {
+        GuestPlan::Listen(p) => (0, Some(p.clone())),
+        GuestPlan::Connect(p) => (1, Some(p.clone())),
+        GuestPlan::Fd => (2, None),
+    };
+    a.name == b.name
+        && a.domain == b.domain
+        && a.log == b.log
+        && guest(&a.guest) == guest(&b.guest)
+        && a.tcp == b.tcp
+        && a.unix == b.unix
+        && a.protocol == b.protocol
+        && a.write == b.write
+        && a.replay == b.replay
+        && a.max_subscribers == b.max_subscribers
+        && a.queue_limit == b.queue_limit
+}
+
+/// Why a `[[console]]` table was refused: which one, which key, why.
+#[derive(Debug, thiserror::Error)]
+#[error("[[console]] number {number} ({label}): `{key}`: {reason}")]
+pub struct EntryError {
+    /// 1 for the first table in the file.
+    pub number: usize,
+    /// `domain DOMAIN, console NAME`, as written.
+    pub label: String,
+    pub key: &'static str,
+    pub reason: String,
+}
+
+/// Checks every table, in file order, and refuses collisions between them. Relative paths
+/// resolve under `policy`'s root, as a request's do.
+pub(crate) fn check_all(
+    entries: Vec<ConsoleEntry>,
+    policy: &PathPolicy,
+) -> Result<Vec<DeclaredConsole>, EntryError> {
+    if entries.len() > MAX_DECLARED {
+        return Err(EntryError {
+            number: MAX_DECLARED + 1,
+            label: "and the rest".into(),
+            key: "console",
+            reason: format!("at most {MAX_DECLARED} consoles may be declared"),
+        });
+    }
+    let mut out: Vec<DeclaredConsole> = Vec::with_capacity(entries.len());
+    // What each earlier table took, with its number.
+    let mut consoles = HashMap::new();
+    let mut domains: HashMap<(String, Uuid), (String, usize)> = HashMap::new();
+    let mut ports = HashMap::new();
+    let mut sockets = HashMap::new();
+    let mut logs = HashMap::new();
+    for (i, e) in entries.into_iter().enumerate() {
+        let number = i + 1;
+        let label = format!("domain {:?}, console {:?}", e.domain, e.name);
+        let fail = |key: &'static str, reason: String| EntryError {
+            number,
+            label: label.clone(),
+            key,
+            reason,
+        };
+        let d = check(e, policy).map_err(|(key, reason)| fail(key, reason))?;
+        let c = &d.resolved;
+        let taken = |what: &str, n: usize| format!("{what} as [[console]] number {n}");
+        let dom = (c.domain.driver.clone(), c.domain.uuid);
+        if let Some((name, n)) = domains.get(&dom) {
+            if *name != c.domain.name {
+                return Err(fail(
+                    "domain",
+                    format!(
+                        "the same driver and uuid as domain {name:?} in [[console]] number {n}, \
+                         under another name"
+                    ),
+                ));
+            }
+        }
+        domains.insert(dom.clone(), (c.domain.name.clone(), number));
+        if let Some(n) = consoles.insert((dom, c.name.clone()), number) {
+            return Err(fail("name", taken("the same domain and console name", n)));
+        }
+        if let Some(port) = c.tcp.as_deref().and_then(tcp_port).filter(|p| *p != 0) {
+            if let Some(n) = ports.insert(port, number) {
+                return Err(fail("tcp", taken(&format!("the same port {port}"), n)));
+            }
+        }
+        let guest = match &c.guest {
+            GuestPlan::Listen(p) => Some(("guest_listen", p)),
+            GuestPlan::Connect(p) => Some(("guest_connect", p)),
+            GuestPlan::Fd => None,
+        };
+        let unix = c.unix.as_ref().map(|p| ("unix", p));
+        for (key, p) in guest.into_iter().chain(unix) {
+            if let Some(n) = sockets.insert(p.clone(), number) {
+                let what = format!("the same socket {}", p.display());
+                return Err(fail(key, taken(&what, n)));
+            }
+        }
+        if let Some(n) = logs.insert(c.log.clone(), number) {
+            let what = format!("the same log {}", c.log.display());
+            return Err(fail("log", taken(&what, n)));
+        }
+        out.push(d);
+    }
+    // A log path that is also a socket path.
+    for d in &out {
+        if let Some(n) = sockets.get(&d.resolved.log) {
+            return Err(EntryError {
+                number: logs[&d.resolved.log],
+                label: format!("domain {:?}, console {:?}", d.spec.domain.name, d.spec.name),
+                key: "log",
+                reason: format!("the path is a socket of [[console]] number {n}"),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The port of a checked `ADDR:PORT`.
+fn tcp_port(addr: &str) -> Option<u16> {
+    addr.parse::<std::net::SocketAddr>().ok().map(|a| a.port())
+}
+
+/// One table: its keys read as `logdctl console add` reads its options, then the request's
+/// checks. A refusal names the key.
+fn check(e: ConsoleEntry, policy: &PathPolicy) -> Result<DeclaredConsole, (&'static str, String)> {
+    let driver = e.driver.unwrap_or_else(|| "qemu".into());
+    let mut domain = DomainId::from_name(&driver, &e.domain);
+    if let Some(u) = &e.uuid {
+        domain.uuid =
+            Uuid::parse_str(u).map_err(|err| ("uuid", format!("invalid UUID {u:?}: {err}")))?;
+    }
+    crate::serve::checks::check_domain(&domain).map_err(|w| {
+        let d = &domain.driver;
+        let key = if d.is_empty()
+            || d.len() > logd_protocol::MAX_NAME_LEN
+            || d.chars().any(char::is_control)
+        {
+            "driver"
+        } else if domain.uuid.is_nil() {
+            "uuid"
+        } else {
+            "domain"
+        };
+        (key, w.message)
+    })?;
+    if e.guest_fd.is_some() {
+        return Err((
+            "guest_fd",
+            "a declared console has no command to hand the guest's end of a socketpair to; \
+             use guest_listen (QEMU connects to logd) or guest_connect (logd connects to QEMU)"
+                .into(),
+        ));
+    }
+    let guest = match (e.guest_listen, e.guest_connect) {
+        (Some(path), None) => GuestSide::Listen { path },
+        (None, Some(path)) => GuestSide::Connect { path },
+        (Some(_), Some(_)) => {
+            return Err((
+                "guest_connect",
+                "give either guest_listen or guest_connect, not both".into(),
+            ))
+        }
+        (None, None) => {
+            return Err((
+                "guest_listen",
+                "say how the guest is reached: guest_listen = \"PATH\" or guest_connect = \
+                 \"PATH\""
+                    .into(),
+            ))
+        }
+    };
+    let write = match e.write.as_deref() {
+        None | Some("exclusive") => WritePolicy::Exclusive,
+        Some("shared") => WritePolicy::Shared,
+        Some("none") => WritePolicy::None,
+        Some(other) => {
+            return Err((
+                "write",
+                format!("{other:?} is not one of \"exclusive\", \"shared\", \"none\""),
+            ))
+        }
+    };
+    let tcp = match e.tcp {
+        None => None,
+        Some(TcpValue::Text(t)) => Some(t),
+        Some(TcpValue::Port(p)) => Some(p.to_string()),
+    };
+    let size = |key: &'static str, v: Option<super::config::SizeValue>| {
+        v.map(|v| v.bytes().map_err(|reason| (key, reason)))
+            .transpose()
+    };
+    let spec = ConsoleSpec {
+        domain,
+        name: e.name,
+        guest,
+        log: e.log,
+        truncate: e.truncate,
+        tcp,
+        unix: e.unix,
+        protocol: if e.telnet {
+            ConsoleProtocol::Telnet
+        } else {
+            ConsoleProtocol::Raw
+        },
+        write,
+        replay: size("replay", e.replay)?,
+        max_subscribers: e.max_subscribers,
+        queue_limit: size("queue_limit", e.queue_limit)?,
+    };
+    // Each path on its own first, so a refusal names its key.
+    let guest_path = match &spec.guest {
+        GuestSide::Listen { path } => Some(("guest_listen", path)),
+        GuestSide::Connect { path } => Some(("guest_connect", path)),
+        GuestSide::Fd => None,
+    };
+    let unix = spec.unix.as_ref().map(|p| ("unix", p));
+    for (key, p) in [("log", &spec.log)]
+        .into_iter()
+        .chain(guest_path)
+        .chain(unix)
+    {
+        crate::serve::checks::resolve_path(policy, p).map_err(|w| (key, w.message))?;
+    }
+    let resolved = crate::serve::checks::console_lexical(policy, spec.clone())
+        .map_err(|w| (key_of(&w.message), w.message))?;
+    Ok(DeclaredConsole { spec, resolved })
+}
+
+/// The key a request's refusal is about, from its message (the checks name what they refuse).
+fn key_of(message: &str) -> &'static str {
+    for (word, key) in [
+        ("console name", "name"),
+        ("TCP address", "tcp"),
+        ("replay", "replay"),
+        ("max_subscribers", "max_subscribers"),
+        ("queue_limit", "queue_limit"),
+    ] {
+        if message.contains(word) {
+            return key;
+        }
+    }
+    // The paths were checked one by one before.
+    "log"
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+
+    fn policy() -> PathPolicy {
+        PathPolicy::new("/logs".into(), vec!["/srv/vm".into()])
+    }
+
+    fn load(text: &str) -> Result<Vec<DeclaredConsole>, String> {
+        #[derive(Deserialize)]
+        struct F {
+            console: Vec<ConsoleEntry>,
+        }
+        let f: F = toml::from_str(text).map_err(|e| e.to_string())?;
+        check_all(f.console, &policy()).map_err(|e| e.to_string())
+    }
+
+    const ONE: &str = r#"
+[[console]]
+domain = "vm1"
+name = "serial0"
+guest_listen = "vm1/serial0.sock"
+log = "vm1/serial0.log"
+tcp = 4555
+"#;
+
+    #[test]
+    fn a_table_reads_as_console_add_would_send_it() {
+        let d = load(ONE).unwrap();
+        assert_eq!(d.len(), 1);
+        let s = &d[0].spec;
+        assert_eq!(s.domain, DomainId::from_name("qemu", "vm1"));
+        assert_eq!(s.name, "serial0");
+        assert_eq!(
+            s.guest,
+            GuestSide::Listen {
+                path: "vm1/serial0.sock".into()
+            }
+        );
+        assert_eq!(s.tcp.as_deref(), Some("4555"));
+        assert_eq!(
+            (s.protocol, s.write),
+            (ConsoleProtocol::Raw, WritePolicy::Exclusive)
+        );
+        let r = &d[0].resolved;
+        assert_eq!(r.log, PathBuf::from("/logs/vm1/serial0.log"));
+        assert_eq!(r.tcp.as_deref(), Some("127.0.0.1:4555"));
+        assert_eq!(r.replay, crate::console::DEFAULT_REPLAY);
+        assert_eq!(d[0].label(), "vm1/serial0");
+    }
+
+    #[test]
+    fn every_option_of_console_add_has_its_key() {
+        let d = load(
+            r#"
+[[console]]
+domain = "vm2"
+driver = "xen"
+uuid = "6b1e6c3c-0a59-4c3e-9f4b-2f1a2b3c4d5e"
+name = "s1"
+guest_connect = "/srv/vm/q.sock"
+log = "/srv/vm/s1.log"
+truncate = true
+tcp = "[::1]:0"
+unix = "s1.sub"
+telnet = true
+write = "shared"
+replay = "64 KiB"
+max_subscribers = 4
+queue_limit = 65536
+"#,
+        )
+        .unwrap();
+        let s = &d[0].spec;
+        assert_eq!(s.domain.driver, "xen");
+        assert_eq!(
+            s.domain.uuid.to_string(),
+            "6b1e6c3c-0a59-4c3e-9f4b-2f1a2b3c4d5e"
+        );
+        assert!(s.truncate);
+        assert_eq!(
+            (s.protocol, s.write),
+            (ConsoleProtocol::Telnet, WritePolicy::Shared)
+        );
+        assert_eq!(
+            (s.replay, s.max_subscribers, s.queue_limit),
+            (Some(65536), Some(4), Some(65536))
+        );
+        assert_eq!(d[0].resolved.unix, Some(PathBuf::from("/logs/s1.sub")));
+        assert_eq!(d[0].resolved.tcp.as_deref(), Some("[::1]:0"));
+    }
+
+    #[track_caller]
+    fn refused(text: &str, want: &[&str]) {
+        let e = load(text).unwrap_err();
+        for w in want {
+            assert!(e.contains(w), "{w:?} not in {e:?}");
+        }
+    }
+
+    #[test]
+    fn a_bad_value_names_the_table_and_the_key() {
+        let base = "[[console]]\ndomain = \"vm\"\nname = \"s0\"\nlog = \"s0.log\"\n";
+        for (extra, want) in [
+            (
+                "guest_fd = true\n",
+                vec!["number 1", "guest_fd", "guest_listen"],
+            ),
+            ("", vec!["guest_listen", "say how the guest is reached"]),
+            (
+                "guest_listen = \"a\"\nguest_connect = \"b\"\n",
+                vec!["not both"],
+            ),
+            ("guest_listen = \"../x\"\n", vec!["guest_listen", ".."]),
+            (
+                "guest_listen = \"a\"\ntcp = \"localhost:1\"\n",
+                vec!["`tcp`"],
+            ),
+            ("guest_listen = \"a\"\ntcp = 70000\n", vec!["`tcp`"]),
+            (
+                "guest_listen = \"a\"\nwrite = \"all\"\n",
+                vec!["`write`", "\"all\""],
+            ),
+            (
+                "guest_listen = \"a\"\nreplay = \"lots\"\n",
+                vec!["`replay`"],
+            ),
+            (
+                "guest_listen = \"a\"\nreplay = \"1 GiB\"\n",
+                vec!["`replay`"],
+            ),
+            (
+                "guest_listen = \"a\"\nmax_subscribers = 0\n",
+                vec!["`max_subscribers`"],
+            ),
+            (
+                "guest_listen = \"a\"\nqueue_limit = 1\n",
+                vec!["`queue_limit`"],
+            ),
+            ("guest_listen = \"a\"\nuuid = \"nope\"\n", vec!["`uuid`"]),
+            (
+                "guest_listen = \"a\"\nuuid = \"00000000-0000-0000-0000-000000000000\"\n",
+                vec!["`uuid`", "nil"],
+            ),
+            ("guest_listen = \"a\"\ndriver = \"\"\n", vec!["`driver`"]),
+        ] {
+            let text = format!("{base}{extra}");
+            let e = load(&text).unwrap_err();
+            for w in want {
+                assert!(e.contains(w), "{extra:?}: {w:?} not in {e:?}");
+            }
+            assert!(e.contains("\"vm\"") || e.contains("TOML"), "{extra:?}: {e}");
+        }
+        refused(
+            "[[console]]\ndomain = \"vm\"\nname = \"a/b\"\nlog = \"x\"\nguest_listen = \"s\"\n",
+            &["`name`", "invalid console name"],
+        );
+        refused(
+            "[[console]]\ndomain = \"vm\"\nname = \"s\"\nlog = \"/etc/x\"\nguest_listen = \"s\"\n",
+            &["/etc/x"],
+        );
+        // An unknown key is the TOML reader's refusal, which names it.
+        refused(
+            "[[console]]\ndomain = \"vm\"\nname = \"s\"\nlog = \"x\"\nguest_listne = \"s\"\n",
+            &["guest_listne"],
+        );
+    }
+
+    #[test]
+    fn collisions_between_tables_are_refused_naming_both() {
+        let t = |domain: &str, name: &str, sock: &str, log: &str, extra: &str| {
+            format!(
+                "[[console]]\ndomain = \"{domain}\"\nname = \"{name}\"\nguest_listen = \
+                 \"{sock}\"\nlog = \"{log}\"\n{extra}"
+            )
+        };
+        let a = t(
+            "vm",
+            "s0",
+            "a.sock",
+            "a.log",
+            "tcp = 4000\nunix = \"a.sub\"\n",
+        );
+        for (b, want) in [
+            (
+                t("vm", "s0", "b.sock", "b.log", ""),
+                vec!["number 2", "`name`", "number 1"],
+            ),
+            (
+                t("vm", "s1", "b.sock", "b.log", "tcp = \"0.0.0.0:4000\"\n"),
+                vec!["`tcp`", "4000"],
+            ),
+            (
+                t("vm", "s1", "a.sock", "b.log", ""),
+                vec!["`guest_listen`", "a.sock"],
+            ),
+            (
+                t("vm", "s1", "b.sock", "b.log", "unix = \"/logs/a.sub\"\n"),
+                vec!["`unix`"],
+            ),
+            (
+                t("vm2", "s1", "a.sub", "b.log", ""),
+                vec!["`guest_listen`", "a.sub"],
+            ),
+            (
+                t("vm2", "s0", "b.sock", "/logs/a.log", ""),
+                vec!["`log`", "a.log"],
+            ),
+            (
+                t("vm2", "s0", "b.sock", "a.sock", ""),
+                vec!["`log`", "socket"],
+            ),
+            (
+                t(
+                    "vm2",
+                    "s0",
+                    "b.sock",
+                    "b.log",
+                    &format!("uuid = \"{}\"\n", DomainId::from_name("qemu", "vm").uuid),
+                ),
+                vec!["`domain`", "another name"],
+            ),
+        ] {
+            let e = load(&format!("{a}{b}")).unwrap_err();
+            for w in want {
+                assert!(e.contains(w), "{b:?}: {w:?} not in {e:?}");
+            }
+        }
+        // Port 0 twice is fine (each picks its own), and the same console name in two domains.
+        load(&format!(
+            "{}{}",
+            t("vm", "s0", "a.sock", "a.log", "tcp = 0\n"),
+            t("vm2", "s0", "b.sock", "b.log", "tcp = 0\n")
+        ))
+        .unwrap();
+    }
+
+    #[test]
+    fn a_change_of_any_setting_but_truncate_is_a_change() {
+        let one = &load(ONE).unwrap()[0];
+        assert!(same_console(&one.resolved, &one.resolved));
+        let truncated = &load(&format!("{ONE}truncate = true\n")).unwrap()[0];
+        assert!(same_console(&one.resolved, &truncated.resolved));
+        // Writing a default out is no change.
+        let explicit = &load(&format!("{ONE}replay = 16384\nwrite = \"exclusive\"\n")).unwrap()[0];
+        assert!(same_console(&one.resolved, &explicit.resolved));
+        for extra in [
+            "replay = 0\n",
+            "telnet = true\n",
+            "write = \"none\"\n",
+            "max_subscribers = 2\n",
+            "queue_limit = 8192\n",
+            "unix = \"u.sock\"\n",
+        ] {
+            let other = &load(&format!("{ONE}{extra}")).unwrap()[0];
+            assert!(!same_console(&one.resolved, &other.resolved), "{extra}");
+        }
+        let moved = &load(&ONE.replace("tcp = 4555", "tcp = 4556")).unwrap()[0];
+        assert!(!same_console(&one.resolved, &moved.resolved));
+        let relog = &load(&ONE.replace("serial0.log", "s.log")).unwrap()[0];
+        assert!(!same_console(&one.resolved, &relog.resolved));
+    }
+
+    #[test]
+    fn more_than_max_declared_tables_are_refused() {
+        let mut text = String::new();
+        for i in 0..=MAX_DECLARED {
+            text.push_str(&format!(
+                "[[console]]\ndomain = \"vm{i}\"\nname = \"s\"\nguest_listen = \"{i}.sock\"\nlog = \"{i}.log\"\n"
+            ));
+        }
+        refused(&text, &["at most 1024"]);
+    }
+}
