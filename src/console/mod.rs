@@ -584,37 +584,40 @@ impl Console {
 
     /// Tells subscribers the console is going away (it is dropped right after).
     pub(crate) fn close(&mut self) {
+        let why = format!("console {} removed", self.cfg.name);
+        self.close_saying(&why);
+    }
+
+    /// Tells each subscriber `why` and removes the socket files this console bound (the guest's
+    /// listening socket and the subscribers' UNIX socket), so that none is left behind: at its
+    /// removal, and when logd stops. Its listeners close with it.
+    pub(crate) fn close_saying(&mut self, why: &str) {
         for s in &self.subs {
-            s.say_goodbye(&format!("console {} removed", self.cfg.name));
+            s.say_goodbye(why);
         }
         if let Some(p) = &self.cfg.unix {
-            let _ = std::fs::remove_file(p);
+            crate::host::sockdir::remove_socket(p);
         }
         if let GuestMode::Listen { path, .. } = &self.mode {
-            let _ = std::fs::remove_file(path);
+            crate::host::sockdir::remove_socket(path);
         }
     }
 }
 
-/// Binds a UNIX listener (mode 0600 via umask-free chmod), replacing a stale socket file.
+/// Binds a UNIX listener mode 0600, replacing a stale socket file (one nobody listens on) but
+/// never a live one, a symlink or any other file ([`crate::host::sockdir::bind`], as the
+/// daemon's own sockets).
 fn bind_unix(path: &Path) -> io::Result<UnixListener> {
-    if let Ok(m) = std::fs::symlink_metadata(path) {
-        if std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()) {
-            if std::os::unix::net::UnixStream::connect(path).is_ok() {
-                return Err(io::Error::new(
-                    io::ErrorKind::AddrInUse,
-                    "another process is listening there",
-                ));
-            }
-            std::fs::remove_file(path)?;
-        } else {
-            return Err(io::Error::new(
-                io::ErrorKind::AlreadyExists,
-                "a file that is not a socket is in the way",
-            ));
-        }
-    }
-    let l = UnixListener::bind(path)?;
-    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
-    Ok(l)
+    use crate::host::sockdir::SockDirError;
+    let l = crate::host::sockdir::bind(path).map_err(|e| match e {
+        SockDirError::Bind { source, .. } => source,
+        SockDirError::InUse { .. } => io::Error::new(
+            io::ErrorKind::AddrInUse,
+            "another process is listening there",
+        ),
+        SockDirError::InTheWay { why, .. } => io::Error::new(io::ErrorKind::AlreadyExists, why),
+        e => io::Error::other(e.to_string()),
+    })?;
+    l.set_nonblocking(true)?;
+    UnixListener::from_std(l)
 }

@@ -747,7 +747,8 @@ impl Handler<AppendLog> for Domain {
     }
 }
 
-/// Empty every pipe into its file now (at shutdown).
+/// Empty every pipe into its file now, then close the consoles (at shutdown): their
+/// subscribers are told, and the socket files they bound are removed.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Drain;
@@ -757,9 +758,14 @@ impl Handler<Drain> for Domain {
 
     fn handle(&mut self, _: Drain, _: &mut Context<Self>) -> Self::Result {
         Box::pin(Settle::new(None).map(|settled, act: &mut Domain, _| {
+            let _e = act.span().entered();
             if let Err(e) = settled {
-                let _e = act.span().entered();
                 tracing::warn!(cause = %e, "stopping with bytes not written");
+            }
+            for s in act.streams.iter_mut() {
+                if let Stream::Console(c) = s {
+                    c.close_saying("logd is stopping");
+                }
             }
         }))
     }

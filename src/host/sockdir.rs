@@ -71,7 +71,7 @@ pub enum SockDirError {
     },
     #[error("cannot open {path}: it is not a regular file")]
     NotAFile { path: PathBuf },
-    #[error("another process is already listening on {path}")]
+    #[error("another process is already listening on {path} (or it cannot be probed)")]
     InUse { path: PathBuf },
     #[error("cannot listen on {path}: {why}")]
     InTheWay { path: PathBuf, why: &'static str },
@@ -221,16 +221,27 @@ pub fn open_nofollow(path: &Path, append: bool) -> Result<std::fs::File, SockDir
 
 /// Binds a UNIX socket mode 0600 at `path` (in a directory already checked), replacing a stale
 /// socket file but never a live one, and refusing a symlink or any other file in its place.
+///
+/// A socket file is stale only when a connection to it is refused (`ECONNREFUSED`: nobody
+/// listens). Any other answer leaves it alone: a connection that succeeds or would wait
+/// (`EAGAIN`, a listener with a full backlog) has a live owner, and one logd may not make
+/// (`EACCES`) is not logd's to replace.
 pub fn bind(path: &Path) -> Result<std::os::unix::net::UnixListener, SockDirError> {
     use std::os::unix::fs::{FileTypeExt, PermissionsExt};
     match std::fs::symlink_metadata(path) {
         Ok(m) if m.file_type().is_socket() => {
-            if std::os::unix::net::UnixStream::connect(path).is_ok() {
-                return Err(SockDirError::InUse {
-                    path: path.to_owned(),
-                });
+            match std::os::unix::net::UnixStream::connect(path) {
+                Err(e) if e.raw_os_error() == Some(nix::libc::ECONNREFUSED) => {
+                    let _ = std::fs::remove_file(path);
+                }
+                // Gone in between: nothing to replace.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                _ => {
+                    return Err(SockDirError::InUse {
+                        path: path.to_owned(),
+                    })
+                }
             }
-            let _ = std::fs::remove_file(path);
         }
         Ok(m) => {
             return Err(SockDirError::InTheWay {
@@ -254,6 +265,24 @@ pub fn bind(path: &Path) -> Result<std::os::unix::net::UnixListener, SockDirErro
     })?;
     let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
     Ok(l)
+}
+
+/// Removes a socket file logd bound, at exit or when its console goes: only a socket, never a
+/// symlink or another file put there since (`symlink_metadata`, which does not follow it).
+pub(crate) fn remove_socket(path: &Path) {
+    use std::os::unix::fs::FileTypeExt;
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_socket() => {
+            if let Err(e) = std::fs::remove_file(path) {
+                tracing::warn!(path = %path.display(), cause = %e, "cannot remove a socket file");
+            }
+        }
+        Ok(_) => tracing::warn!(
+            path = %path.display(),
+            "not removed: no longer a socket (something else was put there)"
+        ),
+        Err(_) => {}
+    }
 }
 
 #[cfg(test)]
