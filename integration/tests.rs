@@ -9,6 +9,7 @@ mod harness;
 mod access;
 mod admin;
 mod console;
+mod declared;
 mod e2e;
 mod faults;
 mod libvirt;

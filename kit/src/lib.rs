@@ -115,9 +115,30 @@ impl Daemon {
         Ok(d)
     }
 
+    /// The config file the daemon reads (`--config`); a test may rewrite it, then send SIGHUP
+    /// or [`Daemon::start_again`].
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("logd.toml")
+    }
+
+    /// Starts logd again in the same directory, on the same socket, log root and config file,
+    /// once the previous process is gone (a stop, or a SIGKILL: it is killed and reaped first if
+    /// it is still this kit's child). Its stderr goes on in the same file.
+    pub fn start_again(&mut self, opts: Opts) -> Result<()> {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let config = self.config_path();
+        self.start_process(&opts, &config)
+    }
+
     fn start_process(&mut self, opts: &Opts, config: &Path) -> Result<()> {
         let logd = opts.binary.as_ref().unwrap_or(&self.bins.logd);
-        let stderr = std::fs::File::create(self.dir.path().join("logd.stderr"))
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("logd.stderr"))
             .context("creating logd's stderr file")?;
         let mut cmd = match opts.as_uid {
             Some(uid) => {

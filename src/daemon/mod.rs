@@ -265,12 +265,13 @@ impl Running {
             owned: own_admin,
             listener: Some(admin_listener),
         };
-        let mut d = Running::assemble(cfg, lock, main, admin, virtlogd, metrics);
+        let d = Running::assemble(cfg, lock, main, admin, virtlogd, metrics);
         d.lock.write_pid();
+        // Before the accept loops: the first client (and systemd's READY=1) finds the file's
+        // consoles there, or their failures logged. Clients that connect meanwhile wait in the
+        // backlog. A console that cannot be created does not stop the start.
+        let mut d = d.with_declared(Occasion::Start).await;
         d.start_accepting();
-        // Before READY=1: once logd says it is ready, the file's consoles exist (or their
-        // failures are logged). A console that cannot be created does not stop the start.
-        let d = d.with_declared(Occasion::Start).await;
         let cfg = &d.cfg;
         tracing::info!(
             socket = %cfg.socket.display(),

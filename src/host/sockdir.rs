@@ -345,4 +345,40 @@ mod tests {
         assert!(matches!(e, SockDirError::Symlink { .. }), "{e}");
         assert_eq!(std::fs::read(&victim).unwrap(), b"keep");
     }
+
+    #[test]
+    fn bind_replaces_only_a_socket_nobody_listens_on() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("s.sock");
+        // Stale: bound, then its listener closed (as after a SIGKILL).
+        drop(std::os::unix::net::UnixListener::bind(&p).unwrap());
+        let l = bind(&p).unwrap();
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().mode() & 0o777,
+            0o600,
+            "made mode 0600"
+        );
+        // Live: refused, and left to its owner.
+        let e = bind(&p).unwrap_err();
+        assert!(matches!(e, SockDirError::InUse { .. }), "{e}");
+        std::os::unix::net::UnixStream::connect(&p).unwrap();
+        drop(l);
+        // A symlink to a stale socket is not followed, and the socket stays.
+        let target = t.path().join("target.sock");
+        drop(std::os::unix::net::UnixListener::bind(&target).unwrap());
+        let link = t.path().join("link.sock");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let e = bind(&link).unwrap_err();
+        assert!(e.to_string().contains("symlink"), "{e}");
+        assert!(target.exists());
+        // remove_socket takes a socket, never a symlink or a file.
+        remove_socket(&link);
+        assert!(std::fs::symlink_metadata(&link).is_ok());
+        let file = t.path().join("file");
+        std::fs::write(&file, b"x").unwrap();
+        remove_socket(&file);
+        assert!(file.exists());
+        remove_socket(&target);
+        assert!(!target.exists());
+    }
 }
