@@ -474,6 +474,70 @@ fn a_missing_or_failing_binary_leaves_the_old_daemon_serving() {
     );
 }
 
+/// Issue 15: a new image that starts and then dies loses nothing: neither one SIGKILLed while it
+/// rebuilds the domains, nor one that panics after it said `Ready` and before it heard `Go` (the
+/// old image has handed over by then). Whatever process serves afterwards, the guest's pipe
+/// never breaks and every byte is in the log once.
+#[test]
+fn a_new_image_that_dies_during_its_take_over_loses_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = Daemon::start();
+    let mut f = d.open_pipe("steady", "steady.log");
+    f.write_all(b"one\n").unwrap();
+    // What the old process says (the panic may come before or after it has sent `Go`).
+    let faults = [
+        ("killed-in-restore", &["exited before it was ready"][..]),
+        (
+            "panic-after-ready",
+            &[
+                "was told to go and died before it ran",
+                "went away before go",
+            ][..],
+        ),
+    ];
+    for (n, (fault, why)) in (2..).zip(faults) {
+        let wrapper = tmp.path().join(fault);
+        std::fs::write(
+            &wrapper,
+            format!("#!/bin/sh\nLOGD_REEXEC_FAULT={fault} exec {LOGD} \"$@\"\n"),
+        )
+        .unwrap();
+        Command::new("chmod")
+            .arg("755")
+            .arg(&wrapper)
+            .status()
+            .unwrap();
+        let out = d.ctl_run(&["reexec", "--binary", wrapper.to_str().unwrap()]);
+        assert!(
+            !out.status.success(),
+            "{fault}: the re-exec did not fail: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(why.iter().any(|w| err.contains(w)), "{fault}: {err}");
+        // Whoever serves now holds the pipe: the guest goes on writing.
+        wait_for(T, "a process serving after the failed re-exec", || {
+            d.ctl_run(&["ps", "--json"]).status.success().then_some(())
+        });
+        f.write_all(format!("after {fault}\n").as_bytes())
+            .unwrap_or_else(|e| panic!("{fault}: the guest's pipe broke: {e}\n{}", d.stderr()));
+        wait_for(T, "the line in the log", || {
+            let log = std::fs::read_to_string(d.log("steady.log")).unwrap_or_default();
+            (log.lines().count() == n).then_some(())
+        });
+    }
+    drop(f);
+    wait_for(T, "the log to close", || {
+        stream(&ps(&d), &d.log("steady.log"))
+            .is_none()
+            .then_some(())
+    });
+    assert_eq!(
+        std::fs::read_to_string(d.log("steady.log")).unwrap(),
+        "one\nafter killed-in-restore\nafter panic-after-ready\n"
+    );
+}
+
 /// Acceptance 4: `logdctl reexec` does what SIGUSR1 does, answers with the new process's
 /// report on the same connection, and carries client connections too: an `events` stream
 /// started before sees the take-over, and a protocol client goes on with its next request.

@@ -123,13 +123,20 @@ impl Running {
         drop(state);
         since("new process spawned");
         // O6: its word.
-        let answer = match spawned
+        let hs = match spawned
             .handshake
             .try_clone()
             .and_then(|s| crate::handover::state::sockets::unix_stream(s.into()))
         {
-            Ok(hs) => tokio::time::timeout(READY_TIMEOUT, reexec::recv(&hs)).await,
-            Err(e) => Ok(Err(HandshakeError::Io(e))),
+            Ok(hs) => Some(hs),
+            Err(e) => {
+                tracing::warn!(cause = %e, "re-exec: cannot watch the handshake");
+                None
+            }
+        };
+        let answer = match &hs {
+            Some(hs) => tokio::time::timeout(READY_TIMEOUT, reexec::recv(hs)).await,
+            None => Ok(Err(HandshakeError::Closed)),
         };
         let pid = spawned.child.id();
         since("answer from the new process");
@@ -143,23 +150,33 @@ impl Running {
                 self.stop_requested = stop;
                 SuccessorFailure::StopInstead { pid }
             }
-            // O7: systemd and the lock file name the new process, then it is told to go.
+            // O7: the lock file names the new process, which is told to go; once it runs,
+            // systemd is told, and this process exits.
             Ok(Ok(Handshake::Ready { pid: ready })) if ready == pid => {
-                // systemd must know the new main process before this one exits.
-                crate::host::systemd::notify_and_wait(
-                    &format!("MAINPID={pid}"),
-                    std::time::Duration::from_secs(1),
-                );
                 self.lock.write_pid_of(pid);
                 match reexec::send(&spawned.handshake, &Handshake::Go) {
                     Ok(()) => {
-                        self.handoff.commit();
-                        tracing::info!(
-                            pid,
-                            domains = n_domains,
-                            "handed everything over to the new process; exiting"
-                        );
-                        std::process::exit(0);
+                        let hs = hs.as_ref().expect("an answer came through it");
+                        match self.until_running(hs, pid).await {
+                            Ok(()) => {
+                                self.handoff.commit();
+                                // systemd must know the new main process before this one exits.
+                                crate::host::systemd::notify_and_wait(
+                                    &format!("MAINPID={pid}"),
+                                    std::time::Duration::from_secs(1),
+                                );
+                                tracing::info!(
+                                    pid,
+                                    domains = n_domains,
+                                    "handed everything over to the new process; exiting"
+                                );
+                                std::process::exit(0);
+                            }
+                            Err(f) => {
+                                self.lock.write_pid();
+                                f
+                            }
+                        }
                     }
                     Err(source) => {
                         self.lock.write_pid();
@@ -178,6 +195,23 @@ impl Running {
         Err(self
             .undo(HandoverError::Successor { failure, status })
             .await)
+    }
+
+    /// After `Go`: waits for the new process to say it runs. Until then this process holds
+    /// every fd, frozen: if the new one dies first, nothing still in a pipe is lost, and this
+    /// one goes on (what the new one had read, if it had thawed already, dies with it).
+    async fn until_running(
+        &self,
+        hs: &tokio::net::UnixStream,
+        pid: u32,
+    ) -> Result<(), SuccessorFailure> {
+        match tokio::time::timeout(READY_TIMEOUT, reexec::recv(hs)).await {
+            Ok(Ok(Handshake::Running)) => Ok(()),
+            Ok(Ok(said)) => Err(SuccessorFailure::Unexpected { pid, said }),
+            Ok(Err(HandshakeError::Closed)) => Err(SuccessorFailure::DiedAfterGo { pid }),
+            Ok(Err(source)) => Err(SuccessorFailure::Handshake { pid, source }),
+            Err(_) => Err(SuccessorFailure::NotRunning { pid }),
+        }
     }
 
     /// Puts everything back after a failed hand-over: close-on-exec on the carried fds, the

@@ -14,7 +14,9 @@
 //! - O5. writes the [`state`] to a memfd, clears close-on-exec on exactly the fds it names, and
 //!   spawns the binary as a child with the same arguments ([`reexec::spawn`]);
 //! - O6. waits at most [`reexec::READY_TIMEOUT`] for the new process's word ([`reexec::Handshake`]);
-//! - O7. on `Ready`: names the new pid to systemd and in the lock file, answers `Go`, and exits.
+//! - O7. on `Ready`: names the new pid in the lock file and answers `Go`; on `Running` (at most
+//!   [`reexec::READY_TIMEOUT`] later; until then it keeps every fd), names it to systemd and
+//!   exits.
 //!
 //! Any other word, or none, and it answers `Abort` (or kills the child), sets close-on-exec
 //! again, thaws its actors, unparks the connections and accepts again ([`reexec::HandoverError`]
@@ -27,13 +29,15 @@
 //! - N4. adopts each fd the state names, checking it is the file described ([`state::Inherited`]);
 //! - N5. rebuilds the daemon and every domain on its worker, all frozen;
 //! - N6. says `Ready` and waits for `Go` (`Abort`: it exits without touching a single fd);
-//! - N7. on `Go`: thaws the domains, writes its pid, accepts, and resumes each parked connection.
+//! - N7. on `Go`: thaws the domains and says `Running`, writes its pid, accepts, resumes each
+//!   parked connection, and tells systemd it is ready once the old process has exited.
 //!
 //! Any failure before `Go` is told to the old process as `Failed` ([`take_over`]'s
 //! `TakeOverError`), and the new process exits.
 //!
 //! While both processes hold the fds, only one ever reads or writes them: the old one is
-//! frozen from O4 on, the new one starts only at N7.
+//! frozen from O4 on, the new one starts only at N7. A new process that dies before `Running`
+//! is a failed re-exec: the old one still holds everything.
 //!
 //! A new process, not the same one: `exec` in place would leave nothing to fall back on when
 //! the new binary is broken. So the pid changes at each re-exec; `<socket>.lock` holds the

@@ -198,6 +198,11 @@ pub(crate) enum Handshake {
     Go,
     /// Old → new: exit without touching anything.
     Abort,
+    /// New → old, after `Go`: every domain is thawed and reading; the old process may exit.
+    /// Until then it keeps every fd, so a new process that dies before it says this loses no
+    /// byte that was still in a pipe (added in 0.1 after `Abort`: the encoding of the others
+    /// is unchanged).
+    Running,
 }
 
 /// Why a handshake message could not be exchanged.
@@ -248,6 +253,10 @@ pub(crate) enum SuccessorFailure {
     Handshake { pid: u32, source: HandshakeError },
     #[error("the new process (pid {pid}) was not ready within {} s", READY_TIMEOUT.as_secs())]
     NotReady { pid: u32 },
+    #[error("the new process (pid {pid}) was told to go and died before it ran")]
+    DiedAfterGo { pid: u32 },
+    #[error("the new process (pid {pid}) was told to go and did not run within {} s", READY_TIMEOUT.as_secs())]
+    NotRunning { pid: u32 },
 }
 
 /// Sends one handshake message (blocking: the socket buffer always has room for one).
@@ -269,7 +278,12 @@ pub(crate) async fn recv(sock: &tokio::net::UnixStream) -> Result<Handshake, Han
         }
         sock.readable().await?;
         match sock.try_read_buf(&mut buf) {
+            // A peer that exits with our message unread resets the connection: it is gone all
+            // the same.
             Ok(0) => return Err(HandshakeError::Closed),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                return Err(HandshakeError::Closed)
+            }
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
             Err(e) => return Err(e.into()),
@@ -339,6 +353,31 @@ pub(crate) fn spawn(exe: &std::path::Path, state: &State) -> Result<Spawned, Spa
     })
 }
 
+/// Makes a re-exec's new process fail at a given step the way a real fault would, so the tests
+/// can show that no failure of the new image loses anything: `LOGD_REEXEC_FAULT=killed-in-restore`
+/// (it is SIGKILLed once its domains are rebuilt) or `panic-after-ready` (it panics once it has
+/// said `Ready`, before it hears `Go`). Read only by a successor, and removed at once, so it
+/// never reaches the next re-exec. The tests set it in a wrapper that runs logd as the new
+/// binary; nothing else should.
+pub(crate) const FAULT_ENV: &str = "LOGD_REEXEC_FAULT";
+
+/// A fault [`FAULT_ENV`] asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fault {
+    KilledInRestore,
+    PanicAfterReady,
+}
+
+impl Fault {
+    fn parse(v: &str) -> Option<Fault> {
+        match v {
+            "killed-in-restore" => Some(Fault::KilledInRestore),
+            "panic-after-ready" => Some(Fault::PanicAfterReady),
+            _ => None,
+        }
+    }
+}
+
 /// [`ENV`] is set but does not name two inherited fds and a token.
 #[derive(Debug, thiserror::Error)]
 #[error("malformed {ENV}={0:?}")]
@@ -362,6 +401,8 @@ pub struct Successor {
     pub(crate) parent: u32,
     /// The log filter the old process had set at run time ([`crate::host::logging::CARRY_ENV`]).
     pub log_filter: Option<String>,
+    /// A fault to act out, for the tests ([`FAULT_ENV`]).
+    fault: Option<Fault>,
 }
 
 impl Successor {
@@ -369,14 +410,17 @@ impl Successor {
     /// before any thread starts.
     pub fn from_env() -> Option<Result<Successor, MalformedEnv>> {
         let filter = std::env::var(crate::host::logging::CARRY_ENV).ok();
+        let fault = std::env::var(FAULT_ENV).ok().and_then(|f| Fault::parse(&f));
         // Called before any other thread exists, so this races with nothing.
         std::env::remove_var(crate::host::logging::CARRY_ENV);
+        std::env::remove_var(FAULT_ENV);
         let v = std::env::var(ENV).ok()?;
         std::env::remove_var(ENV);
         Some(
             Self::parse(&v)
                 .map(|s| Successor {
                     log_filter: filter,
+                    fault,
                     ..s
                 })
                 .ok_or(MalformedEnv(v)),
@@ -415,7 +459,39 @@ impl Successor {
             token,
             parent: nix::unistd::getppid().as_raw() as u32,
             log_filter: None,
+            fault: None,
         })
+    }
+
+    /// Says `Running` (every domain is thawed), then, off the serving path, waits until the old
+    /// process has exited (it tells systemd `MAINPID` first, bounded) and calls `then`.
+    pub(crate) fn running(self, then: impl FnOnce() + 'static) {
+        if let Err(e) = send(&self.handshake, &Handshake::Running) {
+            tracing::warn!(cause = %e, "cannot tell the old process this one runs");
+        }
+        let hs = self
+            .handshake
+            .try_clone()
+            .and_then(|s| crate::handover::state::sockets::unix_stream(s.into()));
+        actix_rt::spawn(async move {
+            if let Ok(hs) = hs {
+                // The old process says nothing more: this ends when it exits (closing its end).
+                let _ = tokio::time::timeout(2 * READY_TIMEOUT, async {
+                    while recv(&hs).await.is_ok() {}
+                })
+                .await;
+            }
+            then();
+        });
+    }
+
+    /// Acts out [`Fault::KilledInRestore`] if it was asked for: called once every domain is
+    /// rebuilt.
+    pub(crate) fn restored(&self) {
+        if self.fault == Some(Fault::KilledInRestore) {
+            tracing::warn!("{FAULT_ENV}: killing this process in the middle of its take-over");
+            let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
+        }
     }
 
     /// Reads the state and checks it came from this process's parent. The memfd is closed
@@ -458,6 +534,9 @@ impl Successor {
                 pid: std::process::id(),
             },
         )?;
+        if self.fault == Some(Fault::PanicAfterReady) {
+            panic!("{FAULT_ENV}: panicking after Ready, before Go");
+        }
         let sock = self
             .handshake
             .try_clone()

@@ -74,6 +74,15 @@ impl Running {
                 cause: ThawCause::TakenOver,
             })
             .await;
+        // Running: the old process may exit now (it held every fd until here). systemd hears
+        // of this process from the old one, then, once that one is gone, from this one.
+        let reexecs = state.reexecs + 1;
+        succ.running(move || {
+            crate::host::systemd::notify(&format!(
+                "READY=1\nMAINPID={}\nSTATUS=serving (re-exec {reexecs})",
+                std::process::id(),
+            ))
+        });
         let resumed = crate::clock::mono_ns();
         let fds = inherited.count() as u32;
         let now_ms = crate::clock::now_unix_ms();
@@ -116,11 +125,6 @@ impl Running {
             from_pid: parent,
             to_pid: std::process::id(),
         });
-        crate::host::systemd::notify(&format!(
-            "READY=1\nMAINPID={}\nSTATUS=serving (re-exec {})",
-            std::process::id(),
-            state.reexecs + 1
-        ));
         d
     }
 
@@ -215,6 +219,7 @@ impl Running {
             .await
             .map_err(|_| TakeOverError::RegistryStopped)??;
         since("domains rebuilt");
+        succ.restored();
         crate::handover::identity::set_lineage(Some((
             state.started_ms,
             state.uptime_ms,
