@@ -541,8 +541,10 @@ fn the_log_level_survives_a_reexec() {
     d.ctl_ok(&["log-level", "warn"]);
     let from = d.stderr().len();
     let old = d.pid();
-    d.ctl_ok(&["reexec"]);
-    assert_ne!(d.pid(), old);
+    let out = d.ctl_ok(&["reexec", "--json"]);
+    let report: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert!(report["error"].is_null(), "{report}");
+    assert_eq!(d.pid(), old, "a re-exec keeps the pid");
     for _ in 0..3 {
         d.ctl_ok(&["append", "--domain", "t", "--log", "x.log", "hi"]);
     }
@@ -604,7 +606,9 @@ fn metrics_on_a_unix_socket() {
     }
     // Carried across a re-exec.
     let old = d.pid();
-    d.ctl_ok(&["reexec"]);
-    assert_ne!(d.pid(), old);
+    let out = d.ctl_ok(&["reexec", "--json"]);
+    let report: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert!(report["error"].is_null(), "{report}");
+    assert_eq!(d.pid(), old, "a re-exec keeps the pid");
     assert!(scrape().contains("logd_domains"));
 }

@@ -113,21 +113,30 @@ fn uses_the_sockets_systemd_passes() {
     assert_eq!(inode(&admin_path), admin_ino);
     let stderr = std::fs::read_to_string(dir.path().join("stderr")).unwrap();
     assert!(stderr.contains("socket from systemd"), "{stderr}");
-    // A re-exec carries systemd's sockets as systemd's: the new process serves them and
+    // A re-exec carries systemd's sockets as systemd's: the new image serves them and
     // leaves them at exit too.
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::Signal::SIGUSR1,
     )
     .unwrap();
-    assert!(child.wait().unwrap().success(), "the old process exits 0");
+    wait_for(
+        Duration::from_secs(20),
+        "the new image to take over",
+        || {
+            std::fs::read_to_string(&stderr_path)
+                .unwrap_or_default()
+                .contains("took over (re-exec 1)")
+                .then_some(())
+        },
+    );
     let lock = dir.path().join("logd.sock.lock");
     let new_pid: i32 = std::fs::read_to_string(&lock)
         .unwrap()
         .trim()
         .parse()
         .unwrap();
-    assert_ne!(new_pid, child.id() as i32);
+    assert_eq!(new_pid, child.id() as i32, "a re-exec keeps the pid");
     c.append_log(
         logd_protocol::DomainId::from_name("qemu", "sa"),
         "sa.log",
@@ -140,9 +149,7 @@ fn uses_the_sockets_systemd_passes() {
         nix::sys::signal::Signal::SIGTERM,
     )
     .unwrap();
-    wait_for(Duration::from_secs(20), "the new process to exit", || {
-        (!process_alive(new_pid)).then_some(())
-    });
+    assert!(child.wait().unwrap().success(), "logd exits 0");
     assert!(
         main_path.exists() && admin_path.exists(),
         "systemd's sockets were removed"
@@ -153,10 +160,11 @@ fn uses_the_sockets_systemd_passes() {
     );
 }
 
-/// A re-exec under systemd: RELOADING=1, then MAINPID of the new process behind a barrier
-/// (systemd must know it before the old process exits), then READY=1 from the new one.
+/// A re-exec under systemd: RELOADING=1; the guardian is named MAINPID (behind a barrier) while
+/// the pid changes images, so that a new image that died would not end the service; the pid is
+/// named back before the new image goes on; READY=1 from the new image, in the same pid.
 #[test]
-fn a_reexec_tells_systemd_reloading_then_the_new_main_pid() {
+fn a_reexec_tells_systemd_reloading_then_the_guardian_then_the_same_pid() {
     let (dir, sock, _socket, mut child) = notified_logd();
     assert!(recv_state(&sock).contains("READY=1"));
     let old = child.id();
@@ -170,8 +178,8 @@ fn a_reexec_tells_systemd_reloading_then_the_new_main_pid() {
         reloading.contains("RELOADING=1") && reloading.contains("MONOTONIC_USEC="),
         "{reloading:?}"
     );
-    // Everything up to the new process's READY=1 (the barrier's fd is dropped by recv, which
-    // is what systemd does once it has read the messages before it).
+    // Everything up to the new image's READY=1 (the barrier's fd is dropped by recv, which is
+    // what systemd does once it has read the messages before it).
     let mut seen = Vec::new();
     let ready = loop {
         let m = recv_state(&sock);
@@ -180,23 +188,35 @@ fn a_reexec_tells_systemd_reloading_then_the_new_main_pid() {
             break m;
         }
     };
-    assert!(child.wait().unwrap().success(), "the old process exits 0");
     let lock = dir.path().join("logd.sock.lock");
-    let new: u32 = std::fs::read_to_string(lock)
+    let now: u32 = std::fs::read_to_string(lock)
         .unwrap()
         .trim()
         .parse()
         .unwrap();
-    assert_ne!(new, old);
-    assert_eq!(seen[0], format!("MAINPID={new}"), "{seen:?}");
+    assert_eq!(now, old, "a re-exec keeps the pid");
+    assert_eq!(seen.len(), 5, "{seen:?}");
+    let guardian: u32 = seen[0]
+        .strip_prefix("MAINPID=")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("the guardian named first: {seen:?}"));
+    assert_ne!(guardian, old, "{seen:?}");
     assert_eq!(seen[1], "BARRIER=1", "{seen:?}");
-    assert!(ready.contains(&format!("MAINPID={new}")), "{ready:?}");
+    assert_eq!(seen[2], format!("MAINPID={old}"), "{seen:?}");
+    assert_eq!(seen[3], "BARRIER=1", "{seen:?}");
+    assert!(ready.contains(&format!("MAINPID={old}")), "{ready:?}");
+    assert!(ready.contains("STATUS=serving (re-exec 1)"), "{ready:?}");
+    // The guardian is gone, reaped by the new image (its parent).
+    wait_for(Duration::from_secs(20), "the guardian to be gone", || {
+        (proc_state(guardian as i32).is_none()).then_some(())
+    });
     nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(new as i32),
+        nix::unistd::Pid::from_raw(old as i32),
         nix::sys::signal::Signal::SIGTERM,
     )
     .unwrap();
     assert!(recv_state(&sock).contains("STOPPING=1"));
+    assert!(child.wait().unwrap().success());
 }
 
 /// systemd may pass more fds than logd takes (a unit's mistake). logd closes every one it does

@@ -25,5 +25,5 @@ pub(crate) mod serve;
 // The library's public surface: what the binaries use.
 pub use console::telnet;
 pub use datapath::rotate;
-pub use handover::{identity, reexec};
+pub use handover::{identity, reexec, successor};
 pub use host::{config, logging, sockdir};

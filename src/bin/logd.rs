@@ -45,7 +45,7 @@ struct Args {
 
 fn main() -> ExitCode {
     // Before anything else (and any thread): a re-exec's successor adopts its inheritance.
-    let successor = logd::reexec::Successor::from_env();
+    let successor = logd::successor::Successor::from_env();
     logd::reexec::remember_args();
     let args = Args::parse();
     let level = match args.verbose {
@@ -78,7 +78,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(args: Args, successor: Option<logd::reexec::Successor>) -> anyhow::Result<()> {
+fn run(args: Args, successor: Option<logd::successor::Successor>) -> anyhow::Result<()> {
     let verbose = args.verbose;
     let cfg = Config::load(
         args.config.as_deref(),

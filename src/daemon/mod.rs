@@ -22,7 +22,8 @@ use logd_protocol::admin::EventKind;
 
 use crate::control::declared::{Declared, Occasion};
 use crate::control::registry::{self, Registry};
-use crate::handover::reexec::{Handoff, Successor, Trigger};
+use crate::handover::reexec::{Handoff, Trigger};
+use crate::handover::successor::Successor;
 use crate::host::config::Config;
 use crate::host::paths::PathPolicy;
 use crate::serve::server::{self, Endpoint, Shared};
@@ -107,6 +108,9 @@ pub fn run(cfg: Config, successor: Option<Successor>) -> Result<(), DaemonError>
     sys.block_on(async move {
         // Before READY=1: a signal sent once systemd (or a test) sees us ready must be ours.
         let signals = Signals::install()?;
+        // A signal sent while a re-exec replaced the previous image waited, blocked, for these
+        // handlers.
+        crate::handover::reexec::unblock_signals();
         let d = match successor {
             None => Running::start(cfg, activated).await?,
             Some(s) => {

@@ -15,7 +15,7 @@ use crate::daemon::listen::Listener;
 use crate::daemon::signals::Signals;
 use crate::daemon::Running;
 use crate::handover::reexec::{
-    self, HandoverError, Handshake, HandshakeError, SuccessorFailure, PARK_TIMEOUT, READY_TIMEOUT,
+    self, GuardianFailure, HandoverError, Handshake, HandshakeError, PARK_TIMEOUT, READY_TIMEOUT,
 };
 use crate::handover::state::{Carrier, ListenerState, State};
 
@@ -116,102 +116,71 @@ impl Running {
             connections,
             virtlogd,
         };
-        let spawned = match reexec::spawn(exe, &state) {
-            Ok(s) => s,
+        let mut prepared = match reexec::prepare(&state) {
+            Ok(p) => p,
             Err(e) => return Err(self.undo(e.into()).await),
         };
         drop(state);
-        since("new process spawned");
-        // O6: its word.
-        let hs = match spawned
-            .handshake
+        // O5: the guardian, which holds every fd while the new image takes over, and takes
+        // over itself if that one does not.
+        let guardian = match reexec::spawn_guardian(&mut prepared) {
+            Ok(g) => g,
+            Err(e) => return Err(self.undo(e.into()).await),
+        };
+        let gpid = guardian.id();
+        since("guardian spawned");
+        let answer = match prepared
+            .ours
             .try_clone()
             .and_then(|s| crate::handover::state::sockets::unix_stream(s.into()))
         {
-            Ok(hs) => Some(hs),
-            Err(e) => {
-                tracing::warn!(cause = %e, "re-exec: cannot watch the handshake");
-                None
-            }
-        };
-        let answer = match &hs {
-            Some(hs) => tokio::time::timeout(READY_TIMEOUT, reexec::recv(hs)).await,
-            None => Ok(Err(HandshakeError::Closed)),
-        };
-        let pid = spawned.child.id();
-        since("answer from the new process");
-        // A stop asked for meanwhile wins over the re-exec: this process drains and exits.
-        let stop = match answer {
-            Ok(Ok(Handshake::Ready { .. })) => sig.stop_pending(),
-            _ => None,
+            Ok(hs) => tokio::time::timeout(READY_TIMEOUT, reexec::recv(&hs)).await,
+            Err(e) => Ok(Err(HandshakeError::Io(e))),
         };
         let failure = match answer {
-            Ok(Ok(Handshake::Ready { .. })) if stop.is_some() => {
-                self.stop_requested = stop;
-                SuccessorFailure::StopInstead { pid }
+            Ok(Ok(Handshake::Guarding)) => None,
+            Ok(Ok(Handshake::Failed { reason })) => {
+                Some(GuardianFailure::Refused { pid: gpid, reason })
             }
-            // O7: the lock file names the new process, which is told to go; once it runs,
-            // systemd is told, and this process exits.
-            Ok(Ok(Handshake::Ready { pid: ready })) if ready == pid => {
-                self.lock.write_pid_of(pid);
-                match reexec::send(&spawned.handshake, &Handshake::Go) {
-                    Ok(()) => {
-                        let hs = hs.as_ref().expect("an answer came through it");
-                        match self.until_running(hs, pid).await {
-                            Ok(()) => {
-                                self.handoff.commit();
-                                // systemd must know the new main process before this one exits.
-                                crate::host::systemd::notify_and_wait(
-                                    &format!("MAINPID={pid}"),
-                                    std::time::Duration::from_secs(1),
-                                );
-                                tracing::info!(
-                                    pid,
-                                    domains = n_domains,
-                                    "handed everything over to the new process; exiting"
-                                );
-                                std::process::exit(0);
-                            }
-                            Err(f) => {
-                                self.lock.write_pid();
-                                f
-                            }
-                        }
-                    }
-                    Err(source) => {
-                        self.lock.write_pid();
-                        SuccessorFailure::GoneBeforeGo { pid, source }
-                    }
-                }
-            }
-            Ok(Ok(Handshake::Failed { reason })) => SuccessorFailure::Refused { pid, reason },
-            Ok(Ok(said)) => SuccessorFailure::Unexpected { pid, said },
-            Ok(Err(HandshakeError::Closed)) => SuccessorFailure::ExitedEarly { pid },
-            Ok(Err(source)) => SuccessorFailure::Handshake { pid, source },
-            Err(_) => SuccessorFailure::NotReady { pid },
+            Ok(Ok(said)) => Some(GuardianFailure::Unexpected { pid: gpid, said }),
+            Ok(Err(HandshakeError::Closed)) => Some(GuardianFailure::Exited { pid: gpid }),
+            Ok(Err(source)) => Some(GuardianFailure::Handshake { pid: gpid, source }),
+            Err(_) => Some(GuardianFailure::NotReady { pid: gpid }),
         };
-        let _ = reexec::send(&spawned.handshake, &Handshake::Abort);
-        let status = reap(spawned.child).await;
-        Err(self
-            .undo(HandoverError::Successor { failure, status })
-            .await)
-    }
-
-    /// After `Go`: waits for the new process to say it runs. Until then this process holds
-    /// every fd, frozen: if the new one dies first, nothing still in a pipe is lost, and this
-    /// one goes on (what the new one had read, if it had thawed already, dies with it).
-    async fn until_running(
-        &self,
-        hs: &tokio::net::UnixStream,
-        pid: u32,
-    ) -> Result<(), SuccessorFailure> {
-        match tokio::time::timeout(READY_TIMEOUT, reexec::recv(hs)).await {
-            Ok(Ok(Handshake::Running)) => Ok(()),
-            Ok(Ok(said)) => Err(SuccessorFailure::Unexpected { pid, said }),
-            Ok(Err(HandshakeError::Closed)) => Err(SuccessorFailure::DiedAfterGo { pid }),
-            Ok(Err(source)) => Err(SuccessorFailure::Handshake { pid, source }),
-            Err(_) => Err(SuccessorFailure::NotRunning { pid }),
+        if let Some(failure) = failure {
+            let _ = reexec::send(&prepared.ours, &Handshake::Abort);
+            let status = reap(guardian).await;
+            return Err(self.undo(HandoverError::Guardian { failure, status }).await);
         }
+        // A stop asked for meanwhile wins over the re-exec: this process drains and exits.
+        if let Some(stop) = sig.stop_pending() {
+            self.stop_requested = Some(stop);
+            let _ = reexec::send(&prepared.ours, &Handshake::Abort);
+            reap(guardian).await;
+            return Err(self.undo(HandoverError::StopInstead).await);
+        }
+        // The guardian is the main process while this pid changes images: if the new image
+        // dies, systemd must not take that for the service's end (and kill the guardian).
+        crate::host::systemd::notify_and_wait(
+            &format!("MAINPID={gpid}"),
+            std::time::Duration::from_secs(1),
+        );
+        // O6: the new image, in place. From here on the guardian decides.
+        tracing::info!(
+            guardian = gpid,
+            domains = n_domains,
+            "handing everything over to the new image, in place"
+        );
+        let source = reexec::exec_in_place(exe, &prepared, gpid);
+        // Still this image: the guardian is told, and names this pid main again.
+        let _ = reexec::send(&prepared.ours, &Handshake::Abort);
+        reap(guardian).await;
+        Err(self
+            .undo(HandoverError::Exec {
+                exe: exe.to_owned(),
+                source,
+            })
+            .await)
     }
 
     /// Puts everything back after a failed hand-over: close-on-exec on the carried fds, the

@@ -11,11 +11,15 @@ use std::sync::{Mutex, OnceLock};
 use logd_protocol::admin::ReexecReport;
 
 /// The running binary.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Identity {
     pub exe: PathBuf,
     pub build_id: String,
     pub exe_mtime_ms: u64,
+    /// The running file itself, opened at start-up (close-on-exec): a re-exec's guardian runs
+    /// it through `/proc/self/fd/N`, so a binary replaced or removed on disk since does not
+    /// matter.
+    pub(crate) running: Option<std::fs::File>,
 }
 
 static IDENTITY: OnceLock<Identity> = OnceLock::new();
@@ -38,6 +42,7 @@ pub fn init(exe: Option<PathBuf>) -> &'static Identity {
             exe,
             build_id,
             exe_mtime_ms,
+            running: std::fs::File::open(running).ok(),
         }
     })
 }

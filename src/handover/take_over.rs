@@ -8,13 +8,15 @@ use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
 use logd_protocol::admin::{AdminResponse, EventKind, ReexecReport};
+use logd_protocol::{ErrorCode, WireError};
 
 use crate::control::domain::AdoptError;
 use crate::control::registry::{self, ThawCause};
 use crate::daemon::listen::{bind, Listener, LockFile};
 use crate::daemon::{DaemonError, Running};
-use crate::handover::reexec::{HandshakeError, ReadStateError, Successor};
+use crate::handover::reexec::HandshakeError;
 use crate::handover::state::{ConnEndpoint, ConnMode, ConnState, Inherited, State, StateError};
+use crate::handover::successor::{ReadStateError, Role, Successor};
 use crate::host::config::Config;
 use crate::serve::server;
 
@@ -56,6 +58,11 @@ impl Running {
     /// actors (frozen), says `Ready`, and on `Go` thaws them and serves. Any failure before
     /// `Go` is reported to the old process, and this one exits without touching anything.
     pub(crate) async fn take_over(cfg: Config, mut succ: Successor) -> Running {
+        // A guardian waits first: it takes over only if the new image did not.
+        let failed = match succ.role {
+            Role::Guardian => Some(crate::handover::guard::guard(&succ).await.to_string()),
+            _ => None,
+        };
         let Rebuilt {
             daemon: d,
             state,
@@ -67,7 +74,7 @@ impl Running {
             Err(e) => succ.refuse(&e.to_string()),
         };
         // N7, Go: from here on this process is logd.
-        let parent = succ.parent;
+        let parent = succ.writer;
         let _ = d
             .registry
             .send(registry::Thaw {
@@ -76,10 +83,14 @@ impl Running {
             .await;
         // Running: the old process may exit now (it held every fd until here). systemd hears
         // of this process from the old one, then, once that one is gone, from this one.
-        let reexecs = state.reexecs + 1;
+        let reexecs = state.reexecs + u32::from(failed.is_none());
+        let status = match failed {
+            None => format!("serving (re-exec {reexecs})"),
+            Some(_) => "serving (the last re-exec failed; the old binary took over)".to_owned(),
+        };
         succ.running(move || {
             crate::host::systemd::notify(&format!(
-                "READY=1\nMAINPID={}\nSTATUS=serving (re-exec {reexecs})",
+                "READY=1\nMAINPID={}\nSTATUS={status}",
                 std::process::id(),
             ))
         });
@@ -90,7 +101,7 @@ impl Running {
             at_ms: now_ms.saturating_sub(resumed.saturating_sub(state.asked_mono_ns) / 1_000_000),
             from_pid: parent,
             to_pid: std::process::id(),
-            error: None,
+            error: failed.clone(),
             blackout_us: resumed.saturating_sub(state.frozen_mono_ns) / 1000,
             total_us: resumed.saturating_sub(state.asked_mono_ns) / 1000,
             domains,
@@ -106,25 +117,48 @@ impl Running {
                 ConnEndpoint::Admin => d.shared_admin.clone(),
                 ConnEndpoint::Virtlogd => d.shared_virtlogd.clone(),
             };
-            let reply = (c.mode == ConnMode::AwaitingReexec)
-                .then(|| AdminResponse::Reexeced(report.clone()));
+            let reply = (c.mode == ConnMode::AwaitingReexec).then(|| match &failed {
+                None => AdminResponse::Reexeced(report.clone()),
+                Some(why) => AdminResponse::Error(WireError::new(
+                    ErrorCode::Io,
+                    format!(
+                        "re-exec failed; the old binary took over as pid {}: {why}",
+                        std::process::id()
+                    ),
+                )),
+            });
             server::resume(&c, fd, shared, reply);
         }
-        tracing::info!(
-            from = parent,
-            domains,
-            fds,
-            blackout_us = report.blackout_us,
-            total_us = report.total_us,
-            build_id = %crate::handover::identity::get().build_id,
-            "logd {} took over (re-exec {})",
-            env!("CARGO_PKG_VERSION"),
-            state.reexecs + 1
-        );
-        crate::serve::events::emit(|| EventKind::Reexeced {
-            from_pid: parent,
-            to_pid: std::process::id(),
-        });
+        match &failed {
+            None => {
+                tracing::info!(
+                    from = parent,
+                    domains,
+                    fds,
+                    blackout_us = report.blackout_us,
+                    total_us = report.total_us,
+                    build_id = %crate::handover::identity::get().build_id,
+                    "logd {} took over (re-exec {reexecs})",
+                    env!("CARGO_PKG_VERSION"),
+                );
+                crate::serve::events::emit(|| EventKind::Reexeced {
+                    from_pid: parent,
+                    to_pid: std::process::id(),
+                });
+            }
+            Some(why) => {
+                tracing::error!(
+                    from = parent,
+                    domains,
+                    fds,
+                    "re-exec failed; the old binary took over, as pid {}: {why}",
+                    std::process::id()
+                );
+                crate::serve::events::emit(|| EventKind::ReexecFailed {
+                    reason: why.clone(),
+                });
+            }
+        }
         d
     }
 
@@ -220,11 +254,9 @@ impl Running {
             .map_err(|_| TakeOverError::RegistryStopped)??;
         since("domains rebuilt");
         succ.restored();
-        crate::handover::identity::set_lineage(Some((
-            state.started_ms,
-            state.uptime_ms,
-            state.reexecs + 1,
-        )));
+        // A guardian's take-over is a failed re-exec: the count stays.
+        let reexecs = state.reexecs + u32::from(succ.role != Role::Guardian);
+        crate::handover::identity::set_lineage(Some((state.started_ms, state.uptime_ms, reexecs)));
         succ.ready().await?;
         since("go");
         Ok(Rebuilt {

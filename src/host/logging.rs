@@ -1,7 +1,7 @@
 //! The daemon's own log: tracing to stderr, with a filter that can be changed while running
 //! (`logdctl log-level`).
 //!
-//! A filter set at run time outlives a re-exec: [`crate::handover::reexec::spawn`] passes it to the new
+//! A filter set at run time outlives a re-exec: [`crate::handover::reexec::exec_in_place`] passes it to the new
 //! process in [`CARRY_ENV`], whose [`init`] starts with it instead of `-v` or `RUST_LOG`.
 
 use std::sync::{Mutex, OnceLock};
