@@ -326,7 +326,11 @@ pub fn burst() -> Vec<u8> {
 
 /// A TCP subscriber whose bytes a thread collects.
 pub fn tcp_reader(port: u16) -> (TcpStream, Arc<Mutex<Vec<u8>>>) {
-    let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    tcp_reader_of(TcpStream::connect(("127.0.0.1", port)).unwrap())
+}
+
+/// [`tcp_reader`] on a connection made already.
+pub fn tcp_reader_of(s: TcpStream) -> (TcpStream, Arc<Mutex<Vec<u8>>>) {
     let mut r = s.try_clone().unwrap();
     let got = Arc::new(Mutex::new(Vec::new()));
     let sink = got.clone();
