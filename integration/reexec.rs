@@ -478,10 +478,10 @@ fn a_missing_or_failing_binary_leaves_the_old_daemon_serving() {
     );
 }
 
-/// Issue 15: a new image that starts and then dies loses nothing: neither one SIGKILLed while it
-/// rebuilds the domains, nor one that panics after it said `Ready` and before it heard `Go` (the
-/// old image has handed over by then). Whatever process serves afterwards, the guest's pipe
-/// never breaks and every byte is in the log once.
+/// Issue 15: a new image that starts and then fails loses nothing: one SIGKILLed while it
+/// rebuilds the domains, one that hangs there (the guardian kills it after 5 s), and one that
+/// panics after it said `Ready` and before it heard `Go`. Each time the guardian takes over;
+/// the guest's pipe never breaks and every byte is in the log once.
 #[test]
 fn a_new_image_that_dies_during_its_take_over_loses_nothing() {
     let tmp = tempfile::tempdir().unwrap();
@@ -491,6 +491,10 @@ fn a_new_image_that_dies_during_its_take_over_loses_nothing() {
     // What the old process says (the panic may come before or after it has sent `Go`).
     let faults = [
         ("killed-in-restore", &["exited before it was ready"][..]),
+        (
+            "hang-in-restore",
+            &["was not ready within 5 s (killed)"][..],
+        ),
         (
             "panic-after-ready",
             &["was told to go and died before it ran", "handshake"][..],
@@ -535,7 +539,7 @@ fn a_new_image_that_dies_during_its_take_over_loses_nothing() {
     });
     assert_eq!(
         std::fs::read_to_string(d.log("steady.log")).unwrap(),
-        "one\nafter killed-in-restore\nafter panic-after-ready\n"
+        "one\nafter killed-in-restore\nafter hang-in-restore\nafter panic-after-ready\n"
     );
 }
 

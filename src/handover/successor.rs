@@ -29,8 +29,8 @@ pub(crate) enum Role {
 
 /// Makes a re-exec's new process fail at a given step the way a real fault would, so the tests
 /// can show that no failure of the new image loses anything: `LOGD_REEXEC_FAULT=killed-in-restore`
-/// (it is SIGKILLed once its domains are rebuilt) or `panic-after-ready` (it panics once it has
-/// said `Ready`, before it hears `Go`). Read only by a successor, and removed at once, so it
+/// (it is SIGKILLed once its domains are rebuilt), `hang-in-restore` (it stops there, for an
+/// hour) or `panic-after-ready` (it panics once it has said `Ready`, before it hears `Go`). Read only by a successor, and removed at once, so it
 /// never reaches the next re-exec. The tests set it in a wrapper that runs logd as the new
 /// binary; nothing else should.
 pub(crate) const FAULT_ENV: &str = "LOGD_REEXEC_FAULT";
@@ -39,6 +39,7 @@ pub(crate) const FAULT_ENV: &str = "LOGD_REEXEC_FAULT";
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Fault {
     KilledInRestore,
+    HangInRestore,
     PanicAfterReady,
 }
 
@@ -46,6 +47,7 @@ impl Fault {
     fn parse(v: &str) -> Option<Fault> {
         match v {
             "killed-in-restore" => Some(Fault::KilledInRestore),
+            "hang-in-restore" => Some(Fault::HangInRestore),
             "panic-after-ready" => Some(Fault::PanicAfterReady),
             _ => None,
         }
@@ -193,9 +195,16 @@ impl Successor {
     /// Acts out [`Fault::KilledInRestore`] if it was asked for: called once every domain is
     /// rebuilt.
     pub(crate) fn restored(&self) {
-        if self.fault == Some(Fault::KilledInRestore) {
-            tracing::warn!("{FAULT_ENV}: killing this process in the middle of its take-over");
-            let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
+        match self.fault {
+            Some(Fault::KilledInRestore) => {
+                tracing::warn!("{FAULT_ENV}: killing this process in the middle of its take-over");
+                let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
+            }
+            Some(Fault::HangInRestore) => {
+                tracing::warn!("{FAULT_ENV}: hanging in the middle of the take-over");
+                std::thread::sleep(std::time::Duration::from_secs(3600));
+            }
+            _ => {}
         }
     }
 
