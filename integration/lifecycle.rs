@@ -300,3 +300,68 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// Under systemd, a new image that dies in its take-over leaves the guardian serving, and
+/// systemd follows it: the guardian was named `MAINPID` before the exec, so the new image's
+/// death was not the unit's, and the guardian's READY=1 names it.
+#[test]
+fn under_systemd_a_new_image_that_dies_leaves_the_guardian_main() {
+    let (dir, sock, socket, mut child) = notified_logd();
+    assert!(recv_state(&sock).contains("READY=1"));
+    let old = child.id();
+    let wrapper = dir.path().join("dies");
+    std::fs::write(
+        &wrapper,
+        format!("#!/bin/sh\nLOGD_REEXEC_FAULT=killed-in-restore exec {LOGD} \"$@\"\n"),
+    )
+    .unwrap();
+    Command::new("chmod")
+        .arg("755")
+        .arg(&wrapper)
+        .status()
+        .unwrap();
+    let out = run_bounded(
+        Command::new(LOGDCTL)
+            .arg("--socket")
+            .arg(&socket)
+            .args(["reexec", "--binary"])
+            .arg(&wrapper),
+        Duration::from_secs(60),
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("the old binary took over"), "{err}");
+    let mut seen = Vec::new();
+    let ready = loop {
+        let m = recv_state(&sock);
+        seen.push(m.clone());
+        if m.contains("READY=1") {
+            break m;
+        }
+    };
+    assert!(seen[0].contains("RELOADING=1"), "{seen:?}");
+    let guardian: u32 = seen[1]
+        .strip_prefix("MAINPID=")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("the guardian named: {seen:?}"));
+    assert_ne!(guardian, old);
+    assert_eq!(seen[2], "BARRIER=1", "{seen:?}");
+    assert!(ready.contains(&format!("MAINPID={guardian}")), "{ready:?}");
+    let lock: u32 = std::fs::read_to_string(dir.path().join("logd.sock.lock"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(lock, guardian, "the guardian serves");
+    // The first pid is gone (the new image in it was killed).
+    assert!(!child.wait().unwrap().success());
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(guardian as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert!(recv_state(&sock).contains("STOPPING=1"));
+    wait_for(Duration::from_secs(20), "the guardian to stop", || {
+        (!process_alive(guardian as i32)).then_some(())
+    });
+}

@@ -80,25 +80,30 @@ fn main() -> ExitCode {
 
 fn run(args: Args, successor: Option<logd::successor::Successor>) -> anyhow::Result<()> {
     let verbose = args.verbose;
-    let cfg = Config::load(
-        args.config.as_deref(),
-        &Overrides {
-            socket: args.socket,
-            admin_socket: args.admin_socket,
-            virtlogd_socket: args.virtlogd_socket.map(|p| {
-                if p.as_os_str().is_empty() {
-                    logd::config::default_virtlogd_socket()
-                } else {
-                    p
-                }
-            }),
-            log_root: args.log_root,
-            idle_exit: args.idle_exit,
-        },
-    )
-    .context("configuration");
+    let overrides = Overrides {
+        socket: args.socket,
+        admin_socket: args.admin_socket,
+        virtlogd_socket: args.virtlogd_socket.map(|p| {
+            if p.as_os_str().is_empty() {
+                logd::config::default_virtlogd_socket()
+            } else {
+                p
+            }
+        }),
+        log_root: args.log_root,
+        idle_exit: args.idle_exit,
+    };
+    let cfg = Config::load(args.config.as_deref(), &overrides).context("configuration");
     let cfg = match (cfg, &successor) {
         (Ok(c), _) => c,
+        // A guardian is the old binary: a file written for the new one (a key it does not
+        // know) must not stop the upgrade. It guards with its command line and the defaults,
+        // which matter only if it has to take over.
+        (Err(e), Some(s)) if s.is_guardian() => {
+            let line = logd::cli::report(&e);
+            tracing::warn!("guarding with the command line and the defaults: {line}");
+            Config::load(None, &overrides).context("configuration")?
+        }
         // The old process goes on; it is told why this one cannot take over.
         (Err(e), Some(s)) => s.refuse(&logd::cli::report(&e)),
         (Err(e), None) => return Err(e),

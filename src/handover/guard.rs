@@ -47,16 +47,18 @@ pub(crate) async fn guard(succ: &Successor) -> GuardReason {
     tracing::info!(writer = pid, "guarding the re-exec");
     let reason = match tokio::time::timeout(READY_TIMEOUT, recv(&hs)).await {
         Ok(Ok(Handshake::Ready { pid: ready })) if ready == pid => {
-            // The new image is main again before it is told to go (only the main process may
-            // notify systemd).
-            crate::host::systemd::notify_and_wait(
-                &format!("MAINPID={pid}"),
-                Duration::from_secs(1),
-            );
             match send(&succ.handshake, &Handshake::Go) {
                 Err(source) => GuardReason::Handshake { pid, source },
                 Ok(()) => match tokio::time::timeout(READY_TIMEOUT, recv(&hs)).await {
                     Ok(Ok(Handshake::Running)) => {
+                        // Only now is the new image main again: had it died before, systemd
+                        // would have seen its main process die (and stopped the unit, the
+                        // guardian with it). The new image waits for this exit before it
+                        // notifies systemd itself.
+                        crate::host::systemd::notify_and_wait(
+                            &format!("MAINPID={pid}"),
+                            Duration::from_secs(1),
+                        );
                         tracing::info!(pid, "the new binary runs; the guardian exits");
                         std::process::exit(0);
                     }

@@ -1,5 +1,5 @@
-//! The old process's side of a re-exec (steps O1 to O7 in [`crate::handover`]), and its undoing
-//! when the new process does not take over.
+//! The old image's side of a re-exec (steps O1 to O6 in [`crate::handover`]), and its undoing
+//! when the re-exec fails before the exec.
 //!
 //! These are methods of the daemon's `Running`: the procedure moves the daemon's own listeners,
 //! lock file and actors, so it needs them all, but it is kept here, beside the state format and
@@ -21,7 +21,7 @@ use crate::handover::state::{Carrier, ListenerState, State};
 
 impl Running {
     /// Re-execs (step O1: systemd hears of it). Returns only if it failed, with everything as it was (and `reply`, if any,
-    /// hears why); on success this process exits.
+    /// hears why); on success the new image replaces this one, in the same process.
     pub(crate) async fn reexec(
         &mut self,
         sig: &mut Signals,
@@ -58,7 +58,8 @@ impl Running {
         crate::host::systemd::notify("READY=1\nSTATUS=serving (the last re-exec failed)");
     }
 
-    /// Steps O2 to O7. Every failure goes through [`Running::undo`] before it is returned.
+    /// Steps O2 to O6. Every failure goes through [`Running::undo`] before it is returned; on
+    /// success this image is replaced by the new one, in the same process.
     async fn hand_over(
         &mut self,
         exe: &Path,
@@ -152,19 +153,20 @@ impl Running {
             let status = reap(guardian).await;
             return Err(self.undo(HandoverError::Guardian { failure, status }).await);
         }
-        // A stop asked for meanwhile wins over the re-exec: this process drains and exits.
-        if let Some(stop) = sig.stop_pending() {
-            self.stop_requested = Some(stop);
-            let _ = reexec::send(&prepared.ours, &Handshake::Abort);
-            reap(guardian).await;
-            return Err(self.undo(HandoverError::StopInstead).await);
-        }
         // The guardian is the main process while this pid changes images: if the new image
         // dies, systemd must not take that for the service's end (and kill the guardian).
         crate::host::systemd::notify_and_wait(
             &format!("MAINPID={gpid}"),
             std::time::Duration::from_secs(1),
         );
+        // A stop asked for meanwhile wins over the re-exec: this process drains and exits.
+        // (Checked last: a stop signal handled between here and the exec is lost.)
+        if let Some(stop) = sig.stop_pending() {
+            self.stop_requested = Some(stop);
+            let _ = reexec::send(&prepared.ours, &Handshake::Abort);
+            reap(guardian).await;
+            return Err(self.undo(HandoverError::StopInstead).await);
+        }
         // O6: the new image, in place. From here on the guardian decides.
         tracing::info!(
             guardian = gpid,
@@ -212,10 +214,11 @@ impl Running {
     }
 }
 
-/// Waits for a failed new process to exit (killing it if it does not), and says how it ended.
+/// Waits for the guardian to exit once told `Abort` (killing it if it does not within 3 s: it
+/// names this pid `MAINPID` again first, behind a barrier of up to 1 s), and says how it ended.
 async fn reap(mut child: std::process::Child) -> String {
     let waited = tokio::task::spawn_blocking(move || {
-        for _ in 0..100 {
+        for _ in 0..300 {
             if let Ok(Some(st)) = child.try_wait() {
                 return st.to_string();
             }

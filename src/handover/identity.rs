@@ -28,8 +28,10 @@ static IDENTITY: OnceLock<Identity> = OnceLock::new();
 pub fn init(exe: Option<PathBuf>) -> &'static Identity {
     IDENTITY.get_or_init(|| {
         let running = Path::new("/proc/self/exe");
+        // A guardian runs its binary by fd, and the file on disk may have been replaced since:
+        // its path is then shown with " (deleted)", and the path itself names the new file.
         let exe = exe
-            .or_else(|| std::env::current_exe().ok())
+            .or_else(|| std::env::current_exe().ok().map(strip_deleted))
             .unwrap_or_else(|| running.to_owned());
         let build_id = read_head(running, 64 * 1024)
             .and_then(|b| gnu_build_id(&b))
@@ -45,6 +47,15 @@ pub fn init(exe: Option<PathBuf>) -> &'static Identity {
             running: std::fs::File::open(running).ok(),
         }
     })
+}
+
+/// `/usr/bin/logd (deleted)` → `/usr/bin/logd`: the path of a file replaced since it started.
+fn strip_deleted(p: PathBuf) -> PathBuf {
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+    match p.as_os_str().as_bytes().strip_suffix(b" (deleted)") {
+        Some(path) => PathBuf::from(std::ffi::OsString::from_vec(path.to_vec())),
+        None => p,
+    }
 }
 
 /// The first `n` bytes of a file (the ELF notes lie near its start).
@@ -161,6 +172,18 @@ pub fn gnu_build_id(elf: &[u8]) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_replaced_binary_is_named_by_its_path() {
+        assert_eq!(
+            strip_deleted(PathBuf::from("/usr/bin/logd (deleted)")),
+            PathBuf::from("/usr/bin/logd")
+        );
+        assert_eq!(
+            strip_deleted(PathBuf::from("/usr/bin/logd")),
+            PathBuf::from("/usr/bin/logd")
+        );
+    }
+
     use super::*;
 
     #[test]

@@ -19,10 +19,12 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::handover::state::{Carrier, ConnState, State};
 
-/// The environment variable that tells a new process it is a re-exec's successor:
-/// `STATE_FD:HANDSHAKE_FD:TOKEN`.
+/// The environment variable that tells a new image it is a re-exec's successor:
+/// `STATE_FD:HANDSHAKE_FD:TOKEN:GUARDIAN_PID` (without the pid, from a logd that spawned its
+/// successor as a child).
 pub(crate) const ENV: &str = "LOGD_REEXEC";
-/// How long the old process waits for the new one to be ready.
+/// How long the old image waits for the guardian to guard, and the guardian for the new image
+/// to be ready, then to run.
 pub(crate) const READY_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the old process waits for client connections to finish the request in hand.
 pub(crate) const PARK_TIMEOUT: Duration = Duration::from_secs(1);
@@ -178,16 +180,18 @@ impl Handoff {
 /// The handshake between the old process and the new one, over a socketpair.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum Handshake {
-    /// New → old: every actor is rebuilt, frozen; waiting for `Go`.
+    /// New image → guardian: every actor is rebuilt, frozen; waiting for `Go`.
     Ready { pid: u32 },
-    /// New → old: the state could not be restored (the new process exits).
+    /// New image → guardian (which takes over), or guardian → old image (which does not
+    /// exec): this process cannot take over, and exits.
     Failed { reason: String },
-    /// Old → new: take over (the old process exits).
+    /// Guardian → new image: take over.
     Go,
-    /// Old → new: exit without touching anything.
+    /// Old image → guardian: the exec failed or was called off; exit without touching
+    /// anything.
     Abort,
-    /// New → old, after `Go`: every domain is thawed and reading; the old process (or the
-    /// guardian) may exit. Until then it keeps every fd, so a new image that dies before it
+    /// New image → guardian, after `Go`: every domain is thawed and reading; the guardian may
+    /// exit. Until then it keeps every fd, so a new image that dies before it
     /// says this loses no byte that was still in a pipe.
     Running,
     /// Guardian → old image: it runs, has read its configuration, and holds every fd; the old

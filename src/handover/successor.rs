@@ -54,7 +54,8 @@ impl Fault {
     }
 }
 
-/// [`ENV`] is set but does not name two inherited fds and a token.
+/// [`ENV`] or [`GUARD_ENV`] is set but does not name two inherited fds, a token and, where
+/// one is due, a pid.
 #[derive(Debug, thiserror::Error)]
 #[error("malformed {ENV}={0:?}")]
 pub struct MalformedEnv(String);
@@ -160,6 +161,11 @@ impl Successor {
         })
     }
 
+    /// Whether this process is a re-exec's guardian (the old binary, standing by).
+    pub fn is_guardian(&self) -> bool {
+        self.role == Role::Guardian
+    }
+
     /// Says `Running` (every domain is thawed), then, off the serving path, waits until the
     /// other side has exited (it tells systemd `MAINPID` first, bounded) and calls `then`. A
     /// guardian that took over has nobody to tell.
@@ -208,7 +214,8 @@ impl Successor {
         }
     }
 
-    /// Reads the state and checks it came from this process's parent. The memfd is closed
+    /// Reads the state and checks it came from the pid that should have written it (this very
+    /// pid, the parent, or the guardian's recorded writer) and the token. The memfd is closed
     /// then, so its memory is not held while the take-over goes on (a second call fails).
     pub(crate) fn read_state(&mut self) -> Result<State, ReadStateError> {
         let mut bytes = Vec::new();
@@ -249,12 +256,21 @@ impl Successor {
         if self.role == Role::Guardian {
             return Ok(());
         }
-        send(
+        let said = send(
             &self.handshake,
             &Handshake::Ready {
                 pid: std::process::id(),
             },
-        )?;
+        );
+        match (said, self.role) {
+            (Ok(()), _) => {}
+            // The guardian is gone: nobody else holds the fds to serve them.
+            (Err(e), Role::InPlace { .. }) => {
+                tracing::warn!(cause = %e, "the guardian is gone; taking over unguarded");
+                return Ok(());
+            }
+            (Err(e), _) => return Err(e),
+        }
         if self.fault == Some(Fault::PanicAfterReady) {
             panic!("{FAULT_ENV}: panicking after Ready, before Go");
         }

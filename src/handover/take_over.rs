@@ -20,7 +20,8 @@ use crate::handover::successor::{ReadStateError, Role, Successor};
 use crate::host::config::Config;
 use crate::serve::server;
 
-/// Why the new process cannot take over. It tells the old process, which goes on serving, and
+/// Why a new image cannot take over. It tells the other side (the guardian, which then takes
+/// over; or, from a logd that spawned a child, the old process, which goes on), and
 /// exits without having read or written a single inherited fd.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum TakeOverError {
@@ -81,8 +82,8 @@ impl Running {
                 cause: ThawCause::TakenOver,
             })
             .await;
-        // Running: the old process may exit now (it held every fd until here). systemd hears
-        // of this process from the old one, then, once that one is gone, from this one.
+        // Running: the guardian may exit now (it held every fd until here); it names this pid
+        // to systemd first, and this one notifies once it is gone.
         let reexecs = state.reexecs + u32::from(failed.is_none());
         let status = match failed {
             None => format!("serving (re-exec {reexecs})"),
