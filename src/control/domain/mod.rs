@@ -9,6 +9,9 @@
 //! When a stream reaches EOF the domain closes it and tells the registry, which stops the
 //! domain once it has no streams and no requests in flight.
 
+mod handover;
+pub use handover::{Freeze, Thaw, ThawCause};
+
 use std::future::Future;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
@@ -21,7 +24,6 @@ use actix::prelude::*;
 use logd_protocol::{ConsoleInfo, Position, ReadFrom};
 
 use crate::console::{Console, ConsoleConfig, ConsoleError};
-use crate::control::fanin::Fanin;
 use crate::datapath::disk::Disk;
 use crate::datapath::rotate::{self, ReadOutcome, RotateConfig, RotateError, RotatingFile};
 use crate::datapath::sink::LogSink;
@@ -782,143 +784,5 @@ impl Handler<Stop> for Domain {
     fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) {
         self.stop_asked = true;
         ctx.stop();
-    }
-}
-
-/// Freeze for a re-exec: stop reading, and describe every stream (its fds marked to be
-/// carried) into `out`, filling in `state`. Until [`Thaw`], nothing is read or written: what
-/// the sources write meanwhile waits in the kernel for whichever process goes on. Sent with
-/// `do_send`: the answers are gathered by [`Fanin`].
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Freeze {
-    pub state: crate::handover::state::DomainState,
-    pub out: Arc<Fanin<Result<crate::handover::state::DomainState, FreezeError>>>,
-}
-
-impl Handler<Freeze> for Domain {
-    type Result = ();
-
-    fn handle(&mut self, msg: Freeze, ctx: &mut Context<Self>) {
-        let Freeze { mut state, out } = msg;
-        // The pump stops now; what was read already must reach the files before the fds go.
-        self.frozen = true;
-        ctx.wait(
-            Settle::new(None)
-                .written()
-                .map(move |settled, act: &mut Domain, _| {
-                    let res = match settled {
-                        Ok(()) => act.freeze(),
-                        Err(source) => Err(FreezeError::Flush {
-                            domain: act.name.to_string(),
-                            source,
-                        }),
-                    };
-                    out.push(res.map(|streams| {
-                        state.streams = streams;
-                        state
-                    }));
-                }),
-        );
-    }
-}
-
-impl Domain {
-    fn freeze(&mut self) -> Result<Vec<crate::handover::state::StreamState>, FreezeError> {
-        use crate::handover::state::{Carrier, StreamState};
-        self.frozen = true;
-        let mut carrier = Carrier::out();
-        let mut out = Vec::with_capacity(self.streams.len());
-        for s in &mut self.streams {
-            // Every chunk logd has read is in its file (the caller waited), and what the
-            // source wrote since stays in the kernel, for whichever process reads next.
-            match s {
-                Stream::Pipe(p) => out.push(StreamState::Pipe(p.export(&mut carrier))),
-                Stream::Console(c) => {
-                    out.push(StreamState::Console(Box::new(c.export(&mut carrier))))
-                }
-            }
-        }
-        carrier.finish().map_err(|source| FreezeError::Mark {
-            domain: self.name.to_string(),
-            source,
-        })?;
-        Ok(out)
-    }
-
-    /// Rebuilds the streams a previous process carried over (the domain stays frozen until
-    /// [`Thaw`]). Runs on the domain's thread, so each fd registers with the loop that drives
-    /// it.
-    pub fn restore(
-        &mut self,
-        streams: &[crate::handover::state::StreamState],
-        paths: Vec<Arc<Path>>,
-        inherited: &crate::handover::state::Inherited,
-    ) -> Result<(), AdoptError> {
-        use crate::handover::state::StreamState;
-        for (st, path) in streams.iter().zip(paths) {
-            let stream = match st {
-                StreamState::Pipe(p) => LogStream::restore(p, path, inherited)
-                    .map(Stream::Pipe)
-                    .map_err(|source| AdoptError::Log {
-                        domain: self.name.to_string(),
-                        path: p.sink.path.clone(),
-                        source: Box::new(source),
-                    })?,
-                StreamState::Console(c) => Console::restore(c, path, inherited)
-                    .map(|c| Stream::Console(Box::new(c)))
-                    .map_err(|source| AdoptError::Console {
-                        domain: self.name.to_string(),
-                        name: c.name.clone(),
-                        source: Box::new(source),
-                    })?,
-            };
-            self.insert(stream);
-        }
-        Ok(())
-    }
-}
-
-/// Why frozen domains go on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ThawCause {
-    /// The re-exec was abandoned: this process keeps the fds, which get close-on-exec again.
-    Abandoned,
-    /// This is the new process, which took the fds over and now starts reading them.
-    TakenOver,
-}
-
-/// Go on after a freeze (or, in a new process, after [`Domain::restore`]). `done` is dropped
-/// once handled.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Thaw {
-    pub cause: ThawCause,
-    /// Held, never read: dropping it tells the fan-in that this domain has thawed.
-    #[allow(dead_code)]
-    pub done: Arc<Fanin<()>>,
-}
-
-impl Handler<Thaw> for Domain {
-    type Result = ();
-
-    fn handle(&mut self, msg: Thaw, ctx: &mut Context<Self>) {
-        if !self.frozen() {
-            return;
-        }
-        if msg.cause == ThawCause::Abandoned {
-            let mut back = crate::handover::state::Carrier::back();
-            for s in self.streams.iter() {
-                match s {
-                    Stream::Pipe(p) => drop(p.export(&mut back)),
-                    Stream::Console(c) => drop(c.export(&mut back)),
-                }
-            }
-            if let Err(e) = back.finish() {
-                tracing::warn!(domain = %self.name, cause = %e, "cannot set close-on-exec again");
-            }
-        }
-        self.frozen = false;
-        self.pump(ctx);
     }
 }
