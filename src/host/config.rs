@@ -5,6 +5,8 @@
 //! `/tmp/logd-$UID/`) and logs under `$XDG_STATE_HOME/logd` (or `~/.local/state/logd`).
 //! An unknown key or a bad value stops start-up with a message that names the key.
 
+pub use super::size::parse_size;
+use super::size::SizeValue;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -137,24 +139,6 @@ enum VirtlogdSocket {
     Path(PathBuf),
 }
 
-/// A size written as a number of bytes or a string such as `"2 MiB"`.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-pub(crate) enum SizeValue {
-    Bytes(u64),
-    Text(String),
-}
-
-impl SizeValue {
-    /// The size in bytes, or why it is not one.
-    pub(crate) fn bytes(self) -> Result<u64, String> {
-        match self {
-            SizeValue::Bytes(n) => Ok(n),
-            SizeValue::Text(t) => parse_size(&t),
-        }
-    }
-}
-
 /// Overrides from the command line.
 #[derive(Debug, Default, Clone)]
 pub struct Overrides {
@@ -231,26 +215,6 @@ pub fn default_log_root() -> Result<PathBuf, ConfigError> {
         .filter(|d| !d.is_empty())
         .ok_or(ConfigError::NoHome)?;
     Ok(PathBuf::from(home).join(".local/state/logd"))
-}
-
-/// Parses a size: a plain number of bytes, or a number with a unit (`K`, `KiB`, `KB`, `M`, `MiB`,
-/// `G`, `GiB`; all binary, case-insensitive), with optional space in between.
-pub fn parse_size(text: &str) -> Result<u64, String> {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{text:?} is not a size such as 65536, \"64 KiB\" or \"2 MiB\""))?;
-    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" | "kib" => 1 << 10,
-        "m" | "mb" | "mib" => 1 << 20,
-        "g" | "gb" | "gib" => 1 << 30,
-        other => return Err(format!("unknown size unit {other:?} in {text:?}")),
-    };
-    n.checked_mul(mult)
-        .ok_or_else(|| format!("size {text:?} is too large"))
 }
 
 impl Config {

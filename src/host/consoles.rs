@@ -41,9 +41,9 @@ pub(crate) struct ConsoleEntry {
     #[serde(default)]
     telnet: bool,
     write: Option<String>,
-    replay: Option<super::config::SizeValue>,
+    replay: Option<super::size::SizeValue>,
     max_subscribers: Option<u32>,
-    queue_limit: Option<super::config::SizeValue>,
+    queue_limit: Option<super::size::SizeValue>,
 }
 
 /// `tcp`: `"ADDR:PORT"`, `"PORT"` or a bare number (a port on 127.0.0.1).
@@ -260,7 +260,7 @@ fn check(e: ConsoleEntry, policy: &PathPolicy) -> Result<DeclaredConsole, (&'sta
         Some(TcpValue::Text(t)) => Some(t),
         Some(TcpValue::Port(p)) => Some(p.to_string()),
     };
-    let size = |key: &'static str, v: Option<super::config::SizeValue>| {
+    let size = |key: &'static str, v: Option<super::size::SizeValue>| {
         v.map(|v| v.bytes().map_err(|reason| (key, reason)))
             .transpose()
     };

@@ -1,6 +1,7 @@
 //! What logd takes from the host it runs on:
 //! - [`config`]: defaults, the TOML file and overrides;
 //! - [`consoles`]: the consoles the file declares (`[[console]]`);
+//! - [`size`]: sizes in bytes or with a unit, as the file and command lines write them;
 //! - [`paths`]: which log paths a client may name;
 //! - [`sockdir`]: the directories of the sockets, trusted only when closed to other users;
 //! - [`systemd`]: readiness notification and socket activation;
@@ -10,5 +11,6 @@ pub mod config;
 pub mod consoles;
 pub mod logging;
 pub mod paths;
+pub(crate) mod size;
 pub mod sockdir;
 pub mod systemd;
