@@ -432,6 +432,11 @@ impl Table {
     }
 }
 
+/// Whether the recorder runs (this logd stores pipes, or keeps track of stored ones).
+pub(crate) fn active() -> bool {
+    RECORDER.get().is_some()
+}
+
 /// Whether any pipe is stored (so the counters are worth sampling).
 pub(crate) fn any() -> bool {
     RECORDER

@@ -377,7 +377,9 @@ impl Running {
 
     /// Serves until SIGTERM, SIGINT or idle exit; re-execs on SIGUSR1 or `logdctl reexec`.
     async fn serve(mut self, mut sig: Signals) -> Result<(), DaemonError> {
-        let sampler = actix_rt::spawn(sample_stored(self.registry.clone()));
+        // Only with the fd store: an idle daemon without it runs no timer.
+        let sampler = crate::control::stored::active()
+            .then(|| actix_rt::spawn(sample_stored(self.registry.clone())));
         let idle = idle_watch(
             self.cfg.idle_exit,
             self.registry.clone(),
@@ -419,7 +421,9 @@ impl Running {
         if let Some(m) = &self.metrics {
             m.remove_socket_file();
         }
-        sampler.abort();
+        if let Some(s) = sampler {
+            s.abort();
+        }
         let _ = self.registry.send(registry::Shutdown).await;
         // Drained: the stored pipes leave systemd's store, so their guests see them close.
         crate::control::stored::stop();
