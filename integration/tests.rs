@@ -12,6 +12,7 @@ mod console;
 mod declared;
 mod e2e;
 mod faults;
+mod fdstore;
 mod libvirt;
 mod lifecycle;
 mod reexec;

@@ -271,6 +271,11 @@ impl Running {
         };
         let d = Running::assemble(cfg, lock, main, admin, virtlogd, metrics);
         d.lock.write_pid();
+        // Before the declared consoles and the accept loops: the pipes systemd kept through a
+        // crash have their logs back before anyone can claim their paths.
+        let recovered =
+            crate::control::stored::recover(&d.registry, &d.cfg.socket, activated.stored).await;
+        crate::control::stored::start(&d.cfg.socket, d.cfg.fd_store, recovered);
         // Before the accept loops: the first client (and systemd's READY=1) finds the file's
         // consoles there, or their failures logged. Clients that connect meanwhile wait in the
         // backlog. A console that cannot be created does not stop the start.
@@ -372,6 +377,9 @@ impl Running {
 
     /// Serves until SIGTERM, SIGINT or idle exit; re-execs on SIGUSR1 or `logdctl reexec`.
     async fn serve(mut self, mut sig: Signals) -> Result<(), DaemonError> {
+        // Only with the fd store: an idle daemon without it runs no timer.
+        let sampler = crate::control::stored::active()
+            .then(|| actix_rt::spawn(sample_stored(self.registry.clone())));
         let idle = idle_watch(
             self.cfg.idle_exit,
             self.registry.clone(),
@@ -413,7 +421,12 @@ impl Running {
         if let Some(m) = &self.metrics {
             m.remove_socket_file();
         }
+        if let Some(s) = sampler {
+            s.abort();
+        }
         let _ = self.registry.send(registry::Shutdown).await;
+        // Drained: the stored pipes leave systemd's store, so their guests see them close.
+        crate::control::stored::stop();
         for w in self.workers {
             w.stop();
             let _ = w.join();
@@ -513,6 +526,30 @@ impl Running {
         self.declared
             .apply(Occasion::Reload, &self.registry, &self.cfg.consoles)
             .await;
+    }
+}
+
+/// Samples the counters of the stored pipes once a second, for the fd store's record (see
+/// [`crate::control::stored`]): one registry snapshot, only while a pipe is stored.
+async fn sample_stored(registry: actix::Addr<Registry>) {
+    use logd_protocol::admin::StreamKind;
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if !crate::control::stored::any() {
+            continue;
+        }
+        let Ok(snap) = registry.send(registry::Snapshot { only: None }).await else {
+            continue;
+        };
+        crate::control::stored::sample(
+            snap.domains
+                .into_iter()
+                .flat_map(|d| d.streams)
+                .filter(|s| s.kind == StreamKind::Stdio)
+                .map(|s| (s.path, [s.bytes_in, s.bytes_written, s.dropped_disk])),
+        );
     }
 }
 

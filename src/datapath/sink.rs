@@ -198,6 +198,14 @@ impl LogSink {
         }
     }
 
+    /// A sink for a file opened again after a crash, its counters going on from `stats` (the
+    /// last figures the record had).
+    pub(crate) fn from_file_with(file: RotatingFile, stats: SinkStats) -> LogSink {
+        let mut sink = LogSink::from_file(file);
+        sink.stats = stats;
+        sink
+    }
+
     /// Describes the sink for a re-exec (its file marked to be carried). The sink must be
     /// flushed ([`is_flushed`](Self::is_flushed)): the domain waits for that first.
     pub fn export(

@@ -218,6 +218,36 @@ impl LogStream {
         ))
     }
 
+    /// A stream for a pipe that outlived the process that read it (from systemd's fd store,
+    /// after a crash), and its sink (its file opened again by a disk writer). Must run on the
+    /// thread that will drive the stream. The guest still holds the write end.
+    pub(crate) fn adopt(sink: LogSink, fd: OwnedFd) -> Result<LogStream, StreamError> {
+        use nix::fcntl::{fcntl, FcntlArg, OFlag};
+        let path = sink.path();
+        let pipe_error = |e: nix::Error| StreamError::Pipe {
+            path: path.to_owned(),
+            source: PipeError::Configure(e),
+        };
+        // O_NONBLOCK is the open file's, so systemd's copy has it already; set it anyway, as
+        // the pump must never block.
+        let flags = fcntl(&fd, FcntlArg::F_GETFL).map_err(pipe_error)?;
+        fcntl(
+            &fd,
+            FcntlArg::F_SETFL(OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK),
+        )
+        .map_err(pipe_error)?;
+        let size = fcntl(&fd, FcntlArg::F_GETPIPE_SZ).map_err(pipe_error)?;
+        let pipe = register(fd, path)?;
+        Ok(LogStream {
+            pipe,
+            pipe_size: size.max(0) as u32,
+            sink,
+            stats: StreamStats::default(),
+            yielding: Yield::default(),
+            eof: false,
+        })
+    }
+
     /// Describes the stream for a re-exec (pipe and file marked to be carried). The pipe is
     /// not drained first: the caller only waits until what logd has read is in the file, and
     /// what is still in the pipe is the next process's to read.
@@ -268,6 +298,11 @@ impl LogStream {
 
     pub fn sink(&self) -> &LogSink {
         &self.sink
+    }
+
+    /// The pipe's read end (for systemd's fd store, which keeps a copy).
+    pub(crate) fn pipe_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.pipe.as_fd()
     }
 
     /// The stream as the admin socket shows it.

@@ -86,6 +86,10 @@ pub struct Config {
     pub workers: usize,
     /// `ADDR:PORT` of the Prometheus endpoint; None: off.
     pub metrics_listen: Option<String>,
+    /// Keep each stdio log's pipe in systemd's fd store (`FDSTORE=1`), so that a restart after
+    /// a crash reads on from the same pipes (docs/LIFECYCLE.md, "Crash"). Needs
+    /// `FileDescriptorStoreMax=` in the unit; does nothing without `NOTIFY_SOCKET`.
+    pub fd_store: bool,
     /// Exit after this long with no open log and no client (a session daemon started on demand).
     pub idle_exit: Option<std::time::Duration>,
     /// The binary a re-exec runs; None: the path this one was started from.
@@ -125,6 +129,7 @@ struct FileConfig {
     workers: Option<usize>,
     idle_exit: Option<u64>,
     metrics_listen: Option<String>,
+    fd_store: Option<bool>,
     binary: Option<PathBuf>,
     log_level: Option<String>,
     /// `[[console]]` tables.
@@ -360,6 +365,7 @@ impl Config {
             reply_wait: std::time::Duration::from_secs(reply_wait),
             workers,
             metrics_listen: fc.metrics_listen,
+            fd_store: fc.fd_store.unwrap_or(false),
             idle_exit: over
                 .idle_exit
                 .or(fc.idle_exit)
@@ -506,6 +512,8 @@ mod tests {
         assert_eq!(c.max_clients, 7);
         let c = load_text("max_size = 8192\n").unwrap();
         assert_eq!({ c.rotate.max_size }, 8192);
+        assert!(!c.fd_store, "the fd store is off unless asked for");
+        assert!(load_text("fd_store = true\n").unwrap().fd_store);
     }
 
     #[test]

@@ -5,10 +5,12 @@
 //! - [`paths`]: which log paths a client may name;
 //! - [`sockdir`]: the directories of the sockets, trusted only when closed to other users;
 //! - [`systemd`]: readiness notification and socket activation;
+//! - [`fdstore`]: systemd's fd store (`FDSTORE=1`), and the names of the fds logd keeps there;
 //! - [`logging`]: the daemon's own tracing, with a filter changeable at run time.
 
 pub mod config;
 pub mod consoles;
+pub(crate) mod fdstore;
 pub mod logging;
 pub mod paths;
 pub(crate) mod size;

@@ -7,6 +7,8 @@
 //!   come from systemd as fds 3, 4, …, named by `LISTEN_FDNAMES` (`main`, `admin`, and
 //!   `virtlogd.socket`, the name of virtlogd's own socket unit, for the virtlogd socket). An
 //!   unnamed fd is matched by the path it is bound to. logd then creates no socket of its own.
+//!   Pipes logd kept in systemd's fd store (`logd-pipe-N`, [`crate::host::fdstore`]) come in
+//!   the same variables, after the sockets, and are handed back as [`Activated::stored`].
 #![allow(unsafe_code)] // one block: taking ownership of an fd systemd passed
 
 use std::collections::HashMap;
@@ -17,8 +19,11 @@ use std::path::{Path, PathBuf};
 /// The first fd systemd passes.
 const LISTEN_FDS_START: RawFd = 3;
 /// The most passed sockets logd takes: its three, and the admin socket of virtlogd's units,
-/// with room. More is a unit's mistake, and no fd number past these is ever adopted.
+/// with room. More is a unit's mistake: the others are closed.
 const MAX_LISTEN_FDS: i32 = 8;
+/// The most fds logd looks at in `LISTEN_FDS`: sockets and the pipes of the fd store
+/// (`FileDescriptorStoreMax=` in the unit is 65536 too). Those past it are closed.
+pub(crate) const MAX_PASSED_FDS: i32 = 65_536;
 
 /// Sends a state string to systemd's notify socket, if there is one. Errors are only logged:
 /// a daemon must run the same without systemd.
@@ -92,12 +97,15 @@ pub fn notify_and_wait(state: &str, timeout: std::time::Duration) -> bool {
     }
 }
 
-/// Listening sockets passed by systemd, by role.
+/// Listening sockets passed by systemd, by role, and the pipes of its fd store.
 #[derive(Default)]
 pub struct Activated {
     pub main: Option<UnixListener>,
     pub admin: Option<UnixListener>,
     pub virtlogd: Option<UnixListener>,
+    /// Pipes' read ends from the fd store, with the record id their name carries
+    /// (`logd-pipe-N`), in the order passed.
+    pub(crate) stored: Vec<(u64, OwnedFd)>,
 }
 
 /// Takes the sockets systemd passed, if it passed any to this process, and clears the
@@ -134,19 +142,41 @@ pub fn take_listeners(
     if let Some(p) = virtlogd_path {
         by_path.insert(p.to_owned(), "virtlogd");
     }
-    if count > MAX_LISTEN_FDS {
+    if count > MAX_PASSED_FDS {
         tracing::warn!(
             count,
-            max = MAX_LISTEN_FDS,
-            "systemd passed more sockets than logd uses; only the first are taken, the others closed"
+            max = MAX_PASSED_FDS,
+            "systemd passed more fds than logd takes; only the first are taken, the others closed"
         );
         close_passed(
-            LISTEN_FDS_START + MAX_LISTEN_FDS,
+            LISTEN_FDS_START + MAX_PASSED_FDS,
             LISTEN_FDS_START.saturating_add(count),
         );
     }
-    for i in 0..count.min(MAX_LISTEN_FDS) {
+    // Sockets (and unknown fds) seen so far: past MAX_LISTEN_FDS they are closed.
+    let mut sockets = 0;
+    let mut too_many = 0u32;
+    for i in 0..count.min(MAX_PASSED_FDS) {
         let fd = LISTEN_FDS_START + i;
+        let name = names.get(i as usize).map(String::as_str);
+        if let Some(id) = name.and_then(crate::host::fdstore::parse_pipe_name) {
+            match adopt(fd) {
+                Some(owned) if is_fifo(&owned) => out.stored.push((id, owned)),
+                Some(_) => {
+                    tracing::warn!(fd, name, "a stored fd named as a pipe is not one; closed")
+                }
+                None => {
+                    tracing::warn!(fd, name, "LISTEN_FDS names an fd that is not open; skipped")
+                }
+            }
+            continue;
+        }
+        sockets += 1;
+        if sockets > MAX_LISTEN_FDS {
+            too_many += 1;
+            drop(adopt(fd));
+            continue;
+        }
         let Some(owned) = adopt(fd) else {
             tracing::warn!(fd, "LISTEN_FDS names an fd that is not open; skipped");
             continue;
@@ -160,7 +190,7 @@ pub fn take_listeners(
             .local_addr()
             .ok()
             .and_then(|a| a.as_pathname().map(Path::to_owned));
-        let role = match names.get(i as usize).map(String::as_str) {
+        let role = match name {
             Some("main") => "main",
             Some("admin") => "admin",
             Some("virtlogd.socket" | "virtlogd") => "virtlogd",
@@ -172,7 +202,7 @@ pub fn take_listeners(
             _ => bound
                 .as_ref()
                 .and_then(|p| by_path.get(p).copied())
-                .unwrap_or(if i == 0 { "main" } else { "admin" }),
+                .unwrap_or(if sockets == 1 { "main" } else { "admin" }),
         };
         tracing::info!(fd, role, path = ?bound, "socket from systemd");
         match role {
@@ -181,7 +211,25 @@ pub fn take_listeners(
             _ => out.admin = Some(l),
         }
     }
+    if too_many > 0 {
+        tracing::warn!(
+            closed = too_many,
+            max = MAX_LISTEN_FDS,
+            "systemd passed more sockets than logd uses; only the first are taken, the others closed"
+        );
+    }
+    if !out.stored.is_empty() {
+        tracing::info!(pipes = out.stored.len(), "pipes from systemd's fd store");
+    }
     out
+}
+
+/// Whether `fd` is a pipe (or FIFO): what a stored `logd-pipe-N` must be.
+fn is_fifo(fd: &OwnedFd) -> bool {
+    nix::sys::stat::fstat(fd).is_ok_and(|st| {
+        nix::sys::stat::SFlag::from_bits_truncate(st.st_mode & nix::libc::S_IFMT)
+            == nix::sys::stat::SFlag::S_IFIFO
+    })
 }
 
 /// Owns an fd systemd passed to this process (None if it is not open), close-on-exec from now

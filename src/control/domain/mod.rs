@@ -432,6 +432,8 @@ pub struct OpenStream {
     pub path: Arc<Path>,
     pub rotate: RotateConfig,
     pub truncate: bool,
+    /// Keep the pipe in systemd's fd store, for this domain (`fd_store = true`).
+    pub(crate) store_as: Option<logd_protocol::DomainId>,
 }
 
 impl Handler<OpenStream> for Domain {
@@ -445,6 +447,7 @@ impl Handler<OpenStream> for Domain {
             path,
             rotate,
             truncate,
+            store_as,
         } = msg;
         let disk = Disk::of(crate::datapath::disk::device_of(&path));
         let p = path.clone();
@@ -455,6 +458,9 @@ impl Handler<OpenStream> for Domain {
                 let _e = act.span().entered();
                 let (stream, w) = LogStream::with_sink(LogSink::from_file(file))?;
                 let position = stream.position();
+                if let Some(id) = &store_as {
+                    crate::control::stored::opened(id, &path, rotate, stream.pipe_fd());
+                }
                 act.add(Stream::Pipe(stream), ctx);
                 tracing::info!(path = %path.display(), %position, truncate, "log opened");
                 events::emit(|| EventKind::LogOpened {
@@ -462,6 +468,48 @@ impl Handler<OpenStream> for Domain {
                     path: path.display().to_string(),
                 });
                 Ok((position, w))
+            }),
+        )
+    }
+}
+
+/// Rebuild a stream whose pipe outlived the process that read it (from systemd's fd store,
+/// after a crash): its file is opened again by path, its counters go on from `stats`.
+#[derive(Message)]
+#[rtype(result = "Result<Position, DomainError>")]
+pub(crate) struct AdoptPipe {
+    pub(crate) path: Arc<Path>,
+    pub(crate) rotate: RotateConfig,
+    pub(crate) pipe: OwnedFd,
+    pub(crate) stats: crate::datapath::sink::SinkStats,
+}
+
+impl Handler<AdoptPipe> for Domain {
+    type Result = ResponseActFuture<Self, Result<Position, DomainError>>;
+
+    fn handle(&mut self, msg: AdoptPipe, _: &mut Context<Self>) -> Self::Result {
+        let AdoptPipe {
+            path,
+            rotate,
+            pipe,
+            stats,
+        } = msg;
+        let disk = Disk::of(crate::datapath::disk::device_of(&path));
+        let p = path.clone();
+        let opened = disk.run(move || RotatingFile::open_shared(p, rotate, false));
+        Box::pin(
+            fut::wrap_future(opened).map(move |res, act: &mut Domain, ctx| {
+                let file = res.map_err(|_| writer_lost(&path))??;
+                let _e = act.span().entered();
+                let stream = LogStream::adopt(LogSink::from_file_with(file, stats), pipe)?;
+                let position = stream.position();
+                act.add(Stream::Pipe(stream), ctx);
+                tracing::info!(path = %path.display(), %position, "log re-adopted from systemd's fd store");
+                events::emit(|| EventKind::LogOpened {
+                    domain: act.name.to_string(),
+                    path: path.display().to_string(),
+                });
+                Ok(position)
             }),
         )
     }

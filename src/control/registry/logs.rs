@@ -94,6 +94,48 @@ impl Registry {
                 path: shared,
                 rotate: self.rotate,
                 truncate: msg.truncate,
+                store_as: crate::control::stored::storing().then_some(msg.domain),
+            }),
+            msg.path,
+        );
+        Box::pin(
+            fut::wrap_future(req).map(move |res, act: &mut Registry, _| {
+                if res.is_err() {
+                    act.release(&path);
+                }
+                res
+            }),
+        )
+    }
+}
+
+/// A pipe from systemd's fd store, whose log is opened again after a crash
+/// ([`crate::control::stored::recover`]): claimed like an open, its path checked already.
+#[derive(Message)]
+#[rtype(result = "Result<Position, RegistryError>")]
+pub(crate) struct Recover {
+    pub(crate) domain: DomainId,
+    pub(crate) path: PathBuf,
+    pub(crate) rotate: crate::datapath::rotate::RotateConfig,
+    pub(crate) pipe: OwnedFd,
+    pub(crate) stats: crate::datapath::sink::SinkStats,
+}
+
+impl Handler<Recover> for Registry {
+    type Result = ResponseActFuture<Self, Result<Position, RegistryError>>;
+
+    fn handle(&mut self, msg: Recover, _: &mut Context<Self>) -> Self::Result {
+        let (_, addr, shared) = match self.claim(&msg.domain, &msg.path) {
+            Ok(c) => c,
+            Err(e) => return Box::pin(fut::ready(Err(e))),
+        };
+        let path = msg.path.clone();
+        let req = ask(
+            addr.send(domain::AdoptPipe {
+                path: shared,
+                rotate: msg.rotate,
+                pipe: msg.pipe,
+                stats: msg.stats,
             }),
             msg.path,
         );

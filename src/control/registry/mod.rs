@@ -19,7 +19,7 @@ mod snapshot;
 
 pub(crate) use consoles::{AddConsole, ConsoleConfigs, ListConsoles, RemoveConsole, Subscriber};
 pub(crate) use handover::{Adopt, Freeze, Thaw};
-pub(crate) use logs::{Append, GetPosition, Open, Read};
+pub(crate) use logs::{Append, GetPosition, Open, Read, Recover};
 pub(crate) use snapshot::Snapshot;
 
 use std::path::{Path, PathBuf};
@@ -360,6 +360,8 @@ impl Registry {
     /// Forgets an open path; returns its holder.
     fn remove_path(&mut self, path: &Path) -> Option<table::Id> {
         let id = self.paths.remove(path)?;
+        // A stored pipe's log closed: its fd leaves systemd's store.
+        crate::control::stored::closed(path);
         if let Some(base) = rotate::family_base(path) {
             if let Some(members) = self.derived.get_mut(base) {
                 members.retain(|m| **m != *path);

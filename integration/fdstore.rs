@@ -1,0 +1,348 @@
+//! Crash survival with systemd's fd store (issue 15, item 2). The test plays systemd: a fake fd
+//! store on the notify socket keeps the fds logd sends with `FDSTORE=1` by name, drops them on
+//! `FDSTOREREMOVE=1`, and starts logd again after a SIGKILL with those fds at 3, 4, … and
+//! `LISTEN_FDS`/`LISTEN_FDNAMES`, as systemd does. No real systemd runs.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::net::UnixDatagram;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use logd_protocol::{DomainId, OpenFlags};
+
+use crate::harness::*;
+
+/// What the fake store has heard: the fds it keeps, by name, and every other state string.
+#[derive(Default)]
+struct Heard {
+    fds: BTreeMap<String, OwnedFd>,
+    states: Vec<String>,
+    stored: usize,
+    removed: usize,
+}
+
+/// systemd's side of the notify socket, as far as the fd store goes.
+struct FakeStore {
+    heard: Arc<Mutex<Heard>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl FakeStore {
+    fn bind(path: &Path) -> FakeStore {
+        let sock = UnixDatagram::bind(path).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let heard = Arc::new(Mutex::new(Heard::default()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (h, s) = (heard.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                let Some((text, fds)) = recv_with_fds(&sock) else {
+                    continue;
+                };
+                let mut heard = h.lock().unwrap();
+                let name = text
+                    .lines()
+                    .find_map(|l| l.strip_prefix("FDNAME="))
+                    .map(str::to_owned);
+                if text.lines().any(|l| l == "FDSTORE=1") {
+                    let name = name.expect("FDSTORE=1 comes with FDNAME=");
+                    assert_eq!(fds.len(), 1, "one fd per stored name: {text:?}");
+                    heard.fds.insert(name, fds.into_iter().next().unwrap());
+                    heard.stored += 1;
+                } else if text.lines().any(|l| l == "FDSTOREREMOVE=1") {
+                    let name = name.expect("FDSTOREREMOVE=1 comes with FDNAME=");
+                    if heard.fds.remove(&name).is_some() {
+                        heard.removed += 1;
+                    }
+                } else {
+                    // BARRIER=1 and the like: their fds are closed here, as systemd would.
+                    heard.states.push(text);
+                }
+            }
+        });
+        FakeStore {
+            heard,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn wait<T>(&self, what: &str, mut f: impl FnMut(&mut Heard) -> Option<T>) -> T {
+        wait_for(Duration::from_secs(30), what, || {
+            f(&mut self.heard.lock().unwrap())
+        })
+    }
+}
+
+impl Drop for FakeStore {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// One datagram and the fds it carried (close-on-exec), or None on a timeout.
+#[allow(unsafe_code)]
+fn recv_with_fds(sock: &UnixDatagram) -> Option<(String, Vec<OwnedFd>)> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    let mut buf = [0u8; 4096];
+    let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 8]);
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let msg = recvmsg::<()>(
+        sock.as_raw_fd(),
+        &mut iov,
+        Some(&mut cmsg),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .ok()?;
+    let mut fds = Vec::new();
+    for c in msg.cmsgs().ok()? {
+        if let ControlMessageOwned::ScmRights(raw) = c {
+            for fd in raw {
+                // SAFETY: SCM_RIGHTS just installed these fds in this process; nothing else
+                // knows their numbers, so each is owned (and closed) once, here.
+                fds.push(unsafe { OwnedFd::from_raw_fd(fd) });
+            }
+        }
+    }
+    let n = msg.bytes;
+    Some((String::from_utf8_lossy(&buf[..n]).into_owned(), fds))
+}
+
+/// Writer `i`'s line number `n`: fixed width, so a stream's bytes are known from its length.
+fn line(i: usize, n: u64) -> String {
+    format!("w{i} {n:010}\n")
+}
+
+const WRITERS: usize = 3;
+/// The most a writer sends: enough to be writing at full speed when logd is killed.
+const CAP: u64 = 3_000_000;
+
+/// A SIGKILL under full write load loses no byte that was still in a pipe: logd stores each
+/// pipe's read end in (fake) systemd's fd store, the restarted logd re-adopts them, the writers
+/// never see EPIPE, and each log is its writer's stream with at most the counted loss (bytes
+/// logd had read and not yet written) missing at the crash.
+#[test]
+fn a_sigkill_under_load_keeps_every_pipe_through_the_fd_store() {
+    let _cpu = cpu_heavy();
+    let dir = tempfile::tempdir().unwrap();
+    let notify = dir.path().join("notify.sock");
+    let store = FakeStore::bind(&notify);
+    let socket = dir.path().join("logd.sock");
+    let logs = dir.path().join("logs");
+    let config = dir.path().join("logd.toml");
+    std::fs::write(&config, "fd_store = true\nmax_size = \"1 GiB\"\n").unwrap();
+    let args = format!(
+        "--config {} --socket {} --log-root {}",
+        config.display(),
+        socket.display(),
+        logs.display()
+    );
+
+    // The first logd: it stores each pipe as its log opens.
+    let stderr1 = dir.path().join("stderr1");
+    let mut first = Command::new(LOGD)
+        .args(args.split(' '))
+        .env("NOTIFY_SOCKET", &notify)
+        .stderr(std::fs::File::create(&stderr1).unwrap())
+        .spawn()
+        .unwrap();
+    store.wait("READY=1 from the first logd", |h| {
+        h.states.iter().any(|s| s.contains("READY=1")).then_some(())
+    });
+    let mut client = logd_protocol::client::Client::connect(&socket).unwrap();
+    let pipes: Vec<OwnedFd> = (0..WRITERS)
+        .map(|i| {
+            let (_, w) = client
+                .open_log(
+                    DomainId::from_name("qemu", &format!("vm{i}")),
+                    &format!("w{i}.log"),
+                    OpenFlags::default(),
+                )
+                .unwrap();
+            w
+        })
+        .collect();
+    drop(client);
+    store.wait("every pipe stored", |h| {
+        (h.fds.len() == WRITERS).then_some(())
+    });
+    assert!(
+        dir.path().join("logd.sock.fdstore").exists(),
+        "the record is written before any fd is stored"
+    );
+
+    // Writers at full speed, counting lines sent and any failed write.
+    let sent: Arc<Vec<AtomicU64>> = Arc::new((0..WRITERS).map(|_| AtomicU64::new(0)).collect());
+    let failures = Arc::new(Mutex::new(Vec::<String>::new()));
+    let writers: Vec<_> = pipes
+        .into_iter()
+        .enumerate()
+        .map(|(i, fd)| {
+            let (sent, failures) = (sent.clone(), failures.clone());
+            std::thread::spawn(move || {
+                let mut f = std::fs::File::from(fd);
+                let mut buf = Vec::with_capacity(64 * 1024);
+                let mut n = 0;
+                while n < CAP {
+                    buf.clear();
+                    let until = (n + 4096).min(CAP);
+                    for k in n..until {
+                        buf.extend_from_slice(line(i, k).as_bytes());
+                    }
+                    if let Err(e) = f.write_all(&buf) {
+                        failures.lock().unwrap().push(format!("writer {i}: {e}"));
+                        return;
+                    }
+                    n = until;
+                    sent[i].store(n, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+
+    // The kill comes once logd has sampled the counters under load (the record is rewritten
+    // after the writers started), while every writer is still writing.
+    let record = dir.path().join("logd.sock.fdstore");
+    let started = std::time::SystemTime::now();
+    wait_for(Duration::from_secs(30), "a sample under load", || {
+        let m = std::fs::metadata(&record).ok()?.modified().ok()?;
+        (m > started && sent.iter().all(|s| s.load(Ordering::Relaxed) > 0)).then_some(())
+    });
+    let at_kill: Vec<u64> = sent.iter().map(|s| s.load(Ordering::Relaxed)).collect();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(first.id() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    first.wait().unwrap();
+    assert!(
+        at_kill.iter().all(|&n| n < CAP),
+        "every writer was still writing at the kill: {at_kill:?} of {CAP}"
+    );
+    let before = Instant::now();
+
+    // systemd's restart: the stored fds at 3, 4, 5, named. The store keeps its copies.
+    let (names, fds): (Vec<String>, Vec<i32>) = {
+        let h = store.heard.lock().unwrap();
+        h.fds
+            .iter()
+            .map(|(n, f)| (n.clone(), f.as_raw_fd()))
+            .unzip()
+    };
+    assert_eq!(names.len(), WRITERS, "{names:?}");
+    let stderr2 = dir.path().join("stderr2");
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(format!(
+            "LISTEN_PID=$$ LISTEN_FDS={} LISTEN_FDNAMES={} exec {LOGD} {args}",
+            names.len(),
+            names.join(":")
+        ))
+        .env("NOTIFY_SOCKET", &notify)
+        .stderr(std::fs::File::create(&stderr2).unwrap())
+        .stdout(Stdio::null());
+    pass_fds_from_3(&mut cmd, [fds[0], fds[1], fds[2]]);
+    let mut second = cmd.spawn().unwrap();
+    let second_pid = second.id();
+    store.wait("READY=1 from the second logd", |h| {
+        h.states
+            .iter()
+            .any(|s| s.contains(&format!("READY=1\nMAINPID={second_pid}")))
+            .then_some(())
+    });
+    eprintln!(
+        "logd restarted in {:?}; lines sent at the kill: {at_kill:?}",
+        before.elapsed()
+    );
+    for w in writers {
+        w.join().unwrap();
+    }
+    assert_eq!(
+        *failures.lock().unwrap(),
+        Vec::<String>::new(),
+        "a writer saw its pipe fail"
+    );
+    // The writers closed their pipes: each log closes and leaves the store.
+    store.wait("every pipe removed from the store", |h| {
+        h.fds.is_empty().then_some(())
+    });
+
+    // Each log: a prefix of its stream, then a suffix, with at most the counted loss between.
+    let stderr = std::fs::read_to_string(&stderr2).unwrap();
+    for i in 0..WRITERS {
+        let path = logs.join(format!("w{i}.log"));
+        let want_len = line(i, 0).len() as u64 * CAP;
+        wait_for(Duration::from_secs(30), "the log's last bytes", || {
+            let now = std::fs::metadata(&path).ok()?.len();
+            let stable = now > 0 && stderr_closed(&stderr2, &path);
+            stable.then_some(())
+        });
+        let got = std::fs::read(&path).unwrap();
+        let stream: Vec<u8> = (0..CAP).flat_map(|k| line(i, k).into_bytes()).collect();
+        assert_eq!(stream.len() as u64, want_len);
+        let lost = stream.len() - got.len();
+        let prefix = got.iter().zip(&stream).take_while(|(a, b)| a == b).count();
+        assert!(
+            stream.ends_with(&got[prefix..]),
+            "w{i}.log is not a prefix and a suffix of its stream (they part at byte {prefix})"
+        );
+        let estimate = field_for(&stderr, &path, "lost_estimate");
+        let bound = field_for(&stderr, &path, "lost_at_most");
+        eprintln!(
+            "w{i}.log: {} of {} bytes, lost {lost} at byte {prefix}; logd counted {estimate} \
+             (estimate), at most {bound}",
+            got.len(),
+            stream.len()
+        );
+        assert!(
+            lost as u64 <= bound,
+            "w{i}.log lost {lost} bytes, more than logd's bound of {bound}"
+        );
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(second_pid as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert!(second.wait().unwrap().success());
+    assert!(
+        !record.exists(),
+        "a stop removes the record along with the stored fds"
+    );
+}
+
+/// Whether the second logd has logged the log at `path` closed.
+fn stderr_closed(stderr: &Path, path: &Path) -> bool {
+    std::fs::read_to_string(stderr)
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.contains("log closed") && l.contains(&path.display().to_string()))
+}
+
+/// The value of `field=N` on the re-adoption line of the log at `path`.
+fn field_for(stderr: &str, path: &Path, field: &str) -> u64 {
+    let p = path.display().to_string();
+    let l = stderr
+        .lines()
+        .find(|l| l.contains("re-adopted after a crash") && l.contains(&p))
+        .unwrap_or_else(|| panic!("no re-adoption line for {p}:\n{stderr}"));
+    let at = l
+        .find(&format!("{field}="))
+        .unwrap_or_else(|| panic!("no {field} in {l}"));
+    l[at + field.len() + 1..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}

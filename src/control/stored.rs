@@ -1,0 +1,635 @@
+//! Crash survival: the stdio pipes logd keeps in systemd's fd store, and the record that says
+//! what each one is (docs/DECISIONS.md, "Crash survival").
+//!
+//! - A domain tells [`opened`] when a stdio log opens, with its pipe's read end, and the
+//!   registry tells [`closed`] when the path is released. Neither blocks: both mark the table
+//!   and wake the recorder's thread (`logd-fdstore`).
+//! - The thread writes the record (`<socket>.fdstore`, [`Record`]) whole and renames it into
+//!   place, then stores the new fds (`FDSTORE=1`); it removes the fds of closed logs
+//!   (`FDSTOREREMOVE=1`) before it writes the record without them. So every stored fd has its
+//!   entry on disk. It never runs on the byte path.
+//! - The daemon samples the counters once a second ([`sample`]), while any pipe is stored.
+//! - At a fresh start, [`recover`] gives each pipe systemd passed back its stream again.
+
+use std::collections::{BTreeMap, HashMap};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::Duration;
+
+use logd_protocol::DomainId;
+use serde::{Deserialize, Serialize};
+
+use crate::datapath::rotate::RotateConfig;
+use crate::host::fdstore;
+
+/// The record's first bytes.
+pub(crate) const MAGIC: [u8; 8] = *b"LOGDFDST";
+/// The record's format version: written, and the only one read.
+pub(crate) const VERSION: u32 = 1;
+/// The largest record logd reads: 65,536 entries of a 4 KiB path each fit.
+const MAX_RECORD: u64 = 320 << 20;
+/// How long the recorder waits after a change for more before it writes: a burst of opens
+/// costs one write, not one each.
+const DEBOUNCE: Duration = Duration::from_millis(50);
+/// How long a stop waits for the recorder to remove the stored fds.
+const STOP_WAIT: Duration = Duration::from_secs(2);
+
+/// One stored pipe.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Entry {
+    /// Its name in the store is `logd-pipe-ID` ([`fdstore::pipe_name`]).
+    pub(crate) id: u64,
+    pub(crate) domain: DomainId,
+    /// The log's path, resolved (as a client's request leaves it).
+    pub(crate) path: String,
+    pub(crate) max_size: u64,
+    pub(crate) max_backups: u32,
+    /// The counters when last sampled.
+    pub(crate) bytes_in: u64,
+    pub(crate) bytes_written: u64,
+    pub(crate) dropped_disk: u64,
+}
+
+impl Entry {
+    pub(crate) fn rotate(&self) -> RotateConfig {
+        RotateConfig {
+            max_size: self.max_size,
+            max_backups: self.max_backups,
+        }
+    }
+
+    /// What logd held, read and not yet written, when the counters were last sampled: the
+    /// estimate of what a crash lost.
+    pub(crate) fn held(&self) -> u64 {
+        self.bytes_in
+            .saturating_sub(self.bytes_written)
+            .saturating_sub(self.dropped_disk)
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct Header {
+    magic: [u8; 8],
+    version: u32,
+}
+
+/// Why the record could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum RecordError {
+    #[error("fd store record {path}: cannot read: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("fd store record {path}: cannot write: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("fd store record {path}: larger than {MAX_RECORD} bytes")]
+    TooLarge { path: PathBuf },
+    #[error("fd store record: not a record (magic {0:02x?})")]
+    Magic([u8; 8]),
+    #[error("fd store record: format version {0} is not supported (this logd reads {VERSION})")]
+    Version(u32),
+    #[error("fd store record: {0}")]
+    Codec(#[from] logd_protocol::ProtocolError),
+    #[error("fd store record: {0} bytes after the end")]
+    Trailing(usize),
+}
+
+/// The record's bytes: a header (magic, version), then the entries, each with the protocol
+/// crate's codec.
+pub(crate) fn encode(entries: &[Entry]) -> Result<Vec<u8>, RecordError> {
+    let mut out = logd_protocol::codec::encode_large(&Header {
+        magic: MAGIC,
+        version: VERSION,
+    })?;
+    out.extend(logd_protocol::codec::encode_large(&entries)?);
+    Ok(out)
+}
+
+/// The entries of a record's bytes; refuses another format, a version other than
+/// [`VERSION`], truncation and trailing bytes.
+pub(crate) fn decode(bytes: &[u8]) -> Result<Vec<Entry>, RecordError> {
+    if bytes.len() < MAGIC.len() || bytes[..MAGIC.len()] != MAGIC {
+        let mut m = [0u8; 8];
+        let n = bytes.len().min(8);
+        m[..n].copy_from_slice(&bytes[..n]);
+        return Err(RecordError::Magic(m));
+    }
+    let (h, used): (Header, usize) = logd_protocol::codec::decode_large(bytes)?;
+    if h.version != VERSION {
+        return Err(RecordError::Version(h.version));
+    }
+    let (entries, n): (Vec<Entry>, usize) = logd_protocol::codec::decode_large(&bytes[used..])?;
+    if used + n != bytes.len() {
+        return Err(RecordError::Trailing(bytes.len() - used - n));
+    }
+    Ok(entries)
+}
+
+/// The record's path: `<socket>.fdstore`, beside the socket (its directory is checked, mode
+/// 0700).
+pub(crate) fn record_path(socket: &Path) -> PathBuf {
+    let mut name = socket.as_os_str().to_owned();
+    name.push(".fdstore");
+    PathBuf::from(name)
+}
+
+/// Reads the record (none yet: no entries).
+pub(crate) fn load(path: &Path) -> Result<Vec<Entry>, RecordError> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let read = |source| RecordError::Read {
+        path: path.to_owned(),
+        source,
+    };
+    let f = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(read(e)),
+    };
+    let mut bytes = Vec::new();
+    f.take(MAX_RECORD + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read)?;
+    if bytes.len() as u64 > MAX_RECORD {
+        return Err(RecordError::TooLarge {
+            path: path.to_owned(),
+        });
+    }
+    decode(&bytes)
+}
+
+/// Writes the record whole beside its place and renames it there: a reader sees the old one or
+/// the new one. No fsync: it lives in `/run` (tmpfs), whose content a crash of logd does not
+/// touch and a reboot clears along with systemd's store.
+fn write(path: &Path, entries: &[Entry]) -> Result<(), RecordError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let bytes = encode(entries)?;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let res = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .custom_flags(nix::libc::O_NOFOLLOW)
+            .open(&tmp)?;
+        f.write_all(&bytes)?;
+        drop(f);
+        std::fs::rename(&tmp, path)
+    })();
+    res.map_err(|source| RecordError::Write {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// The table the recorder keeps, shared with the callers.
+#[derive(Default)]
+struct Table {
+    entries: BTreeMap<u64, Entry>,
+    by_path: HashMap<String, u64>,
+    /// New fds, to store once the record names them (a copy of each read end, held briefly).
+    to_store: Vec<(u64, OwnedFd)>,
+    /// Ids to remove from the store before the record drops them.
+    to_remove: Vec<u64>,
+    next_id: u64,
+    dirty: bool,
+    stopping: bool,
+}
+
+struct Recorder {
+    path: PathBuf,
+    /// Newly opened logs are stored (`fd_store = true`); without it, only re-adopted pipes are
+    /// kept track of, so their fds are removed when they close.
+    store_new: bool,
+    table: Mutex<Table>,
+    wake: Condvar,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+static RECORDER: OnceLock<Arc<Recorder>> = OnceLock::new();
+
+/// Starts the recorder with the entries already in the store (re-adopted after a crash, or
+/// carried by a re-exec). Does nothing without `NOTIFY_SOCKET`, or when there is nothing to
+/// store and nothing stored.
+pub(crate) fn start(socket: &Path, store_new: bool, entries: Vec<Entry>) {
+    if !fdstore::available() || (!store_new && entries.is_empty()) {
+        return;
+    }
+    let mut table = Table {
+        next_id: entries.iter().map(|e| e.id).max().map_or(0, |m| m + 1),
+        dirty: true,
+        ..Table::default()
+    };
+    for e in entries {
+        table.by_path.insert(e.path.clone(), e.id);
+        table.entries.insert(e.id, e);
+    }
+    let rec = Arc::new(Recorder {
+        path: record_path(socket),
+        store_new,
+        table: Mutex::new(table),
+        wake: Condvar::new(),
+        thread: Mutex::new(None),
+    });
+    if RECORDER.set(rec.clone()).is_err() {
+        return;
+    }
+    let r = rec.clone();
+    match std::thread::Builder::new()
+        .name("logd-fdstore".into())
+        .spawn(move || r.run())
+    {
+        Ok(h) => *lock(&rec.thread) = Some(h),
+        Err(e) => {
+            tracing::error!(cause = %e, "cannot start the fd store's recorder; no pipe will be stored")
+        }
+    }
+    tracing::info!(record = %rec.path.display(), store_new, "keeping log pipes in systemd's fd store");
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Starts the recorder at a re-exec's take-over: the carried pipes are in the store already,
+/// and the record names them.
+pub(crate) fn start_from_record(socket: &Path, store_new: bool) {
+    let entries = load(&record_path(socket)).unwrap_or_else(|e| {
+        tracing::warn!(cause = %e, "the carried pipes' fd store record is unreadable; it is written anew");
+        Vec::new()
+    });
+    start(socket, store_new, entries);
+}
+
+/// Whether newly opened logs are stored (`fd_store = true`, under systemd).
+pub(crate) fn storing() -> bool {
+    RECORDER.get().is_some_and(|r| r.store_new)
+}
+
+/// Gives each pipe systemd passed back (`logd-pipe-N`) its stream again, as the record
+/// describes it: the path checked by the policy in force, the domain claimed, the file opened
+/// again (its rotation state read from the files). A pipe without an entry, or whose log
+/// cannot be opened, is closed and removed from the store: its guest gets EPIPE. Returns the
+/// entries of the pipes re-adopted, for [`start`].
+pub(crate) async fn recover(
+    registry: &actix::Addr<crate::control::registry::Registry>,
+    socket: &Path,
+    passed: Vec<(u64, OwnedFd)>,
+) -> Vec<Entry> {
+    if passed.is_empty() {
+        return Vec::new();
+    }
+    let record = record_path(socket);
+    let mut entries: HashMap<u64, Entry> = match load(&record) {
+        Ok(v) => v.into_iter().map(|e| (e.id, e)).collect(),
+        Err(e) => {
+            tracing::error!(cause = %e, "cannot read the fd store record; the pipes systemd kept are closed");
+            HashMap::new()
+        }
+    };
+    let mut out = Vec::with_capacity(passed.len());
+    let (mut lost_estimate, mut refused) = (0u64, 0usize);
+    for (id, fd) in passed {
+        let name = fdstore::pipe_name(id);
+        let Some(mut e) = entries.remove(&id) else {
+            tracing::warn!(name, "a stored pipe has no entry in the record; closed");
+            drop(fd);
+            fdstore::remove(&name);
+            refused += 1;
+            continue;
+        };
+        let res = match crate::serve::checks::checked_path(&e.path, true).await {
+            Err(w) => Err(w.message),
+            Ok(path) => {
+                let held = e.held();
+                let msg = crate::control::registry::Recover {
+                    domain: e.domain.clone(),
+                    path,
+                    rotate: e.rotate(),
+                    pipe: fd,
+                    stats: crate::datapath::sink::SinkStats {
+                        bytes_in: e.bytes_in,
+                        bytes_written: e.bytes_written,
+                        // What logd held at the last sample is counted as lost.
+                        dropped_disk: e.dropped_disk.saturating_add(held),
+                    },
+                };
+                match crate::control::registry::call(registry, msg).await {
+                    Ok(Ok(_)) => Ok(held),
+                    Ok(Err(err)) => Err(err.to_string()),
+                    Err(_) => Err("the registry stopped".to_owned()),
+                }
+            }
+        };
+        match res {
+            Ok(held) => {
+                tracing::warn!(
+                    domain = %e.domain.name,
+                    path = %e.path,
+                    lost_estimate = held,
+                    lost_at_most = LOSS_BOUND,
+                    "log re-adopted after a crash: bytes logd had read and not written are lost \
+                     (estimated from the last sample, counted as dropped)"
+                );
+                lost_estimate += held;
+                e.dropped_disk = e.dropped_disk.saturating_add(held);
+                out.push(e);
+            }
+            Err(why) => {
+                tracing::warn!(domain = %e.domain.name, path = %e.path, cause = %why, "a stored pipe's log cannot be opened again; the pipe is closed");
+                fdstore::remove(&name);
+                refused += 1;
+            }
+        }
+    }
+    tracing::info!(
+        pipes = out.len(),
+        refused,
+        lost_estimate,
+        lost_at_most = LOSS_BOUND * out.len() as u64,
+        "pipes re-adopted from systemd's fd store"
+    );
+    out
+}
+
+/// A stdio log opened: its pipe's read end is to be stored under a new name.
+pub(crate) fn opened(domain: &DomainId, path: &Path, rotate: RotateConfig, pipe: BorrowedFd<'_>) {
+    let Some(rec) = RECORDER.get().filter(|r| r.store_new) else {
+        return;
+    };
+    let Some(path) = path.to_str() else {
+        return; // clients name paths in UTF-8: never
+    };
+    let copy = match pipe.try_clone_to_owned() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(path, cause = %e, "cannot copy a pipe for systemd's fd store; it will not survive a crash");
+            return;
+        }
+    };
+    let mut t = lock(&rec.table);
+    if t.stopping {
+        return;
+    }
+    if let Some(old) = t.by_path.remove(path) {
+        t.forget(old);
+    }
+    let id = t.next_id;
+    t.next_id += 1;
+    t.entries.insert(
+        id,
+        Entry {
+            id,
+            domain: domain.clone(),
+            path: path.to_owned(),
+            max_size: rotate.max_size,
+            max_backups: rotate.max_backups,
+            bytes_in: 0,
+            bytes_written: 0,
+            dropped_disk: 0,
+        },
+    );
+    t.by_path.insert(path.to_owned(), id);
+    t.to_store.push((id, copy));
+    t.dirty = true;
+    rec.wake.notify_one();
+}
+
+/// A log's path was released: its pipe, if stored, leaves the store.
+pub(crate) fn closed(path: &Path) {
+    let Some(rec) = RECORDER.get() else { return };
+    let Some(path) = path.to_str() else { return };
+    let mut t = lock(&rec.table);
+    if let Some(id) = t.by_path.remove(path) {
+        t.forget(id);
+        rec.wake.notify_one();
+    }
+}
+
+impl Table {
+    /// Drops an entry: its fd leaves the store (or is never stored).
+    fn forget(&mut self, id: u64) {
+        self.entries.remove(&id);
+        let before = self.to_store.len();
+        self.to_store.retain(|(i, _)| *i != id);
+        if self.to_store.len() == before {
+            self.to_remove.push(id);
+        }
+        self.dirty = true;
+    }
+}
+
+/// Whether the recorder runs (this logd stores pipes, or keeps track of stored ones).
+pub(crate) fn active() -> bool {
+    RECORDER.get().is_some()
+}
+
+/// Whether any pipe is stored (so the counters are worth sampling).
+pub(crate) fn any() -> bool {
+    RECORDER
+        .get()
+        .is_some_and(|r| !lock(&r.table).entries.is_empty())
+}
+
+/// The counters of the open stdio logs, by path: `(bytes_in, bytes_written, dropped_disk)`.
+pub(crate) fn sample(counters: impl IntoIterator<Item = (String, [u64; 3])>) {
+    let Some(rec) = RECORDER.get() else { return };
+    let mut t = lock(&rec.table);
+    let mut changed = false;
+    for (path, [i, w, d]) in counters {
+        let Some(&id) = t.by_path.get(&path) else {
+            continue;
+        };
+        if let Some(e) = t.entries.get_mut(&id) {
+            if (e.bytes_in, e.bytes_written, e.dropped_disk) != (i, w, d) {
+                (e.bytes_in, e.bytes_written, e.dropped_disk) = (i, w, d);
+                changed = true;
+            }
+        }
+    }
+    if changed {
+        t.dirty = true;
+        rec.wake.notify_one();
+    }
+}
+
+/// A clean stop: every stored fd leaves the store and the record is removed, so the guests see
+/// their pipes close as after any stop. Waits (bounded) for the recorder to finish.
+pub(crate) fn stop() {
+    let Some(rec) = RECORDER.get() else { return };
+    {
+        let mut t = lock(&rec.table);
+        t.stopping = true;
+        rec.wake.notify_one();
+    }
+    let Some(h) = lock(&rec.thread).take() else {
+        return;
+    };
+    let deadline = std::time::Instant::now() + STOP_WAIT;
+    while !h.is_finished() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    if h.is_finished() {
+        let _ = h.join();
+    } else {
+        tracing::warn!("the fd store's recorder did not finish in time; stored pipes may stay until systemd sees their writers go");
+    }
+}
+
+impl Recorder {
+    /// The recorder's thread.
+    fn run(&self) {
+        loop {
+            let (stores, removes, entries, stopping) = {
+                let mut t = lock(&self.table);
+                while !t.dirty && !t.stopping {
+                    t = self
+                        .wake
+                        .wait(t)
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                }
+                if !t.stopping {
+                    // More changes may be on the way: one write for the burst.
+                    drop(t);
+                    std::thread::sleep(DEBOUNCE);
+                    t = lock(&self.table);
+                }
+                t.dirty = false;
+                let entries: Vec<Entry> = t.entries.values().cloned().collect();
+                (
+                    std::mem::take(&mut t.to_store),
+                    std::mem::take(&mut t.to_remove),
+                    entries,
+                    t.stopping,
+                )
+            };
+            for id in removes {
+                fdstore::remove(&fdstore::pipe_name(id));
+            }
+            if stopping {
+                for e in &entries {
+                    fdstore::remove(&fdstore::pipe_name(e.id));
+                }
+                drop(stores);
+                if let Err(e) = std::fs::remove_file(&self.path) {
+                    if e.kind() != std::io::ErrorKind::NotFound {
+                        tracing::warn!(path = %self.path.display(), cause = %e, "cannot remove the fd store record");
+                    }
+                }
+                tracing::info!(
+                    pipes = entries.len(),
+                    "pipes removed from systemd's fd store"
+                );
+                return;
+            }
+            // The record first: a stored fd always has its entry.
+            if let Err(e) = write(&self.path, &entries) {
+                tracing::warn!(cause = %e, not_stored = stores.len(), "cannot write the fd store record; new pipes are not stored");
+                continue;
+            }
+            for (id, fd) in stores {
+                if let Err(e) = fdstore::store(&fdstore::pipe_name(id), fd.as_fd()) {
+                    tracing::warn!(cause = %e, "a pipe was not stored; it will not survive a crash");
+                }
+            }
+        }
+    }
+}
+
+/// The most one log can lose in a crash: what it holds between the pipe and the disk, one batch
+/// being written and one filling.
+pub(crate) const LOSS_BOUND: u64 = 2 * crate::datapath::sink::PENDING_LIMIT as u64;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(id: u64, path: &str) -> Entry {
+        Entry {
+            id,
+            domain: DomainId::from_name("qemu", "vm1"),
+            path: path.into(),
+            max_size: 1 << 20,
+            max_backups: 3,
+            bytes_in: 1000 + id,
+            bytes_written: 900,
+            dropped_disk: 7,
+        }
+    }
+
+    #[test]
+    fn a_record_round_trips_and_starts_with_its_magic_and_version() {
+        let entries = vec![entry(0, "/l/a.log"), entry(41, "/l/dir/b.log")];
+        let bytes = encode(&entries).unwrap();
+        assert_eq!(&bytes[..8], b"LOGDFDST");
+        assert_eq!(bytes[8], VERSION as u8);
+        assert_eq!(decode(&bytes).unwrap(), entries);
+        assert_eq!(decode(&encode(&[]).unwrap()).unwrap(), vec![]);
+        assert_eq!(entries[1].held(), 1041 - 900 - 7);
+    }
+
+    #[test]
+    fn a_bad_record_is_refused() {
+        let bytes = encode(&[entry(1, "/l/a.log")]).unwrap();
+        assert!(matches!(
+            decode(b"LOGDSTAT...."),
+            Err(RecordError::Magic(_))
+        ));
+        assert!(matches!(decode(b""), Err(RecordError::Magic(_))));
+        assert!(decode(&bytes[..bytes.len() - 1]).is_err(), "truncated");
+        let mut long = bytes.clone();
+        long.push(0);
+        assert!(matches!(decode(&long), Err(RecordError::Trailing(1))));
+        let mut newer = bytes.clone();
+        newer[8] = VERSION as u8 + 1;
+        assert!(matches!(decode(&newer), Err(RecordError::Version(v)) if v == VERSION + 1));
+    }
+
+    #[test]
+    fn a_record_is_written_whole_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = record_path(&dir.path().join("logd.sock"));
+        assert_eq!(
+            load(&path).unwrap(),
+            vec![],
+            "no record yet: nothing stored"
+        );
+        let entries = vec![entry(3, "/l/a.log")];
+        write(&path, &entries).unwrap();
+        assert_eq!(load(&path).unwrap(), entries);
+        assert!(!dir.path().join("logd.sock.fdstore.tmp").exists());
+        std::fs::write(&path, b"garbage!").unwrap();
+        assert!(load(&path).is_err());
+    }
+
+    #[test]
+    fn forgetting_an_fd_not_yet_stored_never_stores_it() {
+        let (r, _w) = nix::unistd::pipe().unwrap();
+        let mut t = Table::default();
+        t.entries.insert(1, entry(1, "/a"));
+        t.entries.insert(2, entry(2, "/b"));
+        t.to_store.push((1, r));
+        t.forget(1);
+        t.forget(2);
+        assert!(t.to_store.is_empty());
+        assert_eq!(
+            t.to_remove,
+            vec![2],
+            "only the stored one is removed from the store"
+        );
+        assert!(t.entries.is_empty());
+    }
+}
