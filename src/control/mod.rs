@@ -10,6 +10,7 @@
 pub(crate) mod declared;
 pub mod domain;
 pub mod fanin;
+pub(crate) mod recover;
 pub mod registry;
 pub(crate) mod stored;
 pub mod table;

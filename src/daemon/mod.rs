@@ -274,7 +274,7 @@ impl Running {
         // Before the declared consoles and the accept loops: the pipes systemd kept through a
         // crash have their logs back before anyone can claim their paths.
         let recovered =
-            crate::control::stored::recover(&d.registry, &d.cfg.socket, activated.stored).await;
+            crate::control::recover::recover(&d.registry, &d.cfg.socket, activated.stored).await;
         crate::control::stored::start(&d.cfg.socket, d.cfg.fd_store, recovered);
         // Before the accept loops: the first client (and systemd's READY=1) finds the file's
         // consoles there, or their failures logged. Clients that connect meanwhile wait in the

@@ -68,6 +68,19 @@ pub(crate) fn available() -> bool {
 /// keeps its own copy; the caller's stays open. `FDPOLL` is left on: systemd drops a pipe's
 /// copy by itself once every writer has gone.
 pub(crate) fn store(name: &str, fd: BorrowedFd<'_>) -> Result<(), FdStoreError> {
+    send(name, &format!("FDSTORE=1\nFDNAME={name}"), Some(fd))
+}
+
+/// Removes every fd stored under `name` (`FDSTOREREMOVE=1`). An error is logged: the fd then
+/// stays in the store until its pipe's writers have all gone (systemd polls it).
+pub(crate) fn remove(name: &str) {
+    if let Err(e) = send(name, &format!("FDSTOREREMOVE=1\nFDNAME={name}"), None) {
+        tracing::warn!(cause = %e, "cannot remove an fd from systemd's store");
+    }
+}
+
+/// One message about `name` to the notify socket, with `fd` attached if given.
+fn send(name: &str, msg: &str, fd: Option<BorrowedFd<'_>>) -> Result<(), FdStoreError> {
     use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags, UnixAddr};
     if !fdname_is_valid(name) {
         return Err(FdStoreError::BadName {
@@ -75,35 +88,28 @@ pub(crate) fn store(name: &str, fd: BorrowedFd<'_>) -> Result<(), FdStoreError> 
         });
     }
     let path = std::env::var_os("NOTIFY_SOCKET").ok_or(FdStoreError::NoSocket)?;
-    let send = |e: std::io::Error| FdStoreError::Send {
+    let failed = |e: std::io::Error| FdStoreError::Send {
         name: name.to_owned(),
         source: e,
     };
-    let sock = UnixDatagram::unbound().map_err(send)?;
+    let sock = UnixDatagram::unbound().map_err(failed)?;
     let bytes = path.as_encoded_bytes();
     let addr = match bytes.strip_prefix(b"@") {
         Some(abstract_name) => UnixAddr::new_abstract(abstract_name),
         None => UnixAddr::new(Path::new(&path)),
     }
-    .map_err(|e| send(e.into()))?;
-    let msg = format!("FDSTORE=1\nFDNAME={name}");
+    .map_err(|e| failed(e.into()))?;
+    let fds = fd.map(|fd| [fd.as_raw_fd()]);
+    let cmsgs: Vec<ControlMessage<'_>> = fds.iter().map(|f| ControlMessage::ScmRights(f)).collect();
     sendmsg(
         sock.as_raw_fd(),
         &[std::io::IoSlice::new(msg.as_bytes())],
-        &[ControlMessage::ScmRights(&[fd.as_raw_fd()])],
+        &cmsgs,
         MsgFlags::MSG_NOSIGNAL,
         Some(&addr),
     )
-    .map_err(|e| send(e.into()))?;
+    .map_err(|e| failed(e.into()))?;
     Ok(())
-}
-
-/// Removes every fd stored under `name` (`FDSTOREREMOVE=1`). Errors are logged by
-/// [`crate::host::systemd::notify`].
-pub(crate) fn remove(name: &str) {
-    if fdname_is_valid(name) {
-        crate::host::systemd::notify(&format!("FDSTOREREMOVE=1\nFDNAME={name}"));
-    }
 }
 
 #[cfg(test)]

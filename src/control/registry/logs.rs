@@ -110,7 +110,7 @@ impl Registry {
 }
 
 /// A pipe from systemd's fd store, whose log is opened again after a crash
-/// ([`crate::control::stored::recover`]): claimed like an open, its path checked already.
+/// ([`crate::control::recover::recover`]): claimed like an open, its path checked already.
 #[derive(Message)]
 #[rtype(result = "Result<Position, RegistryError>")]
 pub(crate) struct Recover {
