@@ -31,6 +31,18 @@ pub(crate) async fn recover(
     };
     let mut out = Vec::with_capacity(passed.len());
     let (mut lost_estimate, mut refused) = (0u64, 0usize);
+    // Two stored pipes under one name: which is whose cannot be told, so neither is given a
+    // log (each would risk one guest's bytes in another's file).
+    let (passed, twins) = split_twins(passed);
+    for (id, fd) in twins {
+        tracing::error!(
+            name = fdstore::pipe_name(id),
+            "two stored pipes share a name; neither is re-adopted"
+        );
+        drop(fd);
+        entries.remove(&id);
+        refused += 1;
+    }
     for (id, fd) in passed {
         let name = fdstore::pipe_name(id);
         let Some(mut e) = entries.remove(&id) else {
@@ -92,4 +104,30 @@ pub(crate) async fn recover(
         "pipes re-adopted from systemd's fd store"
     );
     out
+}
+
+/// Passed pipes by their store id.
+type ById<T> = Vec<(u64, T)>;
+
+/// The passed pipes whose name is theirs alone, and those that share one.
+fn split_twins<T>(passed: ById<T>) -> (ById<T>, ById<T>) {
+    let mut seen: HashMap<u64, usize> = HashMap::new();
+    for (id, _) in &passed {
+        *seen.entry(*id).or_default() += 1;
+    }
+    passed.into_iter().partition(|(id, _)| seen[id] == 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pipes_that_share_a_name_are_set_apart() {
+        let (alone, twins) = split_twins(vec![(1, 'a'), (2, 'b'), (1, 'c'), (3, 'd')]);
+        assert_eq!(alone, vec![(2, 'b'), (3, 'd')]);
+        assert_eq!(twins, vec![(1, 'a'), (1, 'c')]);
+        let (alone, twins) = split_twins::<char>(Vec::new());
+        assert!(alone.is_empty() && twins.is_empty());
+    }
 }

@@ -221,6 +221,14 @@ struct Recorder {
 
 static RECORDER: OnceLock<Arc<Recorder>> = OnceLock::new();
 
+/// The first id a recorder gives: past every id it knows, and past any id an earlier process
+/// can have given (ids start from the wall clock in milliseconds, times 1024), so a name
+/// still in systemd's store is never given again, even when the record was lost or unreadable.
+fn first_id(known: impl Iterator<Item = u64>, now_ms: u64) -> u64 {
+    let past = known.max().map_or(0, |m| m.saturating_add(1));
+    past.max(now_ms.saturating_mul(1024))
+}
+
 /// Starts the recorder with the entries already in the store (re-adopted after a crash, or
 /// carried by a re-exec). Does nothing without `NOTIFY_SOCKET`, or when there is nothing to
 /// store and nothing stored.
@@ -229,7 +237,7 @@ pub(crate) fn start(socket: &Path, store_new: bool, entries: Vec<Entry>) {
         return;
     }
     let mut table = Table {
-        next_id: entries.iter().map(|e| e.id).max().map_or(0, |m| m + 1),
+        next_id: first_id(entries.iter().map(|e| e.id), crate::clock::now_unix_ms()),
         dirty: true,
         ..Table::default()
     };
@@ -469,6 +477,19 @@ pub(crate) const LOSS_BOUND: u64 = 2 * crate::datapath::sink::PENDING_LIMIT as u
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn ids_never_start_again_below_an_earlier_process_s() {
+        // A lost record: ids start from the clock, above any a process that started earlier
+        // could have given out (at most 1024 opens per millisecond).
+        let earlier = first_id(std::iter::empty(), 1_000);
+        assert_eq!(earlier, 1_024_000);
+        assert!(first_id(std::iter::empty(), 1_001) > earlier + 1023);
+        // Known ids are never reused, even past the clock's base.
+        assert_eq!(first_id([5, 9_000_000].into_iter(), 1), 9_000_001);
+        assert_eq!(first_id([5].into_iter(), 1_000), 1_024_000);
+        assert_eq!(first_id([u64::MAX].into_iter(), 0), u64::MAX);
+    }
+
     use super::*;
 
     fn entry(id: u64, path: &str) -> Entry {

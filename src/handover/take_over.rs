@@ -77,7 +77,7 @@ impl Running {
         // N7, Go: from here on this process is logd.
         let parent = succ.writer;
         // The carried pipes stay in systemd's fd store; the record names them.
-        crate::control::stored::start_from_record(&d.cfg.socket, d.cfg.fd_store);
+        crate::control::stored::start_from_record(&d.main.path, d.cfg.fd_store);
         let _ = d
             .registry
             .send(registry::Thaw {
