@@ -217,6 +217,9 @@ struct Recorder {
     table: Mutex<Table>,
     wake: Condvar,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Held while a batch is taken from the table and carried out, so that batches reach the
+    /// record and the store in the order they were taken (the thread's, and [`flush`]'s).
+    io: Mutex<()>,
 }
 
 static RECORDER: OnceLock<Arc<Recorder>> = OnceLock::new();
@@ -251,6 +254,7 @@ pub(crate) fn start(socket: &Path, store_new: bool, entries: Vec<Entry>) {
         table: Mutex::new(table),
         wake: Condvar::new(),
         thread: Mutex::new(None),
+        io: Mutex::new(()),
     });
     if RECORDER.set(rec.clone()).is_err() {
         return;
@@ -415,7 +419,7 @@ impl Recorder {
     /// The recorder's thread.
     fn run(&self) {
         loop {
-            let (stores, removes, entries, stopping) = {
+            {
                 let mut t = lock(&self.table);
                 while !t.dirty && !t.stopping {
                     t = self
@@ -427,47 +431,70 @@ impl Recorder {
                     // More changes may be on the way: one write for the burst.
                     drop(t);
                     std::thread::sleep(DEBOUNCE);
-                    t = lock(&self.table);
                 }
-                t.dirty = false;
-                let entries: Vec<Entry> = t.entries.values().cloned().collect();
-                (
-                    std::mem::take(&mut t.to_store),
-                    std::mem::take(&mut t.to_remove),
-                    entries,
-                    t.stopping,
-                )
-            };
-            for id in removes {
-                fdstore::remove(&fdstore::pipe_name(id));
             }
-            if stopping {
-                for e in &entries {
-                    fdstore::remove(&fdstore::pipe_name(e.id));
-                }
-                drop(stores);
-                if let Err(e) = std::fs::remove_file(&self.path) {
-                    if e.kind() != std::io::ErrorKind::NotFound {
-                        tracing::warn!(path = %self.path.display(), cause = %e, "cannot remove the fd store record");
-                    }
-                }
-                tracing::info!(
-                    pipes = entries.len(),
-                    "pipes removed from systemd's fd store"
-                );
+            if self.carry_out() {
                 return;
             }
-            // The record first: a stored fd always has its entry.
-            if let Err(e) = write(&self.path, &entries) {
-                tracing::warn!(cause = %e, not_stored = stores.len(), "cannot write the fd store record; new pipes are not stored");
-                continue;
+        }
+    }
+
+    /// Takes what the table holds for the store and the record and carries it out now; true
+    /// once the recorder has stopped (everything removed).
+    fn carry_out(&self) -> bool {
+        let _io = lock(&self.io);
+        let (stores, removes, entries, stopping) = {
+            let mut t = lock(&self.table);
+            t.dirty = false;
+            let entries: Vec<Entry> = t.entries.values().cloned().collect();
+            (
+                std::mem::take(&mut t.to_store),
+                std::mem::take(&mut t.to_remove),
+                entries,
+                t.stopping,
+            )
+        };
+        for id in removes {
+            fdstore::remove(&fdstore::pipe_name(id));
+        }
+        if stopping {
+            for e in &entries {
+                fdstore::remove(&fdstore::pipe_name(e.id));
             }
-            for (id, fd) in stores {
-                if let Err(e) = fdstore::store(&fdstore::pipe_name(id), fd.as_fd()) {
-                    tracing::warn!(cause = %e, "a pipe was not stored; it will not survive a crash");
+            drop(stores);
+            if let Err(e) = std::fs::remove_file(&self.path) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    tracing::warn!(path = %self.path.display(), cause = %e, "cannot remove the fd store record");
                 }
             }
+            tracing::info!(
+                pipes = entries.len(),
+                "pipes removed from systemd's fd store"
+            );
+            return true;
         }
+        // The record first: a stored fd always has its entry.
+        if let Err(e) = write(&self.path, &entries) {
+            tracing::warn!(cause = %e, not_stored = stores.len(), "cannot write the fd store record; new pipes are not stored");
+            return false;
+        }
+        for (id, fd) in stores {
+            if let Err(e) = fdstore::store(&fdstore::pipe_name(id), fd.as_fd()) {
+                tracing::warn!(cause = %e, "a pipe was not stored; it will not survive a crash");
+            }
+        }
+        false
+    }
+}
+
+/// Carries out, now, what the recorder would after its debounce: a re-exec calls it once the
+/// domains are frozen, so the record and the store are whole before the exec ends the thread.
+pub(crate) fn flush() {
+    if let Some(r) = RECORDER.get() {
+        if lock(&r.table).stopping {
+            return;
+        }
+        r.carry_out();
     }
 }
 
@@ -477,6 +504,28 @@ pub(crate) const LOSS_BOUND: u64 = 2 * crate::datapath::sink::PENDING_LIMIT as u
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_flush_writes_the_record_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = Recorder {
+            path: dir.path().join("logd.sock.fdstore"),
+            store_new: true,
+            table: Mutex::new(Table::default()),
+            wake: Condvar::new(),
+            thread: Mutex::new(None),
+            io: Mutex::new(()),
+        };
+        {
+            let mut t = lock(&r.table);
+            t.entries.insert(7, entry(7, "/a"));
+            t.dirty = true;
+        }
+        assert!(!r.carry_out(), "not stopping");
+        let back = load(&r.path).expect("the record is there");
+        assert_eq!(back.iter().map(|e| e.id).collect::<Vec<_>>(), vec![7]);
+        assert!(!lock(&r.table).dirty);
+    }
     #[test]
     fn ids_never_start_again_below_an_earlier_process_s() {
         // A lost record: ids start from the clock, above any a process that started earlier

@@ -85,6 +85,9 @@ impl Running {
             Err(_) => return Err(self.undo(HandoverError::RegistryStopped).await),
         };
         since("domains frozen");
+        // The fd store's record and the store itself whole before the exec ends the recorder's
+        // thread (it batches its work for 50 ms).
+        crate::control::stored::flush();
         // O5: the daemon's own fds, then the state, then the new process.
         let mut carrier = Carrier::out();
         let lock = carrier.fd(self.lock.file());
