@@ -346,3 +346,86 @@ fn field_for(stderr: &str, path: &Path, field: &str) -> u64 {
         .parse()
         .unwrap()
 }
+
+/// A notify socket that systemd does not drain never holds logd: with its queue full (every
+/// log's `FDSTORE=1`), a re-exec's notifications cannot be sent, and logd goes on all the same
+/// (the messages are lost and logged, the pipes past the queue not stored).
+#[test]
+fn a_notify_socket_nobody_reads_never_holds_logd() {
+    let dir = tempfile::tempdir().unwrap();
+    let notify = dir.path().join("notify.sock");
+    // Bound and never read.
+    let _deaf = std::os::unix::net::UnixDatagram::bind(&notify).unwrap();
+    let socket = dir.path().join("logd.sock");
+    let config = dir.path().join("logd.toml");
+    std::fs::write(&config, "fd_store = true\n").unwrap();
+    let logd = Command::new(LOGD)
+        .arg("--config")
+        .arg(&config)
+        .arg("--socket")
+        .arg(&socket)
+        .arg("--log-root")
+        .arg(dir.path().join("logs"))
+        .env("NOTIFY_SOCKET", &notify)
+        .stderr(std::fs::File::create(dir.path().join("stderr")).unwrap())
+        .spawn()
+        .unwrap();
+    // Killed whatever happens: a failing test must not leave it running.
+    let _logd = Reaped(logd);
+    let mut client = wait_for(Duration::from_secs(20), "logd to serve", || {
+        logd_protocol::client::Client::connect(&socket).ok()
+    });
+    // More stored pipes than the queue holds (net.unix.max_dgram_qlen is 512 by default).
+    let pipes: Vec<OwnedFd> = (0..700)
+        .map(|i| {
+            client
+                .open_log(
+                    DomainId::from_name("qemu", "many"),
+                    &format!("l{i}.log"),
+                    OpenFlags::default(),
+                )
+                .unwrap()
+                .1
+        })
+        .collect();
+    // The recorder has tried them all once the record names the last one.
+    let record = dir.path().join("logd.sock.fdstore");
+    wait_for(
+        Duration::from_secs(30),
+        "the record to name every pipe",
+        || {
+            let n = std::fs::read(&record).map(|b| b.len()).unwrap_or(0);
+            (n > 0
+                && std::fs::read_to_string(dir.path().join("stderr"))
+                    .unwrap_or_default()
+                    .contains("not stored"))
+            .then_some(())
+        },
+    );
+    let out = run_bounded(
+        Command::new(LOGDCTL)
+            .arg("--socket")
+            .arg(&socket)
+            .args(["reexec", "--json"]),
+        Duration::from_secs(60),
+    );
+    assert!(
+        out.status.success(),
+        "the re-exec hung or failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        std::fs::read_to_string(dir.path().join("stderr")).unwrap_or_default()
+    );
+    client = logd_protocol::client::Client::connect(&socket).unwrap();
+    client.position("l699.log").expect("logd still serves");
+    drop(pipes);
+}
+
+/// A child killed and reaped when dropped.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

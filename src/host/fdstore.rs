@@ -105,7 +105,8 @@ fn send(name: &str, msg: &str, fd: Option<BorrowedFd<'_>>) -> Result<(), FdStore
         sock.as_raw_fd(),
         &[std::io::IoSlice::new(msg.as_bytes())],
         &cmsgs,
-        MsgFlags::MSG_NOSIGNAL,
+        // Never wait for room in systemd's queue: the pipe is then not stored (and logged).
+        MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT,
         Some(&addr),
     )
     .map_err(|e| failed(e.into()))?;

@@ -33,6 +33,9 @@ pub fn notify(state: &str) {
     };
     let res = (|| -> std::io::Result<()> {
         let sock = UnixDatagram::unbound()?;
+        // Never wait for room: a notify queue that systemd does not drain must not hold the
+        // daemon (the message is then lost, and logged).
+        sock.set_nonblocking(true)?;
         let bytes = path.as_encoded_bytes();
         if let Some(name) = bytes.strip_prefix(b"@") {
             use std::os::linux::net::SocketAddrExt;
@@ -72,7 +75,7 @@ pub fn notify_and_wait(state: &str, timeout: std::time::Duration) -> bool {
             sock.as_raw_fd(),
             &[std::io::IoSlice::new(b"BARRIER=1")],
             &[ControlMessage::ScmRights(&[w.as_raw_fd()])],
-            MsgFlags::MSG_NOSIGNAL,
+            MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT,
             Some(&addr),
         )?;
         drop(w);
