@@ -365,3 +365,50 @@ fn under_systemd_a_new_image_that_dies_leaves_the_guardian_main() {
         (!process_alive(guardian as i32)).then_some(())
     });
 }
+
+/// An fd from systemd that is not a UNIX socket (a pipe stored by another logd under a name
+/// this one does not know) is closed, never taken as the admin socket by its position: logd
+/// binds its own admin socket, which answers.
+#[test]
+fn an_fd_from_systemd_that_is_not_a_socket_is_not_a_listener() {
+    let dir = tempfile::tempdir().unwrap();
+    let main_path = dir.path().join("logd.sock");
+    let main = UnixListener::bind(&main_path).unwrap();
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(format!(
+            "LISTEN_PID=$$ LISTEN_FDS=2 LISTEN_FDNAMES=main:something-else exec {LOGD} --socket {} --log-root {}",
+            main_path.display(),
+            dir.path().join("logs").display()
+        ))
+        .stderr(std::fs::File::create(dir.path().join("stderr")).unwrap());
+    pass_fds_from_3(&mut cmd, [main.as_raw_fd(), w.as_raw_fd()]);
+    let mut child = KillOnDrop(cmd.spawn().unwrap());
+    drop((main, w));
+    let admin = dir.path().join("logd-admin.sock");
+    wait_for(
+        Duration::from_secs(20),
+        "the admin socket to answer",
+        || {
+            if let Ok(Some(st)) = child.0.try_wait() {
+                panic!(
+                    "logd exited ({st}): {}",
+                    std::fs::read_to_string(dir.path().join("stderr")).unwrap_or_default()
+                );
+            }
+            logd_protocol::client::AdminClient::connect(&admin)
+                .ok()?
+                .snapshot()
+                .ok()
+        },
+    );
+    // logd held the pipe's only writer: closed, the reader sees the end.
+    nix::fcntl::fcntl(
+        &r,
+        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+    )
+    .unwrap();
+    let mut buf = [0u8; 1];
+    assert_eq!(nix::unistd::read(&r, &mut buf), Ok(0), "logd kept the pipe");
+}

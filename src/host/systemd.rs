@@ -185,14 +185,20 @@ pub fn take_listeners(
             continue;
         };
         let l = UnixListener::from(owned);
+        // Only a UNIX socket can be a listener: anything else (a pipe another logd stored
+        // under a name this one does not know) is closed, never taken for a role by position.
+        let addr = match l.local_addr() {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(fd, name, cause = %e, "ignoring an fd from systemd that is not a UNIX socket; closed");
+                continue;
+            }
+        };
         if let Err(e) = l.set_nonblocking(true) {
             tracing::warn!(fd, cause = %e, "ignoring an fd from systemd that is not a usable socket");
             continue;
         }
-        let bound = l
-            .local_addr()
-            .ok()
-            .and_then(|a| a.as_pathname().map(Path::to_owned));
+        let bound = addr.as_pathname().map(Path::to_owned);
         let role = match name {
             Some("main") => "main",
             Some("admin") => "admin",
