@@ -371,7 +371,7 @@ fn a_notify_socket_nobody_reads_never_holds_logd() {
         .spawn()
         .unwrap();
     // Killed whatever happens: a failing test must not leave it running.
-    let _logd = Reaped(logd);
+    let _logd = KillOnDrop(logd);
     let mut client = wait_for(Duration::from_secs(20), "logd to serve", || {
         logd_protocol::client::Client::connect(&socket).ok()
     });
@@ -418,14 +418,4 @@ fn a_notify_socket_nobody_reads_never_holds_logd() {
     client = logd_protocol::client::Client::connect(&socket).unwrap();
     client.position("l699.log").expect("logd still serves");
     drop(pipes);
-}
-
-/// A child killed and reaped when dropped.
-struct Reaped(std::process::Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }

@@ -291,16 +291,6 @@ fn fds_from_systemd_that_logd_does_not_use_are_closed() {
     assert!(child.0.wait().unwrap().success());
 }
 
-/// Kills the process if the test fails before it has stopped it.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Under systemd, a new image that dies in its take-over leaves the guardian serving, and
 /// systemd follows it: the guardian was named `MAINPID` before the exec, so the new image's
 /// death was not the unit's, and the guardian's READY=1 names it.

@@ -449,3 +449,13 @@ pub fn cpu_heavy() -> std::sync::MutexGuard<'static, ()> {
     static HEAVY: Mutex<()> = Mutex::new(());
     HEAVY.lock().unwrap_or_else(|e| e.into_inner())
 }
+
+/// A child killed and reaped when dropped, so a failing test leaves no daemon behind.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
