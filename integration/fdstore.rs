@@ -419,3 +419,201 @@ fn a_notify_socket_nobody_reads_never_holds_logd() {
     client.position("l699.log").expect("logd still serves");
     drop(pipes);
 }
+
+/// A SIGKILL keeps a console whole through the fd store: its guest's connection (a guest
+/// chardev without `reconnect=` would never come back otherwise), its guest listener, and its
+/// subscribers' listeners, on which a subscriber connects while logd is down and is served by
+/// the restarted logd. Output the guest wrote meanwhile reaches the log and that subscriber,
+/// and the subscriber's input reaches the guest. The stored connection is the guest's current
+/// one: a guest that left and came back before the crash is the one kept.
+#[test]
+fn a_sigkill_keeps_a_console_s_guest_and_listeners_through_the_fd_store() {
+    use logd_protocol::{ConsoleSpec, GuestSide};
+    use std::io::Read;
+    use std::os::unix::net::UnixStream;
+    let dir = tempfile::tempdir().unwrap();
+    let notify = dir.path().join("notify.sock");
+    let store = FakeStore::bind(&notify);
+    let socket = dir.path().join("logd.sock");
+    let logs = dir.path().join("logs");
+    let config = dir.path().join("logd.toml");
+    std::fs::write(&config, "fd_store = true\n").unwrap();
+    let args = format!(
+        "--config {} --socket {} --log-root {}",
+        config.display(),
+        socket.display(),
+        logs.display()
+    );
+    let first = KillOnDrop(
+        Command::new(LOGD)
+            .args(args.split(' '))
+            .env("NOTIFY_SOCKET", &notify)
+            .stderr(std::fs::File::create(dir.path().join("stderr1")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    store.wait("READY=1 from the first logd", |h| {
+        h.states.iter().any(|s| s.contains("READY=1")).then_some(())
+    });
+    let guest_sock = logs.join("guest.sock");
+    let sub_sock = logs.join("sub.sock");
+    let mut client = logd_protocol::client::Client::connect(&socket).unwrap();
+    let mut spec = ConsoleSpec::new(
+        DomainId::from_name("qemu", "vm1"),
+        "serial0",
+        GuestSide::Listen {
+            path: guest_sock.display().to_string(),
+        },
+        "console.log",
+    );
+    spec.tcp = Some("127.0.0.1:0".into());
+    spec.unix = Some(sub_sock.display().to_string());
+    let (added, _) = client.add_console(spec).unwrap();
+    let tcp = added.tcp.expect("a TCP listener");
+    drop(client);
+    let guest_name = |h: &Heard| {
+        h.fds
+            .keys()
+            .find(|n| n.starts_with("logd-con-") && n.ends_with("-guest"))
+            .cloned()
+    };
+    store.wait("the console's three listeners stored", |h| {
+        (h.fds.keys().filter(|n| n.starts_with("logd-con-")).count() == 3).then_some(())
+    });
+
+    // A guest comes and goes; the second one is the one kept.
+    let first_guest = UnixStream::connect(&guest_sock).unwrap();
+    store.wait("the first guest's connection stored", |h| guest_name(h));
+    drop(first_guest);
+    store.wait("the first guest's connection removed", |h| {
+        guest_name(h).is_none().then_some(())
+    });
+    let mut guest = UnixStream::connect(&guest_sock).unwrap();
+    guest
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    store.wait("the second guest's connection stored", |h| guest_name(h));
+    guest.write_all(b"before the crash\n").unwrap();
+    let log = logs.join("console.log");
+    wait_for(
+        Duration::from_secs(20),
+        "the guest's output in the log",
+        || {
+            let l = std::fs::read(&log).ok()?;
+            (l == b"before the crash\n").then_some(())
+        },
+    );
+
+    // The crash; while logd is down, the guest writes and a subscriber connects.
+    let mut first = first;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(first.0.id() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    first.0.wait().unwrap();
+    guest.write_all(b"while logd was down\n").unwrap();
+    let mut sub = std::net::TcpStream::connect(&tcp).expect("the TCP listener outlives logd");
+    sub.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+
+    // systemd's restart with the four stored sockets.
+    let (names, fds): (Vec<String>, Vec<i32>) = {
+        let h = store.heard.lock().unwrap();
+        h.fds
+            .iter()
+            .map(|(n, f)| (n.clone(), f.as_raw_fd()))
+            .unzip()
+    };
+    assert_eq!(names.len(), 4, "{names:?}");
+    let stderr2 = dir.path().join("stderr2");
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(format!(
+            "LISTEN_PID=$$ LISTEN_FDS={} LISTEN_FDNAMES={} exec {LOGD} {args}",
+            names.len(),
+            names.join(":")
+        ))
+        .env("NOTIFY_SOCKET", &notify)
+        .stderr(std::fs::File::create(&stderr2).unwrap())
+        .stdout(Stdio::null());
+    pass_fds_from_3(&mut cmd, [fds[0], fds[1], fds[2], fds[3]]);
+    let second = KillOnDrop(cmd.spawn().unwrap());
+    let second_pid = second.0.id();
+    store.wait("READY=1 from the second logd", |h| {
+        h.states
+            .iter()
+            .any(|s| s.contains(&format!("READY=1\nMAINPID={second_pid}")))
+            .then_some(())
+    });
+
+    // The subscriber that waited in the backlog is served: what the guest wrote while logd was
+    // down (live, or from the replay ring if the restarted logd read it first), then what it
+    // writes now. The replay ring starts empty: what came before the crash is in the log only.
+    guest.write_all(b"after the restart\n").unwrap();
+    let want = b"while logd was down\nafter the restart\n";
+    let mut got = Vec::new();
+    let mut buf = [0u8; 256];
+    while got.len() < want.len() {
+        let n = sub
+            .read(&mut buf)
+            .unwrap_or_else(|e| panic!("the subscriber is not served ({e}); it got {got:?}"));
+        assert!(n > 0, "the subscriber was closed: {got:?}");
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(got, want);
+    wait_for(Duration::from_secs(20), "every line in the log", || {
+        let l = std::fs::read(&log).ok()?;
+        (l == b"before the crash\nwhile logd was down\nafter the restart\n").then_some(())
+    });
+    // Its input reaches the guest, on the connection it never lost.
+    sub.write_all(b"typed\n").unwrap();
+    let mut typed = [0u8; 6];
+    guest.read_exact(&mut typed).unwrap();
+    assert_eq!(&typed, b"typed\n");
+    // The UNIX listener was kept too.
+    UnixStream::connect(&sub_sock).expect("the subscribers' UNIX listener is served");
+    let mut client = logd_protocol::client::Client::connect(&socket).unwrap();
+    let consoles = client.list_consoles().unwrap();
+    assert_eq!(consoles.len(), 1);
+    assert!(consoles[0].guest_connected);
+    assert_eq!(consoles[0].tcp.as_deref(), Some(tcp.as_str()), "same port");
+    let stderr = std::fs::read_to_string(&stderr2).unwrap();
+    assert!(
+        stderr.contains("console made again after a crash"),
+        "{stderr}"
+    );
+
+    // After a re-exec, the new image keeps the store up to date: the guest leaving takes its
+    // connection out.
+    let ready = |h: &Heard| h.states.iter().filter(|s| s.contains("READY=1")).count();
+    let before = ready(&store.heard.lock().unwrap());
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(second_pid as i32),
+        nix::sys::signal::Signal::SIGUSR1,
+    )
+    .unwrap();
+    store.wait("READY=1 after the re-exec", |h| {
+        (ready(h) > before).then_some(())
+    });
+    drop(guest);
+    store.wait("the guest's connection removed after the re-exec", |h| {
+        guest_name(h).is_none().then_some(())
+    });
+    assert_eq!(
+        store.heard.lock().unwrap().fds.len(),
+        3,
+        "the listeners stay stored"
+    );
+
+    // A stop takes the console's sockets out of the store.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(second_pid as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let mut second = second;
+    assert!(second.0.wait().unwrap().success());
+    store.wait("every socket removed from the store", |h| {
+        h.fds.is_empty().then_some(())
+    });
+}

@@ -89,6 +89,10 @@ impl Console {
             GuestMode::Fd => return,
         }
         self.stats.guest_connects += 1;
+        if let (Some(hook), Some(g)) = (&self.on_guest, &self.guest) {
+            use std::os::fd::AsFd;
+            hook(Some(g.as_fd()));
+        }
         events::emit(|| EventKind::GuestConnected {
             domain: self.cfg.domain.name.clone(),
             console: self.cfg.name.clone(),
@@ -99,6 +103,9 @@ impl Console {
 
     pub(super) fn guest_gone(&mut self, why: &str) {
         self.guest = None;
+        if let Some(hook) = &self.on_guest {
+            hook(None);
+        }
         events::emit(|| EventKind::GuestDisconnected {
             domain: self.cfg.domain.name.clone(),
             console: self.cfg.name.clone(),

@@ -164,6 +164,7 @@ impl Console {
                 refused: st.refused,
                 guest_connects: st.guest_connects,
             },
+            on_guest: None,
         })
     }
 }

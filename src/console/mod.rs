@@ -97,6 +97,11 @@ pub(crate) enum ConsoleError {
     Tcp { addr: String, source: io::Error },
     #[error("cannot listen for subscribers on {path}: {source}")]
     Unix { path: PathBuf, source: io::Error },
+    #[error("{what}, kept through a crash, is not usable: {source}")]
+    Kept {
+        what: &'static str,
+        source: io::Error,
+    },
 }
 
 /// A console's settings, defaults applied.
@@ -140,27 +145,63 @@ pub(crate) struct Console {
     /// `console{domain, console}`: entered while the console runs, so its events name both.
     span: tracing::Span,
     yielding: Yield,
+    /// Told when the guest connects (its connection) and leaves (None): the fd store keeps
+    /// the live connection.
+    on_guest: Option<GuestHook>,
+}
+
+/// What a console tells when its guest connects or leaves.
+pub(crate) type GuestHook = Box<dyn Fn(Option<std::os::fd::BorrowedFd<'_>>)>;
+
+/// A console's sockets kept by someone else (systemd's fd store, through a crash), to be taken
+/// instead of made: the listeners are not bound again, the guest's connection goes on.
+#[derive(Debug, Default)]
+pub(crate) struct KeptSockets {
+    pub(crate) guest_listener: Option<OwnedFd>,
+    pub(crate) guest: Option<OwnedFd>,
+    pub(crate) tcp: Option<OwnedFd>,
+    pub(crate) unix: Option<OwnedFd>,
 }
 
 impl Console {
     /// Sets the console up: log, guest side, listeners. Must run on the thread that will drive
-    /// it. With [`GuestPlan::Fd`] returns the guest's end of the socketpair.
-    pub(crate) fn open(cfg: ConsoleConfig) -> Result<(Console, Option<OwnedFd>), ConsoleError> {
+    /// it. With [`GuestPlan::Fd`] returns the guest's end of the socketpair (if one was made).
+    ///
+    /// The sockets in `kept` are taken rather than made (those kept through a crash by systemd's
+    /// fd store); a socket not kept is made. A kept guest connection is the guest, in any guest
+    /// mode; with [`GuestPlan::Fd`] no socketpair is made then.
+    pub(crate) fn open_with(
+        cfg: ConsoleConfig,
+        kept: KeptSockets,
+    ) -> Result<(Console, Option<OwnedFd>), ConsoleError> {
         let sink = LogSink::open(cfg.log.as_path().into(), cfg.rotate, cfg.truncate)?;
-        let mut guest = None;
+        let mut guest = match kept.guest {
+            Some(fd) => Some(kept_unix_stream(fd).map_err(|source| ConsoleError::Kept {
+                what: "the guest's connection",
+                source,
+            })?),
+            None => None,
+        };
         let mut guest_fd = None;
         let mode = match &cfg.guest {
             GuestPlan::Listen(path) => GuestMode::Listen {
-                listener: bind_unix(path).map_err(|source| ConsoleError::GuestListen {
-                    path: path.clone(),
-                    source,
-                })?,
+                listener: match kept.guest_listener {
+                    Some(fd) => kept_unix_listener(fd).map_err(|source| ConsoleError::Kept {
+                        what: "the guest's listener",
+                        source,
+                    })?,
+                    None => bind_unix(path).map_err(|source| ConsoleError::GuestListen {
+                        path: path.clone(),
+                        source,
+                    })?,
+                },
                 path: path.clone(),
             },
             GuestPlan::Connect(path) => GuestMode::Connect {
                 path: path.clone(),
                 retry: Box::pin(tokio::time::sleep(Duration::ZERO)),
             },
+            GuestPlan::Fd if guest.is_some() => GuestMode::Fd,
             GuestPlan::Fd => {
                 let (ours, theirs) =
                     std::os::unix::net::UnixStream::pair().map_err(ConsoleError::SocketPair)?;
@@ -171,8 +212,14 @@ impl Console {
                 GuestMode::Fd
             }
         };
-        let tcp = match &cfg.tcp {
-            Some(addr) => {
+        let tcp = match (&cfg.tcp, kept.tcp) {
+            (Some(_), Some(fd)) => {
+                Some(kept_tcp_listener(fd).map_err(|source| ConsoleError::Kept {
+                    what: "the subscribers' TCP listener",
+                    source,
+                })?)
+            }
+            (Some(addr), None) => {
                 let l = std::net::TcpListener::bind(addr.as_str())
                     .and_then(|l| l.set_nonblocking(true).map(|()| l))
                     .and_then(TcpListener::from_std)
@@ -182,14 +229,20 @@ impl Console {
                     })?;
                 Some(l)
             }
-            None => None,
+            (None, _) => None,
         };
-        let unix = match &cfg.unix {
-            Some(path) => Some(bind_unix(path).map_err(|source| ConsoleError::Unix {
+        let unix = match (&cfg.unix, kept.unix) {
+            (Some(_), Some(fd)) => {
+                Some(kept_unix_listener(fd).map_err(|source| ConsoleError::Kept {
+                    what: "the subscribers' UNIX listener",
+                    source,
+                })?)
+            }
+            (Some(path), None) => Some(bind_unix(path).map_err(|source| ConsoleError::Unix {
                 path: path.clone(),
                 source,
             })?),
-            None => None,
+            (None, _) => None,
         };
         let replay = Replay::new(cfg.replay);
         let span = tracing::info_span!("console", domain = %cfg.domain.name, console = %cfg.name);
@@ -206,6 +259,7 @@ impl Console {
             unix,
             subs: Vec::new(),
             stats: ConsoleStats::default(),
+            on_guest: None,
         };
         if c.guest.is_some() {
             c.stats.guest_connects += 1;
@@ -218,6 +272,33 @@ impl Console {
     }
 
     /// Its settings (a restored console's as its first process had them).
+    /// Tells `hook` from now on when the guest connects and leaves.
+    pub(crate) fn on_guest(&mut self, hook: GuestHook) {
+        self.on_guest = Some(hook);
+    }
+
+    /// The console's sockets now: its listeners and the guest's connection, if any.
+    pub(crate) fn sockets(
+        &self,
+    ) -> Vec<(crate::host::fdstore::ConsoleFd, std::os::fd::BorrowedFd<'_>)> {
+        use crate::host::fdstore::ConsoleFd as K;
+        use std::os::fd::AsFd;
+        let mut out = Vec::with_capacity(4);
+        if let GuestMode::Listen { listener, .. } = &self.mode {
+            out.push((K::GuestListener, listener.as_fd()));
+        }
+        if let Some(g) = &self.guest {
+            out.push((K::Guest, g.as_fd()));
+        }
+        if let Some(l) = &self.tcp {
+            out.push((K::Tcp, l.as_fd()));
+        }
+        if let Some(l) = &self.unix {
+            out.push((K::Unix, l.as_fd()));
+        }
+        out
+    }
+
     pub(crate) fn config(&self) -> &ConsoleConfig {
         &self.cfg
     }
@@ -607,6 +688,30 @@ impl Console {
 /// Binds a UNIX listener mode 0600, replacing a stale socket file (one nobody listens on) but
 /// never a live one, a symlink or any other file ([`crate::host::sockdir::bind`], as the
 /// daemon's own sockets).
+/// A kept fd as the guest's connection: a connected UNIX stream socket.
+fn kept_unix_stream(fd: OwnedFd) -> io::Result<UnixStream> {
+    let s = std::os::unix::net::UnixStream::from(fd);
+    s.peer_addr()?;
+    s.set_nonblocking(true)?;
+    UnixStream::from_std(s)
+}
+
+/// A kept fd as a UNIX listener (`local_addr` fails on any other socket family).
+fn kept_unix_listener(fd: OwnedFd) -> io::Result<UnixListener> {
+    let l = std::os::unix::net::UnixListener::from(fd);
+    l.local_addr()?;
+    l.set_nonblocking(true)?;
+    UnixListener::from_std(l)
+}
+
+/// A kept fd as a TCP listener.
+fn kept_tcp_listener(fd: OwnedFd) -> io::Result<TcpListener> {
+    let l = std::net::TcpListener::from(fd);
+    l.local_addr()?;
+    l.set_nonblocking(true)?;
+    TcpListener::from_std(l)
+}
+
 fn bind_unix(path: &Path) -> io::Result<UnixListener> {
     use crate::host::sockdir::SockDirError;
     let l = crate::host::sockdir::bind(path).map_err(|e| match e {

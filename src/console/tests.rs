@@ -44,7 +44,7 @@ fn config(dir: &Path, max_subscribers: usize, queue_limit: usize) -> ConsoleConf
 
 /// Opens the console; returns it with the guest's end of its socketpair (non-blocking).
 fn open(cfg: ConsoleConfig) -> (Console, StdUnixStream) {
-    let (console, guest) = Console::open(cfg).unwrap();
+    let (console, guest) = Console::open_with(cfg, Default::default()).unwrap();
     let guest = StdUnixStream::from(guest.expect("the guest's end of the socketpair"));
     guest.set_nonblocking(true).unwrap();
     (console, guest)

@@ -272,10 +272,16 @@ impl Declared {
 async fn add(registry: &Addr<Registry>, d: &DeclaredConsole) -> Result<Option<String>, WireError> {
     check_domain(&d.spec.domain)?;
     let config = console_config(d.spec.clone()).await?;
-    let (tcp, _, _) = registry::call(registry, registry::AddConsole { config })
-        .await
-        .map_err(|_| stopped())?
-        .map_err(|e| e.to_wire())?;
+    let (tcp, _, _) = registry::call(
+        registry,
+        registry::AddConsole {
+            config,
+            kept: Default::default(),
+        },
+    )
+    .await
+    .map_err(|_| stopped())?
+    .map_err(|e| e.to_wire())?;
     Ok(tcp)
 }
 

@@ -1,9 +1,11 @@
-//! Crash survival: the stdio pipes logd keeps in systemd's fd store, and the record that says
-//! what each one is (docs/DECISIONS.md, "Crash survival").
+//! Crash survival: the stdio pipes and console sockets logd keeps in systemd's fd store, and
+//! the record that says what each one is (docs/DECISIONS.md, "Crash survival").
 //!
-//! - A domain tells [`opened`] when a stdio log opens, with its pipe's read end, and the
-//!   registry tells [`closed`] when the path is released. Neither blocks: both mark the table
-//!   and wake the recorder's thread (`logd-fdstore`).
+//! - A domain tells [`opened`] when a stdio log opens, with its pipe's read end, and
+//!   [`console_added`] when a console is added, with its listeners and guest connection; a
+//!   console tells [`console_guest`] when its guest comes or goes; the registry tells
+//!   [`closed`] when a path (a log's, a console's) is released. None blocks: each marks the
+//!   table and wakes the recorder's thread (`logd-fdstore`).
 //! - The thread writes the record (`<socket>.fdstore`, [`Record`]) whole and renames it into
 //!   place, then stores the new fds (`FDSTORE=1`); it removes the fds of closed logs
 //!   (`FDSTOREREMOVE=1`) before it writes the record without them. So every stored fd has its
@@ -17,16 +19,17 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::Duration;
 
-use logd_protocol::DomainId;
+use logd_protocol::{ConsoleProtocol, DomainId, Uuid, WritePolicy};
 use serde::{Deserialize, Serialize};
 
 use crate::datapath::rotate::RotateConfig;
-use crate::host::fdstore;
+use crate::host::fdstore::{self, ConsoleFd};
 
 /// The record's first bytes.
 pub(crate) const MAGIC: [u8; 8] = *b"LOGDFDST";
-/// The record's format version: written, and the only one read.
-pub(crate) const VERSION: u32 = 1;
+/// The record's format version: written, and read along with version 1 (pipes only, written by
+/// logd before consoles were stored).
+pub(crate) const VERSION: u32 = 2;
 /// The largest record logd reads: 65,536 entries of a 4 KiB path each fit.
 const MAX_RECORD: u64 = 320 << 20;
 /// How long the recorder waits after a change for more before it writes: a burst of opens
@@ -68,6 +71,60 @@ impl Entry {
     }
 }
 
+/// How a stored console reaches its guest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum StoredGuest {
+    Listen(String),
+    Connect(String),
+    Fd,
+}
+
+/// One stored console: its settings (as `ConsoleConfig` holds them, paths resolved, the TCP
+/// address as bound) and its log's counters. Its sockets are stored as `logd-con-ID-KIND`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ConsoleEntry {
+    pub(crate) id: u64,
+    pub(crate) domain: DomainId,
+    pub(crate) name: String,
+    pub(crate) log: String,
+    pub(crate) max_size: u64,
+    pub(crate) max_backups: u32,
+    pub(crate) guest: StoredGuest,
+    pub(crate) tcp: Option<String>,
+    pub(crate) unix: Option<String>,
+    pub(crate) protocol: ConsoleProtocol,
+    pub(crate) write: WritePolicy,
+    pub(crate) replay: u64,
+    pub(crate) max_subscribers: u64,
+    pub(crate) queue_limit: u64,
+    pub(crate) bytes_in: u64,
+    pub(crate) bytes_written: u64,
+    pub(crate) dropped_disk: u64,
+}
+
+impl ConsoleEntry {
+    /// What the console's log held, read and not yet written, at the last sample.
+    pub(crate) fn held(&self) -> u64 {
+        self.bytes_in
+            .saturating_sub(self.bytes_written)
+            .saturating_sub(self.dropped_disk)
+    }
+}
+
+/// What the record holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Record {
+    pub(crate) pipes: Vec<Entry>,
+    pub(crate) consoles: Vec<ConsoleEntry>,
+}
+
+/// A console's identity: driver, domain UUID, console name.
+type ConsoleKey = (String, Uuid, String);
+
+fn console_key(domain: &DomainId, name: &str) -> ConsoleKey {
+    (domain.driver.clone(), domain.uuid, name.to_owned())
+}
+
 #[derive(Serialize, Deserialize)]
 struct Header {
     magic: [u8; 8],
@@ -91,7 +148,9 @@ pub(crate) enum RecordError {
     TooLarge { path: PathBuf },
     #[error("fd store record: not a record (magic {0:02x?})")]
     Magic([u8; 8]),
-    #[error("fd store record: format version {0} is not supported (this logd reads {VERSION})")]
+    #[error(
+        "fd store record: format version {0} is not supported (this logd reads 1 and {VERSION})"
+    )]
     Version(u32),
     #[error("fd store record: {0}")]
     Codec(#[from] logd_protocol::ProtocolError),
@@ -99,20 +158,21 @@ pub(crate) enum RecordError {
     Trailing(usize),
 }
 
-/// The record's bytes: a header (magic, version), then the entries, each with the protocol
-/// crate's codec.
-pub(crate) fn encode(entries: &[Entry]) -> Result<Vec<u8>, RecordError> {
+/// The record's bytes: a header (magic, version), then the pipes' entries, then the consoles'
+/// (version 2), each with the protocol crate's codec.
+pub(crate) fn encode(record: &Record) -> Result<Vec<u8>, RecordError> {
     let mut out = logd_protocol::codec::encode_large(&Header {
         magic: MAGIC,
         version: VERSION,
     })?;
-    out.extend(logd_protocol::codec::encode_large(&entries)?);
+    out.extend(logd_protocol::codec::encode_large(&record.pipes)?);
+    out.extend(logd_protocol::codec::encode_large(&record.consoles)?);
     Ok(out)
 }
 
-/// The entries of a record's bytes; refuses another format, a version other than
+/// A record's bytes read back; refuses another format, a version other than 1 and
 /// [`VERSION`], truncation and trailing bytes.
-pub(crate) fn decode(bytes: &[u8]) -> Result<Vec<Entry>, RecordError> {
+pub(crate) fn decode(bytes: &[u8]) -> Result<Record, RecordError> {
     if bytes.len() < MAGIC.len() || bytes[..MAGIC.len()] != MAGIC {
         let mut m = [0u8; 8];
         let n = bytes.len().min(8);
@@ -120,14 +180,22 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Vec<Entry>, RecordError> {
         return Err(RecordError::Magic(m));
     }
     let (h, used): (Header, usize) = logd_protocol::codec::decode_large(bytes)?;
-    if h.version != VERSION {
+    if h.version != 1 && h.version != VERSION {
         return Err(RecordError::Version(h.version));
     }
-    let (entries, n): (Vec<Entry>, usize) = logd_protocol::codec::decode_large(&bytes[used..])?;
-    if used + n != bytes.len() {
-        return Err(RecordError::Trailing(bytes.len() - used - n));
+    let (pipes, n): (Vec<Entry>, usize) = logd_protocol::codec::decode_large(&bytes[used..])?;
+    let mut used = used + n;
+    let mut consoles = Vec::new();
+    if h.version >= 2 {
+        let (c, n): (Vec<ConsoleEntry>, usize) =
+            logd_protocol::codec::decode_large(&bytes[used..])?;
+        consoles = c;
+        used += n;
     }
-    Ok(entries)
+    if used != bytes.len() {
+        return Err(RecordError::Trailing(bytes.len() - used));
+    }
+    Ok(Record { pipes, consoles })
 }
 
 /// The record's path: `<socket>.fdstore`, beside the socket (its directory is checked, mode
@@ -139,7 +207,7 @@ pub(crate) fn record_path(socket: &Path) -> PathBuf {
 }
 
 /// Reads the record (none yet: no entries).
-pub(crate) fn load(path: &Path) -> Result<Vec<Entry>, RecordError> {
+pub(crate) fn load(path: &Path) -> Result<Record, RecordError> {
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
     let read = |source| RecordError::Read {
@@ -152,7 +220,7 @@ pub(crate) fn load(path: &Path) -> Result<Vec<Entry>, RecordError> {
         .open(path)
     {
         Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Record::default()),
         Err(e) => return Err(read(e)),
     };
     let mut bytes = Vec::new();
@@ -170,10 +238,10 @@ pub(crate) fn load(path: &Path) -> Result<Vec<Entry>, RecordError> {
 /// Writes the record whole beside its place and renames it there: a reader sees the old one or
 /// the new one. No fsync: it lives in `/run` (tmpfs), whose content a crash of logd does not
 /// touch and a reboot clears along with systemd's store.
-fn write(path: &Path, entries: &[Entry]) -> Result<(), RecordError> {
+fn write(path: &Path, record: &Record) -> Result<(), RecordError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let bytes = encode(entries)?;
+    let bytes = encode(record)?;
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
@@ -199,11 +267,14 @@ fn write(path: &Path, entries: &[Entry]) -> Result<(), RecordError> {
 #[derive(Default)]
 struct Table {
     entries: BTreeMap<u64, Entry>,
+    consoles: BTreeMap<u64, ConsoleEntry>,
+    /// Pipes and consoles by their log's path (a path has one owner).
     by_path: HashMap<String, u64>,
-    /// New fds, to store once the record names them (a copy of each read end, held briefly).
-    to_store: Vec<(u64, OwnedFd)>,
-    /// Ids to remove from the store before the record drops them.
-    to_remove: Vec<u64>,
+    console_by_key: HashMap<ConsoleKey, u64>,
+    /// New fds, to store once the record names them (a copy of each, held briefly), by name.
+    to_store: Vec<(String, OwnedFd)>,
+    /// Names to remove from the store before the record drops them.
+    to_remove: Vec<String>,
     next_id: u64,
     dirty: bool,
     stopping: bool,
@@ -235,18 +306,29 @@ fn first_id(known: impl Iterator<Item = u64>, now_ms: u64) -> u64 {
 /// Starts the recorder with the entries already in the store (re-adopted after a crash, or
 /// carried by a re-exec). Does nothing without `NOTIFY_SOCKET`, or when there is nothing to
 /// store and nothing stored.
-pub(crate) fn start(socket: &Path, store_new: bool, entries: Vec<Entry>) {
-    if !fdstore::available() || (!store_new && entries.is_empty()) {
+pub(crate) fn start(socket: &Path, store_new: bool, record: Record) {
+    if !fdstore::available()
+        || (!store_new && record.pipes.is_empty() && record.consoles.is_empty())
+    {
         return;
     }
+    let ids = record.pipes.iter().map(|e| e.id);
+    let ids = ids.chain(record.consoles.iter().map(|c| c.id));
     let mut table = Table {
-        next_id: first_id(entries.iter().map(|e| e.id), crate::clock::now_unix_ms()),
+        next_id: first_id(ids, crate::clock::now_unix_ms()),
         dirty: true,
         ..Table::default()
     };
-    for e in entries {
+    for e in record.pipes {
         table.by_path.insert(e.path.clone(), e.id);
         table.entries.insert(e.id, e);
+    }
+    for c in record.consoles {
+        table.by_path.insert(c.log.clone(), c.id);
+        table
+            .console_by_key
+            .insert(console_key(&c.domain, &c.name), c.id);
+        table.consoles.insert(c.id, c);
     }
     let rec = Arc::new(Recorder {
         path: record_path(socket),
@@ -279,11 +361,11 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// Starts the recorder at a re-exec's take-over: the carried pipes are in the store already,
 /// and the record names them.
 pub(crate) fn start_from_record(socket: &Path, store_new: bool) {
-    let entries = load(&record_path(socket)).unwrap_or_else(|e| {
+    let record = load(&record_path(socket)).unwrap_or_else(|e| {
         tracing::warn!(cause = %e, "the carried pipes' fd store record is unreadable; it is written anew");
-        Vec::new()
+        Record::default()
     });
-    start(socket, store_new, entries);
+    start(socket, store_new, record);
 }
 
 /// Whether newly opened logs are stored (`fd_store = true`, under systemd).
@@ -329,7 +411,77 @@ pub(crate) fn opened(domain: &DomainId, path: &Path, rotate: RotateConfig, pipe:
         },
     );
     t.by_path.insert(path.to_owned(), id);
-    t.to_store.push((id, copy));
+    t.to_store.push((fdstore::pipe_name(id), copy));
+    t.dirty = true;
+    rec.wake.notify_one();
+}
+
+/// A console was added: its settings are recorded and its sockets (`fds`: its listeners, and
+/// the guest's connection if there is one) are to be stored. `entry.id` is given here.
+pub(crate) fn console_added(mut entry: ConsoleEntry, fds: &[(ConsoleFd, BorrowedFd<'_>)]) {
+    let Some(rec) = RECORDER.get().filter(|r| r.store_new) else {
+        return;
+    };
+    let mut copies = Vec::with_capacity(fds.len());
+    for (kind, fd) in fds {
+        match fd.try_clone_to_owned() {
+            Ok(c) => copies.push((*kind, c)),
+            Err(e) => {
+                tracing::warn!(console = %entry.name, cause = %e, "cannot copy a console's socket for systemd's fd store; the console will not survive a crash");
+                return;
+            }
+        }
+    }
+    let mut t = lock(&rec.table);
+    if t.stopping {
+        return;
+    }
+    let key = console_key(&entry.domain, &entry.name);
+    if let Some(old) = t.console_by_key.get(&key).copied() {
+        t.forget(old);
+    }
+    if let Some(old) = t.by_path.get(&entry.log).copied() {
+        t.forget(old);
+    }
+    let id = t.next_id;
+    t.next_id += 1;
+    entry.id = id;
+    t.by_path.insert(entry.log.clone(), id);
+    t.console_by_key.insert(key, id);
+    t.consoles.insert(id, entry);
+    for (kind, fd) in copies {
+        t.to_store.push((fdstore::console_name(id, kind), fd));
+    }
+    t.dirty = true;
+    rec.wake.notify_one();
+}
+
+/// A stored console's guest connected (`Some`, its connection) or left (`None`): the stored
+/// connection is replaced or removed.
+pub(crate) fn console_guest(domain: &DomainId, name: &str, guest: Option<BorrowedFd<'_>>) {
+    let Some(rec) = RECORDER.get() else { return };
+    let copy = match guest.map(|g| g.try_clone_to_owned()).transpose() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(console = name, cause = %e, "cannot copy a guest's connection for systemd's fd store; it will not survive a crash");
+            None
+        }
+    };
+    let mut t = lock(&rec.table);
+    if t.stopping {
+        return;
+    }
+    let Some(id) = t.console_by_key.get(&console_key(domain, name)).copied() else {
+        return;
+    };
+    let stored = fdstore::console_name(id, ConsoleFd::Guest);
+    t.to_store.retain(|(n, _)| *n != stored);
+    // The old connection leaves the store before the new one enters it (in one batch, the
+    // removes go first).
+    t.to_remove.push(stored.clone());
+    if let Some(fd) = copy {
+        t.to_store.push((stored, fd));
+    }
     t.dirty = true;
     rec.wake.notify_one();
 }
@@ -346,15 +498,45 @@ pub(crate) fn closed(path: &Path) {
 }
 
 impl Table {
-    /// Drops an entry: its fd leaves the store (or is never stored).
+    /// Drops a pipe's or a console's entry: its fds leave the store (or are never stored).
     fn forget(&mut self, id: u64) {
-        self.entries.remove(&id);
-        let before = self.to_store.len();
-        self.to_store.retain(|(i, _)| *i != id);
-        if self.to_store.len() == before {
-            self.to_remove.push(id);
+        let names: Vec<String> = if self.entries.remove(&id).is_some() {
+            vec![fdstore::pipe_name(id)]
+        } else if let Some(c) = self.consoles.remove(&id) {
+            self.console_by_key.remove(&console_key(&c.domain, &c.name));
+            ConsoleFd::ALL
+                .iter()
+                .map(|k| fdstore::console_name(id, *k))
+                .collect()
+        } else {
+            return;
+        };
+        for name in names {
+            let before = self.to_store.len();
+            self.to_store.retain(|(n, _)| *n != name);
+            if self.to_store.len() == before {
+                self.to_remove.push(name);
+            }
         }
         self.dirty = true;
+    }
+
+    fn record(&self) -> Record {
+        Record {
+            pipes: self.entries.values().cloned().collect(),
+            consoles: self.consoles.values().cloned().collect(),
+        }
+    }
+
+    /// Every name the record gives an fd (some may not be stored: a console without a guest).
+    fn names(&self) -> Vec<String> {
+        let pipes = self.entries.keys().map(|id| fdstore::pipe_name(*id));
+        let consoles = self.consoles.keys().flat_map(|id| {
+            ConsoleFd::ALL
+                .iter()
+                .map(move |k| fdstore::console_name(*id, *k))
+        });
+        pipes.chain(consoles).collect()
     }
 }
 
@@ -363,14 +545,16 @@ pub(crate) fn active() -> bool {
     RECORDER.get().is_some()
 }
 
-/// Whether any pipe is stored (so the counters are worth sampling).
+/// Whether any pipe or console is stored (so the counters are worth sampling).
 pub(crate) fn any() -> bool {
-    RECORDER
-        .get()
-        .is_some_and(|r| !lock(&r.table).entries.is_empty())
+    RECORDER.get().is_some_and(|r| {
+        let t = lock(&r.table);
+        !t.entries.is_empty() || !t.consoles.is_empty()
+    })
 }
 
-/// The counters of the open stdio logs, by path: `(bytes_in, bytes_written, dropped_disk)`.
+/// The counters of the open logs (stdio and consoles), by path: `(bytes_in, bytes_written,
+/// dropped_disk)`.
 pub(crate) fn sample(counters: impl IntoIterator<Item = (String, [u64; 3])>) {
     let Some(rec) = RECORDER.get() else { return };
     let mut t = lock(&rec.table);
@@ -379,9 +563,16 @@ pub(crate) fn sample(counters: impl IntoIterator<Item = (String, [u64; 3])>) {
         let Some(&id) = t.by_path.get(&path) else {
             continue;
         };
-        if let Some(e) = t.entries.get_mut(&id) {
-            if (e.bytes_in, e.bytes_written, e.dropped_disk) != (i, w, d) {
-                (e.bytes_in, e.bytes_written, e.dropped_disk) = (i, w, d);
+        let now = if let Some(e) = t.entries.get_mut(&id) {
+            Some((&mut e.bytes_in, &mut e.bytes_written, &mut e.dropped_disk))
+        } else {
+            t.consoles
+                .get_mut(&id)
+                .map(|c| (&mut c.bytes_in, &mut c.bytes_written, &mut c.dropped_disk))
+        };
+        if let Some((bi, bw, bd)) = now {
+            if (*bi, *bw, *bd) != (i, w, d) {
+                (*bi, *bw, *bd) = (i, w, d);
                 changed = true;
             }
         }
@@ -443,23 +634,22 @@ impl Recorder {
     /// once the recorder has stopped (everything removed).
     fn carry_out(&self) -> bool {
         let _io = lock(&self.io);
-        let (stores, removes, entries, stopping) = {
+        let (stores, removes, record, names) = {
             let mut t = lock(&self.table);
             t.dirty = false;
-            let entries: Vec<Entry> = t.entries.values().cloned().collect();
             (
                 std::mem::take(&mut t.to_store),
                 std::mem::take(&mut t.to_remove),
-                entries,
-                t.stopping,
+                t.record(),
+                t.stopping.then(|| t.names()),
             )
         };
-        for id in removes {
-            fdstore::remove(&fdstore::pipe_name(id));
+        for name in removes {
+            fdstore::remove(&name);
         }
-        if stopping {
-            for e in &entries {
-                fdstore::remove(&fdstore::pipe_name(e.id));
+        if let Some(names) = names {
+            for name in &names {
+                fdstore::remove(name);
             }
             drop(stores);
             if let Err(e) = std::fs::remove_file(&self.path) {
@@ -468,19 +658,20 @@ impl Recorder {
                 }
             }
             tracing::info!(
-                pipes = entries.len(),
-                "pipes removed from systemd's fd store"
+                pipes = record.pipes.len(),
+                consoles = record.consoles.len(),
+                "pipes and consoles removed from systemd's fd store"
             );
             return true;
         }
         // The record first: a stored fd always has its entry.
-        if let Err(e) = write(&self.path, &entries) {
-            tracing::warn!(cause = %e, not_stored = stores.len(), "cannot write the fd store record; new pipes are not stored");
+        if let Err(e) = write(&self.path, &record) {
+            tracing::warn!(cause = %e, not_stored = stores.len(), "cannot write the fd store record; new fds are not stored");
             return false;
         }
-        for (id, fd) in stores {
-            if let Err(e) = fdstore::store(&fdstore::pipe_name(id), fd.as_fd()) {
-                tracing::warn!(cause = %e, "a pipe was not stored; it will not survive a crash");
+        for (name, fd) in stores {
+            if let Err(e) = fdstore::store(&name, fd.as_fd()) {
+                tracing::warn!(cause = %e, "an fd was not stored; it will not survive a crash");
             }
         }
         false
@@ -522,7 +713,7 @@ mod tests {
             t.dirty = true;
         }
         assert!(!r.carry_out(), "not stopping");
-        let back = load(&r.path).expect("the record is there");
+        let back = load(&r.path).expect("the record is there").pipes;
         assert_eq!(back.iter().map(|e| e.id).collect::<Vec<_>>(), vec![7]);
         assert!(!lock(&r.table).dirty);
     }
@@ -554,20 +745,69 @@ mod tests {
         }
     }
 
+    fn console(id: u64, name: &str, log: &str) -> ConsoleEntry {
+        ConsoleEntry {
+            id,
+            domain: DomainId::from_name("qemu", "vm1"),
+            name: name.into(),
+            log: log.into(),
+            max_size: 1 << 20,
+            max_backups: 3,
+            guest: StoredGuest::Listen("/run/vm1.sock".into()),
+            tcp: Some("127.0.0.1:4555".into()),
+            unix: None,
+            protocol: ConsoleProtocol::Telnet,
+            write: WritePolicy::Shared,
+            replay: 16384,
+            max_subscribers: 32,
+            queue_limit: 1 << 20,
+            bytes_in: 50,
+            bytes_written: 40,
+            dropped_disk: 0,
+        }
+    }
+
+    fn pipes(entries: Vec<Entry>) -> Record {
+        Record {
+            pipes: entries,
+            consoles: Vec::new(),
+        }
+    }
+
     #[test]
     fn a_record_round_trips_and_starts_with_its_magic_and_version() {
-        let entries = vec![entry(0, "/l/a.log"), entry(41, "/l/dir/b.log")];
-        let bytes = encode(&entries).unwrap();
+        let record = Record {
+            pipes: vec![entry(0, "/l/a.log"), entry(41, "/l/dir/b.log")],
+            consoles: vec![console(42, "serial0", "/l/c.log")],
+        };
+        let bytes = encode(&record).unwrap();
         assert_eq!(&bytes[..8], b"LOGDFDST");
         assert_eq!(bytes[8], VERSION as u8);
-        assert_eq!(decode(&bytes).unwrap(), entries);
-        assert_eq!(decode(&encode(&[]).unwrap()).unwrap(), vec![]);
-        assert_eq!(entries[1].held(), 1041 - 900 - 7);
+        assert_eq!(decode(&bytes).unwrap(), record);
+        assert_eq!(
+            decode(&encode(&Record::default()).unwrap()).unwrap(),
+            Record::default()
+        );
+        assert_eq!(record.pipes[1].held(), 1041 - 900 - 7);
+        assert_eq!(record.consoles[0].held(), 10);
+    }
+
+    #[test]
+    fn a_version_1_record_is_read_as_pipes_only() {
+        // What a logd that stored only pipes wrote: the header, then the pipes.
+        let entries = vec![entry(3, "/l/a.log")];
+        let mut bytes = logd_protocol::codec::encode_large(&Header {
+            magic: MAGIC,
+            version: 1,
+        })
+        .unwrap();
+        bytes.extend(logd_protocol::codec::encode_large(&entries).unwrap());
+        assert_eq!(decode(&bytes).unwrap(), pipes(entries));
     }
 
     #[test]
     fn a_bad_record_is_refused() {
-        let bytes = encode(&[entry(1, "/l/a.log")]).unwrap();
+        let bytes = encode(&pipes(vec![entry(1, "/l/a.log")])).unwrap();
         assert!(matches!(
             decode(b"LOGDSTAT...."),
             Err(RecordError::Magic(_))
@@ -588,12 +828,12 @@ mod tests {
         let path = record_path(&dir.path().join("logd.sock"));
         assert_eq!(
             load(&path).unwrap(),
-            vec![],
+            Record::default(),
             "no record yet: nothing stored"
         );
-        let entries = vec![entry(3, "/l/a.log")];
-        write(&path, &entries).unwrap();
-        assert_eq!(load(&path).unwrap(), entries);
+        let record = pipes(vec![entry(3, "/l/a.log")]);
+        write(&path, &record).unwrap();
+        assert_eq!(load(&path).unwrap(), record);
         assert!(!dir.path().join("logd.sock.fdstore.tmp").exists());
         std::fs::write(&path, b"garbage!").unwrap();
         assert!(load(&path).is_err());
@@ -605,15 +845,40 @@ mod tests {
         let mut t = Table::default();
         t.entries.insert(1, entry(1, "/a"));
         t.entries.insert(2, entry(2, "/b"));
-        t.to_store.push((1, r));
+        t.to_store.push((fdstore::pipe_name(1), r));
         t.forget(1);
         t.forget(2);
         assert!(t.to_store.is_empty());
         assert_eq!(
             t.to_remove,
-            vec![2],
+            vec![fdstore::pipe_name(2)],
             "only the stored one is removed from the store"
         );
         assert!(t.entries.is_empty());
+    }
+
+    #[test]
+    fn forgetting_a_console_removes_every_socket_it_may_have_stored() {
+        let (r, _w) = nix::unistd::pipe().unwrap();
+        let mut t = Table::default();
+        let c = console(5, "serial0", "/l/c.log");
+        t.console_by_key.insert(console_key(&c.domain, &c.name), 5);
+        t.consoles.insert(5, c);
+        t.to_store
+            .push((fdstore::console_name(5, ConsoleFd::Tcp), r));
+        t.forget(5);
+        assert!(t.to_store.is_empty(), "never stored");
+        let mut removed = t.to_remove.clone();
+        removed.sort();
+        assert_eq!(
+            removed,
+            vec![
+                "logd-con-5-guest".to_owned(),
+                "logd-con-5-listen".to_owned(),
+                "logd-con-5-unix".to_owned()
+            ]
+        );
+        assert!(t.consoles.is_empty() && t.console_by_key.is_empty());
+        assert_eq!(t.names(), Vec::<String>::new());
     }
 }

@@ -273,8 +273,13 @@ impl Running {
         d.lock.write_pid();
         // Before the declared consoles and the accept loops: the pipes systemd kept through a
         // crash have their logs back before anyone can claim their paths.
-        let recovered =
-            crate::control::recover::recover(&d.registry, &d.cfg.socket, activated.stored).await;
+        let recovered = crate::control::recover::recover(
+            &d.registry,
+            &d.cfg.socket,
+            activated.stored,
+            activated.consoles,
+        )
+        .await;
         crate::control::stored::start(&d.cfg.socket, d.cfg.fd_store, recovered);
         // Before the accept loops: the first client (and systemd's READY=1) finds the file's
         // consoles there, or their failures logged. Clients that connect meanwhile wait in the
@@ -529,10 +534,9 @@ impl Running {
     }
 }
 
-/// Samples the counters of the stored pipes once a second, for the fd store's record (see
-/// [`crate::control::stored`]): one registry snapshot, only while a pipe is stored.
+/// Samples the counters of the stored pipes and consoles once a second, for the fd store's
+/// record (see [`crate::control::stored`]): one registry snapshot, only while one is stored.
 async fn sample_stored(registry: actix::Addr<Registry>) {
-    use logd_protocol::admin::StreamKind;
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -547,7 +551,6 @@ async fn sample_stored(registry: actix::Addr<Registry>) {
             snap.domains
                 .into_iter()
                 .flat_map(|d| d.streams)
-                .filter(|s| s.kind == StreamKind::Stdio)
                 .map(|s| (s.path, [s.bytes_in, s.bytes_written, s.dropped_disk])),
         );
     }

@@ -33,7 +33,68 @@ pub(crate) fn pipe_name(id: u64) -> String {
 /// The record id a stored pipe's name carries, if `name` is one (decimal, no sign, no leading
 /// zero, so one id has one name).
 pub(crate) fn parse_pipe_name(name: &str) -> Option<u64> {
-    let digits = name.strip_prefix(PIPE_PREFIX)?;
+    parse_id(name.strip_prefix(PIPE_PREFIX)?)
+}
+
+/// The prefix of a stored console socket's name: `logd-con-N-KIND`.
+const CONSOLE_PREFIX: &str = "logd-con-";
+
+/// Which of a console's sockets a stored fd is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) enum ConsoleFd {
+    /// The UNIX socket logd listens on for the guest (`--guest-listen`).
+    GuestListener,
+    /// The live connection to the guest's chardev (any guest side).
+    Guest,
+    /// The subscribers' TCP listener.
+    Tcp,
+    /// The subscribers' UNIX listener.
+    Unix,
+}
+
+impl ConsoleFd {
+    pub(crate) const ALL: [ConsoleFd; 4] = [
+        ConsoleFd::GuestListener,
+        ConsoleFd::Guest,
+        ConsoleFd::Tcp,
+        ConsoleFd::Unix,
+    ];
+
+    fn word(self) -> &'static str {
+        match self {
+            ConsoleFd::GuestListener => "listen",
+            ConsoleFd::Guest => "guest",
+            ConsoleFd::Tcp => "tcp",
+            ConsoleFd::Unix => "unix",
+        }
+    }
+}
+
+/// The name of a stored console socket: `logd-con-ID-KIND`.
+pub(crate) fn console_name(id: u64, kind: ConsoleFd) -> String {
+    format!("{CONSOLE_PREFIX}{id}-{}", kind.word())
+}
+
+/// A stored fd logd knows by its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StoredName {
+    Pipe(u64),
+    Console(u64, ConsoleFd),
+}
+
+/// What a stored fd's name says it is, if logd gave it.
+pub(crate) fn parse_name(name: &str) -> Option<StoredName> {
+    if let Some(id) = parse_pipe_name(name) {
+        return Some(StoredName::Pipe(id));
+    }
+    let rest = name.strip_prefix(CONSOLE_PREFIX)?;
+    let (digits, word) = rest.split_once('-')?;
+    let kind = ConsoleFd::ALL.into_iter().find(|k| k.word() == word)?;
+    Some(StoredName::Console(parse_id(digits)?, kind))
+}
+
+/// A decimal id with no sign and no leading zero, so one id has one name.
+fn parse_id(digits: &str) -> Option<u64> {
     if digits.is_empty() || (digits.len() > 1 && digits.starts_with('0')) {
         return None;
     }
@@ -152,6 +213,31 @@ mod tests {
             "logd-pipe-1 ",
         ] {
             assert_eq!(parse_pipe_name(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn console_names_round_trip_and_nothing_else_parses() {
+        for id in [0, 7, u64::MAX] {
+            for kind in ConsoleFd::ALL {
+                let name = console_name(id, kind);
+                assert!(fdname_is_valid(&name), "{name}");
+                assert_eq!(parse_name(&name), Some(StoredName::Console(id, kind)));
+            }
+        }
+        assert_eq!(parse_name("logd-pipe-3"), Some(StoredName::Pipe(3)));
+        for other in [
+            "logd-con-",
+            "logd-con-1",
+            "logd-con-1-",
+            "logd-con--guest",
+            "logd-con-01-guest",
+            "logd-con-1-Guest",
+            "logd-con-1-guest-",
+            "logd-con-x-tcp",
+            "main",
+        ] {
+            assert_eq!(parse_name(other), None, "{other}");
         }
     }
 

@@ -11,6 +11,7 @@
 //!   the same variables, after the sockets, and are handed back as [`Activated::stored`].
 #![allow(unsafe_code)] // one block: taking ownership of an fd systemd passed
 
+use nix::sys::stat::SFlag;
 use std::collections::HashMap;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::{UnixDatagram, UnixListener};
@@ -109,6 +110,8 @@ pub struct Activated {
     /// Pipes' read ends from the fd store, with the record id their name carries
     /// (`logd-pipe-N`), in the order passed.
     pub(crate) stored: Vec<(u64, OwnedFd)>,
+    /// Consoles' sockets from the fd store (`logd-con-N-KIND`), in the order passed.
+    pub(crate) consoles: Vec<(u64, crate::host::fdstore::ConsoleFd, OwnedFd)>,
 }
 
 /// Takes the sockets systemd passed, if it passed any to this process, and clears the
@@ -162,13 +165,25 @@ pub fn take_listeners(
     for i in 0..count.min(MAX_PASSED_FDS) {
         let fd = LISTEN_FDS_START + i;
         let name = names.get(i as usize).map(String::as_str);
-        if let Some(id) = name.and_then(crate::host::fdstore::parse_pipe_name) {
-            match adopt(fd) {
-                Some(owned) if is_fifo(&owned) => out.stored.push((id, owned)),
-                Some(_) => {
-                    tracing::warn!(fd, name, "a stored fd named as a pipe is not one; closed")
+        use crate::host::fdstore::StoredName;
+        if let Some(stored) = name.and_then(crate::host::fdstore::parse_name) {
+            match (adopt(fd), stored) {
+                (Some(owned), StoredName::Pipe(id)) if is_type(&owned, SFlag::S_IFIFO) => {
+                    out.stored.push((id, owned))
                 }
-                None => {
+                (Some(owned), StoredName::Console(id, kind))
+                    if is_type(&owned, SFlag::S_IFSOCK) =>
+                {
+                    out.consoles.push((id, kind, owned))
+                }
+                (Some(_), _) => {
+                    tracing::warn!(
+                        fd,
+                        name,
+                        "a stored fd is not what its name says (a pipe, a socket); closed"
+                    )
+                }
+                (None, _) => {
                     tracing::warn!(fd, name, "LISTEN_FDS names an fd that is not open; skipped")
                 }
             }
@@ -227,18 +242,21 @@ pub fn take_listeners(
             "systemd passed more sockets than logd uses; only the first are taken, the others closed"
         );
     }
-    if !out.stored.is_empty() {
-        tracing::info!(pipes = out.stored.len(), "pipes from systemd's fd store");
+    if !out.stored.is_empty() || !out.consoles.is_empty() {
+        tracing::info!(
+            pipes = out.stored.len(),
+            console_sockets = out.consoles.len(),
+            "fds from systemd's fd store"
+        );
     }
     out
 }
 
-/// Whether `fd` is a pipe (or FIFO): what a stored `logd-pipe-N` must be.
-fn is_fifo(fd: &OwnedFd) -> bool {
-    nix::sys::stat::fstat(fd).is_ok_and(|st| {
-        nix::sys::stat::SFlag::from_bits_truncate(st.st_mode & nix::libc::S_IFMT)
-            == nix::sys::stat::SFlag::S_IFIFO
-    })
+/// Whether `fd` is of file type `kind`: a stored `logd-pipe-N` must be a pipe (or FIFO), a
+/// `logd-con-N-KIND` a socket.
+fn is_type(fd: &OwnedFd, kind: SFlag) -> bool {
+    nix::sys::stat::fstat(fd)
+        .is_ok_and(|st| SFlag::from_bits_truncate(st.st_mode & nix::libc::S_IFMT) == kind)
 }
 
 /// Owns an fd systemd passed to this process (None if it is not open), close-on-exec from now

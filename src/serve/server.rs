@@ -590,6 +590,7 @@ impl Connection {
                 let (tcp, position, fd) = registry::call(
                     reg,
                     registry::AddConsole {
+                        kept: Default::default(),
                         config: config.clone(),
                     },
                 )

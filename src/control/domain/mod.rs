@@ -273,7 +273,14 @@ impl Domain {
         }
     }
 
-    fn insert(&mut self, stream: Stream) {
+    fn insert(&mut self, mut stream: Stream) {
+        if let Stream::Console(c) = &mut stream {
+            // The fd store keeps the guest's live connection.
+            let (domain, name) = (c.config().domain.clone(), c.name().to_owned());
+            c.on_guest(Box::new(move |fd| {
+                crate::control::stored::console_guest(&domain, &name, fd)
+            }));
+        }
         // One slot at a time: most domains have one stream, and a slot is over a hundred
         // bytes (Vec's first growth would make room for four).
         self.streams.reserve_exact(1);
@@ -558,22 +565,28 @@ fn writer_lost(path: &Path) -> DomainError {
 /// socketpair guest side the guest's end.
 #[derive(Message)]
 #[rtype(result = "Result<(Option<String>, Position, Option<OwnedFd>), DomainError>")]
-pub struct AddConsole(pub ConsoleConfig);
+pub struct AddConsole {
+    pub(crate) config: ConsoleConfig,
+    pub(crate) kept: crate::console::KeptSockets,
+}
 
 impl Handler<AddConsole> for Domain {
     type Result = Result<(Option<String>, Position, Option<OwnedFd>), DomainError>;
 
     fn handle(&mut self, msg: AddConsole, ctx: &mut Context<Self>) -> Self::Result {
         let _e = self.span().entered();
-        let name = msg.0.name.clone();
+        let name = msg.config.name.clone();
         if self.console_slot(&name).is_some() {
             return Err(DomainError::ConsoleExists {
                 domain: self.name.to_string(),
                 name,
             });
         }
-        let (console, fd) = Console::open(msg.0)?;
+        let (console, fd) = Console::open_with(msg.config, msg.kept)?;
         let tcp = console.tcp_addr();
+        if crate::control::stored::storing() {
+            crate::control::stored::console_added(store_entry(&console), &console.sockets());
+        }
         let position = console.position();
         tracing::info!(console = %name, path = %console.path().display(), tcp = ?tcp, "console added");
         events::emit(|| EventKind::ConsoleAdded {
@@ -582,6 +595,38 @@ impl Handler<AddConsole> for Domain {
         });
         self.add(Stream::Console(Box::new(console)), ctx);
         Ok((tcp, position, fd))
+    }
+}
+
+/// What the fd store's record says of a console.
+fn store_entry(c: &Console) -> crate::control::stored::ConsoleEntry {
+    use crate::console::GuestPlan;
+    use crate::control::stored::StoredGuest;
+    let cfg = c.config();
+    let text = |p: &Path| p.to_string_lossy().into_owned();
+    crate::control::stored::ConsoleEntry {
+        id: 0,
+        domain: cfg.domain.clone(),
+        name: cfg.name.clone(),
+        log: text(&cfg.log),
+        max_size: cfg.rotate.max_size,
+        max_backups: cfg.rotate.max_backups,
+        guest: match &cfg.guest {
+            GuestPlan::Listen(p) => StoredGuest::Listen(text(p)),
+            GuestPlan::Connect(p) => StoredGuest::Connect(text(p)),
+            GuestPlan::Fd => StoredGuest::Fd,
+        },
+        // As bound: port 0 was given a port, which a restart must keep.
+        tcp: c.tcp_addr(),
+        unix: cfg.unix.as_deref().map(text),
+        protocol: cfg.protocol,
+        write: cfg.write,
+        replay: cfg.replay as u64,
+        max_subscribers: cfg.max_subscribers as u64,
+        queue_limit: cfg.queue_limit as u64,
+        bytes_in: 0,
+        bytes_written: 0,
+        dropped_disk: 0,
     }
 }
 

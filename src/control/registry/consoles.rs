@@ -19,6 +19,8 @@ use crate::control::domain::{self, DomainError};
 #[rtype(result = "Result<(Option<String>, Position, Option<OwnedFd>), RegistryError>")]
 pub(crate) struct AddConsole {
     pub(crate) config: crate::console::ConsoleConfig,
+    /// Sockets kept through a crash, taken instead of made (none for a request).
+    pub(crate) kept: crate::console::KeptSockets,
 }
 
 impl Handler<AddConsole> for Registry {
@@ -45,7 +47,13 @@ impl Handler<AddConsole> for Registry {
             Err(e) => return Box::pin(fut::ready(Err(e))),
         };
         let path = config.log.clone();
-        let req = ask(addr.send(domain::AddConsole(config)), path.clone());
+        let req = ask(
+            addr.send(domain::AddConsole {
+                config,
+                kept: msg.kept,
+            }),
+            path.clone(),
+        );
         Box::pin(
             fut::wrap_future(req).map(move |res, act: &mut Registry, _| {
                 match &res {
