@@ -823,3 +823,43 @@ fn a_frozen_file_system_stalls_only_its_own_guests() {
         "{s}"
     );
 }
+
+/// A stop signal sent while a re-exec replaces the image is never lost: it stays pending (every
+/// thread of logd blocks it and reads it from a signalfd) across the exec, and the new image,
+/// once it has taken over, drains and stops. Before, a thread other than the main one took it
+/// and the exec forgot it: logd went on serving. The fault hook sends the SIGTERM after the
+/// old image's last look for a stop, just before `execve`.
+#[test]
+fn a_sigterm_sent_just_before_the_exec_stops_the_new_image_after_draining() {
+    let mut d = Daemon::start_with(Opts {
+        env: vec![(
+            "LOGD_REEXEC_FAULT".to_owned(),
+            "sigterm-before-exec".to_owned(),
+        )],
+        ..Opts::default()
+    });
+    let pid = d.pid();
+    let mut w = d.open_pipe("term", "term.log");
+    let data = numbered_lines(50_000);
+    w.write_all(&data).unwrap();
+    assert_eq!(
+        d.signal_and_wait(nix::sys::signal::Signal::SIGUSR1),
+        Some(0),
+        "the re-exec's new image stops cleanly, with the same pid ({pid}):\n{}",
+        d.stderr()
+    );
+    let log = d.stderr();
+    assert!(
+        log.contains("sending this process SIGTERM just before the exec"),
+        "{log}"
+    );
+    assert!(
+        log.contains("took over"),
+        "the new image took over first:\n{log}"
+    );
+    assert_eq!(
+        std::fs::read(d.log("term.log")).unwrap(),
+        data,
+        "every byte drained into the file"
+    );
+}

@@ -44,6 +44,9 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    // First of all, before any thread: the signals logd is sent on purpose are read from a
+    // signalfd, never by whichever thread the kernel picks.
+    logd::daemon::block_signals();
     // Before anything else (and any thread): a re-exec's successor adopts its inheritance.
     let successor = logd::successor::Successor::from_env();
     logd::reexec::remember_args();

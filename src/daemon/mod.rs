@@ -9,6 +9,8 @@
 pub(crate) mod listen;
 pub(crate) mod signals;
 
+pub use signals::block_signals;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -107,10 +109,9 @@ pub fn run(cfg: Config, successor: Option<Successor>) -> Result<(), DaemonError>
     let sys = System::new();
     sys.block_on(async move {
         // Before READY=1: a signal sent once systemd (or a test) sees us ready must be ours.
+        // A signal sent while a re-exec replaced the previous image waited, pending, for
+        // this signalfd.
         let signals = Signals::install()?;
-        // A signal sent while a re-exec replaced the previous image waited, blocked, for these
-        // handlers.
-        crate::handover::reexec::unblock_signals();
         let d = match successor {
             None => Running::start(cfg, activated).await?,
             Some(s) => {

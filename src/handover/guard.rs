@@ -60,6 +60,9 @@ pub(crate) async fn guard(succ: &Successor) -> GuardReason {
                             Duration::from_secs(1),
                         );
                         tracing::info!(pid, "the new binary runs; the guardian exits");
+                        crate::daemon::signals::forward_pending(nix::unistd::Pid::from_raw(
+                            pid as i32,
+                        ));
                         std::process::exit(0);
                     }
                     Ok(Ok(said)) => GuardReason::Unexpected { pid, said },
@@ -75,6 +78,7 @@ pub(crate) async fn guard(succ: &Successor) -> GuardReason {
                 &format!("MAINPID={pid}"),
                 Duration::from_secs(1),
             );
+            crate::daemon::signals::forward_pending(nix::unistd::Pid::from_raw(pid as i32));
             std::process::exit(0);
         }
         Ok(Ok(Handshake::Failed { reason })) => GuardReason::Refused { pid, reason },

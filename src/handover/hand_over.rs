@@ -162,8 +162,9 @@ impl Running {
             &format!("MAINPID={gpid}"),
             std::time::Duration::from_secs(1),
         );
-        // A stop asked for meanwhile wins over the re-exec: this process drains and exits.
-        // (Checked last: a stop signal handled between here and the exec is lost.)
+        // A stop asked for meanwhile wins over the re-exec: this process drains and exits. One
+        // sent after this look stays pending (every thread blocks it) across the exec, and the
+        // new image stops once it has taken over.
         if let Some(stop) = sig.stop_pending() {
             self.stop_requested = Some(stop);
             let _ = reexec::send(&prepared.ours, &Handshake::Abort);
@@ -176,6 +177,12 @@ impl Running {
             domains = n_domains,
             "handing everything over to the new image, in place"
         );
+        if crate::handover::successor::sigterm_before_exec() {
+            // For the tests: a stop sent at the worst moment, past the last look for one.
+            tracing::warn!("LOGD_REEXEC_FAULT: sending this process SIGTERM just before the exec");
+            let _ =
+                nix::sys::signal::kill(nix::unistd::Pid::this(), nix::sys::signal::Signal::SIGTERM);
+        }
         let source = reexec::exec_in_place(exe, &prepared, gpid);
         // Still this image: the guardian is told, and names this pid main again.
         let _ = reexec::send(&prepared.ours, &Handshake::Abort);

@@ -379,28 +379,6 @@ pub(crate) fn spawn_guardian(p: &mut Prepared) -> Result<std::process::Child, Sp
     Ok(child)
 }
 
-/// The signals a daemon is sent on purpose: blocked across the exec, so that one sent then
-/// waits, pending, for the new image's handlers instead of meeting the default action (which
-/// would end the new image) in the gap.
-fn purposeful_signals() -> nix::sys::signal::SigSet {
-    use nix::sys::signal::Signal::*;
-    let mut set = nix::sys::signal::SigSet::empty();
-    for sig in [SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2, SIGALRM] {
-        set.add(sig);
-    }
-    set
-}
-
-/// Lets the signals [`exec_in_place`] blocked through: called by every image once its handlers
-/// are installed (a signal that came during the exec is delivered then).
-pub(crate) fn unblock_signals() {
-    let _ = nix::sys::signal::pthread_sigmask(
-        nix::sys::signal::SigmaskHow::SIG_UNBLOCK,
-        Some(&purposeful_signals()),
-        None,
-    );
-}
-
 /// Replaces this image with `exe`, in place (the pid stays), handing it the memfd and our end
 /// of the handshake, whose other end the guardian (`guardian`, a pid) holds. Returns only if
 /// the exec failed, with this image intact.
@@ -447,19 +425,10 @@ pub(crate) fn exec_in_place(exe: &std::path::Path, p: &Prepared, guardian: u32) 
     })();
     let e = match built {
         Ok((path, argv, env)) => {
-            // Not std's exec, which clears the signal mask on the way.
-            let mut old = nix::sys::signal::SigSet::empty();
-            let _ = nix::sys::signal::pthread_sigmask(
-                nix::sys::signal::SigmaskHow::SIG_BLOCK,
-                Some(&purposeful_signals()),
-                Some(&mut old),
-            );
+            // Not std's exec, which clears the signal mask on the way: the purposeful signals
+            // stay blocked (`daemon::signals`), and one sent now stays pending for the new
+            // image's signalfd.
             let Err(e) = nix::unistd::execve(&path, &argv, &env);
-            let _ = nix::sys::signal::pthread_sigmask(
-                nix::sys::signal::SigmaskHow::SIG_SETMASK,
-                Some(&old),
-                None,
-            );
             std::io::Error::from(e)
         }
         Err(e) => e,

@@ -41,7 +41,19 @@ pub(crate) enum Fault {
     KilledInRestore,
     HangInRestore,
     PanicAfterReady,
+    /// The *old* image sends itself SIGTERM just before its exec (past its last look for a
+    /// stop): [`sigterm_before_exec`].
+    SigtermBeforeExec,
 }
+
+/// Whether this process, as the old image of a re-exec, is to send itself SIGTERM just before
+/// the exec (`LOGD_REEXEC_FAULT=sigterm-before-exec`, read at start by [`Successor::from_env`]).
+pub(crate) fn sigterm_before_exec() -> bool {
+    SIGTERM_BEFORE_EXEC.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+static SIGTERM_BEFORE_EXEC: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
 
 impl Fault {
     fn parse(v: &str) -> Option<Fault> {
@@ -49,6 +61,7 @@ impl Fault {
             "killed-in-restore" => Some(Fault::KilledInRestore),
             "hang-in-restore" => Some(Fault::HangInRestore),
             "panic-after-ready" => Some(Fault::PanicAfterReady),
+            "sigterm-before-exec" => Some(Fault::SigtermBeforeExec),
             _ => None,
         }
     }
@@ -91,6 +104,9 @@ impl Successor {
     pub fn from_env() -> Option<Result<Successor, MalformedEnv>> {
         let filter = std::env::var(crate::host::logging::CARRY_ENV).ok();
         let fault = std::env::var(FAULT_ENV).ok().and_then(|f| Fault::parse(&f));
+        if fault == Some(Fault::SigtermBeforeExec) {
+            SIGTERM_BEFORE_EXEC.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         let guard = std::env::var(GUARD_ENV).ok();
         let v = std::env::var(ENV).ok();
         // Called before any other thread exists, so this races with nothing.
