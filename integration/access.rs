@@ -243,7 +243,9 @@ fn a_symlinked_lock_file_is_not_followed() {
     cmd.arg("--socket")
         .arg(&socket)
         .arg("--log-root")
-        .arg(dir.path().join("logs"));
+        .arg(dir.path().join("logs"))
+        .arg("--consoles-file")
+        .arg(dir.path().join("consoles.toml"));
     let stderr = dir.path().join("logd.stderr");
     let (_logd, status) = start_or_exit(cmd, &stderr, &socket);
     let text = std::fs::read_to_string(&stderr).unwrap();

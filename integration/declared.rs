@@ -4,9 +4,7 @@
 //! connects to in connect mode); subscribers are TCP clients on loopback.
 
 use std::io::Write;
-use std::net::TcpStream;
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -25,53 +23,6 @@ fn listen_table(domain: &str, name: &str, port: u16) -> String {
     )
 }
 
-/// The consoles as `logdctl console list --json` prints them.
-fn consoles(d: &Daemon) -> Vec<serde_json::Value> {
-    serde_json::from_slice(&d.ctl_ok(&["console", "list", "--json"])).unwrap()
-}
-
-/// The console `domain/name` in the list, if there.
-fn console(d: &Daemon, domain: &str, name: &str) -> Option<serde_json::Value> {
-    consoles(d)
-        .into_iter()
-        .find(|c| c["domain"]["name"] == domain && c["name"] == name)
-}
-
-/// Connects as the guest to a console's listening socket (logd may still be binding it).
-fn guest(path: &Path) -> UnixStream {
-    wait_for(T, &format!("the guest socket {}", path.display()), || {
-        UnixStream::connect(path).ok()
-    })
-}
-
-/// A TCP subscriber on `port` (logd may still be binding it). One connection only: a probe
-/// that joined first would hold the write lock for a moment.
-fn subscriber(port: u16) -> (TcpStream, Arc<Mutex<Vec<u8>>>) {
-    tcp_reader_of(wait_for(T, &format!("TCP port {port}"), || {
-        TcpStream::connect(("127.0.0.1", port)).ok()
-    }))
-}
-
-fn wait_seen(got: &Arc<Mutex<Vec<u8>>>, what: &[u8]) {
-    wait_for(
-        T,
-        &format!("a subscriber to see {:?}", String::from_utf8_lossy(what)),
-        || contains(&got.lock().unwrap(), what).then_some(()),
-    );
-}
-
-/// Writes `what` as the guest until the log holds it (the guest side may be connecting).
-fn wait_logged(d: &Daemon, rel: &str, what: &[u8]) {
-    wait_for(
-        T,
-        &format!("{:?} in {rel}", String::from_utf8_lossy(what)),
-        || {
-            d.ctl_run(&["position", "--log", rel]);
-            contains(&std::fs::read(d.log(rel)).unwrap_or_default(), what).then_some(())
-        },
-    );
-}
-
 /// The subscriber was told nothing by logd: the first to join holds the write lock without a
 /// notice, so one that was disconnected, moved or demoted would have a `[logd: …]` line.
 fn assert_told_nothing(got: &Arc<Mutex<Vec<u8>>>) {
@@ -82,11 +33,6 @@ fn assert_told_nothing(got: &Arc<Mutex<Vec<u8>>>) {
         "{:?}",
         String::from_utf8_lossy(&got)
     );
-}
-
-fn is_socket(p: &Path) -> bool {
-    use std::os::unix::fs::FileTypeExt;
-    std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_socket())
 }
 
 /// Listen mode and connect mode: both exist once logd serves, show in `console list`, log and

@@ -893,7 +893,9 @@ fn bad_config_stops_startup_naming_the_key() {
             .arg("--socket")
             .arg(&d.socket)
             .arg("--log-root")
-            .arg(&d.log_root),
+            .arg(&d.log_root)
+            .arg("--consoles-file")
+            .arg(d.consoles_file()),
         Duration::from_secs(20),
     );
     assert_eq!(out.status.code(), Some(1));
@@ -1064,6 +1066,8 @@ fn idle_exit_waits_for_the_last_log_and_client() {
             .arg(dir.path().join(name))
             .arg("--log-root")
             .arg(dir.path().join(format!("{name}-logs")))
+            .arg("--consoles-file")
+            .arg(dir.path().join(format!("{name}-consoles.toml")))
             .args(["--idle-exit", "1"])
             .stderr(std::process::Stdio::null())
             .spawn()

@@ -142,10 +142,11 @@ fn a_sigkill_under_load_keeps_every_pipe_through_the_fd_store() {
     let config = dir.path().join("logd.toml");
     std::fs::write(&config, "fd_store = true\nmax_size = \"1 GiB\"\n").unwrap();
     let args = format!(
-        "--config {} --socket {} --log-root {}",
+        "--config {} --socket {} --log-root {} --consoles-file {}",
         config.display(),
         socket.display(),
-        logs.display()
+        logs.display(),
+        dir.path().join("consoles.toml").display()
     );
 
     // The first logd: it stores each pipe as its log opens.
@@ -366,6 +367,8 @@ fn a_notify_socket_nobody_reads_never_holds_logd() {
         .arg(&socket)
         .arg("--log-root")
         .arg(dir.path().join("logs"))
+        .arg("--consoles-file")
+        .arg(dir.path().join("consoles.toml"))
         .env("NOTIFY_SOCKET", &notify)
         .stderr(std::fs::File::create(dir.path().join("stderr")).unwrap())
         .spawn()
@@ -439,10 +442,11 @@ fn a_sigkill_keeps_a_console_s_guest_and_listeners_through_the_fd_store() {
     let config = dir.path().join("logd.toml");
     std::fs::write(&config, "fd_store = true\n").unwrap();
     let args = format!(
-        "--config {} --socket {} --log-root {}",
+        "--config {} --socket {} --log-root {} --consoles-file {}",
         config.display(),
         socket.display(),
-        logs.display()
+        logs.display(),
+        dir.path().join("consoles.toml").display()
     );
     let first = KillOnDrop(
         Command::new(LOGD)

@@ -35,6 +35,8 @@ fn notified_logd() -> (
         .arg(&socket)
         .arg("--log-root")
         .arg(dir.path().join("logs"))
+        .arg("--consoles-file")
+        .arg(dir.path().join("consoles.toml"))
         .env("NOTIFY_SOCKET", &notify)
         .stderr(Stdio::null())
         .spawn()

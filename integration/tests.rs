@@ -15,5 +15,6 @@ mod faults;
 mod fdstore;
 mod libvirt;
 mod lifecycle;
+mod persisted;
 mod reexec;
 mod virtlogd;

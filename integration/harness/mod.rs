@@ -459,3 +459,65 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+// Consoles, as a user sees them: `logdctl console list`, a guest on the console's socket, a
+// TCP subscriber.
+
+/// How long the console helpers wait for a condition.
+const WAIT: Duration = Duration::from_secs(30);
+
+/// The consoles as `logdctl console list --json` prints them.
+pub fn consoles(d: &Daemon) -> Vec<serde_json::Value> {
+    serde_json::from_slice(&d.ctl_ok(&["console", "list", "--json"])).unwrap()
+}
+
+/// The console `domain/name` in the list, if there.
+pub fn console(d: &Daemon, domain: &str, name: &str) -> Option<serde_json::Value> {
+    consoles(d)
+        .into_iter()
+        .find(|c| c["domain"]["name"] == domain && c["name"] == name)
+}
+
+/// Connects as the guest to a console's listening socket (logd may still be binding it).
+pub fn guest(path: &Path) -> std::os::unix::net::UnixStream {
+    wait_for(
+        WAIT,
+        &format!("the guest socket {}", path.display()),
+        || std::os::unix::net::UnixStream::connect(path).ok(),
+    )
+}
+
+/// A TCP subscriber on `port` (logd may still be binding it). One connection only: a probe
+/// that joined first would hold the write lock for a moment.
+pub fn subscriber(port: u16) -> (TcpStream, Arc<Mutex<Vec<u8>>>) {
+    tcp_reader_of(wait_for(WAIT, &format!("TCP port {port}"), || {
+        TcpStream::connect(("127.0.0.1", port)).ok()
+    }))
+}
+
+/// Waits until a subscriber has seen `what`.
+pub fn wait_seen(got: &Arc<Mutex<Vec<u8>>>, what: &[u8]) {
+    wait_for(
+        WAIT,
+        &format!("a subscriber to see {:?}", String::from_utf8_lossy(what)),
+        || contains(&got.lock().unwrap(), what).then_some(()),
+    );
+}
+
+/// Writes `what` as the guest until the log holds it (the guest side may be connecting).
+pub fn wait_logged(d: &Daemon, rel: &str, what: &[u8]) {
+    wait_for(
+        WAIT,
+        &format!("{:?} in {rel}", String::from_utf8_lossy(what)),
+        || {
+            d.ctl_run(&["position", "--log", rel]);
+            contains(&std::fs::read(d.log(rel)).unwrap_or_default(), what).then_some(())
+        },
+    );
+}
+
+/// Whether `p` is a UNIX socket (not following a symlink).
+pub fn is_socket(p: &Path) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_socket())
+}

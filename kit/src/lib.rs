@@ -4,8 +4,10 @@
 //! It knows no binary by itself ([`Bins`]): the integration tests pass
 //! `env!("CARGO_BIN_EXE_logd")`, the bench the `logd` beside its own executable.
 //!
-//! Every daemon gets its own directory (socket, log root, config, its stderr in `logd.stderr`),
-//! and is killed when its [`Daemon`] is dropped, so tests run in parallel.
+//! Every daemon gets its own directory (socket, log root, config, persisted consoles file, its
+//! stderr in `logd.stderr`), and is killed when its [`Daemon`] is dropped, so tests run in
+//! parallel. No daemon of this kit ever uses the host's default files: a root logd's persisted
+//! consoles file is `/var/lib/logd/consoles.toml`, and tests run as root.
 //!
 //! Two kinds of helpers: those that return a `Result` (the bench reports a failed step and goes
 //! on), and those that panic with what went wrong (a test fails). The panicking ones are the
@@ -73,6 +75,9 @@ pub struct Opts {
     pub parent: Option<PathBuf>,
     /// The start of the directory's name (default `logd-e2e-`).
     pub prefix: Option<String>,
+    /// The persisted consoles file (`--consoles-file`) [default: `consoles.toml` in the
+    /// daemon's directory, [`Daemon::consoles_file`]].
+    pub consoles_file: Option<PathBuf>,
 }
 
 /// A directory under `parent` whose name starts with `prefix`, removed with everything in it
@@ -121,6 +126,12 @@ impl Daemon {
         self.dir.path().join("logd.toml")
     }
 
+    /// The persisted consoles file a daemon of this kit uses unless `Opts::consoles_file` says
+    /// otherwise: in its directory, never the host's.
+    pub fn consoles_file(&self) -> PathBuf {
+        self.dir.path().join("consoles.toml")
+    }
+
     /// Starts logd again in the same directory, on the same socket, log root and config file,
     /// once the previous process is gone (a stop, or a SIGKILL: it is killed and reaped first if
     /// it is still this kit's child). Its stderr goes on in the same file.
@@ -161,7 +172,13 @@ impl Daemon {
             .arg("--socket")
             .arg(&self.socket)
             .arg("--log-root")
-            .arg(&self.log_root);
+            .arg(&self.log_root)
+            .arg("--consoles-file")
+            .arg(
+                opts.consoles_file
+                    .clone()
+                    .unwrap_or_else(|| self.consoles_file()),
+            );
         if !opts.quiet {
             cmd.arg("-v");
         }

@@ -226,7 +226,24 @@ impl Client {
         &mut self,
         spec: ConsoleSpec,
     ) -> Result<(ConsoleAdded, Option<OwnedFd>), ClientError> {
-        let req = Request::AddConsole(spec);
+        self.add_console_request(Request::AddConsole(spec))
+    }
+
+    /// Adds a console and has the daemon persist it, so that it is created again at its next
+    /// start (see [`Request::AddConsolePersistent`]). Returns once it is written to the
+    /// daemon's persisted consoles file; a daemon that cannot write it does not add the console.
+    pub fn add_console_persistent(
+        &mut self,
+        spec: ConsoleSpec,
+    ) -> Result<ConsoleAdded, ClientError> {
+        let (added, _) = self.add_console_request(Request::AddConsolePersistent(spec))?;
+        Ok(added)
+    }
+
+    fn add_console_request(
+        &mut self,
+        req: Request,
+    ) -> Result<(ConsoleAdded, Option<OwnedFd>), ClientError> {
         match self.call(&req)? {
             (
                 Response::ConsoleAdded {

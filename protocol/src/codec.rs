@@ -304,6 +304,32 @@ mod documented_examples {
     }
 
     #[test]
+    fn add_console_persistent_request_is_add_console_under_index_7() {
+        let spec = ConsoleSpec::new(
+            DomainId {
+                driver: "qemu".into(),
+                uuid: Uuid::from_u128(1),
+                name: "vm".into(),
+            },
+            "s0",
+            GuestSide::Listen { path: "s".into() },
+            "l",
+        );
+        let plain = encode_frame(&Request::AddConsole(spec.clone()), MAX_REQUEST_FRAME).unwrap();
+        let kept = encode_frame(&Request::AddConsolePersistent(spec), MAX_REQUEST_FRAME).unwrap();
+        let mut want = b"\x00\x00\x00\x2a\x07\x04qemu\x10".to_vec();
+        want.extend_from_slice(&[0; 15]);
+        want.extend_from_slice(b"\x01\x02vm\x02s0\x00\x01s\x01l\x00\x00\x00\x00\x00\x00\x00\x00");
+        assert_eq!(kept, want);
+        assert_eq!(plain[4], 0x04);
+        assert_eq!(
+            plain[5..],
+            kept[5..],
+            "the same fields after the variant index"
+        );
+    }
+
+    #[test]
     fn reexec_requests() {
         use crate::admin::AdminRequest;
         let f = encode_frame(&AdminRequest::Reexec { binary: None }, MAX_REQUEST_FRAME).unwrap();

@@ -171,10 +171,22 @@ pub enum Request {
     /// Add a console (a serial chardev of a domain) with its log and its subscriber listeners.
     /// With [`GuestSide::Fd`] the answer carries one fd: the guest's end of a socketpair.
     AddConsole(ConsoleSpec),
-    /// Remove a console: its listeners and subscribers are closed, its log is kept.
+    /// Remove a console: its listeners and subscribers are closed, its log is kept. A console
+    /// that was persisted ([`Request::AddConsolePersistent`]) leaves the persisted file first,
+    /// even if it is not running.
     RemoveConsole { domain: DomainId, name: String },
     /// Every console, with its state.
     ListConsoles,
+    /// [`Request::AddConsole`], and the console is also written to the daemon's persisted
+    /// consoles file before the answer, so that it is created again at the next start (until a
+    /// [`Request::RemoveConsole`]). Answered like `AddConsole`; a console that cannot be
+    /// written there is not added (an `Io` error naming the file). [`GuestSide::Fd`] is
+    /// refused: nobody would be there to take the guest's end at the next start.
+    ///
+    /// A variant of its own (appended, so the others keep their encoding), rather than a flag
+    /// on `AddConsole`: a daemon that predates it answers `Malformed` instead of adding a
+    /// console that it would forget.
+    AddConsolePersistent(ConsoleSpec),
 }
 
 /// How logd reaches a console's guest side (the chardev).
@@ -287,6 +299,7 @@ impl Request {
             Request::AddConsole(_) => "AddConsole",
             Request::RemoveConsole { .. } => "RemoveConsole",
             Request::ListConsoles => "ListConsoles",
+            Request::AddConsolePersistent(_) => "AddConsolePersistent",
         }
     }
 }

@@ -34,6 +34,11 @@ struct Args {
     /// Keep logs under this directory instead of the default.
     #[arg(long, value_name = "DIR")]
     log_root: Option<PathBuf>,
+    /// Keep the consoles added with `logdctl console add --persist` in FILE [default:
+    /// /var/lib/logd/consoles.toml as root, else $XDG_STATE_HOME/logd-consoles.toml]. Also the
+    /// config key `consoles_file`.
+    #[arg(long, value_name = "FILE")]
+    consoles_file: Option<PathBuf>,
     /// Exit after SECONDS with no open log and no client (logdctl starts session daemons
     /// with 30); 0 or absent: never.
     #[arg(long, value_name = "SECONDS")]
@@ -95,6 +100,7 @@ fn run(args: Args, successor: Option<logd::successor::Successor>) -> anyhow::Res
         }),
         log_root: args.log_root,
         idle_exit: args.idle_exit,
+        consoles_file: args.consoles_file,
     };
     let cfg = Config::load(args.config.as_deref(), &overrides).context("configuration");
     let cfg = match (cfg, &successor) {

@@ -9,24 +9,25 @@
 //! added at run time is never touched, even if the file later names it (that is refused with an
 //! error instead). The decision is a pure function ([`plan`]); [`Declared::apply`] carries it
 //! out and reports each failure, without stopping at it.
+//!
+//! The consoles persisted with `logdctl console add --persist` ([`crate::control::persisted`])
+//! are a second source of wanted consoles, applied after the file's: each one not running is
+//! created (at start, at a take-over, and again at SIGHUP if it could not be before); one
+//! running is left as it is. A console both name is the file's: the persisted entry is dropped
+//! and the conflict logged. At SIGHUP, a persisted console the file now names becomes the
+//! file's (kept, or re-created with the file's settings), rather than a conflict.
 
 use std::collections::HashSet;
 
 use actix::Addr;
 use logd_protocol::admin::EventKind;
-use logd_protocol::{DomainId, Uuid, WireError};
+use logd_protocol::{ConsoleSpec, WireError};
 
 use crate::console::ConsoleConfig;
+use crate::control::persisted::{remove_running as remove, Held, Persisted};
 use crate::control::registry::{self, Registry};
-use crate::host::consoles::{same_console, DeclaredConsole};
+use crate::host::consoles::{key_of, same_console, DeclaredConsole, Key};
 use crate::serve::checks::{check_domain, console_config, console_lexical};
-
-/// A console's identity: driver, domain UUID, console name.
-pub(crate) type Key = (String, Uuid, String);
-
-fn key_of(domain: &DomainId, name: &str) -> Key {
-    (domain.driver.clone(), domain.uuid, name.to_owned())
-}
 
 /// When the file is applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,7 +63,7 @@ pub(crate) struct Plan {
     /// Carried by a re-exec with settings other than the file's: kept as they are (a later
     /// SIGHUP applies the file).
     pub(crate) differ: Vec<usize>,
-    /// Running, but added at run time: left alone, and reported.
+    /// Running, but added at run time (and not persisted): left alone, and reported.
     pub(crate) conflict: Vec<usize>,
     /// The file's before, no longer in it: remove (their logs stay).
     pub(crate) remove: Vec<Key>,
@@ -70,12 +71,14 @@ pub(crate) struct Plan {
 
 /// Decides what to do. `wanted` are the file's consoles resolved under the path policy in
 /// force; `running` every running console's settings; `declared` the running consoles this
-/// process holds to be the file's.
+/// process holds to be the file's; `persisted` the persisted consoles, which the file takes
+/// over when it names them.
 pub(crate) fn plan(
     occasion: Occasion,
     wanted: &[ConsoleConfig],
     running: &[ConsoleConfig],
     declared: &HashSet<Key>,
+    persisted: &HashSet<Key>,
 ) -> Plan {
     let mut p = Plan::default();
     let mut wanted_keys = HashSet::new();
@@ -91,7 +94,11 @@ pub(crate) fn plan(
                     p.differ.push(i);
                 }
             }
-            (Some(_), Occasion::Reload) if !declared.contains(&key) => p.conflict.push(i),
+            (Some(_), Occasion::Reload)
+                if !declared.contains(&key) && !persisted.contains(&key) =>
+            {
+                p.conflict.push(i)
+            }
             (Some(r), Occasion::Reload) => {
                 if same_console(w, r) {
                     p.keep.push(i);
@@ -130,13 +137,38 @@ pub(crate) struct Applied {
 }
 
 impl Declared {
-    /// Makes the running consoles match `file`. Each failure is logged at `error`, naming the
-    /// console, and sent as an `error` event; the others go on.
+    /// Makes the running consoles match `file`, then creates the persisted consoles that are not
+    /// running (the file wins a console both name). Each failure is logged at `error`, naming
+    /// the console, and sent as an `error` event; the others go on. Returns what was done for
+    /// the file's.
     pub(crate) async fn apply(
         &mut self,
         occasion: Occasion,
         registry: &Addr<Registry>,
         file: &[DeclaredConsole],
+        persisted: &Persisted,
+    ) -> Applied {
+        let mut held = persisted.hold().await;
+        let done = self
+            .apply_file(occasion, registry, file, &held.keys())
+            .await;
+        let when = occasion.name();
+        let named: HashSet<Key> = file
+            .iter()
+            .map(|d| key_of(&d.spec.domain, &d.spec.name))
+            .collect();
+        held.give_way_to(&named, when).await;
+        apply_persisted(when, registry, &held).await;
+        done
+    }
+
+    /// The file's part of [`Declared::apply`].
+    async fn apply_file(
+        &mut self,
+        occasion: Occasion,
+        registry: &Addr<Registry>,
+        file: &[DeclaredConsole],
+        persisted: &HashSet<Key>,
     ) -> Applied {
         let mut done = Applied::default();
         if file.is_empty() && self.keys.is_empty() {
@@ -156,14 +188,14 @@ impl Declared {
                 }
                 Err(e) => {
                     done.failed += 1;
-                    report(when, d, &e);
+                    report_declared(when, d, &e);
                 }
             }
         }
         let running = registry::call(registry, registry::ConsoleConfigs)
             .await
             .unwrap_or_default();
-        let p = plan(occasion, &wanted, &running, &self.keys);
+        let p = plan(occasion, &wanted, &running, &self.keys, persisted);
         for key in &p.remove {
             let Some(r) = running.iter().find(|r| key_of(&r.domain, &r.name) == *key) else {
                 continue;
@@ -203,7 +235,7 @@ impl Declared {
                 "a console of that name was added at run time (logdctl console add); it is left \
                  alone: remove it, then send SIGHUP",
             );
-            report(when, usable[i], &e);
+            report_declared(when, usable[i], &e);
         }
         for &i in &p.recreate {
             let d = usable[i];
@@ -211,10 +243,10 @@ impl Declared {
             self.keys.remove(&key);
             if let Err(e) = remove(registry, &wanted[i].domain, &wanted[i].name).await {
                 done.failed += 1;
-                report(when, d, &e);
+                report_declared(when, d, &e);
                 continue;
             }
-            match add(registry, d).await {
+            match add(registry, &d.spec).await {
                 Ok(tcp) => {
                     done.recreated += 1;
                     self.keys.insert(key);
@@ -226,13 +258,13 @@ impl Declared {
                 }
                 Err(e) => {
                     done.failed += 1;
-                    report(when, d, &e);
+                    report_declared(when, d, &e);
                 }
             }
         }
         for &i in &p.create {
             let d = usable[i];
-            match add(registry, d).await {
+            match add(registry, &d.spec).await {
                 Ok(tcp) => {
                     done.created += 1;
                     self.keys.insert(key_of(&wanted[i].domain, &wanted[i].name));
@@ -240,7 +272,7 @@ impl Declared {
                 }
                 Err(e) => {
                     done.failed += 1;
-                    report(when, d, &e);
+                    report_declared(when, d, &e);
                 }
             }
         }
@@ -267,11 +299,54 @@ impl Declared {
     }
 }
 
+/// Creates the persisted consoles that are not running; one running is left as it is (a
+/// take-over carried it, or it is running already at SIGHUP).
+async fn apply_persisted(when: &str, registry: &Addr<Registry>, held: &Held<'_>) {
+    let specs = held.specs();
+    if specs.is_empty() {
+        return;
+    }
+    let running = registry::call(registry, registry::ConsoleConfigs)
+        .await
+        .unwrap_or_default();
+    let (mut created, mut kept, mut failed) = (0usize, 0usize, 0usize);
+    for spec in specs {
+        let key = key_of(&spec.domain, &spec.name);
+        if running.iter().any(|r| key_of(&r.domain, &r.name) == key) {
+            kept += 1;
+            continue;
+        }
+        let label = format!("{}/{}", spec.domain.name, spec.name);
+        match add(registry, spec).await {
+            Ok(tcp) => {
+                created += 1;
+                tracing::info!(console = %label, tcp = ?tcp, "{when}: persisted console created");
+            }
+            Err(e) => {
+                failed += 1;
+                report(when, "persisted", &label, &spec.log, &e);
+            }
+        }
+    }
+    let file = held.path_text();
+    if failed > 0 {
+        tracing::error!(
+            created,
+            kept,
+            failed,
+            file = %file,
+            "{when}: persisted consoles applied, with failures (see above)"
+        );
+    } else {
+        tracing::info!(created, kept, file = %file, "{when}: persisted consoles applied");
+    }
+}
+
 /// Adds a console as a `logdctl console add` request is added: the same checks, then the
 /// registry's `AddConsole`. Returns its bound TCP address.
-async fn add(registry: &Addr<Registry>, d: &DeclaredConsole) -> Result<Option<String>, WireError> {
-    check_domain(&d.spec.domain)?;
-    let config = console_config(d.spec.clone()).await?;
+async fn add(registry: &Addr<Registry>, spec: &ConsoleSpec) -> Result<Option<String>, WireError> {
+    check_domain(&spec.domain)?;
+    let config = console_config(spec.clone()).await?;
     let (tcp, _, _) = registry::call(
         registry,
         registry::AddConsole {
@@ -280,50 +355,38 @@ async fn add(registry: &Addr<Registry>, d: &DeclaredConsole) -> Result<Option<St
         },
     )
     .await
-    .map_err(|_| stopped())?
+    .map_err(|_| WireError::new(logd_protocol::ErrorCode::Internal, "the registry stopped"))?
     .map_err(|e| e.to_wire())?;
     Ok(tcp)
 }
 
-/// Removes a console as `logdctl console remove` does (its log stays).
-async fn remove(registry: &Addr<Registry>, domain: &DomainId, name: &str) -> Result<(), WireError> {
-    let msg = registry::RemoveConsole {
-        domain: domain.clone(),
-        name: name.to_owned(),
-    };
-    registry::call(registry, msg)
-        .await
-        .map_err(|_| stopped())?
-        .map_err(|e| e.to_wire())
-}
-
-fn stopped() -> WireError {
-    WireError::new(logd_protocol::ErrorCode::Internal, "the registry stopped")
-}
-
-/// A declared console that could not be made as the file says: a log line at `error` and an
-/// `error` event, both naming it.
-fn report(when: &str, d: &DeclaredConsole, e: &WireError) {
+/// A console (`what`: declared or persisted) that could not be made: a log line at `error` and
+/// an `error` event, both naming it.
+fn report(when: &str, what: &str, label: &str, log: &str, e: &WireError) {
     tracing::error!(
-        console = %d.label(),
+        console = %label,
         cause = %e.message,
-        "{when}: declared console not created"
+        "{when}: {what} console not created"
     );
     crate::serve::events::emit(|| EventKind::Error {
-        path: d.spec.log.clone(),
+        path: log.to_owned(),
         message: format!(
-            "declared console {} not created at {when}: {}",
-            d.label(),
+            "{what} console {label} not created at {when}: {}",
             e.message
         ),
     });
+}
+
+/// [`report`] for a console of the file.
+fn report_declared(when: &str, d: &DeclaredConsole, e: &WireError) {
+    report(when, "declared", &d.label(), &d.spec.log, e);
 }
 
 #[cfg(test)]
 mod tests {
     use std::path::PathBuf;
 
-    use logd_protocol::{ConsoleProtocol, WritePolicy};
+    use logd_protocol::{ConsoleProtocol, DomainId, WritePolicy};
 
     use super::*;
     use crate::console::GuestPlan;
@@ -351,11 +414,15 @@ mod tests {
         cs.iter().map(|c| key_of(&c.domain, &c.name)).collect()
     }
 
+    fn none() -> HashSet<Key> {
+        HashSet::new()
+    }
+
     #[test]
     fn at_start_everything_is_created() {
         let a = console("vm1", "s0", 4000);
         let b = console("vm2", "s0", 4001);
-        let p = plan(Occasion::Start, &[a, b], &[], &HashSet::new());
+        let p = plan(Occasion::Start, &[a, b], &[], &none(), &none());
         assert_eq!(p.create, vec![0, 1]);
         assert_eq!(
             p,
@@ -378,7 +445,8 @@ mod tests {
             Occasion::TakeOver,
             &[a_changed, b],
             &[a, runtime],
-            &HashSet::new(),
+            &none(),
+            &none(),
         );
         assert_eq!(p.differ, vec![0], "kept as carried, not re-created");
         assert_eq!(p.create, vec![1]);
@@ -389,7 +457,8 @@ mod tests {
             Occasion::TakeOver,
             std::slice::from_ref(&a),
             std::slice::from_ref(&a),
-            &HashSet::new(),
+            &none(),
+            &none(),
         );
         assert_eq!(
             p,
@@ -419,7 +488,7 @@ mod tests {
             clash.clone(),
         ];
         let wanted = [same, changed_now, added, clash];
-        let p = plan(Occasion::Reload, &wanted, &running, &declared);
+        let p = plan(Occasion::Reload, &wanted, &running, &declared, &none());
         assert_eq!(p.keep, vec![0]);
         assert_eq!(p.recreate, vec![1]);
         assert_eq!(p.create, vec![2]);
@@ -435,7 +504,7 @@ mod tests {
         // Both were declared; a was removed with logdctl; b is no longer in the file and not
         // running either.
         let declared = keys(&[&a, &b]);
-        let p = plan(Occasion::Reload, &[a], &[], &declared);
+        let p = plan(Occasion::Reload, &[a], &[], &declared, &none());
         assert_eq!(
             p,
             Plan {
@@ -456,7 +525,44 @@ mod tests {
             &[b],
             std::slice::from_ref(&a),
             &keys(&[&a]),
+            &none(),
         );
         assert_eq!(p.keep, vec![0]);
+    }
+
+    #[test]
+    fn at_sighup_the_file_takes_over_a_persisted_console_it_now_names() {
+        let moved = console("vm1", "moved", 4000);
+        let mut moved_changed = moved.clone();
+        moved_changed.replay = 0;
+        let runtime = console("vm2", "runtime", 4001);
+        let persisted = keys(&[&moved]);
+        let running = [moved.clone(), runtime.clone()];
+        // Moved unchanged: kept (its subscribers stay), not a conflict.
+        let p = plan(
+            Occasion::Reload,
+            &[moved.clone(), runtime.clone()],
+            &running,
+            &none(),
+            &persisted,
+        );
+        assert_eq!(p.keep, vec![0]);
+        assert_eq!(
+            p.conflict,
+            vec![1],
+            "a run-time console that is not persisted"
+        );
+        // Moved with other settings: the file's win.
+        let p = plan(
+            Occasion::Reload,
+            &[moved_changed],
+            &running,
+            &none(),
+            &persisted,
+        );
+        assert_eq!(p.recreate, vec![0]);
+        // A persisted console the file does not name is never removed by it.
+        let p = plan(Occasion::Reload, &[], &running, &none(), &persisted);
+        assert_eq!(p, Plan::default());
     }
 }

@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use logd_protocol::admin::EventKind;
 
 use crate::control::declared::{Declared, Occasion};
+use crate::control::persisted::Persisted;
 use crate::control::registry::{self, Registry};
 use crate::handover::reexec::{Handoff, Trigger};
 use crate::handover::successor::Successor;
@@ -156,6 +157,8 @@ pub(crate) struct Running {
     pub(crate) stop_requested: Option<&'static str>,
     /// Which running consoles are the config file's (`[[console]]`).
     declared: Declared,
+    /// The consoles persisted with `logdctl console add --persist`.
+    persisted: Arc<Persisted>,
 }
 
 impl Running {
@@ -173,6 +176,10 @@ impl Running {
         let handles = workers.iter().map(Arbiter::handle).collect();
         let registry = Registry::start_global(cfg.rotate, handles);
         let (handoff, triggers) = Handoff::new();
+        let roots: Vec<&Path> = std::iter::once(cfg.log_root.as_path())
+            .chain(cfg.allowed_dirs.iter().map(PathBuf::as_path))
+            .collect();
+        let persisted = Arc::new(Persisted::load(cfg.consoles_file.clone(), &roots));
         let limit = Arc::new(Semaphore::new(cfg.max_clients));
         let shared_main = Arc::new(Shared {
             endpoint: Endpoint::Main,
@@ -183,6 +190,7 @@ impl Running {
             replies: Arc::new(server::ReplyBudget::new(cfg.reply_budget, cfg.reply_wait)),
             daemon_uid: nix::unistd::geteuid().as_raw(),
             handoff: handoff.clone(),
+            persisted: persisted.clone(),
         });
         let shared_admin = Arc::new(Shared {
             endpoint: Endpoint::Admin,
@@ -193,6 +201,7 @@ impl Running {
             replies: shared_main.replies.clone(),
             daemon_uid: shared_main.daemon_uid,
             handoff: handoff.clone(),
+            persisted: persisted.clone(),
         });
         // libvirtd's connections count against the main socket's max_clients.
         let shared_virtlogd = Arc::new(Shared {
@@ -204,6 +213,7 @@ impl Running {
             replies: shared_main.replies.clone(),
             daemon_uid: shared_main.daemon_uid,
             handoff: handoff.clone(),
+            persisted: persisted.clone(),
         });
         Running {
             cfg,
@@ -223,6 +233,7 @@ impl Running {
             accepting: None,
             stop_requested: None,
             declared: Declared::default(),
+            persisted,
         }
     }
 
@@ -307,11 +318,16 @@ impl Running {
         Ok(d)
     }
 
-    /// Makes the running consoles match the config file's `[[console]]` tables (see
-    /// [`crate::control::declared`]).
+    /// Makes the running consoles match the config file's `[[console]]` tables, then creates
+    /// the persisted consoles (see [`crate::control::declared`]).
     pub(crate) async fn with_declared(mut self, occasion: Occasion) -> Running {
         self.declared
-            .apply(occasion, &self.registry, &self.cfg.consoles)
+            .apply(
+                occasion,
+                &self.registry,
+                &self.cfg.consoles,
+                &self.persisted,
+            )
             .await;
         self
     }
@@ -504,6 +520,7 @@ impl Running {
             ("max_clients", new.max_clients != old.max_clients),
             ("metrics_listen", new.metrics_listen != old.metrics_listen),
             ("idle_exit", new.idle_exit != old.idle_exit),
+            ("consoles_file", new.consoles_file != old.consoles_file),
         ]
         .into_iter()
         .filter_map(|(key, changed)| changed.then_some(key))
@@ -530,7 +547,12 @@ impl Running {
         );
         // After the path policy above: the consoles are checked under the one now in force.
         self.declared
-            .apply(Occasion::Reload, &self.registry, &self.cfg.consoles)
+            .apply(
+                Occasion::Reload,
+                &self.registry,
+                &self.cfg.consoles,
+                &self.persisted,
+            )
             .await;
     }
 }

@@ -101,6 +101,10 @@ pub struct Config {
     pub origin: Origin,
     /// The consoles of the file's `[[console]]` tables, checked (see [`crate::host::consoles`]).
     pub(crate) consoles: Vec<crate::host::consoles::DeclaredConsole>,
+    /// The persisted consoles file (`logdctl console add --persist`, see
+    /// [`crate::host::persisted`]); None: no default for this user (no home directory), and
+    /// `--persist` is refused.
+    pub consoles_file: Option<PathBuf>,
 }
 
 /// The file and command-line overrides a configuration was loaded from.
@@ -132,6 +136,7 @@ struct FileConfig {
     fd_store: Option<bool>,
     binary: Option<PathBuf>,
     log_level: Option<String>,
+    consoles_file: Option<PathBuf>,
     /// `[[console]]` tables.
     console: Option<Vec<crate::host::consoles::ConsoleEntry>>,
 }
@@ -154,6 +159,8 @@ pub struct Overrides {
     pub log_root: Option<PathBuf>,
     /// Seconds; 0 turns idle exit off.
     pub idle_exit: Option<u64>,
+    /// The persisted consoles file.
+    pub consoles_file: Option<PathBuf>,
 }
 
 /// Whether the daemon runs as root (system mode) or as a user (session mode).
@@ -392,6 +399,13 @@ impl Config {
                 overrides: over.clone(),
             },
             consoles: Vec::new(),
+            consoles_file: over
+                .consoles_file
+                .clone()
+                .or(fc.consoles_file)
+                .or_else(crate::host::persisted::default_path)
+                .map(|p| absolute("consoles_file", &p))
+                .transpose()?,
         };
         if let (Some(entries), Some(path)) = (fc.console, file) {
             // Relative paths resolve as a request's would, under this file's log root.
@@ -544,6 +558,22 @@ mod tests {
             let e = load_text(text).unwrap_err().to_string();
             assert!(e.contains(key), "{text}: {e}");
         }
+    }
+
+    #[test]
+    fn the_persisted_consoles_file_has_a_default_and_a_key() {
+        let c = load_text("").unwrap();
+        assert_eq!(c.consoles_file, crate::host::persisted::default_path());
+        if is_root() {
+            assert_eq!(
+                c.consoles_file,
+                Some(PathBuf::from("/var/lib/logd/consoles.toml"))
+            );
+        }
+        let c = load_text("consoles_file = \"/srv/logd/c.toml\"\n").unwrap();
+        assert_eq!(c.consoles_file, Some(PathBuf::from("/srv/logd/c.toml")));
+        let e = load_text("consoles_file = 3\n").unwrap_err().to_string();
+        assert!(e.contains("consoles_file"), "{e}");
     }
 
     #[test]

@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 
 use logd_protocol::{ConsoleProtocol, ConsoleSpec, DomainId, GuestSide, Uuid, WritePolicy};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::console::{ConsoleConfig, GuestPlan};
 use crate::host::paths::PathPolicy;
@@ -21,37 +21,104 @@ use crate::host::paths::PathPolicy;
 /// creates them one by one.
 pub(crate) const MAX_DECLARED: usize = 1024;
 
-/// One `[[console]]` table as written.
-#[derive(Debug, Deserialize)]
+/// One `[[console]]` table as written. The persisted consoles file
+/// ([`crate::host::persisted`]) writes the same tables ([`ConsoleEntry::from_spec`]), leaving
+/// out what is the default.
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ConsoleEntry {
     domain: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     driver: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     uuid: Option<String>,
     name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     guest_listen: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     guest_connect: Option<String>,
-    /// Accepted only to be refused with a reason (see [`check`]).
+    /// Accepted only to be refused with a reason (see [`spec_of`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
     guest_fd: Option<toml::Value>,
     log: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_false")]
     truncate: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
     tcp: Option<TcpValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     unix: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_false")]
     telnet: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
     write: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     replay: Option<super::size::SizeValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     max_subscribers: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     queue_limit: Option<super::size::SizeValue>,
 }
 
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+impl ConsoleEntry {
+    /// The table that reads back as `spec` ([`spec_of`]), with the defaults left out: the
+    /// driver `qemu`, the UUID derived from the driver and the name, `write = "exclusive"`.
+    /// `guest_fd` has no key: such a spec is never written (the caller refuses it).
+    pub(crate) fn from_spec(spec: &ConsoleSpec) -> ConsoleEntry {
+        let d = &spec.domain;
+        let derived = DomainId::from_name(&d.driver, &d.name).uuid;
+        let (guest_listen, guest_connect) = match &spec.guest {
+            GuestSide::Listen { path } => (Some(path.clone()), None),
+            GuestSide::Connect { path } => (None, Some(path.clone())),
+            GuestSide::Fd => (None, None),
+        };
+        ConsoleEntry {
+            domain: d.name.clone(),
+            driver: (d.driver != "qemu").then(|| d.driver.clone()),
+            uuid: (d.uuid != derived).then(|| d.uuid.to_string()),
+            name: spec.name.clone(),
+            guest_listen,
+            guest_connect,
+            guest_fd: None,
+            log: spec.log.clone(),
+            truncate: spec.truncate,
+            tcp: spec.tcp.clone().map(TcpValue::Text),
+            unix: spec.unix.clone(),
+            telnet: spec.protocol == ConsoleProtocol::Telnet,
+            write: match spec.write {
+                WritePolicy::Exclusive => None,
+                WritePolicy::Shared => Some("shared".into()),
+                WritePolicy::None => Some("none".into()),
+            },
+            replay: spec.replay.map(super::size::SizeValue::Bytes),
+            max_subscribers: spec.max_subscribers,
+            queue_limit: spec.queue_limit.map(super::size::SizeValue::Bytes),
+        }
+    }
+
+    /// `domain DOMAIN, console NAME`, as written: how a refusal names the table.
+    pub(crate) fn label(&self) -> String {
+        format!("domain {:?}, console {:?}", self.domain, self.name)
+    }
+}
+
 /// `tcp`: `"ADDR:PORT"`, `"PORT"` or a bare number (a port on 127.0.0.1).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(untagged)]
 enum TcpValue {
     Port(u64),
     Text(String),
+}
+
+/// A console's identity: driver, domain UUID, console name.
+pub(crate) type Key = (String, Uuid, String);
+
+/// The identity of the console `name` of `domain`.
+pub(crate) fn key_of(domain: &DomainId, name: &str) -> Key {
+    (domain.driver.clone(), domain.uuid, name.to_owned())
 }
 
 /// A console of the file, checked.
@@ -127,7 +194,7 @@ pub(crate) fn check_all(
     let mut logs = HashMap::new();
     for (i, e) in entries.into_iter().enumerate() {
         let number = i + 1;
-        let label = format!("domain {:?}, console {:?}", e.domain, e.name);
+        let label = e.label();
         let fail = |key: &'static str, reason: String| EntryError {
             number,
             label: label.clone(),
@@ -198,6 +265,30 @@ fn tcp_port(addr: &str) -> Option<u16> {
 /// One table: its keys read as `logdctl console add` reads its options, then the request's
 /// checks. A refusal names the key.
 fn check(e: ConsoleEntry, policy: &PathPolicy) -> Result<DeclaredConsole, (&'static str, String)> {
+    let spec = spec_of(e)?;
+    // Each path on its own first, so a refusal names its key.
+    let guest_path = match &spec.guest {
+        GuestSide::Listen { path } => Some(("guest_listen", path)),
+        GuestSide::Connect { path } => Some(("guest_connect", path)),
+        GuestSide::Fd => None,
+    };
+    let unix = spec.unix.as_ref().map(|p| ("unix", p));
+    for (key, p) in [("log", &spec.log)]
+        .into_iter()
+        .chain(guest_path)
+        .chain(unix)
+    {
+        crate::serve::checks::resolve_path(policy, p).map_err(|w| (key, w.message))?;
+    }
+    let resolved = crate::serve::checks::console_lexical(policy, spec.clone())
+        .map_err(|w| (key_named_in(&w.message), w.message))?;
+    Ok(DeclaredConsole { spec, resolved })
+}
+
+/// One table read as `logdctl console add` reads its options, into the request it would send;
+/// the checks that need no path policy (the domain, the guest side, `write`, the sizes' syntax).
+/// A refusal names the key.
+pub(crate) fn spec_of(e: ConsoleEntry) -> Result<ConsoleSpec, (&'static str, String)> {
     let driver = e.driver.unwrap_or_else(|| "qemu".into());
     let mut domain = DomainId::from_name(&driver, &e.domain);
     if let Some(u) = &e.uuid {
@@ -282,27 +373,11 @@ fn check(e: ConsoleEntry, policy: &PathPolicy) -> Result<DeclaredConsole, (&'sta
         max_subscribers: e.max_subscribers,
         queue_limit: size("queue_limit", e.queue_limit)?,
     };
-    // Each path on its own first, so a refusal names its key.
-    let guest_path = match &spec.guest {
-        GuestSide::Listen { path } => Some(("guest_listen", path)),
-        GuestSide::Connect { path } => Some(("guest_connect", path)),
-        GuestSide::Fd => None,
-    };
-    let unix = spec.unix.as_ref().map(|p| ("unix", p));
-    for (key, p) in [("log", &spec.log)]
-        .into_iter()
-        .chain(guest_path)
-        .chain(unix)
-    {
-        crate::serve::checks::resolve_path(policy, p).map_err(|w| (key, w.message))?;
-    }
-    let resolved = crate::serve::checks::console_lexical(policy, spec.clone())
-        .map_err(|w| (key_of(&w.message), w.message))?;
-    Ok(DeclaredConsole { spec, resolved })
+    Ok(spec)
 }
 
 /// The key a request's refusal is about, from its message (the checks name what they refuse).
-fn key_of(message: &str) -> &'static str {
+fn key_named_in(message: &str) -> &'static str {
     for (word, key) in [
         ("console name", "name"),
         ("TCP address", "tcp"),

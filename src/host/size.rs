@@ -2,10 +2,10 @@
 //! number with a binary unit (`"64 KiB"`, `"2 MiB"`). Shared by [`crate::host::config`] and
 //! [`crate::host::consoles`].
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// A size written as a number of bytes or a string such as `"2 MiB"`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(untagged)]
 pub(crate) enum SizeValue {
     Bytes(u64),

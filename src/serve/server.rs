@@ -607,12 +607,20 @@ impl Connection {
                     fd,
                 ))
             }
+            Request::AddConsolePersistent(spec) => {
+                let (tcp, position, unix) = self.shared.persisted.add(reg, spec).await?;
+                Ok((
+                    Response::ConsoleAdded {
+                        tcp,
+                        unix,
+                        position,
+                        guest_fd: false,
+                    },
+                    None,
+                ))
+            }
             Request::RemoveConsole { domain, name } => {
-                check_domain(&domain)?;
-                registry::call(reg, registry::RemoveConsole { domain, name })
-                    .await
-                    .map_err(mailbox)?
-                    .map_err(|e| e.to_wire())?;
+                self.shared.persisted.remove(reg, domain, name).await?;
                 Ok((Response::Done, None))
             }
             Request::ListConsoles => {

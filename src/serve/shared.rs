@@ -45,6 +45,8 @@ pub(crate) struct Shared {
     pub(crate) daemon_uid: u32,
     /// Parking for re-execs.
     pub(crate) handoff: Arc<Handoff>,
+    /// The persisted consoles (`AddConsolePersistent`, and `RemoveConsole` of one of them).
+    pub(crate) persisted: Arc<crate::control::persisted::Persisted>,
 }
 
 /// Connections held by each peer process, keyed by the pid `SO_PEERCRED` gave at connect.

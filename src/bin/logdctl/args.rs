@@ -102,11 +102,21 @@ pub(crate) enum ConsoleCmd {
         /// A subscriber that falls this far behind is disconnected [default: 1MiB].
         #[arg(long, value_name = "BYTES", value_parser = parse_size)]
         queue_limit: Option<u64>,
+        /// Keep the console across restarts: logd writes it to its persisted consoles file
+        /// (consoles_file, /var/lib/logd/consoles.toml as root) and creates it again at each
+        /// start, after a stop, a crash or a reboot, until `logdctl console remove`. It comes
+        /// back with its paths and TCP address as they are now (a port 0 keeps the port it got)
+        /// and appends to its log. logdctl returns once the file is written; if logd cannot
+        /// write it, the console is not added. Not with --guest-fd.
+        #[arg(long, conflicts_with = "guest_fd")]
+        persist: bool,
         /// With --guest-fd: the command to run with the guest's end as fd 3.
         #[arg(last = true, value_name = "COMMAND")]
         command: Vec<String>,
     },
-    /// Remove a console (its log stays).
+    /// Remove a console (its log stays). A persisted console (--persist) is also removed from
+    /// logd's persisted consoles file, so it does not come back at the next start; one that is
+    /// persisted but not running is removed from the file only.
     Remove {
         #[command(flatten)]
         domain: DomainArgs,

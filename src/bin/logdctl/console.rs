@@ -6,8 +6,8 @@ use std::os::unix::process::CommandExt;
 use std::process::ExitCode;
 
 use anyhow::bail;
-use logd_protocol::client::Client;
-use logd_protocol::{ConsoleProtocol, ConsoleSpec, GuestSide, WritePolicy};
+use logd_protocol::client::{Client, ClientError};
+use logd_protocol::{ConsoleProtocol, ConsoleSpec, ErrorCode, GuestSide, WritePolicy};
 
 use crate::args::{ConsoleCmd, WriteArg};
 
@@ -28,6 +28,7 @@ pub(crate) fn run(client: &mut Client, cmd: ConsoleCmd) -> anyhow::Result<ExitCo
             write,
             max_subscribers,
             queue_limit,
+            persist,
             command,
         } => {
             let guest = match (guest_listen, guest_connect, guest_fd) {
@@ -63,7 +64,19 @@ pub(crate) fn run(client: &mut Client, cmd: ConsoleCmd) -> anyhow::Result<ExitCo
                 max_subscribers,
                 queue_limit,
             };
-            let (added, fd) = client.add_console(spec)?;
+            let (added, fd) = if persist {
+                let added = client.add_console_persistent(spec).map_err(|e| match e {
+                    ClientError::Server(w) if w.code == ErrorCode::Malformed => anyhow::anyhow!(
+                        "{}: this logd predates --persist (it did not understand the request); \
+                         nothing was added",
+                        w.message
+                    ),
+                    e => e.into(),
+                })?;
+                (added, None)
+            } else {
+                client.add_console(spec)?
+            };
             if let Some(t) = &added.tcp {
                 println!("{t}");
             }
