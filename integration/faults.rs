@@ -863,3 +863,58 @@ fn a_sigterm_sent_just_before_the_exec_stops_the_new_image_after_draining() {
         "every byte drained into the file"
     );
 }
+
+/// Scrapers that connect to the metrics endpoint and say nothing never hold up a stop: with
+/// every scraper slot taken (each would be dropped after 10 s) and one more waiting, SIGTERM
+/// stops logd at once. Before, the accept loop waited for a free slot without looking at the
+/// stop, and the stop (or a re-exec, which needs the listener back) waited up to 10 s.
+#[test]
+fn silent_metrics_scrapers_never_hold_up_a_stop() {
+    let port = free_port();
+    let mut d = Daemon::with_config(&format!("metrics_listen = \"127.0.0.1:{port}\"\n"));
+    // The connections logd holds on the metrics port: its socket fds that /proc/net/tcp shows
+    // established with that local port.
+    let accepted = |pid: i32| -> usize {
+        let inodes: std::collections::HashSet<String> =
+            std::fs::read_dir(format!("/proc/{pid}/fd"))
+                .into_iter()
+                .flatten()
+                .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+                .filter_map(|l| {
+                    let l = l.to_string_lossy().into_owned();
+                    Some(l.strip_prefix("socket:[")?.strip_suffix(']')?.to_owned())
+                })
+                .collect();
+        let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+        table
+            .lines()
+            .skip(1)
+            .filter(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                f.len() > 9
+                    && f[1].ends_with(&format!(":{port:04X}"))
+                    && f[3] == "01"
+                    && inodes.contains(f[9])
+            })
+            .count()
+    };
+    // Every slot (8) taken by a scraper that sends nothing, and a ninth accepted, waiting for
+    // a slot: logd holds all nine.
+    let silent: Vec<std::net::TcpStream> = (0..9)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).unwrap())
+        .collect();
+    wait_for(T, "logd to accept the nine silent scrapers", || {
+        (accepted(d.pid()) == 9).then_some(())
+    });
+    let started = Instant::now();
+    assert_eq!(
+        d.signal_and_wait(nix::sys::signal::Signal::SIGTERM),
+        Some(0)
+    );
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(5),
+        "the stop waited {took:?} for the silent scrapers"
+    );
+    drop(silent);
+}

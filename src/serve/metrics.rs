@@ -308,7 +308,13 @@ pub async fn serve(
                 continue;
             }
         };
-        let Ok(permit) = limit.clone().acquire_owned().await else {
+        // With every slot taken, waiting for one must not hold up a stop or a re-exec (the
+        // scrapers have up to TIMEOUT each): the waiting scraper is closed then.
+        let permit = tokio::select! {
+            p = limit.clone().acquire_owned() => p,
+            _ = stop.cancelled() => return listener,
+        };
+        let Ok(permit) = permit else {
             return listener;
         };
         let registry = registry.clone();
