@@ -2,6 +2,7 @@
 //! a guest or let someone in, on the real `logd` binary, with real files, sockets and signals.
 
 use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -917,4 +918,70 @@ fn silent_metrics_scrapers_never_hold_up_a_stop() {
         "the stop waited {took:?} for the silent scrapers"
     );
     drop(silent);
+}
+
+/// A console that connects to its guest never blocks its thread on the connect: with the
+/// guest's socket backlog full (QEMU busy, or a hostile listener that never accepts), a
+/// blocking `connect(2)` would wait forever, and with it every domain of the worker thread.
+/// With one worker, another domain's log still opens and its bytes still reach the file; the
+/// console keeps trying and connects once there is room.
+#[test]
+fn a_guest_socket_with_a_full_backlog_never_blocks_the_worker() {
+    use nix::sys::socket::{
+        bind, listen, socket, AddressFamily, Backlog, SockFlag, SockType, UnixAddr,
+    };
+    let d = Daemon::with_config("workers = 1\n");
+    let path = d.log("full.sock");
+    let listener = socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .unwrap();
+    bind(listener.as_raw_fd(), &UnixAddr::new(&path).unwrap()).unwrap();
+    listen(&listener, Backlog::new(0).unwrap()).unwrap();
+    // The one connection a backlog of 0 queues: the next connect finds it full.
+    let _queued = UnixStream::connect(&path).unwrap();
+    let mut c = d.client();
+    c.set_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut spec = ConsoleSpec::new(
+        DomainId::from_name("qemu", "fullguest"),
+        "serial0",
+        GuestSide::Connect {
+            path: path.display().to_string(),
+        },
+        "full-console.log",
+    );
+    spec.tcp = None;
+    d.ctl_ok(&["log-level", "logd=debug,logd::console=trace"]);
+    c.add_console(spec).unwrap();
+    // The console has found the backlog full, and tried again.
+    wait_for(T, "the console to try the guest's socket", || {
+        (count(d.stderr().as_bytes(), b"guest not there yet") >= 2).then_some(())
+    });
+    let (_, fd) = c
+        .open_log(
+            DomainId::from_name("qemu", "neighbour"),
+            "neighbour.log",
+            OpenFlags::default(),
+        )
+        .expect("the worker thread answers while a console cannot connect");
+    let mut w = std::fs::File::from(fd);
+    w.write_all(b"still served\n").unwrap();
+    d.ctl_ok(&["position", "--log", "neighbour.log"]);
+    assert_eq!(
+        std::fs::read(d.log("neighbour.log")).unwrap(),
+        b"still served\n"
+    );
+    // Room in the backlog: the console connects.
+    let l = std::os::unix::net::UnixListener::from(listener);
+    let _first = l.accept().unwrap();
+    let (_guest, _) = l.accept().unwrap();
+    wait_for(T, "the console to connect", || {
+        let list = c.list_consoles().ok()?;
+        list.iter()
+            .any(|i| i.name == "serial0" && i.guest_connected)
+            .then_some(())
+    });
 }

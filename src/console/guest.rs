@@ -208,8 +208,19 @@ impl Console {
     }
 }
 
+/// Connects to the guest's socket without ever blocking the thread: a full backlog (the
+/// guest's chardev busy, or a listener that never accepts) is `EAGAIN`, tried again later,
+/// where a blocking `connect(2)` would hold every domain of this worker.
 fn connect_unix(path: &Path) -> io::Result<UnixStream> {
-    let s = std::os::unix::net::UnixStream::connect(path)?;
-    s.set_nonblocking(true)?;
-    UnixStream::from_std(s)
+    use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
+    use std::os::fd::AsRawFd;
+    let fd = socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    // AF_UNIX never answers EINPROGRESS: the connection is made or refused now.
+    connect(fd.as_raw_fd(), &UnixAddr::new(path)?)?;
+    UnixStream::from_std(std::os::unix::net::UnixStream::from(fd))
 }
