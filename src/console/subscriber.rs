@@ -161,10 +161,16 @@ impl Subscriber {
 
     /// The subscriber as a previous process left it, on its inherited connection. Must run on
     /// the thread that will drive it. No greeting: it had it.
+    ///
+    /// With [`Staleness::AfterGo`](crate::handover::state::Staleness), a new image may have
+    /// sent part of the queue, and output of its own, before it died: the queue is dropped
+    /// (logged with its size) and replaced by a notice that output may be missing here, so
+    /// nothing is sent twice and the seam shows. The connection is kept.
     pub(crate) fn restore(
         st: &crate::handover::state::SubscriberState,
         inherited: &crate::handover::state::Inherited,
         limit: usize,
+        staleness: crate::handover::state::Staleness,
     ) -> Result<Subscriber, crate::datapath::stream::RestoreError> {
         let fd = inherited.take(&st.fd)?;
         let what = || format!("subscriber {} ({})", st.id, st.peer);
@@ -178,25 +184,40 @@ impl Subscriber {
             source,
         })?;
         let since_wall = crate::clock::from_unix_ms(st.since_ms);
+        let after_go = staleness == crate::handover::state::Staleness::AfterGo;
         let mut queue = VecDeque::new();
-        if !st.unsent.is_empty() {
+        if after_go {
+            if !st.unsent.is_empty() {
+                tracing::warn!(
+                    subscriber = st.id,
+                    peer = %st.peer,
+                    bytes = st.unsent.len(),
+                    "output queued before the re-exec is dropped, not sent: the failed new \
+                     image may have sent part of it already"
+                );
+            }
+        } else if !st.unsent.is_empty() {
             queue.push_back(Bytes::from(st.unsent.clone()));
         }
-        Ok(Subscriber {
+        let mut s = Subscriber {
             id: st.id,
             peer: st.peer.clone(),
             since_wall,
             sock,
             protocol: st.protocol,
             decoder: st.decoder.clone(),
+            queued: queue.iter().map(Bytes::len).sum(),
             queue,
-            queued: st.unsent.len(),
             front_done: 0,
             limit,
             bytes_sent: st.bytes_sent,
             told_read_only: st.told_read_only,
             leaving: None,
-        })
+        };
+        if after_go {
+            s.notice("a re-exec failed; output may be missing here");
+        }
+        Ok(s)
     }
 
     pub(crate) fn protocol(&self) -> ConsoleProtocol {
