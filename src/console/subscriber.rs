@@ -557,4 +557,48 @@ mod tests {
             assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
         });
     }
+
+    /// A subscriber carried to a guardian that takes over after `Go`: the queued output the
+    /// failed new image may have sent in part is dropped, and a notice takes its place; the
+    /// connection is kept. Taken over exactly, the queue is sent as it was.
+    #[test]
+    fn restored_after_go_the_queue_gives_way_to_a_notice() {
+        use crate::handover::state::{Carrier, Inherited, Staleness, SubscriberState};
+        use std::os::fd::IntoRawFd;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            for (staleness, expect) in [
+                (Staleness::Exact, &b"queued"[..]),
+                (
+                    Staleness::AfterGo,
+                    b"\r\n[logd: a re-exec failed; output may be missing here]\r\n",
+                ),
+            ] {
+                let (ours, _peer) = std::os::unix::net::UnixStream::pair().unwrap();
+                let fd = Carrier::out().fd(&ours);
+                // Given up here: `restore` adopts it by number, as a new process does.
+                let _ = ours.into_raw_fd();
+                let st = SubscriberState {
+                    id: 3,
+                    peer: "test".to_owned(),
+                    since_ms: 0,
+                    tcp: false,
+                    fd,
+                    protocol: ConsoleProtocol::Raw,
+                    decoder: telnet::Decoder::default(),
+                    unsent: b"queued".to_vec(),
+                    bytes_sent: 10,
+                    told_read_only: false,
+                };
+                let inherited = Inherited::up_to(fd.raw as usize + 1);
+                let s = Subscriber::restore(&st, &inherited, 1000, staleness).unwrap();
+                assert_eq!(s.unsent(), expect, "{staleness:?}");
+                assert_eq!(s.queued(), expect.len(), "{staleness:?}");
+                assert_eq!((s.id, s.bytes_sent, s.leaving), (3, 10, None));
+            }
+        });
+    }
 }
