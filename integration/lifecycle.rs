@@ -404,3 +404,103 @@ fn an_fd_from_systemd_that_is_not_a_socket_is_not_a_listener() {
     let mut buf = [0u8; 1];
     assert_eq!(nix::unistd::read(&r, &mut buf), Ok(0), "logd kept the pipe");
 }
+
+/// The state of a `logdctl reexec` that failed: its stderr, with the pid then serving.
+fn failed_reexec(socket: &std::path::Path, dir: &std::path::Path) -> (String, u32) {
+    let out = run_bounded(
+        Command::new(LOGDCTL)
+            .arg("--socket")
+            .arg(socket)
+            .arg("reexec"),
+        Duration::from_secs(60),
+    );
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "the re-exec went on: {err}");
+    let lock: u32 = std::fs::read_to_string(dir.join("logd.sock.lock"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    (err, lock)
+}
+
+/// Fills the queue of the datagram socket at `path` until it takes no more (each sender's own
+/// buffer is used up first, so fresh senders go on until a fresh one is refused at once).
+fn fill_queue(path: &std::path::Path) -> usize {
+    let mut sent = 0;
+    loop {
+        let s = UnixDatagram::unbound().unwrap();
+        s.set_nonblocking(true).unwrap();
+        let mut this = 0;
+        loop {
+            match s.send_to(b"X", path) {
+                Ok(_) => this += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => panic!("filling the notify queue: {e}"),
+            }
+        }
+        sent += this;
+        if this == 0 {
+            return sent;
+        }
+    }
+}
+
+/// Review finding: under systemd, the old image names the guardian `MAINPID` before the exec,
+/// so that a new image that dies is not the unit's main process dying. If that message cannot
+/// be sent (the notify socket is gone, or its queue is full), the exec must not happen: the
+/// old image undoes the re-exec and goes on, in the same pid, and says why. Once the socket
+/// takes messages again, a re-exec goes through.
+#[test]
+fn a_reexec_that_cannot_name_the_guardian_to_systemd_does_not_exec() {
+    let (dir, sock, socket, child) = notified_logd();
+    // Killed if the test fails: it would otherwise hold the test's stdout open.
+    let mut child = KillOnDrop(child);
+    assert!(recv_state(&sock).contains("READY=1"));
+    let pid = child.0.id();
+    let notify = dir.path().join("notify.sock");
+
+    // The socket is gone.
+    drop(sock);
+    std::fs::remove_file(&notify).unwrap();
+    let (err, serving) = failed_reexec(&socket, dir.path());
+    assert!(err.contains("MAINPID"), "{err}");
+    assert_eq!(serving, pid, "the same process goes on");
+    logd_protocol::client::Client::connect(&socket).expect("still serving");
+
+    // The socket is back, with its queue full.
+    let sock = UnixDatagram::bind(&notify).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let filled = fill_queue(&notify);
+    assert!(filled > 0);
+    let (err, serving) = failed_reexec(&socket, dir.path());
+    assert!(err.contains("MAINPID"), "{err}");
+    assert_eq!(serving, pid, "the same process goes on");
+
+    // Read again: the next re-exec goes through, in the same pid.
+    sock.set_nonblocking(true).unwrap();
+    let mut buf = [0u8; 4096];
+    while sock.recv(&mut buf).is_ok() {}
+    sock.set_nonblocking(false).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGUSR1,
+    )
+    .unwrap();
+    let ready = loop {
+        let m = recv_state(&sock);
+        if m.contains("READY=1") {
+            break m;
+        }
+    };
+    assert!(ready.contains("STATUS=serving (re-exec 1)"), "{ready:?}");
+    assert!(ready.contains(&format!("MAINPID={pid}")), "{ready:?}");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert!(recv_state(&sock).contains("STOPPING=1"));
+    assert!(child.0.wait().unwrap().success());
+}

@@ -543,6 +543,203 @@ fn a_new_image_that_dies_during_its_take_over_loses_nothing() {
     );
 }
 
+/// A wrapper that runs logd as a re-exec's new binary with `LOGD_REEXEC_FAULT=fault`.
+fn faulty_binary(dir: &Path, fault: &str) -> std::path::PathBuf {
+    let wrapper = dir.join(fault.replace(':', "-"));
+    std::fs::write(
+        &wrapper,
+        format!("#!/bin/sh\nLOGD_REEXEC_FAULT={fault} exec {LOGD} \"$@\"\n"),
+    )
+    .unwrap();
+    let st = Command::new("chmod").arg("755").arg(&wrapper).status();
+    assert!(st.unwrap().success());
+    wrapper
+}
+
+/// The children of process `pid` (from every thread's `children` list).
+fn children(pid: i32) -> Vec<i32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .map(|t| std::fs::read_to_string(t.path().join("children")).unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join(" ")
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+/// Starts `logdctl reexec --binary BINARY` and waits until the old image has spawned its
+/// guardian: from then on every domain is frozen (the freeze, O4, comes before the guardian,
+/// O5), so what a source writes now is read by the new image, not the old one. Returns the
+/// running `logdctl`.
+fn reexec_until_frozen(d: &Daemon, binary: &Path) -> KillOnDrop {
+    let pid = d.pid();
+    let ctl = KillOnDrop(
+        d.ctl()
+            .args(["reexec", "--binary"])
+            .arg(binary)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    poll(T, Duration::from_millis(1), || {
+        (!children(pid).is_empty()).then_some(())
+    })
+    .unwrap_or_else(|| panic!("{}", d.failed("the guardian to start")));
+    ctl
+}
+
+/// The outcome of a `logdctl reexec` started by [`reexec_until_frozen`]: (success, stderr).
+fn reexec_outcome(ctl: KillOnDrop) -> (bool, String) {
+    let mut ctl = ctl;
+    let mut err = String::new();
+    std::io::Read::read_to_string(ctl.0.stderr.as_mut().unwrap(), &mut err).unwrap();
+    let ok = ctl.0.wait().unwrap().success();
+    (ok, err)
+}
+
+/// Bytes queued on a UNIX stream socket that its peer has not read yet (`SIOCOUTQ`).
+#[allow(unsafe_code)]
+fn unread_by_peer(s: &std::os::unix::net::UnixStream) -> usize {
+    use std::os::fd::AsRawFd;
+    nix::ioctl_read_bad!(outq, nix::libc::TIOCOUTQ, nix::libc::c_int);
+    let mut n: nix::libc::c_int = 0;
+    // SAFETY: TIOCOUTQ writes one int through the pointer, which points at `n`, alive for the
+    // call; the fd is open (borrowed from `s`).
+    unsafe { outq(s.as_raw_fd(), &mut n) }.expect("SIOCOUTQ");
+    n as usize
+}
+
+/// Review finding: a new image that dies after `Go` may have rotated a log before it died. The
+/// guardian then takes over a state whose file fd is no longer the log's live file (it is
+/// `NAME.0` now): it must open the log by its path again, as a crash recovery does, or it
+/// appends to the backup and its rotation counter is wrong. Here the lines the new image reads
+/// make it rotate once, and it is SIGKILLed (`killed-after-go:1`) once they are in the files;
+/// the lines written after the take-over must follow them in the live file, and the files
+/// together must hold the stream once, in order.
+#[test]
+fn a_guardian_taking_over_after_go_writes_the_live_file_not_a_rotated_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = Daemon::with_config("max_size = \"4 KiB\"\nmax_backups = 8\n");
+    let path = d.log("rot.log");
+    let mut f = d.open_pipe("rot", "rot.log");
+    let lines = |r: std::ops::Range<u64>| r.map(line).collect::<String>();
+    // 230 lines of 13 bytes: 2,990 bytes, in the old image's file.
+    f.write_all(lines(0..230).as_bytes()).unwrap();
+    wait_for(T, "the first lines in the file", || {
+        (std::fs::metadata(&path).ok()?.len() == 230 * 13).then_some(())
+    });
+
+    let ctl = reexec_until_frozen(&d, &faulty_binary(tmp.path(), "killed-after-go:1"));
+    // Read by the new image, which rotates in the middle of them.
+    f.write_all(lines(230..530).as_bytes()).unwrap();
+    let (ok, err) = reexec_outcome(ctl);
+    assert!(!ok, "the new image was to die");
+    assert!(
+        err.contains("was told to go and died before it ran"),
+        "{err}\n{}",
+        d.stderr()
+    );
+    // The guardian serves now: these go to whatever file it writes.
+    f.write_all(lines(530..560).as_bytes()).unwrap();
+    d.ctl_ok(&["position", "--log", "rot.log"]);
+    let backups = (0..8)
+        .filter(|i| std::path::Path::new(&format!("{}.{i}", path.display())).exists())
+        .count() as u64;
+    assert!(backups >= 1, "the new image rotated");
+    let snap = stream(&ps(&d), &path).expect("the log is open");
+    assert_eq!(
+        snap["rotations"], backups,
+        "the rotations counted are the files': {snap}"
+    );
+    let live = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        live.ends_with(&lines(500..560)),
+        "the lines after the take-over follow the others in the live file: {live:?}"
+    );
+    assert_eq!(
+        String::from_utf8(read_rotated(&path, 8)).unwrap(),
+        lines(0..560),
+        "the files hold the stream once, in order"
+    );
+}
+
+/// Review finding: console input logd had accepted and not yet written to the guest when the
+/// domains froze is carried in the state. A new image that writes it to the guest and then dies
+/// before `Running` leaves a guardian whose state still holds it: it must not type it into the
+/// guest a second time. Here the input waits because no guest is connected; the guest connects
+/// while the domains are frozen, the new image gives it the input and is SIGKILLed
+/// (`killed-after-go`); the guest connects again to the guardian, and gets only what is typed
+/// after.
+#[test]
+fn a_guardian_taking_over_after_go_does_not_type_carried_input_again() {
+    use std::io::Read;
+    use std::os::unix::net::UnixStream;
+    let tmp = tempfile::tempdir().unwrap();
+    let d = Daemon::start();
+    d.ctl_ok(&[
+        "console",
+        "add",
+        "--domain",
+        "vm",
+        "--name",
+        "s0",
+        "--guest-listen",
+        "in.sock",
+        "--log",
+        "in.log",
+        "--unix",
+        "in-subs.sock",
+    ]);
+    let mut sub = UnixStream::connect(d.log("in-subs.sock")).unwrap();
+    wait_for(T, "the subscriber", || {
+        let v: serde_json::Value =
+            serde_json::from_slice(&d.ctl_ok(&["console", "list", "--json"])).unwrap();
+        (v[0]["subscribers"] == 1).then_some(())
+    });
+    // No guest yet: once logd has read the line, it waits in the console's input buffer.
+    sub.write_all(b"typed before\n").unwrap();
+    wait_for(T, "logd to read the typed line", || {
+        (unread_by_peer(&sub) == 0).then_some(())
+    });
+
+    let ctl = reexec_until_frozen(&d, &faulty_binary(tmp.path(), "killed-after-go"));
+    // Accepted by the new image once it thaws; it writes the input, then dies.
+    let mut guest = UnixStream::connect(d.log("in.sock")).unwrap();
+    guest.set_read_timeout(Some(T)).unwrap();
+    let mut first = Vec::new();
+    guest.read_to_end(&mut first).unwrap();
+    assert_eq!(first, b"typed before\n", "the new image typed it");
+    let (ok, err) = reexec_outcome(ctl);
+    assert!(!ok, "the new image was to die");
+    assert!(
+        err.contains("was told to go and died before it ran"),
+        "{err}\n{}",
+        d.stderr()
+    );
+
+    // The guest comes back (as QEMU's reconnect=1 would), to the guardian.
+    let mut guest = UnixStream::connect(d.log("in.sock")).unwrap();
+    guest.set_read_timeout(Some(T)).unwrap();
+    sub.write_all(b"typed after\n").unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 256];
+    while !got.ends_with(b"typed after\n") {
+        let n = guest.read(&mut buf).expect("the guest reads its input");
+        assert!(n > 0, "the guardian closed the guest: {got:?}");
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(
+        String::from_utf8_lossy(&got),
+        "typed after\n",
+        "the input typed before the re-exec reached the guest twice"
+    );
+}
+
 /// Acceptance 4: `logdctl reexec` does what SIGUSR1 does, answers with the new process's
 /// report on the same connection, and carries client connections too: an `events` stream
 /// started before sees the take-over, and a protocol client goes on with its next request.

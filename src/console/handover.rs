@@ -13,6 +13,7 @@ use super::{Console, ConsoleConfig, ConsoleStats};
 use crate::datapath::budget::Yield;
 use crate::datapath::rotate::RotateConfig;
 use crate::datapath::sink::LogSink;
+use crate::handover::state::Staleness;
 
 impl Console {
     /// Describes the console for a re-exec (every socket and the file marked to be carried).
@@ -68,10 +69,17 @@ impl Console {
 
     /// The console as a previous process left it, on its inherited sockets. Must run on the
     /// thread that will drive it.
+    ///
+    /// With [`Staleness::AfterGo`] (a guardian taking over from a new image that was told `Go`
+    /// and died), that image may have written the carried input to the guest and part of each
+    /// subscriber's queue to its socket already. Neither is sent again: a keystroke typed twice
+    /// into a guest can do harm, and a subscriber is told its output has a seam instead. The
+    /// input is dropped, and logged with its size; see [`Subscriber::restore`] for the queues.
     pub(crate) fn restore(
         st: &crate::handover::state::ConsoleState,
         path: std::sync::Arc<Path>,
         inherited: &crate::handover::state::Inherited,
+        staleness: Staleness,
     ) -> Result<Console, crate::datapath::stream::RestoreError> {
         use crate::datapath::stream::RestoreError;
         use crate::handover::state::GuestState as G;
@@ -80,7 +88,7 @@ impl Console {
             let what = what(w);
             move |source| RestoreError::Register { what, source }
         };
-        let sink = LogSink::restore(&st.sink, path, inherited)?;
+        let sink = LogSink::restore(&st.sink, path, inherited, staleness)?;
         use crate::handover::state::sockets;
         let (plan, mode) = match &st.guest {
             G::Listen { path, listener } => {
@@ -122,7 +130,7 @@ impl Console {
         let subs = st
             .subscribers
             .iter()
-            .map(|s| Subscriber::restore(s, inherited, st.queue_limit))
+            .map(|s| Subscriber::restore(s, inherited, st.queue_limit, staleness))
             .collect::<Result<Vec<_>, _>>()?;
         let cfg = ConsoleConfig {
             name: st.name.clone(),
@@ -147,6 +155,19 @@ impl Console {
             replay.push(&Bytes::from(st.replay.clone()));
         }
         let span = tracing::info_span!("console", domain = %cfg.domain.name, console = %cfg.name);
+        let input = match staleness {
+            Staleness::AfterGo if !st.input.is_empty() => {
+                span.in_scope(|| {
+                    tracing::warn!(
+                        bytes = st.input.len(),
+                        "input typed before the re-exec is dropped, not sent to the guest: the \
+                         failed new image may have sent it already"
+                    )
+                });
+                BytesMut::new()
+            }
+            _ => BytesMut::from(&st.input[..]),
+        };
         Ok(Console {
             span,
             yielding: Yield::default(),
@@ -154,7 +175,7 @@ impl Console {
             sink,
             mode,
             guest,
-            input: BytesMut::from(&st.input[..]),
+            input,
             replay,
             tcp,
             unix,

@@ -319,6 +319,13 @@ impl Console {
         self.sink.position()
     }
 
+    /// Input not yet written to the guest, and output queued for subscribers and not yet sent
+    /// (bytes).
+    pub(crate) fn undelivered(&self) -> (usize, usize) {
+        let queued = self.subs.iter().map(Subscriber::queued).sum();
+        (self.input.len(), queued)
+    }
+
     /// The TCP address subscribers connect to.
     pub(crate) fn tcp_addr(&self) -> Option<String> {
         self.tcp

@@ -161,10 +161,16 @@ impl Subscriber {
 
     /// The subscriber as a previous process left it, on its inherited connection. Must run on
     /// the thread that will drive it. No greeting: it had it.
+    ///
+    /// With [`Staleness::AfterGo`](crate::handover::state::Staleness), a new image may have
+    /// sent part of the queue, and output of its own, before it died: the queue is dropped
+    /// (logged with its size) and replaced by a notice that output may be missing here, so
+    /// nothing is sent twice and the seam shows. The connection is kept.
     pub(crate) fn restore(
         st: &crate::handover::state::SubscriberState,
         inherited: &crate::handover::state::Inherited,
         limit: usize,
+        staleness: crate::handover::state::Staleness,
     ) -> Result<Subscriber, crate::datapath::stream::RestoreError> {
         let fd = inherited.take(&st.fd)?;
         let what = || format!("subscriber {} ({})", st.id, st.peer);
@@ -178,25 +184,40 @@ impl Subscriber {
             source,
         })?;
         let since_wall = crate::clock::from_unix_ms(st.since_ms);
+        let after_go = staleness == crate::handover::state::Staleness::AfterGo;
         let mut queue = VecDeque::new();
-        if !st.unsent.is_empty() {
+        if after_go {
+            if !st.unsent.is_empty() {
+                tracing::warn!(
+                    subscriber = st.id,
+                    peer = %st.peer,
+                    bytes = st.unsent.len(),
+                    "output queued before the re-exec is dropped, not sent: the failed new \
+                     image may have sent part of it already"
+                );
+            }
+        } else if !st.unsent.is_empty() {
             queue.push_back(Bytes::from(st.unsent.clone()));
         }
-        Ok(Subscriber {
+        let mut s = Subscriber {
             id: st.id,
             peer: st.peer.clone(),
             since_wall,
             sock,
             protocol: st.protocol,
             decoder: st.decoder.clone(),
+            queued: queue.iter().map(Bytes::len).sum(),
             queue,
-            queued: st.unsent.len(),
             front_done: 0,
             limit,
             bytes_sent: st.bytes_sent,
             told_read_only: st.told_read_only,
             leaving: None,
-        })
+        };
+        if after_go {
+            s.notice("a re-exec failed; output may be missing here");
+        }
+        Ok(s)
     }
 
     pub(crate) fn protocol(&self) -> ConsoleProtocol {
@@ -534,6 +555,50 @@ mod tests {
             peer.set_nonblocking(true).unwrap();
             let e = (&peer).read(&mut [0u8; 16]).unwrap_err();
             assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+        });
+    }
+
+    /// A subscriber carried to a guardian that takes over after `Go`: the queued output the
+    /// failed new image may have sent in part is dropped, and a notice takes its place; the
+    /// connection is kept. Taken over exactly, the queue is sent as it was.
+    #[test]
+    fn restored_after_go_the_queue_gives_way_to_a_notice() {
+        use crate::handover::state::{Carrier, Inherited, Staleness, SubscriberState};
+        use std::os::fd::IntoRawFd;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            for (staleness, expect) in [
+                (Staleness::Exact, &b"queued"[..]),
+                (
+                    Staleness::AfterGo,
+                    b"\r\n[logd: a re-exec failed; output may be missing here]\r\n",
+                ),
+            ] {
+                let (ours, _peer) = std::os::unix::net::UnixStream::pair().unwrap();
+                let fd = Carrier::out().fd(&ours);
+                // Given up here: `restore` adopts it by number, as a new process does.
+                let _ = ours.into_raw_fd();
+                let st = SubscriberState {
+                    id: 3,
+                    peer: "test".to_owned(),
+                    since_ms: 0,
+                    tcp: false,
+                    fd,
+                    protocol: ConsoleProtocol::Raw,
+                    decoder: telnet::Decoder::default(),
+                    unsent: b"queued".to_vec(),
+                    bytes_sent: 10,
+                    told_read_only: false,
+                };
+                let inherited = Inherited::up_to(fd.raw as usize + 1);
+                let s = Subscriber::restore(&st, &inherited, 1000, staleness).unwrap();
+                assert_eq!(s.unsent(), expect, "{staleness:?}");
+                assert_eq!(s.queued(), expect.len(), "{staleness:?}");
+                assert_eq!((s.id, s.bytes_sent, s.leaving), (3, 10, None));
+            }
         });
     }
 }

@@ -21,6 +21,7 @@ use tokio::sync::oneshot;
 use crate::clock::unix_ms;
 use crate::datapath::disk::{Disk, Done, Job};
 use crate::datapath::rotate::{RotateConfig, RotateError, RotatingFile};
+use crate::handover::state::Staleness;
 
 /// How long a sink waits after a failed write before trying the file again.
 pub const RETRY_INTERVAL: Duration = Duration::from_secs(1);
@@ -224,23 +225,58 @@ impl LogSink {
         st
     }
 
-    /// The sink as a previous process left it; its counters go on from there.
+    /// The sink as a previous process left it; its counters go on from there. With
+    /// [`Staleness::AfterGo`] (a guardian taking over from a new image that was told `Go`), the
+    /// carried file may have been rotated away by that image: the log is opened again by its
+    /// path instead ([`RotatingFile::restore_after_go`]), and what that image wrote is added to
+    /// the counters. Bytes it had read and not yet written died with it (they are counted
+    /// nowhere).
     pub fn restore(
         state: &crate::handover::state::SinkState,
         path: Arc<Path>,
         inherited: &crate::handover::state::Inherited,
+        staleness: Staleness,
     ) -> Result<LogSink, crate::handover::state::StateError> {
-        let file = state
+        let carried = state
             .file
             .as_ref()
             .map(|fd| inherited.take(fd).map(std::fs::File::from))
             .transpose()?;
-        let last_error = state
+        let mut last_error = state
             .last_error
             .as_ref()
             .map(|(m, t)| (m.clone(), crate::clock::from_unix_ms(*t)));
+        let mut stats = SinkStats {
+            bytes_in: state.bytes_in,
+            bytes_written: state.bytes_written,
+            dropped_disk: state.dropped_disk,
+        };
+        let file = match staleness {
+            Staleness::Exact => RotatingFile::restore(state, path.clone(), carried),
+            Staleness::AfterGo => {
+                let (file, caught) = RotatingFile::restore_after_go(state, path.clone(), carried);
+                match caught {
+                    Ok(c) => {
+                        stats.bytes_in += c.written;
+                        stats.bytes_written += c.written;
+                        tracing::info!(
+                            path = %path.display(),
+                            rotations = c.rotations,
+                            written = c.written,
+                            exact = c.exact,
+                            "log opened again by its path: the failed new image wrote to it"
+                        );
+                    }
+                    Err(e) => {
+                        tracing::warn!(path = %path.display(), cause = %e, "cannot open the log again by its path; its next write retries");
+                        last_error = Some((e.to_string(), std::time::SystemTime::now()));
+                    }
+                }
+                file
+            }
+        };
         Ok(LogSink {
-            file: Some(RotatingFile::restore(state, path.clone(), file)),
+            file: Some(file),
             path,
             activity: last_error.is_some().then(|| {
                 Box::new(Activity {
@@ -248,11 +284,7 @@ impl LogSink {
                     ..Activity::default()
                 })
             }),
-            stats: SinkStats {
-                bytes_in: state.bytes_in,
-                bytes_written: state.bytes_written,
-                dropped_disk: state.dropped_disk,
-            },
+            stats,
         })
     }
 

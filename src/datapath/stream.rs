@@ -265,14 +265,17 @@ impl LogStream {
         }
     }
 
-    /// The stream as a previous process left it, with its inherited pipe and file. Must run on
-    /// the thread that will drive it.
+    /// The stream as a previous process left it, with its inherited pipe and file (see
+    /// [`LogSink::restore`](crate::datapath::sink::LogSink::restore) for `staleness`). Must run
+    /// on the thread that will drive it.
     pub fn restore(
         state: &crate::handover::state::PipeState,
         path: std::sync::Arc<Path>,
         inherited: &crate::handover::state::Inherited,
+        staleness: crate::handover::state::Staleness,
     ) -> Result<LogStream, RestoreError> {
-        let sink = crate::datapath::sink::LogSink::restore(&state.sink, path, inherited)?;
+        let sink =
+            crate::datapath::sink::LogSink::restore(&state.sink, path, inherited, staleness)?;
         let fd = inherited.take(&state.fd)?;
         Ok(LogStream {
             pipe: register(fd, &state.sink.path)?,

@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use crate::handover::reexec::{recv, send, Handshake, HandshakeError, READY_TIMEOUT};
+use crate::handover::state::Staleness;
 use crate::handover::successor::Successor;
 
 /// Why the guardian takes over: what the new image did instead of running.
@@ -29,9 +30,10 @@ pub(crate) enum GuardReason {
 }
 
 /// Guards the re-exec. Returns why the guardian must take over, once the new image (the
-/// writer's pid) is gone; exits this process when there is nothing to take over (the new image
-/// runs, or the old one abandoned the exec).
-pub(crate) async fn guard(succ: &Successor) -> GuardReason {
+/// writer's pid) is gone, and whether that image was told `Go` (it may then have used the
+/// carried fds); exits this process when there is nothing to take over (the new image runs, or
+/// the old one abandoned the exec).
+pub(crate) async fn guard(succ: &Successor) -> (GuardReason, Staleness) {
     let pid = succ.writer;
     let hs = match succ
         .handshake
@@ -45,31 +47,35 @@ pub(crate) async fn guard(succ: &Successor) -> GuardReason {
         succ.refuse(&format!("cannot tell the old image it is guarded: {e}"));
     }
     tracing::info!(writer = pid, "guarding the re-exec");
-    let reason = match tokio::time::timeout(READY_TIMEOUT, recv(&hs)).await {
+    let (reason, staleness) = match tokio::time::timeout(READY_TIMEOUT, recv(&hs)).await {
         Ok(Ok(Handshake::Ready { pid: ready })) if ready == pid => {
             match send(&succ.handshake, &Handshake::Go) {
-                Err(source) => GuardReason::Handshake { pid, source },
-                Ok(()) => match tokio::time::timeout(READY_TIMEOUT, recv(&hs)).await {
-                    Ok(Ok(Handshake::Running)) => {
-                        // Only now is the new image main again: had it died before, systemd
-                        // would have seen its main process die (and stopped the unit, the
-                        // guardian with it). The new image waits for this exit before it
-                        // notifies systemd itself.
-                        crate::host::systemd::notify_and_wait(
-                            &format!("MAINPID={pid}"),
-                            Duration::from_secs(1),
-                        );
-                        tracing::info!(pid, "the new binary runs; the guardian exits");
-                        crate::daemon::signals::forward_pending(nix::unistd::Pid::from_raw(
-                            pid as i32,
-                        ));
-                        std::process::exit(0);
-                    }
-                    Ok(Ok(said)) => GuardReason::Unexpected { pid, said },
-                    Ok(Err(HandshakeError::Closed)) => GuardReason::DiedAfterGo { pid },
-                    Ok(Err(source)) => GuardReason::Handshake { pid, source },
-                    Err(_) => GuardReason::NotRunning { pid },
-                },
+                // Not sent: the new image never thawed.
+                Err(source) => (GuardReason::Handshake { pid, source }, Staleness::Exact),
+                Ok(()) => (
+                    match tokio::time::timeout(READY_TIMEOUT, recv(&hs)).await {
+                        Ok(Ok(Handshake::Running)) => {
+                            // Only now is the new image main again: had it died before, systemd
+                            // would have seen its main process die (and stopped the unit, the
+                            // guardian with it). The new image waits for this exit before it
+                            // notifies systemd itself.
+                            crate::host::systemd::notify_and_wait(
+                                &format!("MAINPID={pid}"),
+                                Duration::from_secs(1),
+                            );
+                            tracing::info!(pid, "the new binary runs; the guardian exits");
+                            crate::daemon::signals::forward_pending(nix::unistd::Pid::from_raw(
+                                pid as i32,
+                            ));
+                            std::process::exit(0);
+                        }
+                        Ok(Ok(said)) => GuardReason::Unexpected { pid, said },
+                        Ok(Err(HandshakeError::Closed)) => GuardReason::DiedAfterGo { pid },
+                        Ok(Err(source)) => GuardReason::Handshake { pid, source },
+                        Err(_) => GuardReason::NotRunning { pid },
+                    },
+                    Staleness::AfterGo,
+                ),
             }
         }
         // The exec failed: the old image goes on, and is main again.
@@ -81,13 +87,22 @@ pub(crate) async fn guard(succ: &Successor) -> GuardReason {
             crate::daemon::signals::forward_pending(nix::unistd::Pid::from_raw(pid as i32));
             std::process::exit(0);
         }
-        Ok(Ok(Handshake::Failed { reason })) => GuardReason::Refused { pid, reason },
-        Ok(Ok(said)) => GuardReason::Unexpected { pid, said },
-        Ok(Err(HandshakeError::Closed)) => GuardReason::ExitedEarly { pid },
-        Ok(Err(source)) => GuardReason::Handshake { pid, source },
-        Err(_) => GuardReason::NotReady { pid },
+        Ok(Ok(Handshake::Failed { reason })) => {
+            (GuardReason::Refused { pid, reason }, Staleness::Exact)
+        }
+        Ok(Ok(said)) => (GuardReason::Unexpected { pid, said }, Staleness::Exact),
+        Ok(Err(HandshakeError::Closed)) => (GuardReason::ExitedEarly { pid }, Staleness::Exact),
+        Ok(Err(source)) => (GuardReason::Handshake { pid, source }, Staleness::Exact),
+        Err(_) => (GuardReason::NotReady { pid }, Staleness::Exact),
     };
-    tracing::error!("re-exec failed: {reason}; the old binary takes over");
+    match staleness {
+        Staleness::Exact => tracing::error!("re-exec failed: {reason}; the old binary takes over"),
+        Staleness::AfterGo => tracing::error!(
+            "re-exec failed: {reason}; the old binary takes over, from a state the new binary may \
+             have used: logs are opened again by path, carried console input and subscriber \
+             queues are dropped"
+        ),
+    }
     // Only one process may read the fds: the new image must be gone first.
     let writer = nix::unistd::Pid::from_raw(pid as i32);
     let gone = || nix::unistd::getppid() != writer;
@@ -96,7 +111,7 @@ pub(crate) async fn guard(succ: &Successor) -> GuardReason {
     }
     for _ in 0..500 {
         if gone() {
-            return reason;
+            return (reason, staleness);
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }

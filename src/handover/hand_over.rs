@@ -157,11 +157,21 @@ impl Running {
             return Err(self.undo(HandoverError::Guardian { failure, status }).await);
         }
         // The guardian is the main process while this pid changes images: if the new image
-        // dies, systemd must not take that for the service's end (and kill the guardian).
-        crate::host::systemd::notify_and_wait(
+        // dies, systemd must not take that for the service's end (and kill the guardian). If
+        // systemd cannot be told, there is no exec.
+        if let Err(source) = crate::host::systemd::notify_sent_and_wait(
             &format!("MAINPID={gpid}"),
             std::time::Duration::from_secs(1),
-        );
+        ) {
+            let _ = reexec::send(&prepared.ours, &Handshake::Abort);
+            reap(guardian).await;
+            return Err(self
+                .undo(HandoverError::NameGuardian {
+                    guardian: gpid,
+                    source,
+                })
+                .await);
+        }
         // A stop asked for meanwhile wins over the re-exec: this process drains and exits. One
         // sent after this look stays pending (every thread blocks it) across the exec, and the
         // new image stops once it has taken over.

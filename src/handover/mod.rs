@@ -16,12 +16,12 @@
 //!   the fds it names, and starts the **guardian** ([`guard`]): the running binary again, by
 //!   its fd, which inherits every carried fd and touches none. It waits at most
 //!   [`reexec::READY_TIMEOUT`] for the guardian's `Guarding` (it has read its configuration);
-//! - O6. names the guardian `MAINPID` to systemd, and execs the new binary in place
-//!   ([`reexec::exec_in_place`]), with the purposeful signals blocked so that one sent now waits
-//!   for the new image's handlers.
+//! - O6. names the guardian `MAINPID` to systemd (under systemd, a message that cannot be sent
+//!   calls the exec off), and execs the new binary in place ([`reexec::exec_in_place`]), with
+//!   the purposeful signals blocked so that one sent now waits for the new image's handlers.
 //!
-//! Until the exec, any failure (the guardian does not say `Guarding`, a stop signal came, the
-//! exec itself fails) answers the guardian `Abort`, sets close-on-exec again, thaws the actors,
+//! Until the exec, any failure (the guardian does not say `Guarding` or cannot be named
+//! `MAINPID`, a stop signal came, the exec itself fails) answers the guardian `Abort`, sets close-on-exec again, thaws the actors,
 //! unparks the connections and accepts again ([`reexec::HandoverError`] says why). Nothing was
 //! closed, and the pid never changed.
 //!
@@ -39,7 +39,10 @@
 //!   accepts, resumes each parked connection, and tells systemd it is ready.
 //!
 //! The guardian takes over (with [`take_over`] too, from the same state) if the new image says
-//! `Failed`, dies, or hangs (it is then killed) before `Running`. Only then does the pid change,
+//! `Failed`, dies, or hangs (it is then killed) before `Running`. If it had said `Go`, the new
+//! image may have used the fds: the state is [`state::Staleness::AfterGo`], and the guardian
+//! opens the logs again by path and drops carried console input and subscriber queues rather
+//! than send anything twice. Only then does the pid change,
 //! to the guardian's; systemd knows it already. While several processes hold the fds, only one
 //! ever reads or writes them: the old image is frozen from O4 and gone at O6, the new image
 //! reads only after `Go`, and the guardian only once the new image is gone.

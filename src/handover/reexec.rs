@@ -232,6 +232,16 @@ pub(crate) enum HandoverError {
     },
     #[error("a stop signal came during the re-exec; stopping instead")]
     StopInstead,
+    /// Under systemd, the guardian must be `MAINPID` before the exec: a new image that died
+    /// while it was the main process would be taken for the service's end.
+    #[error(
+        "cannot name the guardian (pid {guardian}) MAINPID, so a new image that died would end \
+         the service: {source}"
+    )]
+    NameGuardian {
+        guardian: u32,
+        source: crate::host::systemd::NotifyError,
+    },
     #[error("cannot run {exe}: {source}")]
     Exec {
         exe: PathBuf,

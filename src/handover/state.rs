@@ -189,6 +189,19 @@ impl State {
     }
 }
 
+/// Whether the carried fds are still as the state describes them when a process takes over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Staleness {
+    /// Nobody has read or written them since the old image froze: a new image's take-over,
+    /// or a guardian's whose new image was never told `Go`.
+    Exact,
+    /// A new image was told `Go` and died (or hung) before `Running`: it may have read and
+    /// written them in between. The guardian then trusts nothing that image may have acted
+    /// on: logs are opened again by path, and carried console input and subscriber queues are
+    /// dropped rather than sent twice (docs/LIFECYCLE.md, "After `Go`").
+    AfterGo,
+}
+
 /// A listening UNIX socket of the daemon.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ListenerState {

@@ -30,9 +30,12 @@ pub(crate) enum Role {
 /// Makes a re-exec's new process fail at a given step the way a real fault would, so the tests
 /// can show that no failure of the new image loses anything: `LOGD_REEXEC_FAULT=killed-in-restore`
 /// (it is SIGKILLed once its domains are rebuilt), `hang-in-restore` (it stops there, for an
-/// hour) or `panic-after-ready` (it panics once it has said `Ready`, before it hears `Go`). Read only by a successor, and removed at once, so it
-/// never reaches the next re-exec. The tests set it in a wrapper that runs logd as the new
-/// binary; nothing else should.
+/// hour), `panic-after-ready` (it panics once it has said `Ready`, before it hears `Go`) or
+/// `killed-after-go[:N]` (it thaws on `Go` and serves until its logs have rotated N more times
+/// than the state says and nothing carried is left to deliver, then is SIGKILLed before it says
+/// `Running`: see `take_over`). Read only by a successor, and removed at once, so it never
+/// reaches the next re-exec. The tests set it in a wrapper that runs logd as the new binary;
+/// nothing else should.
 pub(crate) const FAULT_ENV: &str = "LOGD_REEXEC_FAULT";
 
 /// A fault [`FAULT_ENV`] asks for.
@@ -44,6 +47,10 @@ pub(crate) enum Fault {
     /// The *old* image sends itself SIGTERM just before its exec (past its last look for a
     /// stop): [`sigterm_before_exec`].
     SigtermBeforeExec,
+    /// Rotations to wait for beyond the state's, once thawed.
+    KilledAfterGo {
+        rotations: u64,
+    },
 }
 
 /// Whether this process, as the old image of a re-exec, is to send itself SIGTERM just before
@@ -62,7 +69,11 @@ impl Fault {
             "hang-in-restore" => Some(Fault::HangInRestore),
             "panic-after-ready" => Some(Fault::PanicAfterReady),
             "sigterm-before-exec" => Some(Fault::SigtermBeforeExec),
-            _ => None,
+            "killed-after-go" => Some(Fault::KilledAfterGo { rotations: 0 }),
+            _ => {
+                let n = v.strip_prefix("killed-after-go:")?.parse().ok()?;
+                Some(Fault::KilledAfterGo { rotations: n })
+            }
         }
     }
 }
@@ -227,6 +238,15 @@ impl Successor {
                 std::thread::sleep(std::time::Duration::from_secs(3600));
             }
             _ => {}
+        }
+    }
+
+    /// The rotations [`Fault::KilledAfterGo`] waits for (beyond the state's), if it was asked
+    /// for.
+    pub(crate) fn killed_after_go(&self) -> Option<u64> {
+        match self.fault {
+            Some(Fault::KilledAfterGo { rotations }) => Some(rotations),
+            _ => None,
         }
     }
 

@@ -15,7 +15,9 @@ use crate::control::registry::{self, ThawCause};
 use crate::daemon::listen::{bind, Listener, LockFile};
 use crate::daemon::{DaemonError, Running};
 use crate::handover::reexec::HandshakeError;
-use crate::handover::state::{ConnEndpoint, ConnMode, ConnState, Inherited, State, StateError};
+use crate::handover::state::{
+    ConnEndpoint, ConnMode, ConnState, Inherited, Staleness, State, StateError,
+};
 use crate::handover::successor::{ReadStateError, Role, Successor};
 use crate::host::config::Config;
 use crate::serve::server;
@@ -52,6 +54,8 @@ struct Rebuilt {
     domains: u32,
     inherited: Arc<Inherited>,
     conns: Vec<(ConnState, OwnedFd)>,
+    /// The rotations the state's logs had counted, all together.
+    rotations: u64,
 }
 
 impl Running {
@@ -60,9 +64,12 @@ impl Running {
     /// `Go` is reported to the old process, and this one exits without touching anything.
     pub(crate) async fn take_over(cfg: Config, mut succ: Successor) -> Running {
         // A guardian waits first: it takes over only if the new image did not.
-        let failed = match succ.role {
-            Role::Guardian => Some(crate::handover::guard::guard(&succ).await.to_string()),
-            _ => None,
+        let (failed, staleness) = match succ.role {
+            Role::Guardian => {
+                let (why, staleness) = crate::handover::guard::guard(&succ).await;
+                (Some(why.to_string()), staleness)
+            }
+            _ => (None, Staleness::Exact),
         };
         let Rebuilt {
             daemon: d,
@@ -70,7 +77,8 @@ impl Running {
             domains,
             inherited,
             conns,
-        } = match Self::rebuild(cfg, &mut succ).await {
+            rotations,
+        } = match Self::rebuild(cfg, &mut succ, staleness).await {
             Ok(r) => r,
             Err(e) => succ.refuse(&e.to_string()),
         };
@@ -84,6 +92,9 @@ impl Running {
                 cause: ThawCause::TakenOver,
             })
             .await;
+        if let Some(more) = succ.killed_after_go() {
+            die_after_go(&d.registry, rotations + more).await;
+        }
         // Running: the guardian may exit now (it held every fd until here); it names this pid
         // to systemd first, and this one notifies once it is gone.
         let reexecs = state.reexecs + u32::from(failed.is_none());
@@ -166,8 +177,13 @@ impl Running {
     }
 
     /// Steps N3 to N6: read the state, adopt its fds, rebuild everything frozen, say `Ready`
-    /// and hear `Go`.
-    async fn rebuild(cfg: Config, succ: &mut Successor) -> Result<Rebuilt, TakeOverError> {
+    /// and hear `Go`. `staleness` says whether a new image may have used the fds since the
+    /// state was written (a guardian taking over after `Go`).
+    async fn rebuild(
+        cfg: Config,
+        succ: &mut Successor,
+        staleness: Staleness,
+    ) -> Result<Rebuilt, TakeOverError> {
         let mut state = succ.read_state()?;
         let asked = state.asked_mono_ns;
         let since = |what: &str| {
@@ -247,11 +263,13 @@ impl Running {
         since("daemon fds adopted");
         let d = Running::assemble(cfg, lock, main, admin, virtlogd, metrics);
         let domains = std::mem::take(&mut state.domains);
+        let rotations = carried_rotations(&domains);
         let n_domains = domains.len() as u32;
         d.registry
             .send(registry::Adopt {
                 domains,
                 inherited: inherited.clone(),
+                staleness,
             })
             .await
             .map_err(|_| TakeOverError::RegistryStopped)??;
@@ -268,6 +286,46 @@ impl Running {
             domains: n_domains,
             inherited,
             conns,
+            rotations,
         })
     }
+}
+
+/// The rotations the carried logs had counted, all together.
+fn carried_rotations(domains: &[crate::handover::state::DomainState]) -> u64 {
+    use crate::handover::state::StreamState;
+    domains
+        .iter()
+        .flat_map(|d| &d.streams)
+        .map(|s| match s {
+            StreamState::Pipe(p) => p.sink.rotations,
+            StreamState::Console(c) => c.sink.rotations,
+        })
+        .sum()
+}
+
+/// Acts out the `killed-after-go` test fault ([`crate::handover::successor::FAULT_ENV`]): the
+/// thawed domains run until their logs have counted `rotations` rotations in all and nothing
+/// carried is left undelivered (console input, subscriber queues, file batches), for at most
+/// 3 s (the guardian waits 5 s for `Running`); then this process is SIGKILLed, after `Go` and
+/// before `Running`.
+async fn die_after_go(registry: &actix::Addr<registry::Registry>, rotations: u64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    let backlog = loop {
+        let b = registry
+            .send(registry::GetBacklog)
+            .await
+            .unwrap_or_default();
+        if (b.rotations >= rotations && b.is_clear()) || std::time::Instant::now() >= deadline {
+            break b;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    };
+    tracing::warn!(
+        ?backlog,
+        rotations,
+        "{}: killing this process after go, before it runs",
+        crate::handover::successor::FAULT_ENV
+    );
+    let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
 }

@@ -26,28 +26,39 @@ const MAX_LISTEN_FDS: i32 = 8;
 /// (`FileDescriptorStoreMax=` in the unit is 65536 too). Those past it are closed.
 pub(crate) const MAX_PASSED_FDS: i32 = 65_536;
 
+/// A notification that had to reach systemd and could not be sent.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot send {state:?} to systemd's notify socket {socket}: {source}")]
+pub(crate) struct NotifyError {
+    state: String,
+    socket: String,
+    source: std::io::Error,
+}
+
+/// Sends one state string to the notify socket at `path` (a file, or `@name`: abstract).
+fn send(path: &std::ffi::OsStr, state: &str) -> std::io::Result<()> {
+    let sock = UnixDatagram::unbound()?;
+    // Never wait for room: a notify queue that systemd does not drain must not hold the
+    // daemon (the message is then lost, and the caller says so).
+    sock.set_nonblocking(true)?;
+    let bytes = path.as_encoded_bytes();
+    if let Some(name) = bytes.strip_prefix(b"@") {
+        use std::os::linux::net::SocketAddrExt;
+        let addr = std::os::unix::net::SocketAddr::from_abstract_name(name)?;
+        sock.send_to_addr(state.as_bytes(), &addr)?;
+    } else {
+        sock.send_to(state.as_bytes(), Path::new(path))?;
+    }
+    Ok(())
+}
+
 /// Sends a state string to systemd's notify socket, if there is one. Errors are only logged:
 /// a daemon must run the same without systemd.
 pub fn notify(state: &str) {
     let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
         return;
     };
-    let res = (|| -> std::io::Result<()> {
-        let sock = UnixDatagram::unbound()?;
-        // Never wait for room: a notify queue that systemd does not drain must not hold the
-        // daemon (the message is then lost, and logged).
-        sock.set_nonblocking(true)?;
-        let bytes = path.as_encoded_bytes();
-        if let Some(name) = bytes.strip_prefix(b"@") {
-            use std::os::linux::net::SocketAddrExt;
-            let addr = std::os::unix::net::SocketAddr::from_abstract_name(name)?;
-            sock.send_to_addr(state.as_bytes(), &addr)?;
-        } else {
-            sock.send_to(state.as_bytes(), Path::new(&path))?;
-        }
-        Ok(())
-    })();
-    if let Err(e) = res {
+    if let Err(e) = send(&path, state) {
         tracing::warn!(cause = %e, state, "cannot notify systemd");
     }
 }
@@ -56,14 +67,33 @@ pub fn notify(state: &str) {
 /// `BARRIER=1` message carries a pipe's write end, which systemd closes once every earlier
 /// message is handled. Used for `MAINPID=` before the old process of a re-exec exits, so
 /// systemd never sees its main process die without knowing the new one. Returns whether the
-/// barrier was passed (false without a notify socket).
+/// barrier was passed (false without a notify socket, or when the message could not be sent,
+/// which is logged).
 pub fn notify_and_wait(state: &str, timeout: std::time::Duration) -> bool {
+    notify_sent_and_wait(state, timeout).unwrap_or_else(|e| {
+        tracing::warn!(cause = %e, "cannot notify systemd");
+        false
+    })
+}
+
+/// [`notify_and_wait`] for a message that must reach systemd: an error when there is a notify
+/// socket and the message cannot be sent (the socket is gone, or its queue is full). A message
+/// sent whose barrier is not confirmed in time is only logged: it is in systemd's queue, which
+/// systemd reads before it handles what happens next (a process's exit among others).
+pub(crate) fn notify_sent_and_wait(
+    state: &str,
+    timeout: std::time::Duration,
+) -> Result<bool, NotifyError> {
     use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags, UnixAddr};
     use std::os::fd::{AsFd, AsRawFd};
     let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
-        return false;
+        return Ok(false);
     };
-    notify(state);
+    send(&path, state).map_err(|source| NotifyError {
+        state: state.to_owned(),
+        socket: path.to_string_lossy().into_owned(),
+        source,
+    })?;
     let res = (|| -> std::io::Result<bool> {
         let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
         let sock = UnixDatagram::unbound()?;
@@ -87,7 +117,7 @@ pub fn notify_and_wait(state: &str, timeout: std::time::Duration) -> bool {
         let t = nix::poll::PollTimeout::try_from(timeout).unwrap_or(nix::poll::PollTimeout::MAX);
         Ok(nix::poll::poll(&mut fds, t)? > 0)
     })();
-    match res {
+    Ok(match res {
         Ok(passed) => {
             if !passed {
                 tracing::warn!(state, "systemd did not confirm a notification in time");
@@ -98,7 +128,7 @@ pub fn notify_and_wait(state: &str, timeout: std::time::Duration) -> bool {
             tracing::warn!(cause = %e, state, "cannot wait for systemd to take a notification");
             false
         }
-    }
+    })
 }
 
 /// Listening sockets passed by systemd, by role, and the pipes of its fd store.

@@ -75,24 +75,27 @@ impl Domain {
 
     /// Rebuilds the streams a previous process carried over (the domain stays frozen until
     /// [`Thaw`]). Runs on the domain's thread, so each fd registers with the loop that drives
-    /// it.
+    /// it. With [`Staleness::AfterGo`](crate::handover::state::Staleness), each log is opened
+    /// again by its path, here: nothing else runs on this worker before the take-over is done.
     pub fn restore(
         &mut self,
         streams: &[crate::handover::state::StreamState],
         paths: Vec<Arc<Path>>,
         inherited: &crate::handover::state::Inherited,
+        staleness: crate::handover::state::Staleness,
     ) -> Result<(), AdoptError> {
         use crate::handover::state::StreamState;
+        let _e = self.span().entered();
         for (st, path) in streams.iter().zip(paths) {
             let stream = match st {
-                StreamState::Pipe(p) => LogStream::restore(p, path, inherited)
+                StreamState::Pipe(p) => LogStream::restore(p, path, inherited, staleness)
                     .map(Stream::Pipe)
                     .map_err(|source| AdoptError::Log {
                         domain: self.name.to_string(),
                         path: p.sink.path.clone(),
                         source: Box::new(source),
                     })?,
-                StreamState::Console(c) => Console::restore(c, path, inherited)
+                StreamState::Console(c) => Console::restore(c, path, inherited, staleness)
                     .map(|c| Stream::Console(Box::new(c)))
                     .map_err(|source| AdoptError::Console {
                         domain: self.name.to_string(),
@@ -103,6 +106,59 @@ impl Domain {
             self.insert(stream);
         }
         Ok(())
+    }
+}
+
+/// What a domain's streams hold and have not delivered yet, and how often their logs rotated:
+/// what the `killed-after-go` test fault waits on ([`crate::handover::successor`]) before it
+/// kills a new image that runs.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, MessageResponse)]
+pub struct Backlog {
+    /// Rotations of every log, as counted since each was opened (carried ones included).
+    pub rotations: u64,
+    /// Logs with bytes not yet in their file.
+    pub unflushed: u64,
+    /// Console input not yet written to the guest.
+    pub input: u64,
+    /// Console output queued for subscribers and not yet sent.
+    pub queued: u64,
+}
+
+impl Backlog {
+    /// Nothing waits to be delivered.
+    pub fn is_clear(&self) -> bool {
+        self.unflushed == 0 && self.input == 0 && self.queued == 0
+    }
+
+    pub fn add(&mut self, o: Backlog) {
+        self.rotations += o.rotations;
+        self.unflushed += o.unflushed;
+        self.input += o.input;
+        self.queued += o.queued;
+    }
+}
+
+/// Ask a domain for its [`Backlog`].
+#[derive(Message)]
+#[rtype(result = "Backlog")]
+pub struct GetBacklog;
+
+impl Handler<GetBacklog> for Domain {
+    type Result = Backlog;
+
+    fn handle(&mut self, _: GetBacklog, _: &mut Context<Self>) -> Backlog {
+        let mut b = Backlog::default();
+        for s in &self.streams {
+            let sink = s.sink();
+            b.rotations += sink.rotations();
+            b.unflushed += u64::from(!sink.is_flushed());
+            if let Stream::Console(c) = s {
+                let (input, queued) = c.undelivered();
+                b.input += input as u64;
+                b.queued += queued as u64;
+            }
+        }
+        b
     }
 }
 

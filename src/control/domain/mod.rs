@@ -10,7 +10,7 @@
 //! domain once it has no streams and no requests in flight.
 
 mod handover;
-pub use handover::{Freeze, Thaw, ThawCause};
+pub use handover::{Backlog, Freeze, GetBacklog, Thaw, ThawCause};
 
 use std::future::Future;
 use std::os::fd::OwnedFd;

@@ -78,6 +78,33 @@ impl Handler<Thaw> for Registry {
     }
 }
 
+/// The [`domain::Backlog`] of every domain, summed (for the `killed-after-go` test fault).
+#[derive(Message)]
+#[rtype(result = "domain::Backlog")]
+pub(crate) struct GetBacklog;
+
+impl Handler<GetBacklog> for Registry {
+    type Result = ResponseFuture<domain::Backlog>;
+
+    fn handle(&mut self, _: GetBacklog, _: &mut Context<Self>) -> Self::Result {
+        let asks: Vec<_> = self
+            .domains
+            .values()
+            .map(|e| e.addr.send(domain::GetBacklog))
+            .collect();
+        Box::pin(async move {
+            let mut sum = domain::Backlog::default();
+            for a in asks {
+                // A domain that stopped meanwhile holds nothing.
+                if let Ok(b) = a.await {
+                    sum.add(b);
+                }
+            }
+            sum
+        })
+    }
+}
+
 /// Take over the domains a previous process carried: start each (frozen) on a worker, which
 /// rebuilds its streams from their inherited fds there. Answers once every domain is rebuilt,
 /// or with the first failure.
@@ -86,6 +113,8 @@ impl Handler<Thaw> for Registry {
 pub(crate) struct Adopt {
     pub(crate) domains: Vec<crate::handover::state::DomainState>,
     pub(crate) inherited: std::sync::Arc<crate::handover::state::Inherited>,
+    /// Whether a new image may have used the fds since the state was written.
+    pub(crate) staleness: crate::handover::state::Staleness,
 }
 
 impl Handler<Adopt> for Registry {
@@ -140,11 +169,11 @@ impl Handler<Adopt> for Registry {
             batches[worker].push((rx, name, d, paths));
         }
         for (worker, batch) in self.workers.iter().zip(batches) {
-            let (inherited, out) = (msg.inherited.clone(), out.clone());
+            let (inherited, out, staleness) = (msg.inherited.clone(), out.clone(), msg.staleness);
             worker.spawn_fn(move || {
                 for (rx, name, d, paths) in batch {
                     let mut domain = Domain::restored(name);
-                    out.push(domain.restore(&d.streams, paths, &inherited));
+                    out.push(domain.restore(&d.streams, paths, &inherited, staleness));
                     Context::with_receiver(rx).run(domain);
                 }
             });

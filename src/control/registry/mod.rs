@@ -18,7 +18,7 @@ mod logs;
 mod snapshot;
 
 pub(crate) use consoles::{AddConsole, ConsoleConfigs, ListConsoles, RemoveConsole, Subscriber};
-pub(crate) use handover::{Adopt, Freeze, Thaw};
+pub(crate) use handover::{Adopt, Freeze, GetBacklog, Thaw};
 pub(crate) use logs::{Append, GetPosition, Open, Read, Recover};
 pub(crate) use snapshot::Snapshot;
 

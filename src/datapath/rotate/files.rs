@@ -105,6 +105,21 @@ fn rename_at(dir: &LogDir, from: &OsStr, to: &OsStr) -> Result<(), RotateError> 
     }
 }
 
+/// What `name` in `dir` is (not following a symlink), or None if nothing has that name.
+pub(super) fn stat_at(
+    dir: &LogDir,
+    name: &OsStr,
+) -> Result<Option<nix::sys::stat::FileStat>, RotateError> {
+    match fstatat(dir.fd(), name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+        Ok(st) => Ok(Some(st)),
+        Err(nix::Error::ENOENT) => Ok(None),
+        Err(e) => Err(RotateError::Open {
+            path: dir.path().join(name),
+            source: e.into(),
+        }),
+    }
+}
+
 /// Flags for every open: never follow a symlink at the last component, never block on a FIFO,
 /// never leak the descriptor into a child (std adds O_CLOEXEC too; it is spelled out for the reader).
 pub(super) fn open_flags() -> i32 {

@@ -780,3 +780,55 @@ proptest! {
         prop_assert_eq!(got, whole);
     }
 }
+
+/// A guardian that takes over after `Go` may hold a file the failed new image has rotated
+/// away: [`RotatingFile::restore_after_go`] opens the log by its path again and reads from the
+/// files what that image did (its rotations, the bytes it wrote), and writes only to the live
+/// file. With fewer backups than rotations, the carried file is gone and the rotations are a
+/// lower bound.
+#[test]
+fn restore_after_go_writes_the_live_file_and_counts_what_the_other_process_did() {
+    // (backups, more bytes the other process writes, its rotations, found)
+    for (backups, more, rotations, exact) in [
+        (3, 0, 0, true),
+        (3, 30, 0, true),
+        (3, 150, 2, true),
+        (1, 150, 2, false),
+    ] {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = log_path(&tmp);
+        let mut f = RotatingFile::open(&path, cfg(100, backups), false).unwrap();
+        f.write(&[b'x'; 60]).unwrap();
+        let state = f.export(&mut crate::handover::state::Carrier::out());
+        let carried = fs::File::open(&path).unwrap();
+        // The other process (the new image) goes on with the same file, then dies.
+        f.write(&vec![b'y'; more]).unwrap();
+        drop(f);
+        let before: Vec<_> = (0..backups)
+            .map(|i| fs::read(backup_path(&path, i)).ok())
+            .collect();
+
+        let (mut g, caught) =
+            RotatingFile::restore_after_go(&state, path.as_path().into(), Some(carried));
+        let caught = caught.unwrap();
+        let case = format!("{backups} backups, {more} more bytes: {caught:?}");
+        assert_eq!(caught.rotations, rotations, "{case}");
+        assert_eq!(caught.written, more as u64, "{case}");
+        assert_eq!(caught.exact, exact, "{case}");
+        assert_eq!(g.rotations(), rotations, "{case}");
+        let live = fs::read(&path).unwrap();
+        assert_eq!(g.size(), live.len() as u64, "{case}");
+        g.write(b"z").unwrap();
+        let mut expect = live;
+        expect.push(b'z');
+        assert_eq!(
+            fs::read(&path).unwrap(),
+            expect,
+            "the live file grows: {case}"
+        );
+        let after: Vec<_> = (0..backups)
+            .map(|i| fs::read(backup_path(&path, i)).ok())
+            .collect();
+        assert_eq!(before, after, "no backup is written: {case}");
+    }
+}

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use logd_protocol::Position;
 
-use super::files::{birth_of, open_at, remove_all_in, remove_at, shift_files};
+use super::files::{birth_of, open_at, remove_all_in, remove_at, shift_files, stat_at};
 use super::names::{backup_name, check_derived_names, fresh_name};
 use super::{RotateConfig, RotateError, WriteFailure, MAX_BACKUPS, NEWLINE_WINDOW};
 use crate::datapath::logdir::LogDir;
@@ -163,6 +163,77 @@ impl RotatingFile {
             newline_end: state.newline_end,
             rotations: state.rotations,
         }
+    }
+
+    /// The file as a previous process left it, when a later process may have written to it,
+    /// and rotated it, since: a re-exec's new image that was told `Go` and died before it ran.
+    /// The carried handle may be a backup by now, so it is never written again: the log is
+    /// opened again by its path, as after a crash ([`reopen`](Self::reopen)), and what that
+    /// process did is read from the files ([`CaughtUp`]). On an error the file stays closed,
+    /// and the next write retries it.
+    pub fn restore_after_go(
+        state: &crate::handover::state::SinkState,
+        path: std::sync::Arc<Path>,
+        carried: Option<File>,
+    ) -> (Self, Result<CaughtUp, RotateError>) {
+        let mut this = Self::restore(state, path, None);
+        let caught = this.catch_up(state, carried);
+        (this, caught)
+    }
+
+    /// Finds where the carried file went (still the active file, the backup `NAME.i` after
+    /// `i + 1` rotations, or gone after more than the backups hold), counts the bytes written
+    /// since the state (what the carried file grew by, and every newer file), then opens the
+    /// active file by its path.
+    fn catch_up(
+        &mut self,
+        state: &crate::handover::state::SinkState,
+        carried: Option<File>,
+    ) -> Result<CaughtUp, RotateError> {
+        let Some(carried) = carried else {
+            // It was unwritable at the freeze: nothing to compare with.
+            self.reopen()?;
+            return Ok(CaughtUp {
+                rotations: 0,
+                written: 0,
+                exact: false,
+            });
+        };
+        let meta = carried.metadata().map_err(|source| RotateError::Read {
+            path: self.path.to_path_buf(),
+            source,
+        })?;
+        let grown = meta.len().saturating_sub(state.size);
+        let backups = self.cfg.max_backups;
+        let (rotations, newer, exact) = self.in_dir(|dir, name| {
+            let same =
+                |st: &nix::sys::stat::FileStat| st.st_dev == meta.dev() && st.st_ino == meta.ino();
+            let size = |st: &nix::sys::stat::FileStat| st.st_size.max(0) as u64;
+            let mut newer = 0;
+            match stat_at(dir, name)? {
+                Some(st) if same(&st) => return Ok((0, 0, true)),
+                Some(st) => newer += size(&st),
+                None => {}
+            }
+            for i in 0..backups {
+                match stat_at(dir, &backup_name(name, i))? {
+                    Some(st) if same(&st) => return Ok((u64::from(i) + 1, newer, true)),
+                    Some(st) => newer += size(&st),
+                    // Backups are numbered without gaps.
+                    None => break,
+                }
+            }
+            // Rotated out: at least one rotation per backup, and one more.
+            Ok((u64::from(backups) + 1, newer, false))
+        })?;
+        drop(carried);
+        self.reopen()?;
+        self.rotations += rotations;
+        Ok(CaughtUp {
+            rotations,
+            written: grown + newer,
+            exact,
+        })
     }
 
     /// Appends all of `data`, rotating as many times as needed.
@@ -385,6 +456,19 @@ impl RotatingFile {
         self.rotations += 1;
         Ok(())
     }
+}
+
+/// What another process did to a log between a re-exec's state and a guardian's take-over
+/// ([`RotatingFile::restore_after_go`]), as the files show it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CaughtUp {
+    /// Rotations it made (counted in the file's `rotations`).
+    pub rotations: u64,
+    /// Bytes it wrote to the log's files.
+    pub written: u64,
+    /// False when the carried file was not found (rotated out, or there was none): both
+    /// figures are then lower bounds.
+    pub exact: bool,
 }
 
 /// A write refused for want of space (the file system's or the user's quota).
