@@ -781,3 +781,43 @@ fn logdctl_reexec_hands_over_and_keeps_client_connections() {
     let _ = events.kill();
     let _ = events.wait();
 }
+
+/// A guardian whose binary cannot read the config file now (a key only the new binary knows,
+/// or, here, a file broken for both) takes over with the settings the old process ran with,
+/// carried to it by the old image, not with the defaults: a log opened after the take-over
+/// rotates at the file's `max_size`, not at the default 2 MiB.
+#[test]
+fn a_guardian_that_cannot_read_the_file_takes_over_with_the_old_settings() {
+    let d = Daemon::with_config("max_size = \"8 KiB\"\nmax_backups = 2\n");
+    let old = d.pid();
+    let config = d.config_path();
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str("a_key_no_logd_knows = 1\n");
+    std::fs::write(&config, text).unwrap();
+    // The new image cannot read the file either: it refuses, and the guardian takes over.
+    let out = d.ctl_run(&["reexec"]);
+    assert!(!out.status.success(), "the re-exec did not fail");
+    wait_for(T, "the guardian to serve", || {
+        let pid = d.pid();
+        (pid != old && d.ctl_run(&["ps", "--json"]).status.success()).then_some(pid)
+    });
+    let log = d.stderr();
+    assert!(
+        log.contains("guarding with the settings the old process ran with"),
+        "{log}"
+    );
+    let mut w = d.open_pipe("after", "after.log");
+    let data: Vec<u8> = (0..400)
+        .flat_map(|i| format!("line {i:05} of the guardian's log\n").into_bytes())
+        .collect();
+    w.write_all(&data).unwrap();
+    d.ctl_ok(&["position", "--log", "after.log"]);
+    assert!(
+        d.log("after.log.0").exists(),
+        "a log opened by the guardian rotates at the old process's max_size (8 KiB)"
+    );
+    assert!(
+        std::fs::metadata(d.log("after.log")).unwrap().len() <= 8 * 1024,
+        "the active file is within 8 KiB"
+    );
+}

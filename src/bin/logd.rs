@@ -106,12 +106,27 @@ fn run(args: Args, successor: Option<logd::successor::Successor>) -> anyhow::Res
     let cfg = match (cfg, &successor) {
         (Ok(c), _) => c,
         // A guardian is the old binary: a file written for the new one (a key it does not
-        // know) must not stop the upgrade. It guards with its command line and the defaults,
-        // which matter only if it has to take over.
+        // know) must not stop the upgrade. It guards with the settings the old process ran
+        // with (carried, as a file's text), which matter only if it has to take over.
         (Err(e), Some(s)) if s.is_guardian() => {
             let line = logd::cli::report(&e);
-            tracing::warn!("guarding with the command line and the defaults: {line}");
-            Config::load(None, &overrides).context("configuration")?
+            let carried = s
+                .config_text
+                .as_deref()
+                .map(|text| Config::from_text(args.config.as_deref(), Some(text), &overrides));
+            match carried {
+                Some(Ok(c)) => {
+                    tracing::warn!("guarding with the settings the old process ran with: {line}");
+                    c
+                }
+                other => {
+                    if let Some(Err(e)) = other {
+                        tracing::warn!("the old process's settings do not read: {e}");
+                    }
+                    tracing::warn!("guarding with the command line and the defaults: {line}");
+                    Config::load(None, &overrides).context("configuration")?
+                }
+            }
         }
         // The old process goes on; it is told why this one cannot take over.
         (Err(e), Some(s)) => s.refuse(&logd::cli::report(&e)),

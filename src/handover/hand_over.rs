@@ -126,8 +126,15 @@ impl Running {
         };
         drop(state);
         // O5: the guardian, which holds every fd while the new image takes over, and takes
-        // over itself if that one does not.
-        let guardian = match reexec::spawn_guardian(&mut prepared) {
+        // over itself if that one does not (with these settings if it cannot read the file).
+        let config = match self.cfg.effective_text() {
+            Ok(t) => Some(t),
+            Err(e) => {
+                tracing::warn!(cause = %e, "cannot write the settings in force for the guardian; it reads the file or uses the defaults");
+                None
+            }
+        };
+        let guardian = match reexec::spawn_guardian(&mut prepared, config.as_deref()) {
             Ok(g) => g,
             Err(e) => return Err(self.undo(e.into()).await),
         };

@@ -354,12 +354,33 @@ fn same_daemon(cmd: &mut std::process::Command) {
 
 /// Starts the guardian: the running binary (through its fd, whatever is on disk now), with the
 /// memfd, its end of the handshake and every carried fd (which must be marked already), told
-/// by [`GUARD_ENV`] which pid wrote the state.
-pub(crate) fn spawn_guardian(p: &mut Prepared) -> Result<std::process::Child, SpawnError> {
+/// by [`GUARD_ENV`] which pid wrote the state, and by
+/// [`GUARD_CONFIG_ENV`](GUARD_CONFIG_ENV) where the settings in
+/// force are (`config`, a config file's text), for when it cannot read the file.
+pub(crate) fn spawn_guardian(
+    p: &mut Prepared,
+    config: Option<&str>,
+) -> Result<std::process::Child, SpawnError> {
+    use std::io::{Seek, Write};
     let theirs = p.theirs.take().expect("one guardian per state");
+    let config = match config {
+        Some(text) => {
+            let fd = nix::sys::memfd::memfd_create(
+                c"logd-config",
+                nix::sys::memfd::MFdFlags::MFD_CLOEXEC,
+            )
+            .map_err(|e| SpawnError::Setup(e.into()))?;
+            let mut f = std::fs::File::from(fd);
+            f.write_all(text.as_bytes()).map_err(SpawnError::Setup)?;
+            f.rewind().map_err(SpawnError::Setup)?;
+            Some(f)
+        }
+        None => None,
+    };
     let mut carrier = Carrier::out();
     let state_fd = carrier.fd(&p.memfd);
     let hs_fd = carrier.fd(&theirs);
+    let config_fd = config.as_ref().map(|f| carrier.fd(f));
     carrier.finish().map_err(SpawnError::Setup)?;
     let id = crate::handover::identity::get();
     let exe = match &id.running {
@@ -381,11 +402,16 @@ pub(crate) fn spawn_guardian(p: &mut Prepared) -> Result<std::process::Child, Sp
             std::process::id()
         ),
     );
+    match &config_fd {
+        Some(fd) => cmd.env(GUARD_CONFIG_ENV, fd.raw.to_string()),
+        None => cmd.env_remove(GUARD_CONFIG_ENV),
+    };
     let child = cmd
         .spawn()
         .map_err(|source| SpawnError::Guardian { exe, source })?;
-    // The guardian has its copy of its end; ours closes here.
+    // The guardian has its copies of its end and of the settings; ours close here.
     drop(theirs);
+    drop(config);
     Ok(child)
 }
 
@@ -450,6 +476,9 @@ pub(crate) fn exec_in_place(exe: &std::path::Path, p: &Prepared, guardian: u32) 
     let _ = back.finish();
     e
 }
+
+/// The variable that names a guardian's memfd holding the old process's settings.
+pub(crate) const GUARD_CONFIG_ENV: &str = "LOGD_REEXEC_GUARD_CONFIG";
 
 /// The environment variable that makes a logd a re-exec's guardian:
 /// `STATE_FD:HANDSHAKE_FD:TOKEN:WRITER_PID`.

@@ -6,7 +6,7 @@ use std::io::{Read, Seek};
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 
 use crate::handover::reexec::{
-    recv, send, Handshake, HandshakeError, ENV, GUARD_ENV, READY_TIMEOUT,
+    recv, send, Handshake, HandshakeError, ENV, GUARD_CONFIG_ENV, GUARD_ENV, READY_TIMEOUT,
 };
 use crate::handover::state::State;
 
@@ -107,6 +107,34 @@ pub struct Successor {
     pub log_filter: Option<String>,
     /// A fault to act out, for the tests ([`FAULT_ENV`]).
     fault: Option<Fault>,
+    /// For a guardian: the settings the old process ran with, as a config file
+    /// ([`crate::config::Config::effective_text`], [`GUARD_CONFIG_ENV`]), for when this binary
+    /// cannot read the file now.
+    pub config_text: Option<String>,
+}
+
+/// The most a carried configuration may be (1,024 consoles fit many times over).
+const MAX_CONFIG_TEXT: u64 = 16 << 20;
+
+/// Reads the settings the old process carried in the memfd `fd` names (closing it); None,
+/// logged, if they cannot be read.
+fn read_config(fd: &str) -> Option<String> {
+    use std::io::Read;
+    let fd: RawFd = fd.parse().ok().filter(|&n| n > 2)?;
+    if !crate::handover::state::fd_is_open(fd) {
+        return None;
+    }
+    // SAFETY: the fd is open (checked above) and nothing else owns it: the old image passed
+    // it to this guardian for this use only, and `from_env`, the only caller, removed the
+    // variable that names it before reading it, so it is adopted once.
+    #[allow(unsafe_code)]
+    let file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    let mut text = String::new();
+    // Unreadable: the guardian falls back to the defaults, and says so.
+    file.take(MAX_CONFIG_TEXT)
+        .read_to_string(&mut text)
+        .ok()
+        .map(|_| text)
 }
 
 impl Successor {
@@ -120,10 +148,21 @@ impl Successor {
         }
         let guard = std::env::var(GUARD_ENV).ok();
         let v = std::env::var(ENV).ok();
+        let config = std::env::var(GUARD_CONFIG_ENV).ok();
         // Called before any other thread exists, so this races with nothing.
-        for var in [crate::host::logging::CARRY_ENV, FAULT_ENV, GUARD_ENV, ENV] {
+        for var in [
+            crate::host::logging::CARRY_ENV,
+            FAULT_ENV,
+            GUARD_ENV,
+            ENV,
+            GUARD_CONFIG_ENV,
+        ] {
             std::env::remove_var(var);
         }
+        let config_text = match (&guard, config) {
+            (Some(_), Some(fd)) => read_config(&fd),
+            _ => None,
+        };
         let (parsed, v) = match (guard, v) {
             (Some(g), _) => (Self::parse(&g, true), g),
             (None, Some(v)) => (Self::parse(&v, false), v),
@@ -134,6 +173,7 @@ impl Successor {
                 .map(|s| Successor {
                     log_filter: filter,
                     fault,
+                    config_text,
                     ..s
                 })
                 .ok_or(MalformedEnv(v)),
@@ -185,6 +225,7 @@ impl Successor {
             role,
             log_filter: None,
             fault: None,
+            config_text: None,
         })
     }
 

@@ -114,35 +114,55 @@ pub struct Origin {
     pub overrides: Overrides,
 }
 
-/// The file's keys, all optional.
-#[derive(Debug, Default, Deserialize)]
+/// The file's keys, all optional. Also written, by [`Config::effective_text`].
+#[derive(Debug, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 struct FileConfig {
+    #[serde(skip_serializing_if = "Option::is_none")]
     socket: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     admin_socket: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     virtlogd_socket: Option<VirtlogdSocket>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     log_root: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     allowed_dirs: Option<Vec<PathBuf>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     max_size: Option<SizeValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     max_backups: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     max_clients: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     max_clients_per_peer: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     client_idle_timeout: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     reply_budget: Option<SizeValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     reply_wait: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     workers: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     idle_exit: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     metrics_listen: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     fd_store: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     binary: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     log_level: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     consoles_file: Option<PathBuf>,
     /// `[[console]]` tables.
+    #[serde(skip_serializing_if = "Option::is_none")]
     console: Option<Vec<crate::host::consoles::ConsoleEntry>>,
 }
 
 /// `virtlogd_socket`: a path, or `true` for the default path ([`default_virtlogd_socket`]).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, serde::Serialize)]
 #[serde(untagged)]
 enum VirtlogdSocket {
     On(bool),
@@ -232,18 +252,36 @@ pub fn default_log_root() -> Result<PathBuf, ConfigError> {
 impl Config {
     /// Loads the configuration: defaults, then `file` if given, then `over`.
     pub fn load(file: Option<&Path>, over: &Overrides) -> Result<Config, ConfigError> {
-        let fc = match file {
+        let text = match file {
             Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-                    path: path.to_owned(),
-                    source,
-                })?;
-                toml::from_str::<FileConfig>(&text).map_err(|source| ConfigError::Parse {
+                Some(
+                    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                        path: path.to_owned(),
+                        source,
+                    })?,
+                )
+            }
+            None => None,
+        };
+        Config::from_text(file, text.as_deref(), over)
+    }
+
+    /// Loads the configuration from `text`, as if `file` (where it came from, for its errors,
+    /// its consoles and a later SIGHUP) held it: a re-exec's guardian whose binary cannot read
+    /// the file now runs with what the old process ran with ([`Config::effective_text`]).
+    pub fn from_text(
+        file: Option<&Path>,
+        text: Option<&str>,
+        over: &Overrides,
+    ) -> Result<Config, ConfigError> {
+        let fc = match (file, text) {
+            (Some(path), Some(text)) => {
+                toml::from_str::<FileConfig>(text).map_err(|source| ConfigError::Parse {
                     path: path.to_owned(),
                     source: Box::new(source),
                 })?
             }
-            None => FileConfig::default(),
+            _ => FileConfig::default(),
         };
         let defaults = RotateConfig::default();
         let max_size = match fc.max_size {
@@ -436,6 +474,45 @@ impl Config {
     pub fn reload(&self) -> Result<Config, ConfigError> {
         Config::load(self.origin.file.as_deref(), &self.origin.overrides)
     }
+
+    /// The settings in force, as a config file: every key with its value (the command line's
+    /// overrides included), and the file's `[[console]]` tables. Read back by the same binary
+    /// ([`Config::from_text`]), it gives the same settings.
+    pub fn effective_text(&self) -> Result<String, toml::ser::Error> {
+        let path = |p: &Path| p.to_path_buf();
+        let fc = FileConfig {
+            socket: Some(path(&self.socket)),
+            admin_socket: Some(path(&self.admin_socket)),
+            virtlogd_socket: self
+                .virtlogd_socket
+                .as_deref()
+                .map(|p| VirtlogdSocket::Path(path(p))),
+            log_root: Some(path(&self.log_root)),
+            allowed_dirs: Some(self.allowed_dirs.clone()),
+            max_size: Some(SizeValue::Bytes(self.rotate.max_size)),
+            max_backups: Some(self.rotate.max_backups),
+            max_clients: Some(self.max_clients),
+            max_clients_per_peer: Some(self.max_clients_per_peer),
+            client_idle_timeout: Some(self.client_idle_timeout.as_secs()),
+            reply_budget: Some(SizeValue::Bytes(self.reply_budget)),
+            reply_wait: Some(self.reply_wait.as_secs()),
+            workers: Some(self.workers),
+            // 0: off (a default of on would otherwise come back).
+            idle_exit: Some(self.idle_exit.map_or(0, |d| d.as_secs())),
+            metrics_listen: self.metrics_listen.clone(),
+            fd_store: Some(self.fd_store),
+            binary: self.binary.clone(),
+            log_level: self.log_level.clone(),
+            consoles_file: self.consoles_file.clone(),
+            console: (!self.consoles.is_empty()).then(|| {
+                self.consoles
+                    .iter()
+                    .map(|c| crate::host::consoles::ConsoleEntry::from_spec(&c.spec))
+                    .collect()
+            }),
+        };
+        toml::to_string(&fc)
+    }
 }
 
 /// Makes a configured path absolute (relative to the current directory) and lexically clean.
@@ -453,6 +530,50 @@ fn absolute(key: &'static str, p: &Path) -> Result<PathBuf, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_effective_text_reads_back_as_the_same_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("logd.toml");
+        let text = format!(
+            "socket = \"{d}/s.sock\"\nlog_root = \"{d}/logs\"\nallowed_dirs = [\"{d}/more\"]\n\
+             max_size = \"64 KiB\"\nmax_backups = 7\nmax_clients = 9\nmax_clients_per_peer = 3\n\
+             client_idle_timeout = 30\nreply_budget = \"8 MiB\"\nreply_wait = 2\nworkers = 3\n\
+             idle_exit = 60\nmetrics_listen = \"127.0.0.1:9999\"\nfd_store = true\n\
+             binary = \"/usr/sbin/logd\"\nlog_level = \"debug\"\nvirtlogd_socket = true\n\
+             consoles_file = \"{d}/consoles.toml\"\n\
+             [[console]]\ndomain = \"vm1\"\nname = \"serial0\"\nguest_listen = \"vm1.sock\"\n\
+             log = \"vm1.log\"\ntcp = 4555\ntelnet = true\nwrite = \"shared\"\nreplay = \"4 KiB\"\n",
+            d = dir.path().display()
+        );
+        std::fs::write(&file, &text).unwrap();
+        let over = Overrides {
+            admin_socket: Some(dir.path().join("a.sock")),
+            ..Overrides::default()
+        };
+        let first = Config::load(Some(&file), &over).unwrap();
+        let effective = first.effective_text().unwrap();
+        let again = Config::from_text(Some(&file), Some(&effective), &over).unwrap();
+        assert_eq!(format!("{again:?}"), format!("{first:?}"), "{effective}");
+        // And with nothing set: the defaults come back as they were.
+        let plain = Config::load(None, &Overrides::default()).unwrap();
+        let again = Config::from_text(
+            Some(&file),
+            Some(&plain.effective_text().unwrap()),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            format!(
+                "{:?}",
+                Config {
+                    origin: plain.origin.clone(),
+                    ..again
+                }
+            ),
+            format!("{plain:?}")
+        );
+    }
 
     #[test]
     fn sizes_parse() {
