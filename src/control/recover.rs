@@ -348,11 +348,8 @@ async fn recover_consoles(
             Ok(counted) => {
                 // Its guest and listeners went on; subscribers reconnect. Its log's counters
                 // start again from 0 (a console's are not carried), with the loss in the record.
-                counted.log(
-                    &c.domain.name,
-                    &c.log,
-                    &format!("console {label} made again on the sockets systemd kept"),
-                );
+                let _console = tracing::info_span!("console", console = %label).entered();
+                counted.log(&c.domain.name, &c.log, "console made again");
                 losses.add(&counted);
                 c.dropped_disk = c.dropped_disk.saturating_add(counted.at_least());
                 if let Some(&slot) = slots.get(&c.id) {
