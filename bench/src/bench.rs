@@ -37,19 +37,31 @@ const QUIET_WAIT_QUICK: Duration = Duration::from_secs(5);
 /// Starts a `logd` (the bench's config, `RUST_LOG` unset) in a new directory under `parent`;
 /// `with_virtlogd` also serves the virtlogd socket there. It is killed, and the directory
 /// removed, when the [`Daemon`] is dropped.
-fn spawn_daemon(bins: &Bins, parent: &Path, tag: &str, with_virtlogd: bool) -> Result<Daemon> {
+fn spawn_daemon(
+    bins: &Bins,
+    parent: &Path,
+    tag: &str,
+    with_virtlogd: bool,
+    notify: Option<&Path>,
+) -> Result<Daemon> {
+    let mut config = DAEMON_CONFIG.to_owned();
+    // For profiling: LOGD_BENCH_RUST_LOG becomes the daemon's RUST_LOG (the re-exec
+    // scenarios then print its timeline).
+    let mut env: Vec<(String, String)> = std::env::var("LOGD_BENCH_RUST_LOG")
+        .map(|v| ("RUST_LOG".to_owned(), v))
+        .into_iter()
+        .collect();
+    if let Some(n) = notify {
+        config.push_str("fd_store = true\n");
+        env.push(("NOTIFY_SOCKET".to_owned(), n.display().to_string()));
+    }
     Daemon::spawn(
         bins,
         Opts {
-            config: DAEMON_CONFIG.to_owned(),
+            config,
             quiet: true,
-            env_remove: vec!["RUST_LOG".to_owned()],
-            // For profiling: LOGD_BENCH_RUST_LOG becomes the daemon's RUST_LOG (the re-exec
-            // scenarios then print its timeline).
-            env: std::env::var("LOGD_BENCH_RUST_LOG")
-                .map(|v| ("RUST_LOG".to_owned(), v))
-                .into_iter()
-                .collect(),
+            env_remove: vec!["RUST_LOG".to_owned(), "NOTIFY_SOCKET".to_owned()],
+            env,
             virtlogd_socket: with_virtlogd,
             parent: Some(parent.to_owned()),
             prefix: Some(format!("logd-bench-{tag}-")),
@@ -75,7 +87,26 @@ pub(crate) struct Bench {
     fd_limit: u64,
     /// The subscribers' queue limit on the bench's consoles.
     pub(crate) console_queue_limit: u64,
+    /// With `--fd-store`: the notify socket the daemons send to (drained by a thread).
+    notify: Option<PathBuf>,
     figures: Vec<Figure>,
+}
+
+/// Plays systemd's side of the notify socket for `--fd-store`: a socket at `path` whose
+/// messages are read and dropped (the fds they carry are closed by the kernel, as a receive
+/// without room for them does), so logd's sends never find it full.
+fn drain_notify(path: &Path) -> Result<()> {
+    let _ = std::fs::remove_file(path);
+    let sock = std::os::unix::net::UnixDatagram::bind(path)
+        .with_context(|| format!("binding {}", path.display()))?;
+    std::thread::Builder::new()
+        .name("notify-drain".into())
+        .spawn(move || {
+            let mut buf = [0u8; 4096];
+            while sock.recv(&mut buf).is_ok() {}
+        })
+        .context("starting the notify socket's reader")?;
+    Ok(())
 }
 
 impl Bench {
@@ -95,6 +126,13 @@ impl Bench {
         ensure!(dir.is_dir(), "--dir {} is not a directory", dir.display());
         let fd_limit = raise_fd_limit()?;
         let runs = args.runs.unwrap_or(if args.quick { 1 } else { 3 });
+        let notify = args
+            .fd_store
+            .then(|| dir.join(format!("logd-bench-notify-{}.sock", std::process::id())));
+        if let Some(n) = &notify {
+            drain_notify(n)?;
+            note("fd_store = true: every log counts into its tally slot");
+        }
         note(format!(
             "{} run(s) per scenario{}; logd: {}; temp dirs under {}; RLIMIT_NOFILE {fd_limit}",
             runs,
@@ -110,6 +148,7 @@ impl Bench {
             scenarios,
             fd_limit,
             console_queue_limit: args.console_queue_limit,
+            notify,
             figures: Vec::new(),
         })
     }
@@ -120,12 +159,12 @@ impl Bench {
     }
 
     pub(crate) fn daemon(&self, tag: &str) -> Result<Daemon> {
-        spawn_daemon(&self.bins, &self.dir, tag, false)
+        spawn_daemon(&self.bins, &self.dir, tag, false, self.notify.as_deref())
     }
 
     /// A fresh logd that also serves the virtlogd socket, in its temporary directory.
     pub(crate) fn daemon_serving_virtlogd(&self, tag: &str) -> Result<Daemon> {
-        spawn_daemon(&self.bins, &self.dir, tag, true)
+        spawn_daemon(&self.bins, &self.dir, tag, true, self.notify.as_deref())
     }
 
     /// How many of `wanted` domains fit in the fd limit, with a note when that is fewer.

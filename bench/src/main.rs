@@ -220,6 +220,10 @@ pub(crate) struct Args {
     /// 1048576, which cuts off even subscribers that keep up: see docs/PERFORMANCE.md).
     #[arg(long, value_name = "BYTES", default_value_t = CONSOLE_QUEUE_LIMIT)]
     pub(crate) console_queue_limit: u64,
+    /// Run the daemons with `fd_store = true` and a notify socket the bench reads and drops
+    /// (systemd's side): every log then has a tally slot, which its byte path counts into.
+    #[arg(long)]
+    pub(crate) fd_store: bool,
 }
 
 fn main() -> ExitCode {

@@ -148,6 +148,8 @@ impl Console {
                 }
                 Poll::Ready(Ok(())) => {}
             }
+            // Read into the thread's buffer, then given to the log: marked in flight first.
+            self.sink.reading(want);
             let res = READ_BUF.with_borrow_mut(|buf| {
                 if buf.capacity() - buf.len() < READ_CHUNK {
                     buf.reserve(4 * READ_CHUNK);
@@ -159,6 +161,9 @@ impl Console {
                     Err(e) => Err(e),
                 }
             });
+            if !matches!(res, Ok(Some(_))) {
+                self.sink.read_nothing();
+            }
             match res {
                 Ok(Some(chunk)) => {
                     self.output(chunk);

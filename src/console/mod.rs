@@ -476,7 +476,12 @@ impl Console {
                 return false;
             }
             let want = self.sink.room().clamp(1, READ_CHUNK);
-            match nix::unistd::read(guest, &mut buf[..want]) {
+            self.sink.reading(want);
+            let res = nix::unistd::read(guest, &mut buf[..want]);
+            if !matches!(res, Ok(n) if n > 0) {
+                self.sink.read_nothing();
+            }
+            match res {
                 Ok(0) => self.guest_gone("EOF"),
                 Ok(n) => self.output(Bytes::copy_from_slice(&buf[..n])),
                 Err(nix::errno::Errno::EINTR) => {}

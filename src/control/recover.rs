@@ -7,9 +7,154 @@ use std::os::fd::OwnedFd;
 use std::path::Path;
 
 use crate::control::stored::{
-    load, record_path, ConsoleEntry, Entry, Record, StoredGuest, LOSS_BOUND,
+    load, record_path, tally_path, ConsoleEntry, Entry, Record, SlotEntry, StoredGuest, LOSS_BOUND,
 };
+use crate::datapath::sink::SinkStats;
+use crate::datapath::tally::{self, Found, Settled, Tally};
 use crate::host::fdstore::{self, ConsoleFd};
+
+/// What a crash cost a log, as far as it can be told.
+enum Counted {
+    /// From its tally slot: exact, or a bracket (the process died around a read).
+    Tally(Settled),
+    /// From the record's last sample (no tally, or its slot cannot be believed: the reason).
+    Estimate { held: u64, why: &'static str },
+}
+
+impl Counted {
+    /// The loss's lower end: what is added to the log's `dropped_disk`.
+    fn at_least(&self) -> u64 {
+        match self {
+            Counted::Tally(s) => s.lost_at_least,
+            Counted::Estimate { held, .. } => *held,
+        }
+    }
+
+    fn at_most(&self) -> u64 {
+        match self {
+            Counted::Tally(s) => s.lost_at_most,
+            Counted::Estimate { .. } => LOSS_BOUND,
+        }
+    }
+
+    /// The log's counters from now on: the slot's (the loss counted as dropped), or the
+    /// record's sample with the estimate counted as dropped.
+    fn stats(&self, sampled: [u64; 3]) -> SinkStats {
+        let [bytes_in, bytes_written, dropped_disk] = sampled;
+        match self {
+            Counted::Tally(s) => SinkStats {
+                bytes_in: s.bytes_in,
+                bytes_written: s.bytes_written,
+                dropped_disk: s.dropped.saturating_add(s.lost_at_least),
+            },
+            Counted::Estimate { held, .. } => SinkStats {
+                bytes_in,
+                bytes_written,
+                dropped_disk: dropped_disk.saturating_add(*held),
+            },
+        }
+    }
+
+    /// Logs what a log lost, on its re-adoption line (`what`).
+    fn log(&self, domain: &str, log: &str, what: &str) {
+        match self {
+            Counted::Tally(s) => match s.exact() {
+                Some(lost) => tracing::warn!(
+                    domain,
+                    path = log,
+                    lost,
+                    "{what} after a crash: bytes logd had read and not written are lost (counted \
+                     exactly from the tally, and counted as dropped)"
+                ),
+                None => tracing::warn!(
+                    domain,
+                    path = log,
+                    lost_at_least = s.lost_at_least,
+                    lost_at_most = s.lost_at_most,
+                    read_in_flight = s.read_in_flight,
+                    "{what} after a crash: bytes logd had read and not written are lost (from \
+                     the tally: the process died around a read, so between these; the lower \
+                     end counted as dropped)"
+                ),
+            },
+            Counted::Estimate { held, why } => tracing::warn!(
+                domain,
+                path = log,
+                lost_estimate = held,
+                lost_at_most = LOSS_BOUND,
+                why,
+                "{what} after a crash: bytes logd had read and not written are lost (no tally \
+                 for it: estimated from the last sample, and counted as dropped)"
+            ),
+        }
+    }
+}
+
+/// What the re-adoptions cost, for the summary line.
+#[derive(Default)]
+struct Losses {
+    exact: usize,
+    bracketed: usize,
+    estimated: usize,
+    at_least: u64,
+    at_most: u64,
+}
+
+impl Losses {
+    fn add(&mut self, c: &Counted) {
+        match c {
+            Counted::Tally(s) if s.exact().is_some() => self.exact += 1,
+            Counted::Tally(_) => self.bracketed += 1,
+            Counted::Estimate { .. } => self.estimated += 1,
+        }
+        self.at_least += c.at_least();
+        self.at_most += c.at_most();
+    }
+}
+
+/// The tally the dead process left, mapped for this one: None (logged) when there is none to
+/// believe (a fresh one is made in its place, for the logs from now on).
+fn open_tally(socket: &Path) -> Option<&'static Tally> {
+    match tally::open(&tally_path(socket)) {
+        Ok((t, Found::Kept)) => Some(t),
+        Ok((_, Found::Made(why))) => {
+            tracing::warn!(path = %tally_path(socket).display(), why, "no tally from the last process; the crash's loss is estimated from the last sample");
+            None
+        }
+        Err(e) => {
+            tracing::warn!(cause = %e, "no tally; the crash's loss is estimated from the last sample");
+            None
+        }
+    }
+}
+
+/// What log `id` (at `path`, resolved) lost: settled from its slot, which is then given to it
+/// again, empty, before its file is opened again (a rotation at the open would hide what the
+/// write in flight landed). `held` is the record's estimate, for when the slot says nothing.
+fn count(
+    tally: Option<&'static Tally>,
+    slot: Option<u32>,
+    path: &Path,
+    id: u64,
+    held: u64,
+) -> Counted {
+    let Some(tally) = tally else {
+        return Counted::Estimate {
+            held,
+            why: "no tally",
+        };
+    };
+    let Some(slot) = slot else {
+        return Counted::Estimate {
+            held,
+            why: "the record gives it no slot",
+        };
+    };
+    match tally.settle(path, slot, id) {
+        Ok(s) => Counted::Tally(s),
+        Err(why) => Counted::Estimate { held, why },
+    }
+}
 
 /// Gives each pipe systemd passed back (`logd-pipe-N`) its stream again, as the record
 /// describes it: the path checked by the policy in force, the domain claimed, the file opened
@@ -32,10 +177,21 @@ pub(crate) async fn recover(
             Record::default()
         }
     };
+    let tally = open_tally(socket);
+    let slots = record.slot_map();
     let mut entries: HashMap<u64, Entry> = record.pipes.into_iter().map(|e| (e.id, e)).collect();
-    let consoles = recover_consoles(registry, record.consoles, consoles).await;
+    let mut kept = Vec::new();
+    let consoles = recover_consoles(
+        registry,
+        record.consoles,
+        consoles,
+        tally,
+        &slots,
+        &mut kept,
+    )
+    .await;
     let mut out = Vec::with_capacity(passed.len());
-    let (mut lost_estimate, mut refused) = (0u64, 0usize);
+    let (mut losses, mut refused) = (Losses::default(), 0usize);
     // Two stored pipes under one name: which is whose cannot be told, so neither is given a
     // log (each would risk one guest's bytes in another's file).
     let (passed, twins) = split_twins(passed);
@@ -60,38 +216,40 @@ pub(crate) async fn recover(
         let res = match crate::serve::checks::checked_path(&e.path, true).await {
             Err(w) => Err(w.message),
             Ok(path) => {
-                let held = e.held();
+                // Before the file is opened again.
+                let counted = count(tally, slots.get(&id).copied(), &path, id, e.held());
+                let stats = counted.stats([e.bytes_in, e.bytes_written, e.dropped_disk]);
                 let msg = crate::control::registry::Recover {
                     domain: e.domain.clone(),
-                    path,
+                    path: path.clone(),
                     rotate: e.rotate(),
                     pipe: fd,
-                    stats: crate::datapath::sink::SinkStats {
-                        bytes_in: e.bytes_in,
-                        bytes_written: e.bytes_written,
-                        // What logd held at the last sample is counted as lost.
-                        dropped_disk: e.dropped_disk.saturating_add(held),
-                    },
+                    stats,
                 };
                 match crate::control::registry::call(registry, msg).await {
-                    Ok(Ok(_)) => Ok(held),
-                    Ok(Err(err)) => Err(err.to_string()),
-                    Err(_) => Err("the registry stopped".to_owned()),
+                    Ok(Ok(_)) => Ok((counted, stats)),
+                    Ok(Err(err)) => Err((err.to_string(), path)),
+                    Err(_) => Err(("the registry stopped".to_owned(), path)),
                 }
             }
+            .map_err(|(why, path)| {
+                if let Some(t) = tally {
+                    t.unbind(&path);
+                }
+                why
+            }),
         };
         match res {
-            Ok(held) => {
-                tracing::warn!(
-                    domain = %e.domain.name,
-                    path = %e.path,
-                    lost_estimate = held,
-                    lost_at_most = LOSS_BOUND,
-                    "log re-adopted after a crash: bytes logd had read and not written are lost \
-                     (estimated from the last sample, counted as dropped)"
-                );
-                lost_estimate += held;
-                e.dropped_disk = e.dropped_disk.saturating_add(held);
+            Ok((counted, stats)) => {
+                counted.log(&e.domain.name, &e.path, "log re-adopted");
+                losses.add(&counted);
+                (e.bytes_in, e.bytes_written, e.dropped_disk) =
+                    (stats.bytes_in, stats.bytes_written, stats.dropped_disk);
+                if let Some(&slot) = slots.get(&id) {
+                    if tally.is_some_and(|t| t.is_bound(Path::new(&e.path))) {
+                        kept.push(SlotEntry { id, slot });
+                    }
+                }
                 out.push(e);
             }
             Err(why) => {
@@ -105,14 +263,18 @@ pub(crate) async fn recover(
         tracing::info!(
             pipes = out.len(),
             refused,
-            lost_estimate,
-            lost_at_most = LOSS_BOUND * out.len() as u64,
+            exact = losses.exact,
+            bracketed = losses.bracketed,
+            estimated = losses.estimated,
+            lost_at_least = losses.at_least,
+            lost_at_most = losses.at_most,
             "pipes re-adopted from systemd's fd store"
         );
     }
     Record {
         pipes: out,
         consoles,
+        slots: kept,
     }
 }
 
@@ -126,6 +288,9 @@ async fn recover_consoles(
     registry: &actix::Addr<crate::control::registry::Registry>,
     record: Vec<ConsoleEntry>,
     passed: Vec<(u64, ConsoleFd, OwnedFd)>,
+    tally: Option<&'static Tally>,
+    slots: &HashMap<u64, u32>,
+    kept_slots: &mut Vec<SlotEntry>,
 ) -> Vec<ConsoleEntry> {
     use std::collections::BTreeMap;
     let mut kept: BTreeMap<u64, crate::console::KeptSockets> = BTreeMap::new();
@@ -143,7 +308,7 @@ async fn recover_consoles(
         }
     }
     let mut out = Vec::new();
-    let (mut lost_estimate, mut refused) = (0u64, 0usize);
+    let (mut losses, mut refused) = (Losses::default(), 0usize);
     for mut c in record {
         let Some(sockets) = kept.remove(&c.id) else {
             continue;
@@ -159,31 +324,39 @@ async fn recover_consoles(
         let res = match crate::serve::checks::checked_path(&c.log, true).await {
             Err(w) => Err(w.message),
             Ok(log) => {
-                let held = c.held();
-                let config = console_config(&c, log);
+                // Before the log is opened again.
+                let counted = count(tally, slots.get(&c.id).copied(), &log, c.id, c.held());
+                let config = console_config(&c, log.clone());
                 let msg = crate::control::registry::AddConsole {
                     config,
                     kept: sockets,
                 };
                 match crate::control::registry::call(registry, msg).await {
-                    Ok(Ok(_)) => Ok(held),
-                    Ok(Err(err)) => Err(err.to_string()),
-                    Err(_) => Err("the registry stopped".to_owned()),
+                    Ok(Ok(_)) => Ok(counted),
+                    Ok(Err(err)) => Err((err.to_string(), log)),
+                    Err(_) => Err(("the registry stopped".to_owned(), log)),
                 }
             }
+            .map_err(|(why, log)| {
+                if let Some(t) = tally {
+                    t.unbind(&log);
+                }
+                why
+            }),
         };
         match res {
-            Ok(held) => {
-                tracing::warn!(
-                    console = %label,
-                    path = %c.log,
-                    lost_estimate = held,
-                    "console made again after a crash on the sockets systemd kept: its guest and \
-                     listeners went on; subscribers reconnect; output logd had read and not \
-                     written is lost (estimated)"
-                );
-                lost_estimate += held;
-                c.dropped_disk = c.dropped_disk.saturating_add(held);
+            Ok(counted) => {
+                // Its guest and listeners went on; subscribers reconnect. Its log's counters
+                // start again from 0 (a console's are not carried), with the loss in the record.
+                let _console = tracing::info_span!("console", console = %label).entered();
+                counted.log(&c.domain.name, &c.log, "console made again");
+                losses.add(&counted);
+                c.dropped_disk = c.dropped_disk.saturating_add(counted.at_least());
+                if let Some(&slot) = slots.get(&c.id) {
+                    if tally.is_some_and(|t| t.is_bound(Path::new(&c.log))) {
+                        kept_slots.push(SlotEntry { id: c.id, slot });
+                    }
+                }
                 out.push(c);
             }
             Err(why) => {
@@ -205,7 +378,11 @@ async fn recover_consoles(
         tracing::info!(
             consoles = out.len(),
             refused,
-            lost_estimate,
+            exact = losses.exact,
+            bracketed = losses.bracketed,
+            estimated = losses.estimated,
+            lost_at_least = losses.at_least,
+            lost_at_most = losses.at_most,
             "consoles made again from systemd's fd store"
         );
     }

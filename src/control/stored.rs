@@ -23,13 +23,14 @@ use logd_protocol::{ConsoleProtocol, DomainId, Uuid, WritePolicy};
 use serde::{Deserialize, Serialize};
 
 use crate::datapath::rotate::RotateConfig;
+use crate::datapath::tally;
 use crate::host::fdstore::{self, ConsoleFd};
 
 /// The record's first bytes.
 pub(crate) const MAGIC: [u8; 8] = *b"LOGDFDST";
 /// The record's format version: written, and read along with version 1 (pipes only, written by
-/// logd before consoles were stored).
-pub(crate) const VERSION: u32 = 2;
+/// logd before consoles were stored) and 2 (pipes and consoles, written before the tally).
+pub(crate) const VERSION: u32 = 3;
 /// The largest record logd reads: 65,536 entries of a 4 KiB path each fit.
 const MAX_RECORD: u64 = 320 << 20;
 /// How long the recorder waits after a change for more before it writes: a burst of opens
@@ -111,11 +112,29 @@ impl ConsoleEntry {
     }
 }
 
+/// A pipe's or console's slot in the tally (`<socket>.tally`, [`crate::datapath::tally`]),
+/// where its counters outlive a crash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct SlotEntry {
+    /// The pipe's or console's record id (the slot's owner).
+    pub(crate) id: u64,
+    pub(crate) slot: u32,
+}
+
 /// What the record holds.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Record {
     pub(crate) pipes: Vec<Entry>,
     pub(crate) consoles: Vec<ConsoleEntry>,
+    /// Tally slots, by id (version 3; none in older records).
+    pub(crate) slots: Vec<SlotEntry>,
+}
+
+impl Record {
+    /// The slots, by id.
+    pub(crate) fn slot_map(&self) -> HashMap<u64, u32> {
+        self.slots.iter().map(|s| (s.id, s.slot)).collect()
+    }
 }
 
 /// A console's identity: driver, domain UUID, console name.
@@ -149,7 +168,7 @@ pub(crate) enum RecordError {
     #[error("fd store record: not a record (magic {0:02x?})")]
     Magic([u8; 8]),
     #[error(
-        "fd store record: format version {0} is not supported (this logd reads 1 and {VERSION})"
+        "fd store record: format version {0} is not supported (this logd reads 1 to {VERSION})"
     )]
     Version(u32),
     #[error("fd store record: {0}")]
@@ -159,7 +178,7 @@ pub(crate) enum RecordError {
 }
 
 /// The record's bytes: a header (magic, version), then the pipes' entries, then the consoles'
-/// (version 2), each with the protocol crate's codec.
+/// (version 2), then the tally slots (version 3), each with the protocol crate's codec.
 pub(crate) fn encode(record: &Record) -> Result<Vec<u8>, RecordError> {
     let mut out = logd_protocol::codec::encode_large(&Header {
         magic: MAGIC,
@@ -167,11 +186,12 @@ pub(crate) fn encode(record: &Record) -> Result<Vec<u8>, RecordError> {
     })?;
     out.extend(logd_protocol::codec::encode_large(&record.pipes)?);
     out.extend(logd_protocol::codec::encode_large(&record.consoles)?);
+    out.extend(logd_protocol::codec::encode_large(&record.slots)?);
     Ok(out)
 }
 
-/// A record's bytes read back; refuses another format, a version other than 1 and
-/// [`VERSION`], truncation and trailing bytes.
+/// A record's bytes read back; refuses another format, a version other than 1 to [`VERSION`],
+/// truncation and trailing bytes.
 pub(crate) fn decode(bytes: &[u8]) -> Result<Record, RecordError> {
     if bytes.len() < MAGIC.len() || bytes[..MAGIC.len()] != MAGIC {
         let mut m = [0u8; 8];
@@ -180,7 +200,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Record, RecordError> {
         return Err(RecordError::Magic(m));
     }
     let (h, used): (Header, usize) = logd_protocol::codec::decode_large(bytes)?;
-    if h.version != 1 && h.version != VERSION {
+    if !(1..=VERSION).contains(&h.version) {
         return Err(RecordError::Version(h.version));
     }
     let (pipes, n): (Vec<Entry>, usize) = logd_protocol::codec::decode_large(&bytes[used..])?;
@@ -192,10 +212,20 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Record, RecordError> {
         consoles = c;
         used += n;
     }
+    let mut slots = Vec::new();
+    if h.version >= 3 {
+        let (s, n): (Vec<SlotEntry>, usize) = logd_protocol::codec::decode_large(&bytes[used..])?;
+        slots = s;
+        used += n;
+    }
     if used != bytes.len() {
         return Err(RecordError::Trailing(bytes.len() - used));
     }
-    Ok(Record { pipes, consoles })
+    Ok(Record {
+        pipes,
+        consoles,
+        slots,
+    })
 }
 
 /// The record's path: `<socket>.fdstore`, beside the socket (its directory is checked, mode
@@ -203,6 +233,13 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Record, RecordError> {
 pub(crate) fn record_path(socket: &Path) -> PathBuf {
     let mut name = socket.as_os_str().to_owned();
     name.push(".fdstore");
+    PathBuf::from(name)
+}
+
+/// The tally's path: `<socket>.tally`, beside the record.
+pub(crate) fn tally_path(socket: &Path) -> PathBuf {
+    let mut name = socket.as_os_str().to_owned();
+    name.push(".tally");
     PathBuf::from(name)
 }
 
@@ -271,6 +308,8 @@ struct Table {
     /// Pipes and consoles by their log's path (a path has one owner).
     by_path: HashMap<String, u64>,
     console_by_key: HashMap<ConsoleKey, u64>,
+    /// Tally slots of pipes and consoles, by id.
+    slots: HashMap<u64, u32>,
     /// New fds, to store once the record names them (a copy of each, held briefly), by name.
     to_store: Vec<(String, OwnedFd)>,
     /// Names to remove from the store before the record drops them.
@@ -319,6 +358,7 @@ pub(crate) fn start(socket: &Path, store_new: bool, record: Record) {
         dirty: true,
         ..Table::default()
     };
+    table.slots = bind_slots(socket, &record);
     for e in record.pipes {
         table.by_path.insert(e.path.clone(), e.id);
         table.entries.insert(e.id, e);
@@ -356,6 +396,35 @@ pub(crate) fn start(socket: &Path, store_new: bool, record: Record) {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Maps the tally and binds each pipe's and console's slot to its log: the one the record
+/// names if this process has it already (re-adopted after a crash, `control::recover`) or the
+/// previous image left it to the same owner (a re-exec: its sink goes on counting there), else
+/// a fresh one. Returns the slots, by id.
+fn bind_slots(socket: &Path, record: &Record) -> HashMap<u64, u32> {
+    let tally = match tally::open(&tally_path(socket)) {
+        Ok((t, _)) => t,
+        Err(e) => {
+            tracing::warn!(cause = %e, "no tally: a crash's loss will be estimated from the last sample");
+            return HashMap::new();
+        }
+    };
+    let named = record.slot_map();
+    let logs = record.pipes.iter().map(|e| (e.id, e.path.as_str()));
+    let logs = logs.chain(record.consoles.iter().map(|c| (c.id, c.log.as_str())));
+    let mut slots = HashMap::new();
+    for (id, path) in logs {
+        let path = Path::new(path);
+        let kept = named.get(&id).copied().filter(|&s| {
+            // Bound by the recovery, to the slot the record names, or kept from the last image.
+            tally.is_bound(path) || tally.adopt(path, s, id)
+        });
+        if let Some(s) = kept.or_else(|| tally.assign(path, id)) {
+            slots.insert(id, s);
+        }
+    }
+    slots
 }
 
 /// Starts the recorder at a re-exec's take-over: the carried pipes are in the store already,
@@ -411,6 +480,10 @@ pub(crate) fn opened(domain: &DomainId, path: &Path, rotate: RotateConfig, pipe:
         },
     );
     t.by_path.insert(path.to_owned(), id);
+    // Bound before the stream's first read (the domain adds it to the pump after this).
+    if let Some(slot) = tally::get().and_then(|tally| tally.assign(Path::new(path), id)) {
+        t.slots.insert(id, slot);
+    }
     t.to_store.push((fdstore::pipe_name(id), copy));
     t.dirty = true;
     rec.wake.notify_one();
@@ -448,6 +521,9 @@ pub(crate) fn console_added(mut entry: ConsoleEntry, fds: &[(ConsoleFd, Borrowed
     entry.id = id;
     t.by_path.insert(entry.log.clone(), id);
     t.console_by_key.insert(key, id);
+    if let Some(slot) = tally::get().and_then(|tally| tally.assign(Path::new(&entry.log), id)) {
+        t.slots.insert(id, slot);
+    }
     t.consoles.insert(id, entry);
     for (kind, fd) in copies {
         t.to_store.push((fdstore::console_name(id, kind), fd));
@@ -500,17 +576,23 @@ pub(crate) fn closed(path: &Path) {
 impl Table {
     /// Drops a pipe's or a console's entry: its fds leave the store (or are never stored).
     fn forget(&mut self, id: u64) {
-        let names: Vec<String> = if self.entries.remove(&id).is_some() {
-            vec![fdstore::pipe_name(id)]
+        let (names, log): (Vec<String>, String) = if let Some(e) = self.entries.remove(&id) {
+            (vec![fdstore::pipe_name(id)], e.path)
         } else if let Some(c) = self.consoles.remove(&id) {
             self.console_by_key.remove(&console_key(&c.domain, &c.name));
-            ConsoleFd::ALL
+            let names = ConsoleFd::ALL
                 .iter()
                 .map(|k| fdstore::console_name(id, *k))
-                .collect()
+                .collect();
+            (names, c.log)
         } else {
             return;
         };
+        if self.slots.remove(&id).is_some() {
+            if let Some(tally) = tally::get() {
+                tally.unbind(Path::new(&log));
+            }
+        }
         for name in names {
             let before = self.to_store.len();
             self.to_store.retain(|(n, _)| *n != name);
@@ -522,9 +604,14 @@ impl Table {
     }
 
     fn record(&self) -> Record {
+        let mut slots: Vec<SlotEntry> = (self.slots.iter())
+            .map(|(&id, &slot)| SlotEntry { id, slot })
+            .collect();
+        slots.sort_by_key(|s| s.id);
         Record {
             pipes: self.entries.values().cloned().collect(),
             consoles: self.consoles.values().cloned().collect(),
+            slots,
         }
     }
 
@@ -657,6 +744,8 @@ impl Recorder {
                     tracing::warn!(path = %self.path.display(), cause = %e, "cannot remove the fd store record");
                 }
             }
+            // The tally goes with it: nothing is left to count.
+            tally::remove_file();
             tracing::info!(
                 pipes = record.pipes.len(),
                 consoles = record.consoles.len(),
@@ -770,7 +859,7 @@ mod tests {
     fn pipes(entries: Vec<Entry>) -> Record {
         Record {
             pipes: entries,
-            consoles: Vec::new(),
+            ..Record::default()
         }
     }
 
@@ -779,6 +868,7 @@ mod tests {
         let record = Record {
             pipes: vec![entry(0, "/l/a.log"), entry(41, "/l/dir/b.log")],
             consoles: vec![console(42, "serial0", "/l/c.log")],
+            slots: vec![SlotEntry { id: 0, slot: 7 }, SlotEntry { id: 42, slot: 0 }],
         };
         let bytes = encode(&record).unwrap();
         assert_eq!(&bytes[..8], b"LOGDFDST");
@@ -803,6 +893,24 @@ mod tests {
         .unwrap();
         bytes.extend(logd_protocol::codec::encode_large(&entries).unwrap());
         assert_eq!(decode(&bytes).unwrap(), pipes(entries));
+    }
+
+    #[test]
+    fn a_version_2_record_is_read_without_slots() {
+        // What a logd that stored consoles but kept no tally wrote.
+        let record = Record {
+            pipes: vec![entry(3, "/l/a.log")],
+            consoles: vec![console(4, "serial0", "/l/c.log")],
+            slots: Vec::new(),
+        };
+        let mut bytes = logd_protocol::codec::encode_large(&Header {
+            magic: MAGIC,
+            version: 2,
+        })
+        .unwrap();
+        bytes.extend(logd_protocol::codec::encode_large(&record.pipes).unwrap());
+        bytes.extend(logd_protocol::codec::encode_large(&record.consoles).unwrap());
+        assert_eq!(decode(&bytes).unwrap(), record);
     }
 
     #[test]

@@ -24,6 +24,8 @@ pub struct Job {
     pub data: BytesMut,
     /// The file failed earlier and its retry is due: reopen it first.
     pub reopen: bool,
+    /// The log's tally slot: each `write(2)` is counted there as it returns.
+    pub(crate) tally: Option<std::sync::Arc<crate::datapath::tally::Lease>>,
     pub done: oneshot::Sender<Done>,
 }
 
@@ -135,6 +137,7 @@ fn work(job: Job) {
         mut file,
         mut data,
         reopen,
+        tally,
         done,
     } = job;
     let (mut written, mut error, mut reopen_failed) = (0, None, false);
@@ -145,7 +148,7 @@ fn work(job: Job) {
         }
     }
     if !reopen_failed {
-        match file.write(&data) {
+        match file.write_counted(&data, tally.as_deref().map(|l| &**l)) {
             Ok(()) => written = data.len(),
             Err(f) => {
                 written = f.written;

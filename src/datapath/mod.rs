@@ -7,7 +7,8 @@
 //! - [`sink`]: a log's batches on their way to its file, bounded, never blocking its caller;
 //! - [`disk`]: the writer threads of each file system, which do every file-system call of a log;
 //! - [`rotate`]: the size-capped rotating file and reads across its backups;
-//! - [`logdir`]: a log's directory, held open, where its rotation works by name.
+//! - [`logdir`]: a log's directory, held open, where its rotation works by name;
+//! - [`tally`]: each stored log's counters in a shared mapping that outlives a crash.
 
 pub mod budget;
 pub mod disk;
@@ -17,3 +18,4 @@ pub mod poller;
 pub mod rotate;
 pub mod sink;
 pub mod stream;
+pub(crate) mod tally;

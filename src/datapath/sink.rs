@@ -21,6 +21,7 @@ use tokio::sync::oneshot;
 use crate::clock::unix_ms;
 use crate::datapath::disk::{Disk, Done, Job};
 use crate::datapath::rotate::{RotateConfig, RotateError, RotatingFile};
+use crate::datapath::tally::{self, Lease};
 use crate::handover::state::Staleness;
 
 /// How long a sink waits after a failed write before trying the file again.
@@ -143,6 +144,11 @@ struct Activity {
     linger: Option<Pin<Box<tokio::time::Sleep>>>,
     /// Bytes are being dropped because the file system has not answered for `STALL_BOUND`.
     stalled: bool,
+    /// The log's slot in the tally (a stored log's counters, which outlive a crash), once
+    /// found: every read, drop and write is counted there too (`crate::datapath::tally`).
+    tally: Option<Arc<Lease>>,
+    /// The tally's generation when the slot was last looked for.
+    tally_gen: u64,
 }
 
 /// A write in flight: the file is with its writer.
@@ -166,6 +172,9 @@ impl Drop for LogSink {
                 HELD.fetch_sub(pending, Ordering::Relaxed);
                 self.stats.dropped_disk += pending as u64;
                 act.unreported_drops += pending as u64;
+                if let Some(t) = &act.tally {
+                    t.dropped(pending);
+                }
             }
             if let Some(away) = &act.away {
                 HELD.fetch_sub(away.len, Ordering::Relaxed);
@@ -568,6 +577,7 @@ impl LogSink {
         let data = std::mem::take(&mut act.pending);
         act.linger = None;
         let (tx, rx) = oneshot::channel();
+        let act_tally = act.tally.clone();
         act.away = Some(Away {
             done: rx,
             since: Instant::now(),
@@ -580,6 +590,7 @@ impl LogSink {
             file,
             data,
             reopen,
+            tally: act_tally,
             done: tx,
         });
         true
@@ -600,6 +611,9 @@ impl LogSink {
     /// the sink closes).
     fn dropped(&mut self, act: &mut Activity, n: usize, tell: bool) {
         self.stats.dropped_disk += n as u64;
+        if let Some(t) = &act.tally {
+            t.dropped(n);
+        }
         act.unreported_drops += n as u64;
         if tell {
             self.report_drops(act);
@@ -631,11 +645,16 @@ impl LogSink {
         let mut act = self.activity.take().unwrap_or_default();
         let before = act.pending.len();
         let room = self.room_with(&act);
+        self.find_tally(&mut act);
+        if let Some(t) = &act.tally {
+            t.reading(max);
+        }
         if room == 0 {
             // Stalled: take what comes, count it and let it go.
             act.pending.reserve(max);
             let r = fill(&mut act.pending);
             let n = act.pending.len() - before;
+            took(&act, n);
             act.pending.truncate(before);
             self.account_in(&mut act, n);
             let first = !act.stalled;
@@ -653,6 +672,7 @@ impl LogSink {
         act.pending.reserve(max.min(room));
         let r = fill(&mut act.pending);
         let mut n = act.pending.len() - before;
+        took(&act, n);
         if act.pending.is_empty() {
             // Nothing came (an idle pipe: EAGAIN, or EOF): the buffer goes back to the thread,
             // and an idle log stays as it was, holding none.
@@ -676,6 +696,61 @@ impl LogSink {
         r
     }
 
+    /// A read from the source into a buffer of the caller's (its bytes come to
+    /// [`write`](Self::write) next) is about to take at most `max` bytes: the tally marks it in
+    /// flight, so a crash before `write` counts is a bracket, not a silent loss.
+    /// [`read_nothing`](Self::read_nothing) says it took nothing.
+    pub(crate) fn reading(&mut self, max: usize) {
+        if self.activity.is_none() && tally::generation() == 0 {
+            return; // no tally in this process (and no activity to keep a slot in)
+        }
+        let mut act = self.activity.take().unwrap_or_default();
+        self.find_tally(&mut act);
+        if let Some(t) = &act.tally {
+            t.reading(max);
+        }
+        self.activity = Some(act);
+    }
+
+    /// The read announced by [`reading`](Self::reading) took nothing.
+    pub(crate) fn read_nothing(&mut self) {
+        if let Some(t) = self.activity.as_ref().and_then(|a| a.tally.as_ref()) {
+            t.took_nothing();
+        }
+    }
+
+    /// Finds the log's tally slot, if it has none and the tally's bindings changed since it
+    /// last looked (one atomic load otherwise). The slot is taken only while the sink holds
+    /// nothing (every byte it took written or dropped), and starts from the sink's counters:
+    /// from then on the slot's `read − written − dropped` is what the sink holds.
+    #[inline]
+    fn find_tally(&self, act: &mut Activity) {
+        if act.tally.is_none() {
+            let gen = tally::generation();
+            if gen != act.tally_gen {
+                self.bind_tally(act, gen);
+            }
+        }
+    }
+
+    #[cold]
+    fn bind_tally(&self, act: &mut Activity, gen: u64) {
+        let Some(lease) = tally::lookup(&self.path) else {
+            act.tally_gen = gen;
+            return;
+        };
+        if !act.pending.is_empty() || act.away.is_some() {
+            return; // looked for again at the next read, until it holds nothing
+        }
+        lease.start(
+            self.stats.bytes_in,
+            self.stats.bytes_written,
+            self.stats.dropped_disk,
+        );
+        act.tally = Some(lease);
+        act.tally_gen = gen;
+    }
+
     fn room_with(&self, act: &Activity) -> usize {
         let global = PENDING_BUDGET.saturating_sub(HELD.load(Ordering::Relaxed));
         PENDING_LIMIT.saturating_sub(act.pending.len()).min(global)
@@ -684,6 +759,18 @@ impl LogSink {
     fn account_in(&mut self, act: &mut Activity, n: usize) {
         self.stats.bytes_in += n as u64;
         act.rate_in.add(n);
+    }
+}
+
+/// Counts in the log's tally slot what a read took, right after it returned.
+#[inline]
+fn took(act: &Activity, n: usize) {
+    if let Some(t) = &act.tally {
+        if n > 0 {
+            t.took(n);
+        } else {
+            t.took_nothing();
+        }
     }
 }
 
@@ -833,6 +920,59 @@ mod tests {
         assert_eq!(n, 12);
         let act = sink.activity.as_ref().expect("bytes pending");
         assert_eq!(&act.pending[..], b"twelve bytes");
+    }
+
+    /// A stored log's sink takes its tally slot at its first read (it holds nothing then),
+    /// starting it from its own counters, and counts every read, write and drop there: the
+    /// slot's `read − written − dropped` is what the sink holds.
+    #[test]
+    fn a_sink_counts_into_its_tally_slot_from_its_own_counters() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        tokio::task::LocalSet::new().block_on(&rt, async {
+            let dir = tempfile::tempdir().unwrap();
+            // The only test of this process that maps the daemon's tally.
+            let (t, _) = tally::open(&dir.path().join("logd.sock.tally")).unwrap();
+            let path: Arc<Path> = dir.path().join("s.log").into();
+            let mut sink = LogSink::open(path.clone(), RotateConfig::default(), false).unwrap();
+            // As after a crash: counters carried on.
+            sink.stats = SinkStats {
+                bytes_in: 500,
+                bytes_written: 400,
+                dropped_disk: 100,
+            };
+            t.assign(&path, 77).unwrap();
+            let lease = t.lookup(&path).unwrap();
+            sink.write(b"twelve bytes");
+            let v = lease.values();
+            assert_eq!((v.owner, v.read, v.written, v.dropped), (77, 512, 400, 100));
+            assert_eq!(tally::loss(&v, None).exact(), Some(12), "held by the sink");
+            until(&mut sink, LogSink::is_flushed).await;
+            let v = lease.values();
+            assert_eq!((v.read, v.written, v.dropped), (512, 412, 100));
+            assert_eq!(tally::loss(&v, None).exact(), Some(0));
+            // A read into a buffer of the caller's, marked before it: a bracket until counted.
+            sink.reading(4096);
+            let s = tally::loss(&lease.values(), None);
+            assert_eq!((s.lost_at_least, s.lost_at_most), (0, 4096));
+            sink.write(b"abc");
+            assert_eq!(tally::loss(&lease.values(), None).exact(), Some(3));
+            sink.reading(4096);
+            sink.read_nothing();
+            assert_eq!(tally::loss(&lease.values(), None).exact(), Some(3));
+            until(&mut sink, LogSink::is_flushed).await;
+            assert_eq!(sink.stats().bytes_written, 415);
+            assert_eq!(lease.values().written, 415);
+            // A log without a slot never looks again until the bindings change.
+            let other: Arc<Path> = dir.path().join("o.log").into();
+            let mut o = LogSink::open(other, RotateConfig::default(), false).unwrap();
+            o.write(b"x");
+            let act = o.activity.as_ref().unwrap();
+            assert!(act.tally.is_none());
+            assert_eq!(act.tally_gen, tally::generation());
+        });
     }
 
     #[test]

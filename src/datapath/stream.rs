@@ -379,8 +379,13 @@ impl LogStream {
         let room = self.sink.room();
         if room == 0 {
             let sink = &mut self.sink;
-            let n = read_into_thread_buf(&self.pipe, |data| sink.write(data))?;
-            return Ok(n);
+            // Read into the thread's buffer, then given to the sink: marked in flight first.
+            sink.reading(READ_CHUNK);
+            let res = read_into_thread_buf(&self.pipe, |data| sink.write(data));
+            if !matches!(res, Ok(n) if n > 0) {
+                self.sink.read_nothing();
+            }
+            return res;
         }
         let pipe = &self.pipe;
         let max = room.min(READ_CHUNK);

@@ -14,6 +14,7 @@ use super::files::{birth_of, open_at, remove_all_in, remove_at, shift_files, sta
 use super::names::{backup_name, check_derived_names, fresh_name};
 use super::{RotateConfig, RotateError, WriteFailure, MAX_BACKUPS, NEWLINE_WINDOW};
 use crate::datapath::logdir::LogDir;
+use crate::datapath::tally::Slot;
 
 /// The active file of one log, with what is needed to rotate it.
 ///
@@ -246,11 +247,23 @@ impl RotatingFile {
     /// On failure the handle is closed (see [`is_healthy`](Self::is_healthy)) and
     /// `WriteFailure::written` says how much of `data` reached a file.
     pub fn write(&mut self, data: &[u8]) -> Result<(), WriteFailure> {
+        self.write_counted(data, None)
+    }
+
+    /// [`write`](Self::write), each `write(2)` marked in flight in the log's tally slot just
+    /// before it and counted there right after it returns (a crash in between is settled from
+    /// the active file's size, `crate::datapath::tally`).
+    pub(crate) fn write_counted(
+        &mut self,
+        data: &[u8],
+        tally: Option<&Slot>,
+    ) -> Result<(), WriteFailure> {
         let mut written = 0;
-        self.write_rotating(data, &mut written).map_err(|error| {
-            self.file = None;
-            WriteFailure { written, error }
-        })
+        self.write_rotating(data, &mut written, tally)
+            .map_err(|error| {
+                self.file = None;
+                WriteFailure { written, error }
+            })
     }
 
     /// False after a failed write or rotation, until [`reopen`](Self::reopen) succeeds.
@@ -321,7 +334,12 @@ impl RotatingFile {
         self.cfg
     }
 
-    fn write_rotating(&mut self, mut rest: &[u8], written: &mut usize) -> Result<(), RotateError> {
+    fn write_rotating(
+        &mut self,
+        mut rest: &[u8],
+        written: &mut usize,
+        tally: Option<&Slot>,
+    ) -> Result<(), RotateError> {
         if !rest.is_empty() && self.file.is_none() {
             return Err(RotateError::Closed {
                 path: self.path.to_path_buf(),
@@ -334,11 +352,11 @@ impl RotatingFile {
             }
             let room = max - self.size;
             if rest.len() as u64 <= room {
-                return self.append(rest, written);
+                return self.append(rest, written, tally);
             }
             // `room < rest.len()`, so it fits in a usize.
             let take = self.cut_len(rest, room as usize);
-            self.append(&rest[..take], written)?;
+            self.append(&rest[..take], written, tally)?;
             rest = &rest[take..];
             self.rotate()?;
         }
@@ -365,14 +383,29 @@ impl RotatingFile {
     /// file system is full, the log's own oldest bytes make room first (see
     /// [`make_room`](Self::make_room)). `buf` never exceeds the room left in the active file,
     /// and a rotation made for room leaves an empty one, so it still fits.
-    fn append(&mut self, mut buf: &[u8], written: &mut usize) -> Result<(), RotateError> {
+    fn append(
+        &mut self,
+        mut buf: &[u8],
+        written: &mut usize,
+        tally: Option<&Slot>,
+    ) -> Result<(), RotateError> {
         while !buf.is_empty() {
             let Some(file) = self.file.as_mut() else {
                 return Err(RotateError::Closed {
                     path: self.path.to_path_buf(),
                 });
             };
-            match file.write(buf) {
+            if let Some(t) = tally {
+                t.writing(self.inode, self.size, buf.len());
+            }
+            let res = file.write(buf);
+            if let Some(t) = tally {
+                match res {
+                    Ok(n) if n > 0 => t.wrote(n),
+                    _ => t.wrote_nothing(),
+                }
+            }
+            match res {
                 Ok(0) => {
                     return Err(RotateError::Write {
                         path: self.path.to_path_buf(),
