@@ -101,6 +101,7 @@ fn ps_lists_console_subscribers_with_the_writer() {
         "c.log",
         "--tcp",
         "0",
+        "--tcp-write",
     ]))
     .unwrap();
     let addr = bound.trim().to_owned();
@@ -184,7 +185,10 @@ fn kick_and_grant_act_on_subscribers() {
             "kg.log",
         )
     };
-    let (added, fd) = c.add_console(spec).unwrap();
+    // The subscribers type over plain TCP: the console opts in.
+    let (added, fd) = c
+        .add_console_with(spec, vec![logd_protocol::ConsoleOption::TcpWrite])
+        .unwrap();
     let mut guest = UnixStream::from(fd.unwrap());
     guest
         .set_read_timeout(Some(Duration::from_secs(20)))

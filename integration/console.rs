@@ -48,10 +48,20 @@ impl Setup {
         self.add_named("serial0", args)
     }
 
-    /// `logdctl console add ...` for a console of domain vm; returns the TCP port.
+    /// `logdctl console add ...` for a console of domain vm; returns the TCP port. These tests
+    /// type over plain TCP, so the console opts in (`--tcp-write`; `roles.rs` tests the
+    /// default, read-only).
     fn add_named(&self, name: &str, args: &[&str]) -> u16 {
         let mut a = vec![
-            "console", "add", "--domain", "vm", "--name", name, "--tcp", "0",
+            "console",
+            "add",
+            "--domain",
+            "vm",
+            "--name",
+            name,
+            "--tcp",
+            "0",
+            "--tcp-write",
         ];
         a.extend_from_slice(args);
         port_of(&self.d.ctl_ok(&a))
@@ -184,6 +194,7 @@ fn connect_mode_and_fd_mode_reach_the_guest() {
         "serial0",
         "--tcp",
         "0",
+        "--tcp-write",
         "--guest-fd",
         "--log",
         "fd.log",

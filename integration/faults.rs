@@ -24,7 +24,11 @@ fn fd_console(d: &Daemon, name: &str) -> (UnixStream, u16) {
         &format!("{name}.log"),
     );
     spec.tcp = Some("127.0.0.1:0".into());
-    let (added, fd) = d.client().add_console(spec).unwrap();
+    // Its subscribers type over plain TCP: the console opts in.
+    let (added, fd) = d
+        .client()
+        .add_console_with(spec, vec![logd_protocol::ConsoleOption::TcpWrite])
+        .unwrap();
     let port = port_of(added.tcp.expect("a TCP listener").as_bytes());
     (UnixStream::from(fd.expect("a guest fd")), port)
 }

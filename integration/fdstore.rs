@@ -540,7 +540,11 @@ fn a_sigkill_keeps_a_console_s_guest_and_listeners_through_the_fd_store() {
     );
     spec.tcp = Some("127.0.0.1:0".into());
     spec.unix = Some(sub_sock.display().to_string());
-    let (added, _) = client.add_console(spec).unwrap();
+    // Its TCP subscriber types: the console opts in, and keeps that through the crash (the
+    // record carries its access settings).
+    let (added, _) = client
+        .add_console_with(spec, vec![logd_protocol::ConsoleOption::TcpWrite])
+        .unwrap();
     let tcp = added.tcp.expect("a TCP listener");
     drop(client);
     let guest_name = |h: &Heard| {
@@ -637,7 +641,8 @@ fn a_sigkill_keeps_a_console_s_guest_and_listeners_through_the_fd_store() {
         let l = std::fs::read(&log).ok()?;
         (l == b"before the crash\nwhile logd was down\nafter the restart\n").then_some(())
     });
-    // Its input reaches the guest, on the connection it never lost.
+    // Its input reaches the guest, on the connection it never lost: the console made again
+    // kept `tcp_write`.
     sub.write_all(b"typed\n").unwrap();
     let mut typed = [0u8; 6];
     guest.read_exact(&mut typed).unwrap();

@@ -420,6 +420,8 @@ fn a_libvirt_unix_serial_reaches_a_logd_console() {
         &format!("{name}/serial0.log"),
         "--tcp",
         "0",
+        // The subscriber types over plain TCP.
+        "--tcp-write",
     ]);
     let port = port_of(out.as_bytes());
     let sock = format!("{LOGD_ROOT}/{name}/serial0.sock");

@@ -207,12 +207,20 @@ fn a_garbage_persisted_file_is_logged_and_logd_serves() {
         consoles_file: Some(file.clone()),
         ..Opts::default()
     });
-    let err = d.stderr();
-    assert!(
-        err.lines().any(|l| l.contains("ERROR")
-            && l.contains("invalid persisted consoles file")
-            && l.contains(&file.display().to_string())),
-        "{err}"
+    // Logged as logd starts, perhaps after it is ready: waited for, not read at once.
+    wait_for(
+        Duration::from_secs(20),
+        "the invalid file logged at ERROR",
+        || {
+            d.stderr()
+                .lines()
+                .any(|l| {
+                    l.contains("ERROR")
+                        && l.contains("invalid persisted consoles file")
+                        && l.contains(&file.display().to_string())
+                })
+                .then_some(())
+        },
     );
     assert!(consoles(&d).is_empty());
     add(&d, "s0", true);

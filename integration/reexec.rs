@@ -155,7 +155,8 @@ fn five_reexecs_under_full_load_lose_nothing_and_drop_nobody() {
     let Some(img) = build_guest(d.dir.path()) else {
         return;
     };
-    // The console: telnet protocol, exclusive write lock.
+    // The console: telnet protocol, exclusive write lock; its TCP subscribers may type (a
+    // setting the re-execs carry, with each subscriber's role).
     let out = d.ctl_ok(&[
         "console",
         "add",
@@ -165,6 +166,7 @@ fn five_reexecs_under_full_load_lose_nothing_and_drop_nobody() {
         "serial0",
         "--tcp",
         "0",
+        "--tcp-write",
         "--telnet",
         "--guest-listen",
         "vm.sock",
@@ -320,6 +322,7 @@ fn five_reexecs_under_full_load_lose_nothing_and_drop_nobody() {
     assert_eq!(subs.len(), 3, "{s}");
     assert_eq!(subs[0]["id"], holder_id, "{s}");
     assert_eq!(subs[0]["writer"], true, "{s}");
+    assert!(subs.iter().all(|u| u["role"] == "read-write"), "{s}");
     assert_eq!(s["bytes_in"], expect.len() as u64, "{s}");
     holder.write_all(b"typed after five re-execs\n").unwrap();
     wait_for(T, "the guest's echo", || {

@@ -17,4 +17,5 @@ mod libvirt;
 mod lifecycle;
 mod persisted;
 mod reexec;
+mod roles;
 mod virtlogd;

@@ -11,6 +11,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::message::{ConsoleProtocol, DomainId, WireError};
 
+pub mod v1;
+
 /// A request on the admin socket.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AdminRequest {
@@ -32,6 +34,14 @@ pub enum AdminRequest {
     /// the old one has taken over again; on success the new process sends it, on this same
     /// connection.
     Reexec { binary: Option<String> },
+    /// [`AdminRequest::Snapshot`] in this version's layout: with each subscriber's role and
+    /// each console's refusals. Appended, so the other variants keep their encoding; the old
+    /// request is answered in the old layout ([`v1`]), so an older `logdctl` still reads it,
+    /// and a daemon that predates this one answers `Malformed`, which a client takes as its cue
+    /// to ask the old way.
+    SnapshotV2,
+    /// [`AdminRequest::DomainSnapshot`] in this version's layout.
+    DomainSnapshotV2 { name: String },
 }
 
 impl AdminRequest {
@@ -44,6 +54,8 @@ impl AdminRequest {
             AdminRequest::SetLogLevel { .. } => "SetLogLevel",
             AdminRequest::Events => "Events",
             AdminRequest::Reexec { .. } => "Reexec",
+            AdminRequest::SnapshotV2 => "SnapshotV2",
+            AdminRequest::DomainSnapshotV2 { .. } => "DomainSnapshotV2",
         }
     }
 }
@@ -51,8 +63,10 @@ impl AdminRequest {
 /// The daemon's answer on the admin socket.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum AdminResponse {
-    Snapshot(DaemonSnapshot),
-    Domain(DomainSnapshot),
+    /// Answers `Snapshot`, in the layout of the first version.
+    Snapshot(v1::DaemonSnapshot),
+    /// Answers `DomainSnapshot`, in the layout of the first version.
+    Domain(v1::DomainSnapshot),
     Error(WireError),
     /// The action was carried out.
     Done,
@@ -60,6 +74,10 @@ pub enum AdminResponse {
     Event(Event),
     /// A re-exec succeeded.
     Reexeced(ReexecReport),
+    /// Answers `SnapshotV2` (appended).
+    SnapshotV2(DaemonSnapshot),
+    /// Answers `DomainSnapshotV2` (appended).
+    DomainV2(DomainSnapshot),
 }
 
 /// How a re-exec went.
@@ -173,6 +191,8 @@ pub struct StreamSnapshot {
     pub subscribers: Vec<SubscriberSnapshot>,
     /// Console subscribers disconnected for falling behind.
     pub slow_disconnects: u64,
+    /// Console subscribers refused: not allowed (a UNIX peer in no list), or the console full.
+    pub refused: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -181,10 +201,30 @@ pub struct LastError {
     pub at_ms: u64,
 }
 
+/// What a console subscriber may do, decided when it connects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// It watches; its input is discarded.
+    ReadOnly,
+    /// It may type: it can hold the write lock (`exclusive`), or writes (`shared`).
+    ReadWrite,
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Role::ReadOnly => "read-only",
+            Role::ReadWrite => "read-write",
+        })
+    }
+}
+
 /// One console subscriber.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SubscriberSnapshot {
     pub id: u64,
+    /// Who it is: `UID:NAME` for a UNIX peer, `ADDR:PORT` for a TCP one.
     pub peer: String,
     pub since_ms: u64,
     pub bytes_sent: u64,
@@ -193,6 +233,7 @@ pub struct SubscriberSnapshot {
     /// Holds the write lock (or may write, in shared mode).
     pub writer: bool,
     pub protocol: ConsoleProtocol,
+    pub role: Role,
 }
 
 /// Something that happened in the daemon, as `logdctl events` streams it.
@@ -282,6 +323,14 @@ pub enum EventKind {
     },
     /// A re-exec failed; the old process goes on.
     ReexecFailed {
+        reason: String,
+    },
+    /// A console subscriber was turned away (appended): `reason` is `not allowed` (a UNIX peer
+    /// in none of the console's lists) or `full` (`max_subscribers`).
+    SubscriberRefused {
+        domain: String,
+        console: String,
+        peer: String,
         reason: String,
     },
 }

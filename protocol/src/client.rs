@@ -240,6 +240,22 @@ impl Client {
         Ok(added)
     }
 
+    /// Adds a console with options [`ConsoleSpec`] has no room for
+    /// ([`Request::AddConsoleWith`]). Without options this is [`Client::add_console`], and with
+    /// [`ConsoleOption::Persist`] alone [`Client::add_console_persistent`], so that a daemon
+    /// that predates `AddConsoleWith` serves them.
+    pub fn add_console_with(
+        &mut self,
+        spec: ConsoleSpec,
+        options: Vec<ConsoleOption>,
+    ) -> Result<(ConsoleAdded, Option<OwnedFd>), ClientError> {
+        match options.as_slice() {
+            [] => self.add_console(spec),
+            [ConsoleOption::Persist] => Ok((self.add_console_persistent(spec)?, None)),
+            _ => self.add_console_request(Request::AddConsoleWith { spec, options }),
+        }
+    }
+
     fn add_console_request(
         &mut self,
         req: Request,
@@ -346,10 +362,22 @@ impl AdminClient {
         }
     }
 
-    /// Every live actor.
+    /// Every live actor. Asked in this version's layout; a daemon that predates it (it answers
+    /// `Malformed`) is asked again the old way, and its answer converted ([`crate::admin::v1`]).
     pub fn snapshot(&mut self) -> Result<DaemonSnapshot, ClientError> {
+        match self.call(&AdminRequest::SnapshotV2) {
+            Ok(AdminResponse::SnapshotV2(s)) => return Ok(s),
+            Err(e) if !is_malformed(&e) => return Err(e),
+            Ok(other) => {
+                return Err(ClientError::Unexpected {
+                    request: "SnapshotV2",
+                    got: format!("{other:?}"),
+                })
+            }
+            Err(_) => {}
+        }
         match self.call(&AdminRequest::Snapshot)? {
-            AdminResponse::Snapshot(s) => Ok(s),
+            AdminResponse::Snapshot(s) => Ok(s.into()),
             other => Err(ClientError::Unexpected {
                 request: "Snapshot",
                 got: format!("{other:?}"),
@@ -405,19 +433,38 @@ impl AdminClient {
         .map(|_| ())
     }
 
-    /// One domain, by name.
+    /// One domain, by name; from an older daemon as [`AdminClient::snapshot`] does.
     pub fn domain(&mut self, name: &str) -> Result<DomainSnapshot, ClientError> {
+        let req = AdminRequest::DomainSnapshotV2 {
+            name: name.to_owned(),
+        };
+        match self.call(&req) {
+            Ok(AdminResponse::DomainV2(d)) => return Ok(d),
+            Err(e) if !is_malformed(&e) => return Err(e),
+            Ok(other) => {
+                return Err(ClientError::Unexpected {
+                    request: req.kind(),
+                    got: format!("{other:?}"),
+                })
+            }
+            Err(_) => {}
+        }
         let req = AdminRequest::DomainSnapshot {
             name: name.to_owned(),
         };
         match self.call(&req)? {
-            AdminResponse::Domain(d) => Ok(d),
+            AdminResponse::Domain(d) => Ok(d.into()),
             other => Err(ClientError::Unexpected {
                 request: req.kind(),
                 got: format!("{other:?}"),
             }),
         }
     }
+}
+
+/// Whether the daemon could not decode the request: it predates it.
+pub fn is_malformed(e: &ClientError) -> bool {
+    matches!(e, ClientError::Server(w) if w.code == crate::ErrorCode::Malformed)
 }
 
 /// Checks that the peer of `sock` runs as root, as this process's uid, or as `server_uid`.

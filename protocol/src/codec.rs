@@ -330,6 +330,40 @@ mod documented_examples {
     }
 
     #[test]
+    fn add_console_with_request_is_the_spec_then_the_options_under_index_8() {
+        let spec = ConsoleSpec::new(
+            DomainId {
+                driver: "qemu".into(),
+                uuid: Uuid::from_u128(1),
+                name: "vm".into(),
+            },
+            "s0",
+            GuestSide::Listen { path: "s".into() },
+            "l",
+        );
+        let plain = encode_frame(&Request::AddConsole(spec.clone()), MAX_REQUEST_FRAME).unwrap();
+        let req = Request::AddConsoleWith {
+            spec,
+            options: vec![
+                ConsoleOption::TcpWrite,
+                ConsoleOption::ReadWrite(vec!["alice".into(), "@wheel".into()]),
+                ConsoleOption::Persist,
+            ],
+        };
+        let f = encode_frame(&req, MAX_REQUEST_FRAME).unwrap();
+        let mut want = b"\x00\x00\x00\x3c\x08\x04qemu\x10".to_vec();
+        want.extend_from_slice(&[0; 15]);
+        want.extend_from_slice(b"\x01\x02vm\x02s0\x00\x01s\x01l\x00\x00\x00\x00\x00\x00\x00\x00");
+        want.extend_from_slice(b"\x03\x01\x02\x02\x05alice\x06@wheel\x00");
+        assert_eq!(f, want);
+        assert_eq!(plain[5..], f[5..plain.len()], "the spec as AddConsole's");
+        // An option this crate does not know (a later variant) does not decode.
+        let mut future = f[4..].to_vec();
+        *future.last_mut().unwrap() = 4;
+        assert!(decode::<Request>(&future).is_err());
+    }
+
+    #[test]
     fn reexec_requests() {
         use crate::admin::AdminRequest;
         let f = encode_frame(&AdminRequest::Reexec { binary: None }, MAX_REQUEST_FRAME).unwrap();

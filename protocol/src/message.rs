@@ -187,6 +187,44 @@ pub enum Request {
     /// on `AddConsole`: a daemon that predates it answers `Malformed` instead of adding a
     /// console that it would forget.
     AddConsolePersistent(ConsoleSpec),
+    /// [`Request::AddConsole`] with options that [`ConsoleSpec`] has no room for (it is encoded
+    /// by position and never changes). Answered like `AddConsole` (`AddConsolePersistent` with
+    /// [`ConsoleOption::Persist`]).
+    ///
+    /// The options are a list of an enum, so that a later option is a new variant: a daemon
+    /// that does not know it cannot decode the request and answers `Malformed`, rather than
+    /// add a console without it. Each option may appear once.
+    AddConsoleWith {
+        spec: ConsoleSpec,
+        options: Vec<ConsoleOption>,
+    },
+}
+
+/// An option of [`Request::AddConsoleWith`]. Variants are only ever appended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConsoleOption {
+    /// Also write the console to the daemon's persisted consoles file, as
+    /// [`Request::AddConsolePersistent`] does.
+    Persist,
+    /// Plain TCP subscribers are read-write (by default they are read-only: any local user can
+    /// reach a TCP port).
+    TcpWrite,
+    /// UNIX subscribers that may type: user names, numeric uids, `@GROUP` or `@GID`.
+    ReadWrite(Vec<String>),
+    /// UNIX subscribers that may watch, in the same form.
+    ReadOnly(Vec<String>),
+}
+
+impl ConsoleOption {
+    /// The option as `logdctl console add` spells it.
+    pub fn flag(&self) -> &'static str {
+        match self {
+            ConsoleOption::Persist => "--persist",
+            ConsoleOption::TcpWrite => "--tcp-write",
+            ConsoleOption::ReadWrite(_) => "--read-write",
+            ConsoleOption::ReadOnly(_) => "--read-only",
+        }
+    }
 }
 
 /// How logd reaches a console's guest side (the chardev).
@@ -300,6 +338,7 @@ impl Request {
             Request::RemoveConsole { .. } => "RemoveConsole",
             Request::ListConsoles => "ListConsoles",
             Request::AddConsolePersistent(_) => "AddConsolePersistent",
+            Request::AddConsoleWith { .. } => "AddConsoleWith",
         }
     }
 }

@@ -19,7 +19,8 @@ impl Console {
     /// Describes the console for a re-exec (every socket and the file marked to be carried).
     /// The guest side is not drained first: the caller only waits until what logd has read is
     /// in the file, and what the guest has written since is the next process's to read.
-    /// Subscribers already leaving are left behind (they close with this process).
+    /// Subscribers already leaving are left behind (they close with this process), and so are
+    /// UNIX subscribers still waiting for their uid's name (`peer`): they had not joined.
     pub(crate) fn export(
         &self,
         carrier: &mut crate::handover::state::Carrier,
@@ -64,6 +65,7 @@ impl Console {
             slow_disconnects: self.stats.slow_disconnects,
             refused: self.stats.refused,
             guest_connects: self.stats.guest_connects,
+            access: self.cfg.access.clone(),
         }
     }
 
@@ -149,6 +151,7 @@ impl Console {
             replay: st.replay_limit,
             max_subscribers: st.max_subscribers,
             queue_limit: st.queue_limit,
+            access: st.access.clone(),
         };
         let mut replay = Replay::new(cfg.replay);
         if !st.replay.is_empty() {
@@ -180,6 +183,8 @@ impl Console {
             tcp,
             unix,
             subs,
+            joining: Vec::new(),
+            refused: Default::default(),
             stats: ConsoleStats {
                 slow_disconnects: st.slow_disconnects,
                 refused: st.refused,

@@ -15,7 +15,13 @@
 //! The guest side comes and goes (QEMU exits, reboots, restarts). The console stays, and so do
 //! its subscribers and its log.
 //!
+//! Every subscriber has a role ([`access`]), decided when it connects: read-only subscribers
+//! watch, read-write ones may type. The write lock goes only to a read-write subscriber.
+//!
 //! The parts:
+//! - [`access`]: roles, and who gets which;
+//! - `peer`: how a subscriber is shown (`UID:NAME`, `ADDR:PORT`), names looked up off this
+//!   thread;
 //! - `guest`: the guest side: how it is reached ([`GuestPlan`]), its output read and fanned
 //!   out, its input written;
 //! - `replay`: the ring of recent output a new subscriber is given first;
@@ -23,8 +29,10 @@
 //! - `subscriber`: one watching connection and its bounded queue;
 //! - [`telnet`]: the sans-IO telnet codec.
 
+pub(crate) mod access;
 mod guest;
 mod handover;
+mod peer;
 mod replay;
 mod subscriber;
 pub mod telnet;
@@ -32,6 +40,7 @@ pub mod telnet;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use access::{Access, ConsoleRequest, Role};
 pub(crate) use guest::GuestPlan;
 
 use std::io;
@@ -46,6 +55,7 @@ use logd_protocol::{ConsoleInfo, ConsoleProtocol, DomainId, GuestSide, Position,
 use tokio::net::{TcpListener, UnixListener, UnixStream};
 
 use crate::clock::unix_ms;
+use crate::console::access::Cred;
 use crate::console::guest::GuestMode;
 use crate::console::replay::Replay;
 use crate::console::subscriber::{Input, Leave, Socket, Subscriber};
@@ -120,6 +130,8 @@ pub(crate) struct ConsoleConfig {
     pub(crate) replay: usize,
     pub(crate) max_subscribers: usize,
     pub(crate) queue_limit: usize,
+    /// Who may watch and who may type ([`access`]).
+    pub(crate) access: Access,
 }
 
 /// Counters of a console beyond its sink's.
@@ -141,6 +153,10 @@ pub(crate) struct Console {
     tcp: Option<TcpListener>,
     unix: Option<UnixListener>,
     subs: Vec<Subscriber>,
+    /// UNIX subscribers admitted, waiting for their uid's name (`peer`) before they join.
+    joining: Vec<Joining>,
+    /// Peers refused, told why, drained until they close.
+    refused: std::collections::VecDeque<Refused>,
     stats: ConsoleStats,
     /// `console{domain, console}`: entered while the console runs, so its events name both.
     span: tracing::Span,
@@ -149,6 +165,25 @@ pub(crate) struct Console {
     /// the live connection.
     on_guest: Option<GuestHook>,
 }
+
+/// A UNIX subscriber admitted with its role, waiting for its identity before it joins.
+struct Joining {
+    sock: Socket,
+    role: Role,
+    identity: std::pin::Pin<Box<dyn std::future::Future<Output = String>>>,
+}
+
+/// A refused peer, told why, drained until it closes (so that it reads the line), at most
+/// until `until`.
+struct Refused {
+    sock: Socket,
+    until: std::time::Instant,
+}
+
+/// Most refused peers drained at once; past that the oldest is closed at once.
+const MAX_REFUSED: usize = 16;
+/// How long a refused peer is drained, at most.
+const REFUSED_LINGER: Duration = Duration::from_secs(5);
 
 /// What a console tells when its guest connects or leaves.
 pub(crate) type GuestHook = Box<dyn Fn(Option<std::os::fd::BorrowedFd<'_>>)>;
@@ -238,10 +273,14 @@ impl Console {
                     source,
                 })?)
             }
-            (Some(path), None) => Some(bind_unix(path).map_err(|source| ConsoleError::Unix {
-                path: path.clone(),
-                source,
-            })?),
+            (Some(path), None) => Some(
+                bind_unix(path)
+                    .and_then(|l| set_unix_mode(path, &cfg.access).map(|()| l))
+                    .map_err(|source| ConsoleError::Unix {
+                        path: path.clone(),
+                        source,
+                    })?,
+            ),
             (None, _) => None,
         };
         let replay = Replay::new(cfg.replay);
@@ -258,6 +297,8 @@ impl Console {
             tcp,
             unix,
             subs: Vec::new(),
+            joining: Vec::new(),
+            refused: Default::default(),
             stats: ConsoleStats::default(),
             on_guest: None,
         };
@@ -379,18 +420,29 @@ impl Console {
 
     /// Gives the write lock to a subscriber (exclusive mode): it moves to the head of the line,
     /// and the others keep their order. Returns false if it is not here.
-    pub(crate) fn grant(&mut self, id: u64) -> Result<bool, &'static str> {
+    pub(crate) fn grant(&mut self, id: u64) -> Result<bool, GrantError> {
         if self.cfg.write != WritePolicy::Exclusive {
-            return Err("the console's write policy is not exclusive: there is no lock to move");
+            return Err(GrantError::NotExclusive);
         }
         let Some(i) = self.subs.iter().position(|s| s.id == id) else {
             return Ok(false);
         };
-        if i > 0 {
+        if self.subs[i].role != Role::ReadWrite {
+            return Err(GrantError::ReadOnly {
+                id,
+                peer: self.subs[i].peer.clone(),
+            });
+        }
+        let holder = self.holder();
+        if holder != Some(i) {
             let s = self.subs.remove(i);
             self.subs.insert(0, s);
-            self.subs[1].notice("the operator gave the write lock to another subscriber");
-            self.subs[1].told_read_only = false;
+            if let Some(h) = holder {
+                // It moved one place down with the insert.
+                let h = &mut self.subs[h + 1];
+                h.notice("the operator gave the write lock to another subscriber");
+                h.told_read_only = false;
+            }
             let s = &mut self.subs[0];
             s.notice("you now hold the write lock");
             s.told_read_only = false;
@@ -418,6 +470,7 @@ impl Console {
             guest,
         );
         snap.slow_disconnects = self.stats.slow_disconnects;
+        snap.refused = self.stats.refused;
         snap.subscribers = self
             .subs
             .iter()
@@ -431,6 +484,7 @@ impl Console {
                 queue_limit: self.cfg.queue_limit as u64,
                 writer: self.may_write(i),
                 protocol: s.protocol(),
+                role: s.role,
             })
             .collect();
         snap
@@ -536,40 +590,152 @@ impl Console {
     }
 
     fn poll_accept(&mut self, cx: &mut Context<'_>) {
+        self.poll_joining(cx);
+        self.poll_refused(cx);
         loop {
-            let accepted =
-                if let Some(Poll::Ready(r)) = self.tcp.as_ref().map(|l| l.poll_accept(cx)) {
-                    r.map(|(s, peer)| (Socket::Tcp(s), peer.to_string()))
-                } else if let Some(Poll::Ready(r)) = self.unix.as_ref().map(|l| l.poll_accept(cx)) {
-                    r.map(|(s, _)| (Socket::Unix(s), "unix".to_owned()))
-                } else {
-                    return;
-                };
-            match accepted {
-                Ok((sock, peer)) => self.join(sock, peer),
-                Err(e) => {
-                    tracing::warn!(cause = %e, "accepting a subscriber failed");
-                    return;
+            if let Some(Poll::Ready(r)) = self.tcp.as_ref().map(|l| l.poll_accept(cx)) {
+                match r {
+                    Ok((s, peer)) => {
+                        let role = self.cfg.access.tcp_role();
+                        self.join(Socket::Tcp(s), peer.to_string(), role, cx);
+                    }
+                    Err(e) => {
+                        tracing::warn!(cause = %e, "accepting a TCP subscriber failed");
+                        return;
+                    }
+                }
+            } else if let Some(Poll::Ready(r)) = self.unix.as_ref().map(|l| l.poll_accept(cx)) {
+                match r {
+                    Ok((s, _)) => self.admit_unix(s, cx),
+                    Err(e) => {
+                        tracing::warn!(cause = %e, "accepting a UNIX subscriber failed");
+                        return;
+                    }
+                }
+            } else {
+                return;
+            }
+        }
+    }
+
+    /// A UNIX peer: its role from its credentials, or a refusal; then it joins, once its
+    /// identity is known (at once if its uid's name is cached).
+    fn admit_unix(&mut self, s: UnixStream, cx: &mut Context<'_>) {
+        let cred = match access::peer_cred(&s) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(cause = %e, "cannot read a UNIX subscriber's credentials; dropped");
+                return;
+            }
+        };
+        let daemon_uid = nix::unistd::geteuid().as_raw();
+        let Some(role) = self.cfg.access.role_of(&cred, daemon_uid) else {
+            self.refuse_unix(Socket::Unix(s), &cred, cx);
+            return;
+        };
+        let sock = Socket::Unix(s);
+        match peer::cached_name(cred.uid) {
+            Some(name) => self.join(sock, peer::unix_identity(cred.uid, Some(&name)), role, cx),
+            // Those waiting count towards the limit: `join` refuses this one.
+            None if self.subs.len() + self.joining.len() >= self.cfg.max_subscribers => {
+                self.join(sock, peer::unix_identity(cred.uid, None), role, cx)
+            }
+            None => {
+                self.joining.push(Joining {
+                    sock,
+                    role,
+                    identity: peer::unix_identity_later(cred.uid),
+                });
+                self.poll_joining(cx);
+            }
+        }
+    }
+
+    /// A UNIX peer in none of the console's lists: told why, logged, counted.
+    fn refuse_unix(&mut self, s: Socket, cred: &Cred, cx: &mut Context<'_>) {
+        self.stats.refused += 1;
+        let name = peer::cached_name(cred.uid);
+        let identity = peer::unix_identity(cred.uid, name.as_deref());
+        tracing::warn!(peer = %identity, uid = cred.uid, gid = cred.gid, "refused a subscriber: not in the console's read_write or read_only lists");
+        events::emit(|| EventKind::SubscriberRefused {
+            domain: self.cfg.domain.name.clone(),
+            console: self.cfg.name.clone(),
+            peer: identity.clone(),
+            reason: "not allowed".into(),
+        });
+        let who = match &name {
+            Some(n) => format!("uid {} ({n})", cred.uid),
+            None => format!("uid {}", cred.uid),
+        };
+        let line = format!(
+            "[logd: refused: {who} may not use console {}: only root, logd's own uid and the \
+             users and groups of its read_write and read_only lists may]\r\n",
+            self.cfg.name
+        );
+        self.turn_away(s, &line, cx);
+    }
+
+    /// Tells a refused peer why, and drains it until it closes.
+    fn turn_away(&mut self, sock: Socket, line: &str, cx: &mut Context<'_>) {
+        sock.try_write_now(line.as_bytes());
+        sock.shutdown_write();
+        if self.refused.len() >= MAX_REFUSED {
+            self.refused.pop_front();
+        }
+        self.refused.push_back(Refused {
+            sock,
+            until: std::time::Instant::now() + REFUSED_LINGER,
+        });
+        self.poll_refused(cx);
+    }
+
+    /// Drops the refused peers that have closed, or have been drained long enough.
+    fn poll_refused(&mut self, cx: &mut Context<'_>) {
+        let now = std::time::Instant::now();
+        self.refused
+            .retain(|r| r.until > now && r.sock.poll_drain(cx).is_pending());
+    }
+
+    /// Joins the UNIX subscribers whose identity has come.
+    fn poll_joining(&mut self, cx: &mut Context<'_>) {
+        let mut i = 0;
+        while i < self.joining.len() {
+            match std::future::Future::poll(self.joining[i].identity.as_mut(), cx) {
+                Poll::Pending => i += 1,
+                Poll::Ready(identity) => {
+                    let j = self.joining.remove(i);
+                    self.join(j.sock, identity, j.role, cx);
                 }
             }
         }
     }
 
-    fn join(&mut self, sock: Socket, peer: String) {
+    fn join(&mut self, sock: Socket, peer: String, role: Role, cx: &mut Context<'_>) {
         if self.subs.len() >= self.cfg.max_subscribers {
             self.stats.refused += 1;
             tracing::info!(%peer, "refused a subscriber: max_subscribers reached");
-            sock.try_write_now(
-                format!(
-                    "[logd: console {} is full ({} subscribers); try again later]\r\n",
-                    self.cfg.name, self.cfg.max_subscribers
-                )
-                .as_bytes(),
+            events::emit(|| EventKind::SubscriberRefused {
+                domain: self.cfg.domain.name.clone(),
+                console: self.cfg.name.clone(),
+                peer: peer.clone(),
+                reason: "full".into(),
+            });
+            let line = format!(
+                "[logd: console {} is full ({} subscribers); try again later]\r\n",
+                self.cfg.name, self.cfg.max_subscribers
             );
+            self.turn_away(sock, &line, cx);
             return;
         }
         let id = NEXT_SUBSCRIBER_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let mut s = Subscriber::new(id, peer, sock, self.cfg.protocol, self.cfg.queue_limit);
+        let mut s = Subscriber::new(
+            id,
+            peer,
+            role,
+            sock,
+            self.cfg.protocol,
+            self.cfg.queue_limit,
+        );
         // Replay, then live: both are pushed from this thread, so nothing falls in between.
         for c in self.replay.chunks() {
             match self.cfg.protocol {
@@ -577,7 +743,7 @@ impl Console {
                 ConsoleProtocol::Telnet => s.push(telnet::escape(c)),
             }
         }
-        tracing::info!(subscriber = id, peer = %s.peer, "subscriber joined");
+        tracing::info!(subscriber = id, peer = %s.peer, %role, "subscriber joined");
         events::emit(|| EventKind::SubscriberJoined {
             domain: self.cfg.domain.name.clone(),
             console: self.cfg.name.clone(),
@@ -587,10 +753,19 @@ impl Console {
         self.subs.push(s);
     }
 
+    /// The subscriber that holds the write lock in exclusive mode: the longest-connected
+    /// read-write one.
+    fn holder(&self) -> Option<usize> {
+        self.subs.iter().position(|s| s.role == Role::ReadWrite)
+    }
+
     /// Whether subscriber `i` may type into the guest.
     fn may_write(&self, i: usize) -> bool {
+        if self.subs[i].role != Role::ReadWrite {
+            return false;
+        }
         match self.cfg.write {
-            WritePolicy::Exclusive => i == 0,
+            WritePolicy::Exclusive => self.holder() == Some(i),
             WritePolicy::Shared => true,
             WritePolicy::None => false,
         }
@@ -602,8 +777,14 @@ impl Console {
         let mut typed = Vec::new();
         let mut discard = Vec::new();
         let mut writer_more = false;
+        let holder = self.holder();
         for i in 0..self.subs.len() {
-            let writer = self.may_write(i);
+            let writer = self.subs[i].role == Role::ReadWrite
+                && match self.cfg.write {
+                    WritePolicy::Exclusive => holder == Some(i),
+                    WritePolicy::Shared => true,
+                    WritePolicy::None => false,
+                };
             let room = INPUT_LIMIT.saturating_sub(self.input.len() + typed.len());
             let s = &mut self.subs[i];
             if writer {
@@ -616,8 +797,12 @@ impl Console {
                 }
                 if !discard.is_empty() && !s.told_read_only {
                     s.told_read_only = true;
-                    s.notice(match self.cfg.write {
-                        WritePolicy::None => "this console is read-only; input is discarded",
+                    s.notice(match (s.role, self.cfg.write) {
+                        (_, WritePolicy::None) => "this console is read-only; input is discarded",
+                        (Role::ReadOnly, _) => {
+                            "you are a read-only subscriber of this console; your input is \
+                             discarded"
+                        }
                         _ => "another subscriber holds the write lock; your input is discarded",
                     });
                 }
@@ -625,8 +810,8 @@ impl Console {
             s.poll_flush(cx);
         }
         self.input.extend_from_slice(&typed);
-        // Leavers go; the write lock passes to the longest-connected one left.
-        let had_holder = self.subs.first().map(|s| s.id);
+        // Leavers go; the write lock passes to the longest-connected read-write one left.
+        let had_holder = holder.map(|h| self.subs[h].id);
         let mut i = 0;
         while i < self.subs.len() {
             match self.subs[i].leaving {
@@ -651,7 +836,7 @@ impl Console {
             }
         }
         if self.cfg.write == WritePolicy::Exclusive {
-            if let Some(s) = self.subs.first_mut() {
+            if let Some(s) = self.holder().map(|h| &mut self.subs[h]) {
                 if Some(s.id) != had_holder {
                     tracing::info!(subscriber = s.id, "write lock passed");
                     events::emit(|| EventKind::WriteLockMoved {
@@ -722,6 +907,24 @@ fn kept_tcp_listener(fd: OwnedFd) -> io::Result<TcpListener> {
     l.local_addr()?;
     l.set_nonblocking(true)?;
     TcpListener::from_std(l)
+}
+
+/// The subscribers' socket's mode: 0600 (logd's uid; root passes anyway) without lists; 0666
+/// when the lists name other users, who must be able to connect for logd to judge them
+/// (`SO_PEERCRED`). The directory's mode is the operator's.
+fn set_unix_mode(path: &Path, access: &Access) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = if access.has_lists() { 0o666 } else { 0o600 };
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+}
+
+/// Why the write lock cannot be given.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum GrantError {
+    #[error("the console's write policy is not exclusive: there is no lock to move")]
+    NotExclusive,
+    #[error("subscriber {id} ({peer}) is read-only: it cannot hold the write lock")]
+    ReadOnly { id: u64, peer: String },
 }
 
 fn bind_unix(path: &Path) -> io::Result<UnixListener> {

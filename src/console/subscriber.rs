@@ -62,6 +62,38 @@ impl Socket {
             Socket::Unix(s) => s.try_write(data),
         };
     }
+
+    /// Tells the peer that nothing more comes (after its last line): it reads that line, then
+    /// EOF.
+    pub(crate) fn shutdown_write(&self) {
+        use std::os::fd::AsRawFd;
+        let fd = match self {
+            Socket::Tcp(s) => s.as_raw_fd(),
+            Socket::Unix(s) => s.as_raw_fd(),
+        };
+        let _ = nix::sys::socket::shutdown(fd, nix::sys::socket::Shutdown::Write);
+    }
+
+    /// Reads and discards what the peer sends until it closes (`Ready`). A socket closed with
+    /// unread input resets the connection, and the peer may then lose the last line it was
+    /// sent: a refused peer is drained until it leaves.
+    pub(crate) fn poll_drain(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut buf = [0u8; READ_CHUNK];
+        loop {
+            match self.poll_read_ready(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(_)) => return Poll::Ready(()),
+                Poll::Ready(Ok(())) => {}
+            }
+            match self.try_read(&mut buf) {
+                Ok(0) => return Poll::Ready(()),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return Poll::Ready(()),
+            }
+        }
+    }
 }
 
 /// Where [`Subscriber::poll_input`] stopped.
@@ -87,7 +119,10 @@ pub(crate) enum Leave {
 /// One subscriber.
 pub(crate) struct Subscriber {
     pub(crate) id: u64,
+    /// Who it is: `UID:NAME` (UNIX) or `ADDR:PORT` (TCP).
     pub(crate) peer: String,
+    /// What it may do, decided when it connected.
+    pub(crate) role: crate::console::Role,
     /// When it connected (on the wall clock: the admin socket shows it, and a re-exec carries
     /// it).
     pub(crate) since_wall: std::time::SystemTime,
@@ -110,6 +145,7 @@ impl Subscriber {
     pub(crate) fn new(
         id: u64,
         peer: String,
+        role: crate::console::Role,
         sock: Socket,
         protocol: ConsoleProtocol,
         limit: usize,
@@ -117,6 +153,7 @@ impl Subscriber {
         let mut s = Subscriber {
             id,
             peer,
+            role,
             since_wall: std::time::SystemTime::now(),
             sock,
             protocol,
@@ -156,6 +193,7 @@ impl Subscriber {
             unsent: self.unsent(),
             bytes_sent: self.bytes_sent,
             told_read_only: self.told_read_only,
+            role: self.role,
         }
     }
 
@@ -202,6 +240,7 @@ impl Subscriber {
         let mut s = Subscriber {
             id: st.id,
             peer: st.peer.clone(),
+            role: st.role,
             since_wall,
             sock,
             protocol: st.protocol,
@@ -382,7 +421,14 @@ mod tests {
             let (ours, peer) = std::os::unix::net::UnixStream::pair().unwrap();
             ours.set_nonblocking(true).unwrap();
             let sock = Socket::Unix(UnixStream::from_std(ours).unwrap());
-            let s = Subscriber::new(7, "test".to_owned(), sock, protocol, limit);
+            let s = Subscriber::new(
+                7,
+                "test".to_owned(),
+                crate::console::Role::ReadWrite,
+                sock,
+                protocol,
+                limit,
+            );
             peer.set_read_timeout(Some(std::time::Duration::from_secs(5)))
                 .unwrap();
             f(s, peer).await;
@@ -592,12 +638,18 @@ mod tests {
                     unsent: b"queued".to_vec(),
                     bytes_sent: 10,
                     told_read_only: false,
+                    role: crate::console::Role::ReadOnly,
                 };
                 let inherited = Inherited::up_to(fd.raw as usize + 1);
                 let s = Subscriber::restore(&st, &inherited, 1000, staleness).unwrap();
                 assert_eq!(s.unsent(), expect, "{staleness:?}");
                 assert_eq!(s.queued(), expect.len(), "{staleness:?}");
                 assert_eq!((s.id, s.bytes_sent, s.leaving), (3, 10, None));
+                assert_eq!(
+                    s.role,
+                    crate::console::Role::ReadOnly,
+                    "the role is carried"
+                );
             }
         });
     }

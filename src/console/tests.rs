@@ -39,6 +39,7 @@ fn config(dir: &Path, max_subscribers: usize, queue_limit: usize) -> ConsoleConf
         replay: 0,
         max_subscribers,
         queue_limit,
+        access: Default::default(),
     }
 }
 

@@ -21,9 +21,9 @@ use std::collections::HashSet;
 
 use actix::Addr;
 use logd_protocol::admin::EventKind;
-use logd_protocol::{ConsoleSpec, WireError};
+use logd_protocol::WireError;
 
-use crate::console::ConsoleConfig;
+use crate::console::{ConsoleConfig, ConsoleRequest};
 use crate::control::persisted::{remove_running as remove, Held, Persisted};
 use crate::control::registry::{self, Registry};
 use crate::host::consoles::{key_of, same_console, DeclaredConsole, Key};
@@ -181,7 +181,7 @@ impl Declared {
         let mut wanted = Vec::with_capacity(file.len());
         let mut usable = Vec::with_capacity(file.len());
         for d in file {
-            match console_lexical(&policy, d.spec.clone()) {
+            match console_lexical(&policy, d.request()) {
                 Ok(c) => {
                     wanted.push(c);
                     usable.push(d);
@@ -246,7 +246,7 @@ impl Declared {
                 report_declared(when, d, &e);
                 continue;
             }
-            match add(registry, &d.spec).await {
+            match add(registry, &d.request()).await {
                 Ok(tcp) => {
                     done.recreated += 1;
                     self.keys.insert(key);
@@ -264,7 +264,7 @@ impl Declared {
         }
         for &i in &p.create {
             let d = usable[i];
-            match add(registry, &d.spec).await {
+            match add(registry, &d.request()).await {
                 Ok(tcp) => {
                     done.created += 1;
                     self.keys.insert(key_of(&wanted[i].domain, &wanted[i].name));
@@ -310,14 +310,15 @@ async fn apply_persisted(when: &str, registry: &Addr<Registry>, held: &Held<'_>)
         .await
         .unwrap_or_default();
     let (mut created, mut kept, mut failed) = (0usize, 0usize, 0usize);
-    for spec in specs {
+    for req in specs {
+        let spec = &req.spec;
         let key = key_of(&spec.domain, &spec.name);
         if running.iter().any(|r| key_of(&r.domain, &r.name) == key) {
             kept += 1;
             continue;
         }
         let label = format!("{}/{}", spec.domain.name, spec.name);
-        match add(registry, spec).await {
+        match add(registry, req).await {
             Ok(tcp) => {
                 created += 1;
                 tracing::info!(console = %label, tcp = ?tcp, "{when}: persisted console created");
@@ -344,9 +345,9 @@ async fn apply_persisted(when: &str, registry: &Addr<Registry>, held: &Held<'_>)
 
 /// Adds a console as a `logdctl console add` request is added: the same checks, then the
 /// registry's `AddConsole`. Returns its bound TCP address.
-async fn add(registry: &Addr<Registry>, spec: &ConsoleSpec) -> Result<Option<String>, WireError> {
-    check_domain(&spec.domain)?;
-    let config = console_config(spec.clone()).await?;
+async fn add(registry: &Addr<Registry>, req: &ConsoleRequest) -> Result<Option<String>, WireError> {
+    check_domain(&req.spec.domain)?;
+    let config = console_config(req.clone()).await?;
     let (tcp, _, _) = registry::call(
         registry,
         registry::AddConsole {
@@ -407,6 +408,7 @@ mod tests {
             replay: 16384,
             max_subscribers: 32,
             queue_limit: 1 << 20,
+            access: Default::default(),
         }
     }
 

@@ -19,7 +19,7 @@ use actix::Addr;
 use logd_protocol::{ConsoleSpec, DomainId, ErrorCode, GuestSide, Position, WireError};
 use tokio::sync::{Mutex, MutexGuard};
 
-use crate::console::{ConsoleConfig, GuestPlan};
+use crate::console::{ConsoleConfig, ConsoleRequest, GuestPlan};
 use crate::control::registry::{self, Registry};
 use crate::host::consoles::{key_of, Key, MAX_DECLARED};
 use crate::host::persisted::{self as file, PersistError};
@@ -36,7 +36,7 @@ pub(crate) struct Persisted {
 #[derive(Debug, Default)]
 struct State {
     /// In file order: the order they were added in.
-    specs: Vec<ConsoleSpec>,
+    specs: Vec<ConsoleRequest>,
     /// The file on disk did not read: it is set aside (`PATH.bad`) before the next write
     /// replaces it, so what was in it is not lost.
     broken: bool,
@@ -110,8 +110,9 @@ impl Persisted {
     pub(crate) async fn add(
         &self,
         registry: &Addr<Registry>,
-        spec: ConsoleSpec,
+        req: ConsoleRequest,
     ) -> Result<Added, WireError> {
+        let spec = &req.spec;
         let Some(path) = &self.path else {
             return Err(WireError::new(
                 ErrorCode::InvalidArgument,
@@ -127,17 +128,17 @@ impl Persisted {
             ));
         }
         check_domain(&spec.domain)?;
-        let config = console_config(spec.clone()).await?;
-        let mut entry = entry_for(&spec, &config)?;
+        let config = console_config(req.clone()).await?;
+        let mut entry = entry_for(&req, &config)?;
         let label = format!("{}/{}", spec.domain.name, spec.name);
         let key = key_of(&spec.domain, &spec.name);
         let mut st = self.state.lock().await;
         // A persisted console that is not running (it could not be created at start) is
         // replaced by this one.
-        let mut specs: Vec<ConsoleSpec> = st
+        let mut specs: Vec<ConsoleRequest> = st
             .specs
             .iter()
-            .filter(|s| key_of(&s.domain, &s.name) != key)
+            .filter(|s| key_of(&s.spec.domain, &s.spec.name) != key)
             .cloned()
             .collect();
         if specs.len() >= MAX_DECLARED {
@@ -160,7 +161,7 @@ impl Persisted {
         .await
         .map_err(|_| stopped())?
         .map_err(|e| e.to_wire())?;
-        entry.tcp = tcp.clone();
+        entry.spec.tcp = tcp.clone();
         specs.push(entry);
         if let Err(e) = self.write(st.broken, specs.clone()).await {
             tracing::error!(console = %label, cause = %e, "console not persisted, so not added");
@@ -198,7 +199,7 @@ impl Persisted {
         let Some(i) = st
             .specs
             .iter()
-            .position(|s| key_of(&s.domain, &s.name) == key)
+            .position(|s| key_of(&s.spec.domain, &s.spec.name) == key)
         else {
             drop(st);
             return remove_running(registry, &domain, &name).await;
@@ -229,7 +230,7 @@ impl Persisted {
     }
 
     /// Writes `specs` as the whole file, on the blocking pool, and waits for it.
-    async fn write(&self, broken: bool, specs: Vec<ConsoleSpec>) -> Result<(), PersistError> {
+    async fn write(&self, broken: bool, specs: Vec<ConsoleRequest>) -> Result<(), PersistError> {
         let path = self
             .path
             .clone()
@@ -263,7 +264,7 @@ pub(crate) struct Held<'a> {
 }
 
 impl Held<'_> {
-    pub(crate) fn specs(&self) -> &[ConsoleSpec] {
+    pub(crate) fn specs(&self) -> &[ConsoleRequest] {
         &self.state.specs
     }
 
@@ -271,7 +272,7 @@ impl Held<'_> {
         self.state
             .specs
             .iter()
-            .map(|s| key_of(&s.domain, &s.name))
+            .map(|s| key_of(&s.spec.domain, &s.spec.name))
             .collect()
     }
 
@@ -279,19 +280,19 @@ impl Held<'_> {
     /// (each logged). If the file cannot be written they stay in both, left out until the next
     /// time; the config file's console is used either way.
     pub(crate) async fn give_way_to(&mut self, declared: &HashSet<Key>, when: &str) {
-        let (shadowed, rest): (Vec<ConsoleSpec>, Vec<ConsoleSpec>) = self
+        let (shadowed, rest): (Vec<ConsoleRequest>, Vec<ConsoleRequest>) = self
             .state
             .specs
             .iter()
             .cloned()
-            .partition(|s| declared.contains(&key_of(&s.domain, &s.name)));
+            .partition(|s| declared.contains(&key_of(&s.spec.domain, &s.spec.name)));
         if shadowed.is_empty() {
             return;
         }
         let file = self.path_text();
         for s in &shadowed {
             tracing::warn!(
-                console = %format!("{}/{}", s.domain.name, s.name),
+                console = %format!("{}/{}", s.spec.domain.name, s.spec.name),
                 file = %file,
                 "{when}: the console is both in the config file and persisted: the config file's is used, and it leaves the persisted consoles file"
             );
@@ -306,7 +307,7 @@ impl Held<'_> {
                 // Not created from it meanwhile: the config file's are.
                 self.state
                     .specs
-                    .retain(|s| !declared.contains(&key_of(&s.domain, &s.name)));
+                    .retain(|s| !declared.contains(&key_of(&s.spec.domain, &s.spec.name)));
             }
         }
     }
@@ -320,9 +321,11 @@ impl Held<'_> {
     }
 }
 
-/// The entry to persist for a console created from `spec` as `c`: paths absolute, no
-/// `truncate`; the TCP address is set once bound.
-fn entry_for(spec: &ConsoleSpec, c: &ConsoleConfig) -> Result<ConsoleSpec, WireError> {
+/// The entry to persist for a console created from `req` as `c`: paths absolute, no
+/// `truncate`, the access lists as written (names are resolved again at each start); the TCP
+/// address is set once bound.
+fn entry_for(req: &ConsoleRequest, c: &ConsoleConfig) -> Result<ConsoleRequest, WireError> {
+    let spec = &req.spec;
     let text = |p: &Path| {
         p.to_str().map(str::to_owned).ok_or_else(|| {
             WireError::new(
@@ -331,7 +334,7 @@ fn entry_for(spec: &ConsoleSpec, c: &ConsoleConfig) -> Result<ConsoleSpec, WireE
             )
         })
     };
-    Ok(ConsoleSpec {
+    let spec = ConsoleSpec {
         domain: spec.domain.clone(),
         name: spec.name.clone(),
         guest: match &c.guest {
@@ -348,6 +351,10 @@ fn entry_for(spec: &ConsoleSpec, c: &ConsoleConfig) -> Result<ConsoleSpec, WireE
         replay: spec.replay,
         max_subscribers: spec.max_subscribers,
         queue_limit: spec.queue_limit,
+    };
+    Ok(ConsoleRequest {
+        spec,
+        access: req.access.clone(),
     })
 }
 

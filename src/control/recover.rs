@@ -420,6 +420,7 @@ fn console_config(c: &ConsoleEntry, log: std::path::PathBuf) -> crate::console::
         replay: usize::try_from(c.replay).unwrap_or(usize::MAX),
         max_subscribers: usize::try_from(c.max_subscribers).unwrap_or(usize::MAX),
         queue_limit: usize::try_from(c.queue_limit).unwrap_or(usize::MAX),
+        access: c.access.clone(),
     }
 }
 

@@ -98,6 +98,9 @@ pub(crate) struct ConsoleEntry {
     pub(crate) replay: u64,
     pub(crate) max_subscribers: u64,
     pub(crate) queue_limit: u64,
+    /// Who may watch and who may type, names resolved when the console was added: a console
+    /// made again after a crash keeps them, without asking NSS again.
+    pub(crate) access: crate::console::Access,
     pub(crate) bytes_in: u64,
     pub(crate) bytes_written: u64,
     pub(crate) dropped_disk: u64,
@@ -850,6 +853,15 @@ mod tests {
             replay: 16384,
             max_subscribers: 32,
             queue_limit: 1 << 20,
+            access: crate::console::Access {
+                tcp_write: true,
+                read_write: vec![],
+                read_only: vec![crate::console::access::Principal {
+                    written: "@users".into(),
+                    group: true,
+                    id: Some(100),
+                }],
+            },
             bytes_in: 50,
             bytes_written: 40,
             dropped_disk: 0,

@@ -327,6 +327,7 @@ impl LogSink {
     pub fn snapshot(&mut self, kind: StreamKind, guest: GuestState) -> StreamSnapshot {
         let (rate_in, rate_out) = self.rates();
         StreamSnapshot {
+            refused: 0,
             kind,
             path: self.path().display().to_string(),
             bytes_in: self.stats.bytes_in,

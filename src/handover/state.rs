@@ -12,7 +12,8 @@
 //!
 //! Versions: [`VERSION`] is written; every version from [`OLDEST_READABLE`] up is read (a
 //! newer binary must restore from the previous release). A body change bumps [`VERSION`] and
-//! keeps the old body type with a conversion ([`StateV1`]). `integration/fixtures/state-vN.bin` pins
+//! keeps the old body type with a conversion ([`StateV1`] to [`StateV2`] to [`State`]; a
+//! nested type that changed keeps its old form too, as [`ConsoleStateV2`]). `integration/fixtures/state-vN.bin` pins
 //! the bytes of each version; its test fails if that version's encoding drifts.
 #![allow(unsafe_code)] // four blocks: adopting an inherited fd; fcntl and fstat on bare fd numbers, and reading what fstat filled
 
@@ -29,8 +30,9 @@ use crate::console::telnet;
 
 /// The first bytes of every state.
 pub const MAGIC: [u8; 8] = *b"LOGDSTAT";
-/// The format version this binary writes. Version 2 added the virtlogd listener.
-pub const VERSION: u32 = 2;
+/// The format version this binary writes. Version 2 added the virtlogd listener; version 3 a
+/// console's access settings and each subscriber's role.
+pub const VERSION: u32 = 3;
 /// The oldest format version this binary reads.
 pub const OLDEST_READABLE: u32 = 1;
 
@@ -79,7 +81,7 @@ pub struct Fd {
     pub ino: u64,
 }
 
-/// The whole daemon (format version 2).
+/// The whole daemon (format version 3).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct State {
     /// When the re-exec was asked for and when the actors froze (CLOCK_MONOTONIC, ns: the same
@@ -106,6 +108,63 @@ pub struct State {
     pub virtlogd: Option<ListenerState>,
 }
 
+/// Format version 2's body: version 3 without the consoles' access settings and roles.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StateV2 {
+    pub asked_mono_ns: u64,
+    pub frozen_mono_ns: u64,
+    pub started_ms: u64,
+    pub uptime_ms: u64,
+    pub reexecs: u32,
+    pub lock: Fd,
+    pub main: ListenerState,
+    pub admin: ListenerState,
+    pub metrics: Option<Fd>,
+    pub next_subscriber_id: u64,
+    pub domains: Vec<DomainState<ConsoleStateV2>>,
+    pub connections: Vec<ConnState>,
+    pub virtlogd: Option<ListenerState>,
+}
+
+impl From<StateV2> for State {
+    fn from(v: StateV2) -> State {
+        State {
+            asked_mono_ns: v.asked_mono_ns,
+            frozen_mono_ns: v.frozen_mono_ns,
+            started_ms: v.started_ms,
+            uptime_ms: v.uptime_ms,
+            reexecs: v.reexecs,
+            lock: v.lock,
+            main: v.main,
+            admin: v.admin,
+            metrics: v.metrics,
+            next_subscriber_id: v.next_subscriber_id,
+            domains: v.domains.into_iter().map(DomainState::from).collect(),
+            connections: v.connections,
+            virtlogd: v.virtlogd,
+        }
+    }
+}
+
+impl From<DomainState<ConsoleStateV2>> for DomainState {
+    fn from(d: DomainState<ConsoleStateV2>) -> DomainState {
+        DomainState {
+            driver: d.driver,
+            uuid: d.uuid,
+            name: d.name,
+            since_ms: d.since_ms,
+            streams: d
+                .streams
+                .into_iter()
+                .map(|s| match s {
+                    StreamState::Pipe(p) => StreamState::Pipe(p),
+                    StreamState::Console(c) => StreamState::Console(Box::new((*c).into())),
+                })
+                .collect(),
+        }
+    }
+}
+
 /// Format version 1's body: version 2 without the virtlogd listener.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StateV1 {
@@ -127,13 +186,13 @@ pub struct StateV1 {
     pub metrics: Option<Fd>,
     /// The next console subscriber id (ids stay unique across re-execs).
     pub next_subscriber_id: u64,
-    pub domains: Vec<DomainState>,
+    pub domains: Vec<DomainState<ConsoleStateV2>>,
     pub connections: Vec<ConnState>,
 }
 
-impl From<StateV1> for State {
-    fn from(v: StateV1) -> State {
-        State {
+impl From<StateV1> for StateV2 {
+    fn from(v: StateV1) -> StateV2 {
+        StateV2 {
             asked_mono_ns: v.asked_mono_ns,
             frozen_mono_ns: v.frozen_mono_ns,
             started_ms: v.started_ms,
@@ -211,21 +270,22 @@ pub struct ListenerState {
     pub owned: bool,
 }
 
-/// One domain actor.
+/// One domain actor. (Generic over the console's state so that the bodies of older versions
+/// reuse it with theirs.)
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DomainState {
+pub struct DomainState<C = ConsoleState> {
     pub driver: String,
     pub uuid: Uuid,
     pub name: String,
     pub since_ms: u64,
-    pub streams: Vec<StreamState>,
+    pub streams: Vec<StreamState<C>>,
 }
 
 /// One stream of a domain.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub enum StreamState {
+pub enum StreamState<C = ConsoleState> {
     Pipe(PipeState),
-    Console(Box<ConsoleState>),
+    Console(Box<C>),
 }
 
 /// A rotating file and its sink's counters.
@@ -295,6 +355,8 @@ pub struct ConsoleState {
     pub slow_disconnects: u64,
     pub refused: u64,
     pub guest_connects: u64,
+    /// Who may watch and who may type (version 3).
+    pub access: crate::console::Access,
 }
 
 /// A console subscriber.
@@ -313,6 +375,107 @@ pub struct SubscriberState {
     pub unsent: Vec<u8>,
     pub bytes_sent: u64,
     pub told_read_only: bool,
+    /// Its role (version 3).
+    pub role: crate::console::Role,
+}
+
+/// A console in format versions 1 and 2: no access settings, no roles.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConsoleStateV2 {
+    pub name: String,
+    pub domain: DomainId,
+    pub guest: GuestState,
+    /// The live guest connection.
+    pub guest_conn: Option<Fd>,
+    /// The TCP address as configured, and its listener.
+    pub tcp: Option<(String, Fd)>,
+    pub unix: Option<(PathBuf, Fd)>,
+    pub protocol: ConsoleProtocol,
+    pub write: WritePolicy,
+    pub replay_limit: usize,
+    pub max_subscribers: usize,
+    pub queue_limit: usize,
+    pub sink: SinkState,
+    /// Input accepted from subscribers, not yet written to the guest.
+    #[serde(with = "serde_bytes")]
+    pub input: Vec<u8>,
+    /// The replay ring's bytes, oldest first.
+    #[serde(with = "serde_bytes")]
+    pub replay: Vec<u8>,
+    /// Subscribers in write-lock order (the first holds the lock in exclusive mode).
+    pub subscribers: Vec<SubscriberStateV2>,
+    pub slow_disconnects: u64,
+    pub refused: u64,
+    pub guest_connects: u64,
+}
+
+/// A console subscriber in format versions 1 and 2.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubscriberStateV2 {
+    pub id: u64,
+    pub peer: String,
+    pub since_ms: u64,
+    /// TCP or UNIX.
+    pub tcp: bool,
+    pub fd: Fd,
+    pub protocol: ConsoleProtocol,
+    pub decoder: telnet::Decoder,
+    /// Output queued and not yet sent, in order.
+    #[serde(with = "serde_bytes")]
+    pub unsent: Vec<u8>,
+    pub bytes_sent: u64,
+    pub told_read_only: bool,
+}
+
+/// A console carried from a version without roles gets the safe defaults (plain TCP
+/// read-only, no lists: `console::access`), as if added now. Its TCP subscribers become
+/// read-only; its UNIX ones read-write, since that version's subscriber socket was mode 0600:
+/// only root and logd's own uid could connect.
+impl From<ConsoleStateV2> for ConsoleState {
+    fn from(c: ConsoleStateV2) -> ConsoleState {
+        use crate::console::{Access, Role};
+        ConsoleState {
+            name: c.name,
+            domain: c.domain,
+            guest: c.guest,
+            guest_conn: c.guest_conn,
+            tcp: c.tcp,
+            unix: c.unix,
+            protocol: c.protocol,
+            write: c.write,
+            replay_limit: c.replay_limit,
+            max_subscribers: c.max_subscribers,
+            queue_limit: c.queue_limit,
+            sink: c.sink,
+            input: c.input,
+            replay: c.replay,
+            subscribers: c
+                .subscribers
+                .into_iter()
+                .map(|s| SubscriberState {
+                    role: if s.tcp {
+                        Role::ReadOnly
+                    } else {
+                        Role::ReadWrite
+                    },
+                    id: s.id,
+                    peer: s.peer,
+                    since_ms: s.since_ms,
+                    tcp: s.tcp,
+                    fd: s.fd,
+                    protocol: s.protocol,
+                    decoder: s.decoder,
+                    unsent: s.unsent,
+                    bytes_sent: s.bytes_sent,
+                    told_read_only: s.told_read_only,
+                })
+                .collect(),
+            slow_disconnects: c.slow_disconnects,
+            refused: c.refused,
+            guest_connects: c.guest_connects,
+            access: Access::default(),
+        }
+    }
 }
 
 /// Which socket a client connection came in on.
@@ -384,6 +547,9 @@ pub fn decode(bytes: &[u8], parent: u32, token: [u8; 16]) -> Result<State, State
     let body = &bytes[used..];
     let (state, used): (State, usize) = match header.version {
         1 => codec::decode_large::<StateV1>(body)
+            .map(|(s, used)| (State::from(StateV2::from(s)), used))
+            .map_err(StateError::Decode)?,
+        2 => codec::decode_large::<StateV2>(body)
             .map(|(s, used)| (State::from(s), used))
             .map_err(StateError::Decode)?,
         _ => codec::decode_large(body).map_err(StateError::Decode)?,
@@ -675,10 +841,24 @@ mod tests {
                             unsent: b"queued".to_vec(),
                             bytes_sent: 99,
                             told_read_only: true,
+                            role: crate::console::Role::ReadWrite,
                         }],
                         slow_disconnects: 1,
                         refused: 2,
                         guest_connects: 3,
+                        access: crate::console::Access {
+                            tcp_write: true,
+                            read_write: vec![crate::console::access::Principal {
+                                written: "alice".into(),
+                                group: false,
+                                id: Some(1000),
+                            }],
+                            read_only: vec![crate::console::access::Principal {
+                                written: "@100".into(),
+                                group: true,
+                                id: Some(100),
+                            }],
+                        },
                     })),
                 ],
             }],
@@ -748,9 +928,98 @@ mod tests {
         assert!(e.to_string().contains("reads versions 1 to"), "{e}");
     }
 
-    /// Version 1's body: the sample without what version 2 added.
-    fn sample_v1() -> StateV1 {
+    /// Version 2's body: the sample without what version 3 added.
+    fn sample_v2() -> StateV2 {
         let s = sample();
+        let down = |c: ConsoleState| ConsoleStateV2 {
+            name: c.name,
+            domain: c.domain,
+            guest: c.guest,
+            guest_conn: c.guest_conn,
+            tcp: c.tcp,
+            unix: c.unix,
+            protocol: c.protocol,
+            write: c.write,
+            replay_limit: c.replay_limit,
+            max_subscribers: c.max_subscribers,
+            queue_limit: c.queue_limit,
+            sink: c.sink,
+            input: c.input,
+            replay: c.replay,
+            subscribers: c
+                .subscribers
+                .into_iter()
+                .map(|s| SubscriberStateV2 {
+                    id: s.id,
+                    peer: s.peer,
+                    since_ms: s.since_ms,
+                    tcp: s.tcp,
+                    fd: s.fd,
+                    protocol: s.protocol,
+                    decoder: s.decoder,
+                    unsent: s.unsent,
+                    bytes_sent: s.bytes_sent,
+                    told_read_only: s.told_read_only,
+                })
+                .collect(),
+            slow_disconnects: c.slow_disconnects,
+            refused: c.refused,
+            guest_connects: c.guest_connects,
+        };
+        StateV2 {
+            asked_mono_ns: s.asked_mono_ns,
+            frozen_mono_ns: s.frozen_mono_ns,
+            started_ms: s.started_ms,
+            uptime_ms: s.uptime_ms,
+            reexecs: s.reexecs,
+            lock: s.lock,
+            main: s.main,
+            admin: s.admin,
+            metrics: s.metrics,
+            next_subscriber_id: s.next_subscriber_id,
+            domains: s
+                .domains
+                .into_iter()
+                .map(|d| DomainState {
+                    driver: d.driver,
+                    uuid: d.uuid,
+                    name: d.name,
+                    since_ms: d.since_ms,
+                    streams: d
+                        .streams
+                        .into_iter()
+                        .map(|st| match st {
+                            StreamState::Pipe(p) => StreamState::Pipe(p),
+                            StreamState::Console(c) => StreamState::Console(Box::new(down(*c))),
+                        })
+                        .collect(),
+                })
+                .collect(),
+            connections: s.connections,
+            virtlogd: s.virtlogd,
+        }
+    }
+
+    /// The sample as a state of version 2 reads: the console with the default access, its TCP
+    /// subscriber read-only.
+    fn sample_from_v2() -> State {
+        let mut s = sample();
+        for d in &mut s.domains {
+            for st in &mut d.streams {
+                if let StreamState::Console(c) = st {
+                    c.access = crate::console::Access::default();
+                    for sub in &mut c.subscribers {
+                        sub.role = crate::console::Role::ReadOnly;
+                    }
+                }
+            }
+        }
+        s
+    }
+
+    /// Version 1's body: version 2's without what version 2 added.
+    fn sample_v1() -> StateV1 {
+        let s = sample_v2();
         StateV1 {
             asked_mono_ns: s.asked_mono_ns,
             frozen_mono_ns: s.frozen_mono_ns,
@@ -791,9 +1060,9 @@ mod tests {
         let fixture = pinned(1, &codec::encode_large(&sample_v1()).unwrap());
         let (old, used): (StateV1, usize) = codec::decode_large(&fixture).unwrap();
         assert_eq!(used, fixture.len());
-        let mut want = sample();
+        let mut want = sample_from_v2();
         want.virtlogd = None;
-        assert_eq!(State::from(old), want);
+        assert_eq!(State::from(StateV2::from(old)), want);
         // And through `decode`, as a successor reads it.
         let header = Header {
             magic: MAGIC,
@@ -808,7 +1077,27 @@ mod tests {
 
     #[test]
     fn version_2_fixture_still_reads() {
-        let fixture = pinned(2, &codec::encode_large(&sample()).unwrap());
+        let fixture = pinned(2, &codec::encode_large(&sample_v2()).unwrap());
+        let (old, used): (StateV2, usize) = codec::decode_large(&fixture).unwrap();
+        assert_eq!(used, fixture.len());
+        assert_eq!(State::from(old), sample_from_v2());
+        let header = Header {
+            magic: MAGIC,
+            version: 2,
+            pid: std::process::id(),
+            token: TOKEN,
+        };
+        let mut bytes = codec::encode_large(&header).unwrap();
+        bytes.extend_from_slice(&fixture);
+        assert_eq!(
+            decode(&bytes, std::process::id(), TOKEN).unwrap(),
+            sample_from_v2()
+        );
+    }
+
+    #[test]
+    fn version_3_fixture_still_reads() {
+        let fixture = pinned(3, &codec::encode_large(&sample()).unwrap());
         let (state, used): (State, usize) = codec::decode_large(&fixture).unwrap();
         assert_eq!(used, fixture.len());
         assert_eq!(state, sample());

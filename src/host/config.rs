@@ -507,7 +507,7 @@ impl Config {
             console: (!self.consoles.is_empty()).then(|| {
                 self.consoles
                     .iter()
-                    .map(|c| crate::host::consoles::ConsoleEntry::from_spec(&c.spec))
+                    .map(|c| crate::host::consoles::ConsoleEntry::from_request(&c.request()))
                     .collect()
             }),
         };

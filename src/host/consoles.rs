@@ -14,7 +14,8 @@ use std::collections::HashMap;
 use logd_protocol::{ConsoleProtocol, ConsoleSpec, DomainId, GuestSide, Uuid, WritePolicy};
 use serde::{Deserialize, Serialize};
 
-use crate::console::{ConsoleConfig, GuestPlan};
+use crate::console::access::AccessError;
+use crate::console::{Access, ConsoleConfig, ConsoleRequest, GuestPlan};
 use crate::host::paths::PathPolicy;
 
 /// Most `[[console]]` tables in one file: each costs a few fds and a domain actor, and start-up
@@ -22,7 +23,7 @@ use crate::host::paths::PathPolicy;
 pub(crate) const MAX_DECLARED: usize = 1024;
 
 /// One `[[console]]` table as written. The persisted consoles file
-/// ([`crate::host::persisted`]) writes the same tables ([`ConsoleEntry::from_spec`]), leaving
+/// ([`crate::host::persisted`]) writes the same tables ([`ConsoleEntry::from_request`]), leaving
 /// out what is the default.
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -37,7 +38,7 @@ pub(crate) struct ConsoleEntry {
     guest_listen: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     guest_connect: Option<String>,
-    /// Accepted only to be refused with a reason (see [`spec_of`]).
+    /// Accepted only to be refused with a reason (see [`request_of`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     guest_fd: Option<toml::Value>,
     log: String,
@@ -57,6 +58,15 @@ pub(crate) struct ConsoleEntry {
     max_subscribers: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     queue_limit: Option<super::size::SizeValue>,
+    /// Plain TCP subscribers may type (`--tcp-write`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    tcp_write: bool,
+    /// UNIX subscribers that may type: user names, uids, `@GROUP`, `@GID` (`--read-write`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    read_write: Option<Vec<String>>,
+    /// UNIX subscribers that may watch (`--read-only`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    read_only: Option<Vec<String>>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -64,10 +74,14 @@ fn is_false(b: &bool) -> bool {
 }
 
 impl ConsoleEntry {
-    /// The table that reads back as `spec` ([`spec_of`]), with the defaults left out: the
-    /// driver `qemu`, the UUID derived from the driver and the name, `write = "exclusive"`.
-    /// `guest_fd` has no key: such a spec is never written (the caller refuses it).
-    pub(crate) fn from_spec(spec: &ConsoleSpec) -> ConsoleEntry {
+    /// The table that reads back as `req` ([`request_of`]), with the defaults left out: the
+    /// driver `qemu`, the UUID derived from the driver and the name, `write = "exclusive"`, no
+    /// `tcp_write`, no lists. `guest_fd` has no key: such a spec is never written (the caller
+    /// refuses it).
+    pub(crate) fn from_request(req: &ConsoleRequest) -> ConsoleEntry {
+        let (spec, access) = (&req.spec, &req.access);
+        let list =
+            |l: &[crate::console::access::Principal]| (!l.is_empty()).then(|| Access::written(l));
         let d = &spec.domain;
         let derived = DomainId::from_name(&d.driver, &d.name).uuid;
         let (guest_listen, guest_connect) = match &spec.guest {
@@ -96,6 +110,9 @@ impl ConsoleEntry {
             replay: spec.replay.map(super::size::SizeValue::Bytes),
             max_subscribers: spec.max_subscribers,
             queue_limit: spec.queue_limit.map(super::size::SizeValue::Bytes),
+            tcp_write: access.tcp_write,
+            read_write: list(&access.read_write),
+            read_only: list(&access.read_only),
         }
     }
 
@@ -126,12 +143,22 @@ pub(crate) fn key_of(domain: &DomainId, name: &str) -> Key {
 pub(crate) struct DeclaredConsole {
     /// What is sent to the registry, as a `logdctl console add` would send it.
     pub(crate) spec: ConsoleSpec,
+    /// Its access settings, as written (names not resolved).
+    pub(crate) access: Access,
     /// The same, resolved under the log root of the file that declared it, defaults applied:
     /// what the running console is compared with.
     pub(crate) resolved: ConsoleConfig,
 }
 
 impl DeclaredConsole {
+    /// The request it stands for.
+    pub(crate) fn request(&self) -> ConsoleRequest {
+        ConsoleRequest {
+            spec: self.spec.clone(),
+            access: self.access.clone(),
+        }
+    }
+
     /// `vm1/serial0`: how logs, events and errors name a declared console.
     pub(crate) fn label(&self) -> String {
         format!("{}/{}", self.spec.domain.name, self.spec.name)
@@ -157,6 +184,7 @@ pub(crate) fn same_console(a: &ConsoleConfig, b: &ConsoleConfig) -> bool {
         && a.replay == b.replay
         && a.max_subscribers == b.max_subscribers
         && a.queue_limit == b.queue_limit
+        && a.access.same_settings(&b.access)
 }
 
 /// Why a `[[console]]` table was refused: which one, which key, why.
@@ -265,7 +293,8 @@ fn tcp_port(addr: &str) -> Option<u16> {
 /// One table: its keys read as `logdctl console add` reads its options, then the request's
 /// checks. A refusal names the key.
 fn check(e: ConsoleEntry, policy: &PathPolicy) -> Result<DeclaredConsole, (&'static str, String)> {
-    let spec = spec_of(e)?;
+    let req = request_of(e)?;
+    let spec = req.spec.clone();
     // Each path on its own first, so a refusal names its key.
     let guest_path = match &spec.guest {
         GuestSide::Listen { path } => Some(("guest_listen", path)),
@@ -280,15 +309,21 @@ fn check(e: ConsoleEntry, policy: &PathPolicy) -> Result<DeclaredConsole, (&'sta
     {
         crate::serve::checks::resolve_path(policy, p).map_err(|w| (key, w.message))?;
     }
-    let resolved = crate::serve::checks::console_lexical(policy, spec.clone())
+    let access = req.access.clone();
+    let resolved = crate::serve::checks::console_lexical(policy, req)
         .map_err(|w| (key_named_in(&w.message), w.message))?;
-    Ok(DeclaredConsole { spec, resolved })
+    Ok(DeclaredConsole {
+        spec,
+        access,
+        resolved,
+    })
 }
 
 /// One table read as `logdctl console add` reads its options, into the request it would send;
-/// the checks that need no path policy (the domain, the guest side, `write`, the sizes' syntax).
-/// A refusal names the key.
-pub(crate) fn spec_of(e: ConsoleEntry) -> Result<ConsoleSpec, (&'static str, String)> {
+/// the checks that need no path policy (the domain, the guest side, `write`, the sizes' syntax,
+/// the lists' syntax: their names are resolved when the console is made). A refusal names the
+/// key.
+pub(crate) fn request_of(e: ConsoleEntry) -> Result<ConsoleRequest, (&'static str, String)> {
     let driver = e.driver.unwrap_or_else(|| "qemu".into());
     let mut domain = DomainId::from_name(&driver, &e.domain);
     if let Some(u) = &e.uuid {
@@ -373,7 +408,17 @@ pub(crate) fn spec_of(e: ConsoleEntry) -> Result<ConsoleSpec, (&'static str, Str
         max_subscribers: e.max_subscribers,
         queue_limit: size("queue_limit", e.queue_limit)?,
     };
-    Ok(spec)
+    let rw = e.read_write.unwrap_or_default();
+    let ro = e.read_only.unwrap_or_default();
+    let access = Access::from_lists(e.tcp_write, &rw, &ro).map_err(|err| {
+        let key = match &err {
+            AccessError::Parse { list, .. }
+            | AccessError::Unknown { list, .. }
+            | AccessError::Lookup { list, .. } => *list,
+        };
+        (key, err.to_string())
+    })?;
+    Ok(ConsoleRequest { spec, access })
 }
 
 /// The key a request's refusal is about, from its message (the checks name what they refuse).

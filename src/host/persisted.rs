@@ -3,7 +3,7 @@
 //! holds, and when it is written, are [`crate::control::persisted`]'s.
 //!
 //! The file is the config file's `[[console]]` tables with the same keys
-//! ([`ConsoleEntry::from_spec`]), so an operator can move an entry into the config file
+//! ([`ConsoleEntry::from_request`]), so an operator can move an entry into the config file
 //! unchanged. logd writes it whole ([`store`]): to `PATH.tmp`, fsynced, renamed over `PATH`,
 //! and the directory fsynced, so a crash or a power cut leaves the old file or the new one,
 //! never a mix. It lives on persistent disk (`consoles_file`, `/var/lib/logd/consoles.toml` as
@@ -18,10 +18,10 @@ use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use logd_protocol::ConsoleSpec;
 use serde::{Deserialize, Serialize};
 
-use crate::host::consoles::{key_of, spec_of, ConsoleEntry, EntryError, MAX_DECLARED};
+use crate::console::ConsoleRequest;
+use crate::host::consoles::{key_of, request_of, ConsoleEntry, EntryError, MAX_DECLARED};
 
 /// The largest file read: 1024 tables of three 4 KiB paths and their keys fit with room.
 pub(crate) const MAX_FILE_LEN: u64 = 16 << 20;
@@ -79,7 +79,7 @@ struct File {
 #[derive(Debug, Default)]
 pub(crate) struct Loaded {
     /// The tables that read, in file order, at most [`MAX_DECLARED`].
-    pub(crate) specs: Vec<ConsoleSpec>,
+    pub(crate) specs: Vec<ConsoleRequest>,
     /// The tables that did not, each with its number, its console and why.
     pub(crate) refused: Vec<EntryError>,
 }
@@ -123,7 +123,7 @@ pub(crate) fn load(path: &Path) -> Result<Loaded, PersistError> {
     })
 }
 
-/// The file's text read: each table into the request it stands for ([`spec_of`]). A table that
+/// The file's text read: each table into the request it stands for ([`request_of`]). A table that
 /// does not read, repeats an earlier one's console, or comes after the [`MAX_DECLARED`]th is
 /// refused on its own. Paths are not checked here: the path policy in force does that when the
 /// console is created.
@@ -147,36 +147,36 @@ pub(crate) fn parse(text: &str) -> Result<Loaded, toml::de::Error> {
             ));
             break;
         }
-        let spec = match spec_of(e) {
+        let req = match request_of(e) {
             Ok(s) => s,
             Err((key, reason)) => {
                 out.refused.push(refuse(key, reason));
                 continue;
             }
         };
-        if !seen.insert(key_of(&spec.domain, &spec.name)) {
+        if !seen.insert(key_of(&req.spec.domain, &req.spec.name)) {
             out.refused.push(refuse(
                 "name",
                 "the same console as an earlier table".into(),
             ));
             continue;
         }
-        out.specs.push(spec);
+        out.specs.push(req);
     }
     Ok(out)
 }
 
 /// The file's text for `specs`.
-pub(crate) fn render(specs: &[ConsoleSpec]) -> Result<String, toml::ser::Error> {
+pub(crate) fn render(specs: &[ConsoleRequest]) -> Result<String, toml::ser::Error> {
     let file = File {
-        console: specs.iter().map(ConsoleEntry::from_spec).collect(),
+        console: specs.iter().map(ConsoleEntry::from_request).collect(),
     };
     Ok(format!("{HEADER}\n{}", toml::to_string(&file)?))
 }
 
 /// Writes the file whole (see the module's doc). It blocks, on the disk: never call it on an
 /// actor's thread.
-pub(crate) fn store(path: &Path, specs: &[ConsoleSpec]) -> Result<(), PersistError> {
+pub(crate) fn store(path: &Path, specs: &[ConsoleRequest]) -> Result<(), PersistError> {
     let text = render(specs).map_err(|source| PersistError::Encode {
         path: path.to_owned(),
         source,
@@ -248,15 +248,17 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
 
 #[cfg(test)]
 mod tests {
-    use logd_protocol::{ConsoleProtocol, DomainId, GuestSide, Uuid, WritePolicy};
+    use logd_protocol::{ConsoleProtocol, ConsoleSpec, DomainId, GuestSide, Uuid, WritePolicy};
+
+    use crate::console::Access;
 
     use super::*;
     use crate::host::paths::PathPolicy;
 
-    fn full() -> ConsoleSpec {
+    fn full() -> ConsoleRequest {
         let mut domain = DomainId::from_name("xen", "vm2");
         domain.uuid = Uuid::from_u128(0x6b1e6c3c_0a59_4c3e_9f4b_2f1a2b3c4d5e);
-        ConsoleSpec {
+        let spec = ConsoleSpec {
             domain,
             name: "s1".into(),
             guest: GuestSide::Connect {
@@ -271,18 +273,21 @@ mod tests {
             replay: Some(65536),
             max_subscribers: Some(4),
             queue_limit: Some(8192),
-        }
+        };
+        let access =
+            Access::from_lists(true, &["alice".into(), "@wheel".into()], &["1000".into()]).unwrap();
+        ConsoleRequest { spec, access }
     }
 
-    fn plain() -> ConsoleSpec {
-        ConsoleSpec::new(
+    fn plain() -> ConsoleRequest {
+        ConsoleRequest::plain(ConsoleSpec::new(
             DomainId::from_name("qemu", "vm1"),
             "serial0",
             GuestSide::Listen {
                 path: "/logs/vm1/serial0.sock".into(),
             },
             "/logs/vm1/serial0.log",
-        )
+        ))
     }
 
     #[test]
@@ -294,7 +299,16 @@ mod tests {
         assert_eq!(back.specs, specs);
         // The defaults are left out: an operator reads what was asked for.
         let first = text.split("[[console]]").nth(1).unwrap();
-        for absent in ["driver", "uuid", "write", "telnet", "truncate", "tcp"] {
+        for absent in [
+            "driver",
+            "uuid",
+            "write",
+            "telnet",
+            "truncate",
+            "tcp",
+            "read_",
+            "tcp_write",
+        ] {
             assert!(!first.contains(absent), "{absent} in {first}");
         }
         // An empty set is a file that reads as one.
@@ -311,7 +325,12 @@ mod tests {
         }
         let c: Config = toml::from_str(&text).unwrap();
         let d = crate::host::consoles::check_all(c.console, &policy).unwrap();
-        assert_eq!(d[0].spec, full());
+        assert_eq!(d[0].request(), full());
+        assert!(text.contains("tcp_write = true"), "{text}");
+        assert!(
+            text.contains(r#"read_write = ["alice", "@wheel"]"#),
+            "{text}"
+        );
     }
 
     #[test]
@@ -363,10 +382,10 @@ mod tests {
 
     #[test]
     fn more_than_max_declared_tables_keep_the_first() {
-        let specs: Vec<ConsoleSpec> = (0..=MAX_DECLARED)
+        let specs: Vec<ConsoleRequest> = (0..=MAX_DECLARED)
             .map(|i| {
                 let mut s = plain();
-                s.name = format!("s{i}");
+                s.spec.name = format!("s{i}");
                 s
             })
             .collect();

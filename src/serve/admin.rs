@@ -17,8 +17,10 @@ pub(crate) async fn answer(shared: &Shared, req: AdminRequest) -> AdminResponse 
         AdminRequest::Events | AdminRequest::Reexec { .. } => {
             unreachable!("handled by the caller")
         }
-        AdminRequest::Snapshot => None,
-        AdminRequest::DomainSnapshot { name } => Some(name.clone()),
+        AdminRequest::Snapshot | AdminRequest::SnapshotV2 => None,
+        AdminRequest::DomainSnapshot { name } | AdminRequest::DomainSnapshotV2 { name } => {
+            Some(name.clone())
+        }
         AdminRequest::SetLogLevel { filter } => {
             return match crate::host::logging::set_filter(filter) {
                 Ok(()) => AdminResponse::Done,
@@ -57,10 +59,17 @@ pub(crate) async fn answer(shared: &Shared, req: AdminRequest) -> AdminResponse 
             ))
         }
     };
+    // The first requests are answered in the first layout, for the `logdctl`s that ask them.
+    let v2 = matches!(
+        req,
+        AdminRequest::SnapshotV2 | AdminRequest::DomainSnapshotV2 { .. }
+    );
     match only {
-        None => AdminResponse::Snapshot(snap),
+        None if v2 => AdminResponse::SnapshotV2(snap),
+        None => AdminResponse::Snapshot(snap.into()),
         Some(name) => match snap.domains.into_iter().next() {
-            Some(d) => AdminResponse::Domain(d),
+            Some(d) if v2 => AdminResponse::DomainV2(d),
+            Some(d) => AdminResponse::Domain(d.into()),
             None => AdminResponse::Error(WireError::new(
                 ErrorCode::NotFound,
                 format!("no domain named {name:?}"),

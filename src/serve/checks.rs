@@ -8,11 +8,11 @@
 use std::path::{Path, PathBuf};
 
 use logd_protocol::{
-    ConsoleSpec, DomainId, ErrorCode, GuestSide, WireError, MAX_APPEND_LEN, MAX_NAME_LEN,
-    MAX_READ_LEN,
+    ConsoleOption, ConsoleSpec, DomainId, ErrorCode, GuestSide, WireError, MAX_APPEND_LEN,
+    MAX_NAME_LEN, MAX_READ_LEN,
 };
 
-use crate::console::{self, ConsoleConfig, GuestPlan};
+use crate::console::{self, Access, ConsoleConfig, ConsoleRequest, GuestPlan};
 use crate::datapath::rotate::RotateConfig;
 use crate::host::paths::{PathError, PathPolicy};
 
@@ -100,15 +100,17 @@ pub(crate) fn check_append_len(message: &[u8]) -> Result<(), WireError> {
     Ok(())
 }
 
-/// Checks a console spec and resolves its paths; applies the defaults.
-pub(crate) async fn console_config(spec: ConsoleSpec) -> Result<ConsoleConfig, WireError> {
+/// Checks a console spec and resolves its paths and the names of its access lists (both on the
+/// blocking pool); applies the defaults.
+pub(crate) async fn console_config(req: ConsoleRequest) -> Result<ConsoleConfig, WireError> {
     let policy = crate::host::paths::current().expect("the daemon installs a path policy");
-    let config = console_lexical(&policy, spec)?;
+    let mut config = console_lexical(&policy, req)?;
     if config.tcp.is_none() && config.unix.is_none() {
         tracing::debug!(console = %config.name, "console without subscriber listeners: log only");
     }
     let c = config.clone();
-    tokio::task::spawn_blocking(move || {
+    let mut access = std::mem::take(&mut config.access);
+    config.access = tokio::task::spawn_blocking(move || {
         let guest = match &c.guest {
             GuestPlan::Listen(p) | GuestPlan::Connect(p) => Some(p),
             GuestPlan::Fd => None,
@@ -116,7 +118,11 @@ pub(crate) async fn console_config(spec: ConsoleSpec) -> Result<ConsoleConfig, W
         for p in guest.into_iter().chain(&c.unix).chain([&c.log]) {
             check_on_disk(&policy, p, true)?;
         }
-        Ok::<(), WireError>(())
+        // NSS may block: here, never on a console's thread.
+        access
+            .resolve()
+            .map_err(|e| WireError::new(ErrorCode::InvalidArgument, e.to_string()))?;
+        Ok::<Access, WireError>(access)
     })
     .await
     .map_err(|_| WireError::new(ErrorCode::Internal, "path check panicked"))??;
@@ -128,8 +134,9 @@ pub(crate) async fn console_config(spec: ConsoleSpec) -> Result<ConsoleConfig, W
 /// with this at load, so the file and a request pass the same rules.
 pub(crate) fn console_lexical(
     policy: &PathPolicy,
-    spec: ConsoleSpec,
+    req: ConsoleRequest,
 ) -> Result<ConsoleConfig, WireError> {
+    let ConsoleRequest { spec, access } = req;
     check_console_name(&spec.name)?;
     let guest = match &spec.guest {
         GuestSide::Listen { path } => GuestPlan::Listen(resolve_path(policy, path)?),
@@ -157,7 +164,34 @@ pub(crate) fn console_lexical(
         replay: bounds.replay,
         max_subscribers: bounds.max_subscribers,
         queue_limit: bounds.queue_limit,
+        access,
     })
+}
+
+/// The options of an `AddConsoleWith`: the console's access settings (names not resolved yet),
+/// and whether it is to be persisted. An option given twice is refused.
+pub(crate) fn console_options(
+    spec: ConsoleSpec,
+    options: Vec<ConsoleOption>,
+) -> Result<(ConsoleRequest, bool), WireError> {
+    let invalid = |m: String| WireError::new(ErrorCode::InvalidArgument, m);
+    let (mut persist, mut tcp_write) = (false, false);
+    let (mut rw, mut ro): (Option<Vec<String>>, Option<Vec<String>>) = (None, None);
+    for o in options {
+        let flag = o.flag();
+        let twice = match o {
+            ConsoleOption::Persist => std::mem::replace(&mut persist, true),
+            ConsoleOption::TcpWrite => std::mem::replace(&mut tcp_write, true),
+            ConsoleOption::ReadWrite(v) => rw.replace(v).is_some(),
+            ConsoleOption::ReadOnly(v) => ro.replace(v).is_some(),
+        };
+        if twice {
+            return Err(invalid(format!("console option {flag} given twice")));
+        }
+    }
+    let access = Access::from_lists(tcp_write, &rw.unwrap_or_default(), &ro.unwrap_or_default())
+        .map_err(|e| invalid(e.to_string()))?;
+    Ok((ConsoleRequest { spec, access }, persist))
 }
 
 /// A console's name: 1 to [`MAX_NAME_LEN`] bytes, no `/` and no control characters.

@@ -98,6 +98,11 @@ pub fn encode(snap: &DaemonSnapshot) -> String {
         "console_slow_disconnects",
         "Console subscribers cut off for falling behind",
     );
+    let refused = family(
+        &mut m,
+        "console_refused",
+        "Console subscribers turned away: not allowed (a UNIX peer in no list), or the console full",
+    );
     let gauge = |m: &mut Metrics, name: &str, help: &str| {
         let f = Family::<StreamLabels, Gauge>::default();
         m.register(name, help, f.clone());
@@ -153,6 +158,7 @@ pub fn encode(snap: &DaemonSnapshot) -> String {
                     .get_or_create(&l)
                     .set(s.subscribers.len() as i64);
                 slow.get_or_create(&l).inc_by(s.slow_disconnects);
+                refused.get_or_create(&l).inc_by(s.refused);
             }
         }
     }

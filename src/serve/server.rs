@@ -41,10 +41,11 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::console::ConsoleRequest;
 use crate::control::registry;
 use crate::handover::reexec::Phase;
 use crate::handover::state::{ConnMode, ConnState};
-use crate::serve::checks::{check_domain, console_config};
+use crate::serve::checks::{check_domain, console_config, console_options};
 use crate::serve::shared::{park, write_frame, FRAME_TIMEOUT, WRITE_TIMEOUT};
 // The daemon builds each socket's `Shared` and serves it here.
 pub(crate) use crate::serve::shared::{Endpoint, PeerSlots, ReplyBudget, Shared};
@@ -584,40 +585,18 @@ impl Connection {
                     None,
                 ))
             }
-            Request::AddConsole(spec) => {
-                check_domain(&spec.domain)?;
-                let config = console_config(spec).await?;
-                let (tcp, position, fd) = registry::call(
-                    reg,
-                    registry::AddConsole {
-                        kept: Default::default(),
-                        config: config.clone(),
-                    },
-                )
-                .await
-                .map_err(mailbox)?
-                .map_err(|e| e.to_wire())?;
-                Ok((
-                    Response::ConsoleAdded {
-                        tcp,
-                        unix: config.unix.map(|p| p.display().to_string()),
-                        position,
-                        guest_fd: fd.is_some(),
-                    },
-                    fd,
-                ))
+            Request::AddConsole(spec) => self.add_console(ConsoleRequest::plain(spec)).await,
+            Request::AddConsoleWith { spec, options } => {
+                let (req, persist) = console_options(spec, options)?;
+                if persist {
+                    self.add_console_persistent(req).await
+                } else {
+                    self.add_console(req).await
+                }
             }
             Request::AddConsolePersistent(spec) => {
-                let (tcp, position, unix) = self.shared.persisted.add(reg, spec).await?;
-                Ok((
-                    Response::ConsoleAdded {
-                        tcp,
-                        unix,
-                        position,
-                        guest_fd: false,
-                    },
-                    None,
-                ))
+                self.add_console_persistent(ConsoleRequest::plain(spec))
+                    .await
             }
             Request::RemoveConsole { domain, name } => {
                 self.shared.persisted.remove(reg, domain, name).await?;
@@ -638,6 +617,46 @@ impl Connection {
                 Ok((Response::Position(p), None))
             }
         }
+    }
+
+    /// `AddConsole`, and `AddConsoleWith` without `Persist`.
+    async fn add_console(&self, req: ConsoleRequest) -> Result<Reply, WireError> {
+        check_domain(&req.spec.domain)?;
+        let config = console_config(req).await?;
+        let (tcp, position, fd) = registry::call(
+            &self.shared.registry,
+            registry::AddConsole {
+                kept: Default::default(),
+                config: config.clone(),
+            },
+        )
+        .await
+        .map_err(|_| WireError::new(ErrorCode::Internal, "the registry is gone"))?
+        .map_err(|e| e.to_wire())?;
+        Ok((
+            Response::ConsoleAdded {
+                tcp,
+                unix: config.unix.map(|p| p.display().to_string()),
+                position,
+                guest_fd: fd.is_some(),
+            },
+            fd,
+        ))
+    }
+
+    /// `AddConsolePersistent`, and `AddConsoleWith` with `Persist`.
+    async fn add_console_persistent(&self, req: ConsoleRequest) -> Result<Reply, WireError> {
+        let reg = &self.shared.registry;
+        let (tcp, position, unix) = self.shared.persisted.add(reg, req).await?;
+        Ok((
+            Response::ConsoleAdded {
+                tcp,
+                unix,
+                position,
+                guest_fd: false,
+            },
+            None,
+        ))
     }
 }
 

@@ -50,9 +50,10 @@ pub fn for_terminal(d: &mut DomainSnapshot) {
 /// One subscriber on one line, as `ps` and `stats` show it.
 fn subscriber(sub: &SubscriberSnapshot) -> String {
     format!(
-        "#{:<5} {:<22} {:<6} sent {:>7}  queue {}/{}  {:?}",
+        "#{:<5} {:<22} {:<10} {:<6} sent {:>7}  queue {}/{}  {:?}",
         sub.id,
         sub.peer,
+        sub.role.to_string(),
         if sub.writer { "writer" } else { "reader" },
         human(sub.bytes_sent),
         human(sub.queue),

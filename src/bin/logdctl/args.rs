@@ -54,6 +54,8 @@ impl DomainArgs {
 }
 
 #[derive(Debug, Subcommand)]
+// Parsed once per run: the size of the largest variant (`Add`, with its options) costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum ConsoleCmd {
     /// Add a console: its guest side, its log, and where subscribers connect. Prints the bound
     /// TCP address.
@@ -110,6 +112,20 @@ pub(crate) enum ConsoleCmd {
         /// write it, the console is not added. Not with --guest-fd.
         #[arg(long, conflicts_with = "guest_fd")]
         persist: bool,
+        /// Plain TCP subscribers may type into the guest. Without it they are read-only: any
+        /// local user who can reach a TCP port would otherwise have the guest's console (root
+        /// access to it). Prefer --unix with --read-write.
+        #[arg(long)]
+        tcp_write: bool,
+        /// UNIX subscribers that may type: user names, uids, @GROUP or @GID, comma-separated or
+        /// repeated. Root and logd's own user always may. The --unix socket is then mode 0666
+        /// and logd decides by the peer's credentials (SO_PEERCRED).
+        #[arg(long, value_name = "USER|@GROUP", value_delimiter = ',')]
+        read_write: Vec<String>,
+        /// UNIX subscribers that may watch, not type (the same forms). Anyone else, but root and
+        /// logd's own user, is refused.
+        #[arg(long, value_name = "USER|@GROUP", value_delimiter = ',')]
+        read_only: Vec<String>,
         /// With --guest-fd: the command to run with the guest's end as fd 3.
         #[arg(last = true, value_name = "COMMAND")]
         command: Vec<String>,
@@ -149,6 +165,8 @@ pub(crate) enum WriteArg {
 }
 
 #[derive(Debug, Subcommand)]
+// Parsed once per run, as `ConsoleCmd`.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Cmd {
     /// Manage consoles: a guest's serial chardev with a log and TCP/UNIX subscribers.
     #[command(subcommand)]

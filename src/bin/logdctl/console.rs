@@ -7,7 +7,9 @@ use std::process::ExitCode;
 
 use anyhow::bail;
 use logd_protocol::client::{Client, ClientError};
-use logd_protocol::{ConsoleProtocol, ConsoleSpec, ErrorCode, GuestSide, WritePolicy};
+use logd_protocol::{
+    ConsoleOption, ConsoleProtocol, ConsoleSpec, ErrorCode, GuestSide, WritePolicy,
+};
 
 use crate::args::{ConsoleCmd, WriteArg};
 
@@ -29,6 +31,9 @@ pub(crate) fn run(client: &mut Client, cmd: ConsoleCmd) -> anyhow::Result<ExitCo
             max_subscribers,
             queue_limit,
             persist,
+            tcp_write,
+            read_write,
+            read_only,
             command,
         } => {
             let guest = match (guest_listen, guest_connect, guest_fd) {
@@ -64,19 +69,31 @@ pub(crate) fn run(client: &mut Client, cmd: ConsoleCmd) -> anyhow::Result<ExitCo
                 max_subscribers,
                 queue_limit,
             };
-            let (added, fd) = if persist {
-                let added = client.add_console_persistent(spec).map_err(|e| match e {
+            let mut options = Vec::new();
+            if persist {
+                options.push(ConsoleOption::Persist);
+            }
+            if tcp_write {
+                options.push(ConsoleOption::TcpWrite);
+            }
+            if !read_write.is_empty() {
+                options.push(ConsoleOption::ReadWrite(read_write));
+            }
+            if !read_only.is_empty() {
+                options.push(ConsoleOption::ReadOnly(read_only));
+            }
+            let flags: Vec<&str> = options.iter().map(ConsoleOption::flag).collect();
+            let flags = flags.join(", ");
+            let (added, fd) = client
+                .add_console_with(spec, options)
+                .map_err(|e| match e {
                     ClientError::Server(w) if w.code == ErrorCode::Malformed => anyhow::anyhow!(
-                        "{}: this logd predates --persist (it did not understand the request); \
-                         nothing was added",
+                        "{}: this logd is too old for {flags} (it did not understand the \
+                         request); nothing was added",
                         w.message
                     ),
                     e => e.into(),
                 })?;
-                (added, None)
-            } else {
-                client.add_console(spec)?
-            };
             if let Some(t) = &added.tcp {
                 println!("{t}");
             }

@@ -624,6 +624,7 @@ fn store_entry(c: &Console) -> crate::control::stored::ConsoleEntry {
         replay: cfg.replay as u64,
         max_subscribers: cfg.max_subscribers as u64,
         queue_limit: cfg.queue_limit as u64,
+        access: cfg.access.clone(),
         bytes_in: 0,
         bytes_written: 0,
         dropped_disk: 0,
@@ -709,7 +710,7 @@ impl Handler<SubscriberAction> for Domain {
             match msg {
                 SubscriberAction::Kick(id) if c.has_subscriber(id) => return Ok(c.kick(id)),
                 SubscriberAction::Grant(id) if c.has_subscriber(id) => {
-                    return c.grant(id).map_err(str::to_owned)
+                    return c.grant(id).map_err(|e| e.to_string())
                 }
                 _ => {}
             }
