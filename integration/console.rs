@@ -141,7 +141,7 @@ fn listen_mode_fans_out_to_three_subscribers() {
         p.wait_for(b"TYPED BY THE WRITER\n", T);
     }
     r.send(b"intruder\n");
-    r.wait_for(b"write lock", T); // told once that its input is discarded
+    r.wait_for(b"your input is discarded", T); // told once
     w.send(b"after\n");
     for p in [&w, &r, &t] {
         p.wait_for(b"AFTER\n", T);
@@ -389,21 +389,23 @@ fn wait_count(got: &Arc<Mutex<Vec<u8>>>, what: &[u8], n: usize, limit: Duration)
 /// the suffix of the guest's output; a subscriber that never reads does not slow the guest: it is
 /// cut off and counted once it is `queue_limit` (1 MiB) behind, while the guest is still in the
 /// middle of its burst, and the log and the other subscriber get every byte. (Had logd waited
-/// for it, the burst would never end.)
+/// for it, the burst would never end.) Once it reads again it gets what was in flight, then why
+/// it was cut off and how many bytes it missed, then EOF. (`--no-notices`: the reader's stream
+/// is compared byte for byte.)
 #[test]
 fn bursts_rotate_exactly_and_a_stalled_subscriber_costs_the_guest_nothing() {
     let _heavy = cpu_heavy();
     let Some(s) = setup("max_size = \"256 KiB\"\nmax_backups = 3\n") else {
         return;
     };
-    let port = s.add(&["--guest-listen", "b.sock", "--log", "b.log"]);
+    let port = s.add(&["--guest-listen", "b.sock", "--log", "b.log", "--no-notices"]);
     let _q = s.qemu_listen("b.sock");
     s.wait_log("b.log", BANNER.as_bytes(), 1, T);
     let (mut writer, got) = tcp_reader(port);
     wait_count(&got, BANNER.as_bytes(), 1, T);
     let limit = Duration::from_secs(300);
 
-    let mut stuck = stalled(port);
+    let stuck = stalled(port);
     wait_for(T, "the stalled subscriber to join", || {
         (s.info()["subscribers"] == 2).then_some(())
     });
@@ -411,6 +413,8 @@ fn bursts_rotate_exactly_and_a_stalled_subscriber_costs_the_guest_nothing() {
     wait_for(limit, "the stalled subscriber to be cut off", || {
         (s.info()["slow_disconnects"] == 1).then_some(())
     });
+    // It reads now: what logd had sent, then its last words, then EOF.
+    let (_stuck, stuck_got) = tcp_reader_of(stuck);
     assert_eq!(
         count(&got.lock().unwrap(), b"BURST DONE\r\n"),
         0,
@@ -422,16 +426,38 @@ fn bursts_rotate_exactly_and_a_stalled_subscriber_costs_the_guest_nothing() {
     let info = s.info();
     assert_eq!(info["slow_disconnects"], 1, "{info}");
     assert_eq!(info["subscribers"], 1, "{info}");
-    stuck
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    let mut drained = Vec::new();
-    let _ = stuck.read_to_end(&mut drained); // EOF after what was in flight
     let mut stream = BANNER.as_bytes().to_vec();
     stream.extend_from_slice(&burst());
     assert!(
         *got.lock().unwrap() == stream,
         "the reading subscriber missed or doubled bytes"
+    );
+    wait_count(
+        &stuck_got,
+        b" bytes queued for you were not sent]\r\n",
+        1,
+        T,
+    );
+    let (words, seen) = split_notices(&stuck_got.lock().unwrap());
+    let [words] = &words[..] else {
+        panic!("{words:?}")
+    };
+    let missed: usize = words
+        .strip_prefix("disconnected: you fell more than 1048576 bytes behind the console; ")
+        .and_then(|w| w.strip_suffix(" bytes queued for you were not sent"))
+        .unwrap_or_else(|| panic!("{words:?}"))
+        .parse()
+        .unwrap();
+    // What it got is the output's start; what it missed is more than its limit, and no more
+    // than the rest.
+    assert!(
+        stream.starts_with(&seen),
+        "the stalled one's bytes are not the output's start"
+    );
+    assert!(
+        missed > 1 << 20 && seen.len() + missed <= stream.len(),
+        "got {}, missed {missed}",
+        seen.len()
     );
 
     // The log: exactly the suffix of the guest's output, line by line.
@@ -555,7 +581,7 @@ fn shared_and_none_policies_replay_off_and_unix_subscribers() {
     // Said when the console read the line, and each turn of the console passes input on to the
     // guest before it reads the guest's next output: once the guest's next line has reached
     // the subscriber, the typed line has been passed on, or never will be.
-    r.wait_for(b"read-only", T);
+    r.wait_for(b"input is discarded", T);
     guest.write_all(b"later\r\n").unwrap();
     r.wait_for(b"later\r\n", T);
     guest.set_nonblocking(true).unwrap();

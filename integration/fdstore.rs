@@ -541,9 +541,16 @@ fn a_sigkill_keeps_a_console_s_guest_and_listeners_through_the_fd_store() {
     spec.tcp = Some("127.0.0.1:0".into());
     spec.unix = Some(sub_sock.display().to_string());
     // Its TCP subscriber types: the console opts in, and keeps that through the crash (the
-    // record carries its access settings).
+    // record carries its access settings). Its stream is compared byte for byte: no notices,
+    // which the record carries too.
     let (added, _) = client
-        .add_console_with(spec, vec![logd_protocol::ConsoleOption::TcpWrite])
+        .add_console_with(
+            spec,
+            vec![
+                logd_protocol::ConsoleOption::TcpWrite,
+                logd_protocol::ConsoleOption::NoNotices,
+            ],
+        )
         .unwrap();
     let tcp = added.tcp.expect("a TCP listener");
     drop(client);

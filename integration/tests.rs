@@ -15,6 +15,7 @@ mod faults;
 mod fdstore;
 mod libvirt;
 mod lifecycle;
+mod notices;
 mod persisted;
 mod reexec;
 mod roles;

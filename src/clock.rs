@@ -43,9 +43,41 @@ pub fn since_coarse_ms(then: u32) -> Duration {
     Duration::from_millis(u64::from(coarse_ms().wrapping_sub(then)))
 }
 
+/// `ms` after the Unix epoch in UTC, as RFC 3339 with milliseconds:
+/// `2026-12-06T13:40:40.123Z` (the marks logd may write in a console's log).
+pub fn utc_text(ms: u64) -> String {
+    let (days, in_day) = ((ms / 86_400_000) as i64, ms % 86_400_000);
+    // Days to a civil date (Howard Hinnant's `civil_from_days`), for days >= 0.
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        in_day / 3_600_000,
+        in_day / 60_000 % 60,
+        in_day / 1000 % 60,
+        in_day % 1000
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn utc_text_is_rfc3339_with_milliseconds() {
+        assert_eq!(utc_text(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(utc_text(1_796_564_440_123), "2026-12-06T13:40:40.123Z");
+        // A leap day, and the last millisecond of a year.
+        assert_eq!(utc_text(951_782_400_000), "2000-02-29T00:00:00.000Z");
+        assert_eq!(utc_text(1_704_067_199_999), "2023-12-31T23:59:59.999Z");
+    }
 
     #[test]
     fn wall_milliseconds_round_trip_and_clamp_before_the_epoch() {

@@ -299,6 +299,38 @@ pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
     count(hay, needle) > 0
 }
 
+/// logd's notices in a subscriber's stream (`\r\n[logd: TEXT]\r\n`): their texts, in order,
+/// and the stream without them.
+pub fn split_notices(got: &[u8]) -> (Vec<String>, Vec<u8>) {
+    let (mut texts, mut clean) = (Vec::new(), Vec::with_capacity(got.len()));
+    let mut rest = got;
+    while let Some(p) = rest.windows(9).position(|w| w == b"\r\n[logd: ") {
+        clean.extend_from_slice(&rest[..p]);
+        let after = &rest[p + 9..];
+        let Some(end) = after.windows(3).position(|w| w == b"]\r\n") else {
+            // Not whole yet: left in the stream.
+            clean.extend_from_slice(&rest[p..]);
+            return (texts, clean);
+        };
+        texts.push(String::from_utf8_lossy(&after[..end]).into_owned());
+        rest = &after[end + 3..];
+    }
+    clean.extend_from_slice(rest);
+    (texts, clean)
+}
+
+/// The notices in `got` other than the greeting and the guest's comings and goings: what a
+/// subscriber is told when something happens to it (cut off, lock moved, console removed).
+pub fn notices_beyond_routine(got: &[u8]) -> Vec<String> {
+    split_notices(got)
+        .0
+        .into_iter()
+        .filter(|t| {
+            !t.starts_with("console ") && t != "guest connected" && t != "guest disconnected"
+        })
+        .collect()
+}
+
 pub fn count(hay: &[u8], needle: &[u8]) -> usize {
     if needle.is_empty() || hay.len() < needle.len() {
         return 0;

@@ -357,9 +357,26 @@ mod documented_examples {
         want.extend_from_slice(b"\x03\x01\x02\x02\x05alice\x06@wheel\x00");
         assert_eq!(f, want);
         assert_eq!(plain[5..], f[5..plain.len()], "the spec as AddConsole's");
+        // The notice options: variants 4 and 5, no payload.
+        let notices = Request::AddConsoleWith {
+            spec: ConsoleSpec::new(
+                DomainId {
+                    driver: "qemu".into(),
+                    uuid: Uuid::from_u128(1),
+                    name: "vm".into(),
+                },
+                "s0",
+                GuestSide::Listen { path: "s".into() },
+                "l",
+            ),
+            options: vec![ConsoleOption::NoNotices, ConsoleOption::MarkLog],
+        };
+        let n = encode_frame(&notices, MAX_REQUEST_FRAME).unwrap();
+        assert_eq!(n[5..plain.len()], plain[5..]);
+        assert_eq!(n[plain.len()..], [2, 4, 5]);
         // An option this crate does not know (a later variant) does not decode.
         let mut future = f[4..].to_vec();
-        *future.last_mut().unwrap() = 4;
+        *future.last_mut().unwrap() = 6;
         assert!(decode::<Request>(&future).is_err());
     }
 

@@ -213,6 +213,13 @@ pub enum ConsoleOption {
     ReadWrite(Vec<String>),
     /// UNIX subscribers that may watch, in the same form.
     ReadOnly(Vec<String>),
+    /// Subscribers get no notices from logd (`[logd: …]` lines): their stream is the console's
+    /// output byte for byte (by default they are told when the guest comes and goes, who holds
+    /// the write lock, …).
+    NoNotices,
+    /// The guest's connections and disconnections are marked in the console's log (by default
+    /// the log holds the guest's output only).
+    MarkLog,
 }
 
 impl ConsoleOption {
@@ -223,6 +230,8 @@ impl ConsoleOption {
             ConsoleOption::TcpWrite => "--tcp-write",
             ConsoleOption::ReadWrite(_) => "--read-write",
             ConsoleOption::ReadOnly(_) => "--read-only",
+            ConsoleOption::NoNotices => "--no-notices",
+            ConsoleOption::MarkLog => "--mark-log",
         }
     }
 }

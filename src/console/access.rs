@@ -80,6 +80,8 @@ pub(crate) struct Access {
 pub(crate) struct ConsoleRequest {
     pub(crate) spec: logd_protocol::ConsoleSpec,
     pub(crate) access: Access,
+    /// What subscribers are told, and whether the log is marked.
+    pub(crate) notices: crate::console::Notices,
 }
 
 impl ConsoleRequest {
@@ -88,6 +90,7 @@ impl ConsoleRequest {
         ConsoleRequest {
             spec,
             access: Access::default(),
+            notices: Default::default(),
         }
     }
 }

@@ -97,6 +97,7 @@ impl Console {
             domain: self.cfg.domain.name.clone(),
             console: self.cfg.name.clone(),
         });
+        self.guest_notice(true);
         // The new connection may already have data.
         cx.waker().wake_by_ref();
     }
@@ -112,6 +113,7 @@ impl Console {
             reason: why.to_owned(),
         });
         tracing::info!(reason = why, "guest side closed; the console waits for it");
+        self.guest_notice(false);
         if let GuestMode::Connect { retry, .. } = &mut self.mode {
             retry
                 .as_mut()

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 
 use super::guest::{GuestMode, GuestPlan};
 use super::replay::Replay;
@@ -66,6 +66,7 @@ impl Console {
             refused: self.stats.refused,
             guest_connects: self.stats.guest_connects,
             access: self.cfg.access.clone(),
+            notices: self.cfg.notices,
         }
     }
 
@@ -132,7 +133,15 @@ impl Console {
         let subs = st
             .subscribers
             .iter()
-            .map(|s| Subscriber::restore(s, inherited, st.queue_limit, staleness))
+            .map(|s| {
+                Subscriber::restore(
+                    s,
+                    inherited,
+                    st.queue_limit,
+                    st.notices.subscribers,
+                    staleness,
+                )
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let cfg = ConsoleConfig {
             name: st.name.clone(),
@@ -152,11 +161,9 @@ impl Console {
             max_subscribers: st.max_subscribers,
             queue_limit: st.queue_limit,
             access: st.access.clone(),
+            notices: st.notices,
         };
-        let mut replay = Replay::new(cfg.replay);
-        if !st.replay.is_empty() {
-            replay.push(&Bytes::from(st.replay.clone()));
-        }
+        let replay = Replay::restored(cfg.replay, st.replay.clone());
         let span = tracing::info_span!("console", domain = %cfg.domain.name, console = %cfg.name);
         let input = match staleness {
             Staleness::AfterGo if !st.input.is_empty() => {
@@ -184,7 +191,8 @@ impl Console {
             unix,
             subs,
             joining: Vec::new(),
-            refused: Default::default(),
+            parting: Default::default(),
+            at_line_start: true,
             stats: ConsoleStats {
                 slow_disconnects: st.slow_disconnects,
                 refused: st.refused,

@@ -24,7 +24,9 @@
 //!   thread;
 //! - `guest`: the guest side: how it is reached ([`GuestPlan`]), its output read and fanned
 //!   out, its input written;
-//! - `replay`: the ring of recent output a new subscriber is given first;
+//! - `replay`: the ring of recent output a new subscriber is given first, from a line boundary;
+//! - `notice`: what logd tells subscribers of its own (the greeting, the guest's comings and
+//!   goings, the lock's moves, a cut-off), and the marks it may write in the log;
 //! - `handover`: a console's state across a re-exec (export, restore);
 //! - `subscriber`: one watching connection and its bounded queue;
 //! - [`telnet`]: the sans-IO telnet codec.
@@ -32,6 +34,7 @@
 pub(crate) mod access;
 mod guest;
 mod handover;
+pub(crate) mod notice;
 mod peer;
 mod replay;
 mod subscriber;
@@ -42,6 +45,7 @@ mod tests;
 
 pub(crate) use access::{Access, ConsoleRequest, Role};
 pub(crate) use guest::GuestPlan;
+pub(crate) use notice::Notices;
 
 use std::io;
 use std::os::fd::OwnedFd;
@@ -58,7 +62,7 @@ use crate::clock::unix_ms;
 use crate::console::access::Cred;
 use crate::console::guest::GuestMode;
 use crate::console::replay::Replay;
-use crate::console::subscriber::{Input, Leave, Socket, Subscriber};
+use crate::console::subscriber::{Input, Leave, Parting, Socket, Subscriber};
 use crate::datapath::budget::Yield;
 use crate::datapath::rotate::{RotateConfig, RotateError};
 use crate::datapath::sink::LogSink;
@@ -132,6 +136,8 @@ pub(crate) struct ConsoleConfig {
     pub(crate) queue_limit: usize,
     /// Who may watch and who may type ([`access`]).
     pub(crate) access: Access,
+    /// What logd tells subscribers, and marks in the log ([`notice`]).
+    pub(crate) notices: Notices,
 }
 
 /// Counters of a console beyond its sink's.
@@ -155,8 +161,11 @@ pub(crate) struct Console {
     subs: Vec<Subscriber>,
     /// UNIX subscribers admitted, waiting for their uid's name (`peer`) before they join.
     joining: Vec<Joining>,
-    /// Peers refused, told why, drained until they close.
-    refused: std::collections::VecDeque<Refused>,
+    /// Peers let go (refused, or cut off for falling behind): told why once their socket takes
+    /// it, drained until they close.
+    parting: std::collections::VecDeque<Parting>,
+    /// The log's last byte from this console ended a line (where a mark may go).
+    at_line_start: bool,
     stats: ConsoleStats,
     /// `console{domain, console}`: entered while the console runs, so its events name both.
     span: tracing::Span,
@@ -173,17 +182,13 @@ struct Joining {
     identity: std::pin::Pin<Box<dyn std::future::Future<Output = String>>>,
 }
 
-/// A refused peer, told why, drained until it closes (so that it reads the line), at most
-/// until `until`.
-struct Refused {
-    sock: Socket,
-    until: std::time::Instant,
-}
-
-/// Most refused peers drained at once; past that the oldest is closed at once.
-const MAX_REFUSED: usize = 16;
-/// How long a refused peer is drained, at most.
-const REFUSED_LINGER: Duration = Duration::from_secs(5);
+/// Most peers let go at once (refused, cut off); past that the oldest is closed at once.
+const MAX_PARTING: usize = 16;
+/// How long a refused peer is given to read its last words, at most.
+const PARTING_LINGER: Duration = Duration::from_secs(5);
+/// How long a subscriber cut off for falling behind is given to read what it was sent and its
+/// last words: it was behind already.
+const CUT_OFF_LINGER: Duration = Duration::from_secs(30);
 
 /// What a console tells when its guest connects or leaves.
 pub(crate) type GuestHook = Box<dyn Fn(Option<std::os::fd::BorrowedFd<'_>>)>;
@@ -298,7 +303,8 @@ impl Console {
             unix,
             subs: Vec::new(),
             joining: Vec::new(),
-            refused: Default::default(),
+            parting: Default::default(),
+            at_line_start: true,
             stats: ConsoleStats::default(),
             on_guest: None,
         };
@@ -437,11 +443,15 @@ impl Console {
         if holder != Some(i) {
             let s = self.subs.remove(i);
             self.subs.insert(0, s);
-            if let Some(h) = holder {
-                // It moved one place down with the insert.
-                let h = &mut self.subs[h + 1];
-                h.notice("the operator gave the write lock to another subscriber");
-                h.told_read_only = false;
+            let new = notice::who(&self.subs[0].peer, id);
+            for (j, o) in self.subs.iter_mut().enumerate().skip(1) {
+                // The old holder moved one place down with the insert.
+                if holder.map(|h| h + 1) == Some(j) {
+                    o.notice(&format!("the operator gave the write lock to {new}"));
+                    o.told_read_only = false;
+                } else {
+                    o.notice(&notice::lock_moved(Some(&new)));
+                }
             }
             let s = &mut self.subs[0];
             s.notice("you now hold the write lock");
@@ -576,6 +586,7 @@ impl Console {
     /// One chunk of guest output, to everyone.
     fn output(&mut self, chunk: Bytes) {
         self.sink.write(&chunk);
+        self.at_line_start = chunk.last() == Some(&b'\n');
         self.replay.push(&chunk);
         let mut escaped: Option<Bytes> = None;
         for s in &mut self.subs {
@@ -591,7 +602,7 @@ impl Console {
 
     fn poll_accept(&mut self, cx: &mut Context<'_>) {
         self.poll_joining(cx);
-        self.poll_refused(cx);
+        self.poll_parting(cx);
         loop {
             if let Some(Poll::Ready(r)) = self.tcp.as_ref().map(|l| l.poll_accept(cx)) {
                 match r {
@@ -677,23 +688,24 @@ impl Console {
 
     /// Tells a refused peer why, and drains it until it closes.
     fn turn_away(&mut self, sock: Socket, line: &str, cx: &mut Context<'_>) {
-        sock.try_write_now(line.as_bytes());
-        sock.shutdown_write();
-        if self.refused.len() >= MAX_REFUSED {
-            self.refused.pop_front();
-        }
-        self.refused.push_back(Refused {
-            sock,
-            until: std::time::Instant::now() + REFUSED_LINGER,
-        });
-        self.poll_refused(cx);
+        let until = std::time::Instant::now() + PARTING_LINGER;
+        self.let_go(Parting::new(sock, line, until), cx);
     }
 
-    /// Drops the refused peers that have closed, or have been drained long enough.
-    fn poll_refused(&mut self, cx: &mut Context<'_>) {
+    /// Lets a peer go ([`Parting`]): the oldest one still parting is closed if there are too
+    /// many.
+    fn let_go(&mut self, p: Parting, cx: &mut Context<'_>) {
+        if self.parting.len() >= MAX_PARTING {
+            self.parting.pop_front();
+        }
+        self.parting.push_back(p);
+        self.poll_parting(cx);
+    }
+
+    /// Drops the peers let go that have closed, or have been given long enough.
+    fn poll_parting(&mut self, cx: &mut Context<'_>) {
         let now = std::time::Instant::now();
-        self.refused
-            .retain(|r| r.until > now && r.sock.poll_drain(cx).is_pending());
+        self.parting.retain_mut(|p| p.poll(cx, now).is_pending());
     }
 
     /// Joins the UNIX subscribers whose identity has come.
@@ -735,12 +747,16 @@ impl Console {
             sock,
             self.cfg.protocol,
             self.cfg.queue_limit,
+            self.cfg.notices.subscribers,
         );
-        // Replay, then live: both are pushed from this thread, so nothing falls in between.
-        for c in self.replay.chunks() {
+        // The greeting, then the replay (it may end mid-line, at a prompt: the live output
+        // goes on from there), then live: all pushed from this thread, so nothing falls in
+        // between.
+        s.notice(&self.greeting_for(&s));
+        for c in self.replay.lines() {
             match self.cfg.protocol {
-                ConsoleProtocol::Raw => s.push(c.clone()),
-                ConsoleProtocol::Telnet => s.push(telnet::escape(c)),
+                ConsoleProtocol::Raw => s.push(c),
+                ConsoleProtocol::Telnet => s.push(telnet::escape(&c)),
             }
         }
         tracing::info!(subscriber = id, peer = %s.peer, %role, "subscriber joined");
@@ -751,6 +767,22 @@ impl Console {
             peer: s.peer.clone(),
         });
         self.subs.push(s);
+    }
+
+    /// What subscriber `s`, about to join, is told first: its role, who may type.
+    fn greeting_for(&self, s: &Subscriber) -> String {
+        let holder = self.holder().map(|h| &self.subs[h]);
+        // Joining last, it holds the lock if no one else may.
+        let you_hold = s.role == Role::ReadWrite && holder.is_none();
+        let holder = holder.map(|h| notice::who(&h.peer, h.id));
+        notice::greeting(
+            &format!("{}/{}", self.cfg.domain.name, self.cfg.name),
+            s.role,
+            self.cfg.write,
+            you_hold,
+            holder.as_deref(),
+            self.guest.is_some(),
+        )
     }
 
     /// The subscriber that holds the write lock in exclusive mode: the longest-connected
@@ -818,26 +850,39 @@ impl Console {
                 None => i += 1,
                 Some(why) => {
                     let s = self.subs.remove(i);
+                    let (id, missed) = (s.id, s.missed());
                     if why == Leave::Slow {
                         self.stats.slow_disconnects += 1;
-                        s.say_goodbye(&format!(
-                            "disconnected: you fell more than {} bytes behind the console",
-                            self.cfg.queue_limit
-                        ));
+                        tracing::info!(subscriber = id, peer = %s.peer, sent = s.bytes_sent, missed, "subscriber cut off: it fell behind");
+                    } else {
+                        tracing::info!(subscriber = id, peer = %s.peer, reason = ?why, sent = s.bytes_sent, "subscriber left");
                     }
-                    tracing::info!(subscriber = s.id, peer = %s.peer, reason = ?why, sent = s.bytes_sent, "subscriber left");
                     events::emit(|| EventKind::SubscriberLeft {
                         domain: self.cfg.domain.name.clone(),
                         console: self.cfg.name.clone(),
-                        id: s.id,
+                        id,
                         reason: format!("{why:?}").to_lowercase(),
                     });
+                    if why == Leave::Slow {
+                        // Told why and what it missed once its socket takes it: now it is
+                        // full. Its queue goes.
+                        let line = format!(
+                            "\r\n[logd: {}]\r\n",
+                            notice::cut_off(self.cfg.queue_limit, missed)
+                        );
+                        let until = std::time::Instant::now() + CUT_OFF_LINGER;
+                        self.let_go(s.part(&line, until), cx);
+                    }
                 }
             }
         }
         if self.cfg.write == WritePolicy::Exclusive {
-            if let Some(s) = self.holder().map(|h| &mut self.subs[h]) {
-                if Some(s.id) != had_holder {
+            let now = self.holder();
+            let now_id = now.map(|h| self.subs[h].id);
+            if now_id != had_holder && (now.is_some() || had_holder.is_some()) {
+                let who = now.map(|h| notice::who(&self.subs[h].peer, self.subs[h].id));
+                if let Some(h) = now {
+                    let s = &mut self.subs[h];
                     tracing::info!(subscriber = s.id, "write lock passed");
                     events::emit(|| EventKind::WriteLockMoved {
                         domain: self.cfg.domain.name.clone(),
@@ -846,6 +891,14 @@ impl Console {
                     });
                     s.notice("you now hold the write lock");
                     s.told_read_only = false;
+                }
+                // The others are told who holds it now (nobody, when the last read-write
+                // subscriber left).
+                let moved = notice::lock_moved(who.as_deref());
+                for (j, s) in self.subs.iter_mut().enumerate() {
+                    if Some(j) != now {
+                        s.notice(&moved);
+                    }
                     s.poll_flush(cx);
                 }
             }
@@ -858,6 +911,22 @@ impl Console {
     pub(crate) fn append(&mut self, message: &[u8]) {
         self.drain();
         self.sink.write(message);
+        if let Some(&last) = message.last() {
+            self.at_line_start = last == b'\n';
+        }
+    }
+
+    /// The guest came (`up`) or went: subscribers are told, and the log marked if the console
+    /// says so. Neither is console output: the replay ring does not keep it.
+    pub(super) fn guest_notice(&mut self, up: bool) {
+        for s in &mut self.subs {
+            s.notice(notice::guest(up));
+        }
+        if self.cfg.notices.mark_log {
+            let mark = notice::mark(up, crate::clock::now_unix_ms(), self.at_line_start);
+            self.sink.write(mark.as_bytes());
+            self.at_line_start = true;
+        }
     }
 
     /// Tells subscribers the console is going away (it is dropped right after).

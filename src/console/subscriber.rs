@@ -3,7 +3,8 @@
 //! A subscriber is owned by its console (inside the domain actor) and driven from the console's
 //! poll. Output goes through a bounded queue of shared [`Bytes`]: the console pushes the same
 //! chunk to every subscriber, copying nothing, and a subscriber whose queue passes its limit is
-//! disconnected (after a one-line notice) instead of slowing anyone down.
+//! disconnected instead of slowing anyone down: its queue is dropped, and its last words (why,
+//! and how much it missed) are written once its socket takes them ([`Parting`]).
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
@@ -139,6 +140,11 @@ pub(crate) struct Subscriber {
     /// Told once that its input is discarded.
     pub(crate) told_read_only: bool,
     pub(crate) leaving: Option<Leave>,
+    /// It is sent logd's notices (the console's `notices` setting).
+    notices: bool,
+    /// Bytes not queued since it was marked slow (the chunk that passed the limit, and any
+    /// after it until the console drops it).
+    refused: u64,
 }
 
 impl Subscriber {
@@ -149,6 +155,7 @@ impl Subscriber {
         sock: Socket,
         protocol: ConsoleProtocol,
         limit: usize,
+        notices: bool,
     ) -> Self {
         let mut s = Subscriber {
             id,
@@ -165,6 +172,8 @@ impl Subscriber {
             bytes_sent: 0,
             told_read_only: false,
             leaving: None,
+            notices,
+            refused: 0,
         };
         if protocol == ConsoleProtocol::Telnet {
             s.push(Bytes::from_static(telnet::greeting()));
@@ -208,6 +217,7 @@ impl Subscriber {
         st: &crate::handover::state::SubscriberState,
         inherited: &crate::handover::state::Inherited,
         limit: usize,
+        notices: bool,
         staleness: crate::handover::state::Staleness,
     ) -> Result<Subscriber, crate::datapath::stream::RestoreError> {
         let fd = inherited.take(&st.fd)?;
@@ -252,6 +262,8 @@ impl Subscriber {
             bytes_sent: st.bytes_sent,
             told_read_only: st.told_read_only,
             leaving: None,
+            notices,
+            refused: 0,
         };
         if after_go {
             s.notice("a re-exec failed; output may be missing here");
@@ -270,19 +282,27 @@ impl Subscriber {
     /// Queues console output (already escaped for telnet by the caller). A subscriber that
     /// passes its limit is marked slow; the caller disconnects it.
     pub(crate) fn push(&mut self, data: Bytes) {
+        if self.leaving == Some(Leave::Slow) {
+            self.refused += data.len() as u64;
+        }
         if self.leaving.is_some() || data.is_empty() {
             return;
         }
         if self.queued + data.len() > self.limit {
             self.leaving = Some(Leave::Slow);
+            self.refused = data.len() as u64;
             return;
         }
         self.queued += data.len();
         self.queue.push_back(data);
     }
 
-    /// A line from logd itself (notices), in the subscriber's protocol.
+    /// A line from logd itself (notices), in the subscriber's protocol; nothing if the console
+    /// sends no notices.
     pub(crate) fn notice(&mut self, text: &str) {
+        if !self.notices {
+            return;
+        }
         let line = Bytes::from(format!("\r\n[logd: {text}]\r\n"));
         self.push(line);
     }
@@ -393,10 +413,69 @@ impl Subscriber {
         Input::Waiting
     }
 
+    /// What a slow subscriber missed when it is dropped: what was queued and not sent, and what
+    /// was not queued since it passed its limit.
+    pub(crate) fn missed(&self) -> u64 {
+        self.queued as u64 + self.refused
+    }
+
+    /// Its connection, to be told `last_words` once it takes them and then closed
+    /// ([`Parting`]); its queue is dropped.
+    pub(crate) fn part(self, last_words: &str, until: std::time::Instant) -> Parting {
+        Parting::new(self.sock, last_words, until)
+    }
+
     /// Best-effort last words before the connection is dropped.
     pub(crate) fn say_goodbye(&self, text: &str) {
         self.sock
             .try_write_now(format!("\r\n[logd: {text}]\r\n").as_bytes());
+    }
+}
+
+/// A connection being let go: its last words (a refusal, a slow subscriber's cut-off) are
+/// written when its socket takes them, then it is told nothing more comes (`shutdown`), and
+/// what it sends is read and discarded until it closes, so that it reads them (a socket closed
+/// with unread input resets the connection, and the peer may lose the line). At most until
+/// `until`.
+pub(crate) struct Parting {
+    sock: Socket,
+    unsent: Bytes,
+    until: std::time::Instant,
+}
+
+impl Parting {
+    pub(crate) fn new(sock: Socket, line: &str, until: std::time::Instant) -> Parting {
+        Parting {
+            sock,
+            unsent: Bytes::from(line.to_owned()),
+            until,
+        }
+    }
+
+    /// `Ready` once it is done with: closed by the peer, failed, or past its time.
+    pub(crate) fn poll(&mut self, cx: &mut Context<'_>, now: std::time::Instant) -> Poll<()> {
+        if now >= self.until {
+            return Poll::Ready(());
+        }
+        while !self.unsent.is_empty() {
+            match self.sock.poll_write_ready(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(_)) => return Poll::Ready(()),
+                Poll::Ready(Ok(())) => {}
+            }
+            match self.sock.try_write_vectored(&[IoSlice::new(&self.unsent)]) {
+                Ok(n) => {
+                    bytes::Buf::advance(&mut self.unsent, n);
+                    if self.unsent.is_empty() {
+                        self.sock.shutdown_write();
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return Poll::Ready(()),
+            }
+        }
+        self.sock.poll_drain(cx)
     }
 }
 
@@ -428,6 +507,7 @@ mod tests {
                 sock,
                 protocol,
                 limit,
+                true,
             );
             peer.set_read_timeout(Some(std::time::Duration::from_secs(5)))
                 .unwrap();
@@ -493,6 +573,84 @@ mod tests {
             assert_eq!(s.queued(), 10);
             assert_eq!(queue_lens(&s), [4, 6]);
             assert_eq!(s.unsent(), b"0123456789");
+        });
+    }
+
+    #[test]
+    fn a_slow_subscriber_missed_its_queue_and_everything_refused_after_the_limit() {
+        raw(10, async |mut s, _peer| {
+            s.push(Bytes::from_static(b"0123"));
+            s.advance(1);
+            s.push(Bytes::from_static(b"456789"));
+            assert_eq!(s.missed(), 9, "not slow yet: its queue");
+            s.push(Bytes::from_static(b"abc"));
+            assert_eq!(s.leaving, Some(Leave::Slow));
+            assert_eq!(s.missed(), 9 + 3);
+            s.push(Bytes::from_static(b"de"));
+            s.notice("late");
+            let late = "\r\n[logd: late]\r\n".len() as u64;
+            assert_eq!(s.missed(), 9 + 3 + 2 + late);
+        });
+    }
+
+    #[test]
+    fn without_notices_a_notice_is_nothing() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (ours, _peer) = std::os::unix::net::UnixStream::pair().unwrap();
+            ours.set_nonblocking(true).unwrap();
+            let sock = Socket::Unix(UnixStream::from_std(ours).unwrap());
+            let mut s = Subscriber::new(
+                1,
+                "test".into(),
+                crate::console::Role::ReadWrite,
+                sock,
+                ConsoleProtocol::Raw,
+                100,
+                false,
+            );
+            s.notice("hi");
+            s.push(Bytes::from_static(b"out"));
+            assert_eq!(s.unsent(), b"out");
+        });
+    }
+
+    #[test]
+    fn a_parting_connection_gets_its_last_words_once_it_reads_then_eof() {
+        raw(100, async |s, mut peer| {
+            // Fill the socket so that the last words must wait for the peer to read.
+            let mut filled = 0usize;
+            let sock = s.sock;
+            let junk = [b'j'; 4096];
+            loop {
+                match sock.try_write_vectored(&[IoSlice::new(&junk)]) {
+                    Ok(n) => filled += n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            let mut p = Parting::new(sock, "bye\n", until);
+            let pending = poll_fn(|cx| Poll::Ready(p.poll(cx, std::time::Instant::now()))).await;
+            assert!(pending.is_pending(), "the socket is full: it waits");
+            let reader = std::thread::spawn(move || {
+                let mut all = Vec::new();
+                peer.read_to_end(&mut all).unwrap();
+                drop(peer);
+                all
+            });
+            tokio::time::timeout(
+                std::time::Duration::from_secs(10),
+                poll_fn(|cx| p.poll(cx, std::time::Instant::now())),
+            )
+            .await
+            .expect("the peer read its last words and closed");
+            let all = reader.join().unwrap();
+            assert_eq!(all.len(), filled + 4);
+            assert!(all.ends_with(b"bye\n"));
         });
     }
 
@@ -641,7 +799,7 @@ mod tests {
                     role: crate::console::Role::ReadOnly,
                 };
                 let inherited = Inherited::up_to(fd.raw as usize + 1);
-                let s = Subscriber::restore(&st, &inherited, 1000, staleness).unwrap();
+                let s = Subscriber::restore(&st, &inherited, 1000, true, staleness).unwrap();
                 assert_eq!(s.unsent(), expect, "{staleness:?}");
                 assert_eq!(s.queued(), expect.len(), "{staleness:?}");
                 assert_eq!((s.id, s.bytes_sent, s.leaving), (3, 10, None));

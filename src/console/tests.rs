@@ -40,6 +40,11 @@ fn config(dir: &Path, max_subscribers: usize, queue_limit: usize) -> ConsoleConf
         max_subscribers,
         queue_limit,
         access: Default::default(),
+        // The stream is compared byte for byte.
+        notices: Notices {
+            subscribers: false,
+            mark_log: false,
+        },
     }
 }
 
@@ -147,21 +152,46 @@ fn a_slow_subscriber_is_dropped_and_counted_once_while_a_reader_gets_every_byte(
         assert_eq!(ids, [fast_id], "subscriber {slow_id} was dropped");
         assert_eq!(c.stats.refused, 0);
 
-        // The slow one got a prefix of the output, then perhaps (what fitted of) its goodbye,
-        // then EOF.
-        let seen = read_to_end(slow);
+        // The slow one got a prefix of the output, then, once it read that, its last words
+        // (why, and how much it missed: everything queued for it, and what came while it was
+        // being let go), then EOF.
+        let seen = read_to_eof_turning(&mut c, slow).await;
         let output = seen.iter().take_while(|b| b.is_ascii_lowercase()).count();
         assert!(output < data.len());
         assert_eq!(seen[..output], data[..output]);
-        let goodbye = format!(
-            "\r\n[logd: disconnected: you fell more than {READ_CHUNK} bytes behind the console]\r\n"
+        let words = String::from_utf8(seen[output..].to_vec()).unwrap();
+        let head = format!(
+            "\r\n[logd: disconnected: you fell more than {READ_CHUNK} bytes behind the console; "
         );
-        assert!(
-            goodbye.as_bytes().starts_with(&seen[output..]),
-            "{:?}",
-            String::from_utf8_lossy(&seen[output..])
-        );
+        let missed: usize = words
+            .strip_prefix(&head)
+            .and_then(|r| r.strip_suffix(" bytes queued for you were not sent]\r\n"))
+            .unwrap_or_else(|| panic!("{words:?}"))
+            .parse()
+            .unwrap();
+        // More than its limit was pushed to it and not sent; what it got and what it missed
+        // are the output up to its cut, so no more than all of it.
+        assert!(missed > READ_CHUNK, "{missed}");
+        assert!(output + missed <= data.len(), "{output} + {missed}");
     });
+}
+
+/// Reads `s` to EOF, turning the console meanwhile (it writes a parting peer's last words as
+/// its socket takes them). At most 10 s.
+async fn read_to_eof_turning(c: &mut Console, mut s: StdUnixStream) -> Vec<u8> {
+    s.set_nonblocking(true).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut all = Vec::new();
+    let mut buf = [0u8; 64 * 1024];
+    loop {
+        assert!(Instant::now() < deadline, "no EOF; got {} bytes", all.len());
+        match s.read(&mut buf) {
+            Ok(0) => return all,
+            Ok(n) => all.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => turn(c).await,
+            Err(e) => panic!("read: {e}"),
+        }
+    }
 }
 
 #[test]
@@ -181,5 +211,53 @@ fn a_subscriber_past_max_subscribers_is_told_refused_and_counted() {
         assert_eq!(c.subs.len(), 1);
         assert_eq!(c.stats.refused, 1);
         assert_eq!(c.stats.slow_disconnects, 0);
+    });
+}
+
+/// Notices on, marks on: a subscriber is greeted, then given the replay from a line boundary,
+/// then live output; when the guest goes it is told, and the log is marked (the replay ring is
+/// not: a later subscriber's replay holds output only).
+#[test]
+fn notices_greet_replay_whole_lines_and_mark_the_guest_leaving() {
+    on_a_worker(async {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = config(dir.path(), 4, DEFAULT_QUEUE_LIMIT);
+        cfg.replay = 9;
+        cfg.notices = Notices {
+            subscribers: true,
+            mark_log: true,
+        };
+        let (mut c, mut guest) = open(cfg);
+        guest.write_all(b"first line\nsecond\nthird").unwrap();
+        turn_until(&mut c, |c| c.info().bytes_in == 23).await;
+        let sock = dir.path().join("console.sock");
+        let mut sub = StdUnixStream::connect(&sock).unwrap();
+        sub.set_nonblocking(true).unwrap();
+        turn_until(&mut c, |c| c.subs.len() == 1).await;
+        drop(guest);
+        turn_until(&mut c, |c| c.guest.is_none()).await;
+        let mut got = Vec::new();
+        turn_until(&mut c, |_| {
+            read_now(&mut sub, &mut got);
+            got.ends_with(b"[logd: guest disconnected]\r\n")
+        })
+        .await;
+        assert_eq!(
+            String::from_utf8(got).unwrap(),
+            "\r\n[logd: console vm/serial0; you are read-write; every read-write subscriber may \
+             type (write policy shared); the guest is connected]\r\n\
+             third\
+             \r\n[logd: guest disconnected]\r\n"
+        );
+        c.drain();
+        turn_until(&mut c, |c| c.sink().is_flushed()).await;
+        let log = std::fs::read_to_string(dir.path().join("console.log")).unwrap();
+        let (output, mark) = log.split_at(23);
+        assert_eq!(output, "first line\nsecond\nthird");
+        assert!(
+            mark.starts_with("\r\n[-- logd: guest disconnected 2") && mark.ends_with("Z --]\r\n"),
+            "{mark:?}"
+        );
+        assert_eq!(c.replay.to_vec(), b"ond\nthird", "no mark in the ring");
     });
 }

@@ -409,6 +409,7 @@ mod tests {
             max_subscribers: 32,
             queue_limit: 1 << 20,
             access: Default::default(),
+            notices: Default::default(),
         }
     }
 

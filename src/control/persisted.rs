@@ -355,6 +355,7 @@ fn entry_for(req: &ConsoleRequest, c: &ConsoleConfig) -> Result<ConsoleRequest, 
     Ok(ConsoleRequest {
         spec,
         access: req.access.clone(),
+        notices: req.notices,
     })
 }
 

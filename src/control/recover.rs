@@ -421,6 +421,7 @@ fn console_config(c: &ConsoleEntry, log: std::path::PathBuf) -> crate::console::
         max_subscribers: usize::try_from(c.max_subscribers).unwrap_or(usize::MAX),
         queue_limit: usize::try_from(c.queue_limit).unwrap_or(usize::MAX),
         access: c.access.clone(),
+        notices: c.notices,
     }
 }
 

@@ -12,8 +12,9 @@
 //!
 //! Versions: [`VERSION`] is written; every version from [`OLDEST_READABLE`] up is read (a
 //! newer binary must restore from the previous release). A body change bumps [`VERSION`] and
-//! keeps the old body type with a conversion ([`StateV1`] to [`StateV2`] to [`State`]; a
-//! nested type that changed keeps its old form too, as [`ConsoleStateV2`]). `integration/fixtures/state-vN.bin` pins
+//! keeps the old body type with a conversion ([`StateV1`] to [`StateV2`] to [`State`], and
+//! [`StateV3`] to [`State`]; a nested type that changed keeps its old form too, as
+//! [`ConsoleStateV2`] and [`ConsoleStateV3`]). `integration/fixtures/state-vN.bin` pins
 //! the bytes of each version; its test fails if that version's encoding drifts.
 #![allow(unsafe_code)] // four blocks: adopting an inherited fd; fcntl and fstat on bare fd numbers, and reading what fstat filled
 
@@ -31,8 +32,8 @@ use crate::console::telnet;
 /// The first bytes of every state.
 pub const MAGIC: [u8; 8] = *b"LOGDSTAT";
 /// The format version this binary writes. Version 2 added the virtlogd listener; version 3 a
-/// console's access settings and each subscriber's role.
-pub const VERSION: u32 = 3;
+/// console's access settings and each subscriber's role; version 4 a console's notice settings.
+pub const VERSION: u32 = 4;
 /// The oldest format version this binary reads.
 pub const OLDEST_READABLE: u32 = 1;
 
@@ -81,7 +82,7 @@ pub struct Fd {
     pub ino: u64,
 }
 
-/// The whole daemon (format version 3).
+/// The whole daemon (format version 4).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct State {
     /// When the re-exec was asked for and when the actors froze (CLOCK_MONOTONIC, ns: the same
@@ -106,6 +107,44 @@ pub struct State {
     pub connections: Vec<ConnState>,
     /// The virtlogd socket, if served (version 2).
     pub virtlogd: Option<ListenerState>,
+}
+
+/// Format version 3's body: version 4 without the consoles' notice settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StateV3 {
+    pub asked_mono_ns: u64,
+    pub frozen_mono_ns: u64,
+    pub started_ms: u64,
+    pub uptime_ms: u64,
+    pub reexecs: u32,
+    pub lock: Fd,
+    pub main: ListenerState,
+    pub admin: ListenerState,
+    pub metrics: Option<Fd>,
+    pub next_subscriber_id: u64,
+    pub domains: Vec<DomainState<ConsoleStateV3>>,
+    pub connections: Vec<ConnState>,
+    pub virtlogd: Option<ListenerState>,
+}
+
+impl From<StateV3> for State {
+    fn from(v: StateV3) -> State {
+        State {
+            asked_mono_ns: v.asked_mono_ns,
+            frozen_mono_ns: v.frozen_mono_ns,
+            started_ms: v.started_ms,
+            uptime_ms: v.uptime_ms,
+            reexecs: v.reexecs,
+            lock: v.lock,
+            main: v.main,
+            admin: v.admin,
+            metrics: v.metrics,
+            next_subscriber_id: v.next_subscriber_id,
+            domains: v.domains.into_iter().map(upgrade_domain).collect(),
+            connections: v.connections,
+            virtlogd: v.virtlogd,
+        }
+    }
 }
 
 /// Format version 2's body: version 3 without the consoles' access settings and roles.
@@ -139,29 +178,28 @@ impl From<StateV2> for State {
             admin: v.admin,
             metrics: v.metrics,
             next_subscriber_id: v.next_subscriber_id,
-            domains: v.domains.into_iter().map(DomainState::from).collect(),
+            domains: v.domains.into_iter().map(upgrade_domain).collect(),
             connections: v.connections,
             virtlogd: v.virtlogd,
         }
     }
 }
 
-impl From<DomainState<ConsoleStateV2>> for DomainState {
-    fn from(d: DomainState<ConsoleStateV2>) -> DomainState {
-        DomainState {
-            driver: d.driver,
-            uuid: d.uuid,
-            name: d.name,
-            since_ms: d.since_ms,
-            streams: d
-                .streams
-                .into_iter()
-                .map(|s| match s {
-                    StreamState::Pipe(p) => StreamState::Pipe(p),
-                    StreamState::Console(c) => StreamState::Console(Box::new((*c).into())),
-                })
-                .collect(),
-        }
+/// A domain of an older version, its consoles converted.
+fn upgrade_domain<C: Into<ConsoleState>>(d: DomainState<C>) -> DomainState {
+    DomainState {
+        driver: d.driver,
+        uuid: d.uuid,
+        name: d.name,
+        since_ms: d.since_ms,
+        streams: d
+            .streams
+            .into_iter()
+            .map(|s| match s {
+                StreamState::Pipe(p) => StreamState::Pipe(p),
+                StreamState::Console(c) => StreamState::Console(Box::new((*c).into())),
+            })
+            .collect(),
     }
 }
 
@@ -357,6 +395,64 @@ pub struct ConsoleState {
     pub guest_connects: u64,
     /// Who may watch and who may type (version 3).
     pub access: crate::console::Access,
+    /// What subscribers are told, and whether the log is marked (version 4).
+    pub notices: crate::console::Notices,
+}
+
+/// A console in format version 3: no notice settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConsoleStateV3 {
+    pub name: String,
+    pub domain: DomainId,
+    pub guest: GuestState,
+    pub guest_conn: Option<Fd>,
+    pub tcp: Option<(String, Fd)>,
+    pub unix: Option<(PathBuf, Fd)>,
+    pub protocol: ConsoleProtocol,
+    pub write: WritePolicy,
+    pub replay_limit: usize,
+    pub max_subscribers: usize,
+    pub queue_limit: usize,
+    pub sink: SinkState,
+    #[serde(with = "serde_bytes")]
+    pub input: Vec<u8>,
+    #[serde(with = "serde_bytes")]
+    pub replay: Vec<u8>,
+    pub subscribers: Vec<SubscriberState>,
+    pub slow_disconnects: u64,
+    pub refused: u64,
+    pub guest_connects: u64,
+    pub access: crate::console::Access,
+}
+
+/// A console carried from version 3 gets the default notice settings, which are what that
+/// version did: no marks in the log. (Its subscribers start getting notices: that version had
+/// no way to turn them off, and sent the write lock's.)
+impl From<ConsoleStateV3> for ConsoleState {
+    fn from(c: ConsoleStateV3) -> ConsoleState {
+        ConsoleState {
+            name: c.name,
+            domain: c.domain,
+            guest: c.guest,
+            guest_conn: c.guest_conn,
+            tcp: c.tcp,
+            unix: c.unix,
+            protocol: c.protocol,
+            write: c.write,
+            replay_limit: c.replay_limit,
+            max_subscribers: c.max_subscribers,
+            queue_limit: c.queue_limit,
+            sink: c.sink,
+            input: c.input,
+            replay: c.replay,
+            subscribers: c.subscribers,
+            slow_disconnects: c.slow_disconnects,
+            refused: c.refused,
+            guest_connects: c.guest_connects,
+            access: c.access,
+            notices: crate::console::Notices::default(),
+        }
+    }
 }
 
 /// A console subscriber.
@@ -474,6 +570,7 @@ impl From<ConsoleStateV2> for ConsoleState {
             refused: c.refused,
             guest_connects: c.guest_connects,
             access: Access::default(),
+            notices: crate::console::Notices::default(),
         }
     }
 }
@@ -550,6 +647,9 @@ pub fn decode(bytes: &[u8], parent: u32, token: [u8; 16]) -> Result<State, State
             .map(|(s, used)| (State::from(StateV2::from(s)), used))
             .map_err(StateError::Decode)?,
         2 => codec::decode_large::<StateV2>(body)
+            .map(|(s, used)| (State::from(s), used))
+            .map_err(StateError::Decode)?,
+        3 => codec::decode_large::<StateV3>(body)
             .map(|(s, used)| (State::from(s), used))
             .map_err(StateError::Decode)?,
         _ => codec::decode_large(body).map_err(StateError::Decode)?,
@@ -859,6 +959,10 @@ mod tests {
                                 id: Some(100),
                             }],
                         },
+                        notices: crate::console::Notices {
+                            subscribers: false,
+                            mark_log: true,
+                        },
                     })),
                 ],
             }],
@@ -926,6 +1030,77 @@ mod tests {
         let e = decode(&future, pid, TOKEN).unwrap_err();
         assert!(matches!(e, StateError::Unsupported { found } if found == VERSION + 1));
         assert!(e.to_string().contains("reads versions 1 to"), "{e}");
+    }
+
+    /// Version 3's body: the sample without what version 4 added.
+    fn sample_v3() -> StateV3 {
+        let s = sample();
+        let down = |c: ConsoleState| ConsoleStateV3 {
+            name: c.name,
+            domain: c.domain,
+            guest: c.guest,
+            guest_conn: c.guest_conn,
+            tcp: c.tcp,
+            unix: c.unix,
+            protocol: c.protocol,
+            write: c.write,
+            replay_limit: c.replay_limit,
+            max_subscribers: c.max_subscribers,
+            queue_limit: c.queue_limit,
+            sink: c.sink,
+            input: c.input,
+            replay: c.replay,
+            subscribers: c.subscribers,
+            slow_disconnects: c.slow_disconnects,
+            refused: c.refused,
+            guest_connects: c.guest_connects,
+            access: c.access,
+        };
+        StateV3 {
+            asked_mono_ns: s.asked_mono_ns,
+            frozen_mono_ns: s.frozen_mono_ns,
+            started_ms: s.started_ms,
+            uptime_ms: s.uptime_ms,
+            reexecs: s.reexecs,
+            lock: s.lock,
+            main: s.main,
+            admin: s.admin,
+            metrics: s.metrics,
+            next_subscriber_id: s.next_subscriber_id,
+            domains: s
+                .domains
+                .into_iter()
+                .map(|d| DomainState {
+                    driver: d.driver,
+                    uuid: d.uuid,
+                    name: d.name,
+                    since_ms: d.since_ms,
+                    streams: d
+                        .streams
+                        .into_iter()
+                        .map(|st| match st {
+                            StreamState::Pipe(p) => StreamState::Pipe(p),
+                            StreamState::Console(c) => StreamState::Console(Box::new(down(*c))),
+                        })
+                        .collect(),
+                })
+                .collect(),
+            connections: s.connections,
+            virtlogd: s.virtlogd,
+        }
+    }
+
+    /// The sample as a state of version 3 reads: the consoles with the default notices.
+    fn sample_from_v3() -> State {
+        let mut s = sample();
+        for d in &mut s.domains {
+            for st in &mut d.streams {
+                if let StreamState::Console(c) = st {
+                    c.notices = crate::console::Notices::default();
+                }
+            }
+        }
+        s
     }
 
     /// Version 2's body: the sample without what version 3 added.
@@ -1003,7 +1178,7 @@ mod tests {
     /// The sample as a state of version 2 reads: the console with the default access, its TCP
     /// subscriber read-only.
     fn sample_from_v2() -> State {
-        let mut s = sample();
+        let mut s = sample_from_v3();
         for d in &mut s.domains {
             for st in &mut d.streams {
                 if let StreamState::Console(c) = st {
@@ -1097,7 +1272,27 @@ mod tests {
 
     #[test]
     fn version_3_fixture_still_reads() {
-        let fixture = pinned(3, &codec::encode_large(&sample()).unwrap());
+        let fixture = pinned(3, &codec::encode_large(&sample_v3()).unwrap());
+        let (old, used): (StateV3, usize) = codec::decode_large(&fixture).unwrap();
+        assert_eq!(used, fixture.len());
+        assert_eq!(State::from(old), sample_from_v3());
+        let header = Header {
+            magic: MAGIC,
+            version: 3,
+            pid: std::process::id(),
+            token: TOKEN,
+        };
+        let mut bytes = codec::encode_large(&header).unwrap();
+        bytes.extend_from_slice(&fixture);
+        assert_eq!(
+            decode(&bytes, std::process::id(), TOKEN).unwrap(),
+            sample_from_v3()
+        );
+    }
+
+    #[test]
+    fn version_4_fixture_still_reads() {
+        let fixture = pinned(4, &codec::encode_large(&sample()).unwrap());
         let (state, used): (State, usize) = codec::decode_large(&fixture).unwrap();
         assert_eq!(used, fixture.len());
         assert_eq!(state, sample());

@@ -15,7 +15,7 @@ use logd_protocol::{ConsoleProtocol, ConsoleSpec, DomainId, GuestSide, Uuid, Wri
 use serde::{Deserialize, Serialize};
 
 use crate::console::access::AccessError;
-use crate::console::{Access, ConsoleConfig, ConsoleRequest, GuestPlan};
+use crate::console::{Access, ConsoleConfig, ConsoleRequest, GuestPlan, Notices};
 use crate::host::paths::PathPolicy;
 
 /// Most `[[console]]` tables in one file: each costs a few fds and a domain actor, and start-up
@@ -67,16 +67,30 @@ pub(crate) struct ConsoleEntry {
     /// UNIX subscribers that may watch (`--read-only`).
     #[serde(skip_serializing_if = "Option::is_none")]
     read_only: Option<Vec<String>>,
+    /// Subscribers get logd's notices (`false`: `--no-notices`).
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    notices: bool,
+    /// The guest's comings and goings are marked in the log (`--mark-log`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    mark_log: bool,
 }
 
 fn is_false(b: &bool) -> bool {
     !*b
 }
 
+fn is_true(b: &bool) -> bool {
+    *b
+}
+
+fn yes() -> bool {
+    true
+}
+
 impl ConsoleEntry {
     /// The table that reads back as `req` ([`request_of`]), with the defaults left out: the
     /// driver `qemu`, the UUID derived from the driver and the name, `write = "exclusive"`, no
-    /// `tcp_write`, no lists. `guest_fd` has no key: such a spec is never written (the caller
+    /// `tcp_write`, no lists, notices on, no marks. `guest_fd` has no key: such a spec is never written (the caller
     /// refuses it).
     pub(crate) fn from_request(req: &ConsoleRequest) -> ConsoleEntry {
         let (spec, access) = (&req.spec, &req.access);
@@ -113,6 +127,8 @@ impl ConsoleEntry {
             tcp_write: access.tcp_write,
             read_write: list(&access.read_write),
             read_only: list(&access.read_only),
+            notices: req.notices.subscribers,
+            mark_log: req.notices.mark_log,
         }
     }
 
@@ -145,6 +161,7 @@ pub(crate) struct DeclaredConsole {
     pub(crate) spec: ConsoleSpec,
     /// Its access settings, as written (names not resolved).
     pub(crate) access: Access,
+    pub(crate) notices: Notices,
     /// The same, resolved under the log root of the file that declared it, defaults applied:
     /// what the running console is compared with.
     pub(crate) resolved: ConsoleConfig,
@@ -156,6 +173,7 @@ impl DeclaredConsole {
         ConsoleRequest {
             spec: self.spec.clone(),
             access: self.access.clone(),
+            notices: self.notices,
         }
     }
 
@@ -185,6 +203,7 @@ pub(crate) fn same_console(a: &ConsoleConfig, b: &ConsoleConfig) -> bool {
         && a.max_subscribers == b.max_subscribers
         && a.queue_limit == b.queue_limit
         && a.access.same_settings(&b.access)
+        && a.notices == b.notices
 }
 
 /// Why a `[[console]]` table was refused: which one, which key, why.
@@ -309,12 +328,13 @@ fn check(e: ConsoleEntry, policy: &PathPolicy) -> Result<DeclaredConsole, (&'sta
     {
         crate::serve::checks::resolve_path(policy, p).map_err(|w| (key, w.message))?;
     }
-    let access = req.access.clone();
+    let (access, notices) = (req.access.clone(), req.notices);
     let resolved = crate::serve::checks::console_lexical(policy, req)
         .map_err(|w| (key_named_in(&w.message), w.message))?;
     Ok(DeclaredConsole {
         spec,
         access,
+        notices,
         resolved,
     })
 }
@@ -418,7 +438,15 @@ pub(crate) fn request_of(e: ConsoleEntry) -> Result<ConsoleRequest, (&'static st
         };
         (key, err.to_string())
     })?;
-    Ok(ConsoleRequest { spec, access })
+    let notices = Notices {
+        subscribers: e.notices,
+        mark_log: e.mark_log,
+    };
+    Ok(ConsoleRequest {
+        spec,
+        access,
+        notices,
+    })
 }
 
 /// The key a request's refusal is about, from its message (the checks name what they refuse).

@@ -276,7 +276,15 @@ mod tests {
         };
         let access =
             Access::from_lists(true, &["alice".into(), "@wheel".into()], &["1000".into()]).unwrap();
-        ConsoleRequest { spec, access }
+        let notices = crate::console::Notices {
+            subscribers: false,
+            mark_log: true,
+        };
+        ConsoleRequest {
+            spec,
+            access,
+            notices,
+        }
     }
 
     fn plain() -> ConsoleRequest {
@@ -308,6 +316,8 @@ mod tests {
             "tcp",
             "read_",
             "tcp_write",
+            "notices",
+            "mark_log",
         ] {
             assert!(!first.contains(absent), "{absent} in {first}");
         }
@@ -327,6 +337,8 @@ mod tests {
         let d = crate::host::consoles::check_all(c.console, &policy).unwrap();
         assert_eq!(d[0].request(), full());
         assert!(text.contains("tcp_write = true"), "{text}");
+        assert!(text.contains("notices = false"), "{text}");
+        assert!(text.contains("mark_log = true"), "{text}");
         assert!(
             text.contains(r#"read_write = ["alice", "@wheel"]"#),
             "{text}"

@@ -136,7 +136,11 @@ pub(crate) fn console_lexical(
     policy: &PathPolicy,
     req: ConsoleRequest,
 ) -> Result<ConsoleConfig, WireError> {
-    let ConsoleRequest { spec, access } = req;
+    let ConsoleRequest {
+        spec,
+        access,
+        notices,
+    } = req;
     check_console_name(&spec.name)?;
     let guest = match &spec.guest {
         GuestSide::Listen { path } => GuestPlan::Listen(resolve_path(policy, path)?),
@@ -165,6 +169,7 @@ pub(crate) fn console_lexical(
         max_subscribers: bounds.max_subscribers,
         queue_limit: bounds.queue_limit,
         access,
+        notices,
     })
 }
 
@@ -176,6 +181,8 @@ pub(crate) fn console_options(
 ) -> Result<(ConsoleRequest, bool), WireError> {
     let invalid = |m: String| WireError::new(ErrorCode::InvalidArgument, m);
     let (mut persist, mut tcp_write) = (false, false);
+    let mut notices = console::Notices::default();
+    let (mut no_notices, mut mark_log) = (false, false);
     let (mut rw, mut ro): (Option<Vec<String>>, Option<Vec<String>>) = (None, None);
     for o in options {
         let flag = o.flag();
@@ -184,6 +191,8 @@ pub(crate) fn console_options(
             ConsoleOption::TcpWrite => std::mem::replace(&mut tcp_write, true),
             ConsoleOption::ReadWrite(v) => rw.replace(v).is_some(),
             ConsoleOption::ReadOnly(v) => ro.replace(v).is_some(),
+            ConsoleOption::NoNotices => std::mem::replace(&mut no_notices, true),
+            ConsoleOption::MarkLog => std::mem::replace(&mut mark_log, true),
         };
         if twice {
             return Err(invalid(format!("console option {flag} given twice")));
@@ -191,7 +200,16 @@ pub(crate) fn console_options(
     }
     let access = Access::from_lists(tcp_write, &rw.unwrap_or_default(), &ro.unwrap_or_default())
         .map_err(|e| invalid(e.to_string()))?;
-    Ok((ConsoleRequest { spec, access }, persist))
+    notices.subscribers = !no_notices;
+    notices.mark_log = mark_log;
+    Ok((
+        ConsoleRequest {
+            spec,
+            access,
+            notices,
+        },
+        persist,
+    ))
 }
 
 /// A console's name: 1 to [`MAX_NAME_LEN`] bytes, no `/` and no control characters.

@@ -126,6 +126,16 @@ pub(crate) enum ConsoleCmd {
         /// logd's own user, is refused.
         #[arg(long, value_name = "USER|@GROUP", value_delimiter = ',')]
         read_only: Vec<String>,
+        /// Send subscribers no notices of logd's own ("[logd: guest connected]", the greeting
+        /// with their role, the write lock's moves): their stream is the console's output byte
+        /// for byte, up to their last words when logd disconnects them.
+        #[arg(long)]
+        no_notices: bool,
+        /// Mark the guest's connections and disconnections in the console's log, as lines of
+        /// their own: "[-- logd: guest connected 2026-12-06T13:40:40.123Z --]". Without it the
+        /// log holds the guest's output only.
+        #[arg(long)]
+        mark_log: bool,
         /// With --guest-fd: the command to run with the guest's end as fd 3.
         #[arg(last = true, value_name = "COMMAND")]
         command: Vec<String>,

@@ -34,6 +34,8 @@ pub(crate) fn run(client: &mut Client, cmd: ConsoleCmd) -> anyhow::Result<ExitCo
             tcp_write,
             read_write,
             read_only,
+            no_notices,
+            mark_log,
             command,
         } => {
             let guest = match (guest_listen, guest_connect, guest_fd) {
@@ -81,6 +83,12 @@ pub(crate) fn run(client: &mut Client, cmd: ConsoleCmd) -> anyhow::Result<ExitCo
             }
             if !read_only.is_empty() {
                 options.push(ConsoleOption::ReadOnly(read_only));
+            }
+            if no_notices {
+                options.push(ConsoleOption::NoNotices);
+            }
+            if mark_log {
+                options.push(ConsoleOption::MarkLog);
             }
             let flags: Vec<&str> = options.iter().map(ConsoleOption::flag).collect();
             let flags = flags.join(", ");

@@ -625,6 +625,7 @@ fn store_entry(c: &Console) -> crate::control::stored::ConsoleEntry {
         max_subscribers: cfg.max_subscribers as u64,
         queue_limit: cfg.queue_limit as u64,
         access: cfg.access.clone(),
+        notices: cfg.notices,
         bytes_in: 0,
         bytes_written: 0,
         dropped_disk: 0,

@@ -1,0 +1,268 @@
+//! End-to-end tests of console notices (issue 16, item 4): what logd tells subscribers of its
+//! own (`[logd: …]` lines: the greeting, the guest's comings and goings, the write lock's
+//! moves), the marks `--mark-log` writes in the log, `--no-notices`, and a replay that starts
+//! at a line boundary. The real logd, QEMU booting the test guest (killed and restarted where
+//! the guest must come and go), real `nc` and `telnet` subscribers.
+
+use std::process::Command;
+use std::time::Duration;
+
+use crate::harness::*;
+
+const BANNER: &[u8] = b"LOGD-GUEST READY\r\n";
+const T: Duration = Duration::from_secs(60);
+
+/// A daemon and the test guest's image, or None (skipped) without QEMU, nasm, nc or telnet.
+fn setup() -> Option<(Daemon, std::path::PathBuf)> {
+    for tool in ["qemu-system-x86_64", "nc", "telnet"] {
+        require_tool(tool)?;
+    }
+    let d = Daemon::start();
+    let img = build_guest(d.dir.path())?;
+    Some((d, img))
+}
+
+/// `logdctl console add` of console `serial0` of domain `vm`, its guest listening at
+/// `NAME.sock`, its log `NAME.log`, on a TCP port; returns the port.
+fn add(d: &Daemon, name: &str, extra: &[&str]) -> u16 {
+    let (sock, log) = (format!("{name}.sock"), format!("{name}.log"));
+    let mut a = vec![
+        "console",
+        "add",
+        "--domain",
+        "vm",
+        "--name",
+        "serial0",
+        "--guest-listen",
+        &sock,
+        "--log",
+        &log,
+        "--tcp",
+        "0",
+    ];
+    a.extend_from_slice(extra);
+    port_of(&d.ctl_ok(&a))
+}
+
+/// QEMU booting the test guest on the console's guest socket (it reconnects).
+fn qemu_on(d: &Daemon, img: &std::path::Path, name: &str) -> Proc {
+    qemu(
+        img,
+        &format!(
+            "socket,id=s0,path={},server=off,reconnect=1",
+            d.log(&format!("{name}.sock")).display()
+        ),
+    )
+}
+
+fn nc(port: u16) -> Proc {
+    Proc::spawn(
+        "nc",
+        Command::new("nc").args(["127.0.0.1", &port.to_string()]),
+    )
+}
+
+fn telnet(port: u16) -> Proc {
+    Proc::spawn(
+        "telnet",
+        Command::new("telnet").args(["127.0.0.1", &port.to_string()]),
+    )
+}
+
+/// The console's subscribers in `ps --json`: (id, peer), in write-lock order.
+fn subscribers(d: &Daemon) -> Vec<(u64, String)> {
+    let v: serde_json::Value = serde_json::from_slice(&d.ctl_ok(&["ps", "--json"])).unwrap();
+    let domain = v["domains"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["id"]["name"] == "vm")
+        .expect("the domain in ps --json")
+        .clone();
+    let stream = domain["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["kind"]["console"]["name"] == "serial0")
+        .expect("the console")
+        .clone();
+    stream["subscribers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["id"].as_u64().unwrap(),
+                s["peer"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// The log's bytes, once the guest side is drained.
+fn log_of(d: &Daemon, rel: &str) -> Vec<u8> {
+    d.ctl_ok(&["position", "--log", rel]);
+    std::fs::read(d.log(rel)).unwrap()
+}
+
+/// An `nc` and a `telnet` subscriber are greeted with their role and the lock's holder, told
+/// when the guest goes and comes back, and when the lock moves; none of it is in the log.
+#[test]
+fn guest_notices_reach_nc_and_telnet_and_not_the_log() {
+    let Some((d, img)) = setup() else { return };
+    let port = add(&d, "n", &["--tcp-write"]);
+    let q = qemu_on(&d, &img, "n");
+    wait_logged(&d, "n.log", BANNER);
+
+    let holder = nc(port);
+    holder.wait_for(
+        b"\r\n[logd: console vm/serial0; you are read-write and hold the write lock; the guest \
+          is connected]\r\n",
+        T,
+    );
+    let t = telnet(port);
+    let other = nc(port);
+    let subs = wait_for(T, "three subscribers", || {
+        let s = subscribers(&d);
+        (s.len() == 3).then_some(s)
+    });
+    let (hid, hpeer) = &subs[0];
+    let held_by = format!("the write lock is held by {hpeer} (subscriber {hid})");
+    // telnet prints the line as it came (CR LF), after its own "Trying …" lines.
+    t.wait_for(
+        format!(
+            "[logd: console vm/serial0; you are read-write; {held_by}; the guest is connected]"
+        )
+        .as_bytes(),
+        T,
+    );
+    other.wait_for(format!("{held_by}; the guest is connected]").as_bytes(), T);
+
+    drop(q); // SIGKILL
+    for p in [&holder, &t, &other] {
+        // (telnet prints CR LF its own way: the lines are matched without it.)
+        p.wait_for(b"[logd: guest disconnected]", T);
+    }
+    let _q2 = qemu_on(&d, &img, "n");
+    for p in [&holder, &t, &other] {
+        p.wait_for(b"[logd: guest connected]", T);
+        wait_for(T, "the second banner", || {
+            (p.count(b"LOGD-GUEST READY") == 2).then_some(())
+        });
+        // Told once each.
+        for what in [
+            &b"[logd: guest disconnected]"[..],
+            b"[logd: guest connected]",
+        ] {
+            assert_eq!(p.count(what), 1, "{}", p.name);
+        }
+    }
+
+    // The holder leaves: the telnet client (next in line) holds the lock, the other is told.
+    let (tid, tpeer) = subs[1].clone();
+    drop(holder);
+    t.wait_for(b"[logd: you now hold the write lock]", T);
+    other.wait_for(
+        format!("[logd: the write lock is now held by {tpeer} (subscriber {tid})]").as_bytes(),
+        T,
+    );
+
+    // The log holds the guest's output only.
+    assert_eq!(log_of(&d, "n.log"), [BANNER, BANNER].concat());
+}
+
+/// With `--mark-log`, the guest's comings and goings are lines of their own in the log; a
+/// read-only subscriber that joined before any guest was told so, and that nobody holds the
+/// lock.
+#[test]
+fn mark_log_marks_the_guest_in_the_log() {
+    let Some((d, img)) = setup() else { return };
+    let port = add(&d, "m", &["--mark-log"]);
+    let watcher = nc(port);
+    watcher.wait_for(
+        b"\r\n[logd: console vm/serial0; you are read-only; nobody holds the write lock; the \
+          guest is not connected]\r\n",
+        T,
+    );
+    let q = qemu_on(&d, &img, "m");
+    wait_logged(&d, "m.log", BANNER);
+    drop(q);
+    watcher.wait_for(b"[logd: guest disconnected]", T);
+    let _q2 = qemu_on(&d, &img, "m");
+    wait_for(T, "the second banner in the log", || {
+        (count(&log_of(&d, "m.log"), BANNER) == 2).then_some(())
+    });
+    let log = String::from_utf8(log_of(&d, "m.log")).unwrap();
+    let lines: Vec<&str> = log.split_inclusive('\n').collect();
+    assert_eq!(lines.len(), 5, "{log:?}");
+    for (i, what) in [(0, "connected"), (2, "disconnected"), (3, "connected")] {
+        let l = lines[i];
+        let stamp = l
+            .strip_prefix(&format!("[-- logd: guest {what} "))
+            .and_then(|r| r.strip_suffix(" --]\r\n"))
+            .unwrap_or_else(|| panic!("line {i}: {l:?}"));
+        // 2026-12-06T13:40:40.123Z
+        assert_eq!(stamp.len(), 24, "{stamp}");
+        assert!(
+            stamp.ends_with('Z') && stamp.as_bytes()[10] == b'T',
+            "{stamp}"
+        );
+    }
+    assert_eq!(
+        (lines[1], lines[4]),
+        ("LOGD-GUEST READY\r\n", "LOGD-GUEST READY\r\n")
+    );
+    // The replay ring has none of it: a new subscriber's replay is the guest's output.
+    let late = nc(port);
+    late.wait_for(BANNER, T);
+    wait_for(T, "the replay", || (late.count(BANNER) == 2).then_some(()));
+    assert!(!contains(&late.output(), b"[--"), "a mark in the replay");
+}
+
+/// With `--no-notices`, an `nc` subscriber's stream is the console's output byte for byte,
+/// across the guest's going and coming back.
+#[test]
+fn without_notices_an_nc_subscriber_gets_the_output_byte_for_byte() {
+    let Some((d, img)) = setup() else { return };
+    let port = add(&d, "x", &["--no-notices", "--tcp-write"]);
+    let q = qemu_on(&d, &img, "x");
+    wait_logged(&d, "x.log", BANNER);
+    let mut sub = nc(port);
+    sub.wait_for(BANNER, T);
+    drop(q);
+    wait_for(T, "the guest to be gone", || {
+        let l: serde_json::Value =
+            serde_json::from_slice(&d.ctl_ok(&["console", "list", "--json"])).unwrap();
+        (l[0]["guest_connected"] == false).then_some(())
+    });
+    let _q2 = qemu_on(&d, &img, "x");
+    wait_for(T, "the second banner", || {
+        (sub.count(BANNER) == 2).then_some(())
+    });
+    sub.send(b"typed\n");
+    sub.wait_for(b"TYPED\n", T);
+    assert_eq!(sub.output(), [BANNER, BANNER, b"TYPED\n"].concat());
+    assert_eq!(log_of(&d, "x.log"), sub.output());
+}
+
+/// A replay ring that dropped the start of a line is replayed from its first newline on: the
+/// first line a new subscriber sees is whole.
+#[test]
+fn the_replay_starts_at_a_line_boundary() {
+    let Some((d, img)) = setup() else { return };
+    // 20 bytes: the banner (18) and the echo of "hello\n" (6) leave "-GUEST READY\r\nHELLO\n".
+    let port = add(&d, "r", &["--replay", "20", "--tcp-write"]);
+    let _q = qemu_on(&d, &img, "r");
+    wait_logged(&d, "r.log", BANNER);
+    let mut typist = nc(port);
+    typist.wait_for(BANNER, T);
+    typist.send(b"hello\n");
+    typist.wait_for(b"HELLO\n", T);
+    let late = nc(port);
+    late.wait_for(b"HELLO\n", T);
+    // The greeting, then the replay, whole: nothing of the banner's line.
+    let (texts, stream) = split_notices(&late.output());
+    assert_eq!(stream, b"HELLO\n", "{texts:?}");
+    assert_eq!(texts.len(), 1, "{texts:?}");
+    assert!(texts[0].starts_with("console vm/serial0; "), "{texts:?}");
+}
