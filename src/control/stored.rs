@@ -28,11 +28,10 @@ use crate::host::fdstore::{self, ConsoleFd};
 
 /// The record's first bytes.
 pub(crate) const MAGIC: [u8; 8] = *b"LOGDFDST";
-/// The record's format version: written, and read along with version 1 (pipes only, written by
-/// logd before consoles were stored), 2 (pipes and consoles, written before the tally) and 3
-/// (the tally's slots; its consoles with their access settings, or without them as logd wrote
-/// it before roles: both are read). Version 4 added a console's notice settings.
-pub(crate) const VERSION: u32 = 4;
+/// The record's format version: written, and read along with version 1 (pipes only, the one
+/// logd released before consoles were stored). Version 2: pipes, consoles (with their access
+/// and notice settings) and tally slots.
+pub(crate) const VERSION: u32 = 2;
 /// The largest record logd reads: 65,536 entries of a 4 KiB path each fit.
 const MAX_RECORD: u64 = 320 << 20;
 /// How long the recorder waits after a change for more before it writes: a burst of opens
@@ -103,111 +102,11 @@ pub(crate) struct ConsoleEntry {
     /// Who may watch and who may type, names resolved when the console was added: a console
     /// made again after a crash keeps them, without asking NSS again.
     pub(crate) access: crate::console::Access,
-    /// What its subscribers are told, and whether its log is marked (version 4).
+    /// What its subscribers are told, and whether its log is marked.
     pub(crate) notices: crate::console::Notices,
     pub(crate) bytes_in: u64,
     pub(crate) bytes_written: u64,
     pub(crate) dropped_disk: u64,
-}
-
-/// A stored console in record version 3 (with its access settings).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct ConsoleEntryV3 {
-    id: u64,
-    domain: DomainId,
-    name: String,
-    log: String,
-    max_size: u64,
-    max_backups: u32,
-    guest: StoredGuest,
-    tcp: Option<String>,
-    unix: Option<String>,
-    protocol: ConsoleProtocol,
-    write: WritePolicy,
-    replay: u64,
-    max_subscribers: u64,
-    queue_limit: u64,
-    access: crate::console::Access,
-    bytes_in: u64,
-    bytes_written: u64,
-    dropped_disk: u64,
-}
-
-/// A stored console in record version 2, and in version 3 as logd wrote it before roles (it
-/// added the access settings without a new version).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct ConsoleEntryV2 {
-    id: u64,
-    domain: DomainId,
-    name: String,
-    log: String,
-    max_size: u64,
-    max_backups: u32,
-    guest: StoredGuest,
-    tcp: Option<String>,
-    unix: Option<String>,
-    protocol: ConsoleProtocol,
-    write: WritePolicy,
-    replay: u64,
-    max_subscribers: u64,
-    queue_limit: u64,
-    bytes_in: u64,
-    bytes_written: u64,
-    dropped_disk: u64,
-}
-
-/// The notice settings' defaults: what those versions did.
-impl From<ConsoleEntryV3> for ConsoleEntry {
-    fn from(c: ConsoleEntryV3) -> ConsoleEntry {
-        ConsoleEntry {
-            id: c.id,
-            domain: c.domain,
-            name: c.name,
-            log: c.log,
-            max_size: c.max_size,
-            max_backups: c.max_backups,
-            guest: c.guest,
-            tcp: c.tcp,
-            unix: c.unix,
-            protocol: c.protocol,
-            write: c.write,
-            replay: c.replay,
-            max_subscribers: c.max_subscribers,
-            queue_limit: c.queue_limit,
-            access: c.access,
-            notices: Default::default(),
-            bytes_in: c.bytes_in,
-            bytes_written: c.bytes_written,
-            dropped_disk: c.dropped_disk,
-        }
-    }
-}
-
-/// The access settings' safe defaults, as a re-exec from a logd before roles gets them.
-impl From<ConsoleEntryV2> for ConsoleEntry {
-    fn from(c: ConsoleEntryV2) -> ConsoleEntry {
-        ConsoleEntry {
-            id: c.id,
-            domain: c.domain,
-            name: c.name,
-            log: c.log,
-            max_size: c.max_size,
-            max_backups: c.max_backups,
-            guest: c.guest,
-            tcp: c.tcp,
-            unix: c.unix,
-            protocol: c.protocol,
-            write: c.write,
-            replay: c.replay,
-            max_subscribers: c.max_subscribers,
-            queue_limit: c.queue_limit,
-            access: Default::default(),
-            notices: Default::default(),
-            bytes_in: c.bytes_in,
-            bytes_written: c.bytes_written,
-            dropped_disk: c.dropped_disk,
-        }
-    }
 }
 
 impl ConsoleEntry {
@@ -233,7 +132,7 @@ pub(crate) struct SlotEntry {
 pub(crate) struct Record {
     pub(crate) pipes: Vec<Entry>,
     pub(crate) consoles: Vec<ConsoleEntry>,
-    /// Tally slots, by id (version 3; none in older records).
+    /// Tally slots, by id (none in a version-1 record).
     pub(crate) slots: Vec<SlotEntry>,
 }
 
@@ -313,13 +212,12 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Record, RecordError> {
     let (pipes, n): (Vec<Entry>, usize) = logd_protocol::codec::decode_large(&bytes[used..])?;
     let rest = &bytes[used + n..];
     let (consoles, slots) = match h.version {
-        1 => rest_as::<ConsoleEntryV2>(rest, false, false)?,
-        2 => rest_as::<ConsoleEntryV2>(rest, true, false)?,
-        // With the access settings, or (written before roles) without.
-        3 => rest_as::<ConsoleEntryV3>(rest, true, true)
-            .or_else(|_| rest_as::<ConsoleEntryV2>(rest, true, true))?,
-        _ => rest_as::<ConsoleEntry>(rest, true, true)?,
+        1 => (Vec::new(), Vec::new()),
+        _ => consoles_and_slots(rest)?,
     };
+    if h.version == 1 && !rest.is_empty() {
+        return Err(RecordError::Trailing(rest.len()));
+    }
     Ok(Record {
         pipes,
         consoles,
@@ -327,28 +225,13 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Record, RecordError> {
     })
 }
 
-/// What follows the pipes: the consoles (if `consoles`) as `C`, then the slots (if `slots`),
-/// and nothing after.
-fn rest_as<C: serde::de::DeserializeOwned + Into<ConsoleEntry>>(
-    bytes: &[u8],
-    consoles: bool,
-    slots: bool,
-) -> Result<(Vec<ConsoleEntry>, Vec<SlotEntry>), RecordError> {
-    let mut used = 0;
-    let mut cs = Vec::new();
-    if consoles {
-        let (c, n): (Vec<C>, usize) = logd_protocol::codec::decode_large(bytes)?;
-        cs = c.into_iter().map(Into::into).collect();
-        used += n;
-    }
-    let mut ss = Vec::new();
-    if slots {
-        let (s, n): (Vec<SlotEntry>, usize) = logd_protocol::codec::decode_large(&bytes[used..])?;
-        ss = s;
-        used += n;
-    }
-    if used != bytes.len() {
-        return Err(RecordError::Trailing(bytes.len() - used));
+/// What follows the pipes in a version-2 record: the consoles, then the slots, and nothing
+/// after.
+fn consoles_and_slots(bytes: &[u8]) -> Result<(Vec<ConsoleEntry>, Vec<SlotEntry>), RecordError> {
+    let (cs, used): (Vec<ConsoleEntry>, usize) = logd_protocol::codec::decode_large(bytes)?;
+    let (ss, n): (Vec<SlotEntry>, usize) = logd_protocol::codec::decode_large(&bytes[used..])?;
+    if used + n != bytes.len() {
+        return Err(RecordError::Trailing(bytes.len() - used - n));
     }
     Ok((cs, ss))
 }
@@ -1033,107 +916,16 @@ mod tests {
         assert_eq!(decode(&bytes).unwrap(), pipes(entries));
     }
 
-    /// The console of [`console`] as an older record holds it, and as it reads back from one.
-    fn console_v2(id: u64) -> (ConsoleEntryV2, ConsoleEntry) {
-        let c = console(id, "serial0", "/l/c.log");
-        let old = ConsoleEntryV2 {
-            id: c.id,
-            domain: c.domain.clone(),
-            name: c.name.clone(),
-            log: c.log.clone(),
-            max_size: c.max_size,
-            max_backups: c.max_backups,
-            guest: c.guest.clone(),
-            tcp: c.tcp.clone(),
-            unix: c.unix.clone(),
-            protocol: c.protocol,
-            write: c.write,
-            replay: c.replay,
-            max_subscribers: c.max_subscribers,
-            queue_limit: c.queue_limit,
-            bytes_in: c.bytes_in,
-            bytes_written: c.bytes_written,
-            dropped_disk: c.dropped_disk,
-        };
-        let read = ConsoleEntry {
-            access: Default::default(),
-            notices: Default::default(),
-            ..c
-        };
-        (old, read)
-    }
-
-    fn header(version: u32) -> Vec<u8> {
-        logd_protocol::codec::encode_large(&Header {
+    #[test]
+    fn a_version_1_record_with_bytes_after_its_pipes_is_refused() {
+        let mut bytes = logd_protocol::codec::encode_large(&Header {
             magic: MAGIC,
-            version,
+            version: 1,
         })
-        .unwrap()
-    }
-
-    #[test]
-    fn a_version_2_record_is_read_without_slots() {
-        // What a logd that stored consoles but kept no tally wrote.
-        let (old, read) = console_v2(4);
-        let pipes = vec![entry(3, "/l/a.log")];
-        let mut bytes = header(2);
-        bytes.extend(logd_protocol::codec::encode_large(&pipes).unwrap());
-        bytes.extend(logd_protocol::codec::encode_large(&vec![old]).unwrap());
-        let want = Record {
-            pipes,
-            consoles: vec![read],
-            slots: Vec::new(),
-        };
-        assert_eq!(decode(&bytes).unwrap(), want);
-    }
-
-    /// Version 3 as the tally's logd wrote it (no access settings) and as the roles' logd did
-    /// (with them): both read, with the default notices.
-    #[test]
-    fn a_version_3_record_is_read_with_or_without_access_settings() {
-        let pipes = vec![entry(3, "/l/a.log")];
-        let slots = vec![SlotEntry { id: 4, slot: 1 }];
-        let (old, read) = console_v2(4);
-        let mut bytes = header(3);
-        bytes.extend(logd_protocol::codec::encode_large(&pipes).unwrap());
-        bytes.extend(logd_protocol::codec::encode_large(&vec![old]).unwrap());
-        bytes.extend(logd_protocol::codec::encode_large(&slots).unwrap());
-        let got = decode(&bytes).unwrap();
-        assert_eq!(got.consoles, vec![read]);
-        assert_eq!((got.pipes, got.slots), (pipes.clone(), slots.clone()));
-
-        let c = console(4, "serial0", "/l/c.log");
-        let v3 = ConsoleEntryV3 {
-            id: c.id,
-            domain: c.domain.clone(),
-            name: c.name.clone(),
-            log: c.log.clone(),
-            max_size: c.max_size,
-            max_backups: c.max_backups,
-            guest: c.guest.clone(),
-            tcp: c.tcp.clone(),
-            unix: c.unix.clone(),
-            protocol: c.protocol,
-            write: c.write,
-            replay: c.replay,
-            max_subscribers: c.max_subscribers,
-            queue_limit: c.queue_limit,
-            access: c.access.clone(),
-            bytes_in: c.bytes_in,
-            bytes_written: c.bytes_written,
-            dropped_disk: c.dropped_disk,
-        };
-        let mut bytes = header(3);
-        bytes.extend(logd_protocol::codec::encode_large(&pipes).unwrap());
-        bytes.extend(logd_protocol::codec::encode_large(&vec![v3]).unwrap());
-        bytes.extend(logd_protocol::codec::encode_large(&slots).unwrap());
-        let got = decode(&bytes).unwrap();
-        let want = ConsoleEntry {
-            notices: Default::default(),
-            ..c
-        };
-        assert_eq!(got.consoles, vec![want]);
-        assert_eq!(got.slots, slots);
+        .unwrap();
+        bytes.extend(logd_protocol::codec::encode_large(&vec![entry(3, "/l/a.log")]).unwrap());
+        bytes.push(0);
+        assert!(matches!(decode(&bytes), Err(RecordError::Trailing(1))));
     }
 
     #[test]
