@@ -266,3 +266,89 @@ fn the_replay_starts_at_a_line_boundary() {
     assert_eq!(texts.len(), 1, "{texts:?}");
     assert!(texts[0].starts_with("console vm/serial0; "), "{texts:?}");
 }
+
+/// Reads from `s` into `got` until `what` is in it (60 s at most).
+fn read_until(s: &mut std::net::TcpStream, got: &mut Vec<u8>, what: &[u8]) {
+    use std::io::Read;
+    let deadline = std::time::Instant::now() + T;
+    let mut buf = [0u8; 4096];
+    while !contains(got, what) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {:?} in {:?}",
+            String::from_utf8_lossy(what),
+            String::from_utf8_lossy(got)
+        );
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "connection closed before {what:?}");
+        got.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// A telnet BREAK (IAC BRK) from the write lock's holder is not passed to the guest, not even
+/// as a stray byte: the holder is told why, and logd logs it. One from a subscriber that may
+/// not type is discarded like its other input. This test is the guest, on the guest socket, so
+/// it sees every byte that reaches the guest; raw TCP clients send the telnet commands.
+#[test]
+fn a_telnet_break_is_told_not_passed_to_the_guest() {
+    use std::io::{Read, Write};
+    const IAC: u8 = 255;
+    const BRK: u8 = 243;
+    let d = Daemon::start();
+    let port = add(&d, "b", &["--telnet", "--tcp-write"]);
+    let mut guest = std::os::unix::net::UnixStream::connect(d.log("b.sock")).unwrap();
+    guest.set_read_timeout(Some(T)).unwrap();
+    guest.write_all(BANNER).unwrap();
+    wait_logged(&d, "b.log", BANNER);
+
+    let mut holder = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    holder.set_read_timeout(Some(T)).unwrap();
+    let mut held = Vec::new();
+    read_until(&mut holder, &mut held, b"hold the write lock");
+    let mut spy = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    spy.set_read_timeout(Some(T)).unwrap();
+    let mut spied = Vec::new();
+    read_until(&mut spy, &mut spied, b"the write lock is held by");
+
+    // The holder: "a", BREAK, "b". The guest gets "ab" and nothing between.
+    holder.write_all(&[b'a', IAC, BRK, b'b']).unwrap();
+    let mut got = [0u8; 2];
+    guest.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"ab", "a BREAK left a byte in the guest's input");
+    read_until(
+        &mut holder,
+        &mut held,
+        b"[logd: BREAK cannot reach this guest: its chardev carries bytes only; see CONSOLES.md \
+          \"BREAK\"]\r\n",
+    );
+    wait_for(T, "logd to log the BREAK", || {
+        let e = d.stderr();
+        (contains(e.as_bytes(), b"telnet BREAK not passed to the guest")
+            && contains(e.as_bytes(), b"breaks=1"))
+        .then_some(())
+    });
+
+    // The other subscriber's BREAK is discarded input: it is told so, the holder is not told
+    // of it, and the guest's next byte is the holder's.
+    spy.write_all(&[IAC, BRK]).unwrap();
+    read_until(&mut spy, &mut spied, b"your input is discarded");
+    assert!(
+        !contains(&spied, b"BREAK cannot reach"),
+        "a subscriber that may not type was told about the guest's chardev"
+    );
+    holder.write_all(b"c").unwrap();
+    let mut got = [0u8; 1];
+    guest.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"c", "the other subscriber's BREAK reached the guest");
+    assert_eq!(
+        count(
+            d.stderr().as_bytes(),
+            b"telnet BREAK not passed to the guest"
+        ),
+        1,
+        "the discarded BREAK was logged as the holder's"
+    );
+    assert_eq!(count(&held, b"BREAK cannot reach"), 1);
+    // The log is the guest's output only.
+    assert_eq!(log_of(&d, "b.log"), BANNER);
+}

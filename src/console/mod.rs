@@ -821,13 +821,27 @@ impl Console {
             let s = &mut self.subs[i];
             if writer {
                 writer_more |= s.poll_input(cx, room, &mut typed) == Input::More;
+                let breaks = s.take_breaks();
+                if breaks > 0 {
+                    // The guest's chardev is a byte stream: a break has no byte to be, and
+                    // none is passed on (docs/CONSOLES.md, "BREAK").
+                    tracing::info!(
+                        subscriber = s.id,
+                        peer = %s.peer,
+                        breaks,
+                        "telnet BREAK not passed to the guest: its chardev carries bytes only"
+                    );
+                    s.notice(notice::BREAK_NOT_CARRIED);
+                }
             } else {
                 discard.clear();
                 if s.poll_input(cx, INPUT_LIMIT, &mut discard) == Input::More {
                     // Discarded input needs no room: read on after the others had a turn.
                     cx.waker().wake_by_ref();
                 }
-                if !discard.is_empty() && !s.told_read_only {
+                // A break from a subscriber that may not type is input like the rest.
+                let breaks = s.take_breaks();
+                if (!discard.is_empty() || breaks > 0) && !s.told_read_only {
                     s.told_read_only = true;
                     s.notice(match (s.role, self.cfg.write) {
                         (_, WritePolicy::None) => "this console is read-only; input is discarded",

@@ -84,6 +84,11 @@ pub(crate) fn cut_off(limit: usize, missed: u64) -> String {
     )
 }
 
+/// Told to a subscriber allowed to type that sent a telnet BREAK (IAC BRK): logd's guest side
+/// is a byte stream, with no way to carry a break (docs/CONSOLES.md, "BREAK").
+pub(crate) const BREAK_NOT_CARRIED: &str =
+    "BREAK cannot reach this guest: its chardev carries bytes only; see CONSOLES.md \"BREAK\"";
+
 /// The guest's coming or going, to subscribers.
 pub(crate) fn guest(up: bool) -> &'static str {
     if up {
@@ -158,6 +163,10 @@ mod tests {
             cut_off(1024, 2048),
             "disconnected: you fell more than 1024 bytes behind the console; 2048 bytes queued \
              for you were not sent"
+        );
+        assert_eq!(
+            BREAK_NOT_CARRIED,
+            "BREAK cannot reach this guest: its chardev carries bytes only; see CONSOLES.md \"BREAK\""
         );
         assert_eq!(
             (guest(true), guest(false)),

@@ -145,6 +145,8 @@ pub(crate) struct Subscriber {
     /// Bytes not queued since it was marked slow (the chunk that passed the limit, and any
     /// after it until the console drops it).
     refused: u64,
+    /// Telnet BREAKs (IAC BRK) read since the console last took them ([`Self::take_breaks`]).
+    breaks: u32,
 }
 
 impl Subscriber {
@@ -174,6 +176,7 @@ impl Subscriber {
             leaving: None,
             notices,
             refused: 0,
+            breaks: 0,
         };
         if protocol == ConsoleProtocol::Telnet {
             s.push(Bytes::from_static(telnet::greeting()));
@@ -264,6 +267,7 @@ impl Subscriber {
             leaving: None,
             notices,
             refused: 0,
+            breaks: 0,
         };
         if after_go {
             s.notice("a re-exec failed; output may be missing here");
@@ -398,7 +402,8 @@ impl Subscriber {
                         ConsoleProtocol::Raw => out.extend_from_slice(&buf[..n]),
                         ConsoleProtocol::Telnet => {
                             let mut reply = Vec::new();
-                            self.decoder.decode(&buf[..n], out, &mut reply);
+                            let commands = self.decoder.decode(&buf[..n], out, &mut reply);
+                            self.breaks = self.breaks.saturating_add(commands.breaks);
                             if !reply.is_empty() {
                                 self.push(Bytes::from(reply));
                             }
@@ -411,6 +416,12 @@ impl Subscriber {
             }
         }
         Input::Waiting
+    }
+
+    /// The telnet BREAKs it sent since the last call (none in raw mode: there a break is no
+    /// byte). Nothing of them is in the input [`Self::poll_input`] gave.
+    pub(crate) fn take_breaks(&mut self) -> u32 {
+        std::mem::take(&mut self.breaks)
     }
 
     /// What a slow subscriber missed when it is dropped: what was queued and not sent, and what

@@ -22,7 +22,11 @@
 //! - Subnegotiations (IAC SB ... IAC SE) are skipped: logd asks for no option that has any (NAWS
 //!   and TTYPE are refused). A subnegotiation still open after 1024 bytes is abandoned as garbage
 //!   and decoding resumes in data state, so a client cannot make logd swallow its input forever.
-//! - Other commands (NOP, DM, BRK, IP, AO, EC, EL, GA) are dropped. AYT ("are you there?") is
+//! - BRK (a serial break) is neither data nor negotiation: the decoder reports it ([`Commands`])
+//!   and passes no byte of it on. What the console does with it is the console's (a guest's
+//!   chardev carries bytes only, so logd tells the holder it cannot pass it: docs/CONSOLES.md,
+//!   "BREAK").
+//! - Other commands (NOP, DM, IP, AO, EC, EL, GA) are dropped. AYT ("are you there?") is
 //!   answered with "\r\n[logd: yes]\r\n", the one reply that is not negotiation: it shows the user
 //!   that logd is alive even when the guest is silent.
 //! - "\r\0" from the client reaches the guest as "\r" (RFC 854's carriage return); "\r\n" and a
@@ -53,6 +57,8 @@ pub(crate) const OPT_SGA: u8 = 3;
 
 /// "Are you there?", the one command logd answers.
 const AYT: u8 = 246;
+/// Break: the client asks for a serial break (RFC 854), reported in [`Commands`].
+pub(crate) const BRK: u8 = 243;
 /// logd's answer to AYT.
 const AYT_ANSWER: &[u8] = b"\r\n[logd: yes]\r\n";
 /// How many bytes of a subnegotiation logd skips before it gives up waiting for IAC SE.
@@ -155,6 +161,14 @@ impl OptionSet {
     }
 }
 
+/// The commands found in one [`Decoder::decode`] call that the caller may act on: none of them
+/// is data or needs a reply.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Commands {
+    /// IAC BRK, how many times: the client asked for a serial break.
+    pub breaks: u32,
+}
+
 /// Input decoder state, one per telnet subscriber. Keeps state across calls, so an IAC sequence or
 /// a "\r\0" split across two reads is handled.
 ///
@@ -178,10 +192,12 @@ pub struct Decoder {
 impl Decoder {
     /// Decodes bytes received from the client. Appends the data bytes meant for the guest to `data`,
     /// and any negotiation replies logd must send back to the client to `reply` (with the answer
-    /// to AYT, the only reply that is not negotiation).
+    /// to AYT, the only reply that is not negotiation). Returns the commands the caller may act
+    /// on (BRK), which leave nothing in `data`.
     ///
     /// The result does not depend on how the client's stream is cut into calls.
-    pub fn decode(&mut self, input: &[u8], data: &mut Vec<u8>, reply: &mut Vec<u8>) {
+    pub fn decode(&mut self, input: &[u8], data: &mut Vec<u8>, reply: &mut Vec<u8>) -> Commands {
+        let mut commands = Commands::default();
         let mut i = 0;
         while i < input.len() {
             let b = input[i];
@@ -223,6 +239,10 @@ impl Decoder {
                             reply.extend_from_slice(AYT_ANSWER);
                             State::Data
                         }
+                        BRK => {
+                            commands.breaks = commands.breaks.saturating_add(1);
+                            State::Data
+                        }
                         _ => State::Data,
                     };
                 }
@@ -253,6 +273,7 @@ impl Decoder {
             }
             i += 1;
         }
+        commands
     }
 
     /// Handles IAC `verb` `opt`, appending logd's answer, if it owes one, to `reply`.
@@ -317,6 +338,13 @@ mod tests {
         (data, reply)
     }
 
+    /// Decodes `input` in one call; returns (data, reply, breaks).
+    fn run_brk(d: &mut Decoder, input: &[u8]) -> (Vec<u8>, Vec<u8>, u32) {
+        let (mut data, mut reply) = (Vec::new(), Vec::new());
+        let c = d.decode(input, &mut data, &mut reply);
+        (data, reply, c.breaks)
+    }
+
     /// The reply to one command sent to `d`.
     fn answer(d: &mut Decoder, verb: u8, opt: u8) -> Vec<u8> {
         let (data, reply) = run(d, &[IAC, verb, opt]);
@@ -326,16 +354,22 @@ mod tests {
 
     /// Decodes `input` cut at `cuts` (offsets, any order, clamped to the input).
     fn run_chunked(input: &[u8], cuts: &[usize]) -> (Vec<u8>, Vec<u8>) {
+        let (data, reply, _) = run_chunked_brk(input, cuts);
+        (data, reply)
+    }
+
+    /// [`run_chunked`], with the breaks counted over every call.
+    fn run_chunked_brk(input: &[u8], cuts: &[usize]) -> (Vec<u8>, Vec<u8>, u32) {
         let mut cuts: Vec<usize> = cuts.iter().map(|&c| c.min(input.len())).collect();
         cuts.sort_unstable();
         let mut d = Decoder::default();
-        let (mut data, mut reply) = (Vec::new(), Vec::new());
+        let (mut data, mut reply, mut breaks) = (Vec::new(), Vec::new(), 0);
         let mut start = 0;
         for end in cuts.into_iter().chain([input.len()]) {
-            d.decode(&input[start..end], &mut data, &mut reply);
+            breaks += d.decode(&input[start..end], &mut data, &mut reply).breaks;
             start = end;
         }
-        (data, reply)
+        (data, reply, breaks)
     }
 
     /// What a client that agrees to everything answers to `reply`: WILL <-> DO, WONT <-> DONT.
@@ -597,13 +631,41 @@ mod tests {
     }
 
     #[test]
+    fn brk_is_a_command_not_data() {
+        let mut d = Decoder::default();
+        assert_eq!(
+            run_brk(&mut d, &[b'a', IAC, BRK, b'b']),
+            (b"ab".to_vec(), vec![], 1)
+        );
+        assert_eq!(run_brk(&mut d, &[IAC, BRK, IAC, BRK]), (vec![], vec![], 2));
+        // Split between IAC and BRK: reported by the call that sees BRK.
+        assert_eq!(run_brk(&mut d, &[b'x', IAC]), (b"x".to_vec(), vec![], 0));
+        assert_eq!(run_brk(&mut d, &[BRK, b'y']), (b"y".to_vec(), vec![], 1));
+        // An escaped 0xFF followed by 243 is data, not a break.
+        assert_eq!(
+            run_brk(&mut d, &[IAC, IAC, BRK]),
+            (vec![IAC, BRK], vec![], 0)
+        );
+        // Inside a subnegotiation it is skipped like the rest.
+        assert_eq!(
+            run_brk(&mut d, &[IAC, SB, OPT_NAWS, IAC, BRK, IAC, SE, b'z']),
+            (b"z".to_vec(), vec![], 0)
+        );
+        // After "\r", a break does not take the place of the NUL.
+        assert_eq!(
+            run_brk(&mut d, &[b'\r', IAC, BRK, 0]),
+            (vec![b'\r', 0], vec![], 1)
+        );
+    }
+
+    #[test]
     fn other_commands_are_dropped_and_ayt_is_answered() {
         let mut d = Decoder::default();
         let mut input = Vec::new();
-        for cmd in [241, 242, 243, 244, 245, 247, 248, 249, SE, 0, 100] {
+        for cmd in [241, 242, 244, 245, 247, 248, 249, SE, 0, 100] {
             input.extend_from_slice(&[b'.', IAC, cmd]);
         }
-        assert_eq!(run(&mut d, &input), (b"...........".to_vec(), vec![]));
+        assert_eq!(run_brk(&mut d, &input), (b"..........".to_vec(), vec![], 0));
         assert_eq!(run(&mut d, &[IAC, AYT]), (vec![], AYT_ANSWER.to_vec()));
         // Every AYT is answered: it is a question, not a state change.
         assert_eq!(run(&mut d, &[IAC, AYT]), (vec![], AYT_ANSWER.to_vec()));
@@ -664,7 +726,7 @@ mod tests {
             1 => Just(b'\r'),
             1 => Just(0u8),
             1 => Just(b'\n'),
-            1 => prop::sample::select(vec![SB, SE, WILL, WONT, DO, DONT, AYT, 241]),
+            1 => prop::sample::select(vec![SB, SE, WILL, WONT, DO, DONT, AYT, BRK, 241]),
             1 => prop::sample::select(vec![OPT_BINARY, OPT_ECHO, OPT_SGA, OPT_NAWS]),
         ]
     }
@@ -689,8 +751,8 @@ mod tests {
             cuts in prop::collection::vec(any::<usize>(), 0..20),
         ) {
             let cuts: Vec<usize> = cuts.iter().map(|c| c % (input.len() + 1)).collect();
-            let whole = run(&mut Decoder::default(), &input);
-            prop_assert_eq!(run_chunked(&input, &cuts), whole);
+            let whole = run_brk(&mut Decoder::default(), &input);
+            prop_assert_eq!(run_chunked_brk(&input, &cuts), whole);
         }
 
         #[test]
