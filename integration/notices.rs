@@ -1,8 +1,10 @@
 //! End-to-end tests of console notices (issue 16, item 4): what logd tells subscribers of its
 //! own (`[logd: …]` lines: the greeting, the guest's comings and goings, the write lock's
 //! moves), the marks `--mark-log` writes in the log, `--no-notices`, and a replay that starts
-//! at a line boundary. The real logd, QEMU booting the test guest (killed and restarted where
-//! the guest must come and go), real `nc` and `telnet` subscribers.
+//! at a line boundary; and what a telnet BREAK gets (issue 16, item 5). The real logd, QEMU
+//! booting the test guest (killed and restarted where the guest must come and go), or the test
+//! itself as the guest where it must see every byte the guest gets; real `nc` and `telnet`
+//! subscribers, and raw TCP clients.
 
 use std::process::Command;
 use std::time::Duration;
@@ -351,4 +353,29 @@ fn a_telnet_break_is_told_not_passed_to_the_guest() {
     assert_eq!(count(&held, b"BREAK cannot reach"), 1);
     // The log is the guest's output only.
     assert_eq!(log_of(&d, "b.log"), BANNER);
+}
+
+/// The real `telnet`'s `send brk` (its escape character, then the command): the holder is told,
+/// and the guest gets the keys around it and nothing else.
+#[test]
+fn telnet_send_brk_is_told_to_the_holder() {
+    use std::io::{Read, Write};
+    if require_tool("telnet").is_none() {
+        return;
+    }
+    let d = Daemon::start();
+    let port = add(&d, "t", &["--telnet", "--tcp-write"]);
+    let mut guest = std::os::unix::net::UnixStream::connect(d.log("t.sock")).unwrap();
+    guest.set_read_timeout(Some(T)).unwrap();
+    guest.write_all(BANNER).unwrap();
+    wait_logged(&d, "t.log", BANNER);
+    let mut t = telnet(port);
+    t.wait_for(b"hold the write lock", T);
+    // "a", then Ctrl-] (telnet's escape) and its command, which sends IAC BRK.
+    t.send(b"a\x1dsend brk\n");
+    t.wait_for(b"[logd: BREAK cannot reach this guest", T);
+    t.send(b"z");
+    let mut got = [0u8; 2];
+    guest.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"az", "the BREAK left a byte in the guest's input");
 }
