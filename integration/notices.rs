@@ -123,6 +123,13 @@ fn guest_notices_reach_nc_and_telnet_and_not_the_log() {
         T,
     );
     let t = telnet(port);
+    // Connected (greeted) before the next one starts: the order of the subscribers, and so
+    // who is next in line for the lock, is the order they connected in, not the order their
+    // processes were started in.
+    t.wait_for(
+        b"[logd: console vm/serial0; you are read-write; the write lock is held by",
+        T,
+    );
     let other = nc(port);
     let subs = wait_for(T, "three subscribers", || {
         let s = subscribers(&d);
