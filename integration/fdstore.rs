@@ -74,6 +74,47 @@ impl FakeStore {
         }
     }
 
+    /// systemd's restart after a crash: `logd ARGS` with the `N` stored fds at 3, 4, …, named
+    /// in `LISTEN_FDNAMES` (the store keeps its copies), its stderr to `stderr`; returns once
+    /// it has said `READY=1`.
+    fn restart<const N: usize>(
+        &self,
+        notify: &Path,
+        args: &str,
+        stderr: &Path,
+    ) -> std::process::Child {
+        let (names, fds): (Vec<String>, Vec<i32>) = {
+            let h = self.heard.lock().unwrap();
+            h.fds
+                .iter()
+                .map(|(n, f)| (n.clone(), f.as_raw_fd()))
+                .unzip()
+        };
+        let fds: [i32; N] = fds
+            .try_into()
+            .unwrap_or_else(|_| panic!("{N} fds stored: {names:?}"));
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(format!(
+                "LISTEN_PID=$$ LISTEN_FDS={} LISTEN_FDNAMES={} exec {LOGD} {args}",
+                names.len(),
+                names.join(":")
+            ))
+            .env("NOTIFY_SOCKET", notify)
+            .stderr(std::fs::File::create(stderr).unwrap())
+            .stdout(Stdio::null());
+        pass_fds_from_3(&mut cmd, fds);
+        let child = cmd.spawn().unwrap();
+        let pid = child.id();
+        self.wait("READY=1 from the restarted logd", |h| {
+            h.states
+                .iter()
+                .any(|s| s.contains(&format!("READY=1\nMAINPID={pid}")))
+                .then_some(())
+        });
+        child
+    }
+
     fn wait<T>(&self, what: &str, mut f: impl FnMut(&mut Heard) -> Option<T>) -> T {
         wait_for(Duration::from_secs(30), what, || {
             f(&mut self.heard.lock().unwrap())
@@ -268,34 +309,9 @@ fn sigkill_under_load(reexec: bool) {
     let before = Instant::now();
 
     // systemd's restart: the stored fds at 3, 4, 5, named. The store keeps its copies.
-    let (names, fds): (Vec<String>, Vec<i32>) = {
-        let h = store.heard.lock().unwrap();
-        h.fds
-            .iter()
-            .map(|(n, f)| (n.clone(), f.as_raw_fd()))
-            .unzip()
-    };
-    assert_eq!(names.len(), WRITERS, "{names:?}");
     let stderr2 = dir.path().join("stderr2");
-    let mut cmd = Command::new("sh");
-    cmd.arg("-c")
-        .arg(format!(
-            "LISTEN_PID=$$ LISTEN_FDS={} LISTEN_FDNAMES={} exec {LOGD} {args}",
-            names.len(),
-            names.join(":")
-        ))
-        .env("NOTIFY_SOCKET", &notify)
-        .stderr(std::fs::File::create(&stderr2).unwrap())
-        .stdout(Stdio::null());
-    pass_fds_from_3(&mut cmd, [fds[0], fds[1], fds[2]]);
-    let mut second = cmd.spawn().unwrap();
+    let mut second = store.restart::<WRITERS>(&notify, &args, &stderr2);
     let second_pid = second.id();
-    store.wait("READY=1 from the second logd", |h| {
-        h.states
-            .iter()
-            .any(|s| s.contains(&format!("READY=1\nMAINPID={second_pid}")))
-            .then_some(())
-    });
     eprintln!(
         "logd restarted in {:?}; lines sent at the kill: {at_kill:?}",
         before.elapsed()
@@ -600,34 +616,9 @@ fn a_sigkill_keeps_a_console_s_guest_and_listeners_through_the_fd_store() {
     sub.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
 
     // systemd's restart with the four stored sockets.
-    let (names, fds): (Vec<String>, Vec<i32>) = {
-        let h = store.heard.lock().unwrap();
-        h.fds
-            .iter()
-            .map(|(n, f)| (n.clone(), f.as_raw_fd()))
-            .unzip()
-    };
-    assert_eq!(names.len(), 4, "{names:?}");
     let stderr2 = dir.path().join("stderr2");
-    let mut cmd = Command::new("sh");
-    cmd.arg("-c")
-        .arg(format!(
-            "LISTEN_PID=$$ LISTEN_FDS={} LISTEN_FDNAMES={} exec {LOGD} {args}",
-            names.len(),
-            names.join(":")
-        ))
-        .env("NOTIFY_SOCKET", &notify)
-        .stderr(std::fs::File::create(&stderr2).unwrap())
-        .stdout(Stdio::null());
-    pass_fds_from_3(&mut cmd, [fds[0], fds[1], fds[2], fds[3]]);
-    let second = KillOnDrop(cmd.spawn().unwrap());
+    let second = KillOnDrop(store.restart::<4>(&notify, &args, &stderr2));
     let second_pid = second.0.id();
-    store.wait("READY=1 from the second logd", |h| {
-        h.states
-            .iter()
-            .any(|s| s.contains(&format!("READY=1\nMAINPID={second_pid}")))
-            .then_some(())
-    });
 
     // The subscriber that waited in the backlog is served: what the guest wrote while logd was
     // down (live, or from the replay ring if the restarted logd read it first), then what it

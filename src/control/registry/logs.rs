@@ -12,7 +12,7 @@ use actix::prelude::*;
 use logd_protocol::{DomainId, Position, ReadFrom};
 
 use super::{ask, DomainKey, Registry, RegistryError};
-use crate::control::domain::{self, Domain};
+use crate::control::domain::{self, Domain, DomainError};
 use crate::datapath::rotate::{self, ReadOutcome};
 
 /// `OpenLog`, with the path already resolved and checked.
@@ -88,25 +88,30 @@ impl Registry {
         (_, addr, shared): (DomainKey, Addr<Domain>, Arc<Path>),
         msg: Open,
     ) -> ResponseActFuture<Self, Result<(Position, OwnedFd), RegistryError>> {
-        let path = msg.path.clone();
-        let req = ask(
-            addr.send(domain::OpenStream {
-                path: shared,
-                rotate: self.rotate,
-                truncate: msg.truncate,
-                store_as: crate::control::stored::storing().then_some(msg.domain),
-            }),
-            msg.path,
-        );
-        Box::pin(
-            fut::wrap_future(req).map(move |res, act: &mut Registry, _| {
-                if res.is_err() {
-                    act.release(&path);
-                }
-                res
-            }),
-        )
+        let req = addr.send(domain::OpenStream {
+            path: shared,
+            rotate: self.rotate,
+            truncate: msg.truncate,
+            store_as: crate::control::stored::storing().then_some(msg.domain),
+        });
+        released_on_error(req, msg.path)
     }
+}
+
+/// Asks a domain to open a stream on a claimed path; the claim is released if it does not.
+fn released_on_error<T: 'static>(
+    req: impl std::future::Future<Output = Result<Result<T, DomainError>, MailboxError>> + 'static,
+    path: PathBuf,
+) -> ResponseActFuture<Registry, Result<T, RegistryError>> {
+    let claimed = path.clone();
+    Box::pin(
+        fut::wrap_future(ask(req, path)).map(move |res, act: &mut Registry, _| {
+            if res.is_err() {
+                act.release(&claimed);
+            }
+            res
+        }),
+    )
 }
 
 /// A pipe from systemd's fd store, whose log is opened again after a crash
@@ -129,24 +134,13 @@ impl Handler<Recover> for Registry {
             Ok(c) => c,
             Err(e) => return Box::pin(fut::ready(Err(e))),
         };
-        let path = msg.path.clone();
-        let req = ask(
-            addr.send(domain::AdoptPipe {
-                path: shared,
-                rotate: msg.rotate,
-                pipe: msg.pipe,
-                stats: msg.stats,
-            }),
-            msg.path,
-        );
-        Box::pin(
-            fut::wrap_future(req).map(move |res, act: &mut Registry, _| {
-                if res.is_err() {
-                    act.release(&path);
-                }
-                res
-            }),
-        )
+        let req = addr.send(domain::AdoptPipe {
+            path: shared,
+            rotate: msg.rotate,
+            pipe: msg.pipe,
+            stats: msg.stats,
+        });
+        released_on_error(req, msg.path)
     }
 }
 
