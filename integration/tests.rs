@@ -19,4 +19,5 @@ mod notices;
 mod persisted;
 mod reexec;
 mod roles;
+mod tls;
 mod virtlogd;

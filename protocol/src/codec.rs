@@ -357,9 +357,8 @@ mod documented_examples {
         want.extend_from_slice(b"\x03\x01\x02\x02\x05alice\x06@wheel\x00");
         assert_eq!(f, want);
         assert_eq!(plain[5..], f[5..plain.len()], "the spec as AddConsole's");
-        // The notice options: variants 4 and 5, no payload.
-        let notices = Request::AddConsoleWith {
-            spec: ConsoleSpec::new(
+        let notices_spec = || {
+            ConsoleSpec::new(
                 DomainId {
                     driver: "qemu".into(),
                     uuid: Uuid::from_u128(1),
@@ -368,15 +367,35 @@ mod documented_examples {
                 "s0",
                 GuestSide::Listen { path: "s".into() },
                 "l",
-            ),
+            )
+        };
+        // The notice options: variants 4 and 5, no payload.
+        let notices = Request::AddConsoleWith {
+            spec: notices_spec(),
             options: vec![ConsoleOption::NoNotices, ConsoleOption::MarkLog],
         };
         let n = encode_frame(&notices, MAX_REQUEST_FRAME).unwrap();
         assert_eq!(n[5..plain.len()], plain[5..]);
         assert_eq!(n[plain.len()..], [2, 4, 5]);
+        // The TLS options: variants 6 to 10, each with its string or list.
+        let tls = Request::AddConsoleWith {
+            spec: notices_spec(),
+            options: vec![
+                ConsoleOption::Tls("4556".into()),
+                ConsoleOption::TlsDir("pki".into()),
+                ConsoleOption::TlsReadWrite(vec!["CN=a".into()]),
+                ConsoleOption::TlsReadOnly(vec![]),
+                ConsoleOption::TlsAnonymous("read-only".into()),
+            ],
+        };
+        let t = encode_frame(&tls, MAX_REQUEST_FRAME).unwrap();
+        assert_eq!(
+            t[plain.len()..],
+            *b"\x05\x06\x044556\x07\x03pki\x08\x01\x04CN=a\x09\x00\x0a\x09read-only"
+        );
         // An option this crate does not know (a later variant) does not decode.
         let mut future = f[4..].to_vec();
-        *future.last_mut().unwrap() = 6;
+        *future.last_mut().unwrap() = 11;
         assert!(decode::<Request>(&future).is_err());
     }
 

@@ -220,6 +220,20 @@ pub enum ConsoleOption {
     /// The guest's connections and disconnections are marked in the console's log (by default
     /// the log holds the guest's output only).
     MarkLog,
+    /// A TLS listener for subscribers: `ADDR:PORT` or `PORT` (127.0.0.1), as the spec's `tcp`.
+    /// Needs [`ConsoleOption::TlsDir`].
+    Tls(String),
+    /// The TLS credentials' directory, in QEMU's `tls-creds-x509` layout: `ca-cert.pem` (the CA
+    /// that signs client certificates), `server-cert.pem`, `server-key.pem`, and `ca-crl.pem`
+    /// if present. A path as the spec's paths are.
+    TlsDir(String),
+    /// TLS clients that may type: certificate subjects (`CN=alice,O=Example`, or `CN=alice`
+    /// alone).
+    TlsReadWrite(Vec<String>),
+    /// TLS clients that may watch, in the same form.
+    TlsReadOnly(Vec<String>),
+    /// What a TLS client without a certificate gets: `refuse` (the default) or `read-only`.
+    TlsAnonymous(String),
 }
 
 impl ConsoleOption {
@@ -232,6 +246,11 @@ impl ConsoleOption {
             ConsoleOption::ReadOnly(_) => "--read-only",
             ConsoleOption::NoNotices => "--no-notices",
             ConsoleOption::MarkLog => "--mark-log",
+            ConsoleOption::Tls(_) => "--tls",
+            ConsoleOption::TlsDir(_) => "--tls-dir",
+            ConsoleOption::TlsReadWrite(_) => "--tls-read-write",
+            ConsoleOption::TlsReadOnly(_) => "--tls-read-only",
+            ConsoleOption::TlsAnonymous(_) => "--tls-anonymous",
         }
     }
 }

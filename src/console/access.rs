@@ -82,6 +82,8 @@ pub(crate) struct ConsoleRequest {
     pub(crate) access: Access,
     /// What subscribers are told, and whether the log is marked.
     pub(crate) notices: crate::console::Notices,
+    /// The TLS listener, as asked for.
+    pub(crate) tls: Option<crate::console::tls::TlsRequest>,
 }
 
 impl ConsoleRequest {
@@ -91,6 +93,7 @@ impl ConsoleRequest {
             spec,
             access: Access::default(),
             notices: Default::default(),
+            tls: None,
         }
     }
 }

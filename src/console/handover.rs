@@ -60,7 +60,7 @@ impl Console {
                 .subs
                 .iter()
                 .filter(|s| s.leaving.is_none())
-                .map(|s| s.export(carrier))
+                .filter_map(|s| s.export(carrier))
                 .collect(),
             slow_disconnects: self.stats.slow_disconnects,
             refused: self.stats.refused,
@@ -162,6 +162,7 @@ impl Console {
             queue_limit: st.queue_limit,
             access: st.access.clone(),
             notices: st.notices,
+            tls: None,
         };
         let replay = Replay::restored(cfg.replay, st.replay.clone());
         let span = tracing::info_span!("console", domain = %cfg.domain.name, console = %cfg.name);
@@ -189,6 +190,7 @@ impl Console {
             replay,
             tcp,
             unix,
+            tls: None,
             subs,
             joining: Vec::new(),
             parting: Default::default(),

@@ -29,7 +29,9 @@
 //!   goings, the lock's moves, a cut-off), and the marks it may write in the log;
 //! - `handover`: a console's state across a re-exec (export, restore);
 //! - `subscriber`: one watching connection and its bounded queue;
-//! - [`telnet`]: the sans-IO telnet codec.
+//! - [`telnet`]: the sans-IO telnet codec;
+//! - [`tls`]: the optional TLS listener: handshakes, client certificates and their roles, and
+//!   the TLS connection a subscriber reads and writes.
 
 pub(crate) mod access;
 mod guest;
@@ -39,6 +41,7 @@ mod peer;
 mod replay;
 mod subscriber;
 pub mod telnet;
+pub(crate) mod tls;
 
 #[cfg(test)]
 mod tests;
@@ -111,6 +114,10 @@ pub(crate) enum ConsoleError {
     Tcp { addr: String, source: io::Error },
     #[error("cannot listen for subscribers on {path}: {source}")]
     Unix { path: PathBuf, source: io::Error },
+    #[error("cannot listen for TLS subscribers on {addr}: {source}")]
+    TlsListen { addr: String, source: io::Error },
+    #[error("the TLS credentials in {dir} were not read")]
+    TlsCredentials { dir: PathBuf },
     #[error("{what}, kept through a crash, is not usable: {source}")]
     Kept {
         what: &'static str,
@@ -138,6 +145,8 @@ pub(crate) struct ConsoleConfig {
     pub(crate) access: Access,
     /// What logd tells subscribers, and marks in the log ([`notice`]).
     pub(crate) notices: Notices,
+    /// The TLS listener's settings and credentials ([`tls`]), if it has one.
+    pub(crate) tls: Option<tls::TlsConfig>,
 }
 
 /// Counters of a console beyond its sink's.
@@ -158,6 +167,8 @@ pub(crate) struct Console {
     replay: Replay,
     tcp: Option<TcpListener>,
     unix: Option<UnixListener>,
+    /// The TLS listener and its handshakes in progress.
+    tls: Option<tls::accept::TlsListener>,
     subs: Vec<Subscriber>,
     /// UNIX subscribers admitted, waiting for their uid's name (`peer`) before they join.
     joining: Vec<Joining>,
@@ -288,6 +299,10 @@ impl Console {
             ),
             (None, _) => None,
         };
+        let tls = match &cfg.tls {
+            Some(t) => Some(tls::accept::TlsListener::open(t, None)?),
+            None => None,
+        };
         let replay = Replay::new(cfg.replay);
         let span = tracing::info_span!("console", domain = %cfg.domain.name, console = %cfg.name);
         let mut c = Console {
@@ -301,6 +316,7 @@ impl Console {
             replay,
             tcp,
             unix,
+            tls,
             subs: Vec::new(),
             joining: Vec::new(),
             parting: Default::default(),
@@ -603,6 +619,7 @@ impl Console {
     fn poll_accept(&mut self, cx: &mut Context<'_>) {
         self.poll_joining(cx);
         self.poll_parting(cx);
+        self.poll_tls(cx);
         loop {
             if let Some(Poll::Ready(r)) = self.tcp.as_ref().map(|l| l.poll_accept(cx)) {
                 match r {
@@ -953,7 +970,7 @@ impl Console {
     /// listening socket and the subscribers' UNIX socket), so that none is left behind: at its
     /// removal, and when logd stops. Its listeners close with it.
     pub(crate) fn close_saying(&mut self, why: &str) {
-        for s in &self.subs {
+        for s in &mut self.subs {
             s.say_goodbye(why);
         }
         if let Some(p) = &self.cfg.unix {

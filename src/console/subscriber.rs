@@ -1,4 +1,4 @@
-//! A console subscriber: one TCP or UNIX connection watching a console, maybe typing into it.
+//! A console subscriber: one TCP, UNIX or TLS connection watching a console, maybe typing into it.
 //!
 //! A subscriber is owned by its console (inside the domain actor) and driven from the console's
 //! poll. Output goes through a bounded queue of shared [`Bytes`]: the console pushes the same
@@ -15,78 +15,113 @@ use logd_protocol::ConsoleProtocol;
 use tokio::net::{TcpStream, UnixStream};
 
 use crate::console::telnet;
+use crate::console::tls::stream::TlsStream;
 
 /// Most buffers written at once with `writev`.
 const MAX_IOV: usize = 32;
 /// Bytes read from a subscriber at once.
 const READ_CHUNK: usize = 4096;
 
-/// The connection: TCP or UNIX.
+/// The connection: TCP, UNIX, or TLS over TCP.
 pub(crate) enum Socket {
     Tcp(TcpStream),
     Unix(UnixStream),
+    /// Its session lives in this process: a re-exec cannot carry it (`tls::accept`).
+    Tls(Box<TlsStream>),
 }
 
 impl Socket {
-    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self {
             Socket::Tcp(s) => s.poll_read_ready(cx),
             Socket::Unix(s) => s.poll_read_ready(cx),
+            Socket::Tls(s) => s.poll_read_ready(cx),
         }
     }
 
-    fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    fn poll_write_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self {
             Socket::Tcp(s) => s.poll_write_ready(cx),
             Socket::Unix(s) => s.poll_write_ready(cx),
+            Socket::Tls(s) => s.poll_write_ready(cx),
         }
     }
 
-    fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+    fn try_read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Socket::Tcp(s) => s.try_read(buf),
             Socket::Unix(s) => s.try_read(buf),
+            Socket::Tls(s) => s.try_read(buf),
         }
     }
 
-    fn try_write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+    fn try_write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         match self {
             Socket::Tcp(s) => s.try_write_vectored(bufs),
             Socket::Unix(s) => s.try_write_vectored(bufs),
+            Socket::Tls(s) => s.try_write_vectored(bufs),
+        }
+    }
+
+    /// `Ready` once what was written has left for the socket: at once for TCP and UNIX; for
+    /// TLS once rustls holds no encrypted bytes the socket did not take.
+    fn poll_sent(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self {
+            Socket::Tcp(_) | Socket::Unix(_) => Poll::Ready(Ok(())),
+            Socket::Tls(s) => s.poll_send_held(cx),
         }
     }
 
     /// Writes what fits now, without waiting (notices to a peer about to be dropped).
-    pub(crate) fn try_write_now(&self, data: &[u8]) {
+    pub(crate) fn try_write_now(&mut self, data: &[u8]) {
         let _ = match self {
             Socket::Tcp(s) => s.try_write(data),
             Socket::Unix(s) => s.try_write(data),
+            Socket::Tls(s) => {
+                s.write_now(data);
+                Ok(0)
+            }
         };
     }
 
     /// Tells the peer that nothing more comes (after its last line): it reads that line, then
-    /// EOF.
-    pub(crate) fn shutdown_write(&self) {
+    /// EOF (TLS: close_notify first).
+    pub(crate) fn shutdown_write(&mut self) {
         use std::os::fd::AsRawFd;
         let fd = match self {
             Socket::Tcp(s) => s.as_raw_fd(),
             Socket::Unix(s) => s.as_raw_fd(),
+            Socket::Tls(s) => {
+                s.close_notify_now();
+                s.tcp().as_raw_fd()
+            }
         };
         let _ = nix::sys::socket::shutdown(fd, nix::sys::socket::Shutdown::Write);
     }
 
     /// Reads and discards what the peer sends until it closes (`Ready`). A socket closed with
     /// unread input resets the connection, and the peer may then lose the last line it was
-    /// sent: a refused peer is drained until it leaves.
-    pub(crate) fn poll_drain(&self, cx: &mut Context<'_>) -> Poll<()> {
+    /// sent: a refused peer is drained until it leaves. (TLS: its records are discarded
+    /// undecrypted.)
+    pub(crate) fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let mut buf = [0u8; READ_CHUNK];
         loop {
-            match self.poll_read_ready(cx) {
+            let ready = match self {
+                Socket::Tcp(s) => s.poll_read_ready(cx),
+                Socket::Unix(s) => s.poll_read_ready(cx),
+                Socket::Tls(s) => s.tcp().poll_read_ready(cx),
+            };
+            match ready {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Err(_)) => return Poll::Ready(()),
                 Poll::Ready(Ok(())) => {}
             }
-            match self.try_read(&mut buf) {
+            let read = match self {
+                Socket::Tcp(s) => s.try_read(&mut buf),
+                Socket::Unix(s) => s.try_read(&mut buf),
+                Socket::Tls(s) => s.tcp().try_read(&mut buf),
+            };
+            match read {
                 Ok(0) => return Poll::Ready(()),
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
@@ -115,12 +150,15 @@ pub(crate) enum Leave {
     Slow,
     /// An operator disconnected it.
     Kicked,
+    /// A TLS subscriber before a re-exec, which cannot carry its session.
+    Reexec,
 }
 
 /// One subscriber.
 pub(crate) struct Subscriber {
     pub(crate) id: u64,
-    /// Who it is: `UID:NAME` (UNIX) or `ADDR:PORT` (TCP).
+    /// Who it is: `UID:NAME` (UNIX), `ADDR:PORT` (TCP), its certificate's subject or
+    /// `anonymous@ADDR:PORT` (TLS).
     pub(crate) peer: String,
     /// What it may do, decided when it connected.
     pub(crate) role: crate::console::Role,
@@ -185,16 +223,18 @@ impl Subscriber {
     }
 
     /// Describes the subscriber for a re-exec (its socket marked to be carried): what it was
-    /// sent, what it still has to be sent, and where its telnet negotiation stands.
+    /// sent, what it still has to be sent, and where its telnet negotiation stands. None for a
+    /// TLS subscriber: its session cannot be carried.
     pub(crate) fn export(
         &self,
         carrier: &mut crate::handover::state::Carrier,
-    ) -> crate::handover::state::SubscriberState {
+    ) -> Option<crate::handover::state::SubscriberState> {
         let (tcp, fd) = match &self.sock {
             Socket::Tcp(s) => (true, carrier.fd(s)),
             Socket::Unix(s) => (false, carrier.fd(s)),
+            Socket::Tls(_) => return None,
         };
-        crate::handover::state::SubscriberState {
+        Some(crate::handover::state::SubscriberState {
             id: self.id,
             peer: self.peer.clone(),
             since_ms: crate::clock::unix_ms(self.since_wall),
@@ -206,7 +246,17 @@ impl Subscriber {
             bytes_sent: self.bytes_sent,
             told_read_only: self.told_read_only,
             role: self.role,
-        }
+        })
+    }
+
+    /// Whether it came over TLS.
+    pub(crate) fn is_tls(&self) -> bool {
+        matches!(self.sock, Socket::Tls(_))
+    }
+
+    /// Sends what fits now and says nothing more comes (TLS: close_notify).
+    pub(crate) fn close_now(&mut self) {
+        self.sock.shutdown_write();
     }
 
     /// The subscriber as a previous process left it, on its inherited connection. Must run on
@@ -344,6 +394,12 @@ impl Subscriber {
                 Err(_) => self.leaving = Some(Leave::Closed),
             }
         }
+        // TLS: what rustls took and the socket did not, with the waker registered.
+        if self.leaving.is_none() {
+            if let Poll::Ready(Err(_)) = self.sock.poll_sent(cx) {
+                self.leaving = Some(Leave::Closed);
+            }
+        }
     }
 
     /// `n` bytes from the front of the queue were written: they count as sent, and leave the
@@ -437,7 +493,7 @@ impl Subscriber {
     }
 
     /// Best-effort last words before the connection is dropped.
-    pub(crate) fn say_goodbye(&self, text: &str) {
+    pub(crate) fn say_goodbye(&mut self, text: &str) {
         self.sock
             .try_write_now(format!("\r\n[logd: {text}]\r\n").as_bytes());
     }
@@ -452,6 +508,8 @@ pub(crate) struct Parting {
     sock: Socket,
     unsent: Bytes,
     until: std::time::Instant,
+    /// `shutdown` done: only the draining is left.
+    shut: bool,
 }
 
 impl Parting {
@@ -460,6 +518,7 @@ impl Parting {
             sock,
             unsent: Bytes::from(line.to_owned()),
             until,
+            shut: false,
         }
     }
 
@@ -475,16 +534,21 @@ impl Parting {
                 Poll::Ready(Ok(())) => {}
             }
             match self.sock.try_write_vectored(&[IoSlice::new(&self.unsent)]) {
-                Ok(n) => {
-                    bytes::Buf::advance(&mut self.unsent, n);
-                    if self.unsent.is_empty() {
-                        self.sock.shutdown_write();
-                    }
-                }
+                Ok(n) => bytes::Buf::advance(&mut self.unsent, n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => return Poll::Ready(()),
             }
+        }
+        if !self.shut {
+            // TLS: the line's records must have left before close_notify and the shutdown.
+            match self.sock.poll_sent(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(_)) => return Poll::Ready(()),
+                Poll::Ready(Ok(())) => {}
+            }
+            self.sock.shutdown_write();
+            self.shut = true;
         }
         self.sock.poll_drain(cx)
     }
@@ -634,7 +698,7 @@ mod tests {
         raw(100, async |s, mut peer| {
             // Fill the socket so that the last words must wait for the peer to read.
             let mut filled = 0usize;
-            let sock = s.sock;
+            let mut sock = s.sock;
             let junk = [b'j'; 4096];
             loop {
                 match sock.try_write_vectored(&[IoSlice::new(&junk)]) {

@@ -443,8 +443,12 @@ mod tests {
     fn first_do_for_offered_options_is_an_acknowledgement() {
         for opt in [OPT_ECHO, OPT_SGA, OPT_BINARY] {
             let mut d = Decoder::default();
-            assert_eq!(answer(&mut d, DO, opt), []);
-            assert_eq!(answer(&mut d, DO, opt), [], "a repeated DO is not answered");
+            assert_eq!(answer(&mut d, DO, opt), [0u8; 0]);
+            assert_eq!(
+                answer(&mut d, DO, opt),
+                [0u8; 0],
+                "a repeated DO is not answered"
+            );
         }
     }
 
@@ -452,11 +456,11 @@ mod tests {
     fn dont_after_agreement_gets_wont_once_and_do_again_gets_will_once() {
         for opt in [OPT_ECHO, OPT_SGA, OPT_BINARY] {
             let mut d = Decoder::default();
-            assert_eq!(answer(&mut d, DO, opt), []);
+            assert_eq!(answer(&mut d, DO, opt), [0u8; 0]);
             assert_eq!(answer(&mut d, DONT, opt), [IAC, WONT, opt]);
-            assert_eq!(answer(&mut d, DONT, opt), []);
+            assert_eq!(answer(&mut d, DONT, opt), [0u8; 0]);
             assert_eq!(answer(&mut d, DO, opt), [IAC, WILL, opt]);
-            assert_eq!(answer(&mut d, DO, opt), []);
+            assert_eq!(answer(&mut d, DO, opt), [0u8; 0]);
             assert_eq!(answer(&mut d, DONT, opt), [IAC, WONT, opt]);
         }
     }
@@ -465,8 +469,8 @@ mod tests {
     fn dont_refusing_the_greeting_is_not_answered() {
         for opt in [OPT_ECHO, OPT_SGA, OPT_BINARY] {
             let mut d = Decoder::default();
-            assert_eq!(answer(&mut d, DONT, opt), []);
-            assert_eq!(answer(&mut d, DONT, opt), []);
+            assert_eq!(answer(&mut d, DONT, opt), [0u8; 0]);
+            assert_eq!(answer(&mut d, DONT, opt), [0u8; 0]);
             // The client changes its mind: logd is still willing.
             assert_eq!(answer(&mut d, DO, opt), [IAC, WILL, opt]);
         }
@@ -476,10 +480,10 @@ mod tests {
     fn do_for_another_option_is_refused_once_per_request() {
         let mut d = Decoder::default();
         assert_eq!(answer(&mut d, DO, OPT_NAWS), [IAC, WONT, OPT_NAWS]);
-        assert_eq!(answer(&mut d, DO, OPT_NAWS), [], "already refused");
+        assert_eq!(answer(&mut d, DO, OPT_NAWS), [0u8; 0], "already refused");
         assert_eq!(answer(&mut d, DO, OPT_TTYPE), [IAC, WONT, OPT_TTYPE]);
         // The client acknowledges the refusal, then asks again: a new request, a new refusal.
-        assert_eq!(answer(&mut d, DONT, OPT_NAWS), []);
+        assert_eq!(answer(&mut d, DONT, OPT_NAWS), [0u8; 0]);
         assert_eq!(answer(&mut d, DO, OPT_NAWS), [IAC, WONT, OPT_NAWS]);
         assert_eq!(answer(&mut d, DO, 255), [IAC, WONT, 255]);
     }
@@ -488,15 +492,15 @@ mod tests {
     fn dont_for_an_option_never_enabled_is_not_answered() {
         let mut d = Decoder::default();
         for opt in [2, OPT_TTYPE, OPT_NAWS, 200, 255] {
-            assert_eq!(answer(&mut d, DONT, opt), []);
+            assert_eq!(answer(&mut d, DONT, opt), [0u8; 0]);
         }
     }
 
     #[test]
     fn will_binary_is_an_acknowledgement() {
         let mut d = Decoder::default();
-        assert_eq!(answer(&mut d, WILL, OPT_BINARY), []);
-        assert_eq!(answer(&mut d, WILL, OPT_BINARY), []);
+        assert_eq!(answer(&mut d, WILL, OPT_BINARY), [0u8; 0]);
+        assert_eq!(answer(&mut d, WILL, OPT_BINARY), [0u8; 0]);
     }
 
     #[test]
@@ -504,36 +508,36 @@ mod tests {
         let mut d = Decoder::default();
         for opt in [OPT_ECHO, OPT_SGA, OPT_NAWS, OPT_TTYPE, 255] {
             assert_eq!(answer(&mut d, WILL, opt), [IAC, DONT, opt]);
-            assert_eq!(answer(&mut d, WILL, opt), [], "already refused");
+            assert_eq!(answer(&mut d, WILL, opt), [0u8; 0], "already refused");
         }
         // The client acknowledges with WONT (no reply); a later WILL is a new offer.
-        assert_eq!(answer(&mut d, WONT, OPT_NAWS), []);
+        assert_eq!(answer(&mut d, WONT, OPT_NAWS), [0u8; 0]);
         assert_eq!(answer(&mut d, WILL, OPT_NAWS), [IAC, DONT, OPT_NAWS]);
     }
 
     #[test]
     fn wont_binary_refusing_our_do_is_recorded_without_reply() {
         let mut d = Decoder::default();
-        assert_eq!(answer(&mut d, WONT, OPT_BINARY), []);
-        assert_eq!(answer(&mut d, WONT, OPT_BINARY), []);
+        assert_eq!(answer(&mut d, WONT, OPT_BINARY), [0u8; 0]);
+        assert_eq!(answer(&mut d, WONT, OPT_BINARY), [0u8; 0]);
         // A later offer is welcome.
         assert_eq!(answer(&mut d, WILL, OPT_BINARY), [IAC, DO, OPT_BINARY]);
-        assert_eq!(answer(&mut d, WILL, OPT_BINARY), []);
+        assert_eq!(answer(&mut d, WILL, OPT_BINARY), [0u8; 0]);
     }
 
     #[test]
     fn wont_binary_after_agreement_gets_dont_once() {
         let mut d = Decoder::default();
-        assert_eq!(answer(&mut d, WILL, OPT_BINARY), []);
+        assert_eq!(answer(&mut d, WILL, OPT_BINARY), [0u8; 0]);
         assert_eq!(answer(&mut d, WONT, OPT_BINARY), [IAC, DONT, OPT_BINARY]);
-        assert_eq!(answer(&mut d, WONT, OPT_BINARY), []);
+        assert_eq!(answer(&mut d, WONT, OPT_BINARY), [0u8; 0]);
     }
 
     #[test]
     fn wont_for_an_option_never_asked_is_not_answered() {
         let mut d = Decoder::default();
         for opt in [OPT_ECHO, OPT_SGA, OPT_TTYPE, OPT_NAWS, 255] {
-            assert_eq!(answer(&mut d, WONT, opt), []);
+            assert_eq!(answer(&mut d, WONT, opt), [0u8; 0]);
         }
     }
 

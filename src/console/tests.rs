@@ -45,6 +45,7 @@ fn config(dir: &Path, max_subscribers: usize, queue_limit: usize) -> ConsoleConf
             subscribers: false,
             mark_log: false,
         },
+        tls: None,
     }
 }
 

@@ -410,6 +410,7 @@ mod tests {
             queue_limit: 1 << 20,
             access: Default::default(),
             notices: Default::default(),
+            tls: None,
         }
     }
 

@@ -352,10 +352,28 @@ fn entry_for(req: &ConsoleRequest, c: &ConsoleConfig) -> Result<ConsoleRequest, 
         max_subscribers: spec.max_subscribers,
         queue_limit: spec.queue_limit,
     };
+    let tls = match (&req.tls, &c.tls) {
+        (Some(r), Some(t)) => {
+            if t.settings.addr.ends_with(":0") {
+                return Err(WireError::new(
+                    ErrorCode::InvalidArgument,
+                    "a persisted console's --tls needs a port other than 0: the port it gets \
+                     would not be kept",
+                ));
+            }
+            Some(crate::console::tls::TlsRequest {
+                addr: t.settings.addr.clone(),
+                dir: text(&t.settings.dir)?,
+                ..r.clone()
+            })
+        }
+        _ => None,
+    };
     Ok(ConsoleRequest {
         spec,
         access: req.access.clone(),
         notices: req.notices,
+        tls,
     })
 }
 

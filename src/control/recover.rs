@@ -422,6 +422,8 @@ fn console_config(c: &ConsoleEntry, log: std::path::PathBuf) -> crate::console::
         queue_limit: usize::try_from(c.queue_limit).unwrap_or(usize::MAX),
         access: c.access.clone(),
         notices: c.notices,
+        // A console with TLS is never stored (docs/CONSOLES.md, "TLS").
+        tls: None,
     }
 }
 

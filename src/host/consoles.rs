@@ -15,6 +15,7 @@ use logd_protocol::{ConsoleProtocol, ConsoleSpec, DomainId, GuestSide, Uuid, Wri
 use serde::{Deserialize, Serialize};
 
 use crate::console::access::AccessError;
+use crate::console::tls::{Anonymous, TlsRequest};
 use crate::console::{Access, ConsoleConfig, ConsoleRequest, GuestPlan, Notices};
 use crate::host::paths::PathPolicy;
 
@@ -73,6 +74,21 @@ pub(crate) struct ConsoleEntry {
     /// The guest's comings and goings are marked in the log (`--mark-log`).
     #[serde(default, skip_serializing_if = "is_false")]
     mark_log: bool,
+    /// A TLS listener for subscribers, as `tcp` (`--tls`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tls: Option<TcpValue>,
+    /// Its credentials, in QEMU's `tls-creds-x509` layout (`--tls-dir`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tls_dir: Option<String>,
+    /// TLS clients that may type: certificate subjects (`--tls-read-write`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tls_read_write: Option<Vec<String>>,
+    /// TLS clients that may watch (`--tls-read-only`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tls_read_only: Option<Vec<String>>,
+    /// A TLS client without a certificate: `"refuse"` or `"read-only"` (`--tls-anonymous`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tls_anonymous: Option<String>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -129,6 +145,17 @@ impl ConsoleEntry {
             read_only: list(&access.read_only),
             notices: req.notices.subscribers,
             mark_log: req.notices.mark_log,
+            tls: req.tls.as_ref().map(|t| TcpValue::Text(t.addr.clone())),
+            tls_dir: req.tls.as_ref().map(|t| t.dir.clone()),
+            tls_read_write: (req.tls.as_ref())
+                .filter(|t| !t.read_write.is_empty())
+                .map(|t| t.read_write.clone()),
+            tls_read_only: (req.tls.as_ref())
+                .filter(|t| !t.read_only.is_empty())
+                .map(|t| t.read_only.clone()),
+            tls_anonymous: (req.tls.as_ref())
+                .filter(|t| t.anonymous != Anonymous::Refuse)
+                .map(|t| t.anonymous.word().to_owned()),
         }
     }
 
@@ -162,6 +189,8 @@ pub(crate) struct DeclaredConsole {
     /// Its access settings, as written (names not resolved).
     pub(crate) access: Access,
     pub(crate) notices: Notices,
+    /// Its TLS listener, as written.
+    pub(crate) tls: Option<TlsRequest>,
     /// The same, resolved under the log root of the file that declared it, defaults applied:
     /// what the running console is compared with.
     pub(crate) resolved: ConsoleConfig,
@@ -174,6 +203,7 @@ impl DeclaredConsole {
             spec: self.spec.clone(),
             access: self.access.clone(),
             notices: self.notices,
+            tls: self.tls.clone(),
         }
     }
 
@@ -204,6 +234,7 @@ pub(crate) fn same_console(a: &ConsoleConfig, b: &ConsoleConfig) -> bool {
         && a.queue_limit == b.queue_limit
         && a.access.same_settings(&b.access)
         && a.notices == b.notices
+        && a.tls.as_ref().map(|t| &t.settings) == b.tls.as_ref().map(|t| &t.settings)
 }
 
 /// Why a `[[console]]` table was refused: which one, which key, why.
@@ -267,9 +298,12 @@ pub(crate) fn check_all(
         if let Some(n) = consoles.insert((dom, c.name.clone()), number) {
             return Err(fail("name", taken("the same domain and console name", n)));
         }
-        if let Some(port) = c.tcp.as_deref().and_then(tcp_port).filter(|p| *p != 0) {
-            if let Some(n) = ports.insert(port, number) {
-                return Err(fail("tcp", taken(&format!("the same port {port}"), n)));
+        let tls = c.tls.as_ref().map(|t| ("tls", t.settings.addr.as_str()));
+        for (key, addr) in c.tcp.as_deref().map(|a| ("tcp", a)).into_iter().chain(tls) {
+            if let Some(port) = tcp_port(addr).filter(|p| *p != 0) {
+                if let Some(n) = ports.insert(port, number) {
+                    return Err(fail(key, taken(&format!("the same port {port}"), n)));
+                }
             }
         }
         let guest = match &c.guest {
@@ -321,20 +355,23 @@ fn check(e: ConsoleEntry, policy: &PathPolicy) -> Result<DeclaredConsole, (&'sta
         GuestSide::Fd => None,
     };
     let unix = spec.unix.as_ref().map(|p| ("unix", p));
+    let tls_dir = req.tls.as_ref().map(|t| ("tls_dir", &t.dir));
     for (key, p) in [("log", &spec.log)]
         .into_iter()
         .chain(guest_path)
         .chain(unix)
+        .chain(tls_dir)
     {
         crate::serve::checks::resolve_path(policy, p).map_err(|w| (key, w.message))?;
     }
-    let (access, notices) = (req.access.clone(), req.notices);
+    let (access, notices, tls) = (req.access.clone(), req.notices, req.tls.clone());
     let resolved = crate::serve::checks::console_lexical(policy, req)
         .map_err(|w| (key_named_in(&w.message), w.message))?;
     Ok(DeclaredConsole {
         spec,
         access,
         notices,
+        tls,
         resolved,
     })
 }
@@ -442,16 +479,56 @@ pub(crate) fn request_of(e: ConsoleEntry) -> Result<ConsoleRequest, (&'static st
         subscribers: e.notices,
         mark_log: e.mark_log,
     };
+    let anonymous = (e.tls_anonymous.as_deref())
+        .map(Anonymous::parse)
+        .transpose()
+        .map_err(|reason| ("tls_anonymous", reason))?;
+    let tls = match (e.tls, e.tls_dir) {
+        (Some(addr), Some(dir)) => Some(TlsRequest {
+            addr: match addr {
+                TcpValue::Text(t) => t,
+                TcpValue::Port(p) => p.to_string(),
+            },
+            dir,
+            read_write: e.tls_read_write.unwrap_or_default(),
+            read_only: e.tls_read_only.unwrap_or_default(),
+            anonymous: anonymous.unwrap_or_default(),
+        }),
+        (Some(_), None) => {
+            return Err((
+                "tls",
+                "tls needs tls_dir: the directory of ca-cert.pem, server-cert.pem and                  server-key.pem"
+                    .into(),
+            ))
+        }
+        (None, Some(_)) => return Err(("tls_dir", "tls_dir needs tls, the address".into())),
+        (None, None) => {
+            for (key, given) in [
+                ("tls_read_write", e.tls_read_write.is_some()),
+                ("tls_read_only", e.tls_read_only.is_some()),
+                ("tls_anonymous", anonymous.is_some()),
+            ] {
+                if given {
+                    return Err((key, format!("{key} needs tls and tls_dir")));
+                }
+            }
+            None
+        }
+    };
     Ok(ConsoleRequest {
         spec,
         access,
         notices,
+        tls,
     })
 }
 
 /// The key a request's refusal is about, from its message (the checks name what they refuse).
 fn key_named_in(message: &str) -> &'static str {
     for (word, key) in [
+        ("TLS address", "tls"),
+        ("tls_read_write", "tls_read_write"),
+        ("tls_read_only", "tls_read_only"),
         ("console name", "name"),
         ("TCP address", "tcp"),
         ("replay", "replay"),

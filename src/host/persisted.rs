@@ -280,10 +280,18 @@ mod tests {
             subscribers: false,
             mark_log: true,
         };
+        let tls = Some(crate::console::tls::TlsRequest {
+            addr: "[::1]:4556".into(),
+            dir: "/srv/vm/pki".into(),
+            read_write: vec!["CN=alice,O=Example".into()],
+            read_only: vec!["CN=bob".into(), "CN=carol".into()],
+            anonymous: crate::console::tls::Anonymous::ReadOnly,
+        });
         ConsoleRequest {
             spec,
             access,
             notices,
+            tls,
         }
     }
 
@@ -318,6 +326,7 @@ mod tests {
             "tcp_write",
             "notices",
             "mark_log",
+            "tls",
         ] {
             assert!(!first.contains(absent), "{absent} in {first}");
         }
@@ -339,6 +348,13 @@ mod tests {
         assert!(text.contains("tcp_write = true"), "{text}");
         assert!(text.contains("notices = false"), "{text}");
         assert!(text.contains("mark_log = true"), "{text}");
+        assert!(text.contains(r#"tls = "[::1]:4556""#), "{text}");
+        assert!(text.contains(r#"tls_dir = "/srv/vm/pki""#), "{text}");
+        assert!(
+            text.contains(r#"tls_read_write = ["CN=alice,O=Example"]"#),
+            "{text}"
+        );
+        assert!(text.contains(r#"tls_anonymous = "read-only""#), "{text}");
         assert!(
             text.contains(r#"read_write = ["alice", "@wheel"]"#),
             "{text}"

@@ -105,12 +105,13 @@ pub(crate) fn check_append_len(message: &[u8]) -> Result<(), WireError> {
 pub(crate) async fn console_config(req: ConsoleRequest) -> Result<ConsoleConfig, WireError> {
     let policy = crate::host::paths::current().expect("the daemon installs a path policy");
     let mut config = console_lexical(&policy, req)?;
+    let tls_dir = config.tls.as_ref().map(|t| t.settings.dir.clone());
     if config.tcp.is_none() && config.unix.is_none() {
         tracing::debug!(console = %config.name, "console without subscriber listeners: log only");
     }
     let c = config.clone();
     let mut access = std::mem::take(&mut config.access);
-    config.access = tokio::task::spawn_blocking(move || {
+    let (access, creds) = tokio::task::spawn_blocking(move || {
         let guest = match &c.guest {
             GuestPlan::Listen(p) | GuestPlan::Connect(p) => Some(p),
             GuestPlan::Fd => None,
@@ -118,14 +119,22 @@ pub(crate) async fn console_config(req: ConsoleRequest) -> Result<ConsoleConfig,
         for p in guest.into_iter().chain(&c.unix).chain([&c.log]) {
             check_on_disk(&policy, p, true)?;
         }
+        let creds = match &tls_dir {
+            Some(dir) => Some(tls_credentials(&policy, dir)?),
+            None => None,
+        };
         // NSS may block: here, never on a console's thread.
         access
             .resolve()
             .map_err(|e| WireError::new(ErrorCode::InvalidArgument, e.to_string()))?;
-        Ok::<Access, WireError>(access)
+        Ok::<_, WireError>((access, creds))
     })
     .await
     .map_err(|_| WireError::new(ErrorCode::Internal, "path check panicked"))??;
+    config.access = access;
+    if let Some(t) = &mut config.tls {
+        t.creds = creds;
+    }
     Ok(config)
 }
 
@@ -140,6 +149,7 @@ pub(crate) fn console_lexical(
         spec,
         access,
         notices,
+        tls,
     } = req;
     check_console_name(&spec.name)?;
     let guest = match &spec.guest {
@@ -154,6 +164,9 @@ pub(crate) fn console_lexical(
         .transpose()?;
     let tcp = spec.tcp.as_deref().map(tcp_addr).transpose()?;
     let bounds = console_bounds(&spec)?;
+    let tls = tls
+        .map(|t| tls_lexical(policy, t, tcp.as_deref()))
+        .transpose()?;
     Ok(ConsoleConfig {
         name: spec.name,
         log: resolve_path(policy, &spec.log)?,
@@ -170,6 +183,62 @@ pub(crate) fn console_lexical(
         queue_limit: bounds.queue_limit,
         access,
         notices,
+        tls,
+    })
+}
+
+/// A console's TLS settings, checked without the disk: the address (a bare port is 127.0.0.1's;
+/// not the TCP listener's port), the directory resolved by `policy`, the lists' syntax.
+fn tls_lexical(
+    policy: &PathPolicy,
+    t: console::tls::TlsRequest,
+    tcp: Option<&str>,
+) -> Result<console::tls::TlsConfig, WireError> {
+    let invalid = |m: String| WireError::new(ErrorCode::InvalidArgument, m);
+    let addr = tcp_addr(&t.addr).map_err(|_| {
+        invalid(format!(
+            "invalid TLS address {:?}: expected ADDR:PORT, [V6ADDR]:PORT or PORT",
+            t.addr
+        ))
+    })?;
+    let port = |a: &str| a.parse::<std::net::SocketAddr>().ok().map(|a| a.port());
+    if let (Some(p), Some(q)) = (port(&addr), tcp.and_then(port)) {
+        if p == q && p != 0 {
+            return Err(invalid(format!(
+                "the TLS address {addr} has the TCP listener's port {p}: give each its own"
+            )));
+        }
+    }
+    // `DIR/` is DIR.
+    let dir = match t.dir.strip_suffix('/') {
+        Some(d) if !d.is_empty() => d,
+        _ => &t.dir,
+    };
+    let dir = resolve_path(policy, dir)?;
+    let settings =
+        console::tls::TlsSettings::from_lists(addr, dir, &t.read_write, &t.read_only, t.anonymous)
+            .map_err(invalid)?;
+    Ok(console::tls::TlsConfig {
+        settings,
+        creds: None,
+    })
+}
+
+/// The TLS credentials in `dir`, each file checked as a console's paths are (no symlink below
+/// the root, a file where a file belongs), then read. It may block.
+fn tls_credentials(
+    policy: &PathPolicy,
+    dir: &Path,
+) -> Result<console::tls::Credentials, WireError> {
+    for f in console::tls::files(dir) {
+        check_on_disk(policy, &f, false)?;
+    }
+    console::tls::Credentials::load(dir).map_err(|e| {
+        let code = match e {
+            console::tls::TlsError::Read { .. } => ErrorCode::Io,
+            _ => ErrorCode::InvalidArgument,
+        };
+        WireError::new(code, e.to_string())
     })
 }
 
@@ -184,6 +253,7 @@ pub(crate) fn console_options(
     let mut notices = console::Notices::default();
     let (mut no_notices, mut mark_log) = (false, false);
     let (mut rw, mut ro): (Option<Vec<String>>, Option<Vec<String>>) = (None, None);
+    let mut tls = console::tls::TlsOptions::default();
     for o in options {
         let flag = o.flag();
         let twice = match o {
@@ -193,6 +263,7 @@ pub(crate) fn console_options(
             ConsoleOption::ReadOnly(v) => ro.replace(v).is_some(),
             ConsoleOption::NoNotices => std::mem::replace(&mut no_notices, true),
             ConsoleOption::MarkLog => std::mem::replace(&mut mark_log, true),
+            o => tls.take(o),
         };
         if twice {
             return Err(invalid(format!("console option {flag} given twice")));
@@ -202,11 +273,13 @@ pub(crate) fn console_options(
         .map_err(|e| invalid(e.to_string()))?;
     notices.subscribers = !no_notices;
     notices.mark_log = mark_log;
+    let tls = tls.request().map_err(invalid)?;
     Ok((
         ConsoleRequest {
             spec,
             access,
             notices,
+            tls,
         },
         persist,
     ))
@@ -280,7 +353,7 @@ const MIN_QUEUE_LIMIT: u64 = 4096;
 const MAX_QUEUE_LIMIT: u64 = 64 * 1024 * 1024;
 
 /// `ADDR:PORT`, `[V6]:PORT`, or a bare `PORT` (which binds 127.0.0.1, never every interface).
-fn tcp_addr(s: &str) -> Result<String, WireError> {
+pub(crate) fn tcp_addr(s: &str) -> Result<String, WireError> {
     if let Ok(port) = s.parse::<u16>() {
         return Ok(format!("127.0.0.1:{port}"));
     }

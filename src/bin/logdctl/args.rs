@@ -53,6 +53,15 @@ impl DomainArgs {
     }
 }
 
+/// `--tls-anonymous`: what a TLS client without a certificate gets.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub(crate) enum TlsAnonymousArg {
+    /// Refused, told why (the default).
+    Refuse,
+    /// Let in read-only.
+    ReadOnly,
+}
+
 #[derive(Debug, Subcommand)]
 // Parsed once per run: the size of the largest variant (`Add`, with its options) costs nothing.
 #[allow(clippy::large_enum_variant)]
@@ -136,6 +145,29 @@ pub(crate) enum ConsoleCmd {
         /// log holds the guest's output only.
         #[arg(long)]
         mark_log: bool,
+        /// TLS listener for remote subscribers, ADDR:PORT or PORT (binds 127.0.0.1), with client
+        /// certificates (rustls). Needs --tls-dir. A client certificate the CA did not sign
+        /// fails the handshake; a signed one gets its role from its subject (--tls-read-write,
+        /// --tls-read-only). Over TLS a subscriber speaks telnet if the console has --telnet.
+        #[arg(long, value_name = "ADDR:PORT", requires = "tls_dir")]
+        tls: Option<String>,
+        /// The TLS credentials, in QEMU's tls-creds-x509 layout: ca-cert.pem (the CA that signs
+        /// the client certificates), server-cert.pem, server-key.pem, and ca-crl.pem if present.
+        /// Under log_root or allowed_dirs, as the other paths.
+        #[arg(long, value_name = "DIR", requires = "tls")]
+        tls_dir: Option<String>,
+        /// TLS clients that may type: certificate subjects as RFC 4514 writes them
+        /// ("CN=alice,O=Example", as `logdctl ps` shows them), or "CN=NAME" alone; repeated
+        /// (not comma-separated: a subject has commas).
+        #[arg(long, value_name = "SUBJECT", requires = "tls")]
+        tls_read_write: Vec<String>,
+        /// TLS clients that may watch, the same forms. Without either list any certificate the
+        /// CA signed is read-only; with a list, a subject in neither is refused.
+        #[arg(long, value_name = "SUBJECT", requires = "tls")]
+        tls_read_only: Vec<String>,
+        /// What a TLS client without a certificate gets.
+        #[arg(long, value_enum, value_name = "WHAT", requires = "tls")]
+        tls_anonymous: Option<TlsAnonymousArg>,
         /// With --guest-fd: the command to run with the guest's end as fd 3.
         #[arg(last = true, value_name = "COMMAND")]
         command: Vec<String>,

@@ -11,7 +11,7 @@ use logd_protocol::{
     ConsoleOption, ConsoleProtocol, ConsoleSpec, ErrorCode, GuestSide, WritePolicy,
 };
 
-use crate::args::{ConsoleCmd, WriteArg};
+use crate::args::{ConsoleCmd, TlsAnonymousArg, WriteArg};
 
 pub(crate) fn run(client: &mut Client, cmd: ConsoleCmd) -> anyhow::Result<ExitCode> {
     match cmd {
@@ -36,6 +36,11 @@ pub(crate) fn run(client: &mut Client, cmd: ConsoleCmd) -> anyhow::Result<ExitCo
             read_only,
             no_notices,
             mark_log,
+            tls,
+            tls_dir,
+            tls_read_write,
+            tls_read_only,
+            tls_anonymous,
             command,
         } => {
             let guest = match (guest_listen, guest_connect, guest_fd) {
@@ -89,6 +94,27 @@ pub(crate) fn run(client: &mut Client, cmd: ConsoleCmd) -> anyhow::Result<ExitCo
             }
             if mark_log {
                 options.push(ConsoleOption::MarkLog);
+            }
+            if let Some(a) = tls {
+                options.push(ConsoleOption::Tls(a));
+            }
+            if let Some(d) = tls_dir {
+                options.push(ConsoleOption::TlsDir(d));
+            }
+            if !tls_read_write.is_empty() {
+                options.push(ConsoleOption::TlsReadWrite(tls_read_write));
+            }
+            if !tls_read_only.is_empty() {
+                options.push(ConsoleOption::TlsReadOnly(tls_read_only));
+            }
+            if let Some(a) = tls_anonymous {
+                options.push(ConsoleOption::TlsAnonymous(
+                    match a {
+                        TlsAnonymousArg::Refuse => "refuse",
+                        TlsAnonymousArg::ReadOnly => "read-only",
+                    }
+                    .into(),
+                ));
             }
             let flags: Vec<&str> = options.iter().map(ConsoleOption::flag).collect();
             let flags = flags.join(", ");

@@ -62,6 +62,9 @@ impl Domain {
             match s {
                 Stream::Pipe(p) => out.push(StreamState::Pipe(p.export(&mut carrier))),
                 Stream::Console(c) => {
+                    // TLS sessions live in this process: their subscribers are told to
+                    // reconnect, and closed.
+                    c.part_tls();
                     out.push(StreamState::Console(Box::new(c.export(&mut carrier))))
                 }
             }

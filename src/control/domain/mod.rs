@@ -584,11 +584,18 @@ impl Handler<AddConsole> for Domain {
         }
         let (console, fd) = Console::open_with(msg.config, msg.kept)?;
         let tcp = console.tcp_addr();
+        let tls = console.tls_addr();
         if crate::control::stored::storing() {
-            crate::control::stored::console_added(store_entry(&console), &console.sockets());
+            if tls.is_none() {
+                crate::control::stored::console_added(store_entry(&console), &console.sockets());
+            } else {
+                // The record has no room for TLS settings: after a crash such a console would
+                // come back without its TLS listener. Declared or persisted, it is made anew.
+                tracing::info!(console = %name, "a console with TLS is not kept in systemd's fd store: after a crash it is created again only if declared or persisted");
+            }
         }
         let position = console.position();
-        tracing::info!(console = %name, path = %console.path().display(), tcp = ?tcp, "console added");
+        tracing::info!(console = %name, path = %console.path().display(), tcp = ?tcp, tls = ?tls, "console added");
         events::emit(|| EventKind::ConsoleAdded {
             domain: self.name.to_string(),
             console: name.clone(),
