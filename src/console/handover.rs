@@ -67,6 +67,7 @@ impl Console {
             guest_connects: self.stats.guest_connects,
             access: self.cfg.access.clone(),
             notices: self.cfg.notices,
+            ext: Vec::new(),
         }
     }
 
