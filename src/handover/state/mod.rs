@@ -283,6 +283,7 @@ pub struct ConsoleState {
     pub ext: Vec<ConsoleExt>,
 }
 
+/// A console subscriber.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SubscriberState {
     pub id: u64,

@@ -338,8 +338,6 @@ impl From<ConsoleStateV3> for ConsoleStateV4 {
     }
 }
 
-/// A console subscriber.
-
 /// A console in format versions 1 and 2: no access settings, no roles.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ConsoleStateV2 {
