@@ -398,13 +398,20 @@ fn the_tls_listener_keeps_its_port_across_a_reexec() {
     let pki = make_pki(&d);
     let port = add(&d, "re", &["--tls-read-write", "CN=alice"]);
     let _q = boot(&d, &img, "re");
-    let before = s_client(&pki, port, Some("alice"));
+    let mut before = s_client(&pki, port, Some("alice"));
     before.wait_for(BANNER, T);
     subscriber_shown_as(&d, "CN=alice,O=Example");
     let report: serde_json::Value =
         serde_json::from_slice(&d.ctl_ok(&["reexec", "--json"])).unwrap();
     assert!(report["error"].is_null(), "{report}");
     before.wait_for(b"[logd: logd is re-executing; reconnect]", T);
+    wait_for(T, "the old TLS subscriber closed", || {
+        before.child.try_wait().unwrap()
+    });
+    assert!(
+        d.stderr().contains("TLS subscriber told to reconnect"),
+        "logged"
+    );
     let mut after = s_client(&pki, port, Some("alice"));
     after.wait_for(BANNER, T);
     after.send(b"after the reexec\n");

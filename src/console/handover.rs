@@ -67,6 +67,7 @@ impl Console {
             guest_connects: self.stats.guest_connects,
             access: self.cfg.access.clone(),
             notices: self.cfg.notices,
+            ext: self.tls_ext(carrier).into_iter().collect(),
         }
     }
 
@@ -130,6 +131,10 @@ impl Console {
             }
             None => None,
         };
+        let (tls_config, tls) = match Console::restore_tls(st, inherited)? {
+            Some((c, l)) => (Some(c), Some(l)),
+            None => (None, None),
+        };
         let subs = st
             .subscribers
             .iter()
@@ -162,7 +167,7 @@ impl Console {
             queue_limit: st.queue_limit,
             access: st.access.clone(),
             notices: st.notices,
-            tls: None,
+            tls: tls_config,
         };
         let replay = Replay::restored(cfg.replay, st.replay.clone());
         let span = tracing::info_span!("console", domain = %cfg.domain.name, console = %cfg.name);
@@ -190,7 +195,7 @@ impl Console {
             replay,
             tcp,
             unix,
-            tls: None,
+            tls,
             subs,
             joining: Vec::new(),
             parting: Default::default(),

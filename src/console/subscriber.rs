@@ -246,6 +246,7 @@ impl Subscriber {
             bytes_sent: self.bytes_sent,
             told_read_only: self.told_read_only,
             role: self.role,
+            ext: Vec::new(),
         })
     }
 
@@ -872,6 +873,7 @@ mod tests {
                     bytes_sent: 10,
                     told_read_only: false,
                     role: crate::console::Role::ReadOnly,
+                    ext: vec![],
                 };
                 let inherited = Inherited::up_to(fd.raw as usize + 1);
                 let s = Subscriber::restore(&st, &inherited, 1000, true, staleness).unwrap();

@@ -119,6 +119,7 @@ impl Running {
             domains,
             connections,
             virtlogd,
+            ext: Vec::new(),
         };
         let mut prepared = match reexec::prepare(&state) {
             Ok(p) => p,

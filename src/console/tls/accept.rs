@@ -24,7 +24,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Sleep;
 
 use super::stream::{TlsStream, TryIo};
-use super::{Refusal, Subject, TlsConfig};
+use super::{Credentials, Refusal, Subject, TlsConfig};
 use crate::console::subscriber::{Leave, Socket};
 use crate::console::{notice, Console, ConsoleError};
 use crate::serve::events;
@@ -293,6 +293,77 @@ impl Console {
                 self.turn_away(sock, &line, cx);
             }
         }
+    }
+
+    /// What a re-exec carries of its TLS: the settings, the credentials as read, the listener
+    /// (marked to be carried).
+    pub(crate) fn tls_ext(
+        &self,
+        carrier: &mut crate::handover::state::Carrier,
+    ) -> Option<crate::handover::state::ConsoleExt> {
+        let (Some(t), Some(cfg)) = (&self.tls, &self.cfg.tls) else {
+            return None;
+        };
+        let creds = cfg.creds.as_ref()?;
+        Some(crate::handover::state::ConsoleExt::Tls {
+            settings: cfg.settings.clone(),
+            pems: creds.pems.clone(),
+            listener: carrier.fd(&t.listener),
+        })
+    }
+
+    /// The TLS listener a previous process carried, if any, with its settings. The credentials
+    /// are read again from their directory (a re-exec picks renewed certificates up); if that
+    /// fails, the carried ones serve, with a warning. It reads files: it runs while the
+    /// take-over rebuilds the console, before the console serves anyone.
+    pub(crate) fn restore_tls(
+        st: &crate::handover::state::ConsoleState,
+        inherited: &crate::handover::state::Inherited,
+    ) -> Result<Option<(TlsConfig, TlsListener)>, crate::datapath::stream::RestoreError> {
+        use crate::datapath::stream::RestoreError;
+        use crate::handover::state::ConsoleExt;
+        // Other extensions will come (variants are appended): look for this one.
+        #[allow(clippy::unnecessary_find_map)]
+        let Some((settings, pems, listener)) = st.ext.iter().find_map(|e| match e {
+            ConsoleExt::Tls {
+                settings,
+                pems,
+                listener,
+            } => Some((settings, pems, listener)),
+        }) else {
+            return Ok(None);
+        };
+        let listener = crate::handover::state::sockets::tcp_listener(inherited.take(listener)?)
+            .map_err(|source| RestoreError::Register {
+                what: format!("console {} (TLS listener)", st.name),
+                source,
+            })?;
+        let creds = match Credentials::load(&settings.dir) {
+            Ok(c) => {
+                if c.pems != *pems {
+                    tracing::info!(console = %st.name, dir = %settings.dir.display(), "TLS credentials changed on disk: the new ones serve from now on");
+                }
+                c
+            }
+            Err(e) => {
+                tracing::warn!(console = %st.name, cause = %e, "cannot read the TLS credentials again; the ones read before the re-exec serve");
+                Credentials::from_pems(&settings.dir, pems.clone()).map_err(|e| {
+                    RestoreError::Register {
+                        what: format!("console {} (TLS credentials)", st.name),
+                        source: io::Error::other(e.to_string()),
+                    }
+                })?
+            }
+        };
+        let cfg = TlsConfig {
+            settings: settings.clone(),
+            creds: Some(creds),
+        };
+        let l = TlsListener {
+            listener,
+            handshakes: Vec::new(),
+        };
+        Ok(Some((cfg, l)))
     }
 
     /// Before a re-exec: a TLS subscriber's session lives in this process and cannot be

@@ -386,7 +386,6 @@ impl std::fmt::Debug for Pems {
 /// The credentials, read and made into the server's rustls settings.
 #[derive(Clone)]
 pub(crate) struct Credentials {
-    #[allow(dead_code)] // carried by a re-exec (next: the state's `ConsoleExt::Tls`)
     pub(crate) pems: Pems,
     pub(crate) server: Arc<rustls::ServerConfig>,
 }
@@ -648,6 +647,32 @@ mod tests {
         assert!(Anonymous::parse("allow")
             .unwrap_err()
             .contains("\"refuse\""));
+    }
+
+    #[test]
+    fn the_state_carries_the_settings_the_credentials_and_the_listener() {
+        use crate::handover::state::{ConsoleExt, Fd};
+        let ext = ConsoleExt::Tls {
+            settings: settings(&["CN=alice,O=Example"], &["CN=bob"], Anonymous::ReadOnly),
+            pems: Pems {
+                ca: b"ca".to_vec(),
+                cert: b"cert".to_vec(),
+                key: b"key".to_vec(),
+                crl: None,
+            },
+            listener: Fd {
+                raw: 9,
+                dev: 1,
+                ino: 2,
+            },
+        };
+        let bytes = logd_protocol::codec::encode(&vec![ext.clone()]).unwrap();
+        let back: Vec<ConsoleExt> = logd_protocol::codec::decode(&bytes).unwrap();
+        assert_eq!(back, vec![ext]);
+        // Variant 0 of the list, then the settings, the lists as written.
+        assert_eq!(bytes[..2], [1, 0]);
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(text.contains("CN=alice,O=Example"), "{text}");
     }
 
     #[test]
