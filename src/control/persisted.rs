@@ -353,20 +353,12 @@ fn entry_for(req: &ConsoleRequest, c: &ConsoleConfig) -> Result<ConsoleRequest, 
         queue_limit: spec.queue_limit,
     };
     let tls = match (&req.tls, &c.tls) {
-        (Some(r), Some(t)) => {
-            if t.settings.addr.ends_with(":0") {
-                return Err(WireError::new(
-                    ErrorCode::InvalidArgument,
-                    "a persisted console's --tls needs a port other than 0: the port it gets \
-                     would not be kept",
-                ));
-            }
-            Some(crate::console::tls::TlsRequest {
-                addr: t.settings.addr.clone(),
-                dir: text(&t.settings.dir)?,
-                ..r.clone()
-            })
-        }
+        // The address as checked (never port 0), the directory absolute.
+        (Some(r), Some(t)) => Some(crate::console::tls::TlsRequest {
+            addr: t.settings.addr.clone(),
+            dir: text(&t.settings.dir)?,
+            ..r.clone()
+        }),
         _ => None,
     };
     Ok(ConsoleRequest {

@@ -355,14 +355,15 @@ fn check(e: ConsoleEntry, policy: &PathPolicy) -> Result<DeclaredConsole, (&'sta
         GuestSide::Fd => None,
     };
     let unix = spec.unix.as_ref().map(|p| ("unix", p));
-    let tls_dir = req.tls.as_ref().map(|t| ("tls_dir", &t.dir));
     for (key, p) in [("log", &spec.log)]
         .into_iter()
         .chain(guest_path)
         .chain(unix)
-        .chain(tls_dir)
     {
         crate::serve::checks::resolve_path(policy, p).map_err(|w| (key, w.message))?;
+    }
+    if let Some(t) = &req.tls {
+        crate::serve::checks::resolve_dir(policy, &t.dir).map_err(|w| ("tls_dir", w.message))?;
     }
     let (access, notices, tls) = (req.access.clone(), req.notices, req.tls.clone());
     let resolved = crate::serve::checks::console_lexical(policy, req)
@@ -635,6 +636,63 @@ queue_limit = 65536
         );
         assert_eq!(d[0].resolved.unix, Some(PathBuf::from("/logs/s1.sub")));
         assert_eq!(d[0].resolved.tcp.as_deref(), Some("[::1]:0"));
+    }
+
+    #[test]
+    fn the_tls_keys_read_as_the_tls_options_and_are_checked_naming_the_key() {
+        let base = "[[console]]\ndomain = \"vm\"\nname = \"s0\"\nlog = \"s0.log\"\n\
+                    guest_listen = \"s0.sock\"\n";
+        let d = load(&format!(
+            "{base}tls = 4556\ntls_dir = \"pki/\"\ntls_read_write = [\"CN=alice,O=Example\"]\n\
+             tls_read_only = [\"CN=bob\"]\ntls_anonymous = \"read-only\"\n"
+        ))
+        .unwrap();
+        let t = d[0].resolved.tls.as_ref().unwrap();
+        assert_eq!(t.settings.addr, "127.0.0.1:4556");
+        assert_eq!(t.settings.dir, PathBuf::from("/logs/pki"));
+        assert_eq!(t.settings.anonymous, Anonymous::ReadOnly);
+        assert!(
+            t.creds.is_none(),
+            "read when the console is made, not at load"
+        );
+        let r = d[0].request();
+        assert_eq!(r.tls.as_ref().unwrap().read_only, ["CN=bob"]);
+        for (extra, want) in [
+            ("tls = 4556\n", vec!["`tls`", "tls_dir"]),
+            ("tls_dir = \"pki\"\n", vec!["`tls_dir`"]),
+            ("tls_read_write = [\"CN=a\"]\n", vec!["`tls_read_write`"]),
+            (
+                "tls = 1\ntls_dir = \"pki\"\ntls_anonymous = \"yes\"\n",
+                vec!["`tls_anonymous`", "\"yes\""],
+            ),
+            (
+                "tls = 1\ntls_dir = \"pki\"\ntls_read_only = [\"bob\"]\n",
+                vec!["`tls_read_only`", "invalid subject"],
+            ),
+            (
+                "tls = 0\ntls_dir = \"pki\"\n",
+                vec!["`tls`", "other than 0"],
+            ),
+            (
+                "tcp = 4556\ntls = 4556\ntls_dir = \"pki\"\n",
+                vec!["`tls`", "TCP listener's port"],
+            ),
+            ("tls = 1\ntls_dir = \"../pki\"\n", vec!["`tls_dir`", ".."]),
+        ] {
+            refused(&format!("{base}{extra}"), &want);
+        }
+        // Two tables on one port, TLS or TCP.
+        refused(
+            &format!(
+                "{base}tls = 4556\ntls_dir = \"pki\"\n[[console]]\ndomain = \"vm\"\n\
+                      name = \"s1\"\nlog = \"s1.log\"\nguest_listen = \"s1.sock\"\ntcp = 4556\n"
+            ),
+            &[
+                "number 2",
+                "`tcp`",
+                "the same port 4556 as [[console]] number 1",
+            ],
+        );
     }
 
     #[track_caller]

@@ -202,19 +202,20 @@ fn tls_lexical(
         ))
     })?;
     let port = |a: &str| a.parse::<std::net::SocketAddr>().ok().map(|a| a.port());
+    if port(&addr) == Some(0) {
+        return Err(invalid(format!(
+            "the TLS address {addr} needs a port other than 0: the port it would get cannot be \
+             reported (the reply and `console list` have no field for it)"
+        )));
+    }
     if let (Some(p), Some(q)) = (port(&addr), tcp.and_then(port)) {
-        if p == q && p != 0 {
+        if p == q {
             return Err(invalid(format!(
                 "the TLS address {addr} has the TCP listener's port {p}: give each its own"
             )));
         }
     }
-    // `DIR/` is DIR.
-    let dir = match t.dir.strip_suffix('/') {
-        Some(d) if !d.is_empty() => d,
-        _ => &t.dir,
-    };
-    let dir = resolve_path(policy, dir)?;
+    let dir = resolve_dir(policy, &t.dir)?;
     let settings =
         console::tls::TlsSettings::from_lists(addr, dir, &t.read_write, &t.read_only, t.anonymous)
             .map_err(invalid)?;
@@ -222,6 +223,15 @@ fn tls_lexical(
         settings,
         creds: None,
     })
+}
+
+/// A directory's path, resolved as a file's is ([`resolve_path`]): `DIR/` is `DIR`.
+pub(crate) fn resolve_dir(policy: &PathPolicy, raw: &str) -> Result<PathBuf, WireError> {
+    let dir = match raw.strip_suffix('/') {
+        Some(d) if !d.is_empty() => d,
+        _ => raw,
+    };
+    resolve_path(policy, dir)
 }
 
 /// The TLS credentials in `dir`, each file checked as a console's paths are (no symlink below

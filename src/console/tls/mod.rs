@@ -676,6 +676,42 @@ mod tests {
     }
 
     #[test]
+    fn the_tls_options_go_together() {
+        use logd_protocol::ConsoleOption as O;
+        let req = |opts: Vec<O>| {
+            let mut t = TlsOptions::default();
+            for o in opts {
+                assert!(!t.take(o), "given once");
+            }
+            t.request()
+        };
+        assert_eq!(req(vec![]), Ok(None));
+        let r = req(vec![O::Tls("4556".into()), O::TlsDir("pki".into())])
+            .unwrap()
+            .unwrap();
+        assert_eq!((r.addr.as_str(), r.anonymous), ("4556", Anonymous::Refuse));
+        assert!(req(vec![O::Tls("1".into())])
+            .unwrap_err()
+            .contains("--tls-dir"));
+        assert!(req(vec![O::TlsDir("d".into())])
+            .unwrap_err()
+            .contains("needs --tls"));
+        assert!(req(vec![O::TlsReadOnly(vec![])])
+            .unwrap_err()
+            .contains("need --tls"));
+        let e = req(vec![
+            O::Tls("1".into()),
+            O::TlsDir("d".into()),
+            O::TlsAnonymous("allow".into()),
+        ])
+        .unwrap_err();
+        assert!(e.contains("\"allow\""), "{e}");
+        let mut t = TlsOptions::default();
+        assert!(!t.take(O::Tls("1".into())));
+        assert!(t.take(O::Tls("2".into())), "twice");
+    }
+
+    #[test]
     fn a_pattern_is_carried_as_written() {
         let p = Pattern::try_from("cn=alice, O=Example".to_owned()).unwrap();
         let json = serde_json::to_string(&p).unwrap();
