@@ -350,12 +350,17 @@ fn a_client_without_a_certificate_is_refused_or_read_only_as_configured() {
 
 /// A certificate the CA signed whose subject is in neither list is refused after its handshake,
 /// told why; one signed by another CA (with a listed subject) fails the handshake. Both are
-/// counted and logged, and neither reaches the guest.
+/// counted and logged, and neither reaches the guest. (The console speaks telnet: over TLS too.)
 #[test]
 fn a_certificate_in_no_list_or_of_another_ca_is_refused_and_counted() {
     let Some((d, img)) = setup() else { return };
     let pki = make_pki(&d);
-    let port = add(&d, "no", &["--tls-read-write", "CN=alice,O=Example"]);
+    // Telnet over TLS, as over TCP.
+    let port = add(
+        &d,
+        "no",
+        &["--tls-read-write", "CN=alice,O=Example", "--telnet"],
+    );
     let _q = boot(&d, &img, "no");
     let mut carol = s_client(&pki, port, Some("carol"));
     carol.send(b"carol types\n");
@@ -383,6 +388,10 @@ fn a_certificate_in_no_list_or_of_another_ca_is_refused_and_counted() {
     alice.wait_for(BANNER, T);
     alice.send(b"alice types\n");
     alice.wait_for(b"ALICE TYPES\n", T);
+    assert!(
+        contains(&alice.output(), &[0xff, 0xfb]),
+        "a telnet console negotiates over TLS too (IAC WILL)"
+    );
     let log = read_rotated(&d.log("no.log"), 10);
     assert!(!contains(&log, b"CAROL TYPES") && !contains(&log, b"MALLORY TYPES"));
     let snap = console_snapshot(&d);

@@ -263,7 +263,7 @@ impl Console {
         };
         match tls.settings.role_of(subject.as_ref()) {
             Ok(role) => {
-                tracing::debug!(peer = %identity, %addr, %role, "TLS subscriber admitted");
+                tracing::info!(peer = %identity, %addr, %role, "TLS handshake done");
                 self.join(sock, identity, role, cx);
             }
             Err(why) => {

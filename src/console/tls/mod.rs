@@ -469,7 +469,15 @@ impl Credentials {
             })?;
         }
         let chain = certs(&cert_path, &pems.cert)?;
-        let key = PrivateKeyDer::from_pem_slice(&pems.key).map_err(|e| pem(&key_path, e))?;
+        let key = PrivateKeyDer::from_pem_slice(&pems.key).map_err(|e| match e {
+            rustls::pki_types::pem::Error::NoItemsFound => TlsError::Pem {
+                path: key_path.clone(),
+                reason: "no private key in it (expected -----BEGIN PRIVATE KEY-----, or an RSA \
+                         or EC key)"
+                    .into(),
+            },
+            e => pem(&key_path, e),
+        })?;
         let crls = match &pems.crl {
             Some(b) => CertificateRevocationListDer::pem_slice_iter(b)
                 .collect::<Result<Vec<_>, _>>()
