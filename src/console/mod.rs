@@ -29,6 +29,7 @@
 //!   goings, the lock's moves, a cut-off), and the marks it may write in the log;
 //! - `handover`: a console's state across a re-exec (export, restore);
 //! - `subscriber`: one watching connection and its bounded queue;
+//! - `socket`: a subscriber's connection (TCP, UNIX, TLS), readiness-based;
 //! - [`telnet`]: the sans-IO telnet codec;
 //! - [`tls`]: the optional TLS listener: handshakes, client certificates and their roles, and
 //!   the TLS connection a subscriber reads and writes.
@@ -39,6 +40,7 @@ mod handover;
 pub(crate) mod notice;
 mod peer;
 mod replay;
+mod socket;
 mod subscriber;
 pub mod telnet;
 pub(crate) mod tls;

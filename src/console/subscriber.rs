@@ -12,125 +12,15 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use logd_protocol::ConsoleProtocol;
-use tokio::net::{TcpStream, UnixStream};
+#[cfg(test)]
+use tokio::net::UnixStream;
 
+pub(crate) use crate::console::socket::Socket;
+use crate::console::socket::READ_CHUNK;
 use crate::console::telnet;
-use crate::console::tls::stream::TlsStream;
 
 /// Most buffers written at once with `writev`.
 const MAX_IOV: usize = 32;
-/// Bytes read from a subscriber at once.
-const READ_CHUNK: usize = 4096;
-
-/// The connection: TCP, UNIX, or TLS over TCP.
-pub(crate) enum Socket {
-    Tcp(TcpStream),
-    Unix(UnixStream),
-    /// Its session lives in this process: a re-exec cannot carry it (`tls::accept`).
-    Tls(Box<TlsStream>),
-}
-
-impl Socket {
-    fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self {
-            Socket::Tcp(s) => s.poll_read_ready(cx),
-            Socket::Unix(s) => s.poll_read_ready(cx),
-            Socket::Tls(s) => s.poll_read_ready(cx),
-        }
-    }
-
-    fn poll_write_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self {
-            Socket::Tcp(s) => s.poll_write_ready(cx),
-            Socket::Unix(s) => s.poll_write_ready(cx),
-            Socket::Tls(s) => s.poll_write_ready(cx),
-        }
-    }
-
-    fn try_read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Socket::Tcp(s) => s.try_read(buf),
-            Socket::Unix(s) => s.try_read(buf),
-            Socket::Tls(s) => s.try_read(buf),
-        }
-    }
-
-    fn try_write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        match self {
-            Socket::Tcp(s) => s.try_write_vectored(bufs),
-            Socket::Unix(s) => s.try_write_vectored(bufs),
-            Socket::Tls(s) => s.try_write_vectored(bufs),
-        }
-    }
-
-    /// `Ready` once what was written has left for the socket: at once for TCP and UNIX; for
-    /// TLS once rustls holds no encrypted bytes the socket did not take.
-    fn poll_sent(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self {
-            Socket::Tcp(_) | Socket::Unix(_) => Poll::Ready(Ok(())),
-            Socket::Tls(s) => s.poll_send_held(cx),
-        }
-    }
-
-    /// Writes what fits now, without waiting (notices to a peer about to be dropped).
-    pub(crate) fn try_write_now(&mut self, data: &[u8]) {
-        let _ = match self {
-            Socket::Tcp(s) => s.try_write(data),
-            Socket::Unix(s) => s.try_write(data),
-            Socket::Tls(s) => {
-                s.write_now(data);
-                Ok(0)
-            }
-        };
-    }
-
-    /// Tells the peer that nothing more comes (after its last line): it reads that line, then
-    /// EOF (TLS: close_notify first).
-    pub(crate) fn shutdown_write(&mut self) {
-        use std::os::fd::AsRawFd;
-        let fd = match self {
-            Socket::Tcp(s) => s.as_raw_fd(),
-            Socket::Unix(s) => s.as_raw_fd(),
-            Socket::Tls(s) => {
-                s.close_notify_now();
-                s.tcp().as_raw_fd()
-            }
-        };
-        let _ = nix::sys::socket::shutdown(fd, nix::sys::socket::Shutdown::Write);
-    }
-
-    /// Reads and discards what the peer sends until it closes (`Ready`). A socket closed with
-    /// unread input resets the connection, and the peer may then lose the last line it was
-    /// sent: a refused peer is drained until it leaves. (TLS: its records are discarded
-    /// undecrypted.)
-    pub(crate) fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        let mut buf = [0u8; READ_CHUNK];
-        loop {
-            let ready = match self {
-                Socket::Tcp(s) => s.poll_read_ready(cx),
-                Socket::Unix(s) => s.poll_read_ready(cx),
-                Socket::Tls(s) => s.tcp().poll_read_ready(cx),
-            };
-            match ready {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Err(_)) => return Poll::Ready(()),
-                Poll::Ready(Ok(())) => {}
-            }
-            let read = match self {
-                Socket::Tcp(s) => s.try_read(&mut buf),
-                Socket::Unix(s) => s.try_read(&mut buf),
-                Socket::Tls(s) => s.tcp().try_read(&mut buf),
-            };
-            match read {
-                Ok(0) => return Poll::Ready(()),
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return Poll::Ready(()),
-            }
-        }
-    }
-}
 
 /// Where [`Subscriber::poll_input`] stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,8 +40,6 @@ pub(crate) enum Leave {
     Slow,
     /// An operator disconnected it.
     Kicked,
-    /// A TLS subscriber before a re-exec, which cannot carry its session.
-    Reexec,
 }
 
 /// One subscriber.

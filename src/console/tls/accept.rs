@@ -25,7 +25,7 @@ use tokio::time::Sleep;
 
 use super::stream::{TlsStream, TryIo};
 use super::{Credentials, Refusal, Subject, TlsConfig};
-use crate::console::subscriber::{Leave, Socket};
+use crate::console::subscriber::Socket;
 use crate::console::{notice, Console, ConsoleError};
 use crate::serve::events;
 
@@ -383,7 +383,6 @@ impl Console {
             let mut s = self.subs.remove(i);
             s.say_goodbye("logd is re-executing; reconnect");
             s.close_now();
-            s.leaving = Some(Leave::Reexec);
             tracing::info!(subscriber = s.id, peer = %s.peer, "TLS subscriber told to reconnect: its session cannot be carried across a re-exec");
             events::emit(|| EventKind::SubscriberLeft {
                 domain: self.cfg.domain.name.clone(),

@@ -53,6 +53,14 @@ pub(crate) struct TlsStream {
     notified: bool,
 }
 
+impl Drop for TlsStream {
+    /// A TLS connection ends with close_notify, whoever ends it (a kick, a console removed, a
+    /// stop), so the peer can tell the end from a cut: best effort, without waiting.
+    fn drop(&mut self) {
+        self.close_notify_now();
+    }
+}
+
 /// A TLS error as an I/O error (the connection is then done with).
 fn tls_error(e: rustls::Error) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e)
