@@ -431,3 +431,26 @@ fn the_tls_listener_keeps_its_port_across_a_reexec() {
     let bob = s_client(&pki, port, Some("bob"));
     bob.wait_for(b"[logd: refused: ", T);
 }
+
+/// A client that speaks no TLS is refused at once; one that says nothing, after the handshake's
+/// 10 s. Both are counted and logged, and the console goes on serving.
+#[test]
+fn a_client_that_speaks_no_tls_or_nothing_is_refused_and_counted() {
+    let Some((d, img)) = setup() else { return };
+    let pki = make_pki(&d);
+    let port = add(&d, "plain", &[]);
+    let _q = boot(&d, &img, "plain");
+    let silent = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut plain = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    std::io::Write::write_all(&mut plain, b"hello, plain text\r\n").unwrap();
+    wait_refused(&d, 1);
+    assert!(d.stderr().contains("its handshake failed"), "logged");
+    wait_refused(&d, 2);
+    assert!(
+        d.stderr().contains("no TLS handshake within 10 s"),
+        "the silent one is logged"
+    );
+    drop((silent, plain));
+    let carol = s_client(&pki, port, Some("carol"));
+    carol.wait_for(BANNER, T);
+}

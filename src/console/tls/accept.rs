@@ -73,7 +73,7 @@ impl TlsListener {
 
 /// Why a handshake failed.
 #[derive(Debug, thiserror::Error)]
-enum HandshakeError {
+pub(super) enum HandshakeError {
     #[error("no TLS handshake within {} s", HANDSHAKE_TIME.as_secs())]
     Timeout,
     #[error("the peer closed the connection during the TLS handshake")]
@@ -85,15 +85,29 @@ enum HandshakeError {
 }
 
 /// One peer's handshake.
-struct Handshake {
-    tcp: TcpStream,
-    conn: ServerConnection,
+pub(super) struct Handshake {
+    pub(super) tcp: TcpStream,
+    pub(super) conn: ServerConnection,
     addr: SocketAddr,
     deadline: Pin<Box<Sleep>>,
 }
 
 impl Handshake {
-    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), HandshakeError>> {
+    /// A handshake with a peer just accepted, due within [`HANDSHAKE_TIME`].
+    pub(super) fn new(
+        tcp: TcpStream,
+        addr: SocketAddr,
+        server: std::sync::Arc<rustls::ServerConfig>,
+    ) -> Result<Handshake, rustls::Error> {
+        Ok(Handshake {
+            conn: ServerConnection::new(server)?,
+            tcp,
+            addr,
+            deadline: Box::pin(tokio::time::sleep(HANDSHAKE_TIME)),
+        })
+    }
+
+    pub(super) fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), HandshakeError>> {
         if self.deadline.as_mut().poll(cx).is_ready() {
             return Poll::Ready(Err(HandshakeError::Timeout));
         }
@@ -175,13 +189,8 @@ impl Console {
                         dropped.push(addr);
                         continue;
                     }
-                    match ServerConnection::new(server.clone()) {
-                        Ok(conn) => t.handshakes.push(Handshake {
-                            tcp,
-                            conn,
-                            addr,
-                            deadline: Box::pin(tokio::time::sleep(HANDSHAKE_TIME)),
-                        }),
+                    match Handshake::new(tcp, addr, server.clone()) {
+                        Ok(h) => t.handshakes.push(h),
                         Err(e) => {
                             tracing::warn!(peer = %addr, cause = %e, "cannot start a TLS session")
                         }

@@ -525,6 +525,9 @@ impl Credentials {
 }
 
 #[cfg(test)]
+mod sessions;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -80,6 +80,14 @@ impl TlsStream {
         })
     }
 
+    /// Encrypted bytes rustls holds that the socket has not taken.
+    #[cfg(test)]
+    pub(super) fn held(&mut self) -> usize {
+        self.conn
+            .process_new_packets()
+            .map_or(0, |st| st.tls_bytes_to_write())
+    }
+
     pub(crate) fn tcp(&self) -> &TcpStream {
         &self.tcp
     }
