@@ -695,7 +695,7 @@ impl Handler<Snapshot> for Domain {
 
 /// An operator's action on a console subscriber, by its daemon-wide id.
 #[derive(Message)]
-#[rtype(result = "Result<bool, String>")]
+#[rtype(result = "Result<Option<()>, String>")]
 pub struct SubscriberAction {
     /// A kick, else a grant.
     pub kick: bool,
@@ -705,8 +705,8 @@ pub struct SubscriberAction {
 }
 
 impl Handler<SubscriberAction> for Domain {
-    /// Ok(true): done; Ok(false): no such subscriber here; Err: refused.
-    type Result = Result<bool, String>;
+    /// Ok(Some): done; Ok(None): no such subscriber here; Err: refused.
+    type Result = Result<Option<()>, String>;
 
     fn handle(&mut self, msg: SubscriberAction, _: &mut Context<Self>) -> Self::Result {
         for s in self.streams.iter_mut() {
@@ -714,13 +714,14 @@ impl Handler<SubscriberAction> for Domain {
             if !c.has_subscriber(msg.id) {
                 continue;
             }
-            return if msg.kick {
+            let done = if msg.kick {
                 Ok(c.kick(msg.id, &msg.by))
             } else {
                 c.grant(msg.id, &msg.by).map_err(|e| e.to_string())
             };
+            return done.map(|d| d.then_some(()));
         }
-        Ok(false)
+        Ok(None)
     }
 }
 

@@ -200,6 +200,34 @@ impl Handler<Subscriber> for Registry {
     type Result = ResponseFuture<Result<(), WireError>>;
 
     fn handle(&mut self, msg: Subscriber, _: &mut Context<Self>) -> Self::Result {
+        let (kick, id, by) = (msg.kick, msg.id, msg.by);
+        self.to_subscriber(
+            id,
+            || domain::SubscriberAction {
+                kick,
+                id,
+                by: by.clone(),
+            },
+            |why| WireError::new(ErrorCode::InvalidArgument, why),
+        )
+    }
+}
+
+impl Registry {
+    /// Sends `make()` to each domain that has consoles, one after the other, until one has
+    /// subscriber `id`: its answer, or its refusal through `refused`. None has it: `NotFound`.
+    fn to_subscriber<M, T, E>(
+        &self,
+        id: u64,
+        make: impl Fn() -> M,
+        refused: fn(E) -> WireError,
+    ) -> ResponseFuture<Result<T, WireError>>
+    where
+        M: Message<Result = Result<Option<T>, E>> + Send + 'static,
+        T: Send + 'static,
+        E: Send + 'static,
+        domain::Domain: Handler<M>,
+    {
         if self.frozen {
             let e = RegistryError::Reexec.to_wire();
             return Box::pin(async move { Err(e) });
@@ -208,25 +236,19 @@ impl Handler<Subscriber> for Registry {
             .domains
             .values()
             .filter(|e| !e.consoles().is_empty())
-            .map(|e| {
-                e.addr.send(domain::SubscriberAction {
-                    kick: msg.kick,
-                    id: msg.id,
-                    by: msg.by.clone(),
-                })
-            })
+            .map(|e| e.addr.send(make()))
             .collect();
         Box::pin(async move {
             for r in reqs {
                 match r.await {
-                    Ok(Ok(true)) => return Ok(()),
-                    Ok(Err(why)) => return Err(WireError::new(ErrorCode::InvalidArgument, why)),
+                    Ok(Ok(Some(answer))) => return Ok(answer),
+                    Ok(Err(e)) => return Err(refused(e)),
                     _ => {}
                 }
             }
             Err(WireError::new(
                 ErrorCode::NotFound,
-                format!("no console subscriber with id {}", msg.id),
+                format!("no console subscriber with id {id}"),
             ))
         })
     }
@@ -291,34 +313,15 @@ impl Handler<Command> for Registry {
     type Result = ResponseFuture<Result<logd_protocol::ConsoleReply, WireError>>;
 
     fn handle(&mut self, msg: Command, _: &mut Context<Self>) -> Self::Result {
-        if self.frozen {
-            let e = RegistryError::Reexec.to_wire();
-            return Box::pin(async move { Err(e) });
-        }
-        let reqs: Vec<_> = self
-            .domains
-            .values()
-            .filter(|e| !e.consoles().is_empty())
-            .map(|e| {
-                e.addr.send(domain::Command {
-                    id: msg.id,
-                    uid: msg.uid,
-                    command: msg.command.clone(),
-                })
-            })
-            .collect();
-        Box::pin(async move {
-            for r in reqs {
-                match r.await {
-                    Ok(Ok(Some(reply))) => return Ok(reply),
-                    Ok(Err(e)) => return Err(e.to_wire()),
-                    _ => {}
-                }
-            }
-            Err(WireError::new(
-                ErrorCode::NotFound,
-                format!("no console subscriber with id {}", msg.id),
-            ))
-        })
+        let (id, uid, command) = (msg.id, msg.uid, msg.command);
+        self.to_subscriber(
+            id,
+            || domain::Command {
+                id,
+                uid,
+                command: command.clone(),
+            },
+            |e: crate::console::attach::AttachError| e.to_wire(),
+        )
     }
 }
