@@ -218,7 +218,7 @@ fn kick_and_grant_act_on_subscribers() {
     d.ctl_ok(&["console", "kick", &ids[1].to_string()]);
     let mut rest = Vec::new();
     subs[1].read_to_end(&mut rest).unwrap();
-    assert!(String::from_utf8_lossy(&rest).contains("disconnected by the operator"));
+    assert!(String::from_utf8_lossy(&rest).contains("disconnected by the operator 0:root"));
     let after = ps(&d);
     let left: Vec<u64> = after["domains"][0]["streams"][0]["subscribers"]
         .as_array()

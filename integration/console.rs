@@ -474,7 +474,7 @@ fn bursts_rotate_exactly_and_a_stalled_subscriber_costs_the_guest_nothing() {
     assert!(!s.d.log("b.log.3").exists());
 }
 
-/// `logdctl attach` in a real terminal (tmux): raw mode, keys reach the guest, Ctrl-] detaches,
+/// `logdctl attach` in a real terminal (tmux): raw mode, keys reach the guest, Ctrl-] . detaches,
 /// and the terminal is restored afterwards.
 #[test]
 fn attach_connects_a_terminal_and_restores_it() {
@@ -491,7 +491,7 @@ fn attach_connects_a_terminal_and_restores_it() {
     );
     let (term, rec) = Terminal::run_recorded("attach", s.d.dir.path(), &attach);
     term.wait_for("LOGD-GUEST READY", T);
-    assert!(term.screen().contains("Ctrl-] detaches"));
+    assert!(term.screen().contains("^] then ? for help"));
     // Raw mode: keys go one by one, unechoed by the terminal; the guest echoes them upper-cased.
     term.keys(&["-l", "hello tmux"]);
     term.wait_for("HELLO TMUX", T);
@@ -499,7 +499,7 @@ fn attach_connects_a_terminal_and_restores_it() {
         !term.screen().contains("hello tmux"),
         "the terminal echoed locally: not in raw mode"
     );
-    term.keys(&["C-]"]);
+    term.keys(&["C-]", "."]);
     let (status, restored) = rec.wait(T);
     assert_eq!(status, "exit=0");
     assert!(restored, "the terminal was not restored after detaching");
@@ -510,7 +510,7 @@ fn attach_connects_a_terminal_and_restores_it() {
 
     // Killed with SIGTERM while attached: the terminal is restored too.
     let (term2, rec2) = Terminal::run_recorded("attach-term", s.d.dir.path(), &attach);
-    term2.wait_for("Ctrl-] detaches", T);
+    term2.wait_for("then ? for help", T);
     let pattern = format!("^{LOGDCTL} --socket {} attach", s.d.socket.display());
     let _ = Command::new("pkill")
         .args(["-TERM", "-f", &pattern])

@@ -8,6 +8,7 @@ mod harness;
 
 mod access;
 mod admin;
+mod attach;
 mod console;
 mod declared;
 mod e2e;

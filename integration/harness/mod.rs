@@ -215,10 +215,18 @@ impl Terminal {
 
     /// Waits until the screen shows `what`.
     pub fn wait_for(&self, what: &str, limit: Duration) -> String {
-        wait_for(limit, &format!("{what:?} on the terminal"), || {
+        let start = std::time::Instant::now();
+        loop {
             let s = self.screen();
-            s.contains(what).then_some(s)
-        })
+            if s.contains(what) {
+                return s;
+            }
+            assert!(
+                start.elapsed() < limit,
+                "timed out waiting for {what:?} on the terminal; it shows:\n{s}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 }
 

@@ -294,6 +294,59 @@ impl Client {
     }
 
     /// Lists every console.
+    /// Attaches to a console ([`Request::AttachConsole`]): returns the subscriber as the daemon
+    /// made it, and this end of its connection.
+    pub fn attach_console(
+        &mut self,
+        domain: &str,
+        console: &str,
+        read_only: bool,
+        force: bool,
+    ) -> Result<(Attached, OwnedFd), ClientError> {
+        let req = Request::AttachConsole {
+            domain: domain.to_owned(),
+            console: console.to_owned(),
+            read_only,
+            force,
+        };
+        match self.call(&req)? {
+            (
+                Response::Attached {
+                    subscriber,
+                    peer,
+                    role,
+                    writer,
+                },
+                mut fds,
+            ) => Ok((
+                Attached {
+                    subscriber,
+                    peer,
+                    role,
+                    writer,
+                },
+                fds.remove(0),
+            )),
+            (other, _) => Err(unexpected(&req, other)),
+        }
+    }
+
+    /// A command about an attached subscriber ([`Request::ConsoleCommand`]).
+    pub fn console_command(
+        &mut self,
+        subscriber: u64,
+        command: ConsoleCommand,
+    ) -> Result<ConsoleReply, ClientError> {
+        let req = Request::ConsoleCommand {
+            subscriber,
+            command,
+        };
+        match self.call(&req)? {
+            (Response::ConsoleReply(r), _) => Ok(r),
+            (other, _) => Err(unexpected(&req, other)),
+        }
+    }
+
     pub fn list_consoles(&mut self) -> Result<Vec<ConsoleInfo>, ClientError> {
         let req = Request::ListConsoles;
         match self.call(&req)? {
@@ -502,4 +555,15 @@ fn unexpected(req: &Request, got: Response) -> ClientError {
         request: req.kind(),
         got: format!("{got:?}"),
     }
+}
+
+/// A subscriber made by [`Client::attach_console`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attached {
+    pub subscriber: u64,
+    /// How others see it (`UID:NAME`).
+    pub peer: String,
+    pub role: crate::admin::Role,
+    /// It holds the write lock, or may write.
+    pub writer: bool,
 }

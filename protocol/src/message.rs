@@ -198,6 +198,48 @@ pub enum Request {
         spec: ConsoleSpec,
         options: Vec<ConsoleOption>,
     },
+    /// Attach to a console as a subscriber (`logdctl attach`). The daemon makes a socketpair,
+    /// joins its end to the console with the role the caller's credentials (`SO_PEERCRED` of
+    /// this connection) give, and answers [`Response::Attached`] with the other end: the
+    /// console's output comes out of it, and what is written into it is typed into the guest
+    /// (raw bytes, no telnet) if the subscriber may write. Served on the console socket, which
+    /// any local user may reach, and on the main socket.
+    AttachConsole {
+        /// The domain's name.
+        domain: String,
+        /// The console's name.
+        console: String,
+        /// Watch only, even if the caller's role would let it type (a spy).
+        read_only: bool,
+        /// Take the write lock from whoever holds it (the caller's role must be read-write).
+        force: bool,
+    },
+    /// A command from an attached subscriber's escape menu, about that subscriber: allowed to
+    /// the uid that attached it (and to root). Answered with [`Response::ConsoleReply`].
+    ConsoleCommand {
+        subscriber: u64,
+        command: ConsoleCommand,
+    },
+}
+
+/// What an attached subscriber may ask of its console ([`Request::ConsoleCommand`]). Variants
+/// are only ever appended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConsoleCommand {
+    /// Who is attached, and who holds the write lock.
+    Who,
+    /// Ask for the write lock (and become a writer again after `Spy`): granted if nobody else
+    /// holds it, else the subscriber waits in line. With `force`, taken from the holder (who is
+    /// told by whom).
+    Lock { force: bool },
+    /// Become read-only (a spy): the write lock, if held, passes on.
+    Spy,
+    /// The last `lines` lines of the console's recent output (its replay ring).
+    Replay { lines: u32 },
+    /// Send a serial BREAK to the guest.
+    Break,
+    /// Send a magic SysRq (a BREAK, then this key) to the guest.
+    SysRq(u8),
 }
 
 /// An option of [`Request::AddConsoleWith`]. Variants are only ever appended.
@@ -367,6 +409,8 @@ impl Request {
             Request::ListConsoles => "ListConsoles",
             Request::AddConsolePersistent(_) => "AddConsolePersistent",
             Request::AddConsoleWith { .. } => "AddConsoleWith",
+            Request::AttachConsole { .. } => "AttachConsole",
+            Request::ConsoleCommand { .. } => "ConsoleCommand",
         }
     }
 }
@@ -403,6 +447,30 @@ pub enum Response {
     Done,
     /// Answer to `ListConsoles`.
     Consoles(Vec<ConsoleInfo>),
+    /// Answer to `AttachConsole`: the frame carries one fd, the caller's end of the console
+    /// connection.
+    Attached {
+        /// The new subscriber's id (for [`Request::ConsoleCommand`]).
+        subscriber: u64,
+        /// How it is shown to others (`UID:NAME`).
+        peer: String,
+        role: crate::admin::Role,
+        /// It holds the write lock (or may write: `shared`).
+        writer: bool,
+    },
+    /// Answer to `ConsoleCommand`.
+    ConsoleReply(ConsoleReply),
+}
+
+/// What a [`ConsoleCommand`] did. Variants are only ever appended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConsoleReply {
+    /// `Lock`, `Spy`, `Break`, `SysRq`: what happened, in words for the user.
+    Said(String),
+    /// `Who`: every subscriber, in write-lock order.
+    Who(Vec<crate::admin::SubscriberSnapshot>),
+    /// `Replay`: the output, from a line boundary.
+    Replay(#[serde(with = "serde_bytes")] Vec<u8>),
 }
 
 impl Response {
@@ -411,6 +479,7 @@ impl Response {
         match self {
             Response::LogOpened { .. } => 1,
             Response::ConsoleAdded { guest_fd: true, .. } => 1,
+            Response::Attached { .. } => 1,
             _ => 0,
         }
     }

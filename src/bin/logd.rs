@@ -25,6 +25,10 @@ struct Args {
     /// Serve the admin socket here [default: beside the main socket, logd-admin.sock].
     #[arg(long, value_name = "PATH")]
     admin_socket: Option<PathBuf>,
+    /// Serve the console socket here: `logdctl attach` for any local user, each console
+    /// judging the caller by its lists [default: beside the main socket, logd-console.sock].
+    #[arg(long, value_name = "PATH")]
+    console_socket: Option<PathBuf>,
     /// Also serve libvirt's virtlogd RPC on this socket, so that libvirtd uses logd in place of
     /// virtlogd. Without PATH: /run/libvirt/virtlogd-sock as root (where libvirtd looks), else
     /// $XDG_RUNTIME_DIR/libvirt/virtlogd-sock. A root logd serving it accepts log paths under
@@ -91,6 +95,7 @@ fn run(args: Args, successor: Option<logd::successor::Successor>) -> anyhow::Res
     let overrides = Overrides {
         socket: args.socket,
         admin_socket: args.admin_socket,
+        console_socket: args.console_socket,
         virtlogd_socket: args.virtlogd_socket.map(|p| {
             if p.as_os_str().is_empty() {
                 logd::config::default_virtlogd_socket()

@@ -9,7 +9,7 @@ use bytes::BytesMut;
 use super::guest::{GuestMode, GuestPlan};
 use super::replay::Replay;
 use super::subscriber::Subscriber;
-use super::{Console, ConsoleConfig, ConsoleStats};
+use super::{Console, ConsoleConfig, ConsoleStats, Role};
 use crate::datapath::budget::Yield;
 use crate::datapath::rotate::RotateConfig;
 use crate::datapath::sink::LogSink;
@@ -184,7 +184,16 @@ impl Console {
             }
             _ => BytesMut::from(&st.input[..]),
         };
+        // The holder as the subscribers knew it (the first read-write one, in exclusive mode).
+        let lock_holder = (st.write == logd_protocol::WritePolicy::Exclusive)
+            .then(|| {
+                subs.iter()
+                    .find(|s| s.role == Role::ReadWrite)
+                    .map(|s| s.id)
+            })
+            .flatten();
         Ok(Console {
+            lock_holder,
             span,
             yielding: Yield::default(),
             cfg,

@@ -20,6 +20,8 @@
 //!
 //! The parts:
 //! - [`access`]: roles, and who gets which;
+//! - [`attach`]: `logdctl attach`'s subscribers (a socketpair through logd's console socket)
+//!   and their escape commands: who, lock, spy, replay, break;
 //! - `peer`: how a subscriber is shown (`UID:NAME`, `ADDR:PORT`), names looked up off this
 //!   thread;
 //! - `guest`: the guest side: how it is reached ([`GuestPlan`]), its output read and fanned
@@ -35,10 +37,11 @@
 //!   the TLS connection a subscriber reads and writes.
 
 pub(crate) mod access;
+pub(crate) mod attach;
 mod guest;
 mod handover;
 pub(crate) mod notice;
-mod peer;
+pub(crate) mod peer;
 mod replay;
 mod socket;
 mod subscriber;
@@ -59,11 +62,10 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use logd_protocol::admin::{GuestState, StreamKind, StreamSnapshot, SubscriberSnapshot};
+use logd_protocol::admin::{GuestState, StreamKind, StreamSnapshot};
 use logd_protocol::{ConsoleInfo, ConsoleProtocol, DomainId, GuestSide, Position, WritePolicy};
 use tokio::net::{TcpListener, UnixListener, UnixStream};
 
-use crate::clock::unix_ms;
 use crate::console::access::Cred;
 use crate::console::guest::GuestMode;
 use crate::console::replay::Replay;
@@ -179,6 +181,9 @@ pub(crate) struct Console {
     parting: std::collections::VecDeque<Parting>,
     /// The log's last byte from this console ended a line (where a mark may go).
     at_line_start: bool,
+    /// The write lock's holder when the subscribers were last told (exclusive mode): a move
+    /// since, by a leave, a grant or a subscriber's command, is told at the next poll.
+    lock_holder: Option<u64>,
     stats: ConsoleStats,
     /// `console{domain, console}`: entered while the console runs, so its events name both.
     span: tracing::Span,
@@ -192,6 +197,7 @@ pub(crate) struct Console {
 struct Joining {
     sock: Socket,
     role: Role,
+    uid: u32,
     identity: std::pin::Pin<Box<dyn std::future::Future<Output = String>>>,
 }
 
@@ -323,6 +329,7 @@ impl Console {
             joining: Vec::new(),
             parting: Default::default(),
             at_line_start: true,
+            lock_holder: None,
             stats: ConsoleStats::default(),
             on_guest: None,
         };
@@ -433,18 +440,23 @@ impl Console {
     ///
     /// It is marked and its goodbye written now; the console's next poll (which actix runs
     /// right after the message that called this) drops it and passes the lock on.
-    pub(crate) fn kick(&mut self, id: u64) -> bool {
+    pub(crate) fn kick(&mut self, id: u64, by: &str) -> bool {
         let Some(s) = self.subs.iter_mut().find(|s| s.id == id) else {
             return false;
         };
-        s.say_goodbye("disconnected by the operator");
+        s.say_goodbye(&format!("disconnected by the operator {by}"));
         s.leaving = Some(Leave::Kicked);
         true
     }
 
     /// Gives the write lock to a subscriber (exclusive mode): it moves to the head of the line,
     /// and the others keep their order. Returns false if it is not here.
-    pub(crate) fn grant(&mut self, id: u64) -> Result<bool, GrantError> {
+    pub(crate) fn grant(&mut self, id: u64, by: &str) -> Result<bool, GrantError> {
+        self.give_lock(id, LockBy::Operator(by))
+    }
+
+    /// [`Self::grant`], by an operator or by the subscriber itself forcing it.
+    fn give_lock(&mut self, id: u64, by: LockBy<'_>) -> Result<bool, GrantError> {
         if self.cfg.write != WritePolicy::Exclusive {
             return Err(GrantError::NotExclusive);
         }
@@ -465,7 +477,12 @@ impl Console {
             for (j, o) in self.subs.iter_mut().enumerate().skip(1) {
                 // The old holder moved one place down with the insert.
                 if holder.map(|h| h + 1) == Some(j) {
-                    o.notice(&format!("the operator gave the write lock to {new}"));
+                    o.notice(&match by {
+                        LockBy::Operator(op) => {
+                            format!("the operator {op} gave the write lock to {new}")
+                        }
+                        LockBy::Itself(who) => format!("{who} took the write lock from you"),
+                    });
                     o.told_read_only = false;
                 } else {
                     o.notice(&notice::lock_moved(Some(&new)));
@@ -474,7 +491,19 @@ impl Console {
             let s = &mut self.subs[0];
             s.notice("you now hold the write lock");
             s.told_read_only = false;
-            tracing::info!(subscriber = id, "write lock granted by the operator");
+            self.lock_holder = Some(id);
+            match by {
+                LockBy::Operator(op) => {
+                    tracing::info!(
+                        subscriber = id,
+                        operator = op,
+                        "write lock granted by the operator"
+                    )
+                }
+                LockBy::Itself(_) => {
+                    tracing::info!(subscriber = id, "write lock forced by the subscriber")
+                }
+            }
             events::emit(|| EventKind::WriteLockMoved {
                 domain: self.cfg.domain.name.clone(),
                 console: self.cfg.name.clone(),
@@ -499,22 +528,7 @@ impl Console {
         );
         snap.slow_disconnects = self.stats.slow_disconnects;
         snap.refused = self.stats.refused;
-        snap.subscribers = self
-            .subs
-            .iter()
-            .enumerate()
-            .map(|(i, s)| SubscriberSnapshot {
-                id: s.id,
-                peer: s.peer.clone(),
-                since_ms: unix_ms(s.since_wall),
-                bytes_sent: s.bytes_sent,
-                queue: s.queued() as u64,
-                queue_limit: self.cfg.queue_limit as u64,
-                writer: self.may_write(i),
-                protocol: s.protocol(),
-                role: s.role,
-            })
-            .collect();
+        snap.subscribers = self.subscriber_snapshots();
         snap
     }
 
@@ -627,7 +641,7 @@ impl Console {
                 match r {
                     Ok((s, peer)) => {
                         let role = self.cfg.access.tcp_role();
-                        self.join(Socket::Tcp(s), peer.to_string(), role, cx);
+                        self.join(Socket::Tcp(s), peer.to_string(), role, None, cx);
                     }
                     Err(e) => {
                         tracing::warn!(cause = %e, "accepting a TCP subscriber failed");
@@ -665,15 +679,26 @@ impl Console {
         };
         let sock = Socket::Unix(s);
         match peer::cached_name(cred.uid) {
-            Some(name) => self.join(sock, peer::unix_identity(cred.uid, Some(&name)), role, cx),
+            Some(name) => self.join(
+                sock,
+                peer::unix_identity(cred.uid, Some(&name)),
+                role,
+                Some(cred.uid),
+                cx,
+            ),
             // Those waiting count towards the limit: `join` refuses this one.
-            None if self.subs.len() + self.joining.len() >= self.cfg.max_subscribers => {
-                self.join(sock, peer::unix_identity(cred.uid, None), role, cx)
-            }
+            None if self.subs.len() + self.joining.len() >= self.cfg.max_subscribers => self.join(
+                sock,
+                peer::unix_identity(cred.uid, None),
+                role,
+                Some(cred.uid),
+                cx,
+            ),
             None => {
                 self.joining.push(Joining {
                     sock,
                     role,
+                    uid: cred.uid,
                     identity: peer::unix_identity_later(cred.uid),
                 });
                 self.poll_joining(cx);
@@ -735,28 +760,60 @@ impl Console {
                 Poll::Pending => i += 1,
                 Poll::Ready(identity) => {
                     let j = self.joining.remove(i);
-                    self.join(j.sock, identity, j.role, cx);
+                    self.join(j.sock, identity, j.role, Some(j.uid), cx);
                 }
             }
         }
     }
 
-    fn join(&mut self, sock: Socket, peer: String, role: Role, cx: &mut Context<'_>) {
-        if self.subs.len() >= self.cfg.max_subscribers {
-            self.stats.refused += 1;
-            tracing::info!(%peer, "refused a subscriber: max_subscribers reached");
-            events::emit(|| EventKind::SubscriberRefused {
-                domain: self.cfg.domain.name.clone(),
-                console: self.cfg.name.clone(),
-                peer: peer.clone(),
-                reason: "full".into(),
-            });
-            let line = format!(
-                "[logd: console {} is full ({} subscribers); try again later]\r\n",
-                self.cfg.name, self.cfg.max_subscribers
-            );
+    fn join(
+        &mut self,
+        sock: Socket,
+        peer: String,
+        role: Role,
+        owner: Option<u32>,
+        cx: &mut Context<'_>,
+    ) {
+        if let Err(sock) = self.add_subscriber(sock, peer, role, self.cfg.protocol, owner) {
+            let line = format!("[logd: {}]\r\n", self.full());
             self.turn_away(sock, &line, cx);
-            return;
+        }
+    }
+
+    /// Refuses a subscriber for the console being full: counted, logged, an event. Returns
+    /// what to tell it.
+    fn refuse_full(&mut self, peer: &str) -> String {
+        self.stats.refused += 1;
+        tracing::info!(%peer, "refused a subscriber: max_subscribers reached");
+        events::emit(|| EventKind::SubscriberRefused {
+            domain: self.cfg.domain.name.clone(),
+            console: self.cfg.name.clone(),
+            peer: peer.to_owned(),
+            reason: "full".into(),
+        });
+        self.full()
+    }
+
+    fn full(&self) -> String {
+        format!(
+            "console {} is full ({} subscribers); try again later",
+            self.cfg.name, self.cfg.max_subscribers
+        )
+    }
+
+    /// A new subscriber, greeted and given the replay; its id. The socket back if the console
+    /// is full (refused: counted, logged).
+    fn add_subscriber(
+        &mut self,
+        sock: Socket,
+        peer: String,
+        role: Role,
+        protocol: ConsoleProtocol,
+        owner: Option<u32>,
+    ) -> Result<u64, Socket> {
+        if self.subs.len() >= self.cfg.max_subscribers {
+            self.refuse_full(&peer);
+            return Err(sock);
         }
         let id = NEXT_SUBSCRIBER_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut s = Subscriber::new(
@@ -764,16 +821,17 @@ impl Console {
             peer,
             role,
             sock,
-            self.cfg.protocol,
+            protocol,
             self.cfg.queue_limit,
             self.cfg.notices.subscribers,
         );
+        s.owner = owner;
         // The greeting, then the replay (it may end mid-line, at a prompt: the live output
         // goes on from there), then live: all pushed from this thread, so nothing falls in
         // between.
         s.notice(&self.greeting_for(&s));
         for c in self.replay.lines() {
-            match self.cfg.protocol {
+            match protocol {
                 ConsoleProtocol::Raw => s.push(c),
                 ConsoleProtocol::Telnet => s.push(telnet::escape(&c)),
             }
@@ -786,6 +844,9 @@ impl Console {
             peer: s.peer.clone(),
         });
         self.subs.push(s);
+        // Greeted as the holder if it is: no notice of a move.
+        self.lock_holder = self.holder().map(|h| self.subs[h].id);
+        Ok(id)
     }
 
     /// What subscriber `s`, about to join, is told first: its role, who may type.
@@ -876,7 +937,7 @@ impl Console {
         }
         self.input.extend_from_slice(&typed);
         // Leavers go; the write lock passes to the longest-connected read-write one left.
-        let had_holder = holder.map(|h| self.subs[h].id);
+        let had_holder = self.lock_holder;
         let mut i = 0;
         while i < self.subs.len() {
             match self.subs[i].leaving {
@@ -912,6 +973,7 @@ impl Console {
         if self.cfg.write == WritePolicy::Exclusive {
             let now = self.holder();
             let now_id = now.map(|h| self.subs[h].id);
+            self.lock_holder = now_id;
             if now_id != had_holder && (now.is_some() || had_holder.is_some()) {
                 let who = now.map(|h| notice::who(&self.subs[h].peer, self.subs[h].id));
                 if let Some(h) = now {
@@ -1018,6 +1080,14 @@ fn set_unix_mode(path: &Path, access: &Access) -> io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let mode = if access.has_lists() { 0o666 } else { 0o600 };
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+}
+
+/// Who moves the write lock: an operator (`logdctl console grant`), or the subscriber itself
+/// (the escape's `f`, `attach --force`), each as named in the notices.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum LockBy<'a> {
+    Operator(&'a str),
+    Itself(&'a str),
 }
 
 /// Why the write lock cannot be given.

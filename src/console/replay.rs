@@ -70,6 +70,24 @@ impl Replay {
         })
     }
 
+    /// The last `n` lines of what a new subscriber is given (a last line without its newline
+    /// counts as one).
+    pub(super) fn last_lines(&self, n: usize) -> Vec<u8> {
+        let all: Vec<u8> = self.lines().flat_map(|c| c.to_vec()).collect();
+        if n == 0 {
+            return Vec::new();
+        }
+        let body = all.strip_suffix(b"\n").unwrap_or(&all);
+        let start = body
+            .iter()
+            .enumerate()
+            .rev()
+            .filter(|&(_, &b)| b == b'\n')
+            .nth(n - 1)
+            .map_or(0, |(i, _)| i + 1);
+        all[start..].to_vec()
+    }
+
     /// Its chunks, oldest first.
     #[cfg(test)]
     pub(super) fn chunks(&self) -> impl Iterator<Item = &Bytes> {
@@ -126,6 +144,19 @@ mod tests {
     /// Each chunk's bytes, oldest first.
     fn chunks(r: &Replay) -> Vec<&[u8]> {
         r.chunks().map(|c| &c[..]).collect()
+    }
+
+    #[test]
+    fn last_lines_counts_whole_lines_from_the_end_and_a_partial_last_one() {
+        let mut r = Replay::new(1024);
+        r.push(&Bytes::from_static(b"one\ntwo\nthree\n"));
+        assert_eq!(r.last_lines(0), b"");
+        assert_eq!(r.last_lines(1), b"three\n");
+        assert_eq!(r.last_lines(2), b"two\nthree\n");
+        assert_eq!(r.last_lines(9), b"one\ntwo\nthree\n");
+        r.push(&Bytes::from_static(b"login: "));
+        assert_eq!(r.last_lines(1), b"login: ");
+        assert_eq!(r.last_lines(2), b"three\nlogin: ");
     }
 
     #[test]

@@ -73,6 +73,11 @@ pub(crate) struct Subscriber {
     refused: u64,
     /// Telnet BREAKs (IAC BRK) read since the console last took them ([`Self::take_breaks`]).
     breaks: u32,
+    /// The uid that connected it (a UNIX peer, or `logdctl attach`'s caller): its escape
+    /// commands are that uid's.
+    pub(crate) owner: Option<u32>,
+    /// Read-only by its own choice, though its role let it write: it may ask for the lock again.
+    pub(crate) spy: bool,
 }
 
 impl Subscriber {
@@ -103,6 +108,8 @@ impl Subscriber {
             notices,
             refused: 0,
             breaks: 0,
+            owner: None,
+            spy: false,
         };
         if protocol == ConsoleProtocol::Telnet {
             s.push(Bytes::from_static(telnet::greeting()));
@@ -134,7 +141,14 @@ impl Subscriber {
             bytes_sent: self.bytes_sent,
             told_read_only: self.told_read_only,
             role: self.role,
-            ext: Vec::new(),
+            ext: {
+                use crate::handover::state::SubscriberExt;
+                let mut ext: Vec<_> = self.owner.map(SubscriberExt::Owner).into_iter().collect();
+                if self.spy {
+                    ext.push(SubscriberExt::Spy);
+                }
+                ext
+            },
         })
     }
 
@@ -207,7 +221,15 @@ impl Subscriber {
             notices,
             refused: 0,
             breaks: 0,
+            owner: None,
+            spy: false,
         };
+        for e in &st.ext {
+            match e {
+                crate::handover::state::SubscriberExt::Owner(uid) => s.owner = Some(*uid),
+                crate::handover::state::SubscriberExt::Spy => s.spy = true,
+            }
+        }
         if after_go {
             s.notice("a re-exec failed; output may be missing here");
         }

@@ -48,6 +48,32 @@ pub(crate) fn bind(path: &Path) -> Result<UnixListener, DaemonError> {
         })
 }
 
+/// Binds the console socket: [`bind`]'s checks, then mode 0666, since any local user may
+/// attach (each console judges its callers by `SO_PEERCRED`). Its directory must let them
+/// through (0711 or 0755), or only root and logd's own uid will reach it.
+pub(crate) fn bind_console(path: &Path) -> Result<UnixListener, DaemonError> {
+    use std::os::unix::fs::PermissionsExt;
+    let l = bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666)).map_err(|source| {
+        DaemonError::Bind {
+            path: path.to_owned(),
+            source,
+        }
+    })?;
+    if let Some(dir) = path.parent() {
+        let reachable = std::fs::metadata(dir).map(|m| m.permissions().mode() & 0o001 != 0);
+        if !matches!(reachable, Ok(true)) {
+            tracing::warn!(
+                console_socket = %path.display(),
+                dir = %dir.display(),
+                "other users cannot reach the console socket: its directory is not searchable \
+                 by others (mode o+x); only root and logd's own uid can attach"
+            );
+        }
+    }
+    Ok(l)
+}
+
 /// A listener from systemd, or one logd binds itself. Returns it and whether logd owns the
 /// socket file (and so removes it at exit).
 pub(crate) fn take_or_bind(

@@ -30,11 +30,13 @@ use crate::handover::successor::Successor;
 use crate::host::config::Config;
 use crate::host::paths::PathPolicy;
 use crate::serve::server::{self, Endpoint, Shared};
-use listen::{create_dir, lock, take_or_bind, Listener, LockFile};
+use listen::{bind_console, create_dir, lock, take_or_bind, Listener, LockFile};
 use signals::{Sig, Signals};
 
 /// Connections served at once on the admin socket.
 const ADMIN_CLIENTS: usize = 64;
+/// Connections served at once on the console socket (an attach holds one only while it asks).
+const CONSOLE_CLIENTS: usize = 64;
 
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
@@ -96,7 +98,10 @@ pub fn run(cfg: Config, successor: Option<Successor>) -> Result<(), DaemonError>
     tracing::debug!(nofile, "open-file limit");
     create_dir(&cfg.log_root)?;
     // Nothing is opened in a socket's directory before it is checked (`sockdir`).
+    // The console socket's first: a shared directory it is in is made 0711, so that any user
+    // can reach it (and list nothing).
     let sockets = [
+        (Some(&cfg.console_socket), 0o711),
         (Some(&cfg.socket), 0o700),
         (Some(&cfg.admin_socket), 0o700),
         (cfg.virtlogd_socket.as_ref(), 0o755),
@@ -104,6 +109,11 @@ pub fn run(cfg: Config, successor: Option<Successor>) -> Result<(), DaemonError>
     for (socket, mode) in sockets {
         if let Some((socket, dir)) = socket.and_then(|s| Some((s, s.parent()?))) {
             let rule = crate::host::sockdir::Rule::for_socket(socket);
+            // A user's private directory stays 0700: its daemon serves that user only.
+            let mode = match rule {
+                crate::host::sockdir::Rule::Private => 0o700,
+                crate::host::sockdir::Rule::Shared => mode,
+            };
             crate::host::sockdir::ensure_mode(dir, rule, mode)?;
         }
     }
@@ -131,6 +141,7 @@ struct Accepting {
     stop: CancellationToken,
     main: tokio::task::JoinHandle<UnixListener>,
     admin: tokio::task::JoinHandle<UnixListener>,
+    console: tokio::task::JoinHandle<UnixListener>,
     virtlogd: Option<tokio::task::JoinHandle<UnixListener>>,
     metrics: Option<tokio::task::JoinHandle<crate::serve::metrics::MetricsListener>>,
 }
@@ -141,6 +152,8 @@ pub(crate) struct Running {
     pub(crate) lock: LockFile,
     pub(crate) main: Listener,
     pub(crate) admin: Listener,
+    /// The console socket (`logdctl attach`).
+    pub(crate) console: Listener,
     /// The virtlogd socket, if served.
     pub(crate) virtlogd: Option<Listener>,
     pub(crate) metrics: Option<crate::serve::metrics::MetricsListener>,
@@ -149,6 +162,7 @@ pub(crate) struct Running {
     pub(crate) shared_main: Arc<Shared>,
     pub(crate) shared_admin: Arc<Shared>,
     pub(crate) shared_virtlogd: Arc<Shared>,
+    pub(crate) shared_console: Arc<Shared>,
     limit: Arc<Semaphore>,
     pub(crate) handoff: Arc<Handoff>,
     triggers: mpsc::Receiver<Trigger>,
@@ -168,6 +182,7 @@ impl Running {
         lock: LockFile,
         main: Listener,
         admin: Listener,
+        console: Listener,
         virtlogd: Option<Listener>,
         metrics: Option<crate::serve::metrics::MetricsListener>,
     ) -> Running {
@@ -215,11 +230,26 @@ impl Running {
             handoff: handoff.clone(),
             persisted: persisted.clone(),
         });
+        // Any local user may connect: its own, smaller budget, so that nobody can take the main
+        // socket's clients away.
+        let shared_console = Arc::new(Shared {
+            endpoint: Endpoint::Console,
+            registry: registry.clone(),
+            limit: Arc::new(Semaphore::new(CONSOLE_CLIENTS)),
+            peers: server::PeerSlots::new(cfg.max_clients_per_peer.min(CONSOLE_CLIENTS)),
+            idle_timeout: cfg.client_idle_timeout,
+            replies: shared_main.replies.clone(),
+            daemon_uid: shared_main.daemon_uid,
+            handoff: handoff.clone(),
+            persisted: persisted.clone(),
+        });
         Running {
             cfg,
             lock,
             main,
             admin,
+            console,
+            shared_console,
             virtlogd,
             metrics,
             workers,
@@ -281,7 +311,12 @@ impl Running {
             owned: own_admin,
             listener: Some(admin_listener),
         };
-        let d = Running::assemble(cfg, lock, main, admin, virtlogd, metrics);
+        let console = Listener {
+            path: cfg.console_socket.clone(),
+            owned: true,
+            listener: Some(bind_console(&cfg.console_socket)?),
+        };
+        let d = Running::assemble(cfg, lock, main, admin, console, virtlogd, metrics);
         d.lock.write_pid();
         // Before the declared consoles and the accept loops: the pipes systemd kept through a
         // crash have their logs back before anyone can claim their paths.
@@ -347,6 +382,11 @@ impl Running {
             .listener
             .take()
             .expect("the admin listener is home");
+        let console = self
+            .console
+            .listener
+            .take()
+            .expect("the console listener is home");
         let metrics = self.metrics.take().map(|l| {
             tracing::info!(addr = %l.describe(), "serving Prometheus metrics at /metrics");
             actix_rt::spawn(crate::serve::metrics::serve(
@@ -362,6 +402,11 @@ impl Running {
         self.accepting = Some(Accepting {
             main: actix_rt::spawn(server::serve(main, self.shared_main.clone(), stop.clone())),
             virtlogd,
+            console: actix_rt::spawn(server::serve(
+                console,
+                self.shared_console.clone(),
+                stop.clone(),
+            )),
             admin: actix_rt::spawn(server::serve(
                 admin,
                 self.shared_admin.clone(),
@@ -384,6 +429,9 @@ impl Running {
         }
         if let Ok(l) = a.admin.await {
             self.admin.listener = Some(l);
+        }
+        if let Ok(l) = a.console.await {
+            self.console.listener = Some(l);
         }
         if let (Some(v), Some(task)) = (self.virtlogd.as_mut(), a.virtlogd) {
             if let Ok(l) = task.await {
@@ -436,6 +484,9 @@ impl Running {
         }
         if self.admin.owned {
             let _ = std::fs::remove_file(&self.admin.path);
+        }
+        if self.console.owned {
+            let _ = std::fs::remove_file(&self.console.path);
         }
         if let Some(v) = self.virtlogd.as_ref().filter(|v| v.owned) {
             let _ = std::fs::remove_file(&v.path);
@@ -511,6 +562,7 @@ impl Running {
         let later: Vec<&str> = [
             ("socket", new.socket != old.socket),
             ("admin_socket", new.admin_socket != old.admin_socket),
+            ("console_socket", new.console_socket != old.console_socket),
             (
                 "virtlogd_socket",
                 new.virtlogd_socket != old.virtlogd_socket,

@@ -98,6 +98,7 @@ impl Running {
         };
         let main = listener(&self.main, &mut carrier);
         let admin = listener(&self.admin, &mut carrier);
+        let console = listener(&self.console, &mut carrier);
         let virtlogd = self.virtlogd.as_ref().map(|v| listener(v, &mut carrier));
         let metrics = self.metrics.as_ref().map(|l| carrier.fd(l));
         if let Err(e) = carrier.finish() {
@@ -119,7 +120,7 @@ impl Running {
             domains,
             connections,
             virtlogd,
-            ext: Vec::new(),
+            ext: vec![crate::handover::state::StateExt::ConsoleSocket(console)],
         };
         let mut prepared = match reexec::prepare(&state) {
             Ok(p) => p,
@@ -218,9 +219,14 @@ impl Running {
     async fn undo(&mut self, why: HandoverError) -> HandoverError {
         let mut back = Carrier::back();
         back.fd(self.lock.file());
-        for l in [Some(&self.main), Some(&self.admin), self.virtlogd.as_ref()]
-            .into_iter()
-            .flatten()
+        for l in [
+            Some(&self.main),
+            Some(&self.admin),
+            Some(&self.console),
+            self.virtlogd.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
         {
             if let Some(l) = &l.listener {
                 back.fd(l);

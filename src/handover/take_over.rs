@@ -36,6 +36,8 @@ pub(crate) enum TakeOverError {
     Listener(#[source] std::io::Error),
     #[error("cannot serve the virtlogd socket: {0}")]
     Virtlogd(#[source] DaemonError),
+    #[error("cannot serve the console socket: {0}")]
+    ConsoleSocket(#[source] DaemonError),
     #[error("cannot use the metrics listener: {0}")]
     Metrics(#[source] std::io::Error),
     #[error(transparent)]
@@ -130,6 +132,7 @@ impl Running {
                 ConnEndpoint::Main => d.shared_main.clone(),
                 ConnEndpoint::Admin => d.shared_admin.clone(),
                 ConnEndpoint::Virtlogd => d.shared_virtlogd.clone(),
+                ConnEndpoint::Console => d.shared_console.clone(),
             };
             let reply = (c.mode == ConnMode::AwaitingReexec).then(|| match &failed {
                 None => AdminResponse::Reexeced(report.clone()),
@@ -261,7 +264,31 @@ impl Running {
             .collect::<Result<Vec<_>, TakeOverError>>()?;
         crate::console::resume_subscriber_ids(state.next_subscriber_id);
         since("daemon fds adopted");
-        let d = Running::assemble(cfg, lock, main, admin, virtlogd, metrics);
+        // (A `find_map` once `StateExt` has another variant.)
+        let carried_console = state
+            .ext
+            .iter()
+            .map(|e| match e {
+                crate::handover::state::StateExt::ConsoleSocket(l) => l,
+            })
+            .next();
+        let console = match carried_console {
+            Some(l) => Listener {
+                path: l.path.clone(),
+                owned: l.owned,
+                listener: Some(unix(take(&l.fd)?)?),
+            },
+            // A predecessor without one: bound now, before Ready, as a new virtlogd socket is.
+            None => Listener {
+                path: cfg.console_socket.clone(),
+                owned: true,
+                listener: Some(
+                    crate::daemon::listen::bind_console(&cfg.console_socket)
+                        .map_err(TakeOverError::ConsoleSocket)?,
+                ),
+            },
+        };
+        let d = Running::assemble(cfg, lock, main, admin, console, virtlogd, metrics);
         let domains = std::mem::take(&mut state.domains);
         let rotations = carried_rotations(&domains);
         let n_domains = domains.len() as u32;

@@ -64,6 +64,8 @@ pub struct Config {
     pub socket: PathBuf,
     /// The admin socket (introspection and actions), beside the main one by default.
     pub admin_socket: PathBuf,
+    /// The console socket (`logdctl attach`, any local user), beside the main one by default.
+    pub console_socket: PathBuf,
     /// The virtlogd socket (libvirt's RPC, for libvirtd); None: not served.
     pub virtlogd_socket: Option<PathBuf>,
     /// Relative log paths resolve under this directory; absolute ones must lie under it or
@@ -123,6 +125,8 @@ struct FileConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     admin_socket: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    console_socket: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     virtlogd_socket: Option<VirtlogdSocket>,
     #[serde(skip_serializing_if = "Option::is_none")]
     log_root: Option<PathBuf>,
@@ -174,6 +178,7 @@ enum VirtlogdSocket {
 pub struct Overrides {
     pub socket: Option<PathBuf>,
     pub admin_socket: Option<PathBuf>,
+    pub console_socket: Option<PathBuf>,
     /// Serve the virtlogd socket here.
     pub virtlogd_socket: Option<PathBuf>,
     pub log_root: Option<PathBuf>,
@@ -224,13 +229,23 @@ pub const LIBVIRT_LOG_DIR: &str = "/var/log/libvirt";
 /// The admin socket beside a main socket: `logd.sock` gives `logd-admin.sock`; another name
 /// gets `-admin` appended.
 pub fn admin_socket_for(socket: &Path) -> PathBuf {
+    sibling(socket, "admin")
+}
+
+/// The console socket beside a main socket: `logd.sock` gives `logd-console.sock`.
+pub fn console_socket_for(socket: &Path) -> PathBuf {
+    sibling(socket, "console")
+}
+
+/// `logd.sock` gives `logd-WHAT.sock`; another name gets `-WHAT` appended.
+fn sibling(socket: &Path, what: &str) -> PathBuf {
     let name = socket
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "logd.sock".into());
     let admin = match name.strip_suffix(".sock") {
-        Some(stem) => format!("{stem}-admin.sock"),
-        None => format!("{name}-admin"),
+        Some(stem) => format!("{stem}-{what}.sock"),
+        None => format!("{name}-{what}"),
     };
     socket.with_file_name(admin)
 }
@@ -386,6 +401,11 @@ impl Config {
             Some(a) => a,
             None => admin_socket_for(&socket),
         };
+        let console_socket = over
+            .console_socket
+            .clone()
+            .or(fc.console_socket)
+            .unwrap_or_else(|| console_socket_for(&socket));
         let virtlogd_socket = match (over.virtlogd_socket.clone(), fc.virtlogd_socket) {
             (Some(p), _) | (None, Some(VirtlogdSocket::Path(p))) => Some(p),
             (None, Some(VirtlogdSocket::On(true))) => Some(default_virtlogd_socket()),
@@ -396,6 +416,7 @@ impl Config {
         let mut config = Config {
             socket: absolute("socket", &socket)?,
             admin_socket: absolute("admin_socket", &admin_socket)?,
+            console_socket: absolute("console_socket", &console_socket)?,
             virtlogd_socket,
             log_root,
             allowed_dirs,
@@ -483,6 +504,7 @@ impl Config {
         let fc = FileConfig {
             socket: Some(path(&self.socket)),
             admin_socket: Some(path(&self.admin_socket)),
+            console_socket: Some(path(&self.console_socket)),
             virtlogd_socket: self
                 .virtlogd_socket
                 .as_deref()

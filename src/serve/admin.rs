@@ -11,7 +11,8 @@ use crate::control::registry;
 use crate::serve::shared::Shared;
 
 /// Answers `req`, which is neither `Events` nor `Reexec`.
-pub(crate) async fn answer(shared: &Shared, req: AdminRequest) -> AdminResponse {
+/// `operator` is who asks (`UID:NAME`): a kick or a grant names it to the subscribers.
+pub(crate) async fn answer(shared: &Shared, req: AdminRequest, operator: &str) -> AdminResponse {
     let reg = &shared.registry;
     let only = match &req {
         AdminRequest::Events | AdminRequest::Reexec { .. } => {
@@ -31,12 +32,18 @@ pub(crate) async fn answer(shared: &Shared, req: AdminRequest) -> AdminResponse 
         }
         AdminRequest::Kick { subscriber } | AdminRequest::Grant { subscriber } => {
             let kick = matches!(req, AdminRequest::Kick { .. });
-            tracing::info!(subscriber, kick, "operator action on a subscriber");
+            tracing::info!(
+                subscriber,
+                kick,
+                operator,
+                "operator action on a subscriber"
+            );
             return match registry::call(
                 reg,
                 registry::Subscriber {
                     kick,
                     id: *subscriber,
+                    by: operator.to_owned(),
                 },
             )
             .await

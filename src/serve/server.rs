@@ -104,7 +104,9 @@ pub(crate) async fn serve(
         }
         actix_rt::spawn(
             async move {
-                if uid != Some(0) && uid != Some(shared.daemon_uid) {
+                // The console socket is every user's: each console judges its callers.
+                let anyone = shared.endpoint == Endpoint::Console;
+                if !anyone && uid != Some(0) && uid != Some(shared.daemon_uid) {
                     tracing::warn!("refused a peer with another uid");
                     refuse(
                         &stream,
@@ -357,7 +359,11 @@ impl Connection {
                 let reply = match codec::decode::<AdminRequest>(&payload) {
                     Ok(req) => {
                         tracing::debug!(request = req.kind(), "admin request");
-                        crate::serve::admin::answer(&self.shared, req).await
+                        let operator = match self.stream.peer_cred() {
+                            Ok(c) => crate::console::peer::unix_identity_later(c.uid()).await,
+                            Err(_) => "?".to_owned(),
+                        };
+                        crate::serve::admin::answer(&self.shared, req, &operator).await
                     }
                     Err(e) => {
                         tracing::info!(cause = %e, "malformed admin request");
@@ -556,7 +562,44 @@ impl Connection {
     async fn dispatch(&mut self, req: Request) -> Result<Reply, WireError> {
         let reg = &self.shared.registry;
         let mailbox = |_| WireError::new(ErrorCode::Internal, "the registry is gone");
+        let attaching = matches!(
+            req,
+            Request::AttachConsole { .. } | Request::ConsoleCommand { .. }
+        );
+        if self.shared.endpoint == Endpoint::Console && !attaching {
+            return Err(WireError::new(
+                ErrorCode::PermissionDenied,
+                format!(
+                    "{} is not served on the console socket: it takes AttachConsole and \
+                     ConsoleCommand only (`logdctl attach`)",
+                    req.kind()
+                ),
+            ));
+        }
         match req {
+            Request::AttachConsole {
+                domain,
+                console,
+                read_only,
+                force,
+            } => self.attach(domain, console, read_only, force).await,
+            Request::ConsoleCommand {
+                subscriber,
+                command,
+            } => {
+                let uid = self.peer_cred()?.uid;
+                let reply = registry::call(
+                    reg,
+                    registry::Command {
+                        id: subscriber,
+                        uid,
+                        command,
+                    },
+                )
+                .await
+                .map_err(mailbox)??;
+                Ok((Response::ConsoleReply(reply), None))
+            }
             Request::OpenLog {
                 domain,
                 path,
@@ -617,6 +660,62 @@ impl Connection {
                 Ok((Response::Position(p), None))
             }
         }
+    }
+
+    /// The peer's credentials, as a console judges them.
+    fn peer_cred(&self) -> Result<crate::console::access::Cred, WireError> {
+        crate::console::access::peer_cred(&self.stream).map_err(|e| {
+            WireError::new(
+                ErrorCode::Internal,
+                format!("cannot read the peer's credentials: {e}"),
+            )
+        })
+    }
+
+    /// `AttachConsole`: a socketpair, one end joined to the console as the caller, the other
+    /// sent back.
+    async fn attach(
+        &self,
+        domain: String,
+        console: String,
+        read_only: bool,
+        force: bool,
+    ) -> Result<Reply, WireError> {
+        let cred = self.peer_cred()?;
+        let identity = crate::console::peer::unix_identity_later(cred.uid).await;
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair().map_err(|e| {
+            WireError::new(
+                ErrorCode::Io,
+                format!("cannot make the console connection: {e}"),
+            )
+        })?;
+        let req = crate::console::attach::AttachRequest {
+            sock: ours,
+            cred,
+            identity,
+            read_only,
+            force,
+        };
+        let a = registry::call(
+            &self.shared.registry,
+            registry::Attach {
+                domain,
+                console,
+                req,
+            },
+        )
+        .await
+        .map_err(|_| WireError::new(ErrorCode::Internal, "the registry is gone"))??;
+        tracing::info!(subscriber = a.id, peer = %a.peer, role = %a.role, "attached to a console");
+        Ok((
+            Response::Attached {
+                subscriber: a.id,
+                peer: a.peer,
+                role: a.role,
+                writer: a.writer,
+            },
+            Some(OwnedFd::from(theirs)),
+        ))
     }
 
     /// `AddConsole`, and `AddConsoleWith` without `Persist`.

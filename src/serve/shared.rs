@@ -158,6 +158,9 @@ pub(crate) enum Endpoint {
     Admin,
     /// libvirt's virtlogd RPC (served by `serve::virtlogd`): its own framing and access rule.
     Virtlogd,
+    /// `logdctl attach` ([`logd_protocol::Request::AttachConsole`] and `ConsoleCommand` only):
+    /// any local user may connect; each console judges the caller by its lists.
+    Console,
 }
 
 /// What a connection being served holds: its place among its process's connections and its
@@ -238,6 +241,7 @@ pub(crate) async fn park(shared: &Shared, stream: &UnixStream, buf: &BytesMut, m
         Endpoint::Main => ConnEndpoint::Main,
         Endpoint::Admin => ConnEndpoint::Admin,
         Endpoint::Virtlogd => ConnEndpoint::Virtlogd,
+        Endpoint::Console => ConnEndpoint::Console,
     };
     let marked = shared
         .handoff

@@ -18,6 +18,9 @@ pub(crate) struct Args {
     /// logd's admin socket [default: beside the main socket, logd-admin.sock]
     #[arg(long, global = true, env = "LOGD_ADMIN_SOCKET", value_name = "PATH")]
     pub(crate) admin_socket: Option<PathBuf>,
+    /// logd's console socket, for `attach` [default: beside the main socket, logd-console.sock]
+    #[arg(long, global = true, env = "LOGD_CONSOLE_SOCKET", value_name = "PATH")]
+    pub(crate) console_socket: Option<PathBuf>,
     /// Start a daemon if none answers, even as root (a non-root user's default socket always
     /// gets one started).
     #[arg(long, global = true, env = "LOGD_AUTOSTART")]
@@ -252,7 +255,10 @@ pub(crate) enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Connect this terminal to a console, as `virsh console` does. Ctrl-] detaches.
+    /// Connect this terminal to a console, through logd's console socket (any local user; the
+    /// console's lists decide who may watch and who may type). The escape (Ctrl-]) then a key
+    /// is a command: `.` detaches, `?` lists the others (who, lock, force, spy, replay, BREAK,
+    /// SysRq).
     Attach {
         /// The domain's name.
         #[arg(long, value_name = "NAME")]
@@ -260,6 +266,15 @@ pub(crate) enum Cmd {
         /// The console's name.
         #[arg(long, value_name = "CONSOLE")]
         name: String,
+        /// Watch only (spy), even if you may type; ask for the lock later with the escape, `l`.
+        #[arg(long)]
+        read_only: bool,
+        /// Take the write lock from whoever holds it (your uid must be read-write).
+        #[arg(long, conflicts_with = "read_only")]
+        force: bool,
+        /// The escape: `^]` (Ctrl-]), conserver's `^Ec`, or up to three keys; `^X` is Ctrl-X.
+        #[arg(long, value_name = "KEYS", default_value = "^]")]
+        escape: String,
     },
     /// Run a command with its stdout and stderr going into a capped log.
     Run {

@@ -21,8 +21,8 @@ pub(crate) fn admin_connect(
     )
 }
 
-/// Connects to the main socket, checking who serves it.
-fn client_connect(socket: &Path) -> Result<Client, ClientError> {
+/// Connects to the main socket (or the console socket), checking who serves it.
+pub(crate) fn client_connect(socket: &Path) -> Result<Client, ClientError> {
     Client::connect_trusting(socket, SERVER_UID.get().copied().flatten())
 }
 

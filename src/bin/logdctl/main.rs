@@ -25,7 +25,7 @@ mod term;
 mod top;
 
 use args::{Args, Cmd, ConsoleCmd};
-use connect::{admin_connect, connect, SERVER_UID};
+use connect::{admin_connect, client_connect as trusted_connect, connect, SERVER_UID};
 
 #[allow(unsafe_code)] // one block: SIGPIPE back to its default before any thread exists
 fn main() -> ExitCode {
@@ -76,6 +76,26 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
         Cmd::Stats { domain, json } => return admin::stats(&admin_socket, domain, *json),
+        Cmd::Attach {
+            domain,
+            name,
+            read_only,
+            force,
+            escape,
+        } => {
+            let console_socket = args
+                .console_socket
+                .clone()
+                .unwrap_or_else(|| config::console_socket_for(&socket));
+            return attach::run(attach::Options {
+                console_socket: &console_socket,
+                domain,
+                name,
+                read_only: *read_only,
+                force: *force,
+                escape,
+            });
+        }
         _ => {}
     }
     let mut client = connect(&socket, autostart)?;
@@ -106,8 +126,8 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(code))
         }
         Cmd::Console(c) => console::run(&mut client, c),
-        Cmd::Attach { domain, name } => attach::run(&mut client, &domain, &name),
         Cmd::Ps { .. }
+        | Cmd::Attach { .. }
         | Cmd::Stats { .. }
         | Cmd::LogLevel { .. }
         | Cmd::Events { .. }

@@ -273,7 +273,7 @@ impl Console {
         match tls.settings.role_of(subject.as_ref()) {
             Ok(role) => {
                 tracing::info!(peer = %identity, %addr, %role, "TLS handshake done");
-                self.join(sock, identity, role, cx);
+                self.join(sock, identity, role, None, cx);
             }
             Err(why) => {
                 self.stats.refused += 1;

@@ -702,28 +702,86 @@ impl Handler<Snapshot> for Domain {
 
 /// An operator's action on a console subscriber, by its daemon-wide id.
 #[derive(Message)]
-#[rtype(result = "Result<bool, String>")]
-pub enum SubscriberAction {
-    Kick(u64),
-    Grant(u64),
+#[rtype(result = "Result<Option<()>, String>")]
+pub struct SubscriberAction {
+    /// A kick, else a grant.
+    pub kick: bool,
+    pub id: u64,
+    /// The operator (`UID:NAME`).
+    pub by: String,
 }
 
 impl Handler<SubscriberAction> for Domain {
-    /// Ok(true): done; Ok(false): no such subscriber here; Err: refused.
-    type Result = Result<bool, String>;
+    /// Ok(Some): done; Ok(None): no such subscriber here; Err: refused.
+    type Result = Result<Option<()>, String>;
 
     fn handle(&mut self, msg: SubscriberAction, _: &mut Context<Self>) -> Self::Result {
         for s in self.streams.iter_mut() {
             let Stream::Console(c) = s else { continue };
-            match msg {
-                SubscriberAction::Kick(id) if c.has_subscriber(id) => return Ok(c.kick(id)),
-                SubscriberAction::Grant(id) if c.has_subscriber(id) => {
-                    return c.grant(id).map_err(|e| e.to_string())
+            if !c.has_subscriber(msg.id) {
+                continue;
+            }
+            let done = if msg.kick {
+                Ok(c.kick(msg.id, &msg.by))
+            } else {
+                c.grant(msg.id, &msg.by).map_err(|e| e.to_string())
+            };
+            return done.map(|d| d.then_some(()));
+        }
+        Ok(None)
+    }
+}
+
+/// `logdctl attach` on one of this domain's consoles. None: it has no console of that name.
+#[derive(Message)]
+#[rtype(
+    result = "Option<Result<crate::console::attach::AttachedSub, crate::console::attach::AttachError>>"
+)]
+pub(crate) struct Attach {
+    pub(crate) console: String,
+    pub(crate) req: crate::console::attach::AttachRequest,
+}
+
+impl Handler<Attach> for Domain {
+    type Result =
+        Option<Result<crate::console::attach::AttachedSub, crate::console::attach::AttachError>>;
+
+    fn handle(&mut self, msg: Attach, _: &mut Context<Self>) -> Self::Result {
+        for s in self.streams.iter_mut() {
+            if let Stream::Console(c) = s {
+                if c.name() == msg.console {
+                    return Some(c.attach(msg.req));
                 }
-                _ => {}
             }
         }
-        Ok(false)
+        None
+    }
+}
+
+/// An attached subscriber's escape command, by its daemon-wide id, from `uid`. Ok(None): no
+/// such subscriber here.
+#[derive(Message)]
+#[rtype(
+    result = "Result<Option<logd_protocol::ConsoleReply>, crate::console::attach::AttachError>"
+)]
+pub(crate) struct Command {
+    pub(crate) id: u64,
+    pub(crate) uid: u32,
+    pub(crate) command: logd_protocol::ConsoleCommand,
+}
+
+impl Handler<Command> for Domain {
+    type Result = Result<Option<logd_protocol::ConsoleReply>, crate::console::attach::AttachError>;
+
+    fn handle(&mut self, msg: Command, _: &mut Context<Self>) -> Self::Result {
+        for s in self.streams.iter_mut() {
+            if let Stream::Console(c) = s {
+                if c.has_subscriber(msg.id) {
+                    return c.command(msg.id, msg.uid, msg.command);
+                }
+            }
+        }
+        Ok(None)
     }
 }
 

@@ -192,12 +192,42 @@ impl Handler<ConsoleConfigs> for Registry {
 pub(crate) struct Subscriber {
     pub(crate) kick: bool,
     pub(crate) id: u64,
+    /// The operator, as the subscribers are told (`UID:NAME`).
+    pub(crate) by: String,
 }
 
 impl Handler<Subscriber> for Registry {
     type Result = ResponseFuture<Result<(), WireError>>;
 
     fn handle(&mut self, msg: Subscriber, _: &mut Context<Self>) -> Self::Result {
+        let (kick, id, by) = (msg.kick, msg.id, msg.by);
+        self.to_subscriber(
+            id,
+            || domain::SubscriberAction {
+                kick,
+                id,
+                by: by.clone(),
+            },
+            |why| WireError::new(ErrorCode::InvalidArgument, why),
+        )
+    }
+}
+
+impl Registry {
+    /// Sends `make()` to each domain that has consoles, one after the other, until one has
+    /// subscriber `id`: its answer, or its refusal through `refused`. None has it: `NotFound`.
+    fn to_subscriber<M, T, E>(
+        &self,
+        id: u64,
+        make: impl Fn() -> M,
+        refused: fn(E) -> WireError,
+    ) -> ResponseFuture<Result<T, WireError>>
+    where
+        M: Message<Result = Result<Option<T>, E>> + Send + 'static,
+        T: Send + 'static,
+        E: Send + 'static,
+        domain::Domain: Handler<M>,
+    {
         if self.frozen {
             let e = RegistryError::Reexec.to_wire();
             return Box::pin(async move { Err(e) });
@@ -206,26 +236,92 @@ impl Handler<Subscriber> for Registry {
             .domains
             .values()
             .filter(|e| !e.consoles().is_empty())
-            .map(|e| {
-                e.addr.send(if msg.kick {
-                    domain::SubscriberAction::Kick(msg.id)
-                } else {
-                    domain::SubscriberAction::Grant(msg.id)
-                })
-            })
+            .map(|e| e.addr.send(make()))
             .collect();
         Box::pin(async move {
             for r in reqs {
                 match r.await {
-                    Ok(Ok(true)) => return Ok(()),
-                    Ok(Err(why)) => return Err(WireError::new(ErrorCode::InvalidArgument, why)),
+                    Ok(Ok(Some(answer))) => return Ok(answer),
+                    Ok(Err(e)) => return Err(refused(e)),
                     _ => {}
                 }
             }
             Err(WireError::new(
                 ErrorCode::NotFound,
-                format!("no console subscriber with id {}", msg.id),
+                format!("no console subscriber with id {id}"),
             ))
         })
+    }
+}
+
+/// `logdctl attach`: the domain (by name) that has the console joins the caller to it.
+#[derive(Message)]
+#[rtype(result = "Result<crate::console::attach::AttachedSub, WireError>")]
+pub(crate) struct Attach {
+    pub(crate) domain: String,
+    pub(crate) console: String,
+    pub(crate) req: crate::console::attach::AttachRequest,
+}
+
+impl Handler<Attach> for Registry {
+    type Result = ResponseFuture<Result<crate::console::attach::AttachedSub, WireError>>;
+
+    fn handle(&mut self, msg: Attach, _: &mut Context<Self>) -> Self::Result {
+        if self.frozen {
+            let e = RegistryError::Reexec.to_wire();
+            return Box::pin(async move { Err(e) });
+        }
+        let not_found = WireError::new(
+            ErrorCode::NotFound,
+            format!(
+                "no console {:?} in domain {:?} (see `logdctl console list`)",
+                msg.console, msg.domain
+            ),
+        );
+        let addr = self
+            .domains
+            .values()
+            .find(|e| *e.name == *msg.domain && e.consoles().iter().any(|n| **n == *msg.console))
+            .map(|e| e.addr.clone());
+        let Some(addr) = addr else {
+            return Box::pin(async move { Err(not_found) });
+        };
+        let req = addr.send(domain::Attach {
+            console: msg.console,
+            req: msg.req,
+        });
+        Box::pin(async move {
+            match req.await {
+                Ok(Some(r)) => r.map_err(|e| e.to_wire()),
+                Ok(None) => Err(not_found),
+                Err(_) => Err(RegistryError::Reexec.to_wire()),
+            }
+        })
+    }
+}
+
+/// An attached subscriber's escape command: the domain that has the subscriber answers.
+#[derive(Message)]
+#[rtype(result = "Result<logd_protocol::ConsoleReply, WireError>")]
+pub(crate) struct Command {
+    pub(crate) id: u64,
+    pub(crate) uid: u32,
+    pub(crate) command: logd_protocol::ConsoleCommand,
+}
+
+impl Handler<Command> for Registry {
+    type Result = ResponseFuture<Result<logd_protocol::ConsoleReply, WireError>>;
+
+    fn handle(&mut self, msg: Command, _: &mut Context<Self>) -> Self::Result {
+        let (id, uid, command) = (msg.id, msg.uid, msg.command);
+        self.to_subscriber(
+            id,
+            || domain::Command {
+                id,
+                uid,
+                command: command.clone(),
+            },
+            |e: crate::console::attach::AttachError| e.to_wire(),
+        )
     }
 }

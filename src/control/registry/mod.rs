@@ -17,7 +17,9 @@ mod handover;
 mod logs;
 mod snapshot;
 
-pub(crate) use consoles::{AddConsole, ConsoleConfigs, ListConsoles, RemoveConsole, Subscriber};
+pub(crate) use consoles::{
+    AddConsole, Attach, Command, ConsoleConfigs, ListConsoles, RemoveConsole, Subscriber,
+};
 pub(crate) use handover::{Adopt, Freeze, GetBacklog, Thaw};
 pub(crate) use logs::{Append, GetPosition, Open, Read, Recover};
 pub(crate) use snapshot::Snapshot;

@@ -119,7 +119,10 @@ pub struct State {
 
 /// Something carried for the whole daemon since format version 5. Variants are only appended.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub enum StateExt {}
+pub enum StateExt {
+    /// The console socket (`logdctl attach`), its listener.
+    ConsoleSocket(ListenerState),
+}
 
 /// Something carried for a console since format version 5. Variants are only appended.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -137,7 +140,12 @@ pub enum ConsoleExt {
 /// Something carried for a console subscriber since format version 5. Variants are only
 /// appended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum SubscriberExt {}
+pub enum SubscriberExt {
+    /// The uid that attached it: its escape commands are that uid's (and root's).
+    Owner(u32),
+    /// Read-only by its own choice (a spy): it may ask for the write lock again.
+    Spy,
+}
 
 impl State {
     /// Calls `f` with every fd the state names.
@@ -150,6 +158,11 @@ impl State {
         }
         if let Some(m) = &self.metrics {
             f(m);
+        }
+        for e in &self.ext {
+            match e {
+                StateExt::ConsoleSocket(l) => f(&l.fd),
+            }
         }
         for c in &self.connections {
             f(&c.fd);
@@ -326,6 +339,8 @@ pub enum ConnEndpoint {
     Admin,
     /// The virtlogd socket (always parked between calls: [`ConnMode::Requests`]).
     Virtlogd,
+    /// The console socket (`logdctl attach`), since version 5.
+    Console,
 }
 
 /// Where a client connection was when it was parked.

@@ -93,7 +93,7 @@ fn sample() -> State {
                         bytes_sent: 99,
                         told_read_only: true,
                         role: crate::console::Role::ReadWrite,
-                        ext: vec![],
+                        ext: vec![SubscriberExt::Owner(1000), SubscriberExt::Spy],
                     }],
                     slow_disconnects: 1,
                     refused: 2,
@@ -130,7 +130,11 @@ fn sample() -> State {
             path: "/run/libvirt/virtlogd-sock".into(),
             owned: false,
         }),
-        ext: vec![],
+        ext: vec![StateExt::ConsoleSocket(ListenerState {
+            fd: fd(17),
+            path: "/run/logd/logd-console.sock".into(),
+            owned: true,
+        })],
     }
 }
 
