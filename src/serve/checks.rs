@@ -100,8 +100,8 @@ pub(crate) fn check_append_len(message: &[u8]) -> Result<(), WireError> {
     Ok(())
 }
 
-/// Checks a console spec and resolves its paths and the names of its access lists (both on the
-/// blocking pool); applies the defaults.
+/// Checks a console spec and resolves its paths and the names of its access lists, and reads
+/// its TLS credentials (all on the blocking pool); applies the defaults.
 pub(crate) async fn console_config(req: ConsoleRequest) -> Result<ConsoleConfig, WireError> {
     let policy = crate::host::paths::current().expect("the daemon installs a path policy");
     let mut config = console_lexical(&policy, req)?;
@@ -273,7 +273,11 @@ pub(crate) fn console_options(
             ConsoleOption::ReadOnly(v) => ro.replace(v).is_some(),
             ConsoleOption::NoNotices => std::mem::replace(&mut no_notices, true),
             ConsoleOption::MarkLog => std::mem::replace(&mut mark_log, true),
-            o => tls.take(o),
+            o @ (ConsoleOption::Tls(_)
+            | ConsoleOption::TlsDir(_)
+            | ConsoleOption::TlsReadWrite(_)
+            | ConsoleOption::TlsReadOnly(_)
+            | ConsoleOption::TlsAnonymous(_)) => tls.take(o),
         };
         if twice {
             return Err(invalid(format!("console option {flag} given twice")));

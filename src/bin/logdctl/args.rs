@@ -148,8 +148,8 @@ pub(crate) enum ConsoleCmd {
         /// log holds the guest's output only.
         #[arg(long)]
         mark_log: bool,
-        /// TLS listener for remote subscribers, ADDR:PORT or PORT (binds 127.0.0.1), with client
-        /// certificates (rustls). Needs --tls-dir. A client certificate the CA did not sign
+        /// TLS listener for remote subscribers, ADDR:PORT or PORT (binds 127.0.0.1; not 0), with
+        /// client certificates (rustls). Needs --tls-dir. A client certificate the CA did not sign
         /// fails the handshake; a signed one gets its role from its subject (--tls-read-write,
         /// --tls-read-only). Over TLS a subscriber speaks telnet if the console has --telnet.
         #[arg(long, value_name = "ADDR:PORT", requires = "tls_dir")]

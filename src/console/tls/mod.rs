@@ -216,7 +216,8 @@ pub(crate) struct TlsOptions {
 }
 
 impl TlsOptions {
-    /// Takes one TLS option; true if it was given before. Called with the TLS options only.
+    /// Takes one TLS option; true if it was given before. Any other option is not taken
+    /// (false): the caller gives the TLS options only.
     pub(crate) fn take(&mut self, o: logd_protocol::ConsoleOption) -> bool {
         use logd_protocol::ConsoleOption as O;
         match o {
@@ -225,7 +226,7 @@ impl TlsOptions {
             O::TlsReadWrite(v) => self.read_write.replace(v).is_some(),
             O::TlsReadOnly(v) => self.read_only.replace(v).is_some(),
             O::TlsAnonymous(a) => self.anonymous.replace(a).is_some(),
-            other => unreachable!("{} is not a TLS option", other.flag()),
+            _ => false,
         }
     }
 
