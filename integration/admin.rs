@@ -413,6 +413,31 @@ fn top_shows_domains_and_restores_the_terminal() {
     );
 }
 
+/// `ps` counts the daemon's fds as /proc shows them from outside: the fd its own count opens
+/// (the listing of /proc/self/fd) is not one of them (issue 17).
+#[test]
+fn ps_counts_the_daemons_fds_exactly() {
+    let d = Daemon::start();
+    let mut admin =
+        logd_protocol::client::AdminClient::connect(&d.dir.path().join("logd-admin.sock")).unwrap();
+    // Served once: the connection's fd is in both counts from now on.
+    admin.snapshot().unwrap();
+    let mut last = (0, 0);
+    let same = poll(Duration::from_secs(10), Duration::from_millis(100), || {
+        let outside = fd_count(d.pid()).unwrap() as u64;
+        let inside = admin.snapshot().unwrap().fds;
+        last = (inside, outside);
+        (inside == outside).then_some(())
+    });
+    assert!(
+        same.is_some(),
+        "ps counts {} fds, /proc/{}/fd lists {}",
+        last.0,
+        d.pid(),
+        last.1
+    );
+}
+
 /// Acceptance 6: the metrics endpoint serves text a Prometheus parser accepts, and its counters
 /// match `ps --json`.
 #[test]
