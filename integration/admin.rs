@@ -413,6 +413,31 @@ fn top_shows_domains_and_restores_the_terminal() {
     );
 }
 
+/// `ps` counts the daemon's fds as /proc shows them from outside: the fd its own count opens
+/// (the listing of /proc/self/fd) is not one of them (issue 17).
+#[test]
+fn ps_counts_the_daemons_fds_exactly() {
+    let d = Daemon::start();
+    let mut admin =
+        logd_protocol::client::AdminClient::connect(&d.dir.path().join("logd-admin.sock")).unwrap();
+    // Served once: the connection's fd is in both counts from now on.
+    admin.snapshot().unwrap();
+    let mut last = (0, 0);
+    let same = poll(Duration::from_secs(10), Duration::from_millis(100), || {
+        let outside = fd_count(d.pid()).unwrap() as u64;
+        let inside = admin.snapshot().unwrap().fds;
+        last = (inside, outside);
+        (inside == outside).then_some(())
+    });
+    assert!(
+        same.is_some(),
+        "ps counts {} fds, /proc/{}/fd lists {}",
+        last.0,
+        d.pid(),
+        last.1
+    );
+}
+
 /// Acceptance 6: the metrics endpoint serves text a Prometheus parser accepts, and its counters
 /// match `ps --json`.
 #[test]
@@ -455,10 +480,10 @@ fn metrics_match_ps_and_parse() {
     let v = ps(&d);
     let s = &v["domains"][0]["streams"][0];
     assert_eq!(
-        value("logd_stream_bytes_in_total"),
+        value("logd_stream_in_bytes_total"),
         s["bytes_in"].as_u64().unwrap() as f64
     );
-    assert_eq!(value("logd_stream_bytes_written_total"), data.len() as f64);
+    assert_eq!(value("logd_stream_written_bytes_total"), data.len() as f64);
     assert_eq!(
         value("logd_stream_rotations_total"),
         s["rotations"].as_u64().unwrap() as f64
@@ -468,6 +493,24 @@ fn metrics_match_ps_and_parse() {
         s["file_size"].as_u64().unwrap() as f64
     );
     assert!(value("logd_stream_rotations_total") > 0.0);
+    // The daemon's own: its build, and its start as `ps` gives it.
+    let daemon = |name: &str| {
+        scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == name)
+            .unwrap_or_else(|| panic!("{name} missing in {body}"))
+    };
+    let build = daemon("logd_build_info");
+    assert_eq!(
+        Some(format!("logd {}", build.labels.get("version").unwrap()).as_str()),
+        v["version"].as_str()
+    );
+    assert_eq!(build.labels.get("build_id"), v["build_id"].as_str());
+    assert_eq!(
+        daemon("process_start_time_seconds").value,
+        prometheus_parse::Value::Gauge(v["started_ms"].as_u64().unwrap() as f64 / 1000.0)
+    );
     assert!(get("/nope").starts_with("HTTP/1.0 404"));
     // A removed domain's metrics go away.
     drop(w);
@@ -475,6 +518,105 @@ fn metrics_match_ps_and_parse() {
         Duration::from_secs(10),
         "the domain's metrics to go",
         || (!get("/metrics").contains("metered")).then_some(()),
+    );
+}
+
+/// Issue 17, item 4: a live scrape of a daemon with a rotating log and a console with a
+/// subscriber passes Prometheus's lint, `promtool check metrics`, with nothing to say. Every
+/// family has samples then (the lint skips a family without), so every name is linted.
+#[test]
+fn a_live_scrape_passes_promtool() {
+    let Some(promtool) = require_tool("promtool") else {
+        return;
+    };
+    let port = free_port();
+    let d = Daemon::with_config(&format!(
+        "metrics_listen = \"127.0.0.1:{port}\"\nmax_size = \"8 KiB\"\n"
+    ));
+    let mut c = d.client();
+    let (_, fd) = c
+        .open_log(
+            DomainId::from_name("qemu", "linted"),
+            "linted.log",
+            OpenFlags::default(),
+        )
+        .unwrap();
+    let mut w = std::fs::File::from(fd);
+    w.write_all(&numbered_lines(20_000)).unwrap();
+    c.position("linted.log").unwrap();
+    let spec = logd_protocol::ConsoleSpec {
+        tcp: Some("0".into()),
+        ..logd_protocol::ConsoleSpec::new(
+            DomainId::from_name("qemu", "linted-console"),
+            "serial0",
+            logd_protocol::GuestSide::Fd,
+            "linted-console.log",
+        )
+    };
+    let (added, guest) = c.add_console(spec).unwrap();
+    let mut guest = UnixStream::from(guest.unwrap());
+    let mut sub = std::net::TcpStream::connect(added.tcp.unwrap()).unwrap();
+    sub.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    guest.write_all(b"booted\r\n").unwrap();
+    let mut seen = Vec::new();
+    while !String::from_utf8_lossy(&seen).contains("booted") {
+        let mut buf = [0u8; 4096];
+        let n = sub.read(&mut buf).expect("the subscriber reads the guest");
+        assert!(
+            n > 0,
+            "the console closed: {}",
+            String::from_utf8_lossy(&seen)
+        );
+        seen.extend_from_slice(&buf[..n]);
+    }
+
+    let reply = http_get(port, "/metrics");
+    let (head, body) = reply.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.0 200 OK"), "{head}");
+    assert!(
+        head.contains("Content-Type: text/plain; version=0.0.4; charset=utf-8"),
+        "{head}"
+    );
+    for name in [
+        "logd_stream_in_bytes_total",
+        "logd_stream_written_bytes_total",
+        "logd_stream_dropped_bytes_total",
+        "logd_stream_rotations_total",
+        "logd_stream_file_size_bytes",
+        "logd_stream_guest_connected",
+        "logd_console_subscribers",
+        "logd_console_slow_disconnects_total",
+        "logd_console_refused_total",
+        "logd_domains",
+        "logd_domain_actors",
+        "logd_build_info",
+        "process_cpu_seconds_total",
+        "process_open_fds",
+        "process_max_fds",
+        "process_resident_memory_bytes",
+        "process_virtual_memory_bytes",
+        "process_start_time_seconds",
+    ] {
+        assert!(
+            body.lines().any(|l| l
+                .strip_prefix(name)
+                .is_some_and(|r| r.starts_with([' ', '{']))),
+            "no sample of {name}:\n{body}"
+        );
+    }
+    let scraped = d.dir.path().join("scrape.txt");
+    std::fs::write(&scraped, body).unwrap();
+    let lint = std::process::Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(std::fs::File::open(&scraped).unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        lint.status.success() && lint.stdout.is_empty() && lint.stderr.is_empty(),
+        "promtool check metrics: {}\n{}{}\non:\n{body}",
+        lint.status,
+        String::from_utf8_lossy(&lint.stdout),
+        String::from_utf8_lossy(&lint.stderr)
     );
 }
 

@@ -8,7 +8,8 @@
 //! - [`sockdir`]: the directories of the sockets, trusted only when closed to other users;
 //! - [`systemd`]: readiness notification and socket activation;
 //! - [`fdstore`]: systemd's fd store (`FDSTORE=1`), and the names of the fds logd keeps there;
-//! - [`logging`]: the daemon's own tracing, with a filter changeable at run time.
+//! - [`logging`]: the daemon's own tracing, with a filter changeable at run time;
+//! - [`process`]: this process's fds, memory and CPU time, from /proc.
 
 pub mod config;
 pub mod consoles;
@@ -16,6 +17,7 @@ pub(crate) mod fdstore;
 pub mod logging;
 pub mod paths;
 pub mod persisted;
+pub mod process;
 pub(crate) mod size;
 pub mod sockdir;
 pub mod systemd;

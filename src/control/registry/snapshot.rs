@@ -73,7 +73,10 @@ impl Handler<Snapshot> for Registry {
                 }
             }
             domains.sort_by(|a, b| a.id.name.cmp(&b.id.name));
-            let (fds, rss_kib) = process_usage();
+            let (fds, rss_kib) = (
+                crate::host::process::open_fds(),
+                crate::host::process::resident_kib(),
+            );
             let id = crate::handover::identity::get();
             let lineage = crate::handover::identity::lineage();
             DaemonSnapshot {
@@ -96,20 +99,4 @@ impl Handler<Snapshot> for Registry {
             }
         })
     }
-}
-
-/// Open fds and resident KiB of this process, from /proc.
-fn process_usage() -> (u64, u64) {
-    let fds = std::fs::read_dir("/proc/self/fd")
-        .map(|d| d.count() as u64)
-        .unwrap_or(0);
-    let rss = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(0);
-    (fds, rss)
 }

@@ -1,8 +1,9 @@
 //! The optional Prometheus endpoint (`metrics_listen`, off by default).
 //!
-//! Each scrape takes a fresh snapshot from the actors (the same as `logdctl ps`) and encodes it,
-//! so the metrics always match `ps --json`, their label sets are exactly the live streams, and
-//! a removed domain's metrics are gone at the next scrape. Nothing is kept between scrapes.
+//! Each scrape takes a fresh snapshot from the actors (the same as `logdctl ps`) and encodes it
+//! ([`families`], in the text format of [`text`]), so the metrics always match `ps --json`,
+//! their label sets are exactly the live streams, and a removed domain's metrics are gone at
+//! the next scrape. Nothing is kept between scrapes.
 //!
 //! The HTTP side is the least that Prometheus needs: `GET /metrics` over HTTP/1.x, one request
 //! per connection, bounded in size and time.
@@ -12,19 +13,15 @@
 //! (`sockdir`), and only root and logd's own uid are answered (`SO_PEERCRED`), as on the main
 //! socket.
 
+pub mod families;
+pub mod text;
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::Addr;
-use logd_protocol::admin::{DaemonSnapshot, GuestState, StreamKind};
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::Registry as Metrics;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::path::PathBuf;
-
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::Semaphore;
@@ -45,162 +42,6 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 pub struct MetricsError {
     pub addr: String,
     pub source: std::io::Error,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct StreamLabels {
-    domain: String,
-    driver: String,
-    stream: String,
-    path: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct DropLabels {
-    domain: String,
-    driver: String,
-    stream: String,
-    path: String,
-    reason: String,
-}
-
-/// Encodes a snapshot as Prometheus text.
-pub fn encode(snap: &DaemonSnapshot) -> String {
-    let mut m = Metrics::with_prefix("logd");
-    let family = |m: &mut Metrics, name: &str, help: &str| {
-        let f = Family::<StreamLabels, Counter>::default();
-        m.register(name, help, f.clone());
-        f
-    };
-    let bytes_in = family(
-        &mut m,
-        "stream_bytes_in",
-        "Bytes taken from a stream's source",
-    );
-    let bytes_written = family(
-        &mut m,
-        "stream_bytes_written",
-        "Bytes written to a stream's log",
-    );
-    let rotations = family(
-        &mut m,
-        "stream_rotations",
-        "Rotations of a stream's log since it was opened",
-    );
-    let dropped = Family::<DropLabels, Counter>::default();
-    m.register(
-        "stream_dropped_bytes",
-        "Bytes dropped, by reason",
-        dropped.clone(),
-    );
-    let slow = family(
-        &mut m,
-        "console_slow_disconnects",
-        "Console subscribers cut off for falling behind",
-    );
-    let refused = family(
-        &mut m,
-        "console_refused",
-        "Console subscribers turned away: not allowed (a UNIX peer in no list), or the console full",
-    );
-    let gauge = |m: &mut Metrics, name: &str, help: &str| {
-        let f = Family::<StreamLabels, Gauge>::default();
-        m.register(name, help, f.clone());
-        f
-    };
-    let file_size = gauge(
-        &mut m,
-        "stream_file_size_bytes",
-        "Size of a stream's active log file",
-    );
-    let guest_up = gauge(
-        &mut m,
-        "stream_guest_connected",
-        "1 when the stream's source is connected",
-    );
-    let subscribers = gauge(&mut m, "console_subscribers", "Subscribers of a console");
-    let rate_in = gauge(
-        &mut m,
-        "stream_rate_in_bytes_per_second",
-        "Input rate over the last seconds",
-    );
-
-    for d in &snap.domains {
-        for s in &d.streams {
-            let l = StreamLabels {
-                domain: d.id.name.clone(),
-                driver: d.id.driver.clone(),
-                stream: match &s.kind {
-                    StreamKind::Stdio => "stdio".into(),
-                    StreamKind::Console { name } => name.clone(),
-                },
-                path: s.path.clone(),
-            };
-            bytes_in.get_or_create(&l).inc_by(s.bytes_in);
-            bytes_written.get_or_create(&l).inc_by(s.bytes_written);
-            rotations.get_or_create(&l).inc_by(s.rotations);
-            dropped
-                .get_or_create(&DropLabels {
-                    domain: l.domain.clone(),
-                    driver: l.driver.clone(),
-                    stream: l.stream.clone(),
-                    path: l.path.clone(),
-                    reason: "disk".into(),
-                })
-                .inc_by(s.dropped_disk);
-            file_size.get_or_create(&l).set(s.file_size as i64);
-            guest_up
-                .get_or_create(&l)
-                .set(i64::from(s.guest == GuestState::Connected));
-            rate_in.get_or_create(&l).set(s.rate_in as i64);
-            if let StreamKind::Console { .. } = s.kind {
-                subscribers
-                    .get_or_create(&l)
-                    .set(s.subscribers.len() as i64);
-                slow.get_or_create(&l).inc_by(s.slow_disconnects);
-                refused.get_or_create(&l).inc_by(s.refused);
-            }
-        }
-    }
-    let plain = |m: &mut Metrics, name: &str, help: &str, v: u64| {
-        let g = Gauge::<i64>::default();
-        g.set(v as i64);
-        m.register(name, help, g);
-    };
-    plain(
-        &mut m,
-        "domains",
-        "Domains in the registry's table",
-        snap.domains.len() as u64,
-    );
-    plain(
-        &mut m,
-        "domain_actors",
-        "Domain actors running (as many as the domains, once every stop has been handled)",
-        crate::control::domain::running() as u64,
-    );
-    plain(
-        &mut m,
-        "uptime_seconds",
-        "Seconds since the daemon started",
-        snap.uptime_ms / 1000,
-    );
-    plain(
-        &mut m,
-        "open_fds",
-        "Open file descriptors of the daemon",
-        snap.fds,
-    );
-    plain(
-        &mut m,
-        "resident_memory_bytes",
-        "Resident memory of the daemon",
-        snap.rss_kib * 1024,
-    );
-    let mut out = String::new();
-    // Writing into a String cannot fail.
-    let _ = prometheus_client::encoding::text::encode(&mut out, &m);
-    out
 }
 
 /// The endpoint's listening socket: TCP, or a UNIX socket (`unix:PATH`).
@@ -401,8 +242,12 @@ async fn scrape<S: AsyncRead + AsyncWrite + Unpin>(mut sock: S, registry: Addr<R
         match registry::call(&registry, registry::Snapshot { only: None }).await {
             Ok(snap) => (
                 "200 OK",
-                encode(&snap),
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                families::encode(
+                    &snap,
+                    &crate::host::process::usage(),
+                    crate::control::domain::running() as u64,
+                ),
+                text::CONTENT_TYPE,
             ),
             Err(_) => (
                 "503 Service Unavailable",
