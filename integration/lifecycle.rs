@@ -165,6 +165,72 @@ fn uses_the_sockets_systemd_passes() {
 /// A re-exec under systemd: RELOADING=1; the guardian is named MAINPID (behind a barrier) while
 /// the pid changes images, so that a new image that died would not end the service; the pid is
 /// named back before the new image goes on; READY=1 from the new image, in the same pid.
+/// Under socket activation the sockets systemd passed are what logd serves, wherever the
+/// configuration (here `--socket`) pointed: the lock file goes beside the activated main
+/// socket, the ready line names it, the console socket's default follows it, and the
+/// configured directory is not even made.
+#[test]
+fn the_activated_sockets_paths_win_over_the_configured_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    std::fs::create_dir(&run).unwrap();
+    let main_path = run.join("activated.sock");
+    let admin_path = run.join("activated-admin.sock");
+    let configured = dir.path().join("elsewhere").join("logd.sock");
+    let main = UnixListener::bind(&main_path).unwrap();
+    let admin = UnixListener::bind(&admin_path).unwrap();
+    let (m, a) = (main.as_raw_fd(), admin.as_raw_fd());
+    let stderr_path = dir.path().join("stderr");
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(format!(
+            "LISTEN_PID=$$ LISTEN_FDS=2 LISTEN_FDNAMES=main:admin exec {LOGD} --socket {} --log-root {}",
+            configured.display(),
+            dir.path().join("logs").display()
+        ))
+        .stderr(std::fs::File::create(&stderr_path).unwrap());
+    pass_fds_from_3(&mut cmd, [m, a]);
+    let mut child = cmd.spawn().unwrap();
+    drop((main, admin));
+    let _c = wait_for(Duration::from_secs(20), "logd on the passed socket", || {
+        if let Ok(Some(st)) = child.try_wait() {
+            panic!(
+                "logd exited ({st}): {}",
+                std::fs::read_to_string(&stderr_path).unwrap_or_default()
+            );
+        }
+        logd_protocol::client::Client::connect(&main_path).ok()
+    });
+    let lock = run.join("activated.sock.lock");
+    let pid = std::fs::read_to_string(&lock).unwrap_or_default();
+    assert_eq!(
+        pid.trim(),
+        child.id().to_string(),
+        "the lock beside the activated socket"
+    );
+    assert!(
+        run.join("activated-console.sock").exists(),
+        "the console socket's default follows the activated main socket"
+    );
+    assert!(
+        !configured.parent().unwrap().exists(),
+        "logd made the configured socket's directory, which it does not serve"
+    );
+    let stderr = std::fs::read_to_string(&stderr_path).unwrap();
+    let ready = stderr
+        .lines()
+        .find(|l| l.contains(" ready"))
+        .unwrap_or_else(|| panic!("no ready line: {stderr}"));
+    assert!(ready.contains(&main_path.display().to_string()), "{ready}");
+    assert!(ready.contains(&admin_path.display().to_string()), "{ready}");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert!(child.wait().unwrap().success());
+}
+
 #[test]
 fn a_reexec_tells_systemd_reloading_then_the_guardian_then_the_same_pid() {
     let (dir, sock, _socket, mut child) = notified_logd();

@@ -81,6 +81,35 @@ pub fn raise_fd_limit() -> u64 {
     }
 }
 
+/// The sockets systemd passed are what logd serves, wherever the configuration pointed: their
+/// paths replace the configured ones, so that the lock file (`<socket>.lock`), the socket
+/// directories' checks, the ready line and the console socket's default follow them.
+fn follow_activated(mut cfg: Config, activated: &crate::host::systemd::Activated) -> Config {
+    use crate::host::config::console_socket_for;
+    let path_of = |l: &Option<std::os::unix::net::UnixListener>| {
+        l.as_ref()
+            .and_then(|l| l.local_addr().ok())
+            .and_then(|a| a.as_pathname().map(Path::to_owned))
+    };
+    if let Some(p) = path_of(&activated.main).filter(|p| *p != cfg.socket) {
+        tracing::info!(configured = %cfg.socket.display(), activated = %p.display(), "serving the main socket systemd passed, not the configured path");
+        if cfg.console_socket == console_socket_for(&cfg.socket) {
+            cfg.console_socket = console_socket_for(&p);
+        }
+        if activated.admin.is_none()
+            && cfg.admin_socket == crate::host::config::admin_socket_for(&cfg.socket)
+        {
+            cfg.admin_socket = crate::host::config::admin_socket_for(&p);
+        }
+        cfg.socket = p;
+    }
+    if let Some(p) = path_of(&activated.admin).filter(|p| *p != cfg.admin_socket) {
+        tracing::info!(configured = %cfg.admin_socket.display(), activated = %p.display(), "serving the admin socket systemd passed, not the configured path");
+        cfg.admin_socket = p;
+    }
+    cfg
+}
+
 /// Runs the daemon until SIGTERM or SIGINT: a fresh start, or (with `successor`) taking over
 /// from the process that re-exec'd.
 pub fn run(cfg: Config, successor: Option<Successor>) -> Result<(), DaemonError> {
@@ -94,6 +123,7 @@ pub fn run(cfg: Config, successor: Option<Successor>) -> Result<(), DaemonError>
         ),
         Some(_) => Default::default(),
     };
+    let cfg = follow_activated(cfg, &activated);
     let nofile = raise_fd_limit();
     tracing::debug!(nofile, "open-file limit");
     create_dir(&cfg.log_root)?;
