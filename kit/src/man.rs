@@ -33,6 +33,9 @@ pub struct Manual {
     pub root: PathBuf,
 }
 
+/// The package both binaries come in: the title's source field.
+const PACKAGE: &str = "logd";
+
 /// The sections a page generates itself, which its prose must not have.
 const GENERATED: [&str; 5] = ["NAME", "SYNOPSIS", "OPTIONS", "COMMANDS", "DESCRIPTION"];
 
@@ -81,14 +84,24 @@ impl Manual {
             "8" => "System Manager's Manual",
             _ => "User Commands",
         };
-        let man = clap_mangen::Man::new(punctuated(self.cmd.clone()))
-            .title(name.to_uppercase())
-            .section(self.section)
-            .source(format!("{name} {version}"))
-            .manual(manual);
+        let man = clap_mangen::Man::new(punctuated(self.cmd.clone()));
         let mut out = String::new();
-        // The title carries roff's preamble (the apostrophe string); no other part does.
-        out.push_str(&rendered(|w| man.render_title(w), false));
+        // roff's preamble (the apostrophe string, which clap_mangen's text uses), once; then the
+        // title with an empty date (clap_mangen would leave the empty field out, and the others
+        // would shift into its place): a dated page would never match its committed file.
+        let title = rendered(|w| man.render_title(w), false);
+        let preamble = title.lines().take_while(|l| !l.starts_with(".TH"));
+        for line in preamble {
+            out.push_str(line);
+            out.push('\n');
+        }
+        out.push_str(&format!(
+            ".TH {} {} \"\" {} {}\n",
+            name.to_uppercase(),
+            self.section,
+            quoted(&format!("{PACKAGE} {version}")),
+            quoted(manual)
+        ));
         // Left-aligned, and no word broken at a hyphen: paths, keys and options are copied from
         // the page as they are.
         out.push_str(".nh\n.ad l\n");
@@ -508,8 +521,11 @@ pub fn check_generated(root: &Path, files: &[(PathBuf, String)]) {
             .display()
             .to_string();
         if bless {
+            // Written aside and renamed: a test reading the file never sees half of it.
+            let tmp = path.with_extension("blessing");
             std::fs::create_dir_all(path.parent().expect("a file in a directory"))
-                .and_then(|()| std::fs::write(path, want))
+                .and_then(|()| std::fs::write(&tmp, want))
+                .and_then(|()| std::fs::rename(&tmp, path))
                 .unwrap_or_else(|e| panic!("cannot write {rel}: {e}"));
             eprintln!("wrote {rel}");
             continue;
@@ -535,7 +551,35 @@ pub fn check_generated(root: &Path, files: &[(PathBuf, String)]) {
     );
 }
 
-/// `man --warnings` on the page, with `MANWIDTH=80`: what it says on stderr (empty if the page is
+impl Manual {
+    /// `man --warnings` on the page as rendered now (not the committed file, which
+    /// [`Manual::check`] compares), with `MANWIDTH=80`: what it says on stderr (empty if the page
+    /// is clean). None if `man` is not here (and not required: see [`crate::require_tool`]).
+    pub fn man_warnings(&self) -> Option<String> {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let page = dir
+            .path()
+            .join(self.page_path().file_name().expect("a file name"));
+        std::fs::write(&page, self.render()).expect("writing the page");
+        man_warnings(&page)
+    }
+
+    /// The bash completion as rendered now, loaded by bash, which is asked for the completion of
+    /// the command: its output, or the error. None if bash is not here.
+    pub fn bash_completion(&self) -> Option<Result<String, String>> {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let (path, text) = self
+            .completions()
+            .into_iter()
+            .find(|(p, _)| p.extension().is_some_and(|e| e == "bash"))
+            .expect("a bash completion");
+        let script = dir.path().join(path.file_name().expect("a file name"));
+        std::fs::write(&script, text).expect("writing the completion");
+        bash_completion(&script, self.name())
+    }
+}
+
+/// `man --warnings` on a page, with `MANWIDTH=80`: what it says on stderr (empty if the page is
 /// clean). None if `man` is not here (and not required: see [`crate::require_tool`]).
 pub fn man_warnings(page: &Path) -> Option<String> {
     let man = crate::require_tool("man")?;

@@ -185,7 +185,7 @@ mod man {
     use std::path::Path;
 
     use clap::CommandFactory;
-    use logd_kit::man::{bash_completion, man_warnings, Manual};
+    use logd_kit::man::Manual;
 
     fn manual() -> Manual {
         Manual::new(
@@ -210,15 +210,14 @@ mod man {
 
     #[test]
     fn man_renders_the_page_without_warnings() {
-        if let Some(warnings) = man_warnings(&manual().page_path()) {
+        if let Some(warnings) = manual().man_warnings() {
             assert_eq!(warnings, "");
         }
     }
 
     #[test]
     fn the_bash_completion_loads() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        if let Some(out) = bash_completion(&root.join("dist/completions/logd.bash"), "logd") {
+        if let Some(out) = manual().bash_completion() {
             let out = out.unwrap_or_else(|e| panic!("the completion does not load: {e}"));
             assert!(out.contains("logd"), "{out}");
         }
