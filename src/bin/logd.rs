@@ -208,6 +208,56 @@ mod man {
         assert_eq!(m.undocumented(), Vec::<String>::new());
     }
 
+    /// The keys the config file takes, as its parser lists them for an unknown one.
+    fn keys(toml: &str) -> Vec<String> {
+        let overrides = logd::config::Overrides::default();
+        let err =
+            logd::config::Config::from_text(Some(Path::new("t.toml")), Some(toml), &overrides)
+                .expect_err("an unknown key");
+        let text = format!("{:#}", anyhow::Error::from(err));
+        let list = text
+            .split("expected one of ")
+            .nth(1)
+            .unwrap_or_else(|| panic!("no list of keys in {text:?}"));
+        let list = list.lines().next().unwrap_or_default();
+        list.split(", ")
+            .map(|k| k.trim().trim_matches('`').to_owned())
+            .filter(|k| !k.is_empty())
+            .collect()
+    }
+
+    /// A key added to the config file's parser must be documented: CONFIGURATION has each of
+    /// the file's keys as a term, CONSOLES each of a `[[console]]` table's (in its example, or
+    /// named, as `guest_fd` is, which a file may not use).
+    #[test]
+    fn every_config_key_is_on_the_page() {
+        let page = manual().render();
+        let file_keys = keys("not_a_key = 1\n");
+        assert!(file_keys.len() > 10, "{file_keys:?}");
+        for key in file_keys {
+            let term = if key == "console" {
+                "\\fB[[console]]\\fR".to_owned()
+            } else {
+                format!("\\fB{}\\fR\n", key.replace('-', "\\-"))
+            };
+            assert!(
+                page.contains(&format!(".TP\n{term}")),
+                "{key} is not in CONFIGURATION"
+            );
+        }
+        let console_keys = keys("[[console]]\nnot_a_key = 1\n");
+        assert!(console_keys.len() > 10, "{console_keys:?}");
+        for key in console_keys {
+            let bold = format!("\\fB{}\\fR", key.replace('-', "\\-"));
+            assert!(
+                page.contains(&format!("\n{key} = "))
+                    || page.contains(&format!("\n# {key} = "))
+                    || page.contains(&bold),
+                "{key} is not in CONSOLES"
+            );
+        }
+    }
+
     #[test]
     fn man_renders_the_page_without_warnings() {
         if let Some(warnings) = manual().man_warnings() {
