@@ -157,7 +157,23 @@ impl Manual {
                 }
             }
         }
-        out.push_str(&md(&rest));
+        // ENVIRONMENT, when options take their value from the environment: generated, before
+        // the first of the sections that conventionally follow it.
+        match environment(&self.cmd) {
+            None => out.push_str(&md(&rest)),
+            Some(env) => {
+                if roff::sections(&rest).contains(&"ENVIRONMENT") {
+                    panic!(
+                        "{}: ENVIRONMENT is generated (from the options' env)",
+                        prose_path.display()
+                    );
+                }
+                let (before, after) = split_before(&rest, &["FILES", "EXAMPLES", "SEE ALSO"]);
+                out.push_str(&md(&before));
+                out.push_str(&env);
+                out.push_str(&md(&after));
+            }
+        }
         out
     }
 
@@ -313,6 +329,51 @@ fn split_description(prose: &str) -> Result<(String, String), String> {
         return Err("no ## DESCRIPTION section".into());
     }
     Ok((description, rest))
+}
+
+/// The prose split before its first section named in `names` (the whole of it before, if none).
+/// Each part keeps the other's lines blank, as [`split_description`]'s do.
+fn split_before(prose: &str, names: &[&str]) -> (String, String) {
+    let at = prose
+        .lines()
+        .position(|l| {
+            l.strip_prefix("## ")
+                .is_some_and(|h| names.contains(&h.trim()))
+        })
+        .unwrap_or(usize::MAX);
+    let (mut before, mut after) = (String::new(), String::new());
+    for (i, line) in prose.lines().enumerate() {
+        let (to, blank) = if i < at {
+            (&mut before, &mut after)
+        } else {
+            (&mut after, &mut before)
+        };
+        to.push_str(line);
+        to.push('\n');
+        blank.push('\n');
+    }
+    (before, after)
+}
+
+/// `.SH ENVIRONMENT`: each variable an option reads, and the option.
+fn environment(cmd: &Command) -> Option<String> {
+    let vars: Vec<(String, &str)> = cmd
+        .get_arguments()
+        .filter(|a| !a.is_hide_set() && !a.is_hide_env_set())
+        .filter_map(|a| Some((a.get_env()?.to_string_lossy().into_owned(), a.get_long()?)))
+        .collect();
+    if vars.is_empty() {
+        return None;
+    }
+    let mut out = String::from(".SH ENVIRONMENT\n");
+    for (var, long) in vars {
+        out.push_str(&format!(
+            ".TP\n\\fB{}\\fR\nThe same as \\fB\\-\\-{}\\fR, which wins over it.\n",
+            roff::escape(&var),
+            roff::escape(long)
+        ));
+    }
+    Some(out)
 }
 
 /// Every command that is run (not a group of commands), depth first, with its full name.
@@ -641,6 +702,23 @@ mod tests {
         assert_eq!(sentence("Add it.\n\nMore"), "Add it.\n\nMore");
         assert_eq!(sentence("Add it\n\nMore"), "Add it.\n\nMore");
         assert_eq!(sentence("Kept [default: 32]"), "Kept [default: 32].");
+    }
+
+    #[test]
+    fn the_environment_goes_before_the_sections_that_follow_it() {
+        let (b, a) = split_before("## EXIT STATUS\n0\n## FILES\nf\n", &["FILES", "SEE ALSO"]);
+        assert_eq!(
+            (b.as_str(), a.as_str()),
+            ("## EXIT STATUS\n0\n\n\n", "\n\n## FILES\nf\n")
+        );
+        let (b, a) = split_before("## X\n", &["FILES"]);
+        assert_eq!((b.as_str(), a.as_str()), ("## X\n", "\n"));
+        let mut cmd = Command::new("t").arg(Arg::new("s").long("socket").env("T_SOCKET"));
+        cmd.build();
+        assert_eq!(
+            environment(&cmd).unwrap(),
+            ".SH ENVIRONMENT\n.TP\n\\fBT_SOCKET\\fR\nThe same as \\fB\\-\\-socket\\fR, which wins over it.\n"
+        );
     }
 
     #[test]
