@@ -1,3 +1,4 @@
+# Generated from the clap definitions by kit::man; do not edit. Regenerate: LOGD_BLESS=1 cargo test --locked -p logd --bins
 _logd() {
     local i cur prev opts cmd
     COMPREPLY=()

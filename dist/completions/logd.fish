@@ -1,3 +1,4 @@
+# Generated from the clap definitions by kit::man; do not edit. Regenerate: LOGD_BLESS=1 cargo test --locked -p logd --bins
 complete -c logd -l config -d 'Read settings from this TOML file (see CONFIGURATION in logd(8))' -r -F
 complete -c logd -l socket -d 'Listen on this UNIX socket instead of the default' -r -F
 complete -c logd -l admin-socket -d 'Serve the admin socket here [default: beside the main socket, logd-admin.sock]' -r -F

@@ -1,3 +1,4 @@
+# Generated from the clap definitions by kit::man; do not edit. Regenerate: LOGD_BLESS=1 cargo test --locked -p logd --bins
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_logdctl_global_optspecs
     string join \n socket= admin-socket= console-socket= autostart server-uid= h/help V/version

@@ -33,6 +33,10 @@ pub struct Manual {
     pub root: PathBuf,
 }
 
+/// The first comment of every generated file.
+const NOTICE: &str = "Generated from the clap definitions by kit::man; do not edit. \
+                      Regenerate: LOGD_BLESS=1 cargo test --locked -p logd --bins";
+
 /// The package both binaries come in: the title's source field.
 const PACKAGE: &str = "logd";
 
@@ -85,7 +89,7 @@ impl Manual {
             _ => "User Commands",
         };
         let man = clap_mangen::Man::new(punctuated(self.cmd.clone()));
-        let mut out = String::new();
+        let mut out = format!(".\\\" {NOTICE}\n");
         // roff's preamble (the apostrophe string, which clap_mangen's text uses), once; then the
         // title with an empty date (clap_mangen would leave the empty field out, and the others
         // would shift into its place): a dated page would never match its committed file.
@@ -191,6 +195,13 @@ impl Manual {
             let mut buf = Vec::new();
             clap_complete::generate(shell, &mut self.cmd.clone(), &name, &mut buf);
             let text = String::from_utf8(buf).expect("completions are UTF-8");
+            // zsh reads `#compdef` on the first line only.
+            let text = match text.split_once('\n') {
+                Some((first, rest)) if first.starts_with("#compdef") => {
+                    format!("{first}\n# {NOTICE}\n{rest}")
+                }
+                _ => format!("# {NOTICE}\n{text}"),
+            };
             (dir.join(file), text)
         })
         .collect()
