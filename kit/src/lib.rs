@@ -9,6 +9,9 @@
 //! parallel. No daemon of this kit ever uses the host's default files: a root logd's persisted
 //! consoles file is `/var/lib/logd/consoles.toml`, and tests run as root.
 //!
+//! It also generates the binaries' manual pages and shell completions from their clap
+//! definitions ([`man`], with the Markdown subset of [`roff`]), for the binaries' unit tests.
+//!
 //! Two kinds of helpers: those that return a `Result` (the bench reports a failed step and goes
 //! on), and those that panic with what went wrong (a test fails). The panicking ones are the
 //! tests' shorthands over the others.
@@ -23,6 +26,27 @@ use anyhow::{bail, Context, Result};
 use logd_protocol::client::Client;
 
 pub use tempfile::TempDir;
+
+pub mod man;
+pub mod roff;
+
+/// Whether a tool a test needs is on the PATH. When it is absent, the test prints
+/// "skipped: TOOL not found" and passes, unless LOGD_REQUIRE_QEMU=1 (CI), where it fails.
+/// (The integration harness has its own, the same.)
+pub fn require_tool(tool: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(tool))
+            .find(|p| p.is_file())
+    });
+    if found.is_none() {
+        if std::env::var("LOGD_REQUIRE_QEMU").as_deref() == Ok("1") {
+            panic!("{tool} not found, and LOGD_REQUIRE_QEMU=1");
+        }
+        eprintln!("skipped: {tool} not found");
+    }
+    found
+}
 
 /// Where the binaries under test are.
 #[derive(Clone, Debug)]

@@ -1,4 +1,4 @@
-//! `logdctl`: the command-line client of logd. See `docs/man/logdctl.1.md`.
+//! `logdctl`: the command-line client of logd. See logdctl(1), `docs/man/logdctl.1`.
 //!
 //! The commands and their options are in `args`. This file dispatches them, and serves the
 //! commands on a log (`run`, `append`, `position`, `read`, `tail`). The admin socket's commands
@@ -194,5 +194,51 @@ fn copy_out(
             return Ok(next);
         }
         from = ReadFrom::Position(next);
+    }
+}
+
+/// The manual page and the completions, generated from `args::Args` (kit::man, docs/DECISIONS.md,
+/// "Man pages and completions").
+#[cfg(test)]
+mod man {
+    use std::path::Path;
+
+    use clap::CommandFactory;
+    use logd_kit::man::Manual;
+
+    fn manual() -> Manual {
+        Manual::new(
+            super::args::Args::command(),
+            "1",
+            Path::new(env!("CARGO_MANIFEST_DIR")),
+        )
+    }
+
+    /// Fails when a flag, its help or the prose changed and the page was not regenerated.
+    #[test]
+    fn the_page_and_the_completions_are_generated_from_the_definitions() {
+        manual().check();
+    }
+
+    #[test]
+    fn every_option_and_command_is_on_the_page_and_has_help() {
+        let m = manual();
+        assert_eq!(m.missing_from_page(), Vec::<String>::new());
+        assert_eq!(m.undocumented(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn man_renders_the_page_without_warnings() {
+        if let Some(warnings) = manual().man_warnings() {
+            assert_eq!(warnings, "");
+        }
+    }
+
+    #[test]
+    fn the_bash_completion_loads() {
+        if let Some(out) = manual().bash_completion() {
+            let out = out.unwrap_or_else(|e| panic!("the completion does not load: {e}"));
+            assert!(out.contains("logdctl"), "{out}");
+        }
     }
 }
