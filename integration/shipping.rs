@@ -293,3 +293,86 @@ fn rotations(d: &Daemon) -> u64 {
         .filter_map(|s| s["rotations"].as_u64())
         .sum()
 }
+
+/// logrotate's `copytruncate` on a log logd writes (docs/SHIPPING.md, "logrotate"): the active
+/// file is copied, then truncated in place behind logd's back. logd notices it at its next
+/// write and goes on at the file's new end: the position it gives is the file's real size (a
+/// reader can use it), the truncation is a `warn` naming the path, a `file_changed_outside`
+/// event and the log's last error in `ps`.
+#[test]
+fn an_outside_truncation_is_reported_and_positions_stay_valid() {
+    let d = Daemon::with_config("max_size = \"64 KiB\"\nmax_backups = 2\n");
+    let (mut events, seen) = event_stream(&d);
+    let mut c = d.client();
+    let (_, fd) = c
+        .open_log(
+            DomainId::from_name("qemu", "rot"),
+            "rot.log",
+            OpenFlags::default(),
+        )
+        .unwrap();
+    let mut pipe = std::fs::File::from(fd);
+    let before = numbered_lines(1000);
+    pipe.write_all(&before).unwrap();
+    assert_eq!(c.position("rot.log").unwrap().offset, 1000);
+
+    // copytruncate: copy, then truncate in place.
+    let log = d.log("rot.log");
+    std::fs::copy(&log, d.dir.path().join("rot.log.copy")).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&log)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+
+    pipe.write_all(b"after the truncation\n").unwrap();
+    let pos = c.position("rot.log").unwrap();
+    assert_eq!(std::fs::read(&log).unwrap(), b"after the truncation\n");
+    assert_eq!(
+        pos.offset, 21,
+        "the position is the file's real end, not what logd had written before the truncation"
+    );
+    // A reader from that position gets exactly what comes next.
+    pipe.write_all(b"and more\n").unwrap();
+    let (data, next, gap) = c
+        .read_log("rot.log", logd_protocol::ReadFrom::Position(pos), 1 << 20)
+        .unwrap();
+    assert_eq!((data.as_slice(), gap), (&b"and more\n"[..], false));
+    assert_eq!(next.offset, 30);
+
+    // Reported: an event, the log's last error, a warning naming the path.
+    let event = wait_for(WAIT, "the file_changed_outside event", || {
+        seen.lock()
+            .unwrap()
+            .iter()
+            .find(|e| e["event"] == "file_changed_outside")
+            .cloned()
+    });
+    let _ = events.kill();
+    let _ = events.wait();
+    assert_eq!(event["path"], log.display().to_string(), "{event}");
+    assert_eq!(
+        (&event["expected"], &event["found"], &event["truncations"]),
+        (&1000.into(), &0.into(), &1.into()),
+        "{event}"
+    );
+    let ps: serde_json::Value = serde_json::from_slice(&d.ctl_ok(&["ps", "--json"])).unwrap();
+    let stream = &ps["domains"][0]["streams"][0];
+    let last_error = stream["last_error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        last_error.contains("truncated by another process from 1000 to 0 bytes"),
+        "{stream}"
+    );
+    assert_eq!(stream["file_size"], 30, "{stream}");
+    wait_for(WAIT, "the warning in logd's log", || {
+        let err = d.stderr();
+        err.lines()
+            .any(|l| {
+                l.contains("WARN")
+                    && l.contains("truncated by another process")
+                    && l.contains(&log.display().to_string())
+            })
+            .then_some(())
+    });
+}
