@@ -151,7 +151,7 @@ fn sender_conf(log: &Path, port: u16) -> String {
 input(type="imfile" file="{log}" tag="logd"
       ruleset="ship"
       freshStartTail="off"
-      reopenOnTruncate="off"
+      reopenOnTruncate="on"
       readMode="0")
 ruleset(name="ship") {{
   action(type="omfwd" target="127.0.0.1" port="{port}" protocol="tcp"
