@@ -20,5 +20,6 @@ mod notices;
 mod persisted;
 mod reexec;
 mod roles;
+mod shipping;
 mod tls;
 mod virtlogd;

@@ -333,4 +333,15 @@ pub enum EventKind {
         peer: String,
         reason: String,
     },
+    /// A log's active file was changed by another process (a variant appended, so the others
+    /// keep their encoding): its size was `found` where logd had written `expected` bytes. Smaller is a truncation (logrotate's
+    /// `copytruncate`), of which `truncations` counts this log's in this process (a re-exec
+    /// counts from 0 again); larger, another writer. logd went on from the file's real end
+    /// (docs/SHIPPING.md, "logrotate").
+    FileChangedOutside {
+        path: String,
+        expected: u64,
+        found: u64,
+        truncations: u64,
+    },
 }

@@ -16,7 +16,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use bytes::BytesMut;
 use tokio::sync::oneshot;
 
-use crate::datapath::rotate::{RotateError, RotatingFile};
+use crate::datapath::rotate::{OutsideChange, RotateError, RotatingFile};
 
 /// What a writer does with a log's file.
 pub struct Job {
@@ -39,6 +39,9 @@ pub struct Done {
     pub error: Option<RotateError>,
     /// The reopen before the write failed (nothing was written).
     pub reopen_failed: bool,
+    /// The file had been changed by another process (truncated, appended to) before the
+    /// write: it went on from its real end ([`RotatingFile::resync`]).
+    pub outside: Option<OutsideChange>,
 }
 
 /// One writer thread of a file system. Once started it stays (there are a few: file systems
@@ -140,12 +143,15 @@ fn work(job: Job) {
         tally,
         done,
     } = job;
-    let (mut written, mut error, mut reopen_failed) = (0, None, false);
+    let (mut written, mut error, mut reopen_failed, mut outside) = (0, None, false, None);
     if reopen && !file.is_healthy() {
         if let Err(e) = file.reopen() {
             error = Some(e);
             reopen_failed = true;
         }
+    } else {
+        // One fstat per batch (a reopen has just read the size).
+        outside = file.resync();
     }
     if !reopen_failed {
         match file.write_counted(&data, tally.as_deref().map(|l| &**l)) {
@@ -163,5 +169,6 @@ fn work(job: Job) {
         written,
         error,
         reopen_failed,
+        outside,
     });
 }

@@ -20,7 +20,7 @@ use tokio::sync::oneshot;
 
 use crate::clock::unix_ms;
 use crate::datapath::disk::{Disk, Done, Job};
-use crate::datapath::rotate::{RotateConfig, RotateError, RotatingFile};
+use crate::datapath::rotate::{OutsideChange, RotateConfig, RotateError, RotatingFile};
 use crate::datapath::tally::{self, Lease};
 use crate::handover::state::Staleness;
 
@@ -132,6 +132,8 @@ struct Activity {
     last_error: Option<(String, std::time::SystemTime)>,
     /// Bytes dropped since the last `bytes_dropped` event.
     unreported_drops: u64,
+    /// Times another process truncated the active file (`copytruncate`), noticed at a write.
+    truncations: u64,
     /// The writer of the file's file system, found at the first write.
     disk: Option<Arc<Disk>>,
     /// Bytes taken from the source, not yet handed to the writer.
@@ -518,6 +520,9 @@ impl LogSink {
                 rotations,
             });
         }
+        if let Some(change) = done.outside {
+            self.changed_outside(act, change);
+        }
         self.stats.bytes_written += done.written as u64;
         act.rate_out.add(done.written);
         if act.stalled {
@@ -595,6 +600,52 @@ impl LogSink {
             done: tx,
         });
         true
+    }
+
+    /// Reports a change another process made to the active file, which the writer noticed
+    /// before a write and went on from ([`RotatingFile::resync`]): a `warn` naming the path, a
+    /// `file_changed_outside` event, and the log's last error (`ps` shows it). Once per change
+    /// noticed, so at most once per batch.
+    #[cold]
+    fn changed_outside(&self, act: &mut Activity, change: OutsideChange) {
+        let OutsideChange { expected, found } = change;
+        let path = self.path.display();
+        let message = if change.is_truncation() {
+            act.truncations += 1;
+            tracing::warn!(
+                path = %path,
+                expected,
+                found,
+                removed = expected - found,
+                truncations = act.truncations,
+                "the log's active file was truncated by another process (logrotate's \
+                 copytruncate?); logd goes on at its new end. Do not point logrotate at logd's \
+                 logs: logd rotates them itself"
+            );
+            format!(
+                "{path} was truncated by another process from {expected} to {found} bytes \
+                 (logrotate's copytruncate?); logd went on at its new end"
+            )
+        } else {
+            tracing::warn!(
+                path = %path,
+                expected,
+                found,
+                added = found - expected,
+                "another process wrote to the log's active file; logd goes on at its new end"
+            );
+            format!(
+                "{path} was written by another process, from {expected} to {found} bytes; logd \
+                 went on at its new end"
+            )
+        };
+        crate::serve::events::emit(|| EventKind::FileChangedOutside {
+            path: path.to_string(),
+            expected,
+            found,
+            truncations: act.truncations,
+        });
+        act.last_error = Some((message, std::time::SystemTime::now()));
     }
 
     fn record_error(&self, act: &mut Activity, e: &dyn std::fmt::Display) {

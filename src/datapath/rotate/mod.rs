@@ -33,7 +33,7 @@ mod tests;
 pub use files::remove_all;
 pub use names::{backup_path, family_base};
 pub use reader::{end_position, read_log, ReadOutcome};
-pub use writer::{CaughtUp, RotatingFile};
+pub use writer::{CaughtUp, OutsideChange, RotatingFile};
 
 /// The most backups a log keeps. A rotation renames each of them, so this bounds its cost.
 pub const MAX_BACKUPS: u32 = 32;

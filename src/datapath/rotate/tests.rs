@@ -832,3 +832,97 @@ fn restore_after_go_writes_the_live_file_and_counts_what_the_other_process_did()
         assert_eq!(before, after, "no backup is written: {case}");
     }
 }
+
+/// An outside truncation (logrotate's `copytruncate`) is noticed before the next write (the
+/// disk writer resyncs before each batch): the file goes on at its new end, so the position
+/// given out is the file's real size again and a reader can use it.
+#[test]
+fn an_outside_truncation_is_noticed_before_the_next_write() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = log_path(&tmp);
+    let mut f = RotatingFile::open(&path, cfg(4096, 2), false).unwrap();
+    f.write(b"first line\nsecond line\n").unwrap();
+    assert_eq!(f.resync(), None, "nothing changed");
+    truncate_from_outside(&path, 0);
+    let change = f.resync().expect("the truncation is noticed");
+    assert_eq!(
+        change,
+        OutsideChange {
+            expected: 23,
+            found: 0
+        }
+    );
+    assert!(change.is_truncation());
+    assert_eq!(f.resync(), None, "noticed once");
+    f.write(b"after\n").unwrap();
+    assert_eq!(contents(&path), b"after\n", "O_APPEND: no hole");
+    assert_eq!(
+        f.position().offset,
+        6,
+        "the position is the file's real end"
+    );
+    // A position taken now reads what comes next.
+    let pos = f.position();
+    f.write(b"next\n").unwrap();
+    let out = read_log(&path, ReadFrom::Position(pos), 100).unwrap();
+    assert_eq!(out.data, b"next\n");
+    assert!(!out.gap);
+}
+
+/// After an outside truncation the cap counts the file's real size: the next rotation comes
+/// when the file is full, not early (the removed bytes still counted).
+#[test]
+fn an_outside_truncation_keeps_the_cap_on_the_real_size() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = log_path(&tmp);
+    let mut f = RotatingFile::open(&path, cfg(100, 2), false).unwrap();
+    f.write(&[b'a'; 90]).unwrap();
+    truncate_from_outside(&path, 10);
+    assert!(f.resync().unwrap().is_truncation());
+    f.write(&[b'b'; 80]).unwrap();
+    assert_eq!(f.rotations(), 0, "10 + 80 bytes fit in 100");
+    assert_eq!(fs::metadata(&path).unwrap().len(), 90);
+    f.write(&[b'c'; 20]).unwrap();
+    assert_eq!(f.rotations(), 1);
+    assert_eq!(fs::metadata(&path).unwrap().len(), 10);
+    assert_eq!(f.position().offset, 10);
+}
+
+/// A file that grew behind logd's back (another process appended to it) is noticed too: the
+/// position follows the file. It is no truncation.
+#[test]
+fn an_outside_append_moves_the_position_too() {
+    use std::io::Write as _;
+    let tmp = tempfile::tempdir().unwrap();
+    let path = log_path(&tmp);
+    let mut f = RotatingFile::open(&path, cfg(4096, 2), false).unwrap();
+    f.write(b"ours\n").unwrap();
+    fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap()
+        .write_all(b"theirs\n")
+        .unwrap();
+    let change = f.resync().unwrap();
+    assert_eq!(
+        change,
+        OutsideChange {
+            expected: 5,
+            found: 12
+        }
+    );
+    assert!(!change.is_truncation());
+    f.write(b"ours again\n").unwrap();
+    assert_eq!(f.position().offset, fs::metadata(&path).unwrap().len());
+}
+
+/// What logrotate's `copytruncate` does to the active file behind logd's back, after its copy:
+/// truncate it in place (to `len` bytes).
+fn truncate_from_outside(path: &Path, len: u64) {
+    fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_len(len)
+        .unwrap();
+}

@@ -266,6 +266,28 @@ impl RotatingFile {
             })
     }
 
+    /// Notices a change made to the active file by another process since logd last wrote it:
+    /// its size is not the one logd keeps (one `fstat(2)`, which the disk writer makes once per
+    /// batch, not per write). Truncated (logrotate's `copytruncate`, `: > PATH`) or appended to,
+    /// the file goes on from its real end: the file is opened `O_APPEND`, so logd's writes land
+    /// there anyway (no hole), and the size, the position given to readers and the cap now
+    /// count the file as it is. Returns what changed, for the caller to report; `None` when
+    /// nothing did, or the file is closed, or cannot be looked at (the write that follows
+    /// reports that).
+    pub fn resync(&mut self) -> Option<OutsideChange> {
+        let file = self.file.as_ref()?;
+        let found = nix::sys::stat::fstat(file).ok()?.st_size.max(0) as u64;
+        if found == self.size {
+            return None;
+        }
+        let expected = self.size;
+        // A newline the cut could use lies in what is left, or nowhere: read it again (the
+        // last `NEWLINE_WINDOW` bytes, only on this rare path).
+        self.newline_end = tail_newline_end(file, found).unwrap_or(0);
+        self.size = found;
+        Some(OutsideChange { expected, found })
+    }
+
     /// False after a failed write or rotation, until [`reopen`](Self::reopen) succeeds.
     pub fn is_healthy(&self) -> bool {
         self.file.is_some()
@@ -502,6 +524,23 @@ pub struct CaughtUp {
     /// False when the carried file was not found (rotated out, or there was none): both
     /// figures are then lower bounds.
     pub exact: bool,
+}
+
+/// The active file's size changed behind logd's back ([`RotatingFile::resync`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutsideChange {
+    /// The size logd had written it to.
+    pub expected: u64,
+    /// The size it has.
+    pub found: u64,
+}
+
+impl OutsideChange {
+    /// Smaller than logd left it: bytes logd wrote were removed from the log (logrotate's
+    /// `copytruncate` copies them elsewhere first; logd cannot know).
+    pub fn is_truncation(&self) -> bool {
+        self.found < self.expected
+    }
 }
 
 /// A write refused for want of space (the file system's or the user's quota).
