@@ -22,4 +22,5 @@ mod reexec;
 mod roles;
 mod shipping;
 mod tls;
+mod units;
 mod virtlogd;

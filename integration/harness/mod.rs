@@ -65,23 +65,6 @@ pub fn read_rotated(path: &Path, max_backups: u32) -> Vec<u8> {
         .collect()
 }
 
-/// Whether a tool needed by a test is here. When it is absent, the test prints
-/// "skipped: TOOL not found" and passes, unless LOGD_REQUIRE_QEMU=1 (CI), where it fails.
-pub fn require_tool(tool: &str) -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join(tool))
-            .find(|p| p.is_file())
-    });
-    if found.is_none() {
-        if std::env::var("LOGD_REQUIRE_QEMU").as_deref() == Ok("1") {
-            panic!("{tool} not found, and LOGD_REQUIRE_QEMU=1");
-        }
-        eprintln!("skipped: {tool} not found");
-    }
-    found
-}
-
 /// Assembles the test guest (integration/guest/guest.asm) into `dir`; None if nasm is absent.
 pub fn build_guest(dir: &Path) -> Option<PathBuf> {
     let nasm = require_tool("nasm")?;
