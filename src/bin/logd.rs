@@ -226,6 +226,57 @@ mod man {
             .collect()
     }
 
+    /// The shipped `/etc/logd/logd.toml` (`dist/etc/logd/logd.toml`) names every key, each
+    /// commented out at its default: as shipped it changes nothing, and with its top-level
+    /// lines uncommented it still parses (its examples are values logd takes).
+    #[test]
+    fn the_shipped_config_file_names_every_key_and_changes_nothing() {
+        use logd::config::{Config, Overrides};
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("dist/etc/logd/logd.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let over = Overrides::default();
+        let shipped = Config::from_text(Some(&path), Some(&text), &over).unwrap();
+        let none = Config::from_text(None, None, &over).unwrap();
+        assert_eq!(
+            shipped.effective_text().unwrap(),
+            none.effective_text().unwrap(),
+            "the shipped file changes a setting"
+        );
+        for key in keys("not_a_key = 1\n") {
+            let line = if key == "console" {
+                "# [[console]]".to_owned()
+            } else {
+                format!("# {key} = ")
+            };
+            assert!(text.contains(&line), "{key} is not in {}", path.display());
+        }
+        for key in keys("[[console]]\nnot_a_key = 1\n") {
+            assert!(
+                text.contains(&format!("{key} = ")) || (key == "guest_fd" && text.contains(&key)),
+                "the console key {key} is not in {}",
+                path.display()
+            );
+        }
+        let top = text.split("# --- Consoles").next().unwrap();
+        let uncommented: Vec<&str> = top
+            .lines()
+            .map(|l| match l.strip_prefix("# ") {
+                Some(r)
+                    if r.split_once(" = ").is_some_and(|(k, _)| {
+                        k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+                    }) =>
+                {
+                    r
+                }
+                _ => l,
+            })
+            .collect();
+        assert!(uncommented.len() > 20);
+        if let Err(e) = Config::from_text(Some(&path), Some(&uncommented.join("\n")), &over) {
+            panic!("an example value in {} is refused: {e}", path.display());
+        }
+    }
+
     /// A key added to the config file's parser must be documented: CONFIGURATION has each of
     /// the file's keys as a term, CONSOLES each of a `[[console]]` table's (in its example, or
     /// named, as `guest_fd` is, which a file may not use).
