@@ -361,9 +361,16 @@ pub(crate) enum Cmd {
     /// - bytes dropped, errors;
     /// - a re-exec done (`reexeced`, with the pid before and after: the same) or failed
     ///   (`reexec_failed`, with the reason).
+    ///
+    /// Each line is the time (RFC 3339, UTC, to the millisecond), the event and its fields:
+    ///
+    /// ```
+    /// 2026-12-06T16:40:01.123Z log_opened domain=vm1 path=/var/log/logd/vm1.log
+    /// ```
     #[command(verbatim_doc_comment)]
     Events {
-        /// One JSON object per line (fields in docs/admin.md).
+        /// One JSON object per line (fields in docs/admin.md), the time as `at_ms`, milliseconds
+        /// since the Unix epoch.
         #[arg(long)]
         json: bool,
     },
@@ -526,7 +533,7 @@ pub(crate) enum Cmd {
         #[arg(long, value_name = "BYTES", value_parser = parse_size)]
         max: Option<u64>,
     },
-    /// Print the last bytes of a log across rotated files.
+    /// Print the last bytes, or lines, of a log across rotated files.
     Tail {
         /// The log path.
         #[arg(long, value_name = "PATH")]
@@ -535,6 +542,13 @@ pub(crate) enum Cmd {
         /// shows.
         #[arg(long, default_value = "100KiB", value_parser = parse_size)]
         bytes: u64,
+        /// The last LINES lines instead, across rotated files (a last line without its newline
+        /// counts); not with `--bytes`, which it replaces.
+        ///
+        /// As GNU tail's `-n`: if the log holds fewer lines, all of it. logdctl reads back from
+        /// the end in growing steps until it has enough lines, so a huge log is not read whole.
+        #[arg(short = 'n', long, value_name = "LINES", conflicts_with = "bytes")]
+        lines: Option<u64>,
         /// Keep printing what is written, across rotations, until interrupted.
         #[arg(short, long)]
         follow: bool,
