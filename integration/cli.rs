@@ -246,3 +246,39 @@ fn events_show_human_times() {
             .unwrap();
     assert!((now_secs - secs).abs() < 60, "{at} is not now ({now})");
 }
+
+/// `read --from` a position in none of the log's files fails, naming the position and the log;
+/// one rotated away (its birth time older than the oldest file's) still reads with a gap.
+#[test]
+fn read_from_an_unknown_position_is_an_error() {
+    let d = Daemon::with_config("max_size = \"4 KiB\"\nmax_backups = 1\n");
+    d.ctl_ok(&["append", "--domain", "r", "--log", "r.log", "first"]);
+    let early = text(&d.ctl_ok(&["position", "--log", "r.log", "--exact"]));
+    let other = d.dir.path().join("other.txt");
+    std::fs::write(&other, "x").unwrap();
+    let ino = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&other).unwrap());
+    let bogus = format!("{ino}:0");
+    let out = d.ctl_run(&["read", "--log", "r.log", "--from", &bogus]);
+    let err = text(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "exit 0; stdout {:?}",
+        text(&out.stdout)
+    );
+    assert!(out.stdout.is_empty(), "{}", text(&out.stdout));
+    assert!(err.contains(&bogus) && err.contains("r.log"), "{err}");
+    // Rotated away: the first file is gone after two rotations.
+    for i in 0..3 {
+        let line = format!("{i}{}", "y".repeat(4000));
+        d.ctl_ok(&["append", "--domain", "r", "--log", "r.log", &line]);
+    }
+    d.ctl_ok(&["position", "--log", "r.log"]);
+    let out = d.ctl_run(&["read", "--log", "r.log", "--from", early.trim()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("rotated away"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(text(&out.stdout).ends_with(&format!("2{}\n", "y".repeat(4000))));
+}

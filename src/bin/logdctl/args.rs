@@ -520,7 +520,9 @@ pub(crate) enum Cmd {
     ///
     /// It starts at `--from` or at the oldest byte, and stops after `--max` bytes or at the end.
     /// If the position has been rotated away, it says so on stderr and starts at the oldest
-    /// byte.
+    /// byte. A position in none of the log's files is an error naming it and the log (exit 1):
+    /// a file rotated away is known by the position's birth time (`position --exact`), so the
+    /// short form INODE:OFFSET of a file rotated away is refused too.
     Read {
         /// The log path.
         #[arg(long, value_name = "PATH")]
