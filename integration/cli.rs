@@ -1,6 +1,7 @@
 //! The command line's polish (issue 17, item 6), as an operator sees it: `logdctl tail -n`,
 //! the message when no daemon answers, and logd's start-up errors said once.
 
+use std::io::Read;
 use std::process::Command;
 use std::time::Duration;
 
@@ -281,4 +282,73 @@ fn read_from_an_unknown_position_is_an_error() {
         text(&out.stderr)
     );
     assert!(text(&out.stdout).ends_with(&format!("2{}\n", "y".repeat(4000))));
+}
+
+/// Collects a child's stdout and stderr, each on a thread.
+fn collect(child: &mut std::process::Child) -> [std::sync::Arc<std::sync::Mutex<Vec<u8>>>; 2] {
+    let sinks = [
+        std::sync::Arc::new(std::sync::Mutex::new(Vec::new())),
+        std::sync::Arc::new(std::sync::Mutex::new(Vec::new())),
+    ];
+    let pipes: [Box<dyn std::io::Read + Send>; 2] = [
+        Box::new(child.stdout.take().unwrap()),
+        Box::new(child.stderr.take().unwrap()),
+    ];
+    for (mut pipe, sink) in pipes.into_iter().zip(sinks.clone()) {
+        std::thread::spawn(move || {
+            let mut b = [0u8; 4096];
+            while let Ok(n) = pipe.read(&mut b) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().extend_from_slice(&b[..n]);
+            }
+        });
+    }
+    sinks
+}
+
+/// `tail -F` waits for a log that does not exist yet, says so on stderr, follows it once it
+/// appears, and again after it was removed and came back; it polls, and burns no CPU waiting.
+#[test]
+fn tail_capital_f_waits_for_the_log_to_appear() {
+    let d = Daemon::start();
+    let mut tail = KillOnDrop(
+        d.ctl()
+            .args(["tail", "-F", "--log", "later.log"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let [out, err] = collect(&mut tail.0);
+    let seen = |sink: &std::sync::Arc<std::sync::Mutex<Vec<u8>>>, what: &str| {
+        wait_for(Duration::from_secs(20), what, || {
+            text(&sink.lock().unwrap()).contains(what).then_some(())
+        })
+    };
+    seen(
+        &err,
+        "logdctl: later.log does not exist yet; waiting for it to appear",
+    );
+    // Waiting a while costs next to no CPU (a poll every 200 ms, not a busy loop).
+    std::thread::sleep(Duration::from_secs(2));
+    let cpu = stat_cpu_seconds(&format!("/proc/{}/stat", tail.0.id())).unwrap();
+    assert!(cpu < 0.5, "tail -F used {cpu} s of CPU in 2 s of waiting");
+    assert!(tail.0.try_wait().unwrap().is_none(), "tail -F exited");
+    d.ctl_ok(&["append", "--domain", "l", "--log", "later.log", "hello"]);
+    seen(&out, "hello\n");
+    seen(&err, "logdctl: later.log has appeared; following it");
+    d.ctl_ok(&["append", "--domain", "l", "--log", "later.log", "more"]);
+    seen(&out, "hello\nmore\n");
+    std::fs::remove_file(d.log("later.log")).unwrap();
+    seen(
+        &err,
+        "logdctl: later.log has become inaccessible; waiting for it to appear",
+    );
+    d.ctl_ok(&["append", "--domain", "l", "--log", "later.log", "again"]);
+    seen(&out, "hello\nmore\nagain\n");
+    assert_eq!(text(&out.lock().unwrap()), "hello\nmore\nagain\n");
+    let err = text(&err.lock().unwrap());
+    assert_eq!(err.matches("has appeared").count(), 2, "{err}");
 }

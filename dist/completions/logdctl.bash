@@ -1207,7 +1207,7 @@ _logdctl() {
             return 0
             ;;
         logdctl__subcmd__tail)
-            opts="-n -f -h --log --bytes --lines --follow --socket --admin-socket --console-socket --autostart --server-uid --help"
+            opts="-n -f -F -h --log --bytes --lines --follow --follow-retry --socket --admin-socket --console-socket --autostart --server-uid --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

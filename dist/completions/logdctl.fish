@@ -228,6 +228,7 @@ complete -c logdctl -n "__fish_logdctl_using_subcommand tail" -l admin-socket -d
 complete -c logdctl -n "__fish_logdctl_using_subcommand tail" -l console-socket -d 'logd\'s console socket, for `attach` [default: beside the main socket, logd-console.sock]' -r -F
 complete -c logdctl -n "__fish_logdctl_using_subcommand tail" -l server-uid -d 'Also trust a logd run by this uid' -r
 complete -c logdctl -n "__fish_logdctl_using_subcommand tail" -s f -l follow -d 'Keep printing what is written, across rotations, until interrupted'
+complete -c logdctl -n "__fish_logdctl_using_subcommand tail" -s F -l follow-retry -d 'As `--follow`, but a log that does not exist yet, or was removed, is waited for'
 complete -c logdctl -n "__fish_logdctl_using_subcommand tail" -l autostart -d 'Start a daemon if none answers, even as root (a non-root user\'s default socket always gets one started)'
 complete -c logdctl -n "__fish_logdctl_using_subcommand tail" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c logdctl -n "__fish_logdctl_using_subcommand help; and not __fish_seen_subcommand_from console ps log-level events top reexec stats attach run append position read tail help" -f -a "console" -d 'Manage consoles: a guest\'s serial chardev with a log and TCP/UNIX subscribers'

@@ -554,6 +554,14 @@ pub(crate) enum Cmd {
         /// Keep printing what is written, across rotations, until interrupted.
         #[arg(short, long)]
         follow: bool,
+        /// As `--follow`, but a log that does not exist yet, or was removed, is waited for.
+        ///
+        /// As GNU tail's `-F`: logdctl says on stderr that it waits (`logdctl: LOG does not exist
+        /// yet; waiting for it to appear`, or `has become inaccessible`), looks again every 200
+        /// ms, and once the log is there says `logdctl: LOG has appeared; following it` and
+        /// prints it from its first byte.
+        #[arg(short = 'F', long)]
+        follow_retry: bool,
     },
 }
 

@@ -13,8 +13,8 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use logd::config;
-use logd_protocol::client::Client;
-use logd_protocol::{OpenFlags, Position, ReadFrom, MAX_READ_LEN};
+use logd_protocol::client::{Client, ClientError};
+use logd_protocol::{ErrorCode, OpenFlags, Position, ReadFrom, MAX_READ_LEN};
 
 mod admin;
 mod args;
@@ -165,19 +165,76 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
             bytes,
             lines,
             follow,
+            follow_retry,
         } => {
-            let mut next = match lines {
-                Some(n) => last_lines(&mut client, &log, n)?,
-                None => copy_out(&mut client, &log, ReadFrom::Last(bytes), bytes)?,
+            let last = |client: &mut Client| match lines {
+                Some(n) => last_lines(client, &log, n),
+                None => copy_out(client, &log, ReadFrom::Last(bytes), bytes),
             };
+            if follow_retry {
+                return follow_waiting(&mut client, &log, last);
+            }
+            let mut next = last(&mut client)?;
             if follow {
                 loop {
-                    std::thread::sleep(Duration::from_millis(200));
+                    std::thread::sleep(FOLLOW_POLL);
                     next = copy_out(&mut client, &log, ReadFrom::Position(next), u64::MAX)?;
                 }
             }
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// How often `tail -f` and `-F` look for more.
+const FOLLOW_POLL: Duration = Duration::from_millis(200);
+
+/// `tail -F`: `last` if the log is there, then what is written, as `-f`; while the log is
+/// missing (not there yet, or removed), says so once on stderr and looks again every
+/// [`FOLLOW_POLL`]. A log that appears is printed from its first byte.
+fn follow_waiting(
+    client: &mut Client,
+    log: &str,
+    last: impl Fn(&mut Client) -> anyhow::Result<Position>,
+) -> anyhow::Result<ExitCode> {
+    let missing = |e: &anyhow::Error| {
+        matches!(
+            e.downcast_ref::<ClientError>(),
+            Some(ClientError::Server(w)) if w.code == ErrorCode::NotFound
+        )
+    };
+    // None: not seen yet; Some(None): gone; Some(Some(p)): following from p.
+    let mut state: Option<Option<Position>> = None;
+    loop {
+        let read = match state {
+            None => last(client),
+            Some(None) => copy_out(client, log, ReadFrom::Start, u64::MAX),
+            Some(Some(p)) => copy_out(client, log, ReadFrom::Position(p), u64::MAX),
+        };
+        match read {
+            Ok(next) => {
+                if state == Some(None) {
+                    eprintln!("logdctl: {log} has appeared; following it");
+                }
+                state = Some(Some(next));
+            }
+            Err(e) if missing(&e) => {
+                match state {
+                    None => {
+                        eprintln!("logdctl: {log} does not exist yet; waiting for it to appear")
+                    }
+                    Some(Some(_)) => {
+                        eprintln!(
+                            "logdctl: {log} has become inaccessible; waiting for it to appear"
+                        )
+                    }
+                    Some(None) => {}
+                }
+                state = Some(None);
+            }
+            Err(e) => return Err(e),
+        }
+        std::thread::sleep(FOLLOW_POLL);
     }
 }
 
