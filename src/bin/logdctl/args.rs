@@ -377,7 +377,16 @@ pub(crate) enum Cmd {
     /// A live view of every stream, busiest first, refreshed every second; q quits.
     ///
     /// It shows input and output rates, bytes in, rotations, drops, guest state and
-    /// subscribers. `q` or Ctrl-C quits, and the terminal is restored on every exit path.
+    /// subscribers. The bottom line names the keys:
+    ///
+    /// - `s` sorts by the next column: IN/s (the default), IN, ROT, DROP (largest first), then
+    ///   DOMAIN (A to Z);
+    /// - `/` filters by domain: type part of a name; Enter keeps the filter (shown on the
+    ///   bottom line), Esc clears it, Backspace takes a character back;
+    /// - `q` or Ctrl-C quits (while the filter is typed, only Ctrl-C).
+    ///
+    /// The terminal is restored on every exit path.
+    #[command(verbatim_doc_comment)]
     Top,
     /// Hand everything to a new logd process (as SIGUSR1 does) and report how it went
     ///
