@@ -413,6 +413,73 @@ fn top_shows_domains_and_restores_the_terminal() {
     );
 }
 
+/// `logdctl top`'s keys in a real terminal: the help line on the bottom row, `/` filters by
+/// domain (Enter keeps the filter, Esc clears it), `s` cycles the sort column, `q` quits.
+#[test]
+fn top_sorts_and_filters_with_keys_named_on_its_help_line() {
+    if require_tool("tmux").is_none() {
+        return;
+    }
+    let d = Daemon::start();
+    let mut c = d.client();
+    let mut pipes = Vec::new();
+    for (name, bytes) in [("topbusy", 1 << 20), ("topidle", 100)] {
+        let (_, fd) = c
+            .open_log(
+                DomainId::from_name("qemu", name),
+                &format!("{name}.log"),
+                OpenFlags::default(),
+            )
+            .unwrap();
+        let mut w = std::fs::File::from(fd);
+        w.write_all(&numbered_lines(bytes)).unwrap();
+        pipes.push(w);
+    }
+    let top = format!("{LOGDCTL} --socket {} top", d.socket.display());
+    let (term, rec) = Terminal::run_recorded("topkeys", d.dir.path(), &top);
+    let bottom = |screen: &str| screen.lines().nth(23).unwrap_or_default().to_owned();
+    let screen = term.wait_for("topidle", Duration::from_secs(20));
+    let screen = if screen.contains("topbusy") {
+        screen
+    } else {
+        term.wait_for("topbusy", Duration::from_secs(20))
+    };
+    assert_eq!(
+        bottom(&screen),
+        "s sort (IN/s)  / filter  q quit",
+        "{screen}"
+    );
+    term.keys(&["/"]);
+    term.keys(&["-l", "idle"]);
+    let screen = term.wait_for("filter by domain: idle_", Duration::from_secs(20));
+    assert!(
+        bottom(&screen).starts_with("filter by domain: idle_"),
+        "{screen}"
+    );
+    term.keys(&["Enter"]);
+    let screen = term.wait_for("filter [idle]", Duration::from_secs(20));
+    assert!(
+        screen.contains("topidle") && !screen.contains("topbusy"),
+        "{screen}"
+    );
+    // Sorted by IN, the busy domain comes first once the filter is gone.
+    term.keys(&["s"]);
+    term.wait_for("s sort (IN)  / filter [idle]", Duration::from_secs(20));
+    term.keys(&["/"]);
+    term.keys(&["Escape"]);
+    let screen = term.wait_for("s sort (IN)  / filter  q quit", Duration::from_secs(20));
+    let (busy, idle) = (
+        screen.find("topbusy").expect(&screen),
+        screen.find("topidle").expect(&screen),
+    );
+    assert!(busy < idle, "{screen}");
+    assert!(screen.lines().all(|l| l.chars().count() <= 80), "{screen}");
+    term.keys(&["q"]);
+    let (status, restored) = rec.wait(Duration::from_secs(20));
+    assert_eq!(status, "exit=0");
+    assert!(restored, "the terminal was not restored");
+}
+
 /// `ps` counts the daemon's fds as /proc shows them from outside: the fd its own count opens
 /// (the listing of /proc/self/fd) is not one of them (issue 17).
 #[test]

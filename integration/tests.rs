@@ -9,6 +9,7 @@ mod harness;
 mod access;
 mod admin;
 mod attach;
+mod cli;
 mod console;
 mod declared;
 mod e2e;

@@ -1207,7 +1207,7 @@ _logdctl() {
             return 0
             ;;
         logdctl__subcmd__tail)
-            opts="-f -h --log --bytes --follow --socket --admin-socket --console-socket --autostart --server-uid --help"
+            opts="-n -f -F -h --log --bytes --lines --follow --follow-retry --socket --admin-socket --console-socket --autostart --server-uid --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1218,6 +1218,14 @@ _logdctl() {
                     return 0
                     ;;
                 --bytes)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --lines)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -n)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

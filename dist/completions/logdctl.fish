@@ -36,7 +36,7 @@ complete -c logdctl -n "__fish_logdctl_needs_command" -f -a "console" -d 'Manage
 complete -c logdctl -n "__fish_logdctl_needs_command" -f -a "ps" -d 'Every stream of every domain, one row each, subscribers under their console'
 complete -c logdctl -n "__fish_logdctl_needs_command" -f -a "log-level" -d 'Change the daemon\'s log filter while it runs'
 complete -c logdctl -n "__fish_logdctl_needs_command" -f -a "events" -d 'Stream lifecycle events as they happen, until interrupted'
-complete -c logdctl -n "__fish_logdctl_needs_command" -f -a "top" -d 'A live view of every stream, busiest first, refreshed every second; q quits'
+complete -c logdctl -n "__fish_logdctl_needs_command" -f -a "top" -d 'A live view of every stream, busiest first, refreshed every second; q quits.'
 complete -c logdctl -n "__fish_logdctl_needs_command" -f -a "reexec" -d 'Hand everything to a new logd process (as SIGUSR1 does) and report how it went'
 complete -c logdctl -n "__fish_logdctl_needs_command" -f -a "stats" -d 'One domain in depth'
 complete -c logdctl -n "__fish_logdctl_needs_command" -f -a "attach" -d 'Connect this terminal to a console, as `virsh console` and conserver\'s `console` do'
@@ -44,7 +44,7 @@ complete -c logdctl -n "__fish_logdctl_needs_command" -f -a "run" -d 'Run a comm
 complete -c logdctl -n "__fish_logdctl_needs_command" -f -a "append" -d 'Append a message (a line) to a log, open or not'
 complete -c logdctl -n "__fish_logdctl_needs_command" -f -a "position" -d 'Print the position INODE:OFFSET of the end of a log'
 complete -c logdctl -n "__fish_logdctl_needs_command" -f -a "read" -d 'Write a log\'s raw bytes to stdout, oldest first, across rotated files'
-complete -c logdctl -n "__fish_logdctl_needs_command" -f -a "tail" -d 'Print the last bytes of a log across rotated files'
+complete -c logdctl -n "__fish_logdctl_needs_command" -f -a "tail" -d 'Print the last bytes, or lines, of a log across rotated files'
 complete -c logdctl -n "__fish_logdctl_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c logdctl -n "__fish_logdctl_using_subcommand console; and not __fish_seen_subcommand_from add remove kick grant list help" -l socket -d 'logd\'s socket [default: /run/logd/logd.sock as root, else $XDG_RUNTIME_DIR/logd/logd.sock]' -r -F
 complete -c logdctl -n "__fish_logdctl_using_subcommand console; and not __fish_seen_subcommand_from add remove kick grant list help" -l admin-socket -d 'logd\'s admin socket, for `ps`, `stats`, `events`, `top`, `log-level`, `reexec`, and `console kick` and `grant` [default: beside the main socket, logd-admin.sock]' -r -F
@@ -146,7 +146,7 @@ complete -c logdctl -n "__fish_logdctl_using_subcommand events" -l socket -d 'lo
 complete -c logdctl -n "__fish_logdctl_using_subcommand events" -l admin-socket -d 'logd\'s admin socket, for `ps`, `stats`, `events`, `top`, `log-level`, `reexec`, and `console kick` and `grant` [default: beside the main socket, logd-admin.sock]' -r -F
 complete -c logdctl -n "__fish_logdctl_using_subcommand events" -l console-socket -d 'logd\'s console socket, for `attach` [default: beside the main socket, logd-console.sock]' -r -F
 complete -c logdctl -n "__fish_logdctl_using_subcommand events" -l server-uid -d 'Also trust a logd run by this uid' -r
-complete -c logdctl -n "__fish_logdctl_using_subcommand events" -l json -d 'One JSON object per line (fields in docs/admin.md)'
+complete -c logdctl -n "__fish_logdctl_using_subcommand events" -l json -d 'One JSON object per line (fields in docs/admin.md), the time as `at_ms`, milliseconds since the Unix epoch'
 complete -c logdctl -n "__fish_logdctl_using_subcommand events" -l autostart -d 'Start a daemon if none answers, even as root (a non-root user\'s default socket always gets one started)'
 complete -c logdctl -n "__fish_logdctl_using_subcommand events" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c logdctl -n "__fish_logdctl_using_subcommand top" -l socket -d 'logd\'s socket [default: /run/logd/logd.sock as root, else $XDG_RUNTIME_DIR/logd/logd.sock]' -r -F
@@ -222,18 +222,20 @@ complete -c logdctl -n "__fish_logdctl_using_subcommand read" -l autostart -d 'S
 complete -c logdctl -n "__fish_logdctl_using_subcommand read" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c logdctl -n "__fish_logdctl_using_subcommand tail" -l log -d 'The log path' -r
 complete -c logdctl -n "__fish_logdctl_using_subcommand tail" -l bytes -d 'How many bytes (suffixes K, M, G allowed); the default is what OpenStack\'s console-log shows' -r
+complete -c logdctl -n "__fish_logdctl_using_subcommand tail" -s n -l lines -d 'The last LINES lines instead, across rotated files (a last line without its newline counts); not with `--bytes`, which it replaces' -r
 complete -c logdctl -n "__fish_logdctl_using_subcommand tail" -l socket -d 'logd\'s socket [default: /run/logd/logd.sock as root, else $XDG_RUNTIME_DIR/logd/logd.sock]' -r -F
 complete -c logdctl -n "__fish_logdctl_using_subcommand tail" -l admin-socket -d 'logd\'s admin socket, for `ps`, `stats`, `events`, `top`, `log-level`, `reexec`, and `console kick` and `grant` [default: beside the main socket, logd-admin.sock]' -r -F
 complete -c logdctl -n "__fish_logdctl_using_subcommand tail" -l console-socket -d 'logd\'s console socket, for `attach` [default: beside the main socket, logd-console.sock]' -r -F
 complete -c logdctl -n "__fish_logdctl_using_subcommand tail" -l server-uid -d 'Also trust a logd run by this uid' -r
 complete -c logdctl -n "__fish_logdctl_using_subcommand tail" -s f -l follow -d 'Keep printing what is written, across rotations, until interrupted'
+complete -c logdctl -n "__fish_logdctl_using_subcommand tail" -s F -l follow-retry -d 'As `--follow`, but a log that does not exist yet, or was removed, is waited for'
 complete -c logdctl -n "__fish_logdctl_using_subcommand tail" -l autostart -d 'Start a daemon if none answers, even as root (a non-root user\'s default socket always gets one started)'
 complete -c logdctl -n "__fish_logdctl_using_subcommand tail" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c logdctl -n "__fish_logdctl_using_subcommand help; and not __fish_seen_subcommand_from console ps log-level events top reexec stats attach run append position read tail help" -f -a "console" -d 'Manage consoles: a guest\'s serial chardev with a log and TCP/UNIX subscribers'
 complete -c logdctl -n "__fish_logdctl_using_subcommand help; and not __fish_seen_subcommand_from console ps log-level events top reexec stats attach run append position read tail help" -f -a "ps" -d 'Every stream of every domain, one row each, subscribers under their console'
 complete -c logdctl -n "__fish_logdctl_using_subcommand help; and not __fish_seen_subcommand_from console ps log-level events top reexec stats attach run append position read tail help" -f -a "log-level" -d 'Change the daemon\'s log filter while it runs'
 complete -c logdctl -n "__fish_logdctl_using_subcommand help; and not __fish_seen_subcommand_from console ps log-level events top reexec stats attach run append position read tail help" -f -a "events" -d 'Stream lifecycle events as they happen, until interrupted'
-complete -c logdctl -n "__fish_logdctl_using_subcommand help; and not __fish_seen_subcommand_from console ps log-level events top reexec stats attach run append position read tail help" -f -a "top" -d 'A live view of every stream, busiest first, refreshed every second; q quits'
+complete -c logdctl -n "__fish_logdctl_using_subcommand help; and not __fish_seen_subcommand_from console ps log-level events top reexec stats attach run append position read tail help" -f -a "top" -d 'A live view of every stream, busiest first, refreshed every second; q quits.'
 complete -c logdctl -n "__fish_logdctl_using_subcommand help; and not __fish_seen_subcommand_from console ps log-level events top reexec stats attach run append position read tail help" -f -a "reexec" -d 'Hand everything to a new logd process (as SIGUSR1 does) and report how it went'
 complete -c logdctl -n "__fish_logdctl_using_subcommand help; and not __fish_seen_subcommand_from console ps log-level events top reexec stats attach run append position read tail help" -f -a "stats" -d 'One domain in depth'
 complete -c logdctl -n "__fish_logdctl_using_subcommand help; and not __fish_seen_subcommand_from console ps log-level events top reexec stats attach run append position read tail help" -f -a "attach" -d 'Connect this terminal to a console, as `virsh console` and conserver\'s `console` do'
@@ -241,7 +243,7 @@ complete -c logdctl -n "__fish_logdctl_using_subcommand help; and not __fish_see
 complete -c logdctl -n "__fish_logdctl_using_subcommand help; and not __fish_seen_subcommand_from console ps log-level events top reexec stats attach run append position read tail help" -f -a "append" -d 'Append a message (a line) to a log, open or not'
 complete -c logdctl -n "__fish_logdctl_using_subcommand help; and not __fish_seen_subcommand_from console ps log-level events top reexec stats attach run append position read tail help" -f -a "position" -d 'Print the position INODE:OFFSET of the end of a log'
 complete -c logdctl -n "__fish_logdctl_using_subcommand help; and not __fish_seen_subcommand_from console ps log-level events top reexec stats attach run append position read tail help" -f -a "read" -d 'Write a log\'s raw bytes to stdout, oldest first, across rotated files'
-complete -c logdctl -n "__fish_logdctl_using_subcommand help; and not __fish_seen_subcommand_from console ps log-level events top reexec stats attach run append position read tail help" -f -a "tail" -d 'Print the last bytes of a log across rotated files'
+complete -c logdctl -n "__fish_logdctl_using_subcommand help; and not __fish_seen_subcommand_from console ps log-level events top reexec stats attach run append position read tail help" -f -a "tail" -d 'Print the last bytes, or lines, of a log across rotated files'
 complete -c logdctl -n "__fish_logdctl_using_subcommand help; and not __fish_seen_subcommand_from console ps log-level events top reexec stats attach run append position read tail help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c logdctl -n "__fish_logdctl_using_subcommand help; and __fish_seen_subcommand_from console" -f -a "add" -d 'Add a console: its guest side, its log, and where subscribers connect'
 complete -c logdctl -n "__fish_logdctl_using_subcommand help; and __fish_seen_subcommand_from console" -f -a "remove" -d 'Remove a console (its log stays)'

@@ -99,8 +99,9 @@ fn main() -> ExitCode {
     let successor = match successor {
         None => None,
         Some(Ok(s)) => Some(s),
+        // Said once, on stderr, as every start-up failure: the tracing layer writes to stderr
+        // too, so an error! here would print the same line twice.
         Some(Err(e)) => {
-            tracing::error!("{e}");
             eprintln!("logd: {e}");
             return ExitCode::FAILURE;
         }
@@ -108,9 +109,7 @@ fn main() -> ExitCode {
     match run(args, successor) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            let line = logd::cli::report(&e);
-            tracing::error!("{line}");
-            eprintln!("logd: {line}");
+            eprintln!("logd: {}", logd::cli::report(&e));
             ExitCode::FAILURE
         }
     }

@@ -203,7 +203,10 @@ pub fn events(socket: &Path, json: bool) -> anyhow::Result<ExitCode> {
             writeln!(out, "{}", serde_json::Value::Object(flat))?;
         } else {
             let name = flat.remove("event").unwrap_or_default();
-            let at = flat.remove("at_ms").unwrap_or_default();
+            let at = flat
+                .remove("at_ms")
+                .and_then(|v| v.as_u64())
+                .map_or_else(|| "?".to_owned(), crate::when::rfc3339_ms);
             let fields: Vec<String> = flat
                 .iter()
                 .map(|(k, v)| match v {
@@ -251,7 +254,11 @@ pub fn stats(socket: &Path, domain: &str, json: bool) -> anyhow::Result<ExitCode
             human(s.rate_out)
         );
         if let Some(e) = &s.last_error {
-            println!("  last error     {} (at {} ms)", e.message, e.at_ms);
+            println!(
+                "  last error     {} (at {})",
+                e.message,
+                crate::when::rfc3339_ms(e.at_ms)
+            );
         }
         if matches!(s.kind, StreamKind::Console { .. }) {
             println!("  slow disconnects {}", s.slow_disconnects);

@@ -361,16 +361,32 @@ pub(crate) enum Cmd {
     /// - bytes dropped, errors;
     /// - a re-exec done (`reexeced`, with the pid before and after: the same) or failed
     ///   (`reexec_failed`, with the reason).
+    ///
+    /// Each line is the time (RFC 3339, UTC, to the millisecond), the event and its fields:
+    ///
+    /// ```
+    /// 2026-12-06T16:40:01.123Z log_opened domain=vm1 path=/var/log/logd/vm1.log
+    /// ```
     #[command(verbatim_doc_comment)]
     Events {
-        /// One JSON object per line (fields in docs/admin.md).
+        /// One JSON object per line (fields in docs/admin.md), the time as `at_ms`, milliseconds
+        /// since the Unix epoch.
         #[arg(long)]
         json: bool,
     },
     /// A live view of every stream, busiest first, refreshed every second; q quits.
     ///
     /// It shows input and output rates, bytes in, rotations, drops, guest state and
-    /// subscribers. `q` or Ctrl-C quits, and the terminal is restored on every exit path.
+    /// subscribers. The bottom line names the keys:
+    ///
+    /// - `s` sorts by the next column: IN/s (the default), IN, ROT, DROP (largest first), then
+    ///   DOMAIN (A to Z);
+    /// - `/` filters by domain: type part of a name; Enter keeps the filter (shown on the
+    ///   bottom line), Esc clears it, Backspace takes a character back;
+    /// - `q` or Ctrl-C quits (while the filter is typed, only Ctrl-C).
+    ///
+    /// The terminal is restored on every exit path.
+    #[command(verbatim_doc_comment)]
     Top,
     /// Hand everything to a new logd process (as SIGUSR1 does) and report how it went
     ///
@@ -513,7 +529,9 @@ pub(crate) enum Cmd {
     ///
     /// It starts at `--from` or at the oldest byte, and stops after `--max` bytes or at the end.
     /// If the position has been rotated away, it says so on stderr and starts at the oldest
-    /// byte.
+    /// byte. A position in none of the log's files is an error naming it and the log (exit 1):
+    /// a file rotated away is known by the position's birth time (`position --exact`), so the
+    /// short form INODE:OFFSET of a file rotated away is refused too.
     Read {
         /// The log path.
         #[arg(long, value_name = "PATH")]
@@ -526,7 +544,7 @@ pub(crate) enum Cmd {
         #[arg(long, value_name = "BYTES", value_parser = parse_size)]
         max: Option<u64>,
     },
-    /// Print the last bytes of a log across rotated files.
+    /// Print the last bytes, or lines, of a log across rotated files.
     Tail {
         /// The log path.
         #[arg(long, value_name = "PATH")]
@@ -535,9 +553,24 @@ pub(crate) enum Cmd {
         /// shows.
         #[arg(long, default_value = "100KiB", value_parser = parse_size)]
         bytes: u64,
+        /// The last LINES lines instead, across rotated files (a last line without its newline
+        /// counts); not with `--bytes`, which it replaces.
+        ///
+        /// As GNU tail's `-n`: if the log holds fewer lines, all of it. logdctl reads back from
+        /// the end in growing steps until it has enough lines, so a huge log is not read whole.
+        #[arg(short = 'n', long, value_name = "LINES", conflicts_with = "bytes")]
+        lines: Option<u64>,
         /// Keep printing what is written, across rotations, until interrupted.
         #[arg(short, long)]
         follow: bool,
+        /// As `--follow`, but a log that does not exist yet, or was removed, is waited for.
+        ///
+        /// As GNU tail's `-F`: logdctl says on stderr that it waits (`logdctl: LOG does not exist
+        /// yet; waiting for it to appear`, or `has become inaccessible`), looks again every 200
+        /// ms, and once the log is there says `logdctl: LOG has appeared; following it` and
+        /// prints it from its first byte.
+        #[arg(short = 'F', long)]
+        follow_retry: bool,
     },
 }
 

@@ -11,13 +11,52 @@ use logd_protocol::client::{Client, ClientError};
 /// `--server-uid`: a uid trusted to serve logd besides root and our own.
 pub(crate) static SERVER_UID: std::sync::OnceLock<Option<u32>> = std::sync::OnceLock::new();
 
+/// The main socket, for the hint of an admin command that finds no daemon.
+pub(crate) static MAIN_SOCKET: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
 /// Connects to the admin socket, checking who serves it.
-pub(crate) fn admin_connect(
-    socket: &Path,
-) -> Result<logd_protocol::client::AdminClient, ClientError> {
+pub(crate) fn admin_connect(socket: &Path) -> anyhow::Result<logd_protocol::client::AdminClient> {
     logd_protocol::client::AdminClient::connect_trusting(
         socket,
         SERVER_UID.get().copied().flatten(),
+    )
+    .map_err(|e| {
+        let main = MAIN_SOCKET.get().map_or(socket, |p| p.as_path());
+        no_daemon(e, main, false)
+    })
+}
+
+/// A connection that found nobody (no socket, or nobody listening on it) says which socket was
+/// tried and how to get a daemon there; other errors pass as they are.
+fn no_daemon(e: ClientError, main: &Path, autostart_hint: bool) -> anyhow::Error {
+    let ClientError::Connect { path, source } = &e else {
+        return e.into();
+    };
+    if !matches!(
+        source.kind(),
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+    ) {
+        return e.into();
+    }
+    // "No such file or directory", without Rust's "(os error 2)".
+    let why = source.raw_os_error().map_or_else(
+        || source.to_string(),
+        |n| nix::errno::Errno::from_raw(n).desc().to_owned(),
+    );
+    let systemd = if logd::config::is_root() {
+        "\"systemctl start logd\" or "
+    } else {
+        ""
+    };
+    let also = if autostart_hint {
+        ", or pass --autostart"
+    } else {
+        ""
+    };
+    anyhow::anyhow!(
+        "no logd answers on {} ({why}); start one with {systemd}\"logd --socket {}\"{also}",
+        path.display(),
+        main.display()
     )
 }
 
@@ -36,7 +75,7 @@ pub(crate) fn connect(socket: &Path, autostart: bool) -> anyhow::Result<Client> 
                     source.kind(),
                     std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
                 ) => {}
-        Err(e) => return Err(e.into()),
+        Err(e) => return Err(no_daemon(e, socket, true)),
     }
     start_daemon(socket)?;
     let deadline = Instant::now() + Duration::from_secs(10);

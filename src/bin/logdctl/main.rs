@@ -13,8 +13,8 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use logd::config;
-use logd_protocol::client::Client;
-use logd_protocol::{OpenFlags, Position, ReadFrom, MAX_READ_LEN};
+use logd_protocol::client::{Client, ClientError};
+use logd_protocol::{ErrorCode, OpenFlags, Position, ReadFrom, MAX_READ_LEN};
 
 mod admin;
 mod args;
@@ -23,6 +23,7 @@ mod connect;
 mod console;
 mod term;
 mod top;
+mod when;
 
 use args::{Args, Cmd, ConsoleCmd};
 use connect::{admin_connect, client_connect as trusted_connect, connect, SERVER_UID};
@@ -51,6 +52,7 @@ fn main() -> ExitCode {
 
 fn run(args: Args) -> anyhow::Result<ExitCode> {
     let _ = SERVER_UID.set(args.server_uid);
+    let _ = connect::MAIN_SOCKET.set(args.socket.clone().unwrap_or_else(config::default_socket));
     let explicit = args.socket.is_some();
     let socket = args.socket.clone().unwrap_or_else(config::default_socket);
     let autostart = args.autostart || (!explicit && !config::is_root());
@@ -158,16 +160,168 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
             copy_out(&mut client, &log, from, max.unwrap_or(u64::MAX))?;
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Tail { log, bytes, follow } => {
-            let mut next = copy_out(&mut client, &log, ReadFrom::Last(bytes), bytes)?;
+        Cmd::Tail {
+            log,
+            bytes,
+            lines,
+            follow,
+            follow_retry,
+        } => {
+            let last = |client: &mut Client| match lines {
+                Some(n) => last_lines(client, &log, n),
+                None => copy_out(client, &log, ReadFrom::Last(bytes), bytes),
+            };
+            if follow_retry {
+                return follow_waiting(&mut client, &log, last);
+            }
+            let mut next = last(&mut client)?;
             if follow {
                 loop {
-                    std::thread::sleep(Duration::from_millis(200));
+                    std::thread::sleep(FOLLOW_POLL);
                     next = copy_out(&mut client, &log, ReadFrom::Position(next), u64::MAX)?;
                 }
             }
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// How often `tail -f` and `-F` look for more.
+const FOLLOW_POLL: Duration = Duration::from_millis(200);
+
+/// `tail -F`: `last` if the log is there, then what is written, as `-f`; while the log is
+/// missing (not there yet, or removed), says so once on stderr and looks again every
+/// [`FOLLOW_POLL`]. A log that appears is printed from its first byte.
+fn follow_waiting(
+    client: &mut Client,
+    log: &str,
+    last: impl Fn(&mut Client) -> anyhow::Result<Position>,
+) -> anyhow::Result<ExitCode> {
+    let missing = |e: &anyhow::Error| {
+        matches!(
+            e.downcast_ref::<ClientError>(),
+            Some(ClientError::Server(w)) if w.code == ErrorCode::NotFound
+        )
+    };
+    // None: not seen yet; Some(None): gone; Some(Some(p)): following from p.
+    let mut state: Option<Option<Position>> = None;
+    loop {
+        let read = match state {
+            None => last(client),
+            Some(None) => copy_out(client, log, ReadFrom::Start, u64::MAX),
+            Some(Some(p)) => copy_out(client, log, ReadFrom::Position(p), u64::MAX),
+        };
+        match read {
+            Ok(next) => {
+                if state == Some(None) {
+                    eprintln!("logdctl: {log} has appeared; following it");
+                }
+                state = Some(Some(next));
+            }
+            Err(e) if missing(&e) => {
+                match state {
+                    None => {
+                        eprintln!("logdctl: {log} does not exist yet; waiting for it to appear")
+                    }
+                    Some(Some(_)) => {
+                        eprintln!(
+                            "logdctl: {log} has become inaccessible; waiting for it to appear"
+                        )
+                    }
+                    Some(None) => {}
+                }
+                state = Some(None);
+            }
+            Err(e) => return Err(e),
+        }
+        std::thread::sleep(FOLLOW_POLL);
+    }
+}
+
+/// Prints the last `n` lines of a log; returns the position after them. Reads the last 64 KiB,
+/// then 4 times more each time, until the bytes read hold `n` line ends before the last byte,
+/// or are the whole log.
+fn last_lines(client: &mut Client, log: &str, n: u64) -> anyhow::Result<Position> {
+    let mut want: u64 = 64 * 1024;
+    loop {
+        let (data, next, whole) = read_last(client, log, want)?;
+        let start = match start_of_last_lines(&data, n) {
+            Some(start) => start,
+            None if whole => 0,
+            None => {
+                want = want.saturating_mul(4);
+                continue;
+            }
+        };
+        let mut out = std::io::stdout().lock();
+        out.write_all(&data[start..]).context("writing to stdout")?;
+        out.flush().context("writing to stdout")?;
+        return Ok(next);
+    }
+}
+
+/// The last `want` bytes of a log (fewer if it holds fewer), the position after them, and
+/// whether they are the whole log.
+fn read_last(
+    client: &mut Client,
+    log: &str,
+    want: u64,
+) -> anyhow::Result<(Vec<u8>, Position, bool)> {
+    let mut data = Vec::new();
+    let mut from = ReadFrom::Last(want);
+    loop {
+        let left = want - data.len() as u64;
+        let (chunk, next, gap) = client.read_log(log, from, left.min(MAX_READ_LEN))?;
+        if gap {
+            eprintln!("logdctl: some of {log} was rotated away before it could be read");
+        }
+        data.extend_from_slice(&chunk);
+        // Stops at `want` bytes: a log written to as fast as it is read would not end.
+        if chunk.is_empty() || data.len() as u64 >= want {
+            let whole = (data.len() as u64) < want;
+            return Ok((data, next, whole));
+        }
+        from = ReadFrom::Position(next);
+    }
+}
+
+/// Where the last `n` lines of `data` start, as GNU tail counts them (a last line without its
+/// newline is a line), or None if `data` holds fewer than `n` whole lines' ends before them:
+/// the caller reads further back, or prints everything if `data` is the whole log.
+fn start_of_last_lines(data: &[u8], n: u64) -> Option<usize> {
+    if n == 0 {
+        return Some(data.len());
+    }
+    // A newline as the last byte ends the last line; it does not start another.
+    let body = data.strip_suffix(b"\n").unwrap_or(data);
+    let mut seen = 0;
+    for (i, &b) in body.iter().enumerate().rev() {
+        if b == b'\n' {
+            seen += 1;
+            if seen == n {
+                return Some(i + 1);
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod lines {
+    use super::start_of_last_lines as start;
+
+    #[test]
+    fn last_lines_as_gnu_tail_counts_them() {
+        assert_eq!(start(b"a\nb\nc\n", 2), Some(2));
+        assert_eq!(
+            start(b"a\nb\nc", 2),
+            Some(2),
+            "an unterminated last line counts"
+        );
+        assert_eq!(start(b"a\nb\nc\n", 3), None, "maybe more lines before");
+        assert_eq!(start(b"a\nb\n", 0), Some(4));
+        assert_eq!(start(b"\n\n\n", 2), Some(1));
+        assert_eq!(start(b"", 1), None);
     }
 }
 

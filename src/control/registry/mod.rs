@@ -106,7 +106,7 @@ impl RegistryError {
             RegistryError::Domain(DomainError::File(e))
             | RegistryError::Domain(DomainError::Stream(S::File(e))) => match e {
                 R::NotFound { .. } => ErrorCode::NotFound,
-                R::BadPosition { .. } => ErrorCode::BadPosition,
+                R::BadPosition { .. } | R::UnknownPosition { .. } => ErrorCode::BadPosition,
                 e if e.is_refusal() => ErrorCode::PathRefused,
                 _ => ErrorCode::Io,
             },

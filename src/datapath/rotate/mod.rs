@@ -22,6 +22,8 @@
 use std::io;
 use std::path::PathBuf;
 
+use logd_protocol::Position;
+
 mod files;
 mod names;
 mod reader;
@@ -98,6 +100,13 @@ pub enum RotateError {
         offset: u64,
         len: u64,
     },
+    /// A position in none of the log's files, that cannot be told rotated away: its birth time
+    /// is not older than the oldest file's, or it has none (the short form, `INODE:OFFSET`).
+    #[error(
+        "position {position} is in none of the files of log {path} (a position in a file rotated \
+         away is told by its birth time, INODE:OFFSET:BIRTH)"
+    )]
+    UnknownPosition { path: PathBuf, position: Position },
     #[error("log {path} is closed after an earlier failure and must be reopened")]
     Closed { path: PathBuf },
     #[error("log {path}: {source}")]

@@ -45,8 +45,12 @@ struct LogFile {
 /// - `Start`: from offset 0 of the oldest file.
 /// - `Last(n)`: the last min(n, total) bytes.
 /// - `Position(p)`: from `p.offset` in the file whose inode is `p.inode`, continuing into newer files.
-///   If no file has that inode any more (rotated away), reads from the oldest file's start with
-///   `gap = true`. An offset beyond that file's length is `BadPosition`.
+///   An offset beyond that file's length is `BadPosition`. If no file has that inode (and birth):
+///   - a birth time older than the oldest file's means the file was rotated away: the read starts
+///     at the oldest file's start with `gap = true`. So does any position when the file system
+///     gives no birth times, as nothing can be told then;
+///   - otherwise (a newer birth, or none: the short form) the position was never one of the
+///     log's files, or cannot be told from one: `UnknownPosition`, not the whole log.
 ///
 /// Returns at most `max_len` bytes. `next` is the position just after the last byte returned; when a
 /// file was read to its end it points at the start of the next newer file, if any, so that a reader
@@ -75,7 +79,15 @@ pub fn read_log(path: &Path, from: ReadFrom, max_len: usize) -> Result<ReadOutco
                 })
             }
             Some(idx) => (idx, p.offset, false),
-            None => (0, 0, true),
+            None if files[0].birth == 0 || (p.birth != 0 && p.birth < files[0].birth) => {
+                (0, 0, true)
+            }
+            None => {
+                return Err(RotateError::UnknownPosition {
+                    path: path.to_path_buf(),
+                    position: p,
+                })
+            }
         },
     };
 

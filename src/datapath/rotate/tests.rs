@@ -638,9 +638,64 @@ fn a_position_on_a_deleted_file_is_a_gap_even_if_its_inode_is_reused() {
     let out = read_log(&path, ReadFrom::Position(start), 100).unwrap();
     assert!(out.gap, "a position on a deleted file must report a gap");
     assert_eq!(out.data.len(), 20);
-    // The short form (birth unknown) falls back to the inode alone, as virtlogd does.
+    // The short form (birth unknown) falls back to the inode alone, as virtlogd does: it reads
+    // from the file that took the inode, if one did, and is refused otherwise (it cannot be told
+    // from a position that never was in the log).
     let short = Position { birth: 0, ..start };
-    assert!(read_log(&path, ReadFrom::Position(short), 100).is_ok());
+    match read_log(&path, ReadFrom::Position(short), 100) {
+        Ok(_) => {}
+        Err(e) => assert!(matches!(e, RotateError::UnknownPosition { .. }), "{e}"),
+    }
+}
+
+/// A position in none of the log's files is refused, naming the position and the log, unless
+/// its birth time says it was in a file older than the oldest one left (rotated away: a gap).
+#[test]
+fn a_position_in_no_file_of_the_log_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = log_path(&dir);
+    let other = dir.path().join("other.txt");
+    fs::write(&other, b"not the log").unwrap();
+    let mut f = RotatingFile::open(&path, cfg(10, 1), false).unwrap();
+    f.write(&pattern(15, 0)).unwrap();
+    if birth(&path) == 0 {
+        eprintln!("skipped: the file system reports no birth times");
+        return;
+    }
+    for p in [
+        // Another file's inode and birth, newer than the log's oldest file.
+        Position {
+            inode: inode(&other),
+            offset: 0,
+            birth: birth(&other),
+        },
+        // The short form, with an inode that is not one of the log's files.
+        Position {
+            inode: inode(&other),
+            offset: 3,
+            birth: 0,
+        },
+    ] {
+        let err = read_log(&path, ReadFrom::Position(p), 100).unwrap_err();
+        assert!(
+            matches!(err, RotateError::UnknownPosition { .. }),
+            "{p:?}: {err}"
+        );
+        let msg = err.to_string();
+        assert!(
+            msg.contains(&p.to_string()) && msg.contains(&path.display().to_string()),
+            "{msg}"
+        );
+    }
+    // A birth older than the oldest file: rotated away, read with a gap.
+    let old = Position {
+        inode: inode(&other),
+        offset: 0,
+        birth: birth(&backup_path(&path, 0)) - 1,
+    };
+    let out = read_log(&path, ReadFrom::Position(old), 100).unwrap();
+    assert!(out.gap);
+    assert_eq!(out.data, pattern(15, 0));
 }
 
 #[test]
