@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use crate::harness::*;
 
-const BANNER: &[u8] = b"LOGD-GUEST READY\r\n";
 const T: Duration = Duration::from_secs(60);
 /// A group named in the console's `--read-write` list, given to uid 65534 by `setpriv`.
 const RW_GROUP: u32 = 4242;
@@ -32,30 +31,8 @@ fn setup() -> Option<(Daemon, std::path::PathBuf)> {
 /// Console `serial0` of domain `vm`, its guest listening at `NAME.sock`, its log `NAME.log`:
 /// no TCP port and no UNIX socket of its own (an attach needs neither); QEMU booted on it.
 fn console(d: &Daemon, img: &Path, name: &str, extra: &[&str]) -> Proc {
-    let (sock, log) = (format!("{name}.sock"), format!("{name}.log"));
-    let mut a = vec![
-        "console",
-        "add",
-        "--domain",
-        "vm",
-        "--name",
-        "serial0",
-        "--guest-listen",
-        &sock,
-        "--log",
-        &log,
-    ];
-    a.extend_from_slice(extra);
-    d.ctl_ok(&a);
-    let q = qemu(
-        img,
-        &format!(
-            "socket,id=s0,path={},server=off,reconnect=1",
-            d.log(&sock).display()
-        ),
-    );
-    wait_logged(d, &log, BANNER);
-    q
+    add_serial0(d, "vm", name, extra);
+    boot_on(d, img, name)
 }
 
 /// The `logdctl attach` command line, run as `as_user` (`setpriv` arguments) if given.

@@ -27,34 +27,9 @@ fn setup() -> Option<(Daemon, std::path::PathBuf)> {
 /// `logdctl console add` of console `serial0` of domain `vm`, its guest listening at
 /// `NAME.sock`, its log `NAME.log`, on a TCP port; returns the port.
 fn add(d: &Daemon, name: &str, extra: &[&str]) -> u16 {
-    let (sock, log) = (format!("{name}.sock"), format!("{name}.log"));
-    let mut a = vec![
-        "console",
-        "add",
-        "--domain",
-        "vm",
-        "--name",
-        "serial0",
-        "--guest-listen",
-        &sock,
-        "--log",
-        &log,
-        "--tcp",
-        "0",
-    ];
+    let mut a = vec!["--tcp", "0"];
     a.extend_from_slice(extra);
-    port_of(&d.ctl_ok(&a))
-}
-
-/// QEMU booting the test guest on the console's guest socket (it reconnects).
-fn qemu_on(d: &Daemon, img: &std::path::Path, name: &str) -> Proc {
-    qemu(
-        img,
-        &format!(
-            "socket,id=s0,path={},server=off,reconnect=1",
-            d.log(&format!("{name}.sock")).display()
-        ),
-    )
+    port_of(&add_serial0(d, "vm", name, &a))
 }
 
 fn nc(port: u16) -> Proc {

@@ -36,42 +36,15 @@ fn add(d: &Daemon, name: &str, extra: &[&str]) -> u16 {
 
 /// [`add`] for a console of domain `domain`.
 fn add_to(d: &Daemon, domain: &str, name: &str, extra: &[&str]) -> u16 {
-    let (sock, log, sub) = (
-        format!("{name}.sock"),
-        format!("{name}.log"),
-        format!("{name}.sub"),
-    );
-    let mut a = vec![
-        "console",
-        "add",
-        "--domain",
-        domain,
-        "--name",
-        "serial0",
-        "--guest-listen",
-        &sock,
-        "--log",
-        &log,
-        "--tcp",
-        "0",
-        "--unix",
-        &sub,
-    ];
+    let sub = format!("{name}.sub");
+    let mut a = vec!["--tcp", "0", "--unix", &sub];
     a.extend_from_slice(extra);
-    port_of(&d.ctl_ok(&a))
+    port_of(&add_serial0(d, domain, name, &a))
 }
 
 /// QEMU booting the test guest on the console's guest socket; returns once the banner is logged.
 fn boot(d: &Daemon, img: &Path, name: &str) -> Proc {
-    let q = qemu(
-        img,
-        &format!(
-            "socket,id=s0,path={},server=off,reconnect=1",
-            d.log(&format!("{name}.sock")).display()
-        ),
-    );
-    wait_logged(d, &format!("{name}.log"), BANNER);
-    q
+    boot_on(d, img, name)
 }
 
 /// `nc` run as uid 65534 (no groups) to the console's TCP port.

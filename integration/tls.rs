@@ -152,39 +152,15 @@ fn make_pki(d: &Daemon) -> PathBuf {
 /// `extra`; returns the TLS port.
 fn add(d: &Daemon, name: &str, extra: &[&str]) -> u16 {
     let port = free_port().to_string();
-    let (sock, log) = (format!("{name}.sock"), format!("{name}.log"));
-    let mut a = vec![
-        "console",
-        "add",
-        "--domain",
-        "vm",
-        "--name",
-        "serial0",
-        "--guest-listen",
-        &sock,
-        "--log",
-        &log,
-        "--tls",
-        &port,
-        "--tls-dir",
-        "pki",
-    ];
+    let mut a = vec!["--tls", &port, "--tls-dir", "pki"];
     a.extend_from_slice(extra);
-    d.ctl_ok(&a);
+    add_serial0(d, "vm", name, &a);
     port.parse().unwrap()
 }
 
 /// QEMU booting the test guest on the console's guest socket; returns once the banner is logged.
 fn boot(d: &Daemon, img: &Path, name: &str) -> Proc {
-    let q = qemu(
-        img,
-        &format!(
-            "socket,id=s0,path={},server=off,reconnect=1",
-            d.log(&format!("{name}.sock")).display()
-        ),
-    );
-    wait_logged(d, &format!("{name}.log"), BANNER);
-    q
+    boot_on(d, img, name)
 }
 
 /// `openssl s_client` to the TLS port, trusting the console's CA, with the client certificate

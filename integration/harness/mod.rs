@@ -119,6 +119,48 @@ pub fn qemu_args(img: &Path, serial: Option<&str>) -> Vec<String> {
     args
 }
 
+/// The test guest's first line, once it boots.
+pub const GUEST_BANNER: &[u8] = b"LOGD-GUEST READY\r\n";
+
+/// `logdctl console add` of console `serial0` of `domain`, its guest listening at `NAME.sock`,
+/// its log `NAME.log`, with `extra`; returns logdctl's output (the TCP port, if any).
+pub fn add_serial0(d: &Daemon, domain: &str, name: &str, extra: &[&str]) -> Vec<u8> {
+    let (sock, log) = (format!("{name}.sock"), format!("{name}.log"));
+    let mut a = vec![
+        "console",
+        "add",
+        "--domain",
+        domain,
+        "--name",
+        "serial0",
+        "--guest-listen",
+        &sock,
+        "--log",
+        &log,
+    ];
+    a.extend_from_slice(extra);
+    d.ctl_ok(&a)
+}
+
+/// QEMU booting the test guest on console `NAME`'s guest socket (`NAME.sock`, which it
+/// reconnects to); returns at once.
+pub fn qemu_on(d: &Daemon, img: &Path, name: &str) -> Proc {
+    qemu(
+        img,
+        &format!(
+            "socket,id=s0,path={},server=off,reconnect=1",
+            d.log(&format!("{name}.sock")).display()
+        ),
+    )
+}
+
+/// [`qemu_on`], returning once the guest's banner is in the console's log (`NAME.log`).
+pub fn boot_on(d: &Daemon, img: &Path, name: &str) -> Proc {
+    let q = qemu_on(d, img, name);
+    wait_logged(d, &format!("{name}.log"), GUEST_BANNER);
+    q
+}
+
 /// A real terminal for programs that put it in raw mode: a detached 80×24 tmux session running
 /// a shell script. The session is killed when this is dropped.
 pub struct Terminal {
