@@ -31,6 +31,9 @@
 //!   CPU is the reader thread's only (`/proc/thread-self/stat`).
 //! - `baseline_64k_pipe1m`: the same with the pipe enlarged to 1 MiB, as logd enlarges a pipe it
 //!   finds full: with the default 64 KiB pipe, every write wakes the reader.
+//! - `baseline_splice_pipe1m`: `baseline_64k_pipe1m` with the reader moving the bytes by
+//!   `splice(2)` into a plain file (no rotation), never through user space: the floor for a
+//!   splicing logd (issue 18).
 //! - `one_stream_64k`, `one_stream_100b`: one domain writes the same amount through logd, then
 //!   asks for `position()`, which answers only once logd has drained the pipe into the file.
 //!   CPU is the daemon's (`/proc/PID/stat`, all threads) over the transfer.
@@ -144,7 +147,9 @@ use idle::{idle_then_stream, rss_per_idle_domain};
 use reexec::reexec_blackout;
 use report::{comparisons, note};
 use snapshot::snapshot_scenario;
-use throughput::{baseline, baseline_streams, one_stream, size_100b, streams_flood};
+use throughput::{
+    baseline, baseline_splice, baseline_streams, one_stream, size_100b, streams_flood,
+};
 use virtlogd::Server;
 
 pub(crate) const KIB: u64 = 1024;
@@ -169,9 +174,10 @@ const IDLE_CPU_WINDOW: Duration = Duration::from_secs(5);
 const IDLE_CPU_WINDOW_QUICK: Duration = Duration::from_secs(2);
 
 /// Every scenario, in the order they run; `--only` picks among these names.
-const SCENARIOS: [&str; 24] = [
+const SCENARIOS: [&str; 25] = [
     "baseline_64k",
     "baseline_64k_pipe1m",
+    "baseline_splice_pipe1m",
     "one_stream_64k",
     "baseline_100b",
     "one_stream_100b",
@@ -252,6 +258,9 @@ fn run(args: Args) -> Result<()> {
             size_64k,
             Some(MIB),
         )?;
+    }
+    if b.selected("baseline_splice_pipe1m") {
+        baseline_splice(&mut b, "baseline_splice_pipe1m", size_64k)?;
     }
     if b.selected("one_stream_64k") {
         one_stream(&mut b, "one_stream_64k", 64 * 1024, size_64k)?;

@@ -54,6 +54,70 @@ pub(crate) fn baseline(
     Ok(())
 }
 
+/// `baseline_splice_pipe1m` (issue 18, target 4): the 1 MiB-pipe loop with the reader moving the
+/// bytes by `splice(2)` from the pipe into a plain file, never through user space: the floor a
+/// splicing logd could reach (no rotation: a cut every `max_size` is rare beside the bytes).
+pub(crate) fn baseline_splice(b: &mut Bench, name: &str, total: u64) -> Result<()> {
+    let mut runs = Vec::new();
+    for run in 1..=b.runs {
+        let dir = temp_dir(&b.dir, &format!("logd-bench-{name}-"))?;
+        let t = b.measure(None, name, run, || {
+            splice_transfer(dir.path(), total).context(name.to_owned())
+        })?;
+        runs.push(t);
+    }
+    b.transfer_figures(name, &runs);
+    Ok(())
+}
+
+/// One run of [`baseline_splice`]: 64 KiB writes into a 1 MiB pipe, spliced into a file.
+fn splice_transfer(dir: &Path, total: u64) -> Result<Transfer> {
+    let file =
+        File::create(dir.join("splice.log")).context("creating the splice baseline's file")?;
+    let (r, w) = nix::unistd::pipe().context("creating the splice baseline's pipe")?;
+    fcntl(&r, FcntlArg::F_SETPIPE_SZ(MIB as i32)).context("enlarging the pipe to 1 MiB")?;
+    let reader = std::thread::spawn(move || -> Result<(u64, f64)> {
+        use nix::fcntl::{splice, SpliceFFlags};
+        let cpu0 = thread_cpu_seconds()?;
+        let mut got = 0u64;
+        loop {
+            match splice(
+                &r,
+                None,
+                &file,
+                None,
+                MIB as usize,
+                SpliceFFlags::SPLICE_F_MOVE,
+            ) {
+                Ok(0) => break,
+                Ok(n) => got += n as u64,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(e).context("splicing the pipe into the file"),
+            }
+        }
+        Ok((got, thread_cpu_seconds()? - cpu0))
+    });
+    let others0 = others_cpu_seconds(None)?;
+    let start = Instant::now();
+    let mut pipe = File::from(w);
+    write_chunks(&mut pipe, 64 * 1024, total).context("writing into the splice baseline's pipe")?;
+    let pipe_size = pipe_capacity(&pipe)?;
+    drop(pipe);
+    let (got, cpu_seconds) = reader
+        .join()
+        .map_err(|_| anyhow!("the splice baseline's reader thread panicked"))??;
+    let seconds = start.elapsed().as_secs_f64();
+    let others_busy = (others_cpu_seconds(None)? - others0) / seconds;
+    ensure!(got == total, "the splice reader got {got} bytes of {total}");
+    Ok(Transfer {
+        bytes: total,
+        seconds,
+        cpu_seconds,
+        others_busy,
+        pipe_size: Some(pipe_size),
+    })
+}
+
 /// `one_stream_*`: one domain writes `total` bytes in `chunk`-byte writes through a fresh logd.
 pub(crate) fn one_stream(b: &mut Bench, name: &str, chunk: usize, total: u64) -> Result<()> {
     let mut runs = Vec::new();
