@@ -97,25 +97,7 @@ fn splice_transfer(dir: &Path, total: u64) -> Result<Transfer> {
         }
         Ok((got, thread_cpu_seconds()? - cpu0))
     });
-    let others0 = others_cpu_seconds(None)?;
-    let start = Instant::now();
-    let mut pipe = File::from(w);
-    write_chunks(&mut pipe, 64 * 1024, total).context("writing into the splice baseline's pipe")?;
-    let pipe_size = pipe_capacity(&pipe)?;
-    drop(pipe);
-    let (got, cpu_seconds) = reader
-        .join()
-        .map_err(|_| anyhow!("the splice baseline's reader thread panicked"))??;
-    let seconds = start.elapsed().as_secs_f64();
-    let others_busy = (others_cpu_seconds(None)? - others0) / seconds;
-    ensure!(got == total, "the splice reader got {got} bytes of {total}");
-    Ok(Transfer {
-        bytes: total,
-        seconds,
-        cpu_seconds,
-        others_busy,
-        pipe_size: Some(pipe_size),
-    })
+    feed(w, reader, 64 * 1024, total)
 }
 
 /// `one_stream_*`: one domain writes `total` bytes in `chunk`-byte writes through a fresh logd.
@@ -392,6 +374,18 @@ fn baseline_transfer(
             .with_context(|| format!("enlarging the baseline's pipe to {size} bytes"))?;
     }
     let reader = baseline_reader(r, file, thread_cpu_seconds);
+    feed(w, reader, chunk, total)
+}
+
+/// A baseline's timed part: this thread writes `total` bytes in `chunk`-byte writes into the
+/// pipe's write end `w`, closes it, and waits for `reader` (its bytes and CPU seconds), which
+/// must have every byte.
+fn feed(
+    w: OwnedFd,
+    reader: JoinHandle<Result<(u64, f64)>>,
+    chunk: usize,
+    total: u64,
+) -> Result<Transfer> {
     let others0 = others_cpu_seconds(None)?;
     let start = Instant::now();
     let mut pipe = File::from(w);
