@@ -403,3 +403,69 @@ fn an_outside_truncation_is_reported_and_positions_stay_valid() {
             .then_some(())
     });
 }
+
+/// Whether process `pid` holds `path` open (a link in /proc/PID/fd names it).
+fn holds_open(pid: i32, path: &Path) -> bool {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .any(|target| target == path)
+}
+
+/// A log holds its file open only while it is written to (docs/DECISIONS.md, "Idle logs hold
+/// no file open"): created and closed at its open, opened by its first byte, closed again
+/// once idle for `log_idle_close`. A file removed meanwhile (by a careless cleanup) is made
+/// again at the next byte and reported, where logd used to go on writing into the removed file,
+/// which nobody could read.
+#[test]
+fn a_log_holds_its_file_only_while_written_and_a_file_removed_meanwhile_comes_back() {
+    let d = Daemon::with_config("log_idle_close = 1\n");
+    let pid = d.pid();
+    let (mut events, seen) = event_stream(&d);
+    let mut c = d.client();
+    let (opened, fd) = c
+        .open_log(
+            DomainId::from_name("qemu", "rest"),
+            "rest.log",
+            OpenFlags::default(),
+        )
+        .unwrap();
+    let log = d.log("rest.log");
+    assert_eq!(opened.inode, std::fs::metadata(&log).unwrap().ino());
+    assert!(!holds_open(pid, &log), "a log never written holds no fd");
+
+    let mut pipe = std::fs::File::from(fd);
+    pipe.write_all(b"one\n").unwrap();
+    assert_eq!(c.position("rest.log").unwrap().offset, 4);
+    assert!(holds_open(pid, &log), "written: its file is open");
+    wait_for(WAIT, "the idle log to close its file", || {
+        (!holds_open(pid, &log)).then_some(())
+    });
+
+    std::fs::remove_file(&log).unwrap();
+    pipe.write_all(b"two\n").unwrap();
+    let pos = c.position("rest.log").unwrap();
+    assert_eq!(std::fs::read(&log).unwrap(), b"two\n", "made again");
+    assert_eq!(pos.offset, 4);
+    assert_eq!(pos.inode, std::fs::metadata(&log).unwrap().ino());
+    let event = wait_for(WAIT, "the file_changed_outside event", || {
+        seen.lock()
+            .unwrap()
+            .iter()
+            .find(|e| e["event"] == "file_changed_outside")
+            .cloned()
+    });
+    let _ = events.kill();
+    let _ = events.wait();
+    assert_eq!(
+        (&event["expected"], &event["found"], &event["truncations"]),
+        (&4.into(), &0.into(), &0.into()),
+        "{event}"
+    );
+    let ps: serde_json::Value = serde_json::from_slice(&d.ctl_ok(&["ps", "--json"])).unwrap();
+    let text = ps.to_string();
+    assert!(
+        text.contains("was removed or replaced by another process while the log was idle"),
+        "{text}"
+    );
+}

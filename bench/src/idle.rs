@@ -93,6 +93,7 @@ pub(crate) fn rss_per_idle_domain(b: &mut Bench, count: usize) -> Result<()> {
     let with_kernel = count == 10_000;
     let (mut per_domain, mut baseline_rss, mut mem_per_domain, mut kernel_per_domain) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut pinned_per_domain = Vec::new();
     for run in 1..=b.runs {
         let daemon = b.daemon(&name)?;
         let mut client = daemon.try_client(CALL_TIMEOUT)?;
@@ -104,11 +105,13 @@ pub(crate) fn rss_per_idle_domain(b: &mut Bench, count: usize) -> Result<()> {
         let rss0 = daemon.rss_kib()?;
         let mem0 = mem_available_kib()?;
         let kernel0 = with_kernel.then(KernelMemory::read).transpose()?;
+        let pinned0 = with_kernel.then(KernelMemory::read_pinned).transpose()?;
         let domains = IdleDomains::open(&mut client, n).with_context(|| daemon.failed(&name))?;
         settle();
         let rss1 = daemon.rss_kib()?;
         let mem1 = mem_available_kib()?;
         let kernel1 = with_kernel.then(KernelMemory::read).transpose()?;
+        let pinned1 = with_kernel.then(KernelMemory::read_pinned).transpose()?;
         let fds = daemon.fd_count()?;
         let kib = (rss1 as f64 - rss0 as f64) / n as f64;
         note(format!(
@@ -121,6 +124,14 @@ pub(crate) fn rss_per_idle_domain(b: &mut Bench, count: usize) -> Result<()> {
             kernel_per_domain.push(k1.per_domain_kib(k0, n));
             note(format!(
                 "{name} run {run}/{}: {}",
+                b.runs,
+                k1.describe_delta(k0, n)
+            ));
+        }
+        if let (Some(k0), Some(k1)) = (&pinned0, &pinned1) {
+            pinned_per_domain.push(k1.per_domain_kib(k0, n));
+            note(format!(
+                "{name} run {run}/{}: pinned (after reclaiming what can be): {}",
                 b.runs,
                 k1.describe_delta(k0, n)
             ));
@@ -153,6 +164,13 @@ pub(crate) fn rss_per_idle_domain(b: &mut Bench, count: usize) -> Result<()> {
         b.figure(
             "host_per_idle_domain_10000",
             median(&per_domain) + kernel,
+            "KiB",
+        );
+        let pinned = median(&pinned_per_domain);
+        b.figure("kernel_pinned_per_idle_domain_10000", pinned, "KiB");
+        b.figure(
+            "host_pinned_per_idle_domain_10000",
+            median(&per_domain) + pinned,
             "KiB",
         );
     }

@@ -54,6 +54,20 @@ pub(crate) fn comparisons(b: &mut Bench) {
             );
         }
     }
+    // Issue 18, target 1: the same with only the kernel memory that cannot be reclaimed
+    // (`KernelMemory::read_pinned`).
+    if let (Some(ours), Some(theirs)) = (
+        b.get("host_pinned_per_idle_domain_10000"),
+        b.get("virtlogd_host_pinned_per_idle_domain_10000"),
+    ) {
+        if theirs > 0.0 {
+            b.figure(
+                "host_pinned_per_idle_domain_10000_vs_virtlogd",
+                ours / theirs * 100.0,
+                "%",
+            );
+        }
+    }
     // Issue 6, target 6: 64 subscribers at no less than half the single-stream file throughput.
     let name = "console_fanout_64_vs_one_stream_64k";
     match (

@@ -105,6 +105,20 @@ pub(crate) struct KernelMemory {
 }
 
 impl KernelMemory {
+    /// [`read`](Self::read) after asking the kernel to free what it can of its slab caches:
+    /// `sync`, then `vm.drop_caches = 2`, which frees every dentry and inode nothing holds (and
+    /// what they hold), machine-wide. What is left is what the kernel cannot give back under
+    /// memory pressure: an open file's inode, dentry and `filp`, a pipe, an epoll item. A file
+    /// that is closed again leaves its inode and dentry cached, like its pages in the page
+    /// cache (which no figure counts), and this reading does not count them either. Needs
+    /// root, as /proc/slabinfo does.
+    pub(crate) fn read_pinned() -> Result<KernelMemory> {
+        nix::unistd::sync();
+        let knob = "/proc/sys/vm/drop_caches";
+        fs::write(knob, "2\n").with_context(|| format!("writing 2 to {knob} (root only)"))?;
+        Self::read()
+    }
+
     /// The slab caches are read twice (total, then by cache), a moment apart.
     pub(crate) fn read() -> Result<KernelMemory> {
         let slab_bytes = kernel_slab_bytes()?;

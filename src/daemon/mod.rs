@@ -124,6 +124,7 @@ pub fn run(cfg: Config, successor: Option<Successor>) -> Result<(), DaemonError>
         Some(_) => Default::default(),
     };
     let cfg = follow_activated(cfg, &activated);
+    crate::datapath::sink::set_rest_after(cfg.log_idle_close.unwrap_or_default());
     let nofile = raise_fd_limit();
     tracing::debug!(nofile, "open-file limit");
     create_dir(&cfg.log_root)?;
@@ -577,6 +578,10 @@ impl Running {
             crate::host::paths::install(PathPolicy::new(old.log_root.clone(), dirs));
             applied.push("allowed_dirs");
         }
+        if new.log_idle_close != old.log_idle_close {
+            crate::datapath::sink::set_rest_after(new.log_idle_close.unwrap_or_default());
+            applied.push("log_idle_close");
+        }
         if new.binary != old.binary {
             applied.push("binary");
         }
@@ -616,6 +621,7 @@ impl Running {
         self.cfg = Config {
             rotate: new.rotate,
             allowed_dirs: new.allowed_dirs,
+            log_idle_close: new.log_idle_close,
             binary: new.binary,
             log_level: new.log_level,
             consoles: new.consoles,

@@ -24,6 +24,9 @@ pub struct Job {
     pub data: BytesMut,
     /// The file failed earlier and its retry is due: reopen it first.
     pub reopen: bool,
+    /// No data: the log has been idle long enough, close its file until the next write
+    /// ([`RotatingFile::rest`]; a `close(2)` may block on some file systems too).
+    pub rest: bool,
     /// The log's tally slot: each `write(2)` is counted there as it returns.
     pub(crate) tally: Option<std::sync::Arc<crate::datapath::tally::Lease>>,
     pub done: oneshot::Sender<Done>,
@@ -140,20 +143,29 @@ fn work(job: Job) {
         mut file,
         mut data,
         reopen,
+        rest,
         tally,
         done,
     } = job;
     let (mut written, mut error, mut reopen_failed, mut outside) = (0, None, false, None);
-    if reopen && !file.is_healthy() {
+    if rest {
+        file.rest();
+    } else if reopen && !file.is_healthy() {
         if let Err(e) = file.reopen() {
             error = Some(e);
             reopen_failed = true;
+        }
+    } else if file.is_resting() {
+        // Opened again by name for this batch: what happened to it meanwhile shows now.
+        match file.wake() {
+            Ok(change) => outside = change,
+            Err(e) => error = Some(e),
         }
     } else {
         // One fstat per batch (a reopen has just read the size).
         outside = file.resync();
     }
-    if !reopen_failed {
+    if error.is_none() && !rest {
         match file.write_counted(&data, tally.as_deref().map(|l| &**l)) {
             Ok(()) => written = data.len(),
             Err(f) => {

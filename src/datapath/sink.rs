@@ -96,6 +96,27 @@ pub const PENDING_LIMIT: usize = 256 * 1024;
 const LINGER_BATCH: usize = 64 * 1024;
 const LINGER: Duration = Duration::from_millis(1);
 
+/// How long a log that has been written to waits, idle, before its file is closed until its
+/// next write (`log_idle_close`, [`set_rest_after`]); 0: never.
+static REST_AFTER_SECS: std::sync::atomic::AtomicU64 =
+    std::sync::atomic::AtomicU64::new(DEFAULT_REST_AFTER.as_secs());
+
+/// `log_idle_close`'s default.
+pub const DEFAULT_REST_AFTER: Duration = Duration::from_secs(60);
+
+/// Sets how long an idle log keeps its file open (`log_idle_close`; zero: until it closes).
+/// Logs idle already take the new value at their next check.
+pub fn set_rest_after(after: Duration) {
+    REST_AFTER_SECS.store(after.as_secs(), Ordering::Relaxed);
+}
+
+fn rest_after() -> Option<Duration> {
+    match REST_AFTER_SECS.load(Ordering::Relaxed) {
+        0 => None,
+        s => Some(Duration::from_secs(s)),
+    }
+}
+
 /// Bytes all logs together may hold that their file systems have not taken yet.
 pub const PENDING_BUDGET: usize = 64 * 1024 * 1024;
 
@@ -144,6 +165,10 @@ struct Activity {
     stall_timer: Option<Pin<Box<tokio::time::Sleep>>>,
     /// Woken when a small batch has waited long enough for more.
     linger: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// When the last batch went to the writer (tokio's clock, which tests can pause).
+    last_ship: Option<tokio::time::Instant>,
+    /// Woken when the log may have been idle for `log_idle_close`: its file then rests.
+    rest_timer: Option<Pin<Box<tokio::time::Sleep>>>,
     /// Bytes are being dropped because the file system has not answered for `STALL_BOUND`.
     stalled: bool,
     /// The log's slot in the tally (a stored log's counters, which outlive a crash), once
@@ -465,6 +490,68 @@ impl LogSink {
             act.linger = None;
         }
         self.poll(cx);
+        self.poll_rest(cx);
+    }
+
+    /// Closes the file of a log idle for `log_idle_close` (on its writer: a `close(2)` may
+    /// block too); its next batch opens it again. One timer per log that has been written to,
+    /// set again only when it fires early, so a busy log pays no timer per batch.
+    fn poll_rest(&mut self, cx: &mut Context<'_>) {
+        let Some(act) = self.activity.as_mut() else {
+            return;
+        };
+        if act.away.is_some() || !act.pending.is_empty() {
+            return; // checked again when the log is idle
+        }
+        let open = self
+            .file
+            .as_ref()
+            .is_some_and(|f| f.is_healthy() && !f.is_resting());
+        let (Some(after), Some(last), true) = (rest_after(), act.last_ship, open) else {
+            act.rest_timer = None;
+            return;
+        };
+        let due = last + after;
+        let timer = act
+            .rest_timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
+        loop {
+            if timer.as_mut().poll(cx).is_pending() {
+                return;
+            }
+            if tokio::time::Instant::now() >= due {
+                break;
+            }
+            // Written since the timer was set: wait for the rest of the time.
+            timer.as_mut().reset(due);
+        }
+        act.rest_timer = None;
+        let disk = act.disk.clone();
+        let file = self.file.take().expect("checked above");
+        let Some(disk) = disk else {
+            // Never shipped (cannot happen: `last_ship` is set when a batch goes).
+            self.file = Some(file);
+            return;
+        };
+        let (tx, rx) = oneshot::channel();
+        act.away = Some(Away {
+            done: rx,
+            since: Instant::now(),
+            len: 0,
+            position: file.position(),
+            rotations: file.rotations(),
+        });
+        let tally = act.tally.clone();
+        disk.submit(Job {
+            file,
+            data: BytesMut::new(),
+            reopen: false,
+            rest: true,
+            tally,
+            done: tx,
+        });
+        // Its return wakes the task.
+        while self.take_back(Some(cx)) {}
     }
 
     /// [`poll`](Self::poll) without registering a wake-up, for a caller that is not the
@@ -584,9 +671,11 @@ impl LogSink {
         act.linger = None;
         let (tx, rx) = oneshot::channel();
         let act_tally = act.tally.clone();
+        let since = Instant::now();
+        act.last_ship = Some(tokio::time::Instant::now());
         act.away = Some(Away {
             done: rx,
-            since: Instant::now(),
+            since,
             len: data.len(),
             position: file.position(),
             rotations: file.rotations(),
@@ -596,6 +685,7 @@ impl LogSink {
             file,
             data,
             reopen,
+            rest: false,
             tally: act_tally,
             done: tx,
         });
@@ -608,9 +698,24 @@ impl LogSink {
     /// noticed, so at most once per batch.
     #[cold]
     fn changed_outside(&self, act: &mut Activity, change: OutsideChange) {
-        let OutsideChange { expected, found } = change;
+        let OutsideChange {
+            expected, found, ..
+        } = change;
         let path = self.path.display();
-        let message = if change.is_truncation() {
+        let message = if change.replaced {
+            tracing::warn!(
+                path = %path,
+                expected,
+                found,
+                "the log's file was removed or replaced by another process while logd had it \
+                 closed (idle); logd goes on in the file now at its path"
+            );
+            format!(
+                "{path} was removed or replaced by another process while the log was idle (logd \
+                 had left it at {expected} bytes); logd went on in the file now at that path \
+                 ({found} bytes)"
+            )
+        } else if change.is_truncation() {
             act.truncations += 1;
             tracing::warn!(
                 path = %path,
@@ -951,6 +1056,53 @@ mod tests {
     /// A read that finds nothing (an idle pipe: EAGAIN) leaves the log holding no batch buffer
     /// and no activity: 10,000 idle domains must not hold 10,000 buffers of 256 KiB (each one
     /// costs a touched page and 256 KiB of address space).
+    /// A log written to keeps its file open while busy and closes it once idle for
+    /// `log_idle_close` (the default, 60 s, on tokio's paused clock); the next batch opens it
+    /// again and nothing is lost.
+    #[test]
+    fn an_idle_log_closes_its_file_and_its_next_batch_opens_it_again() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        tokio::task::LocalSet::new().block_on(&rt, async {
+            let dir = tempfile::tempdir().unwrap();
+            let path: Arc<Path> = dir.path().join("rest.log").into();
+            let mut sink = LogSink::open(path.clone(), RotateConfig::default(), false).unwrap();
+            let resting = |s: &LogSink| s.file.as_ref().is_some_and(RotatingFile::is_resting);
+            assert!(resting(&sink), "opened resting");
+            sink.write(b"first\n");
+            until(&mut sink, LogSink::is_flushed).await;
+            assert!(!resting(&sink), "open once written");
+            // Idle, polled as the pump polls it: still open before the time is up.
+            tokio::time::advance(DEFAULT_REST_AFTER / 2).await;
+            std::future::poll_fn(|cx| {
+                sink.poll_linger(cx);
+                Poll::Ready(())
+            })
+            .await;
+            assert!(!resting(&sink));
+            tokio::time::advance(DEFAULT_REST_AFTER).await;
+            let rests = std::future::poll_fn(|cx| {
+                sink.poll_linger(cx);
+                if sink.is_flushed() && resting(&sink) {
+                    Poll::Ready(())
+                } else {
+                    Poll::Pending
+                }
+            });
+            tokio::time::timeout(Duration::from_secs(1), rests)
+                .await
+                .expect("the idle log's file closes");
+            sink.write(b"second\n");
+            until(&mut sink, LogSink::is_flushed).await;
+            assert_eq!(std::fs::read(&path).unwrap(), b"first\nsecond\n");
+            assert_eq!(sink.stats().bytes_written, 13);
+            assert_eq!(sink.position().offset, 13);
+        });
+    }
+
     #[test]
     fn a_read_that_finds_nothing_leaves_the_log_holding_no_buffer() {
         let dir = tempfile::tempdir().unwrap();

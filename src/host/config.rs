@@ -21,6 +21,8 @@ pub const MIN_MAX_SIZE: u64 = 4096;
 pub const MAX_MAX_BACKUPS: u32 = crate::datapath::rotate::MAX_BACKUPS;
 /// Default `max_clients_per_peer` (lowered to `max_clients` when that is smaller).
 pub const DEFAULT_CLIENTS_PER_PEER: usize = 64;
+/// Largest `log_idle_close`, seconds (a day).
+pub const MAX_LOG_IDLE_CLOSE: u64 = 86_400;
 /// Default `client_idle_timeout`, seconds.
 pub const DEFAULT_CLIENT_IDLE_TIMEOUT: u64 = 60;
 /// Largest `client_idle_timeout`, seconds (a day).
@@ -73,6 +75,8 @@ pub struct Config {
     pub log_root: PathBuf,
     pub allowed_dirs: Vec<PathBuf>,
     pub rotate: RotateConfig,
+    /// How long a log that was written to keeps its file open once idle; `None`: until it closes.
+    pub log_idle_close: Option<std::time::Duration>,
     /// The most connections served at once; more are refused with an error.
     pub max_clients: usize,
     /// The most connections one process (by its pid, `SO_PEERCRED`) may hold at once.
@@ -136,6 +140,8 @@ struct FileConfig {
     max_size: Option<SizeValue>,
     #[serde(skip_serializing_if = "Option::is_none")]
     max_backups: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    log_idle_close: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     max_clients: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -338,6 +344,18 @@ impl Config {
                 ),
             });
         }
+        let log_idle_close = fc
+            .log_idle_close
+            .unwrap_or(crate::datapath::sink::DEFAULT_REST_AFTER.as_secs());
+        if log_idle_close > MAX_LOG_IDLE_CLOSE {
+            return Err(ConfigError::Invalid {
+                key: "log_idle_close",
+                reason: format!(
+                    "{log_idle_close} is more than {MAX_LOG_IDLE_CLOSE} seconds (0 keeps a \
+                     written log's file open until the log closes)"
+                ),
+            });
+        }
         let idle = fc
             .client_idle_timeout
             .unwrap_or(DEFAULT_CLIENT_IDLE_TIMEOUT);
@@ -424,6 +442,8 @@ impl Config {
                 max_size,
                 max_backups,
             },
+            log_idle_close: (log_idle_close > 0)
+                .then(|| std::time::Duration::from_secs(log_idle_close)),
             max_clients,
             max_clients_per_peer,
             client_idle_timeout: std::time::Duration::from_secs(idle),
@@ -513,6 +533,7 @@ impl Config {
             allowed_dirs: Some(self.allowed_dirs.clone()),
             max_size: Some(SizeValue::Bytes(self.rotate.max_size)),
             max_backups: Some(self.rotate.max_backups),
+            log_idle_close: Some(self.log_idle_close.map_or(0, |d| d.as_secs())),
             max_clients: Some(self.max_clients),
             max_clients_per_peer: Some(self.max_clients_per_peer),
             client_idle_timeout: Some(self.client_idle_timeout.as_secs()),

@@ -183,6 +183,7 @@ pub(super) fn idle_domains(b: &mut Bench, server: Server, count: usize) -> Resul
     let n = b.domains_that_fit(count, &name);
     let (mut rss, mut kernel, mut first_100, mut last_100) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut pinned = Vec::new();
     for run in 1..=b.runs {
         let mut daemon = server.start(b, &name)?;
         let mut client = daemon.client()?;
@@ -191,6 +192,7 @@ pub(super) fn idle_domains(b: &mut Bench, server: Server, count: usize) -> Resul
         settle();
         // The kernel first: listing /proc/PID/fd makes an inode and a dentry per fd.
         let kernel0 = KernelMemory::read()?;
+        let pinned0 = KernelMemory::read_pinned()?;
         let (rss0, fds0) = (status_kib(pid, "VmRSS:")?, fd_count(pid)?);
         let logs = daemon.logs();
         let others0 = others_cpu_seconds_pid(Some(pid))?;
@@ -204,6 +206,7 @@ pub(super) fn idle_domains(b: &mut Bench, server: Server, count: usize) -> Resul
             (others_cpu_seconds_pid(Some(pid))? - others0) / domains.elapsed().as_secs_f64();
         settle();
         let kernel1 = KernelMemory::read()?;
+        let pinned1 = KernelMemory::read_pinned()?;
         let (rss1, fds1) = (status_kib(pid, "VmRSS:")?, fd_count(pid)?);
         let kib = (rss1 as f64 - rss0 as f64) / n as f64;
         note(format!(
@@ -231,8 +234,14 @@ pub(super) fn idle_domains(b: &mut Bench, server: Server, count: usize) -> Resul
             b.runs,
             kernel1.describe_delta(&kernel0, n)
         ));
+        note(format!(
+            "{name} run {run}/{}: pinned (after reclaiming what can be): {}",
+            b.runs,
+            pinned1.describe_delta(&pinned0, n)
+        ));
         rss.push(kib);
         kernel.push(kernel1.per_domain_kib(&kernel0, n));
+        pinned.push(pinned1.per_domain_kib(&pinned0, n));
         first_100.push(domains.open_rate(1, 100.min(n)));
         last_100.push(domains.open_rate(last.0, last.1));
         let took = check_write(&mut client, domains.pipe(1), &log(&logs, 1))
@@ -245,7 +254,17 @@ pub(super) fn idle_domains(b: &mut Bench, server: Server, count: usize) -> Resul
         ));
         drop(domains);
     }
-    let (rss, kernel) = (median(&rss), median(&kernel));
+    let (rss, kernel, pinned) = (median(&rss), median(&kernel), median(&pinned));
+    b.figure(
+        &format!("{prefix}_kernel_pinned_per_idle_domain_{count}"),
+        pinned,
+        "KiB",
+    );
+    b.figure(
+        &format!("{prefix}_host_pinned_per_idle_domain_{count}"),
+        rss + pinned,
+        "KiB",
+    );
     b.figure(&format!("{prefix}_rss_per_idle_domain_{count}"), rss, "KiB");
     b.figure(
         &format!("{prefix}_kernel_per_idle_domain_{count}"),

@@ -93,7 +93,8 @@ fn default_config_is_2mib_and_3_backups() {
 
 #[test]
 fn rotating_file_stays_small() {
-    assert!(std::mem::size_of::<RotatingFile>() <= 80);
+    // 80 bytes, and 8 more for the resting flag (with its padding); an idle log holds one.
+    assert!(std::mem::size_of::<RotatingFile>() <= 88);
 }
 
 #[test]
@@ -904,7 +905,8 @@ fn an_outside_truncation_is_noticed_before_the_next_write() {
         change,
         OutsideChange {
             expected: 23,
-            found: 0
+            found: 0,
+            replaced: false,
         }
     );
     assert!(change.is_truncation());
@@ -963,7 +965,8 @@ fn an_outside_append_moves_the_position_too() {
         change,
         OutsideChange {
             expected: 5,
-            found: 12
+            found: 12,
+            replaced: false,
         }
     );
     assert!(!change.is_truncation());
@@ -980,4 +983,102 @@ fn truncate_from_outside(path: &Path, len: u64) {
         .unwrap()
         .set_len(len)
         .unwrap();
+}
+
+/// Whether this process holds `path` open (a link in /proc/self/fd names it).
+fn held_open(path: &Path) -> bool {
+    fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| fs::read_link(e.ok()?.path()).ok())
+        .any(|target| target == path)
+}
+
+/// A log rests from its open: its file exists (and the position names it) but is not held
+/// open, until the first write opens it; `rest` closes it again and the next write opens it
+/// once more, with nothing lost.
+#[test]
+fn a_log_holds_its_file_open_only_from_its_first_write_until_it_rests() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = log_path(&tmp);
+    let mut f = RotatingFile::open(&path, cfg(4096, 2), false).unwrap();
+    assert!(f.is_resting() && f.is_healthy());
+    assert!(!held_open(&path), "a log never written holds no fd");
+    assert_eq!(f.position().inode, inode(&path));
+    assert_eq!(f.position().offset, 0);
+
+    f.write(b"one\n").unwrap();
+    assert!(!f.is_resting());
+    assert!(held_open(&path));
+    f.rest();
+    assert!(f.is_resting() && f.is_healthy());
+    assert!(!held_open(&path));
+    assert_eq!(f.wake().unwrap(), None, "nothing changed meanwhile");
+    assert!(held_open(&path));
+    f.rest();
+    f.write(b"two\n").unwrap();
+    assert_eq!(fs::read(&path).unwrap(), b"one\ntwo\n");
+    assert_eq!(f.position().offset, 8);
+    assert_eq!(f.position().inode, inode(&path));
+}
+
+/// A resting file's size is kept: a rotation due at the next write still happens at the
+/// right place, and what another process did meanwhile shows when it wakes.
+#[test]
+fn a_resting_file_removed_or_truncated_outside_is_noticed_when_it_wakes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = log_path(&tmp);
+    let mut f = RotatingFile::open(&path, cfg(4096, 2), false).unwrap();
+    f.write(b"0123456789\n").unwrap();
+    f.rest();
+    truncate_from_outside(&path, 4);
+    assert_eq!(
+        f.wake().unwrap(),
+        Some(OutsideChange {
+            expected: 11,
+            found: 4,
+            replaced: false,
+        })
+    );
+    f.rest();
+    let old = (inode(&path), birth(&path));
+    fs::remove_file(&path).unwrap();
+    // Before this change, logd went on writing into the removed file, which nobody could read.
+    let change = f.wake().unwrap().unwrap();
+    assert!(change.replaced && !change.is_truncation(), "{change:?}");
+    assert_eq!((change.expected, change.found), (4, 0));
+    f.write(b"after\n").unwrap();
+    assert_eq!(fs::read(&path).unwrap(), b"after\n");
+    // ext4 may hand the removed file's inode number to the new one: the birth tells them apart.
+    assert_ne!((f.position().inode, f.position().birth), old);
+    assert_eq!(f.position().inode, inode(&path));
+}
+
+/// A log carried across a re-exec while resting has no handle in the state: the new image
+/// rests it too, and a guardian that takes over after `Go` finds where it went by its inode.
+#[test]
+fn a_resting_log_is_carried_without_a_handle_and_found_again_after_go() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = log_path(&tmp);
+    let mut f = RotatingFile::open(&path, cfg(100, 3), false).unwrap();
+    f.write(&[b'x'; 60]).unwrap();
+    f.rest();
+    let state = f.export(&mut crate::handover::state::Carrier::out());
+    assert!(state.file.is_none());
+
+    let mut carried = RotatingFile::restore(&state, path.as_path().into(), None);
+    assert!(carried.is_resting() && carried.is_healthy());
+    carried.write(b"y").unwrap();
+    assert_eq!(fs::read(&path).unwrap().len(), 61);
+    drop(carried);
+
+    // The new image wrote 150 more bytes (two rotations), then died after `Go`.
+    let mut other = RotatingFile::restore(&state, path.as_path().into(), None);
+    other.write(&[b'z'; 150]).unwrap();
+    drop(other);
+    let (g, caught) = RotatingFile::restore_after_go(&state, path.as_path().into(), None);
+    let caught = caught.unwrap();
+    assert_eq!(caught.rotations, 2, "{caught:?}");
+    assert_eq!(caught.written, 151, "{caught:?}");
+    assert!(caught.exact);
+    assert_eq!(g.size(), fs::metadata(&path).unwrap().len());
 }

@@ -26,8 +26,14 @@ pub struct RotatingFile {
     /// The directory every file of the log is created, renamed and removed in (by name, never
     /// by path). None after a re-exec until the log first needs it.
     dir: Option<std::sync::Arc<LogDir>>,
-    /// `None` after a failure, until `reopen` succeeds.
+    /// The open file: `None` while resting (see `resting`) and after a failure, until
+    /// `reopen` succeeds.
     file: Option<File>,
+    /// Closed on purpose, not for a failure: the log has not been written since it was opened
+    /// (the file is created, looked at and closed at once) or for a long idle time. The next
+    /// write opens it again by name ([`wake`](Self::wake)). A resting log holds no fd and pins
+    /// no kernel memory for its file (docs/DECISIONS.md, "Idle logs hold no file open").
+    resting: bool,
     cfg: RotateConfig,
     inode: u64,
     /// Creation time of the active file (ns), to tell it from an older file with the same inode.
@@ -48,6 +54,9 @@ impl RotatingFile {
     /// file found already larger than `max_size` is rotated right away, before the first write.
     /// The last bytes of an existing file are read to know where its last newline is, so a cut
     /// can honour it.
+    ///
+    /// The file is then closed again, resting: it exists, and [`position`](Self::position)
+    /// names it, but it is opened only by the first write.
     pub fn open(path: &Path, cfg: RotateConfig, truncate: bool) -> Result<Self, RotateError> {
         Self::open_shared(path.into(), cfg, truncate)
     }
@@ -67,6 +76,7 @@ impl RotatingFile {
             path,
             dir: None,
             file: None,
+            resting: false,
             cfg,
             inode: 0,
             birth: 0,
@@ -80,7 +90,41 @@ impl RotatingFile {
             this.in_dir(|dir, name| remove_all_in(dir, name, max_backups))?;
         }
         this.reopen()?;
+        this.rest();
         Ok(this)
+    }
+
+    /// Closes the file until the next write, which opens it again by name ([`wake`](Self::wake)).
+    /// Nothing is lost: every write has reached the kernel already. A failed file stays failed.
+    pub fn rest(&mut self) {
+        if self.file.take().is_some() {
+            self.resting = true;
+        }
+    }
+
+    /// Whether the file is closed on purpose until the next write ([`rest`](Self::rest)).
+    pub fn is_resting(&self) -> bool {
+        self.resting
+    }
+
+    /// Opens a resting file again by its name, for a write. What another process did to it
+    /// meanwhile (removed it, truncated it, appended to it) shows as a size other than the one
+    /// logd left: the log goes on from the file as it is, and the change is returned for the
+    /// caller to report, as [`resync`](Self::resync) does for an open file. On an error the file
+    /// is failed, as after a failed write. Does nothing (`Ok(None)`) unless resting.
+    pub fn wake(&mut self) -> Result<Option<OutsideChange>, RotateError> {
+        if !self.resting {
+            return Ok(None);
+        }
+        self.resting = false;
+        let (expected, inode, birth) = (self.size, self.inode, self.birth);
+        let found = self.open_active()?;
+        let replaced = (inode, birth) != (self.inode, self.birth);
+        Ok((replaced || found != expected).then_some(OutsideChange {
+            expected,
+            found,
+            replaced,
+        }))
     }
 
     /// Runs `op` on the log's directory and file name. A directory removed while the log was
@@ -151,6 +195,9 @@ impl RotatingFile {
         Self {
             path,
             dir: None,
+            // A log carried without its file was resting (or failed: its next write retries it
+            // either way).
+            resting: file.is_none(),
             file,
             cfg: RotateConfig {
                 max_size: state.max_size.max(1),
@@ -185,47 +232,50 @@ impl RotatingFile {
     /// Finds where the carried file went (still the active file, the backup `NAME.i` after
     /// `i + 1` rotations, or gone after more than the backups hold), counts the bytes written
     /// since the state (what the carried file grew by, and every newer file), then opens the
-    /// active file by its path.
+    /// active file by its path. A log carried resting (no handle) is looked for by the state's
+    /// inode instead.
     fn catch_up(
         &mut self,
         state: &crate::handover::state::SinkState,
         carried: Option<File>,
     ) -> Result<CaughtUp, RotateError> {
-        let Some(carried) = carried else {
-            // It was unwritable at the freeze: nothing to compare with.
-            self.reopen()?;
-            return Ok(CaughtUp {
-                rotations: 0,
-                written: 0,
-                exact: false,
-            });
+        // Which file the state described: the carried handle's, or the state's inode.
+        let (dev, ino, carried_len) = match &carried {
+            Some(f) => {
+                let meta = f.metadata().map_err(|source| RotateError::Read {
+                    path: self.path.to_path_buf(),
+                    source,
+                })?;
+                (Some(meta.dev()), meta.ino(), Some(meta.len()))
+            }
+            None => (None, state.inode, None),
         };
-        let meta = carried.metadata().map_err(|source| RotateError::Read {
-            path: self.path.to_path_buf(),
-            source,
-        })?;
-        let grown = meta.len().saturating_sub(state.size);
         let backups = self.cfg.max_backups;
-        let (rotations, newer, exact) = self.in_dir(|dir, name| {
-            let same =
-                |st: &nix::sys::stat::FileStat| st.st_dev == meta.dev() && st.st_ino == meta.ino();
+        let (rotations, newer, grown, exact) = self.in_dir(|dir, name| {
+            let same = |st: &nix::sys::stat::FileStat| {
+                st.st_ino == ino && dev.is_none_or(|d| st.st_dev == d)
+            };
             let size = |st: &nix::sys::stat::FileStat| st.st_size.max(0) as u64;
+            let grown = |st: &nix::sys::stat::FileStat| size(st).saturating_sub(state.size);
             let mut newer = 0;
             match stat_at(dir, name)? {
-                Some(st) if same(&st) => return Ok((0, 0, true)),
+                Some(st) if same(&st) => return Ok((0, 0, grown(&st), true)),
                 Some(st) => newer += size(&st),
                 None => {}
             }
             for i in 0..backups {
                 match stat_at(dir, &backup_name(name, i))? {
-                    Some(st) if same(&st) => return Ok((u64::from(i) + 1, newer, true)),
+                    Some(st) if same(&st) => {
+                        return Ok((u64::from(i) + 1, newer, grown(&st), true))
+                    }
                     Some(st) => newer += size(&st),
                     // Backups are numbered without gaps.
                     None => break,
                 }
             }
             // Rotated out: at least one rotation per backup, and one more.
-            Ok((u64::from(backups) + 1, newer, false))
+            let grown = carried_len.map_or(0, |len| len.saturating_sub(state.size));
+            Ok((u64::from(backups) + 1, newer, grown, false))
         })?;
         drop(carried);
         self.reopen()?;
@@ -262,6 +312,7 @@ impl RotatingFile {
         self.write_rotating(data, &mut written, tally)
             .map_err(|error| {
                 self.file = None;
+                self.resting = false;
                 WriteFailure { written, error }
             })
     }
@@ -275,6 +326,7 @@ impl RotatingFile {
     /// nothing did, or the file is closed, or cannot be looked at (the write that follows
     /// reports that).
     pub fn resync(&mut self) -> Option<OutsideChange> {
+        // A resting file is looked at when it wakes.
         let file = self.file.as_ref()?;
         let found = nix::sys::stat::fstat(file).ok()?.st_size.max(0) as u64;
         if found == self.size {
@@ -285,18 +337,29 @@ impl RotatingFile {
         // last `NEWLINE_WINDOW` bytes, only on this rare path).
         self.newline_end = tail_newline_end(file, found).unwrap_or(0);
         self.size = found;
-        Some(OutsideChange { expected, found })
+        Some(OutsideChange {
+            expected,
+            found,
+            replaced: false,
+        })
     }
 
-    /// False after a failed write or rotation, until [`reopen`](Self::reopen) succeeds.
+    /// False after a failed write or rotation, until [`reopen`](Self::reopen) succeeds. A
+    /// resting file is healthy.
     pub fn is_healthy(&self) -> bool {
-        self.file.is_some()
+        self.file.is_some() || self.resting
     }
 
     /// Reopens the active file after a failure, with the same rules as [`open`](Self::open) but
     /// never truncating. The caller decides when to retry (backoff); this never retries by itself.
     pub fn reopen(&mut self) -> Result<(), RotateError> {
+        self.open_active().map(drop)
+    }
+
+    /// [`reopen`](Self::reopen), returning the size the active file was found at.
+    fn open_active(&mut self) -> Result<u64, RotateError> {
         self.file = None;
+        self.resting = false;
         let (file, meta) = self.in_dir(|dir, name| open_at(dir, name, false))?;
         let size = meta.len();
         let newline_end = tail_newline_end(&file, size).map_err(|source| RotateError::Read {
@@ -311,7 +374,7 @@ impl RotatingFile {
         if size > self.cfg.max_size {
             self.rotate()?;
         }
-        Ok(())
+        Ok(size)
     }
 
     /// Where the next byte will go: the active file's inode and its size. Every byte written so far
@@ -362,6 +425,10 @@ impl RotatingFile {
         written: &mut usize,
         tally: Option<&Slot>,
     ) -> Result<(), RotateError> {
+        if !rest.is_empty() && self.resting {
+            // A caller that reports outside changes wakes the file itself first.
+            self.wake()?;
+        }
         if !rest.is_empty() && self.file.is_none() {
             return Err(RotateError::Closed {
                 path: self.path.to_path_buf(),
@@ -491,6 +558,7 @@ impl RotatingFile {
     /// log never holds more than `max_size * (max_backups + 1)` bytes.
     fn rotate(&mut self) -> Result<(), RotateError> {
         self.file = None;
+        self.resting = false;
         let n = self.cfg.max_backups;
         let (file, meta) = self.in_dir(|dir, name| {
             let fresh = fresh_name(name);
@@ -533,13 +601,16 @@ pub struct OutsideChange {
     pub expected: u64,
     /// The size it has.
     pub found: u64,
+    /// Another file is at the log's path: the one logd wrote was removed or renamed while the
+    /// log was resting ([`RotatingFile::wake`]), and logd went on in the one found (or made).
+    pub replaced: bool,
 }
 
 impl OutsideChange {
     /// Smaller than logd left it: bytes logd wrote were removed from the log (logrotate's
     /// `copytruncate` copies them elsewhere first; logd cannot know).
     pub fn is_truncation(&self) -> bool {
-        self.found < self.expected
+        !self.replaced && self.found < self.expected
     }
 }
 
