@@ -175,7 +175,9 @@ impl Bench {
         }
         note(format!(
             "{scenario}: the RLIMIT_NOFILE hard limit ({}) is too low for {wanted} domains \
-             (logd needs {DAEMON_FDS_PER_DOMAIN} fds each): using {fit} domains instead",
+             (a daemon needs up to {DAEMON_FDS_PER_DOMAIN} fds each: the pipe and, for \
+             virtlogd always and for logd while the log is written to, the file): using {fit} \
+             domains instead",
             self.fd_limit
         ));
         fit.max(1)

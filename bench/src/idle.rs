@@ -104,8 +104,9 @@ pub(crate) fn rss_per_idle_domain(b: &mut Bench, count: usize) -> Result<()> {
         settle();
         let rss0 = daemon.rss_kib()?;
         let mem0 = mem_available_kib()?;
-        let kernel0 = with_kernel.then(KernelMemory::read).transpose()?;
+        // Reclaimed first, so that both readings start from what cannot be reclaimed.
         let pinned0 = with_kernel.then(KernelMemory::read_pinned).transpose()?;
+        let kernel0 = with_kernel.then(KernelMemory::read).transpose()?;
         let domains = IdleDomains::open(&mut client, n).with_context(|| daemon.failed(&name))?;
         settle();
         let rss1 = daemon.rss_kib()?;

@@ -191,8 +191,9 @@ pub(super) fn idle_domains(b: &mut Bench, server: Server, count: usize) -> Resul
         b.wait_for_quiet_pid(Some(pid))?;
         settle();
         // The kernel first: listing /proc/PID/fd makes an inode and a dentry per fd.
-        let kernel0 = KernelMemory::read()?;
+        // Reclaimed first, so that both readings start from what cannot be reclaimed.
         let pinned0 = KernelMemory::read_pinned()?;
+        let kernel0 = KernelMemory::read()?;
         let (rss0, fds0) = (status_kib(pid, "VmRSS:")?, fd_count(pid)?);
         let logs = daemon.logs();
         let others0 = others_cpu_seconds_pid(Some(pid))?;
