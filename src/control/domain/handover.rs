@@ -30,6 +30,15 @@ impl Handler<Freeze> for Domain {
         let Freeze { mut state, out } = msg;
         // The pump stops now; what was read already must reach the files before the fds go.
         self.frozen = true;
+        if self.streams.iter().all(|s| s.sink().is_flushed()) {
+            // Nothing to wait for (an idle domain, most of them): described at once, with no
+            // timer and no future to set up.
+            out.push(self.freeze().map(|streams| {
+                state.streams = streams;
+                state
+            }));
+            return;
+        }
         ctx.wait(
             Settle::new(None)
                 .written()

@@ -168,14 +168,22 @@ impl Handler<Adopt> for Registry {
             }
             batches[worker].push((rx, name, d, paths));
         }
-        for (worker, batch) in self.workers.iter().zip(batches) {
+        for (i, (worker, batch)) in self.workers.iter().zip(batches).enumerate() {
             let (inherited, out, staleness) = (msg.inherited.clone(), out.clone(), msg.staleness);
             worker.spawn_fn(move || {
+                let (started, n) = (t0.elapsed(), batch.len());
                 for (rx, name, d, paths) in batch {
                     let mut domain = Domain::restored(name);
                     out.push(domain.restore(&d.streams, paths, &inherited, staleness));
                     Context::with_receiver(rx).run(domain);
                 }
+                tracing::debug!(
+                    worker = i,
+                    domains = n,
+                    started_us = started.as_micros() as u64,
+                    us = t0.elapsed().as_micros() as u64,
+                    "take-over: a worker's domains rebuilt"
+                );
             });
         }
         drop(out);
