@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, ensure, Context, Result};
 use logd_kit::{stat_cpu_seconds, Daemon};
 use logd_protocol::client::Client;
-use logd_protocol::{ConsoleInfo, ConsoleSpec, DomainId, GuestSide, WritePolicy};
+use logd_protocol::{ConsoleInfo, ConsoleOption, ConsoleSpec, DomainId, GuestSide, WritePolicy};
 
 use crate::host::others_cpu_seconds;
 use crate::report::note;
@@ -53,7 +53,8 @@ pub(crate) struct FakeConsole {
 
 impl FakeConsole {
     /// Adds console [`CONSOLE_NAME`] to domain `domain`: log on (rotated as every scenario's),
-    /// raw, read-only, no replay (subscribers get live bytes only).
+    /// raw, read-only, no replay (subscribers get live bytes only), no notices (subscribers get
+    /// the guest's bytes and nothing else: by default logd greets each one with a line).
     fn add(client: &mut Client, domain: &str, queue_limit: u64) -> Result<FakeConsole> {
         let spec = ConsoleSpec {
             tcp: Some("127.0.0.1:0".to_owned()),
@@ -69,7 +70,7 @@ impl FakeConsole {
             )
         };
         let (added, fd) = client
-            .add_console(spec)
+            .add_console_with(spec, vec![ConsoleOption::NoNotices])
             .with_context(|| format!("adding a console to {domain}"))?;
         let fd = fd.context("logd returned no guest fd for a GuestSide::Fd console")?;
         let tcp = added.tcp.context("logd bound no TCP listener")?;
