@@ -1,13 +1,15 @@
 //! The console scenarios: a fake guest (this process, writing into its end of a `GuestSide::Fd`
 //! console's socketpair) and TCP subscribers that read, count and spot-check its bytes:
 //! `console_fanout_*` ([`fanout`]), `console_latency` ([`latency`]) and `console_stalled`
-//! ([`stalled`]).
+//! ([`stalled`]); and the limit `console_fanout_64` is compared to, the same subscribers fed by a
+//! thread of this process with no daemon (`console_fanout_64_baseline`, [`baseline`]).
 
 use std::io::{ErrorKind, Read};
 use std::net::{SocketAddrV4, TcpStream};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, ensure, Context, Result};
@@ -20,6 +22,7 @@ use crate::report::note;
 use crate::transfer::{text, write_chunks, Transfer};
 use crate::{MIB, READ_BUF};
 
+pub(crate) mod baseline;
 pub(crate) mod fanout;
 pub(crate) mod latency;
 pub(crate) mod stalled;
@@ -285,28 +288,20 @@ fn receive(mut sock: TcpStream, from: u64, want: u64, pattern: &[u8]) -> Result<
     })
 }
 
-/// The guest writes `total` bytes in 64 KiB writes while each subscriber, on its own thread,
-/// reads from its stream offset; done when every subscriber has every byte or was cut off.
-pub(crate) fn console_transfer(
-    daemon: &Daemon,
-    guest: &mut UnixStream,
-    subs: Vec<(TcpStream, u64)>,
-    total: u64,
-) -> Result<ConsoleTransfer> {
+/// Starts one subscriber's thread ([`receive`]) per socket, each reading from its stream offset
+/// until it has `total` bytes, and spot-checking them against the guest's text.
+fn start_readers(subs: Vec<(TcpStream, u64)>, total: u64) -> Vec<JoinHandle<Result<Received>>> {
     let pattern: Arc<[u8]> = text(CONSOLE_CHUNK).into();
-    let readers: Vec<_> = subs
-        .into_iter()
+    subs.into_iter()
         .map(|(sock, from)| {
             let pattern = Arc::clone(&pattern);
             std::thread::spawn(move || receive(sock, from, total, &pattern))
         })
-        .collect();
-    let cpu0 = daemon.cpu_seconds()?;
-    let bench0 = stat_cpu_seconds("/proc/self/stat")?;
-    let others0 = others_cpu_seconds(Some(daemon))?;
-    let start = Instant::now();
-    write_chunks(guest, CONSOLE_CHUNK, total).context("writing into the console's guest side")?;
-    let guest_seconds = start.elapsed().as_secs_f64();
+        .collect()
+}
+
+/// Waits for every subscriber's thread: what each received, and when the last one was done.
+fn join_readers(readers: Vec<JoinHandle<Result<Received>>>) -> Result<(Vec<Received>, Instant)> {
     let mut received = Vec::with_capacity(readers.len());
     for r in readers {
         received.push(
@@ -319,6 +314,25 @@ pub(crate) fn console_transfer(
         .map(|r| r.at)
         .max()
         .unwrap_or_else(Instant::now);
+    Ok((received, end))
+}
+
+/// The guest writes `total` bytes in 64 KiB writes while each subscriber, on its own thread,
+/// reads from its stream offset; done when every subscriber has every byte or was cut off.
+pub(crate) fn console_transfer(
+    daemon: &Daemon,
+    guest: &mut UnixStream,
+    subs: Vec<(TcpStream, u64)>,
+    total: u64,
+) -> Result<ConsoleTransfer> {
+    let readers = start_readers(subs, total);
+    let cpu0 = daemon.cpu_seconds()?;
+    let bench0 = stat_cpu_seconds("/proc/self/stat")?;
+    let others0 = others_cpu_seconds(Some(daemon))?;
+    let start = Instant::now();
+    write_chunks(guest, CONSOLE_CHUNK, total).context("writing into the console's guest side")?;
+    let guest_seconds = start.elapsed().as_secs_f64();
+    let (received, end) = join_readers(readers)?;
     let seconds = end.saturating_duration_since(start).as_secs_f64();
     let cpu_seconds = daemon.cpu_seconds()? - cpu0;
     let bench_cpu_seconds = stat_cpu_seconds("/proc/self/stat")? - bench0;
