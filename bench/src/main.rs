@@ -81,6 +81,20 @@
 //!   into a 64 KiB buffer, counting and spot-checking the bytes. The time runs from the first
 //!   write until every subscriber has every byte; CPU is the daemon's, per GiB of guest output.
 //!   A run where logd cut a subscriber off, or a subscriber got other bytes, is left out.
+//! - `console_fanout_64_baseline` (issue 18, target 5), run just before `console_fanout_64`: the
+//!   limit it is compared to, with no daemon. In this process, one thread holds the accepting
+//!   ends of 64 loopback TCP connections (127.0.0.1, the kernel's default buffers on both ends,
+//!   as with logd), nonblocking, and sends each of them the same bytes as `console_fanout_64`'s
+//!   guest writes: the 64 KiB chunks sit once in a 512 KiB ring (a chunk stays until the slowest
+//!   socket has sent it; fewer chunks if `--console-queue-limit` is smaller, so one chunk with
+//!   65536), each socket has its own offset into the stream, `writev` hands a socket up to 32
+//!   chunks until it is full, and an edge-triggered epoll says when it has room again. The 64
+//!   subscribers are `console_fanout_64`'s reading threads. The time runs from the first write
+//!   until every subscriber has every byte; throughput counts each byte once, as the guest's
+//!   bytes are counted in `console_fanout_64` (not once per subscriber); CPU is the sending
+//!   thread's (`CLOCK_THREAD_CPUTIME_ID`), the counterpart of the daemon's. A note gives its
+//!   `writev` calls and the subscribers' CPU. `console_fanout_64_vs_baseline` (%) and
+//!   `console_fanout_64_cpu_vs_baseline` (x) compare the two.
 //! - `console_latency`: one 16-byte probe at a time, ~1 ms apart, from a console's guest to its
 //!   subscriber (2,000 probes; quick: 300), timed from just before the write to the end of the
 //!   read: first on an idle daemon (`console_latency_idle_*`), then while a second domain's
@@ -138,6 +152,7 @@ mod transfer;
 mod virtlogd;
 
 use bench::Bench;
+use console::baseline::console_fanout_baseline;
 use console::fanout::console_fanout;
 use console::latency::console_latency;
 use console::stalled::console_stalled;
@@ -174,7 +189,7 @@ const IDLE_CPU_WINDOW: Duration = Duration::from_secs(5);
 const IDLE_CPU_WINDOW_QUICK: Duration = Duration::from_secs(2);
 
 /// Every scenario, in the order they run; `--only` picks among these names.
-const SCENARIOS: [&str; 25] = [
+const SCENARIOS: [&str; 26] = [
     "baseline_64k",
     "baseline_64k_pipe1m",
     "baseline_splice_pipe1m",
@@ -193,6 +208,7 @@ const SCENARIOS: [&str; 25] = [
     "logd_virtlogd_one_stream_64k",
     "console_fanout_1",
     "console_fanout_8",
+    "console_fanout_64_baseline",
     "console_fanout_64",
     "console_latency",
     "console_stalled",
@@ -321,6 +337,9 @@ fn run(args: Args) -> Result<()> {
     }
     let console_size = if b.quick { 64 * MIB } else { 512 * MIB };
     for subscribers in [1, 8, 64] {
+        if subscribers == 64 && b.selected("console_fanout_64_baseline") {
+            console_fanout_baseline(&mut b, subscribers, console_size)?;
+        }
         if b.selected(&format!("console_fanout_{subscribers}")) {
             console_fanout(&mut b, subscribers, console_size)?;
         }

@@ -18,6 +18,8 @@ pub(crate) fn comparisons(b: &mut Bench) {
         ("streams_16", "streams_16", "baseline_16_streams", "vs_baseline"),
         // Issue 13: logd through its virtlogd socket, and virtlogd, on the same test.
         ("logd_virtlogd_one_stream_64k", "logd_virtlogd_one_stream_64k", "virtlogd_one_stream_64k", "vs_virtlogd"),
+        // Issue 18, target 5: 64 subscribers against a no-daemon fan-out to 64 sockets.
+        ("console_fanout_64", "console_fanout_64", "console_fanout_64_baseline", "vs_baseline"),
     ];
     for (prefix, num, den, suffix) in pairs {
         compare(b, prefix, num, den, suffix);

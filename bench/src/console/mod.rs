@@ -1,25 +1,28 @@
 //! The console scenarios: a fake guest (this process, writing into its end of a `GuestSide::Fd`
 //! console's socketpair) and TCP subscribers that read, count and spot-check its bytes:
 //! `console_fanout_*` ([`fanout`]), `console_latency` ([`latency`]) and `console_stalled`
-//! ([`stalled`]).
+//! ([`stalled`]); and the limit `console_fanout_64` is compared to, the same subscribers fed by a
+//! thread of this process with no daemon (`console_fanout_64_baseline`, [`baseline`]).
 
 use std::io::{ErrorKind, Read};
 use std::net::{SocketAddrV4, TcpStream};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, ensure, Context, Result};
 use logd_kit::{stat_cpu_seconds, Daemon};
 use logd_protocol::client::Client;
-use logd_protocol::{ConsoleInfo, ConsoleSpec, DomainId, GuestSide, WritePolicy};
+use logd_protocol::{ConsoleInfo, ConsoleOption, ConsoleSpec, DomainId, GuestSide, WritePolicy};
 
 use crate::host::others_cpu_seconds;
 use crate::report::note;
 use crate::transfer::{text, write_chunks, Transfer};
 use crate::{MIB, READ_BUF};
 
+pub(crate) mod baseline;
 pub(crate) mod fanout;
 pub(crate) mod latency;
 pub(crate) mod stalled;
@@ -53,7 +56,8 @@ pub(crate) struct FakeConsole {
 
 impl FakeConsole {
     /// Adds console [`CONSOLE_NAME`] to domain `domain`: log on (rotated as every scenario's),
-    /// raw, read-only, no replay (subscribers get live bytes only).
+    /// raw, read-only, no replay (subscribers get live bytes only), no notices (subscribers get
+    /// the guest's bytes and nothing else: by default logd greets each one with a line).
     fn add(client: &mut Client, domain: &str, queue_limit: u64) -> Result<FakeConsole> {
         let spec = ConsoleSpec {
             tcp: Some("127.0.0.1:0".to_owned()),
@@ -69,7 +73,7 @@ impl FakeConsole {
             )
         };
         let (added, fd) = client
-            .add_console(spec)
+            .add_console_with(spec, vec![ConsoleOption::NoNotices])
             .with_context(|| format!("adding a console to {domain}"))?;
         let fd = fd.context("logd returned no guest fd for a GuestSide::Fd console")?;
         let tcp = added.tcp.context("logd bound no TCP listener")?;
@@ -284,28 +288,20 @@ fn receive(mut sock: TcpStream, from: u64, want: u64, pattern: &[u8]) -> Result<
     })
 }
 
-/// The guest writes `total` bytes in 64 KiB writes while each subscriber, on its own thread,
-/// reads from its stream offset; done when every subscriber has every byte or was cut off.
-pub(crate) fn console_transfer(
-    daemon: &Daemon,
-    guest: &mut UnixStream,
-    subs: Vec<(TcpStream, u64)>,
-    total: u64,
-) -> Result<ConsoleTransfer> {
+/// Starts one subscriber's thread ([`receive`]) per socket, each reading from its stream offset
+/// until it has `total` bytes, and spot-checking them against the guest's text.
+fn start_readers(subs: Vec<(TcpStream, u64)>, total: u64) -> Vec<JoinHandle<Result<Received>>> {
     let pattern: Arc<[u8]> = text(CONSOLE_CHUNK).into();
-    let readers: Vec<_> = subs
-        .into_iter()
+    subs.into_iter()
         .map(|(sock, from)| {
             let pattern = Arc::clone(&pattern);
             std::thread::spawn(move || receive(sock, from, total, &pattern))
         })
-        .collect();
-    let cpu0 = daemon.cpu_seconds()?;
-    let bench0 = stat_cpu_seconds("/proc/self/stat")?;
-    let others0 = others_cpu_seconds(Some(daemon))?;
-    let start = Instant::now();
-    write_chunks(guest, CONSOLE_CHUNK, total).context("writing into the console's guest side")?;
-    let guest_seconds = start.elapsed().as_secs_f64();
+        .collect()
+}
+
+/// Waits for every subscriber's thread: what each received, and when the last one was done.
+fn join_readers(readers: Vec<JoinHandle<Result<Received>>>) -> Result<(Vec<Received>, Instant)> {
     let mut received = Vec::with_capacity(readers.len());
     for r in readers {
         received.push(
@@ -318,6 +314,25 @@ pub(crate) fn console_transfer(
         .map(|r| r.at)
         .max()
         .unwrap_or_else(Instant::now);
+    Ok((received, end))
+}
+
+/// The guest writes `total` bytes in 64 KiB writes while each subscriber, on its own thread,
+/// reads from its stream offset; done when every subscriber has every byte or was cut off.
+pub(crate) fn console_transfer(
+    daemon: &Daemon,
+    guest: &mut UnixStream,
+    subs: Vec<(TcpStream, u64)>,
+    total: u64,
+) -> Result<ConsoleTransfer> {
+    let readers = start_readers(subs, total);
+    let cpu0 = daemon.cpu_seconds()?;
+    let bench0 = stat_cpu_seconds("/proc/self/stat")?;
+    let others0 = others_cpu_seconds(Some(daemon))?;
+    let start = Instant::now();
+    write_chunks(guest, CONSOLE_CHUNK, total).context("writing into the console's guest side")?;
+    let guest_seconds = start.elapsed().as_secs_f64();
+    let (received, end) = join_readers(readers)?;
     let seconds = end.saturating_duration_since(start).as_secs_f64();
     let cpu_seconds = daemon.cpu_seconds()? - cpu0;
     let bench_cpu_seconds = stat_cpu_seconds("/proc/self/stat")? - bench0;
