@@ -8,14 +8,13 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
+use logd::rotate::RotateConfig;
 use logd_kit::{Bins, Daemon, Opts};
 
 use crate::host::{others_cpu_seconds_pid, raise_fd_limit};
 use crate::report::{median, note};
 use crate::transfer::Transfer;
-use crate::{pick_scenarios, Args, MIB};
-
-const DAEMON_CONFIG: &str = "max_size = \"2 MiB\"\nmax_backups = 3\n";
+use crate::{pick_scenarios, Args, MIB, ROTATE};
 
 /// Fds logd holds per open domain with one log: the pipe's read end and the log file.
 const DAEMON_FDS_PER_DOMAIN: u64 = 2;
@@ -34,17 +33,20 @@ const SKEWED_RETRIES: u32 = 2;
 const QUIET_WAIT: Duration = Duration::from_secs(20);
 const QUIET_WAIT_QUICK: Duration = Duration::from_secs(5);
 
-/// Starts a `logd` (the bench's config, `RUST_LOG` unset) in a new directory under `parent`;
-/// `with_virtlogd` also serves the virtlogd socket there. It is killed, and the directory
-/// removed, when the [`Daemon`] is dropped.
+/// Starts a `logd` (the bench's config with the rotation `rotate`, `RUST_LOG` unset) in a new
+/// directory under `parent`; `with_virtlogd` also serves the virtlogd socket there. It is killed,
+/// and the directory removed, when the [`Daemon`] is dropped.
 fn spawn_daemon(
     bins: &Bins,
     parent: &Path,
     tag: &str,
+    rotate: RotateConfig,
     with_virtlogd: bool,
     notify: Option<&Path>,
 ) -> Result<Daemon> {
-    let mut config = DAEMON_CONFIG.to_owned();
+    let mut config = format!("max_size = {}\nmax_backups = {}\n", { rotate.max_size }, {
+        rotate.max_backups
+    });
     // For profiling: LOGD_BENCH_RUST_LOG becomes the daemon's RUST_LOG (the re-exec
     // scenarios then print its timeline).
     let mut env: Vec<(String, String)> = std::env::var("LOGD_BENCH_RUST_LOG")
@@ -158,13 +160,21 @@ impl Bench {
         self.scenarios.contains(&name)
     }
 
+    /// A fresh logd with the bench's rotation ([`ROTATE`]), in its temporary directory.
     pub(crate) fn daemon(&self, tag: &str) -> Result<Daemon> {
-        spawn_daemon(&self.bins, &self.dir, tag, false, self.notify.as_deref())
+        self.daemon_rotating(tag, ROTATE)
+    }
+
+    /// [`Bench::daemon`] with another rotation: a scenario that must see its log never rotate.
+    pub(crate) fn daemon_rotating(&self, tag: &str, rotate: RotateConfig) -> Result<Daemon> {
+        let notify = self.notify.as_deref();
+        spawn_daemon(&self.bins, &self.dir, tag, rotate, false, notify)
     }
 
     /// A fresh logd that also serves the virtlogd socket, in its temporary directory.
     pub(crate) fn daemon_serving_virtlogd(&self, tag: &str) -> Result<Daemon> {
-        spawn_daemon(&self.bins, &self.dir, tag, true, self.notify.as_deref())
+        let notify = self.notify.as_deref();
+        spawn_daemon(&self.bins, &self.dir, tag, ROTATE, true, notify)
     }
 
     /// How many of `wanted` domains fit in the fd limit, with a note when that is fewer.

@@ -6,9 +6,10 @@
 //! cargo build --release --bins && target/release/logd-bench [--quick]
 //! ```
 //!
-//! Options: `--quick` (one run, smaller transfers, under a minute), `--runs N` (default 3; every
-//! figure is the median over the runs), `--logd PATH` (default: `logd` next to this executable),
-//! `--dir DIR` (where the temporary directories go; default: the system temp dir),
+//! Options: `--quick` (one run, smaller transfers, no `virtlogd_reexec_log_gap_10000`; about a
+//! minute and a half on a quiet machine), `--runs N` (default 3; every figure is the median over
+//! the runs), `--logd PATH` (default: `logd` next to this executable), `--dir DIR` (where the
+//! temporary directories go; default: the system temp dir),
 //! `--only NAME[,NAME…]` (run only the scenario called NAME, or else those whose name contains
 //! NAME, e.g. `100b`, `rss` or `one_stream_64k,console`) and `--console-queue-limit BYTES` (the
 //! subscribers' queue limit in the console scenarios; default 16 MiB, see below).
@@ -20,9 +21,12 @@
 //! `open_rate_10000_vs_10`, `console_fanout_64_vs_one_stream_64k`,
 //! `host_per_idle_domain_10000_vs_virtlogd`, and logd through its virtlogd socket against
 //! virtlogd: `logd_virtlogd_open_rate_at_10_vs_virtlogd`, `_at_10000_vs_virtlogd` in %,
-//! `logd_virtlogd_one_stream_64k_vs_virtlogd` in %, `_cpu_vs_virtlogd` in x) come last. Each
-//! scenario run starts a fresh `logd` (max_size 2 MiB, 3 backups, default workers, `RUST_LOG`
-//! unset) in its own directory, and kills it after.
+//! `logd_virtlogd_one_stream_64k_vs_virtlogd` and `_100b_vs_virtlogd` in %, their
+//! `_cpu_vs_virtlogd` in x; logd on its own socket against virtlogd:
+//! `one_stream_64k_vs_virtlogd`, `one_stream_100b_vs_virtlogd` in %, their `_cpu_vs_virtlogd` in
+//! x, and `reexec_log_gap_N_vs_virtlogd` in %) come last. Each scenario run starts a fresh `logd`
+//! (max_size 2 MiB, 3 backups, default workers, `RUST_LOG` unset; the log-gap scenarios: max_size
+//! 256 MiB) in its own directory, and kills it after.
 //!
 //! The scenarios (their names prefix their figures):
 //! - `baseline_64k`, `baseline_100b`: the limit logd is compared to, with no daemon: in this
@@ -75,6 +79,8 @@
 //!   DOMAIN_GET_LOG_FILE_POSITION, which both daemons answer only once they have drained the pipe
 //!   into the file; the time runs from the first write to that answer. The answer must name the
 //!   log's file and its end.
+//! - `virtlogd_one_stream_100b`, `logd_virtlogd_one_stream_100b`: the same with the
+//!   `one_stream_100b` transfer (100-byte writes, as many bytes as `one_stream_100b` moves).
 //! - `console_fanout_1`, `_8`, `_64`: a console (`GuestSide::Fd`, log on, raw, no replay) whose
 //!   fake guest (this process, writing into its end of the socketpair) writes 512 MiB (quick:
 //!   64 MiB) in 64 KiB writes, with 1, 8 or 64 TCP subscribers, each reading on its own thread
@@ -111,6 +117,31 @@
 //!   every domain. Then the `one_stream_64k` transfer (256 MiB; quick: 64 MiB) runs into each
 //!   log of the extra domain: once alone, once while a thread takes snapshots back to back (the
 //!   order alternates between runs). Every 64 KiB write() is timed; the longest is the stall.
+//! - `reexec_blackout_1`, `_1000`, `_10000`: N domains open (N − 1 idle, opened as in
+//!   `rss_per_idle_domain_N`, and one written with a 100-byte record every 100 µs), then 3
+//!   re-execs per run, 300 ms apart, asked for on the admin socket: the blackout the new process
+//!   reports (`reexec_blackout_N_ms`, `reexec_total_N_ms`) and the writer's longest write
+//!   (`reexec_writer_stall_N_ms`). The log must hold every byte written.
+//! - `reexec_log_gap_1`, `_1000`, `_10000` (logd, its domains opened on its own socket as in
+//!   `reexec_blackout_N`) and `virtlogd_reexec_log_gap_1`, `_1000`, `_10000` (virtlogd, started
+//!   as in `virtlogd_idle_10000`, its domains opened through its RPC; skipped without it, and the
+//!   10,000 case with --quick): the re-exec's gap in a log, by one code for both daemons, each
+//!   rotating at 256 MiB so that the log never rotates in a run. N domains are open (N − 1 idle,
+//!   one written); a thread writes a numbered 100-byte line (ending in '\n') into the written
+//!   one's pipe every 0.2 ms, and another stats its log by path every 50 µs (timer slack 1 µs).
+//!   Three times per run, each once other work is quiet (at least 0.5 s of steady writing
+//!   apart), the daemon gets `kill(pid, SIGUSR1)` (both re-exec in place, keeping their pid). A
+//!   window opens 20 ms before the signal and closes once the exec has happened (the stack
+//!   address in /proc/PID/stat changed), a fresh connection has answered the log's position
+//!   (DOMAIN_GET_LOG_FILE_POSITION for virtlogd), and the log has since grown for 500 ms with no
+//!   pause of 20 ms or more. The longest time the file's size did not grow within the window,
+//!   from the sample that last saw it grow to the next that did, is the signal's gap;
+//!   `reexec_log_gap_N_ms` (`virtlogd_reexec_log_gap_N_ms`) is the median over every signal of
+//!   every run. Notes give each signal's gap and when it started, when the exec was seen and the
+//!   daemon answered, the sampler's mean and longest interval (a gap is measured to within one),
+//!   the writer's longest write and pause, and the other work. At the end the log must hold
+//!   every line written, once and in order, and the daemon's position its end: for logd the
+//!   bench fails otherwise; for virtlogd a note reports the loss.
 //!
 //! The console scenarios set each subscriber's queue limit to 16 MiB: logd's default (1 MiB) is
 //! less than what one poll of a console queues before it first writes to its subscribers, so a
@@ -125,7 +156,8 @@
 //! number is scaled down and a note says so.
 //!
 //! The source: this file holds the options and runs the scenarios in their order. Each family of
-//! scenarios has its module (`throughput`, `idle`, `virtlogd`, `console`, `snapshot`, `reexec`),
+//! scenarios has its module (`throughput`, `idle`, `virtlogd`, `console`, `snapshot`, `reexec`,
+//! whose `log_gap` measures virtlogd too, through `virtlogd::log_gap`),
 //! over what they share: the bench's state and how a run is measured (`bench`), transfers into
 //! a log's pipe (`transfer`), the notes and the ratios printed last (`report`), and readings of
 //! the host (`host`, `slab`).
@@ -159,7 +191,7 @@ use console::stalled::console_stalled;
 use console::CONSOLE_QUEUE_LIMIT;
 use host::load_average;
 use idle::{idle_then_stream, rss_per_idle_domain};
-use reexec::reexec_blackout;
+use reexec::{reexec_blackout, reexec_log_gap, GapDaemon};
 use report::{comparisons, note};
 use snapshot::snapshot_scenario;
 use throughput::{
@@ -189,7 +221,7 @@ const IDLE_CPU_WINDOW: Duration = Duration::from_secs(5);
 const IDLE_CPU_WINDOW_QUICK: Duration = Duration::from_secs(2);
 
 /// Every scenario, in the order they run; `--only` picks among these names.
-const SCENARIOS: [&str; 26] = [
+const SCENARIOS: [&str; 34] = [
     "baseline_64k",
     "baseline_64k_pipe1m",
     "baseline_splice_pipe1m",
@@ -206,6 +238,8 @@ const SCENARIOS: [&str; 26] = [
     "logd_virtlogd_idle_10000",
     "virtlogd_one_stream_64k",
     "logd_virtlogd_one_stream_64k",
+    "virtlogd_one_stream_100b",
+    "logd_virtlogd_one_stream_100b",
     "console_fanout_1",
     "console_fanout_8",
     "console_fanout_64_baseline",
@@ -216,13 +250,20 @@ const SCENARIOS: [&str; 26] = [
     "reexec_blackout_1",
     "reexec_blackout_1000",
     "reexec_blackout_10000",
+    "reexec_log_gap_1",
+    "reexec_log_gap_1000",
+    "reexec_log_gap_10000",
+    "virtlogd_reexec_log_gap_1",
+    "virtlogd_reexec_log_gap_1000",
+    "virtlogd_reexec_log_gap_10000",
 ];
 
 /// Measures logd's throughput, CPU and memory against a no-daemon baseline.
 #[derive(Debug, Parser)]
 #[command(name = "logd-bench", about, long_about = None)]
 pub(crate) struct Args {
-    /// One run of each scenario with smaller transfers (under a minute).
+    /// One run of each scenario with smaller transfers, skipping virtlogd's 10,000-domain re-exec
+    /// (about a minute and a half).
     #[arg(long)]
     pub(crate) quick: bool,
     /// Runs per scenario; every figure is the median (default 3, or 1 with --quick).
@@ -281,14 +322,16 @@ fn run(args: Args) -> Result<()> {
     if b.selected("one_stream_64k") {
         one_stream(&mut b, "one_stream_64k", 64 * 1024, size_64k)?;
     }
-    if b.selected("baseline_100b") || b.selected("one_stream_100b") {
-        let size_100b = size_100b(&b)?;
-        if b.selected("baseline_100b") {
-            baseline(&mut b, "baseline_100b", 100, size_100b, None)?;
-        }
-        if b.selected("one_stream_100b") {
-            one_stream(&mut b, "one_stream_100b", 100, size_100b)?;
-        }
+    let size_100b = if b.scenarios.iter().any(|s| s.ends_with("_100b")) {
+        size_100b(&b)?
+    } else {
+        0
+    };
+    if b.selected("baseline_100b") {
+        baseline(&mut b, "baseline_100b", 100, size_100b, None)?;
+    }
+    if b.selected("one_stream_100b") {
+        one_stream(&mut b, "one_stream_100b", 100, size_100b)?;
     }
     if b.selected("baseline_16_streams") {
         baseline_streams(&mut b, "baseline_16_streams", size_64k)?;
@@ -323,7 +366,12 @@ fn run(args: Args) -> Result<()> {
     }
     for server in [Server::Virtlogd, Server::Logd] {
         if b.selected(&format!("{}_one_stream_64k", server.prefix())) {
-            virtlogd::one_stream(&mut b, server, 64 * 1024, size_64k)?;
+            virtlogd::one_stream(&mut b, server, "one_stream_64k", 64 * 1024, size_64k)?;
+        }
+    }
+    for server in [Server::Virtlogd, Server::Logd] {
+        if b.selected(&format!("{}_one_stream_100b", server.prefix())) {
+            virtlogd::one_stream(&mut b, server, "one_stream_100b", 100, size_100b)?;
         }
     }
     if b.scenarios.iter().any(|s| s.starts_with("console_"))
@@ -363,6 +411,13 @@ fn run(args: Args) -> Result<()> {
     for count in [1, 1000, 10_000] {
         if b.selected(&format!("reexec_blackout_{count}")) {
             reexec_blackout(&mut b, count)?;
+        }
+    }
+    for daemon in [GapDaemon::Logd, GapDaemon::Virtlogd] {
+        for count in [1, 1000, 10_000] {
+            if b.selected(&daemon.scenario(count)) {
+                reexec_log_gap(&mut b, daemon, count)?;
+            }
         }
     }
     comparisons(&mut b);

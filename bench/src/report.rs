@@ -18,6 +18,10 @@ pub(crate) fn comparisons(b: &mut Bench) {
         ("streams_16", "streams_16", "baseline_16_streams", "vs_baseline"),
         // Issue 13: logd through its virtlogd socket, and virtlogd, on the same test.
         ("logd_virtlogd_one_stream_64k", "logd_virtlogd_one_stream_64k", "virtlogd_one_stream_64k", "vs_virtlogd"),
+        ("logd_virtlogd_one_stream_100b", "logd_virtlogd_one_stream_100b", "virtlogd_one_stream_100b", "vs_virtlogd"),
+        // Issue 18, target 6: logd on its own socket against virtlogd, 64 KiB and 100-byte writes.
+        ("one_stream_64k", "one_stream_64k", "virtlogd_one_stream_64k", "vs_virtlogd"),
+        ("one_stream_100b", "one_stream_100b", "virtlogd_one_stream_100b", "vs_virtlogd"),
         // Issue 18, target 5: 64 subscribers against a no-daemon fan-out to 64 sockets.
         ("console_fanout_64", "console_fanout_64", "console_fanout_64_baseline", "vs_baseline"),
     ];
@@ -32,16 +36,18 @@ pub(crate) fn comparisons(b: &mut Bench) {
     }
     // Issue 13: opens/s through logd's virtlogd socket as a percentage of virtlogd's.
     for at in ["10", "10000"] {
-        let (ours, theirs) = (
-            format!("logd_virtlogd_open_rate_at_{at}"),
-            format!("virtlogd_open_rate_at_{at}"),
-        );
+        let ours = format!("logd_virtlogd_open_rate_at_{at}");
         let name = format!("{ours}_vs_virtlogd");
-        match (b.get(&ours), b.get(&theirs)) {
-            (Some(n), Some(d)) if d > 0.0 => b.figure(&name, n / d * 100.0, "%"),
-            (Some(_), _) => note(format!("{name}: not computed ({theirs} is not measured)")),
-            _ => {}
-        }
+        percent(b, &name, &ours, &format!("virtlogd_open_rate_at_{at}"));
+    }
+    // Issue 18, target 3: logd's re-exec log gap as a percentage of virtlogd's, by one method.
+    for count in [1, 1000, 10_000] {
+        percent(
+            b,
+            &format!("reexec_log_gap_{count}_vs_virtlogd"),
+            &format!("reexec_log_gap_{count}_ms"),
+            &format!("virtlogd_reexec_log_gap_{count}_ms"),
+        );
     }
     // Issue 6, target 4b: host memory (user plus kernel) per idle domain no more than virtlogd's.
     if let (Some(ours), Some(theirs)) = (
@@ -78,6 +84,16 @@ pub(crate) fn comparisons(b: &mut Bench) {
     ) {
         (Some(n), Some(d)) if d > 0.0 => b.figure(name, n / d * 100.0, "%"),
         (Some(_), _) => note(format!("{name}: not computed (one_stream_64k did not run)")),
+        _ => {}
+    }
+}
+
+/// `name`: figure `num` as a percentage of figure `den`, when both were measured (a note says
+/// when only `num` was).
+fn percent(b: &mut Bench, name: &str, num: &str, den: &str) {
+    match (b.get(num), b.get(den)) {
+        (Some(n), Some(d)) if d > 0.0 => b.figure(name, n / d * 100.0, "%"),
+        (Some(_), _) => note(format!("{name}: not computed ({den} is not measured)")),
         _ => {}
     }
 }

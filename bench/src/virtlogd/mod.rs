@@ -4,9 +4,12 @@
 //!
 //! - `virtlogd_idle_N`, `logd_virtlogd_idle_N`: the test of `rss_per_idle_domain_10000`
 //!   (memory per idle domain, with the open rates over the first and the last 100 opens).
-//! - `virtlogd_one_stream_64k`, `logd_virtlogd_one_stream_64k`: the `one_stream_64k` transfer
-//!   into a pipe that DOMAIN_OPEN_LOG_FILE handed out, ended by DOMAIN_GET_LOG_FILE_POSITION
-//!   (both daemons drain the pipe into the file before they answer it).
+//! - `virtlogd_one_stream_64k`, `logd_virtlogd_one_stream_64k` (and `_100b`): the
+//!   `one_stream_64k` (`one_stream_100b`) transfer into a pipe that DOMAIN_OPEN_LOG_FILE handed
+//!   out, ended by DOMAIN_GET_LOG_FILE_POSITION (both daemons drain the pipe into the file
+//!   before they answer it).
+//! - `virtlogd_reexec_log_gap_N`: virtlogd's side of the re-exec log gap ([`log_gap`]; the
+//!   method is `crate::reexec::log_gap`'s).
 //!
 //! The client encodes and decodes the wire itself rather than with `logd_protocol::virtlogd`:
 //! it is checked against the real virtlogd in every run, so driving logd with it checks logd's
@@ -33,8 +36,9 @@ use crate::idle::IdleDomains;
 use crate::report::{median, note};
 use crate::slab::KernelMemory;
 use crate::transfer::{pipe_capacity, write_chunks, Transfer};
-use crate::CALL_TIMEOUT;
+use crate::{CALL_TIMEOUT, ROTATE};
 
+pub(crate) mod log_gap;
 mod process;
 mod rpc;
 
@@ -104,7 +108,7 @@ impl Server {
     /// A fresh daemon in its own temporary directory, with the bench's rotation and fd limit.
     fn start(self, b: &Bench, tag: &str) -> Result<Running> {
         Ok(match self {
-            Server::Virtlogd => Running::Virtlogd(Virtlogd::spawn(&b.dir, tag)?),
+            Server::Virtlogd => Running::Virtlogd(Virtlogd::spawn(&b.dir, tag, ROTATE)?),
             Server::Logd => Running::Logd(b.daemon_serving_virtlogd(tag)?),
         })
     }
@@ -290,14 +294,21 @@ pub(super) fn idle_domains(b: &mut Bench, server: Server, count: usize) -> Resul
     Ok(())
 }
 
-/// `virtlogd_one_stream_64k`, `logd_virtlogd_one_stream_64k`: the `one_stream_64k` transfer
-/// through a pipe the daemon handed out on its virtlogd socket. Each run starts a fresh daemon,
-/// opens a log with DOMAIN_OPEN_LOG_FILE, writes `total` bytes into its pipe in `chunk`-byte
-/// writes and calls DOMAIN_GET_LOG_FILE_POSITION, which both daemons answer only once they have
-/// drained the pipe into the file. The time runs from the first write to that answer; CPU is the
-/// daemon's over it.
-pub(super) fn one_stream(b: &mut Bench, server: Server, chunk: usize, total: u64) -> Result<()> {
-    let name = format!("{}_one_stream_64k", server.prefix());
+/// `virtlogd_one_stream_64k`, `logd_virtlogd_one_stream_64k` (and `_100b`): the
+/// `one_stream_64k` (`one_stream_100b`) transfer through a pipe the daemon handed out on its
+/// virtlogd socket; `test` names it (`one_stream_64k`). Each run starts a fresh daemon, opens a
+/// log with DOMAIN_OPEN_LOG_FILE, writes `total` bytes into its pipe in `chunk`-byte writes and
+/// calls DOMAIN_GET_LOG_FILE_POSITION, which both daemons answer only once they have drained the
+/// pipe into the file. The time runs from the first write to that answer; CPU is the daemon's
+/// over it.
+pub(super) fn one_stream(
+    b: &mut Bench,
+    server: Server,
+    test: &str,
+    chunk: usize,
+    total: u64,
+) -> Result<()> {
+    let name = format!("{}_{test}", server.prefix());
     if !server.available(&name) {
         return Ok(());
     }

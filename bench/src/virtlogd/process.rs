@@ -19,10 +19,11 @@ use std::process::{Child, Command, Stdio};
 
 use anyhow::{bail, ensure, Context, Result};
 
+use logd::rotate::RotateConfig;
 use logd_kit::{last_lines, temp_dir, TempDir};
 
 use crate::report::note;
-use crate::{CALL_TIMEOUT, ROTATE};
+use crate::CALL_TIMEOUT;
 
 use super::rpc::RpcClient;
 use super::{START_TIMEOUT, VIRTLOGD};
@@ -50,11 +51,12 @@ pub(super) struct Virtlogd {
 }
 
 impl Virtlogd {
+    /// Starts virtlogd in a new directory under `parent`, its logs rotating as `rotate` says.
     #[allow(unsafe_code)] // one block: the fork hook that puts the sockets at fds 3 and 4
-    pub(super) fn spawn(parent: &Path, tag: &str) -> Result<Virtlogd> {
+    pub(super) fn spawn(parent: &Path, tag: &str, rotate: RotateConfig) -> Result<Virtlogd> {
         let dir = temp_dir(parent, &format!("logd-bench-{tag}-"))?;
         let config = dir.path().join("virtlogd.conf");
-        fs::write(&config, config_text()).context("writing virtlogd's config")?;
+        fs::write(&config, config_text(rotate)).context("writing virtlogd's config")?;
         fs::create_dir(dir.path().join("logs")).context("creating the logs' directory")?;
         let socket = dir.path().join("virtlogd-sock");
         let admin = dir.path().join("virtlogd-admin-sock");
@@ -148,6 +150,11 @@ impl Virtlogd {
         self.child.id()
     }
 
+    /// The socket clients connect to.
+    pub(super) fn socket(&self) -> &Path {
+        &self.socket
+    }
+
     pub(super) fn logs(&self) -> PathBuf {
         self.dir.path().join("logs")
     }
@@ -193,11 +200,12 @@ impl Drop for Virtlogd {
     }
 }
 
-/// virtlogd's config: logd-bench's rotation (as given to logd), errors only, to stderr.
-fn config_text() -> String {
+/// virtlogd's config: the rotation given (logd-bench's, as given to logd), errors only, to
+/// stderr.
+fn config_text(rotate: RotateConfig) -> String {
     format!(
         "log_level = 4\nlog_outputs = \"4:stderr\"\nmax_size = {}\nmax_backups = {}\n",
-        { ROTATE.max_size },
-        { ROTATE.max_backups }
+        { rotate.max_size },
+        { rotate.max_backups }
     )
 }

@@ -1,20 +1,16 @@
 //! `reexec_blackout_N`: re-execs asked for on the admin socket while one domain is written to
 //! steadily and the others are idle.
 
-use std::fs::{self, File};
-use std::io::Write;
-use std::os::fd::OwnedFd;
+use std::fs;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{anyhow, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 use logd_kit::rotated_files;
 use logd_protocol::client::AdminClient;
 use logd_protocol::{DomainId, OpenFlags};
 
+use super::steady::SteadyWriter;
 use crate::bench::{settle, Bench};
 use crate::idle::IdleDomains;
 use crate::report::{median, note};
@@ -48,7 +44,12 @@ pub(crate) fn reexec_blackout(b: &mut Bench, count: usize) -> Result<()> {
             )
             .with_context(|| daemon.failed(&name))?;
         settle();
-        let writer = SteadyWriter::start(fd);
+        let record = text(STEADY_RECORD);
+        let writer = SteadyWriter::start(
+            fd,
+            STEADY_PERIOD,
+            Box::new(move |_, buf| buf.extend_from_slice(&record)),
+        );
         let admin = logd::config::admin_socket_for(&daemon.socket);
         for i in 1..=REEXECS_PER_RUN {
             std::thread::sleep(Duration::from_millis(300));
@@ -79,7 +80,8 @@ pub(crate) fn reexec_blackout(b: &mut Bench, count: usize) -> Result<()> {
             total.push(report.total_us as f64 / 1000.0);
             stall.push(longest.as_secs_f64() * 1000.0);
         }
-        let written = writer.stop()?;
+        // Its pipe closes here.
+        let written = writer.stop()?.bytes;
         if std::env::var_os("LOGD_BENCH_RUST_LOG").is_some() {
             let log = daemon.stderr();
             for l in log
@@ -112,59 +114,4 @@ fn read_all_rotated(path: &Path) -> Result<u64> {
         .iter()
         .map(|p| fs::metadata(p).map(|m| m.len()).unwrap_or(0))
         .sum())
-}
-
-/// A writer thread putting a record into a pipe every [`STEADY_PERIOD`], timing each write.
-struct SteadyWriter {
-    stop: Arc<AtomicBool>,
-    /// The longest write since the last reset, ns.
-    longest: Arc<AtomicU64>,
-    thread: JoinHandle<std::io::Result<u64>>,
-}
-
-impl SteadyWriter {
-    fn start(fd: OwnedFd) -> SteadyWriter {
-        let stop = Arc::new(AtomicBool::new(false));
-        let longest = Arc::new(AtomicU64::new(0));
-        let (s, l) = (stop.clone(), longest.clone());
-        let thread = std::thread::spawn(move || {
-            let mut f = File::from(fd);
-            let record = text(STEADY_RECORD);
-            let mut written = 0u64;
-            let mut next = Instant::now();
-            while !s.load(Ordering::Relaxed) {
-                let t = Instant::now();
-                f.write_all(&record)?;
-                l.fetch_max(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
-                written += record.len() as u64;
-                next += STEADY_PERIOD;
-                if let Some(wait) = next.checked_duration_since(Instant::now()) {
-                    std::thread::sleep(wait);
-                }
-            }
-            Ok(written)
-        });
-        SteadyWriter {
-            stop,
-            longest,
-            thread,
-        }
-    }
-
-    fn reset_longest(&self) {
-        self.longest.store(0, Ordering::Relaxed);
-    }
-
-    fn longest(&self) -> Duration {
-        Duration::from_nanos(self.longest.load(Ordering::Relaxed))
-    }
-
-    /// Stops the writer (its pipe closes); returns the bytes it wrote.
-    fn stop(self) -> Result<u64> {
-        self.stop.store(true, Ordering::Relaxed);
-        self.thread
-            .join()
-            .map_err(|_| anyhow!("the steady writer panicked"))?
-            .context("the steady writer's pipe failed")
-    }
 }
