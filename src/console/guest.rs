@@ -14,7 +14,7 @@ use logd_protocol::admin::EventKind;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::time::Sleep;
 
-use super::{Console, CONNECT_RETRY, READS_PER_POLL, READ_CHUNK};
+use super::{Console, CONNECT_RETRY, FLUSH_BATCH, READS_PER_POLL, READ_CHUNK};
 use crate::serve::events;
 
 thread_local! {
@@ -124,6 +124,8 @@ impl Console {
     /// Moves guest output to the log, the replay ring and the subscribers. Returns true when
     /// the budget ran out with data still coming.
     pub(super) fn poll_guest_output(&mut self, cx: &mut Context<'_>) -> bool {
+        // Read since the subscribers were last flushed (the caller flushes them after this).
+        let mut unflushed = 0;
         for _ in 0..READS_PER_POLL {
             if self.guest.is_none() {
                 return false;
@@ -168,11 +170,15 @@ impl Console {
             }
             match res {
                 Ok(Some(chunk)) => {
+                    unflushed += chunk.len();
                     self.output(chunk);
-                    // Hand it to the subscribers now: their queues hold only what their
+                    // A batch goes to the subscribers now: their queues hold only what their
                     // sockets cannot take yet, not a whole poll's worth of reads.
-                    for s in &mut self.subs {
-                        s.poll_flush(cx);
+                    if unflushed >= FLUSH_BATCH {
+                        unflushed = 0;
+                        for s in &mut self.subs {
+                            s.poll_flush(cx);
+                        }
                     }
                 }
                 Ok(None) => {

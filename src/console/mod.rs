@@ -93,6 +93,13 @@ const CONNECT_RETRY: Duration = Duration::from_millis(200);
 const READS_PER_POLL: usize = 16;
 /// Room kept in the read buffer: one read takes at most this much.
 const READ_CHUNK: usize = 64 * 1024;
+/// Guest output read while it streams goes to the subscribers' sockets once this much has
+/// come (and whenever the guest has nothing more for now): one `writev` per subscriber per
+/// batch, not per read. Each write to a subscriber's socket wakes its reader; with 64 of them,
+/// those wake-ups were most of the fan-out's cost (docs/PERFORMANCE.md, "Issue 18: the console
+/// fan-out baseline"). Small next to the default queue limit (1 MiB), so a subscriber that
+/// keeps up is never cut off for it.
+const FLUSH_BATCH: usize = 256 * 1024;
 
 /// The next subscriber id. Ids are unique in the daemon (and across its re-execs), so
 /// `logdctl console kick ID` needs nothing else.
