@@ -824,3 +824,68 @@ fn a_guardian_that_cannot_read_the_file_takes_over_with_the_old_settings() {
         "the active file is within 8 KiB"
     );
 }
+
+/// The fds of process `pid` (3 and up) that lack close-on-exec, from /proc/PID/fdinfo.
+fn inheritable_fds(pid: i32) -> Vec<(u32, String)> {
+    const O_CLOEXEC: u32 = 0o2000000;
+    let mut open = Vec::new();
+    for e in std::fs::read_dir(format!("/proc/{pid}/fdinfo")).unwrap() {
+        let Ok(e) = e else { continue };
+        let Ok(n) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(info) = std::fs::read_to_string(e.path()) else {
+            continue; // closed meanwhile
+        };
+        let flags = info
+            .lines()
+            .find_map(|l| l.strip_prefix("flags:"))
+            .and_then(|f| u32::from_str_radix(f.trim(), 8).ok())
+            .unwrap();
+        if n >= 3 && flags & O_CLOEXEC == 0 {
+            let target = std::fs::read_link(format!("/proc/{pid}/fd/{n}"))
+                .map(|t| t.display().to_string())
+                .unwrap_or_default();
+            open.push((n, target));
+        }
+    }
+    open
+}
+
+/// Every fd the new image inherited gets close-on-exec again (all at once, with
+/// `close_range(2)`, once every one is adopted): none leaks into a process logd starts, such
+/// as the next re-exec's guardian, unless that re-exec names it. Logs written to (their files
+/// open) and idle ones, a console with a subscriber, and the daemon's own sockets; and fds its
+/// parent left inheritable, which close at the next exec.
+#[test]
+fn after_a_reexec_every_fd_is_close_on_exec_again() {
+    let d = Daemon::start();
+    let mut c = d.client();
+    let mut pipes = Vec::new();
+    for i in 0..4 {
+        let (_, fd) = c
+            .open_log(
+                DomainId::from_name("qemu", &format!("cloexec{i}")),
+                &format!("cloexec{i}.log"),
+                OpenFlags::default(),
+            )
+            .unwrap();
+        let mut f = File::from(fd);
+        if i % 2 == 0 {
+            f.write_all(b"written before the re-exec\n").unwrap();
+        }
+        pipes.push(f);
+    }
+    c.position("cloexec0.log").unwrap();
+    let out = add_serial0(&d, "cloexec-con", "serial0", &["--tcp", "127.0.0.1:0"]);
+    let port = port_of(&out);
+    let (_sub, _seen) = subscriber(port);
+    let pid = d.pid();
+    // (Before it, logd may hold fds its own parent left inheritable, such as cargo's jobserver
+    // pipe: not its own, and left as they came. The new image seals those too.)
+    reexec_by_signal(&d);
+    assert_eq!(inheritable_fds(pid), vec![], "after the re-exec");
+    // And they still work.
+    pipes[1].write_all(b"after\n").unwrap();
+    assert_eq!(c.position("cloexec1.log").unwrap().offset, 6);
+}

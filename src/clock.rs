@@ -24,6 +24,20 @@ pub fn from_unix_ms(ms: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(ms)
 }
 
+/// When this image started ([`mono_ns`]), as `main` first noted it ([`note_image_start`]): a
+/// re-exec's timeline shows how long the exec and the image's start took.
+static IMAGE_START_NS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+
+/// Notes that this image starts now (the first line of `main`).
+pub fn note_image_start() {
+    let _ = IMAGE_START_NS.set(mono_ns());
+}
+
+/// When this image started, if `main` noted it.
+pub fn image_start_ns() -> Option<u64> {
+    IMAGE_START_NS.get().copied()
+}
+
 /// CLOCK_MONOTONIC in nanoseconds: one clock for both processes of a re-exec.
 pub fn mono_ns() -> u64 {
     nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)

@@ -13,7 +13,7 @@
 #![deny(unsafe_code)]
 
 pub mod cli;
-pub(crate) mod clock;
+pub mod clock;
 pub mod console;
 pub(crate) mod control;
 pub mod daemon;

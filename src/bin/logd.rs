@@ -79,6 +79,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    logd::clock::note_image_start();
     // First of all, before any thread: the signals logd is sent on purpose are read from a
     // signalfd, never by whichever thread the kernel picks.
     logd::daemon::block_signals();

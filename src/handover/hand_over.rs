@@ -190,6 +190,7 @@ impl Running {
             reap(guardian).await;
             return Err(self.undo(HandoverError::StopInstead).await);
         }
+        since("guardian guarding");
         // O6: the new image, in place. From here on the guardian decides.
         tracing::info!(
             guardian = gpid,

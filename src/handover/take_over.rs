@@ -195,6 +195,12 @@ impl Running {
                 "take-over: {what}"
             )
         };
+        if let Some(start) = crate::clock::image_start_ns() {
+            tracing::debug!(
+                us = start.saturating_sub(asked) / 1000,
+                "take-over: this image started"
+            );
+        }
         since("state read");
         let inherited = Arc::new(Inherited::for_state(&state));
         let take = |fd: &crate::handover::state::Fd| inherited.take(fd);
@@ -300,6 +306,7 @@ impl Running {
             })
             .await
             .map_err(|_| TakeOverError::RegistryStopped)??;
+        inherited.seal();
         since("domains rebuilt");
         succ.restored();
         // A guardian's take-over is a failed re-exec: the count stays.

@@ -97,7 +97,8 @@ impl Domain {
         staleness: crate::handover::state::Staleness,
     ) -> Result<(), AdoptError> {
         use crate::handover::state::StreamState;
-        let _e = self.span().entered();
+        // No span entered: a failure names the domain in its error, and 10,000 domains' spans
+        // would cost their formatting in the blackout.
         for (st, path) in streams.iter().zip(paths) {
             let stream = match st {
                 StreamState::Pipe(p) => LogStream::restore(p, path, inherited, staleness)

@@ -105,6 +105,10 @@ impl Handler<GetBacklog> for Registry {
     }
 }
 
+/// Domains a worker is sent at once by [`Adopt`]: enough that 10,000 domains cost a few
+/// dozen cross-thread wake-ups, few enough that the workers start early.
+const ADOPT_BATCH: usize = 256;
+
 /// Take over the domains a previous process carried: start each (frozen) on a worker, which
 /// rebuilds its streams from their inherited fds there. Answers once every domain is rebuilt,
 /// or with the first failure.
@@ -133,6 +137,20 @@ impl Handler<Adopt> for Registry {
             Vec<Arc<Path>>,
         )>;
         let mut batches: Vec<Batch> = (0..self.workers.len()).map(|_| Vec::new()).collect();
+        // A worker starts on its domains as soon as a batch of them is ready, while this thread
+        // goes on with the tables for the next ones: the two overlap.
+        let workers = self.workers.clone();
+        let (inherited, staleness) = (msg.inherited.clone(), msg.staleness);
+        let send = |worker: usize, batch: Batch| {
+            let (inherited, out) = (inherited.clone(), out.clone());
+            workers[worker].spawn_fn(move || {
+                for (rx, name, d, paths) in batch {
+                    let mut domain = Domain::restored(name);
+                    out.push(domain.restore(&d.streams, paths, &inherited, staleness));
+                    Context::with_receiver(rx).run(domain);
+                }
+            });
+        };
         for d in msg.domains {
             let key = self.key(&d.driver, d.uuid);
             let mut consoles = Vec::new();
@@ -167,24 +185,14 @@ impl Handler<Adopt> for Registry {
                 }
             }
             batches[worker].push((rx, name, d, paths));
+            if batches[worker].len() == ADOPT_BATCH {
+                send(worker, std::mem::take(&mut batches[worker]));
+            }
         }
-        for (i, (worker, batch)) in self.workers.iter().zip(batches).enumerate() {
-            let (inherited, out, staleness) = (msg.inherited.clone(), out.clone(), msg.staleness);
-            worker.spawn_fn(move || {
-                let (started, n) = (t0.elapsed(), batch.len());
-                for (rx, name, d, paths) in batch {
-                    let mut domain = Domain::restored(name);
-                    out.push(domain.restore(&d.streams, paths, &inherited, staleness));
-                    Context::with_receiver(rx).run(domain);
-                }
-                tracing::debug!(
-                    worker = i,
-                    domains = n,
-                    started_us = started.as_micros() as u64,
-                    us = t0.elapsed().as_micros() as u64,
-                    "take-over: a worker's domains rebuilt"
-                );
-            });
+        for (worker, batch) in batches.into_iter().enumerate() {
+            if !batch.is_empty() {
+                send(worker, batch);
+            }
         }
         drop(out);
         tracing::debug!(

@@ -547,9 +547,33 @@ impl Inherited {
         // SAFETY: the fd is open and is the file the state describes (checked just above), it
         // was inherited from the previous process for exactly this use, and its flag in `taken`
         // guarantees no other OwnedFd is made from it, so it is owned and closed exactly once.
-        let owned = unsafe { OwnedFd::from_raw_fd(raw) };
-        let _ = fcntl(&owned, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC));
-        Ok(owned)
+        // It gets close-on-exec again from [`seal`](Self::seal), with every other one at once.
+        Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+    }
+
+    /// Gives every fd of this process (from 3 up) close-on-exec again, once every inherited one
+    /// has been taken: one `close_range(2)` instead of one `fcntl(2)` per fd (10,000 domains'
+    /// worth of system calls out of the blackout). Falls back to one `fcntl` per fd taken on a
+    /// kernel without `CLOSE_RANGE_CLOEXEC` (before 5.11). Nothing may start a process between
+    /// the takes and this (nothing does: the take-over spawns nothing before `Go`).
+    pub fn seal(&self) {
+        // SAFETY: close_range with CLOSE_RANGE_CLOEXEC closes nothing and touches no memory:
+        // it only sets a flag on the open fds of the range.
+        let sealed =
+            unsafe { nix::libc::close_range(3, u32::MAX, nix::libc::CLOSE_RANGE_CLOEXEC as i32) }
+                == 0;
+        if sealed {
+            return;
+        }
+        for (raw, taken) in self.taken.iter().enumerate() {
+            if taken.load(Ordering::Acquire) {
+                // SAFETY: `raw` was taken, so it is open and owned by this process until its
+                // owner closes it; the borrow lasts for this one call, made while the taking
+                // threads hold their fds (the take-over has not gone on yet).
+                let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(raw as RawFd) };
+                let _ = fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC));
+            }
+        }
     }
 }
 
