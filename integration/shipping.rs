@@ -323,7 +323,7 @@ fn rotations(d: &Daemon) -> u64 {
 #[test]
 fn an_outside_truncation_is_reported_and_positions_stay_valid() {
     let d = Daemon::with_config("max_size = \"64 KiB\"\nmax_backups = 2\n");
-    let (mut events, seen) = event_stream(&d);
+    let (events, seen) = event_stream(&d);
     let mut c = d.client();
     let (_, fd) = c
         .open_log(
@@ -363,15 +363,7 @@ fn an_outside_truncation_is_reported_and_positions_stay_valid() {
     assert_eq!(next.offset, 30);
 
     // Reported: an event, the log's last error, a warning naming the path.
-    let event = wait_for(WAIT, "the file_changed_outside event", || {
-        seen.lock()
-            .unwrap()
-            .iter()
-            .find(|e| e["event"] == "file_changed_outside")
-            .cloned()
-    });
-    let _ = events.kill();
-    let _ = events.wait();
+    let event = first_event(events, &seen, "file_changed_outside");
     assert_eq!(event["path"], log.display().to_string(), "{event}");
     assert_eq!(
         (&event["expected"], &event["found"], &event["truncations"]),
@@ -404,6 +396,20 @@ fn an_outside_truncation_is_reported_and_positions_stay_valid() {
     });
 }
 
+/// The first event of `kind` the stream has seen (waiting for it); the stream then ends.
+fn first_event(mut events: Child, seen: &Events, kind: &str) -> serde_json::Value {
+    let event = wait_for(WAIT, &format!("the {kind} event"), || {
+        seen.lock()
+            .unwrap()
+            .iter()
+            .find(|e| e["event"] == kind)
+            .cloned()
+    });
+    let _ = events.kill();
+    let _ = events.wait();
+    event
+}
+
 /// Whether process `pid` holds `path` open (a link in /proc/PID/fd names it).
 fn holds_open(pid: i32, path: &Path) -> bool {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
@@ -421,7 +427,7 @@ fn holds_open(pid: i32, path: &Path) -> bool {
 fn a_log_holds_its_file_only_while_written_and_a_file_removed_meanwhile_comes_back() {
     let d = Daemon::with_config("log_idle_close = 1\n");
     let pid = d.pid();
-    let (mut events, seen) = event_stream(&d);
+    let (events, seen) = event_stream(&d);
     let mut c = d.client();
     let (opened, fd) = c
         .open_log(
@@ -448,15 +454,7 @@ fn a_log_holds_its_file_only_while_written_and_a_file_removed_meanwhile_comes_ba
     assert_eq!(std::fs::read(&log).unwrap(), b"two\n", "made again");
     assert_eq!(pos.offset, 4);
     assert_eq!(pos.inode, std::fs::metadata(&log).unwrap().ino());
-    let event = wait_for(WAIT, "the file_changed_outside event", || {
-        seen.lock()
-            .unwrap()
-            .iter()
-            .find(|e| e["event"] == "file_changed_outside")
-            .cloned()
-    });
-    let _ = events.kill();
-    let _ = events.wait();
+    let event = first_event(events, &seen, "file_changed_outside");
     assert_eq!(
         (&event["expected"], &event["found"], &event["truncations"]),
         (&4.into(), &0.into(), &0.into()),

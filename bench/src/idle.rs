@@ -121,21 +121,23 @@ pub(crate) fn rss_per_idle_domain(b: &mut Bench, count: usize) -> Result<()> {
             b.runs,
             domains.elapsed().as_secs_f64()
         ));
-        if let (Some(k0), Some(k1)) = (&kernel0, &kernel1) {
-            kernel_per_domain.push(k1.per_domain_kib(k0, n));
-            note(format!(
-                "{name} run {run}/{}: {}",
-                b.runs,
-                k1.describe_delta(k0, n)
-            ));
-        }
-        if let (Some(k0), Some(k1)) = (&pinned0, &pinned1) {
-            pinned_per_domain.push(k1.per_domain_kib(k0, n));
-            note(format!(
-                "{name} run {run}/{}: pinned (after reclaiming what can be): {}",
-                b.runs,
-                k1.describe_delta(k0, n)
-            ));
+        for (before, after, into, what) in [
+            (&kernel0, &kernel1, &mut kernel_per_domain, ""),
+            (
+                &pinned0,
+                &pinned1,
+                &mut pinned_per_domain,
+                "pinned (after reclaiming what can be): ",
+            ),
+        ] {
+            if let (Some(k0), Some(k1)) = (before, after) {
+                into.push(k1.per_domain_kib(k0, n));
+                note(format!(
+                    "{name} run {run}/{}: {what}{}",
+                    b.runs,
+                    k1.describe_delta(k0, n)
+                ));
+            }
         }
         if let Some(secs) = std::env::var("LOGD_BENCH_HOLD")
             .ok()
