@@ -1082,3 +1082,28 @@ fn a_resting_log_is_carried_without_a_handle_and_found_again_after_go() {
     assert!(caught.exact);
     assert_eq!(g.size(), fs::metadata(&path).unwrap().len());
 }
+
+/// A state that names no file (no handle, inode 0) gives nothing to compare with: the guardian
+/// opens the log by its path and claims no rotation, rather than "rotated out".
+#[test]
+fn a_state_naming_no_file_is_opened_by_path_with_nothing_caught_up() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = log_path(&tmp);
+    let mut f = RotatingFile::open(&path, cfg(100, 3), false).unwrap();
+    f.write(b"kept\n").unwrap();
+    let mut state = f.export(&mut crate::handover::state::Carrier::out());
+    drop(f);
+    state.file = None;
+    state.inode = 0;
+    let (g, caught) = RotatingFile::restore_after_go(&state, path.as_path().into(), None);
+    assert_eq!(
+        caught.unwrap(),
+        CaughtUp {
+            rotations: 0,
+            written: 0,
+            exact: false,
+        }
+    );
+    assert_eq!(g.rotations(), 0);
+    assert_eq!(g.size(), 5);
+}

@@ -239,6 +239,15 @@ impl RotatingFile {
         state: &crate::handover::state::SinkState,
         carried: Option<File>,
     ) -> Result<CaughtUp, RotateError> {
+        if carried.is_none() && state.inode == 0 {
+            // No file was ever described: nothing to compare with.
+            self.reopen()?;
+            return Ok(CaughtUp {
+                rotations: 0,
+                written: 0,
+                exact: false,
+            });
+        }
         // Which file the state described: the carried handle's, or the state's inode.
         let (dev, ino, carried_len) = match &carried {
             Some(f) => {
