@@ -505,23 +505,28 @@ fn ps_counts_the_daemons_fds_exactly() {
     );
 }
 
-/// Acceptance 6: the metrics endpoint serves text a Prometheus parser accepts, and its counters
-/// match `ps --json`.
-#[test]
-fn metrics_match_ps_and_parse() {
+/// A daemon serving metrics on a free loopback port (8 KiB files), a client, and the write end
+/// of one log, `LOG` of domain `NAME`, opened and not yet written.
+fn metered_daemon(
+    name: &str,
+    log: &str,
+) -> (Daemon, u16, logd_protocol::client::Client, std::fs::File) {
     let port = free_port();
     let d = Daemon::with_config(&format!(
         "metrics_listen = \"127.0.0.1:{port}\"\nmax_size = \"8 KiB\"\n"
     ));
     let mut c = d.client();
     let (_, fd) = c
-        .open_log(
-            DomainId::from_name("qemu", "metered"),
-            "m.log",
-            OpenFlags::default(),
-        )
+        .open_log(DomainId::from_name("qemu", name), log, OpenFlags::default())
         .unwrap();
-    let mut w = std::fs::File::from(fd);
+    (d, port, c, std::fs::File::from(fd))
+}
+
+/// Acceptance 6: the metrics endpoint serves text a Prometheus parser accepts, and its counters
+/// match `ps --json`.
+#[test]
+fn metrics_match_ps_and_parse() {
+    let (d, port, mut c, mut w) = metered_daemon("metered", "m.log");
     let data = numbered_lines(50_000);
     w.write_all(&data).unwrap();
     c.position("m.log").unwrap();
@@ -596,19 +601,7 @@ fn a_live_scrape_passes_promtool() {
     let Some(promtool) = require_tool("promtool") else {
         return;
     };
-    let port = free_port();
-    let d = Daemon::with_config(&format!(
-        "metrics_listen = \"127.0.0.1:{port}\"\nmax_size = \"8 KiB\"\n"
-    ));
-    let mut c = d.client();
-    let (_, fd) = c
-        .open_log(
-            DomainId::from_name("qemu", "linted"),
-            "linted.log",
-            OpenFlags::default(),
-        )
-        .unwrap();
-    let mut w = std::fs::File::from(fd);
+    let (d, port, mut c, mut w) = metered_daemon("linted", "linted.log");
     w.write_all(&numbered_lines(20_000)).unwrap();
     c.position("linted.log").unwrap();
     let spec = logd_protocol::ConsoleSpec {

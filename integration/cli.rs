@@ -112,17 +112,7 @@ fn tail_n_prints_the_last_lines_across_rotations() {
     all.truncate(all.iter().rposition(|&b| b == b'\n').unwrap() + 1);
     let src = d.dir.path().join("src.txt");
     std::fs::write(&src, &all).unwrap();
-    d.ctl_ok(&[
-        "run",
-        "--domain",
-        "t",
-        "--log",
-        "t.log",
-        "--",
-        "cat",
-        src.to_str().unwrap(),
-    ]);
-    d.ctl_ok(&["position", "--log", "t.log"]);
+    cat_into_log(&d, "t", "t.log", &src);
     assert!(d.log("t.log.2").exists(), "not rotated enough");
     let on_disk = read_rotated(&d.log("t.log"), 8);
     let lines: Vec<&[u8]> = on_disk.split_inclusive(|&b| b == b'\n').collect();

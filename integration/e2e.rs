@@ -170,17 +170,7 @@ fn tail_returns_exactly_the_last_bytes_across_rotation() {
     let d = Daemon::with_config("max_size = \"16 KiB\"\nmax_backups = 3\n");
     let data = numbered_lines(200 * KIB + 123);
     let src = write_file(&d, "src.bin", &data);
-    d.ctl_ok(&[
-        "run",
-        "--domain",
-        "t",
-        "--log",
-        "t.log",
-        "--",
-        "cat",
-        src.to_str().unwrap(),
-    ]);
-    d.ctl_ok(&["position", "--log", "t.log"]); // drains the pipe: every byte is on disk
+    cat_into_log(&d, "t", "t.log", &src);
     let kept = read_rotated(&d.log("t.log"), 3);
     assert!(kept.len() > 48 * KIB);
     for n in [

@@ -57,6 +57,22 @@ pub fn port_of(output: &[u8]) -> u16 {
         .unwrap_or_else(|_| panic!("no port at the end of {text:?}"))
 }
 
+/// `logdctl run --domain DOMAIN --log LOG -- cat SRC`, then `logdctl position`, which drains
+/// the pipe: every byte of SRC is in the log's files when this returns.
+pub fn cat_into_log(d: &Daemon, domain: &str, log: &str, src: &Path) {
+    d.ctl_ok(&[
+        "run",
+        "--domain",
+        domain,
+        "--log",
+        log,
+        "--",
+        "cat",
+        src.to_str().unwrap(),
+    ]);
+    d.ctl_ok(&["position", "--log", log]);
+}
+
 /// The bytes of a log: backups oldest first, then the active file.
 pub fn read_rotated(path: &Path, max_backups: u32) -> Vec<u8> {
     rotated_files(path, max_backups)
